@@ -1,0 +1,1 @@
+//! The salsa database, the stage queries, the on-disk store and the watch loop.

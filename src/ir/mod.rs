@@ -1,0 +1,13 @@
+//! The typed core IR: tensors, ops and graphs, plus shape inference.
+//!
+//! **Invariant:** plain data. No salsa, no IO, no miette: every other layer builds on this
+//! one, and it knows nothing about where graphs come from or where they go.
+
+mod graph;
+mod op;
+pub mod shape;
+mod tensor;
+
+pub use graph::{Graph, InvalidGraph, Node, TensorId, TensorInfo};
+pub use op::{Conv, Op, PadMode, Pool, Window};
+pub use tensor::{DType, ShapeMismatch, Tensor, TensorData, strides_of};

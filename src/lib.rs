@@ -1,0 +1,14 @@
+//! qairt: a trained network to a verified, quantized, deployable artifact, as an incremental
+//! build. See `docs/architecture.md` for the layering; arrows point only downward:
+//! `cli -> engine -> {verify, runtime, compile, quant, passes, onnx} -> ir`.
+
+pub mod cli;
+pub mod compile;
+pub mod engine;
+pub mod ir;
+pub mod onnx;
+pub mod passes;
+pub mod project;
+pub mod quant;
+pub mod runtime;
+pub mod verify;

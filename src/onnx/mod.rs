@@ -1,0 +1,1 @@
+//! ONNX protobuf decoding and import into the IR (no salsa, no file system).

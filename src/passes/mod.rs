@@ -1,0 +1,2 @@
+//! Graph optimizations: constant folding, BatchNorm folding, Identity/Dropout removal,
+//! dead-node pruning.

@@ -1,0 +1,1 @@
+//! `qairt.toml`: schema, defaults and validation with source spans.

@@ -1,0 +1,4 @@
+//! Kernels and executors: the float reference interpreter over the IR and the executor of a
+//! compiled `model.bin` (float or quantized emulation).
+
+pub mod kernels;

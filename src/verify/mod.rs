@@ -1,0 +1,1 @@
+//! Accuracy metrics between a simulated run and its reference, per output and per layer.
