@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod diag;
 pub mod engine;
 pub mod ir;
 pub mod onnx;

@@ -1,0 +1,467 @@
+//! `qairt.toml` schema: the raw, span-carrying form serde reads, and the resolved
+//! [`ProjectConfig`] every other layer uses.
+//!
+//! **Invariant:** every user mistake becomes a [`Diag`] pointing at the offending line and
+//! column of `qairt.toml` with the allowed values; paths are resolved relative to the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diag, closest};
+use crate::quant::settings::{CalibrationMethod, QuantSettings, Schema};
+
+/// The resolved project: defaults applied, per-target quantization merged, paths absolute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectConfig {
+    /// The `qairt.toml` file itself.
+    pub file: PathBuf,
+    /// Its directory: every relative path is resolved against it.
+    pub root: PathBuf,
+    pub name: String,
+    pub out_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub model: ModelConfig,
+    pub calibration: Option<CalibrationConfig>,
+    pub targets: Vec<TargetConfig>,
+    pub verify: VerifyConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub define_symbols: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationConfig {
+    pub input_list: PathBuf,
+    pub max_samples: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetConfig {
+    pub name: String,
+    pub backend: String,
+    pub quant: QuantSettings,
+    pub overrides: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyConfig {
+    pub input_list: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub golden: Option<PathBuf>,
+    pub max_samples: Option<usize>,
+    pub thresholds: Thresholds,
+}
+
+/// Verification thresholds; any that is set and not met fails the build (exit 2).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Thresholds {
+    pub min_sqnr_db: Option<f64>,
+    pub min_cosine: Option<f64>,
+    pub min_top1_agreement: Option<f64>,
+    pub max_accuracy_drop: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    project: Spanned<RawProject>,
+    model: Spanned<RawModel>,
+    calibration: Option<RawCalibration>,
+    quantization: Option<RawQuant>,
+    target: Option<Vec<Spanned<RawQuant>>>,
+    verify: Option<Spanned<RawVerify>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: Spanned<String>,
+    out_dir: Option<Spanned<String>>,
+    cache_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    path: Spanned<String>,
+    #[serde(default)]
+    define_symbols: BTreeMap<String, Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalibration {
+    input_list: Spanned<String>,
+    max_samples: Option<Spanned<i64>>,
+}
+
+/// `[quantization]` and `[[target]]` share one key set; `name` and `backend` are accepted
+/// only in a target (checked by hand, so both tables keep `deny_unknown_fields`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuant {
+    name: Option<Spanned<String>>,
+    backend: Option<Spanned<String>>,
+    act_bitwidth: Option<Spanned<i64>>,
+    weight_bitwidth: Option<Spanned<i64>>,
+    bias_bitwidth: Option<Spanned<i64>>,
+    act_calibration: Option<Spanned<String>>,
+    param_calibration: Option<Spanned<String>>,
+    act_schema: Option<Spanned<String>>,
+    param_schema: Option<Spanned<String>>,
+    percentile: Option<Spanned<f64>>,
+    per_channel: Option<bool>,
+    overrides: Option<Spanned<String>>,
+    float_fallback: Option<bool>,
+    algorithms: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    input_list: Spanned<String>,
+    labels: Option<Spanned<String>>,
+    golden: Option<Spanned<String>>,
+    max_samples: Option<Spanned<i64>>,
+    #[serde(default)]
+    thresholds: RawThresholds,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawThresholds {
+    min_sqnr_db: Option<Spanned<f64>>,
+    min_cosine: Option<Spanned<f64>>,
+    min_top1_agreement: Option<Spanned<f64>>,
+    max_accuracy_drop: Option<Spanned<f64>>,
+}
+
+/// Collects every problem in the file instead of stopping at the first.
+struct Checker<'a> {
+    file: &'a Path,
+    diags: Vec<Diag>,
+}
+
+impl Checker<'_> {
+    fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>, help: impl Into<String>) {
+        let span = spanned.span();
+        let message = message.into();
+        self.diags.push(
+            Diag::error("qairt::config::invalid_value", message.clone())
+                .in_file(self.file)
+                .at(span.start, span.end - span.start, message)
+                .with_help(help),
+        );
+    }
+
+    fn one_of(&mut self, value: &Spanned<i64>, allowed: &[i64], what: &str) -> u32 {
+        let v = *value.get_ref();
+        if !allowed.contains(&v) {
+            let list = allowed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            self.error(value, format!("{what} {v} is not supported"), format!("allowed values: {list}"));
+        }
+        v.clamp(0, u32::MAX as i64) as u32
+    }
+
+    fn name_in<T: Copy>(&mut self, value: &Spanned<String>, what: &str, names: &[&str], parse: fn(&str) -> Option<T>) -> Option<T> {
+        let parsed = parse(value.get_ref());
+        if parsed.is_none() {
+            let mut help = format!("allowed values: {}", names.join(", "));
+            if let Some(near) = closest(value.get_ref(), names.iter().copied()) {
+                help = format!("did you mean \"{near}\"? ({help})");
+            }
+            self.error(value, format!("unknown {what} \"{}\"", value.get_ref()), help);
+        }
+        parsed
+    }
+
+    fn count(&mut self, value: &Option<Spanned<i64>>, what: &str) -> Option<usize> {
+        let value = value.as_ref()?;
+        if *value.get_ref() < 1 {
+            self.error(value, format!("{what} must be at least 1"), "use a positive sample count, or remove the key to use every line");
+            return None;
+        }
+        Some(*value.get_ref() as usize)
+    }
+}
+
+/// Applies the keys set in `raw` on top of `base`.
+fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> QuantSettings {
+    let mut q = base.clone();
+    if let Some(v) = &raw.act_bitwidth {
+        q.act_bitwidth = check.one_of(v, &[8, 16], "act_bitwidth");
+    }
+    if let Some(v) = &raw.weight_bitwidth {
+        q.weight_bitwidth = check.one_of(v, &[4, 8, 16], "weight_bitwidth");
+    }
+    if let Some(v) = &raw.bias_bitwidth {
+        q.bias_bitwidth = check.one_of(v, &[8, 32], "bias_bitwidth");
+    }
+    if let Some(v) = &raw.act_calibration {
+        let names = CalibrationMethod::NAMES;
+        q.act_calibration = check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.act_calibration);
+    }
+    if let Some(v) = &raw.param_calibration {
+        let names = CalibrationMethod::NAMES;
+        q.param_calibration = check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.param_calibration);
+    }
+    if let Some(v) = &raw.act_schema {
+        q.act_schema = check.name_in(v, "schema", Schema::NAMES, Schema::parse).unwrap_or(q.act_schema);
+    }
+    if let Some(v) = &raw.param_schema {
+        q.param_schema = check.name_in(v, "schema", Schema::NAMES, Schema::parse).unwrap_or(q.param_schema);
+    }
+    if let Some(v) = &raw.percentile {
+        let p = *v.get_ref();
+        if !(90.0..=100.0).contains(&p) {
+            check.error(v, format!("percentile {p} is out of range"), "allowed range: 90 to 100 (default 99.99)");
+        }
+        q.percentile = p;
+    }
+    if let Some(v) = raw.per_channel {
+        q.per_channel = v;
+    }
+    if let Some(v) = raw.float_fallback {
+        q.float_fallback = v;
+    }
+    if let Some(v) = &raw.algorithms {
+        for name in v.get_ref() {
+            if name != "cle" {
+                check.error(v, format!("unknown algorithm \"{name}\""), "allowed values: cle");
+            }
+        }
+        q.algorithms = v.get_ref().clone();
+    }
+    q
+}
+
+/// Parses and validates `qairt.toml`. `file` is its path (used for resolving relative paths
+/// and in diagnostics); `text` its contents.
+pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_error(file, &e)])?;
+    let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut check = Checker { file, diags: Vec::new() };
+    let resolve = |p: &Spanned<String>| root.join(p.get_ref());
+
+    let project = raw.project.get_ref();
+    if project.name.get_ref().trim().is_empty() {
+        check.error(&project.name, "the project name is empty", "give the project a name, e.g. name = \"digits\"");
+    }
+    let out_dir = project.out_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("out"));
+    let cache_dir = project.cache_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("cache"));
+
+    let raw_model = raw.model.get_ref();
+    let mut define_symbols = BTreeMap::new();
+    for (name, value) in &raw_model.define_symbols {
+        if *value.get_ref() < 1 {
+            check.error(value, format!("symbol `{name}` must be a positive dimension"), "e.g. define_symbols = { batch = 1 }");
+        }
+        define_symbols.insert(name.clone(), (*value.get_ref()).max(1) as usize);
+    }
+    let model = ModelConfig { path: resolve(&raw_model.path), define_symbols };
+
+    let calibration = raw.calibration.as_ref().map(|c| CalibrationConfig {
+        input_list: resolve(&c.input_list),
+        max_samples: check.count(&c.max_samples, "max_samples"),
+    });
+
+    let defaults_raw = raw.quantization.unwrap_or_default();
+    for key in [&defaults_raw.name, &defaults_raw.backend].into_iter().flatten() {
+        check.error(key, "`name` and `backend` belong in a [[target]] table", "move this key into a [[target]] table");
+    }
+    let defaults = apply_quant(&QuantSettings::default(), &defaults_raw, &mut check);
+    let default_overrides = defaults_raw.overrides.as_ref().map(resolve);
+
+    let mut targets: Vec<TargetConfig> = Vec::new();
+    let raw_targets = raw.target.unwrap_or_default();
+    if raw_targets.is_empty() {
+        check.diags.push(
+            Diag::error("qairt::config::no_target", "qairt.toml defines no [[target]]")
+                .in_file(file)
+                .at(0, 0, "expected at least one [[target]] table")
+                .with_help("add e.g.\n[[target]]\nname = \"htp-w8a8\"\nbackend = \"htp\""),
+        );
+    }
+    for t in &raw_targets {
+        let raw_t = t.get_ref();
+        let Some(name) = &raw_t.name else {
+            check.error(t, "this [[target]] has no `name`", "add name = \"...\" to the target");
+            continue;
+        };
+        let Some(backend) = &raw_t.backend else {
+            check.error(t, format!("target \"{}\" has no `backend`", name.get_ref()), "add backend = \"htp\" (or \"cpu\", ...)");
+            continue;
+        };
+        let valid_name = !name.get_ref().is_empty()
+            && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_name {
+            check.error(name, "a target name must be non-empty and use only letters, digits, '-', '_' and '.'", "it names the directory out/<target>/");
+        }
+        if targets.iter().any(|other| other.name == *name.get_ref()) {
+            check.error(name, format!("target \"{}\" is defined twice", name.get_ref()), "give every target a unique name");
+        }
+        targets.push(TargetConfig {
+            name: name.get_ref().clone(),
+            backend: backend.get_ref().clone(),
+            quant: apply_quant(&defaults, raw_t, &mut check),
+            overrides: raw_t.overrides.as_ref().map(resolve).or_else(|| default_overrides.clone()),
+        });
+    }
+
+    let Some(raw_verify) = raw.verify else {
+        check.diags.push(
+            Diag::error("qairt::config::no_verify", "qairt.toml has no [verify] table")
+                .in_file(file)
+                .at(0, 0, "expected a [verify] table")
+                .with_help("add [verify] with input_list = \"<test input list>\""),
+        );
+        return Err(check.diags);
+    };
+    let v = raw_verify.get_ref();
+    let mut threshold = |value: &Option<Spanned<f64>>, range: std::ops::RangeInclusive<f64>, help: &str| {
+        let value = value.as_ref()?;
+        if !range.contains(value.get_ref()) {
+            check.error(value, format!("threshold {} is out of range", value.get_ref()), help.to_string());
+        }
+        Some(*value.get_ref())
+    };
+    let thresholds = Thresholds {
+        min_sqnr_db: threshold(&v.thresholds.min_sqnr_db, -200.0..=400.0, "an SQNR in dB, e.g. 25.0"),
+        min_cosine: threshold(&v.thresholds.min_cosine, -1.0..=1.0, "a cosine similarity in [-1, 1], e.g. 0.99"),
+        min_top1_agreement: threshold(&v.thresholds.min_top1_agreement, 0.0..=1.0, "a fraction in [0, 1], e.g. 0.98"),
+        max_accuracy_drop: threshold(&v.thresholds.max_accuracy_drop, 0.0..=1.0, "a fraction in [0, 1], e.g. 0.01"),
+    };
+    let verify = VerifyConfig {
+        input_list: resolve(&v.input_list),
+        labels: v.labels.as_ref().map(resolve),
+        golden: v.golden.as_ref().map(resolve),
+        max_samples: check.count(&v.max_samples, "max_samples"),
+        thresholds,
+    };
+
+    if !check.diags.is_empty() {
+        return Err(check.diags);
+    }
+    Ok(ProjectConfig {
+        file: file.to_path_buf(),
+        root,
+        name: project.name.get_ref().clone(),
+        out_dir,
+        cache_dir,
+        model,
+        calibration,
+        targets,
+        verify,
+    })
+}
+
+fn toml_error(file: &Path, e: &toml::de::Error) -> Diag {
+    let message = e.message().trim().to_string();
+    let mut diag = Diag::error("qairt::config::syntax", format!("invalid qairt.toml: {message}")).in_file(file);
+    if let Some(span) = e.span() {
+        diag = diag.at(span.start, span.end.saturating_sub(span.start), message.clone());
+    }
+    let help = if message.contains("unknown field") {
+        "remove or correct the key; the allowed keys are listed above (see README, `qairt.toml` reference)"
+    } else if message.contains("missing field") {
+        "add the missing key; see the `qairt.toml` reference in the README"
+    } else {
+        "see the `qairt.toml` reference in the README"
+    };
+    diag.with_help(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[project]
+name = "digits"
+
+[model]
+path = "model.onnx"
+
+[calibration]
+input_list = "calib/input_list.txt"
+
+[quantization]
+act_bitwidth = 8
+
+[[target]]
+name = "htp-w8a16"
+backend = "htp"
+act_bitwidth = 16
+
+[[target]]
+name = "cpu"
+backend = "cpu"
+
+[verify]
+input_list = "test/input_list.txt"
+[verify.thresholds]
+min_sqnr_db = 25.0
+"#;
+
+    fn parse(text: &str) -> Result<ProjectConfig, Vec<Diag>> {
+        parse_config(Path::new("/p/qairt.toml"), text)
+    }
+
+    fn line_of(text: &str, diag: &Diag) -> usize {
+        let (start, _) = diag.span.expect("a span");
+        text[..start].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn targets_inherit_defaults_and_override_them() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.targets[0].quant.act_bitwidth, 16);
+        assert_eq!(cfg.targets[1].quant.act_bitwidth, 8);
+        assert_eq!(cfg.model.path, Path::new("/p/model.onnx"));
+        assert_eq!(cfg.out_dir, Path::new("/p/out"));
+        assert_eq!(cfg.verify.thresholds.min_sqnr_db, Some(25.0));
+    }
+
+    #[test]
+    fn an_unknown_key_points_at_its_line() {
+        let text = MINIMAL.replace("act_bitwidth = 16", "act_bitwdth = 16");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.contains("act_bitwdth"), "{}", diags[0].message);
+        assert_eq!(line_of(&text, &diags[0]), 17);
+    }
+
+    #[test]
+    fn bitwidth_three_is_refused_with_the_allowed_values() {
+        let text = MINIMAL.replace("act_bitwidth = 16", "act_bitwidth = 3");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(line_of(&text, &diags[0]), 17);
+        assert!(diags[0].help.as_deref().unwrap().contains("8, 16"));
+    }
+
+    #[test]
+    fn a_misspelled_calibration_method_gets_a_suggestion() {
+        let text = MINIMAL.replace("act_bitwidth = 16", "act_calibration = \"min_max\"");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].help.as_deref().unwrap().contains("did you mean \"min-max\""));
+    }
+
+    #[test]
+    fn a_wrong_type_is_a_diagnostic() {
+        let text = MINIMAL.replace("act_bitwidth = 16", "act_bitwidth = \"sixteen\"");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(line_of(&text, &diags[0]), 17);
+    }
+
+    #[test]
+    fn comments_do_not_change_the_parsed_config() {
+        let commented = format!("# tuned by hand\n{MINIMAL}");
+        assert_eq!(parse(&commented).unwrap(), parse(MINIMAL).unwrap());
+    }
+}
