@@ -2,3 +2,6 @@
 //! compiled `model.bin` (float or quantized emulation).
 
 pub mod kernels;
+pub mod interpret;
+
+pub use interpret::{RuntimeError, interpret};

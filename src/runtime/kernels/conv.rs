@@ -1,0 +1,446 @@
+//! Conv over 1-D and 2-D inputs (`[N, C, W]` / `[N, C, H, W]`) with groups, dilations and
+//! asymmetric pads.
+//!
+//! The general case lowers each (image, group) to one sgemm: the weights `[M/g, C/g*kh*kw]`
+//! times the im2col matrix `[C/g*kh*kw, OH*OW]`, written straight into the output planes.
+//! A pointwise conv (1x1, stride 1, no pads) skips im2col: the input planes already are that
+//! matrix. Convs with one input channel per group (depthwise, with any channel multiplier)
+//! run a direct loop instead, which walks contiguous rows and never materializes im2col.
+
+use super::gemm::sgemm;
+use super::window::Geometry;
+use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
+use crate::ir::{Conv, Tensor, TensorData};
+
+const OP: &str = "Conv";
+
+/// Conv: inputs `[X, W]` or `[X, W, B]`, `W` of shape `[M, C/group, k...]`, `B` of shape `[M]`.
+pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    expect_inputs(OP, inputs, 2, 3)?;
+    let (x_t, w_t) = (input(OP, inputs, 0, "X")?, input(OP, inputs, 1, "W")?);
+    let (x, w) = (
+        f32_input(OP, inputs, 0, "X")?,
+        f32_input(OP, inputs, 1, "W")?,
+    );
+    let [m, per_group, ref kernel @ ..] = w_t.shape[..] else {
+        return Err(KernelError::new(
+            OP,
+            format!("weights must have rank 3 or more, got {:?}", w_t.shape),
+        ));
+    };
+    let geo = Geometry::resolve(OP, &x_t.shape, &conv.window, kernel, false)?;
+    let group = conv.group;
+    if group == 0 || m % group != 0 || per_group.checked_mul(group) != Some(geo.channels) {
+        return Err(KernelError::new(
+            OP,
+            format!(
+                "group {group} does not fit input channels {} and weights {:?}",
+                geo.channels, w_t.shape
+            ),
+        ));
+    }
+    let bias = if inputs.len() == 3 {
+        let b = f32_input(OP, inputs, 2, "B")?;
+        if b.len() != m {
+            return Err(KernelError::new(
+                OP,
+                format!("bias has {} values for {m} output channels", b.len()),
+            ));
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let out_shape = geo.output_shape(m);
+    let mut y = vec![0.0f32; element_count(OP, &out_shape)?];
+    let out_plane = geo.out_plane();
+    if y.is_empty() || geo.in_plane() == 0 {
+        return tensor(OP, out_shape, TensorData::F32(y));
+    }
+    if let Some(b) = bias {
+        for (plane, &value) in y.chunks_exact_mut(out_plane).zip(b.iter().cycle()) {
+            plane.fill(value);
+        }
+    }
+    if per_group == 1 {
+        depthwise(x, w, &geo, m, &mut y);
+    } else {
+        grouped_gemm(x, w, &geo, m, group, bias.is_some(), &mut y)?;
+    }
+    tensor(OP, out_shape, TensorData::F32(y))
+}
+
+/// The general case: one sgemm per (image, group), on im2col columns.
+fn grouped_gemm(
+    x: &[f32],
+    w: &[f32],
+    geo: &Geometry,
+    m: usize,
+    group: usize,
+    accumulate: bool,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let (h, wa) = (geo.h, geo.w);
+    let per_group = geo.channels / group;
+    let m_per_group = m / group;
+    let depth = per_group * h.kernel * wa.kernel;
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    let pointwise = h.kernel == 1
+        && wa.kernel == 1
+        && h.stride == 1
+        && wa.stride == 1
+        && h.pad_begin + h.pad_end + wa.pad_begin + wa.pad_end == 0;
+    let mut columns = if pointwise {
+        Vec::new()
+    } else {
+        vec![0.0f32; depth * out_plane]
+    };
+    let x_group_len = per_group * in_plane;
+    let y_group_len = m_per_group * out_plane;
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    for (x_image, y_image) in x
+        .chunks_exact(geo.channels * in_plane)
+        .zip(y.chunks_exact_mut(m * out_plane))
+    {
+        let groups = x_image
+            .chunks_exact(x_group_len)
+            .zip(y_image.chunks_exact_mut(y_group_len))
+            .zip(w.chunks_exact(m_per_group * depth));
+        for ((x_group, y_group), w_group) in groups {
+            let matrix: &[f32] = if pointwise {
+                x_group
+            } else {
+                im2col(x_group, geo, &mut columns);
+                &columns
+            };
+            sgemm(
+                OP,
+                (m_per_group, depth, out_plane),
+                1.0,
+                w_group,
+                (depth, 1),
+                matrix,
+                (out_plane, 1),
+                beta,
+                y_group,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `columns` (`[C*kh*kw, OH*OW]`, row-major) from the `C` input planes of `x`: row
+/// `(c, i, j)` holds, for every output position, the input value under tap `(i, j)` of channel
+/// `c`, or 0 where the tap falls in the padding.
+fn im2col(x: &[f32], geo: &Geometry, columns: &mut [f32]) {
+    let (h, w) = (geo.h, geo.w);
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    let taps = h.kernel * w.kernel;
+    for (r, row) in columns.chunks_exact_mut(out_plane).enumerate() {
+        let (c, i, j) = (r / taps, (r % taps) / w.kernel, r % w.kernel);
+        let plane = &x[c * in_plane..(c + 1) * in_plane];
+        let (w_lo, w_hi) = w.valid_outputs(j);
+        for (oh, out_row) in row.chunks_exact_mut(w.output).enumerate() {
+            let ih = h.coordinate(oh, i);
+            if ih < 0 || ih as usize >= h.input || w_lo >= w_hi {
+                out_row.fill(0.0);
+                continue;
+            }
+            let ih = ih as usize;
+            let in_row = &plane[ih * w.input..(ih + 1) * w.input];
+            out_row[..w_lo].fill(0.0);
+            out_row[w_hi..].fill(0.0);
+            let start = w.coordinate(w_lo, j) as usize;
+            copy_strided(&mut out_row[w_lo..w_hi], &in_row[start..], w.stride);
+        }
+    }
+}
+
+/// `dst[o] = src[o * stride]`.
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+            *d = s;
+        }
+    }
+}
+
+/// One input channel per group: output channel `oc` reads input channel `oc / multiplier`.
+/// Accumulates tap by tap over contiguous output rows.
+fn depthwise(x: &[f32], w: &[f32], geo: &Geometry, m: usize, y: &mut [f32]) {
+    let (h, wa) = (geo.h, geo.w);
+    let multiplier = m / geo.channels;
+    let taps = h.kernel * wa.kernel;
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    for (plane_index, out) in y.chunks_exact_mut(out_plane).enumerate() {
+        let (n, oc) = (plane_index / m, plane_index % m);
+        let c = oc / multiplier;
+        let start = (n * geo.channels + c) * in_plane;
+        let plane = &x[start..start + in_plane];
+        let kernel = &w[oc * taps..(oc + 1) * taps];
+        for (t, &weight) in kernel.iter().enumerate() {
+            let (i, j) = (t / wa.kernel, t % wa.kernel);
+            let (w_lo, w_hi) = wa.valid_outputs(j);
+            let (h_lo, h_hi) = h.valid_outputs(i);
+            if w_lo >= w_hi {
+                continue;
+            }
+            let in_start = wa.coordinate(w_lo, j) as usize;
+            for oh in h_lo..h_hi {
+                let ih = h.coordinate(oh, i) as usize;
+                let in_row = &plane[ih * wa.input + in_start..(ih + 1) * wa.input];
+                let out_row = &mut out[oh * wa.output + w_lo..oh * wa.output + w_hi];
+                if wa.stride == 1 {
+                    for (o, &v) in out_row.iter_mut().zip(in_row) {
+                        *o += weight * v;
+                    }
+                } else {
+                    for (o, &v) in out_row.iter_mut().zip(in_row.iter().step_by(wa.stride)) {
+                        *o += weight * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Window;
+
+    fn conv_op(
+        kernel: &[usize],
+        strides: &[usize],
+        pads: &[usize],
+        dilations: &[usize],
+        group: usize,
+    ) -> Conv {
+        Conv {
+            window: Window {
+                kernel: kernel.to_vec(),
+                strides: strides.to_vec(),
+                pads: pads.to_vec(),
+                dilations: dilations.to_vec(),
+            },
+            group,
+        }
+    }
+
+    fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
+        Tensor::from_f32(shape.to_vec(), data)
+    }
+
+    fn iota(n: usize) -> Vec<f32> {
+        (0..n).map(|i| i as f32).collect()
+    }
+
+    #[test]
+    fn conv_3x3_with_padding_and_bias() {
+        // X = 0..9 as a 3x3 image, W = all ones 3x3, pad 1, bias 0.5: each output is the sum of
+        // the 3x3 neighbourhood (zeros outside) plus 0.5.
+        //   0 1 2      top-left: 0+1+3+4 = 8        top: 0+1+2+3+4+5 = 15      top-right: 1+2+4+5 = 12
+        //   3 4 5      left: 0+1+3+4+6+7 = 21       centre: 36                 right: 1+2+4+5+7+8 = 27
+        //   6 7 8      bottom-left: 3+4+6+7 = 20    bottom: 3+..+8 = 33        bottom-right: 4+5+7+8 = 24
+        let x = t(&[1, 1, 3, 3], iota(9));
+        let w = t(&[1, 1, 3, 3], vec![1.0; 9]);
+        let b = t(&[1], vec![0.5]);
+        let op = conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[], 1);
+        let y = conv(&op, &[&x, &w, &b]).unwrap();
+        assert_eq!(y.shape, vec![1, 1, 3, 3]);
+        let expected = [8.5, 15.5, 12.5, 21.5, 36.5, 27.5, 20.5, 33.5, 24.5];
+        assert_eq!(y.as_f32().unwrap(), &expected);
+    }
+
+    #[test]
+    fn conv_stride_2_two_channels_two_filters() {
+        // X: channel 0 = 0..16 (4x4), channel 1 = all 1. W[0] = ones on channel 0 only (2x2);
+        // W[1] = 1 on channel 0 top-left tap, -1 on every channel-1 tap. Stride 2, no pad.
+        // Filter 0 windows of channel 0: (0+1+4+5)=10, (2+3+6+7)=18, (8+9+12+13)=42, (10+11+14+15)=50.
+        // Filter 1: top-left value - 4: 0-4=-4, 2-4=-2, 8-4=4, 10-4=6.
+        let mut xs = iota(16);
+        xs.extend([1.0; 16]);
+        let x = t(&[1, 2, 4, 4], xs);
+        #[rustfmt::skip]
+        let w = t(&[2, 2, 2, 2], vec![
+            1.0, 1.0, 1.0, 1.0,   0.0, 0.0, 0.0, 0.0,
+            1.0, 0.0, 0.0, 0.0,  -1.0, -1.0, -1.0, -1.0,
+        ]);
+        let op = conv_op(&[2, 2], &[2, 2], &[], &[], 1);
+        let y = conv(&op, &[&x, &w]).unwrap();
+        assert_eq!(y.shape, vec![1, 2, 2, 2]);
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[10.0, 18.0, 42.0, 50.0, -4.0, -2.0, 4.0, 6.0]
+        );
+    }
+
+    #[test]
+    fn conv_dilated_with_asymmetric_pads() {
+        // 1-D: x = [1,2,3,4,5], kernel [1, 10] dilation 2, pads begin 0 end 2.
+        // padded x = [1,2,3,4,5,0,0]; out length = (7 - 3) / 1 + 1 = 5; y[o] = x[o] + 10*x[o+2]
+        // = [1+30, 2+40, 3+50, 4+0, 5+0] = [31, 42, 53, 4, 5]
+        let x = t(&[1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        let w = t(&[1, 1, 2], vec![1.0, 10.0]);
+        let op = conv_op(&[2], &[], &[0, 2], &[2], 1);
+        let y = conv(&op, &[&x, &w]).unwrap();
+        assert_eq!(y.shape, vec![1, 1, 5]);
+        assert_eq!(y.as_f32().unwrap(), &[31.0, 42.0, 53.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn conv_1d_strided_with_left_pad() {
+        // x = [1,2,3,4], kernel [1,1,1], pad 1 each side, stride 2: padded [0,1,2,3,4,0]
+        // out = (6 - 3) / 2 + 1 = 2: [0+1+2, 2+3+4] = [3, 9]
+        let x = t(&[1, 1, 4], vec![1.0, 2.0, 3.0, 4.0]);
+        let w = t(&[1, 1, 3], vec![1.0; 3]);
+        let op = conv_op(&[3], &[2], &[1, 1], &[], 1);
+        let y = conv(&op, &[&x, &w]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[3.0, 9.0]);
+    }
+
+    #[test]
+    fn pointwise_conv_on_a_batch() {
+        // 1x1 conv mixes channels per pixel: y0 = x0 + x1, y1 = 2*x0 - x1, plus bias [1, 0].
+        // Image 0: x0 = [1,2], x1 = [3,4] -> y0 = [4,6]+1 = [5,7], y1 = [2-3, 4-4] = [-1, 0].
+        // Image 1: x0 = [0,1], x1 = [1,0] -> y0 = [1,1]+1 = [2,2], y1 = [0-1, 2-0] = [-1, 2].
+        let x = t(&[2, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 1.0, 0.0]);
+        let w = t(&[2, 2, 1, 1], vec![1.0, 1.0, 2.0, -1.0]);
+        let b = t(&[2], vec![1.0, 0.0]);
+        let op = conv_op(&[1, 1], &[], &[], &[], 1);
+        let y = conv(&op, &[&x, &w, &b]).unwrap();
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[5.0, 7.0, -1.0, 0.0, 2.0, 2.0, -1.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn grouped_conv_keeps_groups_apart() {
+        // 4 input channels, 2 groups, 2 filters (one per group), 1x1 kernels of ones:
+        // y0 = x0 + x1, y1 = x2 + x3. Pixel values: x_c = c + 1 -> y = [3, 7].
+        let x = t(&[1, 4, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
+        let w = t(&[2, 2, 1, 1], vec![1.0; 4]);
+        let op = conv_op(&[1, 1], &[], &[], &[], 2);
+        let y = conv(&op, &[&x, &w]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[3.0, 7.0]);
+    }
+
+    #[test]
+    fn depthwise_with_multiplier_stride_and_padding() {
+        // 2 channels, multiplier 2 (4 filters), 3x3 input, 2x2 kernels, stride 2, pad 1 all round.
+        // Padded 5x5, out = (5 - 2) / 2 + 1 = 2 per axis. Output (oh, ow) covers padded rows
+        // 2oh..2oh+1, i.e. input rows 2oh-1..2oh (same for columns).
+        // Channel 0 = 0..9, channel 1 = 10 * (0..9).
+        //   filter 0 (ch 0) = [[0,0],[0,1]] picks input (2oh, 2ow): [0, 2, 6, 8]
+        //   filter 1 (ch 0) = [[1,0],[0,0]] picks input (2oh-1, 2ow-1): only (1,1) -> 4: [0,0,0,4]
+        //   filter 2 (ch 1) = ones, bias 1: window sums of ch1:
+        //     (0,0): x[0,0] = 0; (0,1): x[0,1]+x[0,2] = 10+20 = 30;
+        //     (1,0): x[1,0]+x[2,0] = 30+60 = 90; (1,1): 40+50+70+80 = 240; +1 each
+        //   filter 3 (ch 1) = [[0,0],[1,0]] picks (2oh, 2ow-1): [0, 10, 0, 70]
+        let mut xs = iota(9);
+        xs.extend(iota(9).iter().map(|v| v * 10.0));
+        let x = t(&[1, 2, 3, 3], xs);
+        #[rustfmt::skip]
+        let w = t(&[4, 1, 2, 2], vec![
+            0.0, 0.0, 0.0, 1.0,
+            1.0, 0.0, 0.0, 0.0,
+            1.0, 1.0, 1.0, 1.0,
+            0.0, 0.0, 1.0, 0.0,
+        ]);
+        let b = t(&[4], vec![0.0, 0.0, 1.0, 0.0]);
+        let op = conv_op(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], 2);
+        let y = conv(&op, &[&x, &w, &b]).unwrap();
+        assert_eq!(y.shape, vec![1, 4, 2, 2]);
+        #[rustfmt::skip]
+        let expected = [
+            0.0, 2.0, 6.0, 8.0,
+            0.0, 0.0, 0.0, 4.0,
+            1.0, 31.0, 91.0, 241.0,
+            0.0, 10.0, 0.0, 70.0,
+        ];
+        assert_eq!(y.as_f32().unwrap(), &expected);
+    }
+
+    #[test]
+    fn depthwise_and_gemm_paths_agree_with_a_direct_sum() {
+        // A 2-group conv with 2 channels per group (gemm path) whose second input channel of
+        // each group has zero weights equals a depthwise conv on the first channels; both are
+        // checked against the definition y[oc,oh,ow] = sum_ij w[i,j] * x[oh*s+i*d-p, ow*s+j*d-p].
+        let (hgt, wid) = (5usize, 6usize);
+        let xs: Vec<f32> = (0..4 * hgt * wid)
+            .map(|i| ((i * 7 % 11) as f32) - 5.0)
+            .collect();
+        let x = t(&[1, 4, hgt, wid], xs.clone());
+        let kernel: Vec<f32> = vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.75, 1.0, 0.0, 3.0];
+        let mut w_full = Vec::new();
+        for _ in 0..2 {
+            w_full.extend(&kernel);
+            w_full.extend([0.0; 9]);
+        }
+        let w = t(&[2, 2, 3, 3], w_full);
+        let op = conv_op(&[3, 3], &[2, 1], &[1, 2, 0, 1], &[1, 2], 2);
+        let y = conv(&op, &[&x, &w]).unwrap();
+        // Direct definition for the group's first channel (channels 0 and 2).
+        let (oh_n, ow_n) = ((hgt + 1 - 3) / 2 + 1, (wid + 3 - 5) + 1);
+        assert_eq!(y.shape, vec![1, 2, oh_n, ow_n]);
+        let mut expected = Vec::new();
+        for c in [0usize, 2] {
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let mut sum = 0.0f32;
+                    for i in 0..3 {
+                        for j in 0..3 {
+                            let ih = (oh * 2 + i) as isize - 1;
+                            let iw = (ow + j * 2) as isize - 2;
+                            if (0..hgt as isize).contains(&ih) && (0..wid as isize).contains(&iw) {
+                                sum += kernel[i * 3 + j]
+                                    * xs[c * hgt * wid + ih as usize * wid + iw as usize];
+                            }
+                        }
+                    }
+                    expected.push(sum);
+                }
+            }
+        }
+        let got = y.as_f32().unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 1e-5 * e.abs().max(1.0),
+                "got {got:?}\nexpected {expected:?}"
+            );
+        }
+        // Depthwise on channels 0 and 2 alone gives the same numbers.
+        let dx: Vec<f32> = xs[..hgt * wid]
+            .iter()
+            .chain(&xs[2 * hgt * wid..3 * hgt * wid])
+            .copied()
+            .collect();
+        let dw = t(
+            &[2, 1, 3, 3],
+            kernel.iter().chain(&kernel).copied().collect(),
+        );
+        let yd = conv(&op, &[&t(&[1, 2, hgt, wid], dx), &dw]).unwrap();
+        for (g, e) in yd.as_f32().unwrap().iter().zip(&expected) {
+            assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn mismatched_channels_and_bias_are_errors() {
+        let x = t(&[1, 3, 2, 2], vec![0.0; 12]);
+        let w = t(&[2, 2, 1, 1], vec![0.0; 4]);
+        let op = conv_op(&[1, 1], &[], &[], &[], 1);
+        assert!(conv(&op, &[&x, &w]).unwrap_err().message.contains("group"));
+        let w = t(&[2, 3, 1, 1], vec![0.0; 6]);
+        let b = t(&[3], vec![0.0; 3]);
+        assert!(
+            conv(&op, &[&x, &w, &b])
+                .unwrap_err()
+                .message
+                .contains("bias")
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! Pooling over 1-D and 2-D inputs: MaxPool and AveragePool with pads, strides, dilations,
+//! `ceil_mode` and `count_include_pad` as ONNX defines them, and the global pools over every
+//! spatial axis.
+//!
+//! Windowed pools accumulate tap by tap over contiguous output rows (the taps that land in
+//! the padding are skipped by range, not tested per element). Padding never takes part in a
+//! max. An average divides by the taps inside the input, or with `count_include_pad` by the
+//! taps inside the padded input (`[-pad_begin, in + pad_end)`): positions that `ceil_mode`
+//! adds past the end padding never count, as in onnxruntime.
+
+use super::window::{Axis, Geometry};
+use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
+use crate::ir::{Pool, Tensor, TensorData};
+
+/// MaxPool (`Y` only; the optional Indices output is not part of the IR).
+pub fn max_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    windowed("MaxPool", pool, inputs, Reduce::Max)
+}
+
+/// AveragePool.
+pub fn average_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    windowed(
+        "AveragePool",
+        pool,
+        inputs,
+        Reduce::Average {
+            include_pad: pool.count_include_pad,
+        },
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduce {
+    Max,
+    Average { include_pad: bool },
+}
+
+fn windowed(
+    op: &'static str,
+    pool: &Pool,
+    inputs: &[&Tensor],
+    reduce: Reduce,
+) -> Result<Tensor, KernelError> {
+    expect_inputs(op, inputs, 1, 1)?;
+    let x_t = input(op, inputs, 0, "X")?;
+    let x = f32_input(op, inputs, 0, "X")?;
+    if pool.window.kernel.is_empty() {
+        return Err(KernelError::new(op, "kernel_shape is empty"));
+    }
+    let geo = Geometry::resolve(
+        op,
+        &x_t.shape,
+        &pool.window,
+        &pool.window.kernel,
+        pool.ceil_mode,
+    )?;
+    let out_shape = geo.output_shape(geo.channels);
+    let initial = match reduce {
+        // onnxruntime starts a max at the lowest finite float.
+        Reduce::Max => f32::MIN,
+        Reduce::Average { .. } => 0.0,
+    };
+    let mut y = vec![initial; element_count(op, &out_shape)?];
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    if y.is_empty() || in_plane == 0 {
+        return tensor(op, out_shape, TensorData::F32(y));
+    }
+    let (h, w) = (geo.h, geo.w);
+    for (plane, out) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+        for i in 0..h.kernel {
+            let (h_lo, h_hi) = h.valid_outputs(i);
+            for j in 0..w.kernel {
+                let (w_lo, w_hi) = w.valid_outputs(j);
+                if w_lo >= w_hi {
+                    continue;
+                }
+                let in_start = w.coordinate(w_lo, j) as usize;
+                for oh in h_lo..h_hi {
+                    let ih = h.coordinate(oh, i) as usize;
+                    let in_row = plane[ih * w.input + in_start..(ih + 1) * w.input]
+                        .iter()
+                        .step_by(w.stride);
+                    let out_row = &mut out[oh * w.output + w_lo..oh * w.output + w_hi];
+                    match reduce {
+                        Reduce::Max => {
+                            for (o, &v) in out_row.iter_mut().zip(in_row) {
+                                if v > *o {
+                                    *o = v;
+                                }
+                            }
+                        }
+                        Reduce::Average { .. } => {
+                            for (o, &v) in out_row.iter_mut().zip(in_row) {
+                                *o += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Reduce::Average { include_pad } = reduce {
+        let rows = tap_counts(&h, include_pad);
+        let cols = tap_counts(&w, include_pad);
+        for out in y.chunks_exact_mut(out_plane) {
+            for (out_row, &row_count) in out.chunks_exact_mut(w.output).zip(&rows) {
+                for (o, &col_count) in out_row.iter_mut().zip(&cols) {
+                    let count = row_count * col_count;
+                    // A window entirely in the padding (only possible with pads >= kernel)
+                    // has nothing to average; leave its sum, 0.
+                    if count > 0 {
+                        *o /= count as f32;
+                    }
+                }
+            }
+        }
+    }
+    tensor(op, out_shape, TensorData::F32(y))
+}
+
+/// For each output position of `axis`, how many of its taps count towards an average: taps
+/// inside the input, or (`include_pad`) inside the padded input.
+fn tap_counts(axis: &Axis, include_pad: bool) -> Vec<usize> {
+    let (low, high) = if include_pad {
+        (
+            -(axis.pad_begin as isize),
+            (axis.input + axis.pad_end) as isize,
+        )
+    } else {
+        (0, axis.input as isize)
+    };
+    (0..axis.output)
+        .map(|o| {
+            (0..axis.kernel)
+                .filter(|&t| (low..high).contains(&axis.coordinate(o, t)))
+                .count()
+        })
+        .collect()
+}
+
+/// Which reduction a global pool applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalKind {
+    Average,
+    Max,
+}
+
+/// GlobalAveragePool / GlobalMaxPool: reduces every axis after the channel axis to size 1.
+pub fn global_pool(kind: GlobalKind, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let op = match kind {
+        GlobalKind::Average => "GlobalAveragePool",
+        GlobalKind::Max => "GlobalMaxPool",
+    };
+    expect_inputs(op, inputs, 1, 1)?;
+    let x_t = input(op, inputs, 0, "X")?;
+    let x = f32_input(op, inputs, 0, "X")?;
+    if x_t.shape.len() < 2 {
+        return Err(KernelError::new(
+            op,
+            format!("input must be [N, C, ...], got shape {:?}", x_t.shape),
+        ));
+    }
+    let plane: usize = x_t.shape[2..].iter().product();
+    let mut out_shape = x_t.shape.clone();
+    out_shape[2..].fill(1);
+    let planes = element_count(op, &x_t.shape[..2])?;
+    let y: Vec<f32> = if plane == 0 {
+        vec![
+            match kind {
+                GlobalKind::Average => f32::NAN, // mean of nothing
+                GlobalKind::Max => f32::MIN,
+            };
+            planes
+        ]
+    } else {
+        x.chunks_exact(plane)
+            .map(|values| match kind {
+                // Accumulate in f64: large planes (56x56 and up) would lose digits in f32.
+                GlobalKind::Average => {
+                    (values.iter().map(|&v| v as f64).sum::<f64>() / plane as f64) as f32
+                }
+                GlobalKind::Max => values
+                    .iter()
+                    .fold(f32::MIN, |m, &v| if v > m { v } else { m }),
+            })
+            .collect()
+    };
+    tensor(op, out_shape, TensorData::F32(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Window;
+
+    fn pool(
+        kernel: &[usize],
+        strides: &[usize],
+        pads: &[usize],
+        dilations: &[usize],
+        ceil: bool,
+        include: bool,
+    ) -> Pool {
+        Pool {
+            window: Window {
+                kernel: kernel.to_vec(),
+                strides: strides.to_vec(),
+                pads: pads.to_vec(),
+                dilations: dilations.to_vec(),
+            },
+            ceil_mode: ceil,
+            count_include_pad: include,
+        }
+    }
+
+    fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
+        Tensor::from_f32(shape.to_vec(), data)
+    }
+
+    fn iota(n: usize) -> Vec<f32> {
+        (0..n).map(|i| i as f32).collect()
+    }
+
+    #[test]
+    fn max_pool_2x2_stride_2() {
+        // 4x4 of 0..16: window maxima are the bottom-right corners 5, 7, 13, 15.
+        let x = t(&[1, 1, 4, 4], iota(16));
+        let y = max_pool(&pool(&[2, 2], &[2, 2], &[], &[], false, false), &[&x]).unwrap();
+        assert_eq!(y.shape, vec![1, 1, 2, 2]);
+        assert_eq!(y.as_f32().unwrap(), &[5.0, 7.0, 13.0, 15.0]);
+    }
+
+    #[test]
+    fn max_pool_ignores_padding_even_for_negative_inputs() {
+        // x = -(1..=4) as 2x2, kernel 2, stride 1, pad 1: 3x3 output, each the max of the
+        // in-bounds values of its window; padding (which would be 0) never wins.
+        //   -1 -2       (0,0): {-1} = -1   (0,1): {-1,-2} = -1   (0,2): {-2}
+        //   -3 -4       (1,0): {-1,-3}     (1,1): all = -1        (1,2): {-2,-4} = -2
+        //               (2,0): {-3}        (2,1): {-3,-4} = -3    (2,2): {-4}
+        let x = t(&[1, 1, 2, 2], vec![-1.0, -2.0, -3.0, -4.0]);
+        let y = max_pool(
+            &pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[], false, false),
+            &[&x],
+        )
+        .unwrap();
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -3.0, -3.0, -4.0]
+        );
+    }
+
+    #[test]
+    fn max_pool_dilated_1d_with_ceil_mode() {
+        // x = [3,1,4,1,5,9,2,6], kernel 2, dilation 2, stride 3, ceil mode:
+        // span 3, out = ceil((8 - 3) / 3) + 1 = 3; windows {0,2}, {3,5}, {6,8->out}:
+        // max(3,4) = 4, max(1,9) = 9, max(2) = 2
+        let x = t(&[1, 1, 8], vec![3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]);
+        let y = max_pool(&pool(&[2], &[3], &[], &[2], true, false), &[&x]).unwrap();
+        assert_eq!(y.shape, vec![1, 1, 3]);
+        assert_eq!(y.as_f32().unwrap(), &[4.0, 9.0, 2.0]);
+    }
+
+    #[test]
+    fn average_pool_with_and_without_counting_pads() {
+        // 3x3 of 1..=9, kernel 2, stride 2, pad 1 on every side: out (3+2-2)/2+1 = 2.
+        // Windows (input rows/cols): (0,0): {1}, (0,1): {2,3}, (1,0): {4,7}, (1,1): {5,6,8,9}.
+        // Excluding pads: 1/1, 5/2, 11/2, 28/4 = [1, 2.5, 5.5, 7]. Including pads every
+        // window lies in the padded 5x5, so all divide by 4: [0.25, 1.25, 2.75, 7].
+        let x = t(&[1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
+        let exclude = average_pool(
+            &pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, false),
+            &[&x],
+        )
+        .unwrap();
+        assert_eq!(exclude.as_f32().unwrap(), &[1.0, 2.5, 5.5, 7.0]);
+        let include = average_pool(
+            &pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, true),
+            &[&x],
+        )
+        .unwrap();
+        assert_eq!(include.as_f32().unwrap(), &[0.25, 1.25, 2.75, 7.0]);
+    }
+
+    #[test]
+    fn average_pool_ceil_mode_does_not_count_past_the_padding() {
+        // 1-D x = [1,2,3,4,5], kernel 2, stride 2, no pads, ceil mode: out = ceil(3/2)+1 = 3.
+        // Windows [1,2], [3,4], [5, <past the end>]. The last has one tap inside the padded
+        // input (no pads) either way: [1.5, 3.5, 5].
+        let x = t(&[1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        for include in [false, true] {
+            let y = average_pool(&pool(&[2], &[2], &[], &[], true, include), &[&x]).unwrap();
+            assert_eq!(
+                y.as_f32().unwrap(),
+                &[1.5, 3.5, 5.0],
+                "count_include_pad {include}"
+            );
+        }
+        // With an end pad of 1 and kernel 3, stride 2: padded [1,2,3,4,5,0], out = ceil(3/2)+1 = 3
+        // windows [1,2,3], [3,4,5], [5,0,<past>]; include-pad divisors 3, 3, 2: [2, 4, 2.5];
+        // exclude-pad divisors 3, 3, 1: [2, 4, 5].
+        let include = average_pool(&pool(&[3], &[2], &[0, 1], &[], true, true), &[&x]).unwrap();
+        assert_eq!(include.as_f32().unwrap(), &[2.0, 4.0, 2.5]);
+        let exclude = average_pool(&pool(&[3], &[2], &[0, 1], &[], true, false), &[&x]).unwrap();
+        assert_eq!(exclude.as_f32().unwrap(), &[2.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn average_pool_keeps_channels_apart() {
+        // Two channels of a 1x2 image, kernel [1,2]: means 1.5 and 35.
+        let x = t(&[1, 2, 1, 2], vec![1.0, 2.0, 30.0, 40.0]);
+        let y = average_pool(&pool(&[1, 2], &[], &[], &[], false, false), &[&x]).unwrap();
+        assert_eq!(
+            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
+            (vec![1, 2, 1, 1], vec![1.5, 35.0])
+        );
+    }
+
+    #[test]
+    fn global_pools() {
+        // Channel 0 = [1,2,3,4] -> mean 2.5, max 4; channel 1 = [-1,-2,-3,-6] -> mean -3, max -1.
+        let x = t(
+            &[1, 2, 2, 2],
+            vec![1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -6.0],
+        );
+        let avg = global_pool(GlobalKind::Average, &[&x]).unwrap();
+        assert_eq!(
+            (avg.shape.clone(), avg.as_f32().unwrap().to_vec()),
+            (vec![1, 2, 1, 1], vec![2.5, -3.0])
+        );
+        let max = global_pool(GlobalKind::Max, &[&x]).unwrap();
+        assert_eq!(max.as_f32().unwrap(), &[4.0, -1.0]);
+    }
+
+    #[test]
+    fn pool_errors() {
+        let x = t(&[1, 1, 2, 2], vec![0.0; 4]);
+        assert!(max_pool(&pool(&[], &[], &[], &[], false, false), &[&x]).is_err());
+        assert!(max_pool(&pool(&[3, 3], &[], &[], &[], false, false), &[&x]).is_err());
+        let v = t(&[4], vec![0.0; 4]);
+        assert!(global_pool(GlobalKind::Max, &[&v]).is_err());
+    }
+}
