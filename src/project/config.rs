@@ -58,14 +58,7 @@ pub struct VerifyConfig {
     pub thresholds: Thresholds,
 }
 
-/// Verification thresholds; any that is set and not met fails the build (exit 2).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Thresholds {
-    pub min_sqnr_db: Option<f64>,
-    pub min_cosine: Option<f64>,
-    pub min_top1_agreement: Option<f64>,
-    pub max_accuracy_drop: Option<f64>,
-}
+pub use crate::verify::Thresholds;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

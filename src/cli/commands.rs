@@ -1,0 +1,160 @@
+//! The one-shot commands: build, explain, clean and cache maintenance.
+
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diag;
+use crate::engine::{self, Workspace};
+use crate::project::PROJECT_FILE;
+
+use super::MessageFormat;
+use super::output::print_report;
+use super::render;
+
+/// Finds `qairt.toml` as cargo finds `Cargo.toml`: the given path (a directory or the file
+/// itself), else the current directory or its nearest ancestor.
+pub fn find_project(path: Option<PathBuf>) -> Result<PathBuf, Diag> {
+    if let Some(path) = path {
+        let candidate = if path.is_dir() { path.join(PROJECT_FILE) } else { path.clone() };
+        if candidate.is_file() {
+            return Ok(absolute(&candidate));
+        }
+        return Err(Diag::error("qairt::cli::no_project", format!("no {PROJECT_FILE} at {}", path.display()))
+            .with_help("give a project directory or the path of its qairt.toml"));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Diag::error("qairt::cli::no_project", format!("cannot read the current directory: {e}")))?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(PROJECT_FILE);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(Diag::error("qairt::cli::no_project", format!("no {PROJECT_FILE} in {} or any parent directory", cwd.display()))
+        .with_help("run qairt inside a project, or pass its directory"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn fail(diags: &[Diag]) -> u8 {
+    for diag in diags {
+        render::print(diag);
+    }
+    1
+}
+
+pub fn open(path: Option<PathBuf>, progress: bool) -> Result<Workspace, u8> {
+    let config = find_project(path).map_err(|d| fail(&[d]))?;
+    let bars = if progress { super::progress::for_stderr() } else { None };
+    Workspace::open(&config, bars).map_err(|d| fail(&d))
+}
+
+pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -> u8 {
+    let mut ws = match open(path, format == MessageFormat::Human) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    let report = ws.build(targets);
+    print_report(&report, format)
+}
+
+pub fn explain(path: Option<PathBuf>, target: Option<String>, stage: Option<String>) -> u8 {
+    let mut ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    let stage = match stage.as_deref().map(|s| (s, engine::Stage::parse(s))) {
+        None => None,
+        Some((_, Some(stage))) => Some(stage),
+        Some((name, None)) => {
+            let names: Vec<&str> = engine::Stage::VISIBLE.iter().map(|s| s.name()).collect();
+            return fail(&[Diag::error("qairt::cli::unknown_stage", format!("no stage named \"{name}\""))
+                .with_help(format!("stages: {}", names.join(", ")))]);
+        }
+    };
+    match engine::explain(&mut ws, target.as_deref(), stage) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            0
+        }
+        Err(diags) => fail(&diags),
+    }
+}
+
+pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
+    let config_path = match find_project(path) {
+        Ok(p) => p,
+        Err(d) => return fail(&[d]),
+    };
+    let text = match std::fs::read_to_string(&config_path) {
+        Ok(t) => t,
+        Err(e) => return fail(&[Diag::error("qairt::io::read", format!("cannot read {}: {e}", config_path.display()))]),
+    };
+    let config = match crate::project::parse_config(&config_path, &text) {
+        Ok(c) => c,
+        Err(d) => return fail(&d),
+    };
+    let mut dirs = vec![config.out_dir.clone()];
+    if cache {
+        dirs.push(config.cache_dir.clone());
+    }
+    for dir in dirs {
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                return fail(&[Diag::error("qairt::io::write", format!("cannot remove {}: {e}", dir.display()))]);
+            }
+            println!("removed {}", dir.display());
+        }
+    }
+    0
+}
+
+pub fn cache_stats(path: Option<PathBuf>) -> u8 {
+    let ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    match engine::cache_stats(ws.store()) {
+        Ok(stats) => {
+            println!("cache: {}", ws.store().root().display());
+            println!("objects: {} ({} bytes)", stats.objects, stats.object_bytes);
+            println!("actions: {} ({} bytes)", stats.actions, stats.action_bytes);
+            0
+        }
+        Err(e) => fail(&[Diag::error("qairt::cache::io", format!("cannot read the cache: {e}"))]),
+    }
+}
+
+pub fn cache_gc(path: Option<PathBuf>, max_size: u64) -> u8 {
+    let ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    match engine::cache_gc(ws.store(), max_size) {
+        Ok((removed, freed)) => {
+            println!("removed {removed} objects, freed {freed} bytes");
+            0
+        }
+        Err(e) => fail(&[Diag::error("qairt::cache::io", format!("garbage collection failed: {e}"))]),
+    }
+}
+
+pub fn cache_verify(path: Option<PathBuf>) -> u8 {
+    let ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    match ws.store().verify_all() {
+        Ok((checked, bad)) => {
+            for c in &bad {
+                eprintln!("corrupt: {} ({}), removed", c.path.display(), c.what);
+            }
+            println!("checked {checked} entries, {} corrupt", bad.len());
+            if bad.is_empty() { 0 } else { 1 }
+        }
+        Err(e) => fail(&[Diag::error("qairt::cache::io", format!("cannot verify the cache: {e}"))]),
+    }
+}

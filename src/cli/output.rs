@@ -1,0 +1,91 @@
+//! Prints build events: one JSON object per line on stdout (`--message-format json`), or a
+//! table for people. Diagnostics always go to stderr.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::engine::{BuildReport, Event};
+
+use super::MessageFormat;
+use super::render;
+
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+/// Prints one build's events and returns its exit status.
+pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut last_target = None;
+    for event in &report.events {
+        match (event, format) {
+            (Event::Warning(diag), _) => render::print(diag),
+            (Event::Stage { target, stage, built, key, ms }, MessageFormat::Json) => {
+                let line = json!({
+                    "event": "stage", "target": target, "stage": stage.name(),
+                    "status": if *built { "built" } else { "cached" },
+                    "key": key.to_hex().to_string(), "ms": round(*ms, 3),
+                });
+                let _ = writeln!(out, "{line}");
+            }
+            (Event::Stage { target, stage, built, ms, .. }, MessageFormat::Human) => {
+                if last_target != Some(target) {
+                    let _ = writeln!(out, "{target}");
+                    last_target = Some(target);
+                }
+                let status = if *built { "built " } else { "cached" };
+                let time = if *built { format!("{ms:>9.1} ms") } else { String::new() };
+                let _ = writeln!(out, "  {:<10} {status}{time}", stage.name());
+            }
+            (Event::Verify { target, outcome }, MessageFormat::Json) => {
+                let line = json!({
+                    "event": "verify", "target": target, "passed": outcome.passed,
+                    "metrics": outcome.metrics, "failures": outcome.failures,
+                });
+                let _ = writeln!(out, "{line}");
+            }
+            (Event::Verify { outcome, .. }, MessageFormat::Human) => {
+                let metrics: Vec<String> = outcome.metrics.iter().map(|(k, v)| format!("{k} {}", round(*v, 4))).collect();
+                let verdict = if outcome.passed { "passed" } else { "FAILED" };
+                let _ = writeln!(out, "  verify: {verdict}  {}", metrics.join("  "));
+                for failure in &outcome.failures {
+                    let _ = writeln!(out, "    threshold not met: {failure}");
+                }
+            }
+        }
+    }
+    for diag in &report.errors {
+        render::print(diag);
+    }
+    let ok = report.errors.is_empty();
+    match format {
+        MessageFormat::Json => {
+            let line = json!({
+                "event": "finished", "ok": ok && report.thresholds_met, "built": report.built,
+                "cached": report.cached, "ms": round(report.ms, 3),
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        MessageFormat::Human => {
+            let verdict = if !ok {
+                "failed"
+            } else if !report.thresholds_met {
+                "finished, verification thresholds NOT met"
+            } else {
+                "finished"
+            };
+            let _ = writeln!(out, "{verdict}: {} built, {} cached in {:.0} ms", report.built, report.cached, report.ms);
+        }
+    }
+    let _ = out.flush();
+    if !ok {
+        1
+    } else if !report.thresholds_met {
+        2
+    } else {
+        0
+    }
+}

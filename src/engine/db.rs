@@ -1,0 +1,231 @@
+//! The salsa database, its inputs, and the services stages use: the store, the event log
+//! and the in-process hand-off of freshly built values.
+//!
+//! **Invariant:** this is the only place that defines salsa inputs; only `workspace.rs` sets
+//! them, and only after comparing digests (a salsa setter always starts a new revision).
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::diag::Diag;
+use crate::project::Thresholds;
+use crate::quant::settings::QuantSettings;
+
+use super::store::{Digest, Store};
+
+/// One file the build reads, identified by path and content digest. Bytes are read on
+/// demand by the stage that needs them and checked against `digest`.
+#[salsa::input(debug)]
+pub struct SourceFile {
+    #[returns(ref)]
+    pub path: PathBuf,
+    pub digest: Digest,
+}
+
+/// One inference of an input list: the raw files feeding the model inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SampleFiles {
+    pub line: usize,
+    pub entries: Vec<SampleEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SampleEntry {
+    pub name: Option<String>,
+    pub file: SourceFile,
+    /// Byte span of the entry in its input list.
+    pub span: (usize, usize),
+}
+
+/// A parsed input list with every raw file it names.
+#[salsa::input(debug)]
+pub struct DataList {
+    pub list: SourceFile,
+    #[returns(ref)]
+    pub samples: Vec<SampleFiles>,
+}
+
+#[salsa::input(debug)]
+pub struct ModelInput {
+    pub file: SourceFile,
+    /// External-data files (location as written in the model, file).
+    #[returns(ref)]
+    pub externals: Vec<(String, SourceFile)>,
+    #[returns(ref)]
+    pub symbols: BTreeMap<String, usize>,
+}
+
+/// Backend rule files: the standard set shipped in the binary plus the project's `rules/`.
+#[salsa::input(debug)]
+pub struct RulesInput {
+    #[returns(ref)]
+    pub files: Vec<(String, Arc<str>)>,
+}
+
+#[salsa::input(debug)]
+pub struct TargetInput {
+    #[returns(ref)]
+    pub name: String,
+    #[returns(ref)]
+    pub backend: String,
+    #[returns(ref)]
+    pub settings: QuantSettings,
+    pub overrides: Option<SourceFile>,
+}
+
+/// Project-wide inputs shared by every target.
+#[salsa::input(debug)]
+pub struct ProjectInput {
+    pub model: ModelInput,
+    pub calibration: Option<DataList>,
+    pub calibration_max: Option<usize>,
+    pub verify: DataList,
+    pub verify_max: Option<usize>,
+    pub labels: Option<SourceFile>,
+    #[returns(ref)]
+    pub thresholds: Thresholds,
+    pub rules: RulesInput,
+}
+
+/// A stage could not produce its value; the diagnostics say why. Never cached on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed(pub Vec<Diag>);
+
+impl From<Diag> for Failed {
+    fn from(diag: Diag) -> Failed {
+        Failed(vec![diag])
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    Parse,
+    Optimize,
+    Calibrate,
+    Quantize,
+    Compile,
+    Simulate,
+    Verify,
+    /// The float reference run over the verify inputs; shown to users as part of `simulate`.
+    Reference,
+}
+
+impl Stage {
+    pub const VISIBLE: [Stage; 7] = [
+        Stage::Parse,
+        Stage::Optimize,
+        Stage::Calibrate,
+        Stage::Quantize,
+        Stage::Compile,
+        Stage::Simulate,
+        Stage::Verify,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::Optimize => "optimize",
+            Stage::Calibrate => "calibrate",
+            Stage::Quantize => "quantize",
+            Stage::Compile => "compile",
+            Stage::Simulate => "simulate",
+            Stage::Verify => "verify",
+            Stage::Reference => "reference",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::VISIBLE.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A stage's work actually ran in this process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuiltEvent {
+    pub stage: Stage,
+    /// `None` for stages shared by every target.
+    pub target: Option<String>,
+    pub key: Digest,
+    pub ms: f64,
+}
+
+/// Receives progress of long stages (calibrate, simulate); the CLI draws bars with it.
+pub trait Progress: Send + Sync {
+    fn start(&self, label: &str, total: u64);
+    fn advance(&self);
+    fn finish(&self);
+}
+
+struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self) {}
+    fn finish(&self) {}
+}
+
+/// Services shared by every clone of the database.
+pub struct Services {
+    pub store: Store,
+    pub built: Mutex<Vec<BuiltEvent>>,
+    pub warnings: Mutex<Vec<Diag>>,
+    /// Values built in this process, by object digest, so a consumer does not deserialize
+    /// what was just serialized.
+    pub fresh: Mutex<HashMap<Digest, Arc<dyn Any + Send + Sync>>>,
+    pub progress: Box<dyn Progress>,
+    /// Set by `explain`: a cache miss reports the stage as stale instead of building it.
+    pub dry_run: std::sync::atomic::AtomicBool,
+}
+
+#[salsa::db]
+#[derive(Clone)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+    services: Arc<Services>,
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+impl Database {
+    pub fn new(store: Store, progress: Option<Box<dyn Progress>>) -> Database {
+        let services = Services {
+            store,
+            built: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+            fresh: Mutex::new(HashMap::new()),
+            progress: progress.unwrap_or_else(|| Box::new(NoProgress)),
+            dry_run: std::sync::atomic::AtomicBool::new(false),
+        };
+        Database { storage: salsa::Storage::default(), services: Arc::new(services) }
+    }
+
+    /// Takes the events and warnings recorded since the last call.
+    pub fn drain_log(&self) -> (Vec<BuiltEvent>, Vec<Diag>) {
+        let built = std::mem::take(&mut *lock(&self.services.built));
+        let warnings = std::mem::take(&mut *lock(&self.services.warnings));
+        lock(&self.services.fresh).clear();
+        (built, warnings)
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the data here are
+/// logs, valid at every step).
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The database as stages see it.
+#[salsa::db]
+pub trait Db: salsa::Database {
+    fn services(&self) -> &Services;
+}
+
+#[salsa::db]
+impl Db for Database {
+    fn services(&self) -> &Services {
+        &self.services
+    }
+}

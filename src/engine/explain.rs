@@ -1,0 +1,193 @@
+//! `qairt explain`: for each stage, whether the next build would reuse it, and if not, which
+//! input changed since the last successful build.
+//!
+//! Each successful build writes the labelled input digests of every stage to
+//! `cache/last/<target>.json`; `explain` computes stage keys in dry-run mode (a cache miss is
+//! reported, not built) and diffs the current inputs against that file.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use crate::diag::Diag;
+
+use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::stages;
+use super::store::write_atomically;
+use super::workspace::Workspace;
+
+/// The direct inputs of a stage, as `label -> digest`, for diffing between builds.
+pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, stage: Stage) -> BTreeMap<String, String> {
+    let db = &ws.db;
+    let root = &ws.config.root;
+    let show = |path: &std::path::Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
+    let mut inputs = BTreeMap::new();
+    let mut file = |label: &str, f: super::db::SourceFile| {
+        inputs.insert(format!("{label} {}", show(f.path(db))), f.digest(db).to_hex().to_string());
+    };
+    let hash = |value: &dyn erased::Hashable| value.digest();
+    match stage {
+        Stage::Parse => {
+            let model = project.model(db);
+            file("model", model.file(db));
+            for (_, ext) in model.externals(db) {
+                file("external data", *ext);
+            }
+            inputs.insert("[model] define_symbols".into(), hash(model.symbols(db)));
+        }
+        Stage::Optimize => {}
+        Stage::Calibrate => {
+            if let Some(list) = project.calibration(db) {
+                file("calibration list", list.list(db));
+                for sample in list.samples(db) {
+                    for entry in &sample.entries {
+                        file("calibration file", entry.file);
+                    }
+                }
+            }
+            inputs.insert("[calibration] max_samples".into(), hash(&project.calibration_max(db)));
+        }
+        Stage::Quantize => {
+            inputs.insert(format!("quantization settings of target {}", target.name(db)), hash(target.settings(db)));
+            if let Some(f) = target.overrides(db) {
+                file("overrides", f);
+            }
+        }
+        Stage::Compile => {
+            let rules = stages::backend(db, project, target).map(|b| hash(&*b)).unwrap_or_default();
+            inputs.insert(format!("rules of backend {}", target.backend(db)), rules);
+        }
+        Stage::Simulate | Stage::Reference => {
+            let list = project.verify(db);
+            file("verify list", list.list(db));
+            for sample in list.samples(db) {
+                for entry in &sample.entries {
+                    file("verify file", entry.file);
+                }
+            }
+            inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
+        }
+        Stage::Verify => {
+            if let Some(f) = project.labels(db) {
+                file("labels", f);
+            }
+            inputs.insert("[verify.thresholds]".into(), hash(project.thresholds(db)));
+        }
+    }
+    inputs
+}
+
+mod erased {
+    /// Hashes any serializable setting for the explain record.
+    pub trait Hashable {
+        fn digest(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Hashable for T {
+        fn digest(&self) -> String {
+            let bytes = postcard::to_stdvec(self).unwrap_or_default();
+            blake3::hash(&bytes).to_hex().to_string()
+        }
+    }
+}
+
+type LastBuild = BTreeMap<String, BTreeMap<String, String>>;
+
+fn last_build_path(ws: &Workspace, target: &str) -> std::path::PathBuf {
+    ws.config.cache_dir.join("last").join(format!("{target}.json"))
+}
+
+/// Records the inputs of every stage of a target that just built successfully.
+pub fn remember(ws: &Workspace, project: ProjectInput, target: TargetInput, stages: &[Stage]) {
+    let record: LastBuild =
+        stages.iter().map(|&s| (s.name().to_string(), stage_inputs(ws, project, target, s))).collect();
+    if let Ok(json) = serde_json::to_vec_pretty(&record) {
+        let name = target.name(&ws.db).clone();
+        let _ = write_atomically(&ws.config.cache_dir.join("tmp"), &last_build_path(ws, &name), &json);
+    }
+}
+
+/// One line per stage of each selected target.
+pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) -> Result<Vec<String>, Vec<Diag>> {
+    ws.load()?;
+    let names = match target {
+        Some(t) => vec![t.to_string()],
+        None => ws.target_names(),
+    };
+    ws.db.services().dry_run.store(true, Ordering::SeqCst);
+    let mut lines = Vec::new();
+    for name in names {
+        let (project, input) = match (ws.project_input(), ws.target_input(&name)) {
+            (Some(p), Some(t)) => (p, t),
+            _ => return Err(vec![Diag::error("qairt::cli::unknown_target", format!("no target named \"{name}\""))]),
+        };
+        let stages = ws.stages_of(&name).map_err(|f| f.0)?;
+        let last: Option<LastBuild> =
+            std::fs::read(last_build_path(ws, &name)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        lines.push(format!("{name}:"));
+        let mut first_stale: Option<Stage> = None;
+        for stage in stages {
+            let status = ws.stage_key(project, input, stage);
+            if only.is_some_and(|o| o != stage) {
+                if status.is_err() && first_stale.is_none() {
+                    first_stale = Some(stage);
+                }
+                continue;
+            }
+            let line = match status {
+                Ok(key) => format!("  {:<10} fresh: the next build reuses it (key {})", stage.name(), &key.to_hex()[..16]),
+                Err(failed) if !is_stale(&failed) => {
+                    let reason = failed.0.first().map(|d| d.message.clone()).unwrap_or_default();
+                    format!("  {:<10} fails: {reason}", stage.name())
+                }
+                Err(_) => match first_stale {
+                    Some(upstream) => format!("  {:<10} rebuilds: its input from `{}` is out of date", stage.name(), upstream.name()),
+                    None => {
+                        first_stale = Some(stage);
+                        let now = stage_inputs(ws, project, input, stage);
+                        let before = last.as_ref().and_then(|l| l.get(stage.name()));
+                        format!("  {:<10} rebuilds: {}", stage.name(), describe_change(before, &now))
+                    }
+                },
+            };
+            lines.push(line);
+        }
+    }
+    ws.db.services().dry_run.store(false, Ordering::SeqCst);
+    Ok(lines)
+}
+
+fn is_stale(failed: &Failed) -> bool {
+    failed.0.iter().any(|d| d.code == STALE)
+}
+
+pub const STALE: &str = "qairt::explain::stale";
+
+fn describe_change(before: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, String>) -> String {
+    let Some(before) = before else {
+        return "no earlier build recorded its inputs".to_string();
+    };
+    let mut changes = Vec::new();
+    for (label, digest) in now {
+        match before.get(label) {
+            None => changes.push(format!("new input {label}")),
+            Some(old) if old != digest => changes.push(format!("{label} changed")),
+            _ => {}
+        }
+    }
+    for label in before.keys().filter(|l| !now.contains_key(*l)) {
+        changes.push(format!("{label} was removed"));
+    }
+    if changes.is_empty() {
+        "its inputs are as in the last build, but the cache no longer holds its result".to_string()
+    } else {
+        changes.truncate(5);
+        changes.join("; ")
+    }
+}
+
+/// Stops a dry run at the first stage that would have to build.
+pub fn stale(db: &dyn Db, stage: Stage) -> Option<Failed> {
+    db.services().dry_run.load(Ordering::SeqCst).then(|| {
+        Failed(vec![Diag::error(STALE, format!("{} is out of date", stage.name()))])
+    })
+}

@@ -1,0 +1,148 @@
+//! Writes `out/<target>/` from the stage values. A manifest of `(path, digest)` is kept in the
+//! store per combination of stage outputs, so a no-op build only stats the files; deleting
+//! `out/` restores it from the store without running any stage.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::diag::Diag;
+
+use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::memo::KeyBuilder;
+use super::stages;
+use super::store::{ActionRecord, Digest, write_atomically};
+use super::verify_stage;
+use super::workspace::Workspace;
+
+/// The SDK's output-name sanitization: every character that is not ASCII alphanumeric or
+/// `_` becomes `_`, and a leading digit gets a `_` prefix.
+pub fn sanitize(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> Failed {
+    Failed(vec![Diag::error("qairt::io::write", format!("cannot write {}: {e}", path.display()))])
+}
+
+/// Every file of `out/<target>/` except `build.json`, rendered from the stage values.
+fn render(db: &dyn Db, project: ProjectInput, target: TargetInput, quantized: bool) -> Result<Vec<(String, Vec<u8>)>, Failed> {
+    let mut files = Vec::new();
+    if quantized {
+        let q = stages::quantize_value(db, project, target)?;
+        files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
+    }
+    files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.0.clone()));
+    for (dir, run) in [("outputs", stages::simulate_value(db, project, target)?), ("reference", stages::reference_value(db, project)?)] {
+        for (n, sample) in run.samples.iter().enumerate() {
+            for (name, tensor) in run.output_names.iter().zip(sample) {
+                let bytes = tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
+                files.push((format!("{dir}/Result_{n}/{}.raw", sanitize(name)), bytes));
+            }
+        }
+    }
+    let summary = verify_stage::verify_value(db, project, target)?;
+    files.push(("verify/summary.json".to_string(), summary.json.clone().into_bytes()));
+    files.push(("verify/summary.csv".to_string(), summary.csv.clone().into_bytes()));
+    Ok(files)
+}
+
+#[derive(Serialize)]
+struct Provenance<'a> {
+    tool: &'static str,
+    version: &'static str,
+    project: &'a str,
+    target: &'a str,
+    backend: &'a str,
+    inputs: Vec<(String, String)>,
+    stages: Vec<(&'static str, String)>,
+}
+
+fn provenance(ws: &Workspace, project: ProjectInput, target: TargetInput, name: &str) -> Result<Vec<u8>, Failed> {
+    let root = &ws.config.root;
+    let inputs = ws
+        .input_digests()
+        .into_iter()
+        .map(|(path, digest)| {
+            let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            (shown, digest.to_hex().to_string())
+        })
+        .collect();
+    let mut stage_keys = Vec::new();
+    for stage in ws.stages_of(name)? {
+        stage_keys.push((stage.name(), ws.stage_key(project, target, stage)?.to_hex().to_string()));
+    }
+    let record = Provenance {
+        tool: "qairt",
+        version: env!("CARGO_PKG_VERSION"),
+        project: &ws.config.name,
+        target: name,
+        backend: target.backend(&ws.db),
+        inputs,
+        stages: stage_keys,
+    };
+    let mut json = serde_json::to_string_pretty(&record).map_err(super::convert::internal)?;
+    json.push('\n');
+    Ok(json.into_bytes())
+}
+
+pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInput) -> Result<(), Failed> {
+    let name = target.name(&ws.db).clone();
+    let dir = ws.config.out_dir.join(&name);
+    let tmp = ws.config.out_dir.join(".tmp");
+    let quantized = stages::is_quantized(&ws.db, project, target)?;
+
+    let mut key = KeyBuilder::new(Stage::Verify).bytes("materialize", name.as_bytes());
+    for stage in ws.stages_of(&name)? {
+        key = key.digest(stage.name(), &ws.stage_key(project, target, stage)?);
+    }
+    let key = key.finish();
+    let manifest: Option<Vec<(String, [u8; 32])>> =
+        ws.store().lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok());
+    let complete = manifest.as_ref().is_some_and(|files| {
+        files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
+    });
+    if !complete {
+        let files = render(&ws.db, project, target, quantized)?;
+        let mut manifest = Vec::with_capacity(files.len());
+        for (rel, bytes) in files {
+            let digest = blake3::hash(&bytes);
+            let path: PathBuf = dir.join(&rel);
+            if !ws.stamps_mut().holds(&path, &digest) {
+                write_atomically(&tmp, &path, &bytes).map_err(|e| write_error(&path, e))?;
+                ws.stamps_mut().wrote(&path, digest);
+            }
+            manifest.push((rel, *digest.as_bytes()));
+        }
+        let meta = postcard::to_stdvec(&manifest).map_err(super::convert::internal)?;
+        ws.store()
+            .record(&key, &ActionRecord { output: [0; 32], size: 0, meta })
+            .map_err(|e| write_error(ws.store().root(), e))?;
+    }
+    let build_json = provenance(ws, project, target, &name)?;
+    let digest = blake3::hash(&build_json);
+    let path = dir.join("build.json");
+    if !ws.stamps_mut().holds(&path, &digest) {
+        write_atomically(&tmp, &path, &build_json).map_err(|e| write_error(&path, e))?;
+        ws.stamps_mut().wrote(&path, digest);
+    }
+    let _ = std::fs::remove_dir(&tmp);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn names_are_sanitized_as_the_sdk_does() {
+        assert_eq!(sanitize("logits"), "logits");
+        assert_eq!(sanitize("/fc2/Gemm_output_0"), "_fc2_Gemm_output_0");
+        assert_eq!(sanitize("130"), "_130");
+        assert_eq!(sanitize("conv1.weight"), "conv1_weight");
+    }
+}

@@ -1,0 +1,407 @@
+//! The stage queries. Each stage is a pair of tracked functions: `<stage>_record` computes
+//! the stage's action key from upstream records and consults the disk store (building on a
+//! miss), and `<stage>_value` loads the value when a consumer actually needs it. A no-op
+//! build therefore touches only records, never the (large) values.
+//!
+//! **Invariant:** every function here is a pure function of salsa inputs and content-
+//! addressed files; a failure is a `Failed` with diagnostics, never a panic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compile::{self, BackendRules, Program, RuleSet};
+use crate::diag::Diag;
+use crate::ir::{Graph, Tensor};
+use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
+
+use super::convert;
+use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
+use super::inputs::{read_file, read_samples};
+use super::memo::{KeyBuilder, Record, load, memoize};
+
+/// What `simulate` and the reference run produce: the outputs of every sample and the values
+/// of every intermediate tensor (concatenated over samples) for per-layer verification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunOutputs {
+    pub output_names: Vec<String>,
+    /// `samples[n][k]`: output `k` for line `n` of the verify list.
+    pub samples: Vec<Vec<Tensor>>,
+    pub layers: Vec<LayerValues>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerValues {
+    pub name: String,
+    pub op: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+// ---------------------------------------------------------------- parse
+
+#[salsa::tracked(returns(clone))]
+pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let model = project.model(db);
+    let mut key = KeyBuilder::new(Stage::Parse).digest("model", &model.file(db).digest(db));
+    for (location, file) in model.externals(db) {
+        key = key.bytes("external", location.as_bytes()).digest("bytes", &file.digest(db));
+    }
+    let key = key.value("symbols", model.symbols(db)).finish();
+    memoize(db, Stage::Parse, None, key, || compute_parse(db, project), |_| Vec::new())
+}
+
+fn compute_parse(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
+    let model = project.model(db);
+    let file = model.file(db);
+    let bytes = read_file(db, file)?;
+    let path = file.path(db).clone();
+    let proto = crate::onnx::decode_model(&bytes).map_err(|e| convert::import_error(&path, e))?;
+    let mut external = BTreeMap::new();
+    for (location, ext) in model.externals(db) {
+        external.insert(location.clone(), read_file(db, *ext)?.to_vec());
+    }
+    crate::onnx::import(&proto, &external, model.symbols(db)).map_err(|errors| {
+        Failed(errors.into_iter().map(|e| convert::import_error(&path, e)).collect())
+    })
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn parse_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Graph>, Failed> {
+    let record = parse_record(db, project)?;
+    load(db, Stage::Parse, None, &record, || compute_parse(db, project))
+}
+
+// ---------------------------------------------------------------- optimize
+
+#[salsa::tracked(returns(clone))]
+pub fn optimize_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let parsed = parse_record(db, project)?;
+    let key = KeyBuilder::new(Stage::Optimize).digest("graph", &parsed.output).finish();
+    memoize(db, Stage::Optimize, None, key, || compute_optimize(db, project), |_| Vec::new())
+}
+
+fn compute_optimize(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
+    let graph = parse_value(db, project)?;
+    let (optimized, _report) = crate::passes::optimize((*graph).clone()).map_err(convert::internal)?;
+    Ok(optimized)
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn optimize_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Graph>, Failed> {
+    let record = optimize_record(db, project)?;
+    load(db, Stage::Optimize, None, &record, || compute_optimize(db, project))
+}
+
+// ---------------------------------------------------------------- calibrate
+
+fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) -> KeyBuilder {
+    let mut key = key.value("max", &max);
+    for sample in list.samples(db).iter().take(max.unwrap_or(usize::MAX)) {
+        key = key.value("entries", &sample.entries.len());
+        for entry in &sample.entries {
+            key = key.value("name", &entry.name).digest("raw", &entry.file.digest(db));
+        }
+    }
+    key
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let optimized = optimize_record(db, project)?;
+    let Some(list) = project.calibration(db) else {
+        return Err(Failed(vec![Diag::error(
+            "qairt::config::no_calibration",
+            "a quantized target needs calibration data, but qairt.toml has no [calibration] table",
+        )
+        .with_help("add [calibration] input_list = \"<calibration input list>\"")]));
+    };
+    let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &optimized.output);
+    let key = list_key(key, db, list, project.calibration_max(db)).finish();
+    memoize(db, Stage::Calibrate, None, key, || compute_calibrate(db, project, list), |_| Vec::new())
+}
+
+fn compute_calibrate(db: &dyn Db, project: ProjectInput, list: DataList) -> Result<CalibrationStats, Failed> {
+    let graph = optimize_value(db, project)?;
+    let samples = read_samples(db, &graph, list, project.calibration_max(db))?;
+    let progress = &db.services().progress;
+    progress.start("calibrate", samples.len() as u64);
+    let mut collector = quant::StatsCollector::new(&graph);
+    for inputs in &samples {
+        crate::runtime::interpret(&graph, inputs, &mut |id, t| collector.observe(id, t)).map_err(convert::internal)?;
+        progress.advance();
+    }
+    progress.finish();
+    Ok(collector.finish())
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn calibrate_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<CalibrationStats>, Failed> {
+    let record = calibrate_record(db, project)?;
+    let list = project.calibration(db).ok_or_else(|| Failed(Vec::new()))?;
+    load(db, Stage::Calibrate, None, &record, || compute_calibrate(db, project, list))
+}
+
+// ---------------------------------------------------------------- rules and overrides
+
+#[salsa::tracked(returns(clone))]
+pub fn rule_set(db: &dyn Db, project: ProjectInput) -> Result<Arc<RuleSet>, Failed> {
+    let mut rules = compile::standard_rules();
+    for (file, text) in project.rules(db).files(db) {
+        let parsed = compile::parse_rules(file, text).map_err(|e| convert::rules_error(file, e))?;
+        rules.merge(parsed);
+    }
+    Ok(Arc::new(rules))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn backend(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<BackendRules>, Failed> {
+    let rules = rule_set(db, project)?;
+    match rules.backend(target.backend(db)) {
+        Ok(backend) => Ok(Arc::new(backend.clone())),
+        Err(unknown) => {
+            let mut help = format!("backends defined in rules/: {}", unknown.known.join(", "));
+            if let Some(near) = &unknown.did_you_mean {
+                help = format!("did you mean \"{near}\"? ({help})");
+            }
+            Err(Failed(vec![Diag::error(
+                "qairt::config::unknown_backend",
+                format!("target \"{}\" uses backend \"{}\", which no rules file defines", target.name(db), unknown.name),
+            )
+            .with_help(help)]))
+        }
+    }
+}
+
+/// The parsed overrides file; equal for files that differ only in formatting, so a re-indented
+/// file does not invalidate `quantize`.
+#[salsa::tracked(returns(clone))]
+pub fn overrides(db: &dyn Db, file: SourceFile) -> Result<Arc<Overrides>, Failed> {
+    let bytes = read_file(db, file)?;
+    let path = file.path(db).clone();
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Failed(vec![Diag::error("qairt::encodings::not_utf8", "the encodings file is not UTF-8 text").in_file(&path)])
+    })?;
+    quant::parse_overrides(text)
+        .map(Arc::new)
+        .map_err(|errors| Failed(errors.into_iter().map(|e| convert::override_error(&path, e)).collect()))
+}
+
+/// Overrides checked against the graph (unknown names, wrong section, channel counts).
+fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Arc<Overrides>>, Failed> {
+    let Some(file) = target.overrides(db) else { return Ok(None) };
+    let parsed = overrides(db, file)?;
+    let problems = quant::check_overrides(&parsed, graph);
+    if !problems.is_empty() {
+        let path = file.path(db).clone();
+        return Err(Failed(problems.into_iter().map(|e| convert::override_error(&path, e)).collect()));
+    }
+    Ok(Some(parsed))
+}
+
+// ---------------------------------------------------------------- quantize
+
+/// Whether the target's backend runs quantized models (then it calibrates and quantizes).
+pub fn is_quantized(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<bool, Failed> {
+    Ok(backend(db, project, target)?.quantized)
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let optimized = optimize_record(db, project)?;
+    let stats = calibrate_record(db, project)?;
+    let mut key = KeyBuilder::new(Stage::Quantize)
+        .digest("graph", &optimized.output)
+        .digest("stats", &stats.output)
+        .value("settings", target.settings(db));
+    if let Some(file) = target.overrides(db) {
+        key = key.value("overrides", &*overrides(db, file)?);
+    }
+    let key = key.finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Quantize, Some(&name), key, || compute_quantize(db, project, target), |_| Vec::new())
+}
+
+fn compute_quantize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<QuantizedGraph, Failed> {
+    let graph = optimize_value(db, project)?;
+    let stats = calibrate_value(db, project)?;
+    let overrides = checked_overrides(db, target, &graph)?;
+    quant::quantize(&graph, &stats, target.settings(db), overrides.as_deref())
+        .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn quantize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<QuantizedGraph>, Failed> {
+    let record = quantize_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Quantize, Some(&name), &record, || compute_quantize(db, project, target))
+}
+
+// ---------------------------------------------------------------- compile
+
+/// `model.bin` bytes, stored as they are written to `out/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelBin(pub Vec<u8>);
+
+#[salsa::tracked(returns(clone))]
+pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let rules = backend(db, project, target)?;
+    let upstream = if rules.quantized {
+        quantize_record(db, project, target)?.output
+    } else {
+        optimize_record(db, project)?.output
+    };
+    let key = KeyBuilder::new(Stage::Compile)
+        .value("quantized", &rules.quantized)
+        .digest("graph", &upstream)
+        .value("backend", &*rules)
+        .finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Compile, Some(&name), key, || compute_compile(db, project, target), |bin: &ModelBin| {
+        encode(&Program::from_bytes(&bin.0).map(|p| p.peak_activation_bytes()).unwrap_or(0))
+    })
+}
+
+fn compute_compile(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<ModelBin, Failed> {
+    let rules = backend(db, project, target)?;
+    let quantized = if rules.quantized {
+        (*quantize_value(db, project, target)?).clone()
+    } else {
+        let graph = optimize_value(db, project)?;
+        QuantizedGraph { graph: (*graph).clone(), encodings: BTreeMap::new() }
+    };
+    let program = compile::compile(&quantized, &rules)
+        .map_err(|e| convert::compile_error(target.name(db), target.backend(db), e))?;
+    Ok(ModelBin(program.to_bytes()))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn compile_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<ModelBin>, Failed> {
+    let record = compile_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Compile, Some(&name), &record, || compute_compile(db, project, target))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    super::memo::encode(value)
+}
+
+// ---------------------------------------------------------------- reference and simulate
+
+#[salsa::tracked(returns(clone))]
+pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let optimized = optimize_record(db, project)?;
+    let key = KeyBuilder::new(Stage::Reference).digest("graph", &optimized.output);
+    let key = list_key(key, db, project.verify(db), project.verify_max(db)).finish();
+    memoize(db, Stage::Reference, None, key, || compute_reference(db, project), |_| Vec::new())
+}
+
+fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
+    let graph = optimize_value(db, project)?;
+    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let progress = &db.services().progress;
+    progress.start("reference", samples.len() as u64);
+    let mut recorder = LayerRecorder::new(&graph);
+    let mut outputs = Vec::with_capacity(samples.len());
+    for inputs in &samples {
+        let result = crate::runtime::interpret(&graph, inputs, &mut |id, t| recorder.observe(id, t))
+            .map_err(convert::internal)?;
+        outputs.push(result);
+        progress.advance();
+    }
+    progress.finish();
+    Ok(recorder.finish(&graph, outputs))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn reference_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<RunOutputs>, Failed> {
+    let record = reference_record(db, project)?;
+    load(db, Stage::Reference, None, &record, || compute_reference(db, project))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let compiled = compile_record(db, project, target)?;
+    let key = KeyBuilder::new(Stage::Simulate).digest("model.bin", &compiled.output);
+    let key = list_key(key, db, project.verify(db), project.verify_max(db)).finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Simulate, Some(&name), key, || compute_simulate(db, project, target), |_| Vec::new())
+}
+
+fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<RunOutputs, Failed> {
+    let bin = compile_value(db, project, target)?;
+    let program = Program::from_bytes(&bin.0).map_err(convert::internal)?;
+    let graph = optimize_value(db, project)?;
+    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
+    let progress = &db.services().progress;
+    progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
+    let mut recorder = LayerRecorder::new(&graph);
+    let mut outputs = Vec::with_capacity(samples.len());
+    for inputs in &samples {
+        let result = crate::runtime::exec::execute(&prepared, inputs, &mut |id, t| recorder.observe(id, t))
+            .map_err(convert::internal)?;
+        outputs.push(result);
+        progress.advance();
+    }
+    progress.finish();
+    Ok(recorder.finish(&graph, outputs))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn simulate_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<RunOutputs>, Failed> {
+    let record = simulate_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Simulate, Some(&name), &record, || compute_simulate(db, project, target))
+}
+
+/// Collects every float intermediate tensor of a run, sample after sample.
+struct LayerRecorder {
+    values: BTreeMap<crate::ir::TensorId, Vec<f32>>,
+}
+
+impl LayerRecorder {
+    fn new(graph: &Graph) -> LayerRecorder {
+        let values = graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().copied())
+            .filter(|&id| graph.info(id).dtype == crate::ir::DType::F32)
+            .map(|id| (id, Vec::new()))
+            .collect();
+        LayerRecorder { values }
+    }
+
+    fn observe(&mut self, id: crate::ir::TensorId, tensor: &Tensor) {
+        if let (Some(values), Some(data)) = (self.values.get_mut(&id), tensor.as_f32()) {
+            values.extend_from_slice(data);
+        }
+    }
+
+    fn finish(self, graph: &Graph, samples: Vec<Vec<Tensor>>) -> RunOutputs {
+        let op_of: BTreeMap<_, _> =
+            graph.nodes.iter().flat_map(|n| n.outputs.iter().map(move |&o| (o, n.op.type_name()))).collect();
+        let mut values = self.values;
+        let layers = graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().copied())
+            .filter_map(|id| {
+                let v = values.remove(&id)?;
+                let info = graph.info(id);
+                Some(LayerValues {
+                    name: info.name.clone(),
+                    op: op_of.get(&id).copied().unwrap_or("").to_string(),
+                    shape: info.shape.clone(),
+                    values: v,
+                })
+            })
+            .collect();
+        RunOutputs {
+            output_names: graph.outputs.iter().map(|&id| graph.name(id).to_string()).collect(),
+            samples,
+            layers,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Remembers `(path, size, mtime, inode) -> blake3` so an unchanged file is not re-read on
+//! every build (git's index does the same). Kept in `cache/stamps`.
+//!
+//! A file rewritten with the same size inside one mtime tick would be missed; mtimes here
+//! have nanosecond resolution, and `qairt cache verify` plus any content change of size or
+//! inode still catch it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Digest, write_atomically};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    digest: [u8; 32],
+}
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct Stamps {
+    entries: BTreeMap<PathBuf, Stamp>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+fn stat(path: &Path) -> io::Result<(u64, i128, u64)> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mtime = meta.modified()?;
+    let mtime_ns = match mtime.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Ok((meta.len(), mtime_ns, inode))
+}
+
+impl Stamps {
+    /// Loads the stamp file; a missing or unreadable one is an empty cache.
+    pub fn load(path: &Path) -> Stamps {
+        fs::read(path).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default()
+    }
+
+    pub fn save(&mut self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let bytes = postcard::to_stdvec(self).map_err(io::Error::other)?;
+        write_atomically(tmp_dir, path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The content digest of `path`, re-hashing only when its stamp changed.
+    pub fn digest(&mut self, path: &Path) -> io::Result<Digest> {
+        let (size, mtime_ns, inode) = stat(path)?;
+        if let Some(s) = self.entries.get(path)
+            && (s.size, s.mtime_ns, s.inode) == (size, mtime_ns, inode)
+        {
+            return Ok(Digest::from_bytes(s.digest));
+        }
+        let bytes = fs::read(path)?;
+        let digest = blake3::hash(&bytes);
+        self.remember(path, (size, mtime_ns, inode), digest);
+        Ok(digest)
+    }
+
+    /// Whether `path` currently holds content with `digest`, judged by its stamp when the
+    /// stamp is known and by hashing otherwise. Used to skip rewriting materialized outputs.
+    pub fn holds(&mut self, path: &Path, digest: &Digest) -> bool {
+        self.digest(path).map(|d| d == *digest).unwrap_or(false)
+    }
+
+    /// Records that `path` was just written with content `digest`.
+    pub fn wrote(&mut self, path: &Path, digest: Digest) {
+        if let Ok(stamp) = stat(path) {
+            self.remember(path, stamp, digest);
+        }
+    }
+
+    fn remember(&mut self, path: &Path, (size, mtime_ns, inode): (u64, i128, u64), digest: Digest) {
+        let stamp = Stamp { size, mtime_ns, inode, digest: *digest.as_bytes() };
+        if self.entries.insert(path.to_path_buf(), stamp) != Some(stamp) {
+            self.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_file_is_rehashed_and_an_unchanged_one_is_not_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.raw");
+        fs::write(&file, b"one").unwrap();
+        let mut stamps = Stamps::default();
+        assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"one"));
+        fs::write(&file, b"two!").unwrap();
+        assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"two!"));
+
+        let saved = dir.path().join("stamps");
+        stamps.save(&saved, dir.path()).unwrap();
+        let mut reloaded = Stamps::load(&saved);
+        assert!(reloaded.holds(&file, &blake3::hash(b"two!")));
+        assert!(!reloaded.dirty, "a known stamp does not dirty the cache");
+    }
+}

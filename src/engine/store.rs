@@ -1,0 +1,264 @@
+//! The on-disk store that survives the process: a content-addressed object store
+//! (`objects/<2 hex>/<hex>`, named by the blake3 of the bytes) and an action cache
+//! (`actions/<2 hex>/<key hex>` -> the digest of the object a stage produced for that key).
+//!
+//! **Invariants:**
+//! - every file appears under its final name only complete: written to `tmp/`, synced, then
+//!   renamed into place (rename is atomic within one file system);
+//! - an object is re-hashed when read; a mismatch is a miss with a warning, never a result;
+//! - an action record carries its own checksum, so a torn or edited record is a miss too;
+//! - two processes may share a store: identical content gives identical names, and a build
+//!   holds the store's lock file for its duration.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+pub type Digest = blake3::Hash;
+
+const RECORD_MAGIC: &[u8; 8] = b"QAIRTAC1";
+
+/// What an action (a stage run for one key) produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub output: [u8; 32],
+    pub size: u64,
+    /// Small stage-specific facts needed without loading the object (e.g. the discovered
+    /// inputs of `parse`), postcard-encoded by the stage.
+    pub meta: Vec<u8>,
+}
+
+impl ActionRecord {
+    pub fn output_digest(&self) -> Digest {
+        Digest::from_bytes(self.output)
+    }
+}
+
+/// Something in the store was not what its name promised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    pub path: PathBuf,
+    pub what: String,
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) the store rooted at `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        for sub in ["objects", "actions", "tmp"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(hex.as_str())
+    }
+
+    fn action_path(&self, key: &Digest) -> PathBuf {
+        let hex = key.to_hex();
+        self.root.join("actions").join(&hex[..2]).join(hex.as_str())
+    }
+
+    /// Takes the store's exclusive lock (blocking until a concurrent build releases it).
+    pub fn lock(&self) -> io::Result<File> {
+        let file = File::options().create(true).truncate(false).write(true).open(self.root.join("lock"))?;
+        file.lock()?;
+        Ok(file)
+    }
+
+    /// Stores `bytes` and returns their digest. Existing objects are left alone.
+    pub fn put(&self, bytes: &[u8]) -> io::Result<Digest> {
+        let digest = blake3::hash(bytes);
+        let path = self.object_path(&digest);
+        if !path.exists() {
+            write_atomically(&self.root.join("tmp"), &path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads an object, checking its hash. `Ok(None)` when absent; `Err` when corrupt (the
+    /// corrupt file is removed so the next writer can replace it).
+    pub fn get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Corruption> {
+        let path = self.object_path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Corruption { path, what: format!("unreadable: {e}") }),
+        };
+        if blake3::hash(&bytes) != *digest {
+            let _ = fs::remove_file(&path);
+            return Err(Corruption { path, what: "content does not match its hash".into() });
+        }
+        Ok(Some(bytes))
+    }
+
+    pub fn has_object(&self, digest: &Digest) -> bool {
+        self.object_path(digest).exists()
+    }
+
+    /// Looks up an action key; a torn or altered record is reported as corruption.
+    pub fn lookup(&self, key: &Digest) -> Result<Option<ActionRecord>, Corruption> {
+        let path = self.action_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Corruption { path, what: format!("unreadable: {e}") }),
+        };
+        match decode_record(&bytes) {
+            Some(record) => Ok(Some(record)),
+            None => {
+                let _ = fs::remove_file(&path);
+                Err(Corruption { path, what: "action record is damaged".into() })
+            }
+        }
+    }
+
+    pub fn record(&self, key: &Digest, record: &ActionRecord) -> io::Result<()> {
+        write_atomically(&self.root.join("tmp"), &self.action_path(key), &encode_record(record))
+    }
+
+    /// Every object file, for `cache stats|gc|verify`.
+    pub fn objects(&self) -> io::Result<Vec<(PathBuf, u64)>> {
+        list_two_level(&self.root.join("objects"))
+    }
+
+    pub fn actions(&self) -> io::Result<Vec<(PathBuf, u64)>> {
+        list_two_level(&self.root.join("actions"))
+    }
+
+    /// Re-hashes every object and action record; returns the damaged ones (and removes them).
+    pub fn verify_all(&self) -> io::Result<(usize, Vec<Corruption>)> {
+        let mut bad = Vec::new();
+        let mut checked = 0;
+        for (path, _) in self.objects()? {
+            checked += 1;
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ok = match (Digest::from_hex(name), fs::read(&path)) {
+                (Ok(digest), Ok(bytes)) => blake3::hash(&bytes) == digest,
+                _ => false,
+            };
+            if !ok {
+                let _ = fs::remove_file(&path);
+                bad.push(Corruption { path, what: "content does not match its hash".into() });
+            }
+        }
+        for (path, _) in self.actions()? {
+            checked += 1;
+            let ok = fs::read(&path).ok().and_then(|b| decode_record(&b)).is_some();
+            if !ok {
+                let _ = fs::remove_file(&path);
+                bad.push(Corruption { path, what: "action record is damaged".into() });
+            }
+        }
+        Ok((checked, bad))
+    }
+}
+
+fn list_two_level(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    let Ok(shards) = fs::read_dir(dir) else { return Ok(files) };
+    for shard in shards {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(shard.path())? {
+            let entry = entry?;
+            files.push((entry.path(), entry.metadata()?.len()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn encode_record(record: &ActionRecord) -> Vec<u8> {
+    let mut bytes = RECORD_MAGIC.to_vec();
+    bytes.extend(postcard::to_stdvec(record).expect("an action record always serializes"));
+    let checksum = blake3::hash(&bytes);
+    bytes.extend_from_slice(checksum.as_bytes());
+    bytes
+}
+
+fn decode_record(bytes: &[u8]) -> Option<ActionRecord> {
+    let body_len = bytes.len().checked_sub(32)?;
+    let (body, checksum) = bytes.split_at(body_len);
+    if blake3::hash(body).as_bytes() != checksum {
+        return None;
+    }
+    let payload = body.strip_prefix(RECORD_MAGIC.as_slice())?;
+    postcard::from_bytes(payload).ok()
+}
+
+/// Writes `bytes` to `dest` so that `dest` is either absent, its old content, or complete:
+/// a uniquely named temporary file in `tmp_dir` (same file system), synced, then renamed.
+pub fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::create_dir_all(tmp_dir)?;
+    let unique = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed),
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    );
+    let tmp = tmp_dir.join(unique);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_round_trip_and_corruption_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put(b"hello").unwrap();
+        assert_eq!(store.get(&digest).unwrap().as_deref(), Some(&b"hello"[..]));
+        let path = store.object_path(&digest);
+        fs::write(&path, b"hellO").unwrap();
+        assert!(store.get(&digest).is_err());
+        assert_eq!(store.get(&digest).unwrap(), None, "the corrupt object was removed");
+    }
+
+    #[test]
+    fn action_records_detect_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = blake3::hash(b"key");
+        let record = ActionRecord { output: [7; 32], size: 5, meta: vec![1, 2] };
+        store.record(&key, &record).unwrap();
+        assert_eq!(store.lookup(&key).unwrap(), Some(record));
+        let path = store.action_path(&key);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[10] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert!(store.lookup(&key).is_err());
+        let (checked, bad) = store.verify_all().unwrap();
+        assert_eq!((checked, bad.len()), (0, 0), "lookup already removed the damaged record");
+    }
+}

@@ -1,0 +1,553 @@
+//! The driver: reads `qairt.toml` and every input file, keeps the salsa inputs in step with
+//! the disk (the only writer of inputs), runs the stages of each target and materializes
+//! `out/`.
+//!
+//! **Invariant:** an input is set only when its content digest changed; identical bytes
+//! (a touched file, a re-saved editor buffer) never start a new revision.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use salsa::Setter;
+
+use crate::diag::Diag;
+use crate::project::{ProjectConfig, parse_config, parse_input_list};
+
+use super::db::{
+    BuiltEvent, DataList, Database, Db, Failed, ModelInput, Progress, ProjectInput, RulesInput, SampleEntry, SampleFiles,
+    SourceFile, Stage, TargetInput,
+};
+use super::materialize;
+use super::stages;
+use super::stamps::Stamps;
+use super::store::{ActionRecord, Digest, Store};
+use super::verify_stage::{self, VerifyOutcome};
+
+/// One line of the build's progress, as `--message-format json` prints it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Stage { target: String, stage: Stage, built: bool, key: Digest, ms: f64 },
+    Verify { target: String, outcome: VerifyOutcome },
+    Warning(Diag),
+}
+
+/// What one build did.
+#[derive(Clone, Debug, Default)]
+pub struct BuildReport {
+    pub events: Vec<Event>,
+    pub errors: Vec<Diag>,
+    pub built: usize,
+    pub cached: usize,
+    pub thresholds_met: bool,
+    pub ms: f64,
+}
+
+pub struct Workspace {
+    pub db: Database,
+    pub config: ProjectConfig,
+    config_digest: Digest,
+    stamps: Stamps,
+    files: HashMap<PathBuf, SourceFile>,
+    project: Option<ProjectInput>,
+    targets: BTreeMap<String, TargetInput>,
+    /// Every path the last load read, for the watcher.
+    watched: BTreeSet<PathBuf>,
+}
+
+fn io_diag(path: &Path, e: &std::io::Error, what: &str) -> Diag {
+    Diag::error("qairt::io::read", format!("cannot read {what} {}: {e}", path.display()))
+        .with_help("check the path in qairt.toml (paths are relative to qairt.toml)")
+}
+
+impl Workspace {
+    /// Opens the project whose `qairt.toml` is `config_path`.
+    pub fn open(config_path: &Path, progress: Option<Box<dyn Progress>>) -> Result<Workspace, Vec<Diag>> {
+        let text = std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
+        let config = parse_config(config_path, &text)?;
+        let store = Store::open(&config.cache_dir).map_err(|e| {
+            vec![Diag::error("qairt::cache::io", format!("cannot open the cache at {}: {e}", config.cache_dir.display()))]
+        })?;
+        let stamps = Stamps::load(&config.cache_dir.join("stamps"));
+        Ok(Workspace {
+            db: Database::new(store, progress),
+            config_digest: blake3::hash(text.as_bytes()),
+            config,
+            stamps,
+            files: HashMap::new(),
+            project: None,
+            targets: BTreeMap::new(),
+            watched: BTreeSet::new(),
+        })
+    }
+
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.watched.iter().cloned().collect();
+        paths.push(self.config.file.clone());
+        paths
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.db.services().store
+    }
+
+    /// The salsa input for `path`, created or updated from its current content.
+    fn file(&mut self, path: &Path) -> std::io::Result<SourceFile> {
+        let digest = self.stamps.digest(path)?;
+        self.watched.insert(path.to_path_buf());
+        if let Some(&file) = self.files.get(path) {
+            if file.digest(&self.db) != digest {
+                file.set_digest(&mut self.db).to(digest);
+            }
+            return Ok(file);
+        }
+        let file = SourceFile::new(&self.db, path.to_path_buf(), digest);
+        self.files.insert(path.to_path_buf(), file);
+        Ok(file)
+    }
+
+    /// Re-reads `qairt.toml` and every input it names, updating salsa inputs that changed.
+    pub fn load(&mut self) -> Result<(), Vec<Diag>> {
+        self.watched.clear();
+        let config_path = self.config.file.clone();
+        let text = std::fs::read_to_string(&config_path).map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
+        let digest = blake3::hash(text.as_bytes());
+        if digest != self.config_digest {
+            self.config = parse_config(&config_path, &text)?;
+            self.config_digest = digest;
+        }
+        let config = self.config.clone();
+        let mut diags = Vec::new();
+
+        let model_file = self.file(&config.model.path).map_err(|e| vec![io_diag(&config.model.path, &e, "the model")])?;
+        let externals = self.externals(model_file, &config.model.path)?;
+        let model = match self.project {
+            Some(p) => {
+                let m = p.model(&self.db);
+                if m.file(&self.db) != model_file {
+                    m.set_file(&mut self.db).to(model_file);
+                }
+                if *m.externals(&self.db) != externals {
+                    m.set_externals(&mut self.db).to(externals);
+                }
+                if *m.symbols(&self.db) != config.model.define_symbols {
+                    m.set_symbols(&mut self.db).to(config.model.define_symbols.clone());
+                }
+                m
+            }
+            None => ModelInput::new(&self.db, model_file, externals, config.model.define_symbols.clone()),
+        };
+
+        let calibration = match &config.calibration {
+            Some(c) => match self.data_list(&c.input_list, self.project.and_then(|p| p.calibration(&self.db))) {
+                Ok(list) => Some(list),
+                Err(mut d) => {
+                    diags.append(&mut d);
+                    None
+                }
+            },
+            None => None,
+        };
+        let verify = match self.data_list(&config.verify.input_list, self.project.map(|p| p.verify(&self.db))) {
+            Ok(list) => Some(list),
+            Err(mut d) => {
+                diags.append(&mut d);
+                None
+            }
+        };
+        let labels = match &config.verify.labels {
+            Some(path) => match self.file(path) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    diags.push(io_diag(path, &e, "the labels file"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let rule_files = self.rule_files(&mut diags);
+        let mut target_overrides = Vec::new();
+        for t in &config.targets {
+            let overrides = match &t.overrides {
+                Some(path) => match self.file(path) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        diags.push(io_diag(path, &e, "the overrides file"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            target_overrides.push(overrides);
+        }
+        let Some(verify) = verify else { return Err(diags) };
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+
+        let project = match self.project {
+            Some(p) => {
+                let db = &mut self.db;
+                if p.calibration(db) != calibration {
+                    p.set_calibration(db).to(calibration);
+                }
+                let cmax = config.calibration.as_ref().and_then(|c| c.max_samples);
+                if p.calibration_max(db) != cmax {
+                    p.set_calibration_max(db).to(cmax);
+                }
+                if p.verify(db) != verify {
+                    p.set_verify(db).to(verify);
+                }
+                if p.verify_max(db) != config.verify.max_samples {
+                    p.set_verify_max(db).to(config.verify.max_samples);
+                }
+                if p.labels(db) != labels {
+                    p.set_labels(db).to(labels);
+                }
+                if *p.thresholds(db) != config.verify.thresholds {
+                    p.set_thresholds(db).to(config.verify.thresholds.clone());
+                }
+                let rules = p.rules(db);
+                if *rules.files(db) != rule_files {
+                    rules.set_files(db).to(rule_files);
+                }
+                p
+            }
+            None => {
+                let rules = RulesInput::new(&self.db, rule_files);
+                ProjectInput::new(
+                    &self.db,
+                    model,
+                    calibration,
+                    config.calibration.as_ref().and_then(|c| c.max_samples),
+                    verify,
+                    config.verify.max_samples,
+                    labels,
+                    config.verify.thresholds.clone(),
+                    rules,
+                )
+            }
+        };
+        self.project = Some(project);
+
+        let mut targets = BTreeMap::new();
+        for (t, overrides) in config.targets.iter().zip(target_overrides) {
+            let input = match self.targets.get(&t.name) {
+                Some(&input) => {
+                    let db = &mut self.db;
+                    if *input.backend(db) != t.backend {
+                        input.set_backend(db).to(t.backend.clone());
+                    }
+                    if *input.settings(db) != t.quant {
+                        input.set_settings(db).to(t.quant.clone());
+                    }
+                    if input.overrides(db) != overrides {
+                        input.set_overrides(db).to(overrides);
+                    }
+                    input
+                }
+                None => TargetInput::new(&self.db, t.name.clone(), t.backend.clone(), t.quant.clone(), overrides),
+            };
+            targets.insert(t.name.clone(), input);
+        }
+        self.targets = targets;
+        Ok(())
+    }
+
+    /// The external-data files of the model, remembered per model digest in the store so a
+    /// no-op build does not decode the model to find them.
+    fn externals(&mut self, model: SourceFile, path: &Path) -> Result<Vec<(String, SourceFile)>, Vec<Diag>> {
+        let model_digest = model.digest(&self.db);
+        let key = blake3::hash(&[b"qairt externals 1 ".as_slice(), model_digest.as_bytes()].concat());
+        let store = &self.db.services().store;
+        let locations: Vec<String> = match store.lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok()) {
+            Some(locations) => locations,
+            None => {
+                let bytes = std::fs::read(path).map_err(|e| vec![io_diag(path, &e, "the model")])?;
+                let proto = crate::onnx::decode_model(&bytes).map_err(|e| vec![super::convert::import_error(path, e)])?;
+                let locations = crate::onnx::external_data_files(&proto);
+                let meta = postcard::to_stdvec(&locations).unwrap_or_default();
+                let _ = store.record(&key, &ActionRecord { output: [0; 32], size: 0, meta });
+                locations
+            }
+        };
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut files = Vec::new();
+        for location in locations {
+            let ext_path = dir.join(&location);
+            let file = self.file(&ext_path).map_err(|e| {
+                vec![
+                    Diag::error(
+                        "qairt::onnx::missing_external_data",
+                        format!("the model's external data file {} cannot be read: {e}", ext_path.display()),
+                    )
+                    .with_help("ONNX external data is found relative to the model file; keep it beside the model"),
+                ]
+            })?;
+            files.push((location, file));
+        }
+        Ok(files)
+    }
+
+    fn data_list(&mut self, path: &Path, existing: Option<DataList>) -> Result<DataList, Vec<Diag>> {
+        let list_file = self.file(path).map_err(|e| vec![io_diag(path, &e, "the input list")])?;
+        if let Some(list) = existing
+            && list.list(&self.db) == list_file
+            && !self.list_files_changed(list)
+        {
+            return Ok(list);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| vec![io_diag(path, &e, "the input list")])?;
+        let parsed = parse_input_list(path, &text)?;
+        let mut diags = Vec::new();
+        let mut samples = Vec::new();
+        for sample in parsed.samples {
+            let mut entries = Vec::new();
+            for entry in sample.entries {
+                match self.file(&entry.path) {
+                    Ok(file) => entries.push(SampleEntry { name: entry.name, file, span: entry.span }),
+                    Err(e) => diags.push(
+                        Diag::error("qairt::input_list::missing_file", format!("cannot read {}: {e}", entry.path.display()))
+                            .in_file(path)
+                            .at(entry.span.0, entry.span.1, "this file")
+                            .with_help("paths in an input list are relative to the list's own directory"),
+                    ),
+                }
+            }
+            samples.push(SampleFiles { line: sample.line, entries });
+        }
+        if !diags.is_empty() {
+            diags.truncate(20);
+            return Err(diags);
+        }
+        Ok(match existing {
+            Some(list) => {
+                if list.list(&self.db) != list_file {
+                    list.set_list(&mut self.db).to(list_file);
+                }
+                if *list.samples(&self.db) != samples {
+                    list.set_samples(&mut self.db).to(samples);
+                }
+                list
+            }
+            None => DataList::new(&self.db, list_file, samples),
+        })
+    }
+
+    /// Re-stats every raw file of an unchanged list (updating the inputs of changed ones);
+    /// true if one could not be read.
+    fn list_files_changed(&mut self, list: DataList) -> bool {
+        let files: Vec<PathBuf> = list
+            .samples(&self.db)
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| e.file.path(&self.db).clone()))
+            .collect();
+        files.iter().any(|path| self.file(path).is_err())
+    }
+
+    fn rule_files(&mut self, diags: &mut Vec<Diag>) -> Vec<(String, Arc<str>)> {
+        let mut files: Vec<(String, Arc<str>)> = Vec::new();
+        let dir = self.config.root.join("rules");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return files };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            self.watched.insert(path.clone());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path.display().to_string(), Arc::from(text))),
+                Err(e) => diags.push(io_diag(&path, &e, "the rules file")),
+            }
+        }
+        files
+    }
+
+    pub fn target_names(&self) -> Vec<String> {
+        self.config.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// The stages a target goes through (float backends skip calibrate and quantize).
+    pub fn stages_of(&self, target: &str) -> Result<Vec<Stage>, Failed> {
+        let (project, input) = self.inputs_of(target)?;
+        let quantized = stages::is_quantized(&self.db, project, input)?;
+        Ok(Stage::VISIBLE.into_iter().filter(|s| quantized || !matches!(s, Stage::Calibrate | Stage::Quantize)).collect())
+    }
+
+    fn inputs_of(&self, target: &str) -> Result<(ProjectInput, TargetInput), Failed> {
+        let project = self.project.ok_or_else(|| Failed(vec![Diag::error("qairt::internal", "the project is not loaded")]))?;
+        let input = self.targets.get(target).copied().ok_or_else(|| {
+            let names = self.target_names();
+            let mut help = format!("targets in qairt.toml: {}", names.join(", "));
+            if let Some(near) = crate::diag::closest(target, names.iter().map(String::as_str)) {
+                help = format!("did you mean \"{near}\"? ({help})");
+            }
+            Failed(vec![Diag::error("qairt::cli::unknown_target", format!("no target named \"{target}\"")).with_help(help)])
+        })?;
+        Ok((project, input))
+    }
+
+    /// Builds the selected targets (all when empty): every out-of-date stage runs, then
+    /// `out/<target>/` is materialized.
+    pub fn build(&mut self, selected: &[String]) -> BuildReport {
+        let started = Instant::now();
+        let mut report = BuildReport { thresholds_met: true, ..BuildReport::default() };
+        let lock = match self.store().lock() {
+            Ok(lock) => lock,
+            Err(e) => {
+                report.errors.push(Diag::error("qairt::cache::lock", format!("cannot lock the cache: {e}")));
+                return report;
+            }
+        };
+        if let Err(diags) = self.load() {
+            report.errors = diags;
+            return report;
+        }
+        let names = if selected.is_empty() { self.target_names() } else { selected.to_vec() };
+        let mut shared_built: HashMap<Stage, BuiltEvent> = HashMap::new();
+        for name in &names {
+            match self.build_target(name, &mut shared_built, &mut report) {
+                Ok(()) => {}
+                Err(failed) => report.errors.extend(failed.0),
+            }
+        }
+        let (_, warnings) = self.db.drain_log();
+        report.events.extend(warnings.into_iter().map(Event::Warning));
+        let stamps_path = self.config.cache_dir.join("stamps");
+        let tmp = self.config.cache_dir.join("tmp");
+        if let Err(e) = self.stamps.save(&stamps_path, &tmp) {
+            report.events.push(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
+        }
+        drop(lock);
+        report.ms = started.elapsed().as_secs_f64() * 1000.0;
+        report
+    }
+
+    fn build_target(&mut self, name: &str, shared_built: &mut HashMap<Stage, BuiltEvent>, report: &mut BuildReport) -> Result<(), Failed> {
+        let (project, target) = self.inputs_of(name)?;
+        let stages = self.stages_of(name)?;
+        let result = verify_stage::verify_record(&self.db, project, target);
+        let (built, warnings) = self.db.drain_log();
+        report.events.extend(warnings.into_iter().map(Event::Warning));
+        let mut own_built: HashMap<Stage, BuiltEvent> = HashMap::new();
+        for event in built {
+            let stage = if event.stage == Stage::Reference { Stage::Simulate } else { event.stage };
+            match event.target {
+                None if event.stage != Stage::Reference => {
+                    shared_built.insert(stage, event);
+                }
+                None => {
+                    shared_built.insert(Stage::Reference, event);
+                }
+                Some(_) => {
+                    own_built.insert(stage, event);
+                }
+            }
+        }
+        let record = result?;
+        for &stage in &stages {
+            let built = own_built.get(&stage).or_else(|| shared_built.get(&stage)).or_else(|| {
+                (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten()
+            });
+            let key = self.stage_key(project, target, stage)?;
+            let (built, ms) = match built {
+                Some(e) => (true, e.ms),
+                None => (false, 0.0),
+            };
+            if built {
+                report.built += 1;
+            } else {
+                report.cached += 1;
+            }
+            report.events.push(Event::Stage { target: name.to_string(), stage, built, key, ms });
+        }
+        let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;
+        super::explain::remember(self, project, target, &stages);
+        report.thresholds_met &= outcome.passed;
+        materialize::materialize(self, project, target)?;
+        report.events.push(Event::Verify { target: name.to_string(), outcome });
+        Ok(())
+    }
+
+    /// The action key of one stage of a target (records are memoized, so this is cheap).
+    pub fn stage_key(&self, project: ProjectInput, target: TargetInput, stage: Stage) -> Result<Digest, Failed> {
+        let db = &self.db;
+        Ok(match stage {
+            Stage::Parse => stages::parse_record(db, project)?.key,
+            Stage::Optimize => stages::optimize_record(db, project)?.key,
+            Stage::Calibrate => stages::calibrate_record(db, project)?.key,
+            Stage::Quantize => stages::quantize_record(db, project, target)?.key,
+            Stage::Compile => stages::compile_record(db, project, target)?.key,
+            Stage::Simulate => stages::simulate_record(db, project, target)?.key,
+            Stage::Verify => verify_stage::verify_record(db, project, target)?.key,
+            Stage::Reference => stages::reference_record(db, project)?.key,
+        })
+    }
+
+    pub(super) fn stamps_mut(&mut self) -> &mut Stamps {
+        &mut self.stamps
+    }
+
+    pub(super) fn project_input(&self) -> Option<ProjectInput> {
+        self.project
+    }
+
+    pub(super) fn target_input(&self, name: &str) -> Option<TargetInput> {
+        self.targets.get(name).copied()
+    }
+
+    /// Every input file the project reads, with its content digest.
+    pub fn input_digests(&self) -> BTreeMap<PathBuf, Digest> {
+        self.files.iter().filter(|(p, _)| self.watched.contains(*p)).map(|(p, f)| (p.clone(), f.digest(&self.db))).collect()
+    }
+}
+
+impl Workspace {
+    /// Whether any input read by the last load (or the project file, or a rules file) now
+    /// has different content. Stats first; hashes only files whose stamp moved.
+    pub fn inputs_changed(&mut self) -> bool {
+        let config_path = self.config.file.clone();
+        match std::fs::read(&config_path) {
+            Ok(bytes) if blake3::hash(&bytes) == self.config_digest => {}
+            _ => return true,
+        }
+        let rules_dir = self.config.root.join("rules");
+        let rules_now: BTreeSet<PathBuf> = std::fs::read_dir(&rules_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rules_before: BTreeSet<PathBuf> = self.watched.iter().filter(|p| p.starts_with(&rules_dir)).cloned().collect();
+        if rules_now != rules_before {
+            return true;
+        }
+        let paths: Vec<PathBuf> = self.watched.iter().cloned().collect();
+        for path in paths {
+            let now = self.stamps.digest(&path).ok();
+            let before = self.files.get(&path).map(|f| f.digest(&self.db));
+            let is_rule = path.starts_with(&rules_dir);
+            if !is_rule && now != before {
+                return true;
+            }
+            if is_rule && now.is_none() {
+                return true;
+            }
+        }
+        // Rules are read whole on each load; compare their text through the rules input.
+        if let Some(project) = self.project {
+            let texts = project.rules(&self.db).files(&self.db).clone();
+            for (name, text) in texts.iter() {
+                match std::fs::read_to_string(name) {
+                    Ok(now) if now.as_str() == &**text => {}
+                    _ => return true,
+                }
+            }
+        }
+        false
+    }
+}

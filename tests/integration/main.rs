@@ -1,0 +1,8 @@
+//! Integration tests: the real `qairt` binary on real files (the digits CNN trained on
+//! scikit-learn's digits, onnxruntime references). One test binary, one link step.
+
+mod bad_input;
+mod incremental;
+mod pipeline;
+mod util;
+mod watch;
