@@ -15,23 +15,11 @@ pub enum RuntimeError {
     #[error("the graph takes {expected} inputs, got {got}")]
     InputCount { expected: usize, got: usize },
     #[error("input {name:?} must have shape {expected:?}, got {got:?}")]
-    InputShape {
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    InputShape { name: String, expected: Vec<usize>, got: Vec<usize> },
     #[error("input {name:?} must be {}, got {}", .expected.name(), .got.name())]
-    InputDType {
-        name: String,
-        expected: DType,
-        got: DType,
-    },
+    InputDType { name: String, expected: DType, got: DType },
     #[error("input {name:?} has shape {shape:?} but {elements} elements")]
-    InputData {
-        name: String,
-        shape: Vec<usize>,
-        elements: usize,
-    },
+    InputData { name: String, shape: Vec<usize>, elements: usize },
     #[error("node {node:?} ({op}) failed: {source}")]
     Kernel {
         node: String,
@@ -82,15 +70,13 @@ fn execute(
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let tensor_count = graph.tensors.len();
     let info = |id: TensorId| -> Result<&TensorInfo, RuntimeError> {
-        graph.tensors.get(id.index()).ok_or_else(|| {
-            RuntimeError::InvalidGraph(format!("tensor id {} is out of range", id.0))
-        })
+        graph
+            .tensors
+            .get(id.index())
+            .ok_or_else(|| RuntimeError::InvalidGraph(format!("tensor id {} is out of range", id.0)))
     };
     if inputs.len() != graph.inputs.len() {
-        return Err(RuntimeError::InputCount {
-            expected: graph.inputs.len(),
-            got: inputs.len(),
-        });
+        return Err(RuntimeError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
     }
     for (&id, tensor) in graph.inputs.iter().zip(inputs) {
         check_input(info(id)?, tensor)?;
@@ -139,17 +125,12 @@ fn execute(
                 })
             })
             .collect::<Result<Vec<&Tensor>, _>>()?;
-        let declared = node
-            .outputs
-            .iter()
-            .map(|&id| info(id).cloned())
-            .collect::<Result<Vec<_>, _>>()?;
-        let results =
-            kernels::run_op(&node.op, &args, &declared).map_err(|source| RuntimeError::Kernel {
-                node: node.name.clone(),
-                op: node.op.type_name(),
-                source,
-            })?;
+        let declared = node.outputs.iter().map(|&id| info(id).cloned()).collect::<Result<Vec<_>, _>>()?;
+        let results = kernels::run_op(&node.op, &args, &declared).map_err(|source| RuntimeError::Kernel {
+            node: node.name.clone(),
+            op: node.op.type_name(),
+            source,
+        })?;
         drop(args);
         if results.len() != node.outputs.len() {
             return Err(RuntimeError::InvalidGraph(format!(
@@ -162,9 +143,7 @@ fn execute(
         }
         for (&id, tensor) in node.outputs.iter().zip(results) {
             observe(id, &tensor);
-            if let Value::Owned(_) =
-                std::mem::replace(&mut values[id.index()], Value::Owned(tensor))
-            {
+            if let Value::Owned(_) = std::mem::replace(&mut values[id.index()], Value::Owned(tensor)) {
                 live -= 1;
             }
             live += 1;
@@ -207,10 +186,7 @@ fn execute(
 }
 
 fn name_of(graph: &Graph, id: TensorId) -> &str {
-    graph
-        .tensors
-        .get(id.index())
-        .map_or("<unknown>", |info| info.name.as_str())
+    graph.tensors.get(id.index()).map_or("<unknown>", |info| info.name.as_str())
 }
 
 fn check_input(info: &TensorInfo, tensor: &Tensor) -> Result<(), RuntimeError> {
@@ -222,11 +198,7 @@ fn check_input(info: &TensorInfo, tensor: &Tensor) -> Result<(), RuntimeError> {
         });
     }
     if tensor.dtype() != info.dtype {
-        return Err(RuntimeError::InputDType {
-            name: info.name.clone(),
-            expected: info.dtype,
-            got: tensor.dtype(),
-        });
+        return Err(RuntimeError::InputDType { name: info.name.clone(), expected: info.dtype, got: tensor.dtype() });
     }
     if kernels::checked_product(&tensor.shape) != Some(tensor.len()) {
         return Err(RuntimeError::InputData {
@@ -244,11 +216,7 @@ mod tests {
     use crate::ir::{Node, Op};
 
     fn f32_info(name: &str, shape: &[usize]) -> TensorInfo {
-        TensorInfo {
-            name: name.into(),
-            dtype: DType::F32,
-            shape: shape.to_vec(),
-        }
+        TensorInfo { name: name.into(), dtype: DType::F32, shape: shape.to_vec() }
     }
 
     /// y = relu(x * w) + x, with w a constant: exercises constants, a tensor read twice
@@ -260,29 +228,13 @@ mod tests {
         let p = g.add_tensor(f32_info("p", &[3]));
         let r = g.add_tensor(f32_info("r", &[3]));
         let y = g.add_tensor(f32_info("y", &[3]));
-        g.constants
-            .insert(w, Tensor::from_f32(vec![3], vec![2.0, -1.0, 0.5]));
+        g.constants.insert(w, Tensor::from_f32(vec![3], vec![2.0, -1.0, 0.5]));
         g.inputs = vec![x];
         g.outputs = vec![y];
         g.nodes = vec![
-            Node {
-                name: "mul".into(),
-                op: Op::Mul,
-                inputs: vec![x, w],
-                outputs: vec![p],
-            },
-            Node {
-                name: "relu".into(),
-                op: Op::Relu,
-                inputs: vec![p],
-                outputs: vec![r],
-            },
-            Node {
-                name: "add".into(),
-                op: Op::Add,
-                inputs: vec![r, x],
-                outputs: vec![y],
-            },
+            Node { name: "mul".into(), op: Op::Mul, inputs: vec![x, w], outputs: vec![p] },
+            Node { name: "relu".into(), op: Op::Relu, inputs: vec![p], outputs: vec![r] },
+            Node { name: "add".into(), op: Op::Add, inputs: vec![r, x], outputs: vec![y] },
         ];
         g.validate().unwrap();
         (g, [x, w, p, r, y])
@@ -293,10 +245,9 @@ mod tests {
         let (g, [x, _, p, r, y]) = small_graph();
         let input = Tensor::from_f32(vec![3], vec![1.0, 2.0, 4.0]);
         let mut seen = Vec::new();
-        let out = interpret(&g, std::slice::from_ref(&input), &mut |id, t| {
-            seen.push((id, t.as_f32().unwrap().to_vec()))
-        })
-        .unwrap();
+        let out =
+            interpret(&g, std::slice::from_ref(&input), &mut |id, t| seen.push((id, t.as_f32().unwrap().to_vec())))
+                .unwrap();
         // p = x * w = [2, -2, 2]; r = relu(p) = [2, 0, 2]; y = r + x = [3, 2, 6]
         assert_eq!(
             seen,
@@ -324,25 +275,10 @@ mod tests {
     fn bad_inputs_name_the_input() {
         let (g, _) = small_graph();
         let err = interpret(&g, &[], &mut |_, _| {}).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RuntimeError::InputCount {
-                    expected: 1,
-                    got: 0
-                }
-            ),
-            "{err}"
-        );
-        let err = interpret(
-            &g,
-            &[Tensor::from_f32(vec![2], vec![0.0; 2])],
-            &mut |_, _| {},
-        )
-        .unwrap_err();
+        assert!(matches!(err, RuntimeError::InputCount { expected: 1, got: 0 }), "{err}");
+        let err = interpret(&g, &[Tensor::from_f32(vec![2], vec![0.0; 2])], &mut |_, _| {}).unwrap_err();
         assert_eq!(err.to_string(), "input \"x\" must have shape [3], got [2]");
-        let err =
-            interpret(&g, &[Tensor::from_i64(vec![3], vec![0; 3])], &mut |_, _| {}).unwrap_err();
+        let err = interpret(&g, &[Tensor::from_i64(vec![3], vec![0; 3])], &mut |_, _| {}).unwrap_err();
         assert_eq!(err.to_string(), "input \"x\" must be float32, got int64");
     }
 
@@ -367,31 +303,16 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_tensor(f32_info("x", &[1]));
         let first = g.add_tensor(f32_info("t1", &[1]));
-        g.nodes.push(Node {
-            name: "r1".into(),
-            op: Op::Relu,
-            inputs: vec![x],
-            outputs: vec![first],
-        });
+        g.nodes.push(Node { name: "r1".into(), op: Op::Relu, inputs: vec![x], outputs: vec![first] });
         let mut prev = first;
         for k in 2..=n {
             let t = g.add_tensor(f32_info(&format!("t{k}"), &[1]));
-            g.nodes.push(Node {
-                name: format!("r{k}"),
-                op: Op::Relu,
-                inputs: vec![prev],
-                outputs: vec![t],
-            });
+            g.nodes.push(Node { name: format!("r{k}"), op: Op::Relu, inputs: vec![prev], outputs: vec![t] });
             prev = t;
         }
         if skip {
             let y = g.add_tensor(f32_info("y", &[1]));
-            g.nodes.push(Node {
-                name: "add".into(),
-                op: Op::Add,
-                inputs: vec![prev, first],
-                outputs: vec![y],
-            });
+            g.nodes.push(Node { name: "add".into(), op: Op::Add, inputs: vec![prev, first], outputs: vec![y] });
             prev = y;
         }
         g.inputs = vec![x];
@@ -420,8 +341,7 @@ mod tests {
     fn a_node_reading_a_value_not_yet_computed_is_an_error() {
         let mut g = chain(3, false);
         g.nodes.swap(1, 2);
-        let err =
-            interpret(&g, &[Tensor::from_f32(vec![1], vec![-1.0])], &mut |_, _| {}).unwrap_err();
+        let err = interpret(&g, &[Tensor::from_f32(vec![1], vec![-1.0])], &mut |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("before it is computed"), "{err}");
     }
 }

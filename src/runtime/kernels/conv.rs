@@ -1,8 +1,8 @@
-//! Conv over 1-D and 2-D inputs (`[N, C, W]` / `[N, C, H, W]`) with groups, dilations and
-//! asymmetric pads.
+//! Conv over 1-D, 2-D and 3-D inputs (`[N, C, W]`, `[N, C, H, W]`, `[N, C, D, H, W]`) with
+//! groups, dilations and asymmetric pads.
 //!
-//! The general case lowers each (image, group) to one sgemm: the weights `[M/g, C/g*kh*kw]`
-//! times the im2col matrix `[C/g*kh*kw, OH*OW]`, written straight into the output planes.
+//! The general case lowers each (image, group) to one sgemm: the weights `[M/g, C/g*taps]`
+//! times the im2col matrix `[C/g*taps, OH*OW]`, written straight into the output planes.
 //! A pointwise conv (1x1, stride 1, no pads) skips im2col: the input planes already are that
 //! matrix. Convs with one input channel per group (depthwise, with any channel multiplier)
 //! run a direct loop instead, which walks contiguous rows and never materializes im2col.
@@ -18,34 +18,22 @@ const OP: &str = "Conv";
 pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     expect_inputs(OP, inputs, 2, 3)?;
     let (x_t, w_t) = (input(OP, inputs, 0, "X")?, input(OP, inputs, 1, "W")?);
-    let (x, w) = (
-        f32_input(OP, inputs, 0, "X")?,
-        f32_input(OP, inputs, 1, "W")?,
-    );
+    let (x, w) = (f32_input(OP, inputs, 0, "X")?, f32_input(OP, inputs, 1, "W")?);
     let [m, per_group, ref kernel @ ..] = w_t.shape[..] else {
-        return Err(KernelError::new(
-            OP,
-            format!("weights must have rank 3 or more, got {:?}", w_t.shape),
-        ));
+        return Err(KernelError::new(OP, format!("weights must have rank 3 or more, got {:?}", w_t.shape)));
     };
     let geo = Geometry::resolve(OP, &x_t.shape, &conv.window, kernel, false)?;
     let group = conv.group;
     if group == 0 || m % group != 0 || per_group.checked_mul(group) != Some(geo.channels) {
         return Err(KernelError::new(
             OP,
-            format!(
-                "group {group} does not fit input channels {} and weights {:?}",
-                geo.channels, w_t.shape
-            ),
+            format!("group {group} does not fit input channels {} and weights {:?}", geo.channels, w_t.shape),
         ));
     }
     let bias = if inputs.len() == 3 {
         let b = f32_input(OP, inputs, 2, "B")?;
         if b.len() != m {
-            return Err(KernelError::new(
-                OP,
-                format!("bias has {} values for {m} output channels", b.len()),
-            ));
+            return Err(KernelError::new(OP, format!("bias has {} values for {m} output channels", b.len())));
         }
         Some(b)
     } else {
@@ -80,28 +68,17 @@ fn grouped_gemm(
     accumulate: bool,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (h, wa) = (geo.h, geo.w);
     let per_group = geo.channels / group;
     let m_per_group = m / group;
-    let depth = per_group * h.kernel * wa.kernel;
+    let depth = per_group * geo.taps();
     let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    let pointwise = h.kernel == 1
-        && wa.kernel == 1
-        && h.stride == 1
-        && wa.stride == 1
-        && h.pad_begin + h.pad_end + wa.pad_begin + wa.pad_end == 0;
-    let mut columns = if pointwise {
-        Vec::new()
-    } else {
-        vec![0.0f32; depth * out_plane]
-    };
+    let pointwise =
+        [geo.d, geo.h, geo.w].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0);
+    let mut columns = if pointwise { Vec::new() } else { vec![0.0f32; depth * out_plane] };
     let x_group_len = per_group * in_plane;
     let y_group_len = m_per_group * out_plane;
     let beta = if accumulate { 1.0 } else { 0.0 };
-    for (x_image, y_image) in x
-        .chunks_exact(geo.channels * in_plane)
-        .zip(y.chunks_exact_mut(m * out_plane))
-    {
+    for (x_image, y_image) in x.chunks_exact(geo.channels * in_plane).zip(y.chunks_exact_mut(m * out_plane)) {
         let groups = x_image
             .chunks_exact(x_group_len)
             .zip(y_image.chunks_exact_mut(y_group_len))
@@ -129,51 +106,41 @@ fn grouped_gemm(
     Ok(())
 }
 
-/// Fills `columns` (`[C*kh*kw, OH*OW]`, row-major) from the `C` input planes of `x`: row
-/// `(c, i, j)` holds, for every output position, the input value under tap `(i, j)` of channel
+/// Fills `columns` (`[C*taps, out_plane]`, row-major) from the `C` input planes of `x`: row
+/// `(c, tap)` holds, for every output position, the input value under that tap of channel
 /// `c`, or 0 where the tap falls in the padding.
 fn im2col(x: &[f32], geo: &Geometry, columns: &mut [f32]) {
-    let (h, w) = (geo.h, geo.w);
-    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    let taps = h.kernel * w.kernel;
+    let w = geo.w;
+    let (in_plane, out_plane, taps) = (geo.in_plane(), geo.out_plane(), geo.taps());
     for (r, row) in columns.chunks_exact_mut(out_plane).enumerate() {
-        let (c, i, j) = (r / taps, (r % taps) / w.kernel, r % w.kernel);
+        let (c, (a, i, j)) = (r / taps, geo.tap(r % taps));
         let plane = &x[c * in_plane..(c + 1) * in_plane];
+        row.fill(0.0);
         let (w_lo, w_hi) = w.valid_outputs(j);
-        for (oh, out_row) in row.chunks_exact_mut(w.output).enumerate() {
-            let ih = h.coordinate(oh, i);
-            if ih < 0 || ih as usize >= h.input || w_lo >= w_hi {
-                out_row.fill(0.0);
-                continue;
+        if w_lo >= w_hi {
+            continue;
+        }
+        let in_start = w.coordinate(w_lo, j) as usize;
+        geo.for_each_row(a, i, |out_row, in_row| {
+            let dst = &mut row[out_row * w.output + w_lo..out_row * w.output + w_hi];
+            let src = &plane[in_row * w.input + in_start..(in_row + 1) * w.input];
+            if w.stride == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src.iter().step_by(w.stride)) {
+                    *d = v;
+                }
             }
-            let ih = ih as usize;
-            let in_row = &plane[ih * w.input..(ih + 1) * w.input];
-            out_row[..w_lo].fill(0.0);
-            out_row[w_hi..].fill(0.0);
-            let start = w.coordinate(w_lo, j) as usize;
-            copy_strided(&mut out_row[w_lo..w_hi], &in_row[start..], w.stride);
-        }
-    }
-}
-
-/// `dst[o] = src[o * stride]`.
-fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
-    if stride == 1 {
-        dst.copy_from_slice(&src[..dst.len()]);
-    } else {
-        for (d, &s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-            *d = s;
-        }
+        });
     }
 }
 
 /// One input channel per group: output channel `oc` reads input channel `oc / multiplier`.
 /// Accumulates tap by tap over contiguous output rows.
 fn depthwise(x: &[f32], w: &[f32], geo: &Geometry, m: usize, y: &mut [f32]) {
-    let (h, wa) = (geo.h, geo.w);
+    let wa = geo.w;
     let multiplier = m / geo.channels;
-    let taps = h.kernel * wa.kernel;
-    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    let (in_plane, out_plane, taps) = (geo.in_plane(), geo.out_plane(), geo.taps());
     for (plane_index, out) in y.chunks_exact_mut(out_plane).enumerate() {
         let (n, oc) = (plane_index / m, plane_index % m);
         let c = oc / multiplier;
@@ -181,27 +148,25 @@ fn depthwise(x: &[f32], w: &[f32], geo: &Geometry, m: usize, y: &mut [f32]) {
         let plane = &x[start..start + in_plane];
         let kernel = &w[oc * taps..(oc + 1) * taps];
         for (t, &weight) in kernel.iter().enumerate() {
-            let (i, j) = (t / wa.kernel, t % wa.kernel);
+            let (a, i, j) = geo.tap(t);
             let (w_lo, w_hi) = wa.valid_outputs(j);
-            let (h_lo, h_hi) = h.valid_outputs(i);
             if w_lo >= w_hi {
                 continue;
             }
             let in_start = wa.coordinate(w_lo, j) as usize;
-            for oh in h_lo..h_hi {
-                let ih = h.coordinate(oh, i) as usize;
-                let in_row = &plane[ih * wa.input + in_start..(ih + 1) * wa.input];
-                let out_row = &mut out[oh * wa.output + w_lo..oh * wa.output + w_hi];
+            geo.for_each_row(a, i, |out_row, in_row| {
+                let dst = &mut out[out_row * wa.output + w_lo..out_row * wa.output + w_hi];
+                let src = &plane[in_row * wa.input + in_start..(in_row + 1) * wa.input];
                 if wa.stride == 1 {
-                    for (o, &v) in out_row.iter_mut().zip(in_row) {
+                    for (o, &v) in dst.iter_mut().zip(src) {
                         *o += weight * v;
                     }
                 } else {
-                    for (o, &v) in out_row.iter_mut().zip(in_row.iter().step_by(wa.stride)) {
+                    for (o, &v) in dst.iter_mut().zip(src.iter().step_by(wa.stride)) {
                         *o += weight * v;
                     }
                 }
-            }
+            });
         }
     }
 }
@@ -211,13 +176,7 @@ mod tests {
     use super::*;
     use crate::ir::Window;
 
-    fn conv_op(
-        kernel: &[usize],
-        strides: &[usize],
-        pads: &[usize],
-        dilations: &[usize],
-        group: usize,
-    ) -> Conv {
+    fn conv_op(kernel: &[usize], strides: &[usize], pads: &[usize], dilations: &[usize], group: usize) -> Conv {
         Conv {
             window: Window {
                 kernel: kernel.to_vec(),
@@ -271,10 +230,7 @@ mod tests {
         let op = conv_op(&[2, 2], &[2, 2], &[], &[], 1);
         let y = conv(&op, &[&x, &w]).unwrap();
         assert_eq!(y.shape, vec![1, 2, 2, 2]);
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[10.0, 18.0, 42.0, 50.0, -4.0, -2.0, 4.0, 6.0]
-        );
+        assert_eq!(y.as_f32().unwrap(), &[10.0, 18.0, 42.0, 50.0, -4.0, -2.0, 4.0, 6.0]);
     }
 
     #[test]
@@ -311,10 +267,7 @@ mod tests {
         let b = t(&[2], vec![1.0, 0.0]);
         let op = conv_op(&[1, 1], &[], &[], &[], 1);
         let y = conv(&op, &[&x, &w, &b]).unwrap();
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[5.0, 7.0, -1.0, 0.0, 2.0, 2.0, -1.0, 2.0]
-        );
+        assert_eq!(y.as_f32().unwrap(), &[5.0, 7.0, -1.0, 0.0, 2.0, 2.0, -1.0, 2.0]);
     }
 
     #[test]
@@ -370,9 +323,7 @@ mod tests {
         // each group has zero weights equals a depthwise conv on the first channels; both are
         // checked against the definition y[oc,oh,ow] = sum_ij w[i,j] * x[oh*s+i*d-p, ow*s+j*d-p].
         let (hgt, wid) = (5usize, 6usize);
-        let xs: Vec<f32> = (0..4 * hgt * wid)
-            .map(|i| ((i * 7 % 11) as f32) - 5.0)
-            .collect();
+        let xs: Vec<f32> = (0..4 * hgt * wid).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
         let x = t(&[1, 4, hgt, wid], xs.clone());
         let kernel: Vec<f32> = vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.75, 1.0, 0.0, 3.0];
         let mut w_full = Vec::new();
@@ -396,8 +347,7 @@ mod tests {
                             let ih = (oh * 2 + i) as isize - 1;
                             let iw = (ow + j * 2) as isize - 2;
                             if (0..hgt as isize).contains(&ih) && (0..wid as isize).contains(&iw) {
-                                sum += kernel[i * 3 + j]
-                                    * xs[c * hgt * wid + ih as usize * wid + iw as usize];
+                                sum += kernel[i * 3 + j] * xs[c * hgt * wid + ih as usize * wid + iw as usize];
                             }
                         }
                     }
@@ -407,25 +357,34 @@ mod tests {
         }
         let got = y.as_f32().unwrap();
         for (g, e) in got.iter().zip(&expected) {
-            assert!(
-                (g - e).abs() <= 1e-5 * e.abs().max(1.0),
-                "got {got:?}\nexpected {expected:?}"
-            );
+            assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0), "got {got:?}\nexpected {expected:?}");
         }
         // Depthwise on channels 0 and 2 alone gives the same numbers.
-        let dx: Vec<f32> = xs[..hgt * wid]
-            .iter()
-            .chain(&xs[2 * hgt * wid..3 * hgt * wid])
-            .copied()
-            .collect();
-        let dw = t(
-            &[2, 1, 3, 3],
-            kernel.iter().chain(&kernel).copied().collect(),
-        );
+        let dx: Vec<f32> = xs[..hgt * wid].iter().chain(&xs[2 * hgt * wid..3 * hgt * wid]).copied().collect();
+        let dw = t(&[2, 1, 3, 3], kernel.iter().chain(&kernel).copied().collect());
         let yd = conv(&op, &[&t(&[1, 2, hgt, wid], dx), &dw]).unwrap();
         for (g, e) in yd.as_f32().unwrap().iter().zip(&expected) {
             assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0));
         }
+    }
+
+    #[test]
+    fn conv_3d_on_both_paths() {
+        // x[d,h,w] = 4d + 2h + w over 2x2x2; kernel over depth only, taps [1, 10]:
+        // y[0,h,w] = (2h + w) + 10 * (4 + 2h + w) = 40 + 22h + 11w = [40, 51, 62, 73].
+        let x = t(&[1, 1, 2, 2, 2], iota(8));
+        let w = t(&[1, 1, 2, 1, 1], vec![1.0, 10.0]);
+        let op = conv_op(&[2, 1, 1], &[], &[], &[], 1);
+        let y = conv(&op, &[&x, &w]).unwrap(); // one input channel: the direct path
+        assert_eq!(y.shape, vec![1, 1, 1, 2, 2]);
+        assert_eq!(y.as_f32().unwrap(), &[40.0, 51.0, 62.0, 73.0]);
+        // A second input channel of ones with taps [0.5, 0.5] adds 1: the im2col path.
+        let mut xs = iota(8);
+        xs.extend([1.0; 8]);
+        let x2 = t(&[1, 2, 2, 2, 2], xs);
+        let w2 = t(&[1, 2, 2, 1, 1], vec![1.0, 10.0, 0.5, 0.5]);
+        let y = conv(&op, &[&x2, &w2]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[41.0, 52.0, 63.0, 74.0]);
     }
 
     #[test]
@@ -436,11 +395,6 @@ mod tests {
         assert!(conv(&op, &[&x, &w]).unwrap_err().message.contains("group"));
         let w = t(&[2, 3, 1, 1], vec![0.0; 6]);
         let b = t(&[3], vec![0.0; 3]);
-        assert!(
-            conv(&op, &[&x, &w, &b])
-                .unwrap_err()
-                .message
-                .contains("bias")
-        );
+        assert!(conv(&op, &[&x, &w, &b]).unwrap_err().message.contains("bias"));
     }
 }

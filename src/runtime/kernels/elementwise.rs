@@ -35,16 +35,8 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let mut out = vec![0; rank];
     for (i, slot) in out.iter_mut().enumerate() {
         // Align from the right: missing leading dimensions act as 1.
-        let da = if i + a.len() >= rank {
-            a[i + a.len() - rank]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= rank {
-            b[i + b.len() - rank]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
         *slot = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -60,12 +52,8 @@ pub fn binary(op: BinaryOp, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     let name = op.name();
     expect_inputs(name, inputs, 2, 2)?;
     let (a, b) = (input(name, inputs, 0, "A")?, input(name, inputs, 1, "B")?);
-    let shape = broadcast_shape(&a.shape, &b.shape).ok_or_else(|| {
-        KernelError::new(
-            name,
-            format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape),
-        )
-    })?;
+    let shape = broadcast_shape(&a.shape, &b.shape)
+        .ok_or_else(|| KernelError::new(name, format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape)))?;
     let data = match (&a.data, &b.data) {
         (TensorData::F32(x), TensorData::F32(y)) => {
             let run = |f: fn(f32, f32) -> f32| broadcast(x, &a.shape, y, &b.shape, &shape, f);
@@ -85,18 +73,11 @@ pub fn binary(op: BinaryOp, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         (x, y) if x.dtype() != y.dtype() => {
             return Err(KernelError::new(
                 name,
-                format!(
-                    "inputs have different dtypes: {} and {}",
-                    x.dtype().name(),
-                    y.dtype().name()
-                ),
+                format!("inputs have different dtypes: {} and {}", x.dtype().name(), y.dtype().name()),
             ));
         }
         (x, _) => {
-            return Err(KernelError::new(
-                name,
-                format!("unsupported dtype {}", x.dtype().name()),
-            ));
+            return Err(KernelError::new(name, format!("unsupported dtype {}", x.dtype().name())));
         }
     };
     tensor(name, shape, data)
@@ -127,11 +108,7 @@ macro_rules! impl_integer {
             }
             fn div(self, other: Self) -> Self {
                 // Callers reject zero divisors first; MIN / -1 wraps to MIN.
-                if other == 0 {
-                    0
-                } else {
-                    self.wrapping_div(other)
-                }
+                if other == 0 { 0 } else { self.wrapping_div(other) }
             }
         }
     };
@@ -168,11 +145,7 @@ pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usi
     let mut stride = 1;
     for i in (0..shape.len()).rev() {
         let out_axis = rank - shape.len() + i;
-        strides[out_axis] = if shape[i] == 1 && out_shape[out_axis] != 1 {
-            0
-        } else {
-            stride
-        };
+        strides[out_axis] = if shape[i] == 1 && out_shape[out_axis] != 1 { 0 } else { stride };
         stride *= shape[i];
     }
     strides
@@ -206,11 +179,7 @@ fn broadcast_axes(a_shape: &[usize], b_shape: &[usize], out_shape: &[usize]) -> 
             outer.step_b = step_b;
             continue;
         }
-        axes.push(Axis {
-            len,
-            step_a,
-            step_b,
-        });
+        axes.push(Axis { len, step_a, step_b });
     }
     axes
 }
@@ -233,26 +202,14 @@ pub(crate) fn broadcast<T: Copy>(
     let axes = broadcast_axes(a_shape, b_shape, out_shape);
     let (inner, outer) = match axes.split_last() {
         Some((inner, outer)) => (*inner, outer),
-        None => (
-            Axis {
-                len: 1,
-                step_a: 0,
-                step_b: 0,
-            },
-            &[][..],
-        ),
+        None => (Axis { len: 1, step_a: 0, step_b: 0 }, &[][..]),
     };
     let mut index = vec![0usize; outer.len()];
     let (mut at_a, mut at_b) = (0usize, 0usize);
     loop {
         let n = inner.len;
         match (inner.step_a, inner.step_b) {
-            (1, 1) => out.extend(
-                a[at_a..at_a + n]
-                    .iter()
-                    .zip(&b[at_b..at_b + n])
-                    .map(|(&x, &y)| f(x, y)),
-            ),
+            (1, 1) => out.extend(a[at_a..at_a + n].iter().zip(&b[at_b..at_b + n]).map(|(&x, &y)| f(x, y))),
             (1, 0) => {
                 let y = b[at_b];
                 out.extend(a[at_a..at_a + n].iter().map(|&x| f(x, y)));
@@ -285,19 +242,11 @@ pub(crate) fn broadcast<T: Copy>(
 }
 
 /// Runs a float activation over its single input.
-pub fn unary(
-    op: &'static str,
-    inputs: &[&Tensor],
-    f: impl Fn(f32) -> f32,
-) -> Result<Tensor, KernelError> {
+pub fn unary(op: &'static str, inputs: &[&Tensor], f: impl Fn(f32) -> f32) -> Result<Tensor, KernelError> {
     expect_inputs(op, inputs, 1, 1)?;
     let x = f32_input(op, inputs, 0, "X")?;
     let shape = input(op, inputs, 0, "X")?.shape.clone();
-    tensor(
-        op,
-        shape,
-        TensorData::F32(x.iter().map(|&v| f(v)).collect()),
-    )
+    tensor(op, shape, TensorData::F32(x.iter().map(|&v| f(v)).collect()))
 }
 
 /// `max(x, 0)`; NaN and -0 map to +0 as onnxruntime's vector max does.
@@ -354,9 +303,7 @@ mod tests {
     #[test]
     fn sub_broadcasts_a_per_channel_bias_over_nchw() {
         // x[n,c,h,w] = 100n + 10c + (2h + w) with N=2, C=2, H=W=2; b[c] = c + 1, shape [2,1,1].
-        let x: Vec<f32> = (0..16)
-            .map(|i| (100 * (i / 8) + 10 * ((i / 4) % 2) + i % 4) as f32)
-            .collect();
+        let x: Vec<f32> = (0..16).map(|i| (100 * (i / 8) + 10 * ((i / 4) % 2) + i % 4) as f32).collect();
         let a = Tensor::from_f32(vec![2, 2, 2, 2], x);
         let b = Tensor::from_f32(vec![2, 1, 1], vec![1.0, 2.0]);
         let y = binary(BinaryOp::Sub, &[&a, &b]).unwrap();
@@ -386,16 +333,10 @@ mod tests {
         let a = Tensor::scalar_f32(12.0);
         let b = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
         // 12 / [1,2,3,4] = [12, 6, 4, 3]
-        assert_eq!(
-            f32s(&binary(BinaryOp::Div, &[&a, &b]).unwrap()),
-            &[12.0, 6.0, 4.0, 3.0]
-        );
+        assert_eq!(f32s(&binary(BinaryOp::Div, &[&a, &b]).unwrap()), &[12.0, 6.0, 4.0, 3.0]);
         // [1,2,3,4] / 12 computed as x / 12 exactly as in f32
         let expected: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|x| x / 12.0).collect();
-        assert_eq!(
-            f32s(&binary(BinaryOp::Div, &[&b, &a]).unwrap()),
-            &expected[..]
-        );
+        assert_eq!(f32s(&binary(BinaryOp::Div, &[&b, &a]).unwrap()), &expected[..]);
     }
 
     #[test]
@@ -431,31 +372,16 @@ mod tests {
     fn integer_division_by_zero_is_an_error() {
         let a = Tensor::from_i64(vec![2], vec![1, 2]);
         let b = Tensor::from_i64(vec![2], vec![1, 0]);
-        assert!(
-            binary(BinaryOp::Div, &[&a, &b])
-                .unwrap_err()
-                .message
-                .contains("by zero")
-        );
+        assert!(binary(BinaryOp::Div, &[&a, &b]).unwrap_err().message.contains("by zero"));
     }
 
     #[test]
     fn mismatched_dtypes_and_shapes_are_errors() {
         let a = Tensor::from_i64(vec![2], vec![1, 2]);
         let b = Tensor::from_f32(vec![2], vec![1.0, 2.0]);
-        assert!(
-            binary(BinaryOp::Add, &[&a, &b])
-                .unwrap_err()
-                .message
-                .contains("different dtypes")
-        );
+        assert!(binary(BinaryOp::Add, &[&a, &b]).unwrap_err().message.contains("different dtypes"));
         let c = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]);
-        assert!(
-            binary(BinaryOp::Add, &[&b, &c])
-                .unwrap_err()
-                .message
-                .contains("do not broadcast")
-        );
+        assert!(binary(BinaryOp::Add, &[&b, &c]).unwrap_err().message.contains("do not broadcast"));
     }
 
     #[test]
@@ -482,10 +408,7 @@ mod tests {
     fn unary_keeps_the_shape_and_rejects_integers() {
         let x = Tensor::from_f32(vec![2, 1], vec![-1.0, 2.0]);
         let y = unary("Relu", &[&x], relu).unwrap();
-        assert_eq!(
-            (y.shape.clone(), f32s(&y).to_vec()),
-            (vec![2, 1], vec![0.0, 2.0])
-        );
+        assert_eq!((y.shape.clone(), f32s(&y).to_vec()), (vec![2, 1], vec![0.0, 2.0]));
         let i = Tensor::from_i64(vec![1], vec![1]);
         assert!(unary("Relu", &[&i], relu).is_err());
     }

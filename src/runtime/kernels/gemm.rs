@@ -26,9 +26,7 @@ pub(crate) fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) -> Result<(), KernelError> {
-    let internal = |what: &str, e: ndarray::ShapeError| {
-        KernelError::new(op, format!("internal: {what} view: {e}"))
-    };
+    let internal = |what: &str, e: ndarray::ShapeError| KernelError::new(op, format!("internal: {what} view: {e}"));
     let a = ArrayView2::from_shape((m, k).strides(a_strides), a).map_err(|e| internal("A", e))?;
     let b = ArrayView2::from_shape((k, n).strides(b_strides), b).map_err(|e| internal("B", e))?;
     let mut c = ArrayViewMut2::from_shape((m, n), c).map_err(|e| internal("C", e))?;
@@ -38,44 +36,21 @@ pub(crate) fn sgemm(
 
 /// ONNX Gemm: inputs `[A, B]` or `[A, B, C]`; `A` is `M x K` (`K x M` with `trans_a`), `B` is
 /// `K x N` (`N x K` with `trans_b`) and `C` broadcasts (one way) to `M x N`.
-pub fn gemm(
-    alpha: f32,
-    beta: f32,
-    trans_a: bool,
-    trans_b: bool,
-    inputs: &[&Tensor],
-) -> Result<Tensor, KernelError> {
+pub fn gemm(alpha: f32, beta: f32, trans_a: bool, trans_b: bool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     const OP: &str = "Gemm";
     expect_inputs(OP, inputs, 2, 3)?;
     let (a_t, b_t) = (input(OP, inputs, 0, "A")?, input(OP, inputs, 1, "B")?);
-    let (a, b) = (
-        f32_input(OP, inputs, 0, "A")?,
-        f32_input(OP, inputs, 1, "B")?,
-    );
+    let (a, b) = (f32_input(OP, inputs, 0, "A")?, f32_input(OP, inputs, 1, "B")?);
     let [a0, a1] = a_t.shape[..] else {
-        return Err(KernelError::new(
-            OP,
-            format!("A must be 2-D, got shape {:?}", a_t.shape),
-        ));
+        return Err(KernelError::new(OP, format!("A must be 2-D, got shape {:?}", a_t.shape)));
     };
     let [b0, b1] = b_t.shape[..] else {
-        return Err(KernelError::new(
-            OP,
-            format!("B must be 2-D, got shape {:?}", b_t.shape),
-        ));
+        return Err(KernelError::new(OP, format!("B must be 2-D, got shape {:?}", b_t.shape)));
     };
     // Logical A is M x K; stored row-major as [a0, a1].
-    let (m, k, a_strides) = if trans_a {
-        (a1, a0, (1, a1))
-    } else {
-        (a0, a1, (a1, 1))
-    };
+    let (m, k, a_strides) = if trans_a { (a1, a0, (1, a1)) } else { (a0, a1, (a1, 1)) };
     // Logical B is K x N; stored row-major as [b0, b1].
-    let (kb, n, b_strides) = if trans_b {
-        (b1, b0, (1, b1))
-    } else {
-        (b0, b1, (b1, 1))
-    };
+    let (kb, n, b_strides) = if trans_b { (b1, b0, (1, b1)) } else { (b0, b1, (b1, 1)) };
     if k != kb {
         return Err(KernelError::new(
             OP,
@@ -94,17 +69,7 @@ pub fn gemm(
         fill_with_bias(&mut y, m, n, c, &c_t.shape, beta)?;
         gemm_beta = 1.0;
     }
-    sgemm(
-        OP,
-        (m, k, n),
-        alpha,
-        a,
-        a_strides,
-        b,
-        b_strides,
-        gemm_beta,
-        &mut y,
-    )?;
+    sgemm(OP, (m, k, n), alpha, a, a_strides, b, b_strides, gemm_beta, &mut y)?;
     tensor(OP, vec![m, n], TensorData::F32(y))
 }
 
@@ -119,16 +84,9 @@ fn fill_with_bias(
 ) -> Result<(), KernelError> {
     let target = [m, n];
     let fits = c_shape.len() <= 2
-        && c_shape
-            .iter()
-            .rev()
-            .zip(target.iter().rev())
-            .all(|(&have, &want)| have == want || have == 1);
+        && c_shape.iter().rev().zip(target.iter().rev()).all(|(&have, &want)| have == want || have == 1);
     if !fits {
-        return Err(KernelError::new(
-            "Gemm",
-            format!("C of shape {c_shape:?} does not broadcast to [{m}, {n}]"),
-        ));
+        return Err(KernelError::new("Gemm", format!("C of shape {c_shape:?} does not broadcast to [{m}, {n}]")));
     }
     let strides = broadcast_strides(c_shape, &target);
     let (row_step, col_step) = (strides[0], strides[1]);
@@ -151,40 +109,20 @@ pub fn matmul(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     const OP: &str = "MatMul";
     expect_inputs(OP, inputs, 2, 2)?;
     let (a_t, b_t) = (input(OP, inputs, 0, "A")?, input(OP, inputs, 1, "B")?);
-    let (a, b) = (
-        f32_input(OP, inputs, 0, "A")?,
-        f32_input(OP, inputs, 1, "B")?,
-    );
+    let (a, b) = (f32_input(OP, inputs, 0, "A")?, f32_input(OP, inputs, 1, "B")?);
     if a_t.shape.is_empty() || b_t.shape.is_empty() {
         return Err(KernelError::new(OP, "operands must have rank 1 or more"));
     }
-    let a_shape: Vec<usize> = if a_t.shape.len() == 1 {
-        vec![1, a_t.shape[0]]
-    } else {
-        a_t.shape.clone()
-    };
-    let b_shape: Vec<usize> = if b_t.shape.len() == 1 {
-        vec![b_t.shape[0], 1]
-    } else {
-        b_t.shape.clone()
-    };
+    let a_shape: Vec<usize> = if a_t.shape.len() == 1 { vec![1, a_t.shape[0]] } else { a_t.shape.clone() };
+    let b_shape: Vec<usize> = if b_t.shape.len() == 1 { vec![b_t.shape[0], 1] } else { b_t.shape.clone() };
     let (a_batch, a_mat) = a_shape.split_at(a_shape.len() - 2);
     let (b_batch, b_mat) = b_shape.split_at(b_shape.len() - 2);
     let (m, k, kb, n) = (a_mat[0], a_mat[1], b_mat[0], b_mat[1]);
     if k != kb {
-        return Err(KernelError::new(
-            OP,
-            format!("inner dimensions differ: {:?} x {:?}", a_t.shape, b_t.shape),
-        ));
+        return Err(KernelError::new(OP, format!("inner dimensions differ: {:?} x {:?}", a_t.shape, b_t.shape)));
     }
     let batch = broadcast_shape(a_batch, b_batch).ok_or_else(|| {
-        KernelError::new(
-            OP,
-            format!(
-                "batch axes of {:?} and {:?} do not broadcast",
-                a_t.shape, b_t.shape
-            ),
-        )
+        KernelError::new(OP, format!("batch axes of {:?} and {:?} do not broadcast", a_t.shape, b_t.shape))
     })?;
     let mut out_shape = batch.clone();
     if a_t.shape.len() > 1 {
@@ -200,47 +138,15 @@ pub fn matmul(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     }
     if b_batch.iter().all(|&d| d == 1) {
         // B is one matrix: A's batches stack into one tall matrix, one sgemm.
-        sgemm(
-            OP,
-            (batches * m, k, n),
-            1.0,
-            a,
-            (k, 1),
-            b,
-            (n, 1),
-            0.0,
-            &mut y,
-        )?;
+        sgemm(OP, (batches * m, k, n), 1.0, a, (k, 1), b, (n, 1), 0.0, &mut y)?;
     } else {
         let a_steps = broadcast_strides(a_batch, &batch);
         let b_steps = broadcast_strides(b_batch, &batch);
         let mut index = vec![0usize; batch.len()];
         for out in y.chunks_exact_mut(m * n) {
-            let a_at: usize = index
-                .iter()
-                .zip(&a_steps)
-                .map(|(i, s)| i * s)
-                .sum::<usize>()
-                * m
-                * k;
-            let b_at: usize = index
-                .iter()
-                .zip(&b_steps)
-                .map(|(i, s)| i * s)
-                .sum::<usize>()
-                * k
-                * n;
-            sgemm(
-                OP,
-                (m, k, n),
-                1.0,
-                &a[a_at..a_at + m * k],
-                (k, 1),
-                &b[b_at..b_at + k * n],
-                (n, 1),
-                0.0,
-                out,
-            )?;
+            let a_at: usize = index.iter().zip(&a_steps).map(|(i, s)| i * s).sum::<usize>() * m * k;
+            let b_at: usize = index.iter().zip(&b_steps).map(|(i, s)| i * s).sum::<usize>() * k * n;
+            sgemm(OP, (m, k, n), 1.0, &a[a_at..a_at + m * k], (k, 1), &b[b_at..b_at + k * n], (n, 1), 0.0, out)?;
             for level in (0..batch.len()).rev() {
                 index[level] += 1;
                 if index[level] < batch[level] {
@@ -304,21 +210,11 @@ mod tests {
     fn gemm_rejects_bad_shapes() {
         let a = t(&[2, 3], &[0.0; 6]);
         let b = t(&[2, 3], &[0.0; 6]);
-        assert!(
-            gemm(1.0, 1.0, false, false, &[&a, &b])
-                .unwrap_err()
-                .message
-                .contains("inner")
-        );
+        assert!(gemm(1.0, 1.0, false, false, &[&a, &b]).unwrap_err().message.contains("inner"));
         let c = t(&[3], &[0.0; 3]);
         let bt = t(&[3, 2], &[0.0; 6]);
         // Y is [2,2]; C [3] cannot broadcast to it.
-        assert!(
-            gemm(1.0, 1.0, false, false, &[&a, &bt, &c])
-                .unwrap_err()
-                .message
-                .contains("broadcast")
-        );
+        assert!(gemm(1.0, 1.0, false, false, &[&a, &bt, &c]).unwrap_err().message.contains("broadcast"));
     }
 
     #[test]
@@ -327,22 +223,13 @@ mod tests {
         let v = t(&[2], &[1.0, 2.0]);
         let m = t(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
         let y = matmul(&[&v, &m]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![2], vec![7.0, 10.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![2], vec![7.0, 10.0]));
         // [[1,2],[3,4]] . [1,2] = [5, 11], shape [2]
         let y = matmul(&[&m, &v]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![2], vec![5.0, 11.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![2], vec![5.0, 11.0]));
         // [1,2] . [1,2] = 5, shape []
         let y = matmul(&[&v, &v]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![], vec![5.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![], vec![5.0]));
     }
 
     #[test]
@@ -364,9 +251,6 @@ mod tests {
         let b = t(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
         let y = matmul(&[&a, &b]).unwrap();
         assert_eq!(y.shape, vec![2, 2, 2]);
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 6.0, 8.0]
-        );
+        assert_eq!(y.as_f32().unwrap(), &[1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 6.0, 8.0]);
     }
 }

@@ -31,10 +31,7 @@ pub struct KernelError {
 
 impl KernelError {
     pub(crate) fn new(op: &'static str, message: impl Into<String>) -> KernelError {
-        KernelError {
-            op,
-            message: message.into(),
-        }
+        KernelError { op, message: message.into() }
     }
 }
 
@@ -42,33 +39,20 @@ impl KernelError {
 /// shape); every tensor the kernel produces is checked against them. An empty `outputs`
 /// skips the check (for callers that have no inferred infos). Dropout produces its optional
 /// second output (the all-true mask of inference mode) only when `outputs` declares it.
-pub fn run_op(
-    op: &Op,
-    inputs: &[&Tensor],
-    outputs: &[TensorInfo],
-) -> Result<Vec<Tensor>, KernelError> {
+pub fn run_op(op: &Op, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
     let name = op.type_name();
     for (i, input) in inputs.iter().enumerate() {
         let expected = checked_product(&input.shape);
         if expected != Some(input.len()) {
             return Err(KernelError::new(
                 name,
-                format!(
-                    "input {i} has shape {:?} but {} elements",
-                    input.shape,
-                    input.len()
-                ),
+                format!("input {i} has shape {:?} but {} elements", input.shape, input.len()),
             ));
         }
     }
     let results = match op {
         Op::Conv(conv) => vec![conv::conv(conv, inputs)?],
-        Op::Gemm {
-            alpha,
-            beta,
-            trans_a,
-            trans_b,
-        } => {
+        Op::Gemm { alpha, beta, trans_a, trans_b } => {
             vec![gemm::gemm(*alpha, *beta, *trans_a, *trans_b, inputs)?]
         }
         Op::MatMul => vec![gemm::matmul(inputs)?],
@@ -79,16 +63,12 @@ pub fn run_op(
         Op::Relu => vec![elementwise::unary(name, inputs, elementwise::relu)?],
         Op::Clip { min, max } => {
             let (min, max) = (*min, *max);
-            vec![elementwise::unary(name, inputs, move |x| {
-                elementwise::clip(x, min, max)
-            })?]
+            vec![elementwise::unary(name, inputs, move |x| elementwise::clip(x, min, max))?]
         }
         Op::Sigmoid => vec![elementwise::unary(name, inputs, elementwise::sigmoid)?],
         Op::HardSigmoid { alpha, beta } => {
             let (alpha, beta) = (*alpha, *beta);
-            vec![elementwise::unary(name, inputs, move |x| {
-                elementwise::hard_sigmoid(x, alpha, beta)
-            })?]
+            vec![elementwise::unary(name, inputs, move |x| elementwise::hard_sigmoid(x, alpha, beta))?]
         }
         Op::HardSwish => vec![elementwise::unary(name, inputs, elementwise::hard_swish)?],
         Op::MaxPool(pool) => vec![pool::max_pool(pool, inputs)?],
@@ -112,22 +92,14 @@ pub fn run_op(
 }
 
 /// Checks the produced tensors against the declared infos (when there are any).
-fn check_outputs(
-    op: &'static str,
-    results: &[Tensor],
-    outputs: &[TensorInfo],
-) -> Result<(), KernelError> {
+fn check_outputs(op: &'static str, results: &[Tensor], outputs: &[TensorInfo]) -> Result<(), KernelError> {
     if outputs.is_empty() {
         return Ok(());
     }
     if outputs.len() != results.len() {
         return Err(KernelError::new(
             op,
-            format!(
-                "produces {} outputs but {} are declared",
-                results.len(),
-                outputs.len()
-            ),
+            format!("produces {} outputs but {} are declared", results.len(), outputs.len()),
         ));
     }
     for (result, info) in results.iter().zip(outputs) {
@@ -155,27 +127,14 @@ pub(crate) fn checked_product(shape: &[usize]) -> Option<usize> {
 
 /// The element count of `shape` as a kernel error on overflow.
 pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize, KernelError> {
-    checked_product(shape)
-        .ok_or_else(|| KernelError::new(op, format!("shape {shape:?} has too many elements")))
+    checked_product(shape).ok_or_else(|| KernelError::new(op, format!("shape {shape:?} has too many elements")))
 }
 
 /// Checks that the op received between `min` and `max` inputs.
-pub(crate) fn expect_inputs(
-    op: &'static str,
-    inputs: &[&Tensor],
-    min: usize,
-    max: usize,
-) -> Result<(), KernelError> {
+pub(crate) fn expect_inputs(op: &'static str, inputs: &[&Tensor], min: usize, max: usize) -> Result<(), KernelError> {
     if inputs.len() < min || inputs.len() > max {
-        let expected = if min == max {
-            format!("{min}")
-        } else {
-            format!("{min} to {max}")
-        };
-        return Err(KernelError::new(
-            op,
-            format!("expects {expected} inputs, got {}", inputs.len()),
-        ));
+        let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        return Err(KernelError::new(op, format!("expects {expected} inputs, got {}", inputs.len())));
     }
     Ok(())
 }
@@ -187,18 +146,12 @@ pub(crate) fn f32_input<'a>(
     index: usize,
     what: &str,
 ) -> Result<&'a [f32], KernelError> {
-    let tensor = inputs
-        .get(index)
-        .ok_or_else(|| KernelError::new(op, format!("missing input {index} ({what})")))?;
+    let tensor = inputs.get(index).ok_or_else(|| KernelError::new(op, format!("missing input {index} ({what})")))?;
     match &tensor.data {
         TensorData::F32(v) => Ok(v),
-        other => Err(KernelError::new(
-            op,
-            format!(
-                "input {index} ({what}) must be float32, got {}",
-                other.dtype().name()
-            ),
-        )),
+        other => {
+            Err(KernelError::new(op, format!("input {index} ({what}) must be float32, got {}", other.dtype().name())))
+        }
     }
 }
 
@@ -209,18 +162,11 @@ pub(crate) fn input<'a>(
     index: usize,
     what: &str,
 ) -> Result<&'a Tensor, KernelError> {
-    inputs
-        .get(index)
-        .copied()
-        .ok_or_else(|| KernelError::new(op, format!("missing input {index} ({what})")))
+    inputs.get(index).copied().ok_or_else(|| KernelError::new(op, format!("missing input {index} ({what})")))
 }
 
 /// A tensor whose data length is known to match its shape by construction in the kernel.
-pub(crate) fn tensor(
-    op: &'static str,
-    shape: Vec<usize>,
-    data: TensorData,
-) -> Result<Tensor, KernelError> {
+pub(crate) fn tensor(op: &'static str, shape: Vec<usize>, data: TensorData) -> Result<Tensor, KernelError> {
     Tensor::new(shape, data).map_err(|e| KernelError::new(op, format!("internal: {e}")))
 }
 
@@ -230,19 +176,12 @@ mod tests {
     use crate::ir::DType;
 
     fn info(shape: &[usize]) -> TensorInfo {
-        TensorInfo {
-            name: "y".into(),
-            dtype: DType::F32,
-            shape: shape.to_vec(),
-        }
+        TensorInfo { name: "y".into(), dtype: DType::F32, shape: shape.to_vec() }
     }
 
     #[test]
     fn an_input_whose_data_disagrees_with_its_shape_is_an_error() {
-        let bad = Tensor {
-            shape: vec![2, 2],
-            data: TensorData::F32(vec![1.0; 3]),
-        };
+        let bad = Tensor { shape: vec![2, 2], data: TensorData::F32(vec![1.0; 3]) };
         let err = run_op(&Op::Relu, &[&bad], &[]).unwrap_err();
         assert!(err.message.contains("3 elements"), "{err}");
     }
@@ -260,11 +199,7 @@ mod tests {
     #[test]
     fn dropout_emits_its_mask_only_when_declared() {
         let x = Tensor::from_f32(vec![2], vec![3.0, 4.0]);
-        let mask = TensorInfo {
-            name: "m".into(),
-            dtype: DType::Bool,
-            shape: vec![2],
-        };
+        let mask = TensorInfo { name: "m".into(), dtype: DType::Bool, shape: vec![2] };
         let both = run_op(&Op::Dropout, &[&x], &[info(&[2]), mask]).unwrap();
         assert_eq!(both.len(), 2);
         assert_eq!(both[1].data, TensorData::Bool(vec![1, 1]));

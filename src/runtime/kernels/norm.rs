@@ -13,38 +13,19 @@ pub fn batch_norm(epsilon: f32, inputs: &[&Tensor]) -> Result<Tensor, KernelErro
     let x_t = input(OP, inputs, 0, "X")?;
     let x = f32_input(OP, inputs, 0, "X")?;
     let [n, c, ref spatial @ ..] = x_t.shape[..] else {
-        return Err(KernelError::new(
-            OP,
-            format!("X must be [N, C, ...], got shape {:?}", x_t.shape),
-        ));
+        return Err(KernelError::new(OP, format!("X must be [N, C, ...], got shape {:?}", x_t.shape)));
     };
     let mut params = [&[][..]; 4];
-    for (slot, (index, what)) in
-        params
-            .iter_mut()
-            .zip([(1, "scale"), (2, "B"), (3, "mean"), (4, "var")])
-    {
+    for (slot, (index, what)) in params.iter_mut().zip([(1, "scale"), (2, "B"), (3, "mean"), (4, "var")]) {
         let values = f32_input(OP, inputs, index, what)?;
         if values.len() != c {
-            return Err(KernelError::new(
-                OP,
-                format!("{what} has {} values for {c} channels", values.len()),
-            ));
+            return Err(KernelError::new(OP, format!("{what} has {} values for {c} channels", values.len())));
         }
         *slot = values;
     }
     let [scale, bias, mean, var] = params;
-    let fused_scale: Vec<f32> = scale
-        .iter()
-        .zip(var)
-        .map(|(&s, &v)| s * (1.0 / (v + epsilon).sqrt()))
-        .collect();
-    let fused_bias: Vec<f32> = bias
-        .iter()
-        .zip(mean)
-        .zip(&fused_scale)
-        .map(|((&b, &m), &s)| b - m * s)
-        .collect();
+    let fused_scale: Vec<f32> = scale.iter().zip(var).map(|(&s, &v)| s * (1.0 / (v + epsilon).sqrt())).collect();
+    let fused_bias: Vec<f32> = bias.iter().zip(mean).zip(&fused_scale).map(|((&b, &m), &s)| b - m * s).collect();
     let plane: usize = spatial.iter().product();
     let mut y = Vec::with_capacity(x.len());
     if plane > 0 && n > 0 {
@@ -66,10 +47,7 @@ pub fn softmax(axis: usize, coerce_2d: bool, inputs: &[&Tensor]) -> Result<Tenso
     let rank = x_t.shape.len();
     // Opset < 13 allows axis == rank for coerce_2d (a [N, 1] matrix); otherwise it must name an axis.
     if axis > rank || (axis == rank && !coerce_2d) {
-        return Err(KernelError::new(
-            OP,
-            format!("axis {axis} is out of range for rank {rank}"),
-        ));
+        return Err(KernelError::new(OP, format!("axis {axis} is out of range for rank {rank}")));
     }
     let (dim, inner) = if coerce_2d {
         (element_count(OP, &x_t.shape[axis..])?, 1)
@@ -125,10 +103,7 @@ mod tests {
     fn close(got: &[f32], expected: &[f32]) {
         assert_eq!(got.len(), expected.len());
         for (g, e) in got.iter().zip(expected) {
-            assert!(
-                (g - e).abs() <= 1e-6 * e.abs().max(1.0),
-                "got {got:?}, expected {expected:?}"
-            );
+            assert!((g - e).abs() <= 1e-6 * e.abs().max(1.0), "got {got:?}, expected {expected:?}");
         }
     }
 
@@ -139,17 +114,7 @@ mod tests {
         // Channel 1: scale 1, B 0, mean -1: y = (x + 1) / 2.
         let x = t(&[1, 2, 1, 2], vec![5.0, 7.0, 1.0, 3.0]);
         let p = |v: [f32; 2]| t(&[2], v.to_vec());
-        let y = batch_norm(
-            1.0,
-            &[
-                &x,
-                &p([2.0, 1.0]),
-                &p([1.0, 0.0]),
-                &p([3.0, -1.0]),
-                &p([3.0, 3.0]),
-            ],
-        )
-        .unwrap();
+        let y = batch_norm(1.0, &[&x, &p([2.0, 1.0]), &p([1.0, 0.0]), &p([3.0, -1.0]), &p([3.0, 3.0])]).unwrap();
         // ch0: [5-2, 7-2] = [3, 5]; ch1: [(1+1)/2, (3+1)/2] = [1, 2]
         assert_eq!(y.shape, vec![1, 2, 1, 2]);
         close(y.as_f32().unwrap(), &[3.0, 5.0, 1.0, 2.0]);
@@ -169,16 +134,10 @@ mod tests {
     #[test]
     fn softmax_last_axis() {
         // softmax([0, ln 2, ln 3]) = [1, 2, 3] / 6; softmax([5, 5]) = [0.5, 0.5]
-        let x = t(
-            &[2, 3],
-            vec![0.0, 2f32.ln(), 3f32.ln(), 100.0, 100.0, 100.0],
-        );
+        let x = t(&[2, 3], vec![0.0, 2f32.ln(), 3f32.ln(), 100.0, 100.0, 100.0]);
         let y = softmax(1, false, &[&x]).unwrap();
         let third = 1.0 / 3.0;
-        close(
-            y.as_f32().unwrap(),
-            &[1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0, third, third, third],
-        );
+        close(y.as_f32().unwrap(), &[1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0, third, third, third]);
     }
 
     #[test]
@@ -200,10 +159,7 @@ mod tests {
         let x = t(&[2], vec![1000.0, 1000.0 + 3f32.ln()]);
         let y = softmax(0, false, &[&x]).unwrap();
         let y = y.as_f32().unwrap();
-        assert!(
-            (y[0] - 0.25).abs() < 1e-4 && (y[1] - 0.75).abs() < 1e-4,
-            "{y:?}"
-        );
+        assert!((y[0] - 0.25).abs() < 1e-4 && (y[1] - 0.75).abs() < 1e-4, "{y:?}");
         assert!(softmax(1, false, &[&x]).is_err());
     }
 }

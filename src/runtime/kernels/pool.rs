@@ -1,4 +1,4 @@
-//! Pooling over 1-D and 2-D inputs: MaxPool and AveragePool with pads, strides, dilations,
+//! Pooling over 1-D to 3-D inputs: MaxPool and AveragePool with pads, strides, dilations,
 //! `ceil_mode` and `count_include_pad` as ONNX defines them, and the global pools over every
 //! spatial axis.
 //!
@@ -19,14 +19,7 @@ pub fn max_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> 
 
 /// AveragePool.
 pub fn average_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
-    windowed(
-        "AveragePool",
-        pool,
-        inputs,
-        Reduce::Average {
-            include_pad: pool.count_include_pad,
-        },
-    )
+    windowed("AveragePool", pool, inputs, Reduce::Average { include_pad: pool.count_include_pad })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,25 +28,14 @@ enum Reduce {
     Average { include_pad: bool },
 }
 
-fn windowed(
-    op: &'static str,
-    pool: &Pool,
-    inputs: &[&Tensor],
-    reduce: Reduce,
-) -> Result<Tensor, KernelError> {
+fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], reduce: Reduce) -> Result<Tensor, KernelError> {
     expect_inputs(op, inputs, 1, 1)?;
     let x_t = input(op, inputs, 0, "X")?;
     let x = f32_input(op, inputs, 0, "X")?;
     if pool.window.kernel.is_empty() {
         return Err(KernelError::new(op, "kernel_shape is empty"));
     }
-    let geo = Geometry::resolve(
-        op,
-        &x_t.shape,
-        &pool.window,
-        &pool.window.kernel,
-        pool.ceil_mode,
-    )?;
+    let geo = Geometry::resolve(op, &x_t.shape, &pool.window, &pool.window.kernel, pool.ceil_mode)?;
     let out_shape = geo.output_shape(geo.channels);
     let initial = match reduce {
         // onnxruntime starts a max at the lowest finite float.
@@ -65,42 +47,40 @@ fn windowed(
     if y.is_empty() || in_plane == 0 {
         return tensor(op, out_shape, TensorData::F32(y));
     }
-    let (h, w) = (geo.h, geo.w);
+    let w = geo.w;
     for (plane, out) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
-        for i in 0..h.kernel {
-            let (h_lo, h_hi) = h.valid_outputs(i);
-            for j in 0..w.kernel {
-                let (w_lo, w_hi) = w.valid_outputs(j);
-                if w_lo >= w_hi {
-                    continue;
-                }
-                let in_start = w.coordinate(w_lo, j) as usize;
-                for oh in h_lo..h_hi {
-                    let ih = h.coordinate(oh, i) as usize;
-                    let in_row = plane[ih * w.input + in_start..(ih + 1) * w.input]
-                        .iter()
-                        .step_by(w.stride);
-                    let out_row = &mut out[oh * w.output + w_lo..oh * w.output + w_hi];
-                    match reduce {
-                        Reduce::Max => {
-                            for (o, &v) in out_row.iter_mut().zip(in_row) {
-                                if v > *o {
-                                    *o = v;
-                                }
-                            }
-                        }
-                        Reduce::Average { .. } => {
-                            for (o, &v) in out_row.iter_mut().zip(in_row) {
-                                *o += v;
+        for t in 0..geo.taps() {
+            let (a, i, j) = geo.tap(t);
+            let (w_lo, w_hi) = w.valid_outputs(j);
+            if w_lo >= w_hi {
+                continue;
+            }
+            let in_start = w.coordinate(w_lo, j) as usize;
+            geo.for_each_row(a, i, |out_row, in_row| {
+                let src = plane[in_row * w.input + in_start..(in_row + 1) * w.input].iter().step_by(w.stride);
+                let dst = &mut out[out_row * w.output + w_lo..out_row * w.output + w_hi];
+                match reduce {
+                    Reduce::Max => {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            if v > *o {
+                                *o = v;
                             }
                         }
                     }
+                    Reduce::Average { .. } => {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o += v;
+                        }
+                    }
                 }
-            }
+            });
         }
     }
     if let Reduce::Average { include_pad } = reduce {
-        let rows = tap_counts(&h, include_pad);
+        // The count is separable: per (depth, height) output row times per column.
+        let depths = tap_counts(&geo.d, include_pad);
+        let heights = tap_counts(&geo.h, include_pad);
+        let rows: Vec<usize> = depths.iter().flat_map(|&cd| heights.iter().map(move |&ch| cd * ch)).collect();
         let cols = tap_counts(&w, include_pad);
         for out in y.chunks_exact_mut(out_plane) {
             for (out_row, &row_count) in out.chunks_exact_mut(w.output).zip(&rows) {
@@ -122,19 +102,12 @@ fn windowed(
 /// inside the input, or (`include_pad`) inside the padded input.
 fn tap_counts(axis: &Axis, include_pad: bool) -> Vec<usize> {
     let (low, high) = if include_pad {
-        (
-            -(axis.pad_begin as isize),
-            (axis.input + axis.pad_end) as isize,
-        )
+        (-(axis.pad_begin as isize), (axis.input + axis.pad_end) as isize)
     } else {
         (0, axis.input as isize)
     };
     (0..axis.output)
-        .map(|o| {
-            (0..axis.kernel)
-                .filter(|&t| (low..high).contains(&axis.coordinate(o, t)))
-                .count()
-        })
+        .map(|o| (0..axis.kernel).filter(|&t| (low..high).contains(&axis.coordinate(o, t))).count())
         .collect()
 }
 
@@ -155,10 +128,7 @@ pub fn global_pool(kind: GlobalKind, inputs: &[&Tensor]) -> Result<Tensor, Kerne
     let x_t = input(op, inputs, 0, "X")?;
     let x = f32_input(op, inputs, 0, "X")?;
     if x_t.shape.len() < 2 {
-        return Err(KernelError::new(
-            op,
-            format!("input must be [N, C, ...], got shape {:?}", x_t.shape),
-        ));
+        return Err(KernelError::new(op, format!("input must be [N, C, ...], got shape {:?}", x_t.shape)));
     }
     let plane: usize = x_t.shape[2..].iter().product();
     let mut out_shape = x_t.shape.clone();
@@ -176,12 +146,8 @@ pub fn global_pool(kind: GlobalKind, inputs: &[&Tensor]) -> Result<Tensor, Kerne
         x.chunks_exact(plane)
             .map(|values| match kind {
                 // Accumulate in f64: large planes (56x56 and up) would lose digits in f32.
-                GlobalKind::Average => {
-                    (values.iter().map(|&v| v as f64).sum::<f64>() / plane as f64) as f32
-                }
-                GlobalKind::Max => values
-                    .iter()
-                    .fold(f32::MIN, |m, &v| if v > m { v } else { m }),
+                GlobalKind::Average => (values.iter().map(|&v| v as f64).sum::<f64>() / plane as f64) as f32,
+                GlobalKind::Max => values.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m }),
             })
             .collect()
     };
@@ -238,15 +204,8 @@ mod tests {
         //   -3 -4       (1,0): {-1,-3}     (1,1): all = -1        (1,2): {-2,-4} = -2
         //               (2,0): {-3}        (2,1): {-3,-4} = -3    (2,2): {-4}
         let x = t(&[1, 1, 2, 2], vec![-1.0, -2.0, -3.0, -4.0]);
-        let y = max_pool(
-            &pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[], false, false),
-            &[&x],
-        )
-        .unwrap();
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -3.0, -3.0, -4.0]
-        );
+        let y = max_pool(&pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[], false, false), &[&x]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -3.0, -3.0, -4.0]);
     }
 
     #[test]
@@ -267,17 +226,9 @@ mod tests {
         // Excluding pads: 1/1, 5/2, 11/2, 28/4 = [1, 2.5, 5.5, 7]. Including pads every
         // window lies in the padded 5x5, so all divide by 4: [0.25, 1.25, 2.75, 7].
         let x = t(&[1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
-        let exclude = average_pool(
-            &pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, false),
-            &[&x],
-        )
-        .unwrap();
+        let exclude = average_pool(&pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, false), &[&x]).unwrap();
         assert_eq!(exclude.as_f32().unwrap(), &[1.0, 2.5, 5.5, 7.0]);
-        let include = average_pool(
-            &pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, true),
-            &[&x],
-        )
-        .unwrap();
+        let include = average_pool(&pool(&[2, 2], &[2, 2], &[1, 1, 1, 1], &[], false, true), &[&x]).unwrap();
         assert_eq!(include.as_f32().unwrap(), &[0.25, 1.25, 2.75, 7.0]);
     }
 
@@ -289,11 +240,7 @@ mod tests {
         let x = t(&[1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         for include in [false, true] {
             let y = average_pool(&pool(&[2], &[2], &[], &[], true, include), &[&x]).unwrap();
-            assert_eq!(
-                y.as_f32().unwrap(),
-                &[1.5, 3.5, 5.0],
-                "count_include_pad {include}"
-            );
+            assert_eq!(y.as_f32().unwrap(), &[1.5, 3.5, 5.0], "count_include_pad {include}");
         }
         // With an end pad of 1 and kernel 3, stride 2: padded [1,2,3,4,5,0], out = ceil(3/2)+1 = 3
         // windows [1,2,3], [3,4,5], [5,0,<past>]; include-pad divisors 3, 3, 2: [2, 4, 2.5];
@@ -309,24 +256,35 @@ mod tests {
         // Two channels of a 1x2 image, kernel [1,2]: means 1.5 and 35.
         let x = t(&[1, 2, 1, 2], vec![1.0, 2.0, 30.0, 40.0]);
         let y = average_pool(&pool(&[1, 2], &[], &[], &[], false, false), &[&x]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![1, 2, 1, 1], vec![1.5, 35.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![1, 2, 1, 1], vec![1.5, 35.0]));
+    }
+
+    #[test]
+    fn pools_3d() {
+        // x[d,h,w] = 4d + 2h + w over 2x2x2. Kernel [2,1,2] covers depth and width per row h:
+        // h=0: {0,1,4,5} -> max 5, mean 2.5; h=1: {2,3,6,7} -> max 7, mean 4.5.
+        let x = t(&[1, 1, 2, 2, 2], iota(8));
+        let p = pool(&[2, 1, 2], &[], &[], &[], false, false);
+        let max = max_pool(&p, &[&x]).unwrap();
+        assert_eq!(max.shape, vec![1, 1, 1, 2, 1]);
+        assert_eq!(max.as_f32().unwrap(), &[5.0, 7.0]);
+        assert_eq!(average_pool(&p, &[&x]).unwrap().as_f32().unwrap(), &[2.5, 4.5]);
+        // With a depth pad of 1 in front and count_include_pad, the first depth window
+        // ([pad, d0]) counts 2 depth taps: kernel [2,1,1] stride 1 gives depths
+        // [pad,0] and [0,1]; mean at (h=0, w=0): (0)/2 = 0 and (0 + 4)/2 = 2.
+        let p = pool(&[2, 1, 1], &[], &[1, 0, 0, 0, 0, 0], &[], false, true);
+        let avg = average_pool(&p, &[&x]).unwrap();
+        assert_eq!(avg.shape, vec![1, 1, 2, 2, 2]);
+        // depth 0: x[0]/2 = [0, 0.5, 1, 1.5]; depth 1: (x[0] + x[1]) / 2 = [2, 3, 4, 5]
+        assert_eq!(avg.as_f32().unwrap(), &[0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]
     fn global_pools() {
         // Channel 0 = [1,2,3,4] -> mean 2.5, max 4; channel 1 = [-1,-2,-3,-6] -> mean -3, max -1.
-        let x = t(
-            &[1, 2, 2, 2],
-            vec![1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -6.0],
-        );
+        let x = t(&[1, 2, 2, 2], vec![1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -6.0]);
         let avg = global_pool(GlobalKind::Average, &[&x]).unwrap();
-        assert_eq!(
-            (avg.shape.clone(), avg.as_f32().unwrap().to_vec()),
-            (vec![1, 2, 1, 1], vec![2.5, -3.0])
-        );
+        assert_eq!((avg.shape.clone(), avg.as_f32().unwrap().to_vec()), (vec![1, 2, 1, 1], vec![2.5, -3.0]));
         let max = global_pool(GlobalKind::Max, &[&x]).unwrap();
         assert_eq!(max.as_f32().unwrap(), &[4.0, -1.0]);
     }

@@ -60,11 +60,7 @@ fn with_shape(op: &'static str, x: &Tensor, shape: Vec<usize>) -> Result<Tensor,
     if checked_product(&shape) != Some(x.len()) {
         return Err(KernelError::new(
             op,
-            format!(
-                "cannot view {} elements of shape {:?} as {shape:?}",
-                x.len(),
-                x.shape
-            ),
+            format!("cannot view {} elements of shape {:?} as {shape:?}", x.len(), x.shape),
         ));
     }
     tensor(op, shape, x.data.clone())
@@ -75,15 +71,9 @@ pub fn flatten(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     const OP: &str = "Flatten";
     let x = only_input(OP, inputs)?;
     if axis > x.shape.len() {
-        return Err(KernelError::new(
-            OP,
-            format!("axis {axis} is out of range for shape {:?}", x.shape),
-        ));
+        return Err(KernelError::new(OP, format!("axis {axis} is out of range for shape {:?}", x.shape)));
     }
-    let shape = vec![
-        element_count(OP, &x.shape[..axis])?,
-        element_count(OP, &x.shape[axis..])?,
-    ];
+    let shape = vec![element_count(OP, &x.shape[..axis])?, element_count(OP, &x.shape[axis..])?];
     with_shape(OP, x, shape)
 }
 
@@ -99,23 +89,14 @@ pub fn squeeze(axes: &[usize], inputs: &[&Tensor]) -> Result<Tensor, KernelError
     let x = only_input(OP, inputs)?;
     for &axis in axes {
         if x.shape.get(axis) != Some(&1) {
-            return Err(KernelError::new(
-                OP,
-                format!("axis {axis} of shape {:?} is not of size 1", x.shape),
-            ));
+            return Err(KernelError::new(OP, format!("axis {axis} of shape {:?} is not of size 1", x.shape)));
         }
     }
     let shape = x
         .shape
         .iter()
         .enumerate()
-        .filter(|&(i, &d)| {
-            if axes.is_empty() {
-                d != 1
-            } else {
-                !axes.contains(&i)
-            }
-        })
+        .filter(|&(i, &d)| if axes.is_empty() { d != 1 } else { !axes.contains(&i) })
         .map(|(_, &d)| d)
         .collect();
     with_shape(OP, x, shape)
@@ -130,20 +111,11 @@ pub fn unsqueeze(axes: &[usize], inputs: &[&Tensor]) -> Result<Tensor, KernelErr
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != axes.len() || sorted.last().is_some_and(|&a| a >= rank) {
-        return Err(KernelError::new(
-            OP,
-            format!("axes {axes:?} are repeated or out of range for rank {rank}"),
-        ));
+        return Err(KernelError::new(OP, format!("axes {axes:?} are repeated or out of range for rank {rank}")));
     }
     let mut dims = x.shape.iter();
     let shape = (0..rank)
-        .map(|i| {
-            if sorted.binary_search(&i).is_ok() {
-                1
-            } else {
-                dims.next().copied().unwrap_or(1)
-            }
-        })
+        .map(|i| if sorted.binary_search(&i).is_ok() { 1 } else { dims.next().copied().unwrap_or(1) })
         .collect();
     with_shape(OP, x, shape)
 }
@@ -162,11 +134,7 @@ pub fn dropout(inputs: &[&Tensor], with_mask: bool) -> Result<Vec<Tensor>, Kerne
     let x = input(OP, inputs, 0, "data")?;
     let mut outputs = vec![x.clone()];
     if with_mask {
-        outputs.push(tensor(
-            OP,
-            x.shape.clone(),
-            TensorData::Bool(vec![1; x.len()]),
-        )?);
+        outputs.push(tensor(OP, x.shape.clone(), TensorData::Bool(vec![1; x.len()]))?);
     }
     Ok(outputs)
 }
@@ -176,28 +144,18 @@ pub fn transpose(perm: &[usize], inputs: &[&Tensor]) -> Result<Tensor, KernelErr
     const OP: &str = "Transpose";
     let x = only_input(OP, inputs)?;
     let rank = x.shape.len();
-    let perm: Vec<usize> = if perm.is_empty() {
-        (0..rank).rev().collect()
-    } else {
-        perm.to_vec()
-    };
+    let perm: Vec<usize> = if perm.is_empty() { (0..rank).rev().collect() } else { perm.to_vec() };
     let mut seen = vec![false; rank];
     for &p in &perm {
         match seen.get_mut(p) {
             Some(s) if !*s => *s = true,
             _ => {
-                return Err(KernelError::new(
-                    OP,
-                    format!("perm {perm:?} is not a permutation of rank {rank}"),
-                ));
+                return Err(KernelError::new(OP, format!("perm {perm:?} is not a permutation of rank {rank}")));
             }
         }
     }
     if perm.len() != rank {
-        return Err(KernelError::new(
-            OP,
-            format!("perm {perm:?} is not a permutation of rank {rank}"),
-        ));
+        return Err(KernelError::new(OP, format!("perm {perm:?} is not a permutation of rank {rank}")));
     }
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let data = by_dtype!(x.dtype(), transpose_typed(&x.data, &x.shape, &perm));
@@ -255,20 +213,13 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     let first = input(OP, inputs, 0, "the first input")?;
     let rank = first.shape.len();
     if axis >= rank {
-        return Err(KernelError::new(
-            OP,
-            format!("axis {axis} is out of range for rank {rank}"),
-        ));
+        return Err(KernelError::new(OP, format!("axis {axis} is out of range for rank {rank}")));
     }
     let mut shape = first.shape.clone();
     shape[axis] = 0;
     for (i, x) in inputs.iter().enumerate() {
         let fits = x.shape.len() == rank
-            && x.shape
-                .iter()
-                .zip(&first.shape)
-                .enumerate()
-                .all(|(d, (a, b))| d == axis || a == b);
+            && x.shape.iter().zip(&first.shape).enumerate().all(|(d, (a, b))| d == axis || a == b);
         if !fits {
             return Err(KernelError::new(
                 OP,
@@ -281,11 +232,7 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         if x.dtype() != first.dtype() {
             return Err(KernelError::new(
                 OP,
-                format!(
-                    "input {i} is {} but input 0 is {}",
-                    x.dtype().name(),
-                    first.dtype().name()
-                ),
+                format!("input {i} is {} but input 0 is {}", x.dtype().name(), first.dtype().name()),
             ));
         }
         shape[axis] = shape[axis]
@@ -299,15 +246,8 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
 }
 
 fn concat_typed<T: Element>(inputs: &[&Tensor], axis: usize, outer: usize) -> TensorData {
-    let parts: Vec<(&[T], usize)> = inputs
-        .iter()
-        .map(|x| {
-            (
-                T::slice(&x.data).unwrap_or(&[]),
-                x.shape[axis..].iter().product(),
-            )
-        })
-        .collect();
+    let parts: Vec<(&[T], usize)> =
+        inputs.iter().map(|x| (T::slice(&x.data).unwrap_or(&[]), x.shape[axis..].iter().product())).collect();
     let total: usize = parts.iter().map(|(data, _)| data.len()).sum();
     let mut out = Vec::with_capacity(total);
     for o in 0..outer {
@@ -319,20 +259,12 @@ fn concat_typed<T: Element>(inputs: &[&Tensor], axis: usize, outer: usize) -> Te
 }
 
 /// Pad: `pads` holds all begins then all ends and may be negative (cropping).
-pub fn pad(
-    pads: &[i64],
-    mode: PadMode,
-    value: f32,
-    inputs: &[&Tensor],
-) -> Result<Tensor, KernelError> {
+pub fn pad(pads: &[i64], mode: PadMode, value: f32, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     const OP: &str = "Pad";
     let x = only_input(OP, inputs)?;
     let rank = x.shape.len();
     if pads.len() != 2 * rank {
-        return Err(KernelError::new(
-            OP,
-            format!("{} pads for rank {rank}, expected {}", pads.len(), 2 * rank),
-        ));
+        return Err(KernelError::new(OP, format!("{} pads for rank {rank}, expected {}", pads.len(), 2 * rank)));
     }
     let mut shape = Vec::with_capacity(rank);
     for (axis, &dim) in x.shape.iter().enumerate() {
@@ -348,18 +280,12 @@ pub fn pad(
             )
         })?;
         if dim == 0 && out > 0 && mode != PadMode::Constant {
-            return Err(KernelError::new(
-                OP,
-                format!("cannot {mode:?}-pad the empty axis {axis}"),
-            ));
+            return Err(KernelError::new(OP, format!("cannot {mode:?}-pad the empty axis {axis}")));
         }
         shape.push(out);
     }
     element_count(OP, &shape)?;
-    let data = by_dtype!(
-        x.dtype(),
-        pad_typed(&x.data, &x.shape, &shape, &pads[..rank], mode, value)
-    );
+    let data = by_dtype!(x.dtype(), pad_typed(&x.data, &x.shape, &shape, &pads[..rank], mode, value));
     tensor(OP, shape, data)
 }
 
@@ -410,9 +336,7 @@ fn pad_typed<T: Element>(
         .zip(begins)
         .zip(&strides)
         .map(|(((&out_len, &len), &begin), &stride)| {
-            (0..out_len)
-                .map(|o| pad_source(o, begin, len, mode).map(|i| i * stride))
-                .collect()
+            (0..out_len).map(|o| pad_source(o, begin, len, mode).map(|i| i * stride)).collect()
         })
         .collect();
     let Some((inner, outer)) = maps.split_last() else {
@@ -421,16 +345,9 @@ fn pad_typed<T: Element>(
     };
     let mut index = vec![0usize; outer.len()];
     loop {
-        let base = outer
-            .iter()
-            .zip(&index)
-            .try_fold(0usize, |acc, (map, &i)| map[i].map(|off| acc + off));
+        let base = outer.iter().zip(&index).try_fold(0usize, |acc, (map, &i)| map[i].map(|off| acc + off));
         match base {
-            Some(base) => out.extend(
-                inner
-                    .iter()
-                    .map(|off| off.map_or(fill, |off| x[base + off])),
-            ),
+            Some(base) => out.extend(inner.iter().map(|off| off.map_or(fill, |off| x[base + off]))),
             None => out.extend(std::iter::repeat_n(fill, inner.len())),
         }
         let mut level = outer.len();
@@ -464,34 +381,20 @@ mod tests {
     fn reshaping_copies_keep_data_and_check_counts() {
         let x = t(&[2, 3, 4], iota(24));
         let f = flatten(1, &[&x]).unwrap();
-        assert_eq!(
-            (f.shape.clone(), f.as_f32().unwrap()),
-            (vec![2, 12], &iota(24)[..])
-        );
+        assert_eq!((f.shape.clone(), f.as_f32().unwrap()), (vec![2, 12], &iota(24)[..]));
         assert_eq!(flatten(0, &[&x]).unwrap().shape, vec![1, 24]);
         assert_eq!(flatten(3, &[&x]).unwrap().shape, vec![24, 1]);
         assert_eq!(reshape(&[4, 6], &[&x]).unwrap().shape, vec![4, 6]);
-        assert!(
-            reshape(&[5, 5], &[&x])
-                .unwrap_err()
-                .message
-                .contains("24 elements")
-        );
+        assert!(reshape(&[5, 5], &[&x]).unwrap_err().message.contains("24 elements"));
         let s = t(&[1, 3, 1, 2], iota(6));
         assert_eq!(squeeze(&[0], &[&s]).unwrap().shape, vec![3, 1, 2]);
         assert_eq!(squeeze(&[], &[&s]).unwrap().shape, vec![3, 2]);
         assert!(squeeze(&[1], &[&s]).is_err());
-        assert_eq!(
-            unsqueeze(&[0, 3], &[&t(&[3, 2], iota(6))]).unwrap().shape,
-            vec![1, 3, 2, 1]
-        );
+        assert_eq!(unsqueeze(&[0, 3], &[&t(&[3, 2], iota(6))]).unwrap().shape, vec![1, 3, 2, 1]);
         assert!(unsqueeze(&[5], &[&t(&[3, 2], iota(6))]).is_err());
         let i = Tensor::from_i64(vec![2], vec![4, -1]);
         assert_eq!(identity("Identity", &[&i]).unwrap(), i);
-        assert_eq!(
-            unsqueeze(&[0], &[&i]).unwrap().data,
-            TensorData::I64(vec![4, -1])
-        );
+        assert_eq!(unsqueeze(&[0], &[&i]).unwrap().data, TensorData::I64(vec![4, -1]));
     }
 
     #[test]
@@ -499,19 +402,13 @@ mod tests {
         // [[0,1,2],[3,4,5]]^T = [[0,3],[1,4],[2,5]]
         let x = t(&[2, 3], iota(6));
         let y = transpose(&[], &[&x]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![3, 2], vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![3, 2], vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]));
         // x of shape [2,2,2] holds x[a,b,c] = 4a + 2b + c (row-major 0..8).
         // perm [2,0,1]: y[c,a,b] = x[a,b,c] = 4a + 2b + c, listed with c slowest then a then b:
         // c=0: (a,b) = 00,01,10,11 -> 0,2,4,6; c=1: 1,3,5,7
         let x = t(&[2, 2, 2], iota(8));
         let y = transpose(&[2, 0, 1], &[&x]).unwrap();
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]
-        );
+        assert_eq!(y.as_f32().unwrap(), &[0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]);
         assert!(transpose(&[0, 0, 1], &[&x]).is_err());
         assert!(transpose(&[0, 1], &[&x]).is_err());
     }
@@ -531,29 +428,13 @@ mod tests {
         let b = t(&[2, 2], vec![3.0, 4.0, 5.0, 6.0]);
         // axis 1: rows [1 | 3 4], [2 | 5 6]
         let y = concat(1, &[&a, &b]).unwrap();
-        assert_eq!(
-            (y.shape.clone(), y.as_f32().unwrap().to_vec()),
-            (vec![2, 3], vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0])
-        );
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![2, 3], vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]));
         // axis 0 on int64 shape vectors: [1, 3] ++ [-1] = [1, 3, -1]
         let s = Tensor::from_i64(vec![2], vec![1, 3]);
         let r = Tensor::from_i64(vec![1], vec![-1]);
-        assert_eq!(
-            concat(0, &[&s, &r]).unwrap().data,
-            TensorData::I64(vec![1, 3, -1])
-        );
-        assert!(
-            concat(0, &[&a, &b])
-                .unwrap_err()
-                .message
-                .contains("does not fit")
-        );
-        assert!(
-            concat(0, &[&s, &t(&[1], vec![0.0])])
-                .unwrap_err()
-                .message
-                .contains("int64")
-        );
+        assert_eq!(concat(0, &[&s, &r]).unwrap().data, TensorData::I64(vec![1, 3, -1]));
+        assert!(concat(0, &[&a, &b]).unwrap_err().message.contains("does not fit"));
+        assert!(concat(0, &[&s, &t(&[1], vec![0.0])]).unwrap_err().message.contains("int64"));
     }
 
     #[test]
@@ -564,10 +445,7 @@ mod tests {
         let x = t(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let y = pad(&[1, -1, 0, 1], PadMode::Constant, 9.0, &[&x]).unwrap();
         assert_eq!(y.shape, vec![3, 3]);
-        assert_eq!(
-            y.as_f32().unwrap(),
-            &[9.0, 9.0, 9.0, 2.0, 3.0, 9.0, 5.0, 6.0, 9.0]
-        );
+        assert_eq!(y.as_f32().unwrap(), &[9.0, 9.0, 9.0, 2.0, 3.0, 9.0, 5.0, 6.0, 9.0]);
         assert!(pad(&[0, -4, 0, 0], PadMode::Constant, 0.0, &[&x]).is_err());
     }
 

@@ -1,7 +1,8 @@
 //! Sliding-window geometry shared by Conv and the pools: resolves a [`Window`] against an
-//! input shape into one 2-D description (a 1-D window is a 2-D one of height 1), with the
-//! output size ONNX defines, and the range of output positions whose tap lands inside the
-//! input (so inner loops run without bounds checks or padding tests).
+//! input shape into one 3-D description (depth, height, width; a 1-D or 2-D window gets unit
+//! outer axes), with the output size ONNX defines, and the range of output positions whose
+//! tap lands inside the input, so inner loops run over contiguous rows without bounds checks
+//! or padding tests.
 
 use super::KernelError;
 use crate::ir::Window;
@@ -21,15 +22,7 @@ pub(crate) struct Axis {
 impl Axis {
     /// A degenerate axis (the missing height of a 1-D window).
     fn unit() -> Axis {
-        Axis {
-            input: 1,
-            kernel: 1,
-            stride: 1,
-            dilation: 1,
-            pad_begin: 0,
-            pad_end: 0,
-            output: 1,
-        }
+        Axis { input: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0, pad_end: 0, output: 1 }
     }
 
     /// The input coordinate of output `o`'s tap `t`, possibly outside `0..input`.
@@ -47,12 +40,7 @@ impl Axis {
 
 /// For `index(o) = o * stride + offset`, the range `lo..hi` of `o` in `0..out_len` with
 /// `0 <= index(o) < in_len`. `stride` is at least 1.
-pub(crate) fn valid_range(
-    out_len: usize,
-    stride: usize,
-    offset: isize,
-    in_len: usize,
-) -> (usize, usize) {
+pub(crate) fn valid_range(out_len: usize, stride: usize, offset: isize, in_len: usize) -> (usize, usize) {
     let stride = stride as isize;
     let div_ceil = |a: isize| (a + stride - 1) / stride; // a >= 0
     let lo = if offset >= 0 { 0 } else { div_ceil(-offset) };
@@ -63,15 +51,16 @@ pub(crate) fn valid_range(
     (lo, hi)
 }
 
-/// A window resolved against an `[N, C, (H,) W]` input.
+/// A window resolved against an `[N, C, (D,) (H,) W]` input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub batch: usize,
     pub channels: usize,
+    pub d: Axis,
     pub h: Axis,
     pub w: Axis,
-    /// The input had one spatial axis; outputs keep that rank.
-    pub one_d: bool,
+    /// How many spatial axes the input had (1 to 3); outputs keep that rank.
+    pub spatial: usize,
 }
 
 impl Geometry {
@@ -85,47 +74,32 @@ impl Geometry {
         ceil_mode: bool,
     ) -> Result<Geometry, KernelError> {
         let spatial = kernel.len();
-        if !(1..=2).contains(&spatial) {
-            return Err(KernelError::new(
-                op,
-                format!("{spatial}-D windows are not supported (1-D and 2-D are)"),
-            ));
+        if !(1..=3).contains(&spatial) {
+            return Err(KernelError::new(op, format!("{spatial}-D windows are not supported (1-D to 3-D are)")));
         }
         if x_shape.len() != spatial + 2 {
-            return Err(KernelError::new(
-                op,
-                format!("input of shape {x_shape:?} does not fit a {spatial}-D window"),
-            ));
+            return Err(KernelError::new(op, format!("input of shape {x_shape:?} does not fit a {spatial}-D window")));
         }
-        let list = |name: &str,
-                    values: &[usize],
-                    len: usize,
-                    default: usize|
-         -> Result<Vec<usize>, KernelError> {
+        let list = |name: &str, values: &[usize], len: usize, default: usize| -> Result<Vec<usize>, KernelError> {
             match values.len() {
                 0 => Ok(vec![default; len]),
                 n if n == len => Ok(values.to_vec()),
-                n => Err(KernelError::new(
-                    op,
-                    format!("{name} has {n} entries, expected {len}"),
-                )),
+                n => Err(KernelError::new(op, format!("{name} has {n} entries, expected {len}"))),
             }
         };
         if !window.kernel.is_empty() && window.kernel != kernel {
             return Err(KernelError::new(
                 op,
-                format!(
-                    "kernel_shape {:?} disagrees with the weights' {kernel:?}",
-                    window.kernel
-                ),
+                format!("kernel_shape {:?} disagrees with the weights' {kernel:?}", window.kernel),
             ));
         }
         let strides = list("strides", &window.strides, spatial, 1)?;
         let dilations = list("dilations", &window.dilations, spatial, 1)?;
         let pads = list("pads", &window.pads, 2 * spatial, 0)?;
-        let mut axes = Vec::with_capacity(spatial);
+        // Unit axes in front, so the last `spatial` of (d, h, w) are the real ones.
+        let mut axes = [Axis::unit(); 3];
         for i in 0..spatial {
-            let axis = resolve_axis(
+            axes[3 - spatial + i] = resolve_axis(
                 op,
                 x_shape[2 + i],
                 kernel[i],
@@ -135,37 +109,53 @@ impl Geometry {
                 pads[spatial + i],
                 ceil_mode,
             )?;
-            axes.push(axis);
         }
-        let (h, w) = match axes[..] {
-            [w] => (Axis::unit(), w),
-            [h, w] => (h, w),
-            _ => return Err(KernelError::new(op, "internal: spatial rank out of range")),
-        };
-        Ok(Geometry {
-            batch: x_shape[0],
-            channels: x_shape[1],
-            h,
-            w,
-            one_d: spatial == 1,
-        })
+        let [d, h, w] = axes;
+        Ok(Geometry { batch: x_shape[0], channels: x_shape[1], d, h, w, spatial })
     }
 
     /// The output shape with `channels` output channels.
     pub fn output_shape(&self, channels: usize) -> Vec<usize> {
-        if self.one_d {
-            vec![self.batch, channels, self.w.output]
-        } else {
-            vec![self.batch, channels, self.h.output, self.w.output]
-        }
+        let mut shape = vec![self.batch, channels];
+        let axes = [self.d, self.h, self.w];
+        shape.extend(axes[3 - self.spatial..].iter().map(|a| a.output));
+        shape
     }
 
+    /// Elements of one input channel.
     pub fn in_plane(&self) -> usize {
-        self.h.input * self.w.input
+        self.d.input * self.h.input * self.w.input
     }
 
+    /// Elements of one output channel.
     pub fn out_plane(&self) -> usize {
-        self.h.output * self.w.output
+        self.d.output * self.h.output * self.w.output
+    }
+
+    /// Taps of the kernel.
+    pub fn taps(&self) -> usize {
+        self.d.kernel * self.h.kernel * self.w.kernel
+    }
+
+    /// Tap index `t` (row-major over depth, height, width) as per-axis taps.
+    pub fn tap(&self, t: usize) -> (usize, usize, usize) {
+        let (a, rest) = (t / (self.h.kernel * self.w.kernel), t % (self.h.kernel * self.w.kernel));
+        (a, rest / self.w.kernel, rest % self.w.kernel)
+    }
+
+    /// For depth tap `a` and height tap `i`, calls `f(out_row, in_row)` for every output row
+    /// `(od, oh)` whose tap lands inside the input; rows count in units of the output and
+    /// input widths.
+    pub fn for_each_row(&self, a: usize, i: usize, mut f: impl FnMut(usize, usize)) {
+        let (d_lo, d_hi) = self.d.valid_outputs(a);
+        let (h_lo, h_hi) = self.h.valid_outputs(i);
+        for od in d_lo..d_hi {
+            let id = self.d.coordinate(od, a) as usize;
+            for oh in h_lo..h_hi {
+                let ih = self.h.coordinate(oh, i) as usize;
+                f(od * self.h.output + oh, id * self.h.input + ih);
+            }
+        }
     }
 }
 
@@ -185,20 +175,12 @@ fn resolve_axis(
     if kernel == 0 || stride == 0 || dilation == 0 {
         return Err(KernelError::new(
             op,
-            format!(
-                "kernel ({kernel}), stride ({stride}) and dilation ({dilation}) must be positive"
-            ),
+            format!("kernel ({kernel}), stride ({stride}) and dilation ({dilation}) must be positive"),
         ));
     }
     let too_big = || KernelError::new(op, "window geometry overflows");
-    let span = (kernel - 1)
-        .checked_mul(dilation)
-        .and_then(|s| s.checked_add(1))
-        .ok_or_else(too_big)?;
-    let padded = input
-        .checked_add(pad_begin)
-        .and_then(|s| s.checked_add(pad_end))
-        .ok_or_else(too_big)?;
+    let span = (kernel - 1).checked_mul(dilation).and_then(|s| s.checked_add(1)).ok_or_else(too_big)?;
+    let padded = input.checked_add(pad_begin).and_then(|s| s.checked_add(pad_end)).ok_or_else(too_big)?;
     if padded < span {
         return Err(KernelError::new(
             op,
@@ -206,23 +188,11 @@ fn resolve_axis(
         ));
     }
     let room = padded - span;
-    let mut output = if ceil_mode {
-        room.div_ceil(stride) + 1
-    } else {
-        room / stride + 1
-    };
+    let mut output = if ceil_mode { room.div_ceil(stride) + 1 } else { room / stride + 1 };
     if ceil_mode && (output - 1) * stride >= input + pad_begin {
         output -= 1;
     }
-    Ok(Axis {
-        input,
-        kernel,
-        stride,
-        dilation,
-        pad_begin,
-        pad_end,
-        output,
-    })
+    Ok(Axis { input, kernel, stride, dilation, pad_begin, pad_end, output })
 }
 
 #[cfg(test)]
@@ -230,12 +200,7 @@ mod tests {
     use super::*;
 
     fn window(kernel: &[usize], strides: &[usize], pads: &[usize]) -> Window {
-        Window {
-            kernel: kernel.to_vec(),
-            strides: strides.to_vec(),
-            pads: pads.to_vec(),
-            dilations: vec![],
-        }
+        Window { kernel: kernel.to_vec(), strides: strides.to_vec(), pads: pads.to_vec(), dilations: vec![] }
     }
 
     #[test]
@@ -253,64 +218,31 @@ mod tests {
     #[test]
     fn output_sizes_follow_onnx() {
         // (5 + 1 + 1 - 3) / 2 + 1 = 3
-        let g = Geometry::resolve(
-            "T",
-            &[1, 1, 5, 5],
-            &window(&[3, 3], &[2, 2], &[1, 1, 1, 1]),
-            &[3, 3],
-            false,
-        )
-        .unwrap();
+        let g =
+            Geometry::resolve("T", &[1, 1, 5, 5], &window(&[3, 3], &[2, 2], &[1, 1, 1, 1]), &[3, 3], false).unwrap();
         assert_eq!(g.output_shape(4), vec![1, 4, 3, 3]);
         // 1-D: (6 - 2) / 2 + 1 = 3, floor; ceil mode: ceil((6 - 3) / 2) + 1 = 3 vs floor 3/2 + 1 = 2
         let g = Geometry::resolve("T", &[1, 2, 6], &window(&[2], &[2], &[]), &[2], false).unwrap();
         assert_eq!(g.output_shape(2), vec![1, 2, 3]);
-        let floor =
-            Geometry::resolve("T", &[1, 2, 6], &window(&[3], &[2], &[]), &[3], false).unwrap();
-        let ceil =
-            Geometry::resolve("T", &[1, 2, 6], &window(&[3], &[2], &[]), &[3], true).unwrap();
+        let floor = Geometry::resolve("T", &[1, 2, 6], &window(&[3], &[2], &[]), &[3], false).unwrap();
+        let ceil = Geometry::resolve("T", &[1, 2, 6], &window(&[3], &[2], &[]), &[3], true).unwrap();
         assert_eq!((floor.w.output, ceil.w.output), (2, 3));
     }
 
     #[test]
     fn ceil_mode_drops_a_window_that_starts_in_the_end_padding() {
         // in 2, kernel 1, stride 2: ceil((2 - 1) / 2) + 1 = 2, but window 1 starts at 2 >= 2 + 0.
-        let g = Geometry::resolve(
-            "T",
-            &[1, 1, 2, 2],
-            &window(&[1, 1], &[2, 2], &[]),
-            &[1, 1],
-            true,
-        )
-        .unwrap();
+        let g = Geometry::resolve("T", &[1, 1, 2, 2], &window(&[1, 1], &[2, 2], &[]), &[1, 1], true).unwrap();
         assert_eq!(g.output_shape(1), vec![1, 1, 1, 1]);
     }
 
     #[test]
     fn bad_windows_are_errors() {
-        let err = Geometry::resolve(
-            "T",
-            &[1, 1, 2, 2],
-            &window(&[3, 3], &[], &[]),
-            &[3, 3],
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            err.message.contains("larger than the padded input"),
-            "{err}"
-        );
-        let err = Geometry::resolve(
-            "T",
-            &[1, 1, 4, 4],
-            &window(&[1, 1], &[0, 1], &[]),
-            &[1, 1],
-            false,
-        )
-        .unwrap_err();
+        let err = Geometry::resolve("T", &[1, 1, 2, 2], &window(&[3, 3], &[], &[]), &[3, 3], false).unwrap_err();
+        assert!(err.message.contains("larger than the padded input"), "{err}");
+        let err = Geometry::resolve("T", &[1, 1, 4, 4], &window(&[1, 1], &[0, 1], &[]), &[1, 1], false).unwrap_err();
         assert!(err.message.contains("positive"), "{err}");
-        let err = Geometry::resolve("T", &[1, 1, 4], &window(&[1, 1], &[], &[]), &[1, 1], false)
-            .unwrap_err();
+        let err = Geometry::resolve("T", &[1, 1, 4], &window(&[1, 1], &[], &[]), &[1, 1], false).unwrap_err();
         assert!(err.message.contains("does not fit"), "{err}");
     }
 }
