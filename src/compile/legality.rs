@@ -1,0 +1,224 @@
+//! Legality: does a quantized graph fit a backend? Every op supported, no integer tensors
+//! left, and every tensor in a representation the backend runs (float backends: float
+//! tensors of an accepted bitwidth; quantized backends: integer encodings of an accepted
+//! bitwidth for the tensor's role). The result is each tensor's use and representation.
+
+use crate::ir::{DType, Graph, Op, TensorId};
+use crate::quant::encoding::{QuantizedGraph, TensorEncoding};
+
+use super::CompileError;
+use super::repr::{QuantParams, Repr};
+use super::rules::{BackendRules, TensorRole};
+
+/// How the program uses a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Neither read nor written by any node, input or output.
+    Unused,
+    /// A graph input or a node output: lives in the arena.
+    Activation,
+    /// A constant read by some node in this role.
+    Constant(TensorRole),
+}
+
+/// Checks `q` against `backend`; returns every tensor's use and representation.
+pub(crate) fn check(q: &QuantizedGraph, backend: &BackendRules) -> Result<Vec<(Use, Repr)>, CompileError> {
+    let graph = &q.graph;
+    for node in &graph.nodes {
+        let op = node.op.type_name();
+        if !backend.supports(op) {
+            return Err(CompileError::UnsupportedOp {
+                node: node.name.clone(),
+                op: op.to_string(),
+                backend: backend.name.clone(),
+            });
+        }
+    }
+    if let Some((id, _)) = q.encodings.iter().find(|(id, _)| id.index() >= graph.tensors.len()) {
+        return Err(CompileError::InvalidGraph(format!(
+            "an encoding names tensor {} but the graph has {} tensors",
+            id.0,
+            graph.tensors.len()
+        )));
+    }
+
+    let uses = uses(graph);
+    let mut result = Vec::with_capacity(graph.tensors.len());
+    for (i, &use_) in uses.iter().enumerate() {
+        let id = TensorId(i as u32);
+        let info = graph.info(id);
+        if use_ == Use::Unused {
+            result.push((use_, Repr::F32));
+            continue;
+        }
+        if info.dtype != DType::F32 {
+            return Err(CompileError::NonFloatTensor {
+                tensor: info.name.clone(),
+                dtype: info.dtype.name().to_string(),
+            });
+        }
+        let role = match use_ {
+            Use::Constant(role) => role,
+            _ => TensorRole::Activation,
+        };
+        let repr = representation(graph, id, role, q.encodings.get(&id), backend)?;
+        result.push((use_, repr));
+    }
+    Ok(result)
+}
+
+/// Each tensor's use; a constant read in several roles takes the most specific one
+/// (bias over weight over plain constant).
+fn uses(graph: &Graph) -> Vec<Use> {
+    let mut uses = vec![Use::Unused; graph.tensors.len()];
+    let mut mark = |id: TensorId, use_: Use| {
+        if let Some(slot) = uses.get_mut(id.index()) {
+            let rank = |u: &Use| match u {
+                Use::Unused => 0,
+                Use::Constant(TensorRole::Constant) => 1,
+                Use::Constant(TensorRole::Weight) => 2,
+                Use::Constant(_) => 3,
+                Use::Activation => 4,
+            };
+            if rank(&use_) > rank(slot) {
+                *slot = use_;
+            }
+        }
+    };
+    for &id in graph.inputs.iter().chain(&graph.outputs) {
+        mark(id, Use::Activation);
+    }
+    for node in &graph.nodes {
+        for &id in &node.outputs {
+            mark(id, Use::Activation);
+        }
+        for (position, &id) in node.inputs.iter().enumerate() {
+            if graph.is_constant(id) {
+                mark(id, Use::Constant(constant_role(&node.op, position)));
+            }
+        }
+    }
+    uses
+}
+
+/// The role of a constant read at input `position` of `op`.
+fn constant_role(op: &Op, position: usize) -> TensorRole {
+    let is_bias = matches!(op, Op::Conv(_) | Op::Gemm { .. }) && position == 2;
+    if is_bias {
+        TensorRole::Bias
+    } else if op.param_inputs().contains(&position) {
+        TensorRole::Weight
+    } else {
+        TensorRole::Constant
+    }
+}
+
+/// The representation of one used tensor on `backend`, or why it has none.
+fn representation(
+    graph: &Graph,
+    id: TensorId,
+    role: TensorRole,
+    encoding: Option<&TensorEncoding>,
+    backend: &BackendRules,
+) -> Result<Repr, CompileError> {
+    let info = graph.info(id);
+    let tensor = || info.name.clone();
+    let float = |bitwidth: u32| -> Result<Repr, CompileError> {
+        if backend.float_bitwidths.contains(&bitwidth) {
+            Ok(Repr::Float { bitwidth })
+        } else {
+            Err(CompileError::FloatNotAllowed {
+                tensor: tensor(),
+                bitwidth,
+                allowed: backend.float_bitwidths.iter().copied().collect(),
+                backend: backend.name.clone(),
+            })
+        }
+    };
+    let params = match encoding {
+        // An unencoded bias stays float32 even on a quantized backend, as in AIMET's QuantSim,
+        // whose backend configs leave biases unquantized unless an encoding is given.
+        None if backend.quantized && role == TensorRole::Bias => return Ok(Repr::F32),
+        None if backend.quantized => {
+            return Err(CompileError::MissingEncoding { tensor: tensor(), role, backend: backend.name.clone() });
+        }
+        None => return float(32),
+        Some(TensorEncoding::Float { bitwidth }) => return float(*bitwidth),
+        Some(TensorEncoding::PerTensor(e)) => {
+            QuantParams { bitwidth: e.bitwidth, axis: None, scales: vec![e.scale], offsets: vec![e.offset] }
+        }
+        Some(TensorEncoding::PerChannel { axis, channels }) => {
+            let bitwidth = channels.first().map_or(0, |c| c.bitwidth);
+            if let Some(odd) = channels.iter().find(|c| c.bitwidth != bitwidth) {
+                return Err(CompileError::InvalidEncoding {
+                    tensor: tensor(),
+                    reason: format!("per-channel encodings mix {bitwidth}-bit and {}-bit channels", odd.bitwidth),
+                });
+            }
+            let Ok(axis) = u32::try_from(*axis) else {
+                return Err(CompileError::InvalidEncoding { tensor: tensor(), reason: format!("axis {axis}") });
+            };
+            if let Some(reason) = per_channel_refusal(graph, id, role, backend) {
+                return Err(CompileError::PerChannelNotAllowed {
+                    tensor: tensor(),
+                    reason,
+                    backend: backend.name.clone(),
+                });
+            }
+            QuantParams {
+                bitwidth,
+                axis: Some(axis),
+                scales: channels.iter().map(|c| c.scale).collect(),
+                offsets: channels.iter().map(|c| c.offset).collect(),
+            }
+        }
+    };
+    if !backend.quantized {
+        return Err(CompileError::QuantizedOnFloatBackend {
+            tensor: tensor(),
+            bitwidth: params.bitwidth,
+            backend: backend.name.clone(),
+        });
+    }
+    let allowed = backend.quant_bitwidths(role);
+    if !allowed.contains(&params.bitwidth) {
+        return Err(CompileError::BitwidthNotAllowed {
+            tensor: tensor(),
+            role,
+            bitwidth: params.bitwidth,
+            allowed: allowed.into_iter().collect(),
+            backend: backend.name.clone(),
+        });
+    }
+    let repr = Repr::Quant(params);
+    repr.check(&info.shape).map_err(|reason| CompileError::InvalidEncoding { tensor: tensor(), reason })?;
+    Ok(repr)
+}
+
+/// Why `id` may not carry a per-channel encoding on `backend` (None: it may).
+fn per_channel_refusal(graph: &Graph, id: TensorId, role: TensorRole, backend: &BackendRules) -> Option<String> {
+    if !matches!(role, TensorRole::Weight | TensorRole::Bias) {
+        return Some(format!(
+            "it is {} {} tensor; only weights and biases are per-channel",
+            article(role),
+            role.name()
+        ));
+    }
+    let readers = graph.nodes.iter().filter(|n| n.inputs.contains(&id));
+    for node in readers {
+        let op = node.op.type_name();
+        if !backend.allows_per_channel(op) {
+            let allowed: Vec<&str> = backend.per_channel_ops.iter().map(String::as_str).collect();
+            return Some(format!(
+                "node {:?} ({op}) reads it, and per-channel ops are [{}]",
+                node.name,
+                allowed.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+fn article(role: TensorRole) -> &'static str {
+    if role == TensorRole::Activation { "an" } else { "a" }
+}

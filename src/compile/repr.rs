@@ -1,0 +1,349 @@
+//! How one tensor is represented in a compiled program, and the byte codec for it: float32,
+//! float16, or integer codes of an affine encoding (`x = (q + offset) * scale`, `q` on the
+//! unsigned grid `[0, 2^bw - 1]`), per tensor or per channel.
+//!
+//! Byte layouts (all little-endian):
+//! - float32: 4 bytes per element; float16: 2 bytes (IEEE binary16);
+//! - codes of 1..=4 bits: two per byte, element `2i` in the low nibble, `2i+1` in the high one
+//!   (an odd count leaves the last high nibble zero);
+//! - 5..=8 bits: one byte (u8); 9..=16 bits: two bytes (u16); 17..=32 bits: four bytes (u32).
+//!
+//! Quantization rounds half to even and clamps to the grid, as AIMET's QuantSim does:
+//! `q = clamp(round(x / scale) - offset, 0, 2^bw - 1)`; dequantization is
+//! `x = (q + offset) * scale`, both in float32 arithmetic.
+// The quant module is gaining `Encoding::quantize`/`dequantize` with this same formula; this
+// module keeps its own copy on the plan's types so that `model.bin` does not depend on the
+// shape of the quantizer's structs.
+
+use serde::{Deserialize, Serialize};
+
+/// Affine integer encoding of a tensor: one `(scale, offset)` pair per tensor, or one per
+/// slice along `axis` (per-channel weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantParams {
+    pub bitwidth: u32,
+    /// `None`: per tensor (`scales` and `offsets` hold one entry each).
+    pub axis: Option<u32>,
+    pub scales: Vec<f32>,
+    pub offsets: Vec<i32>,
+}
+
+/// The representation of one tensor on the target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Repr {
+    /// IEEE float of this many bits (16 or 32).
+    Float {
+        bitwidth: u32,
+    },
+    Quant(QuantParams),
+}
+
+impl Repr {
+    pub const F32: Repr = Repr::Float { bitwidth: 32 };
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Repr::Quant(_))
+    }
+
+    /// The storage layout of one element.
+    pub fn layout(&self) -> Layout {
+        match self {
+            Repr::Float { bitwidth: 16 } => Layout::F16,
+            Repr::Float { .. } => Layout::F32,
+            Repr::Quant(q) => match q.bitwidth {
+                0..=4 => Layout::Nibble,
+                5..=8 => Layout::U8,
+                9..=16 => Layout::U16,
+                _ => Layout::U32,
+            },
+        }
+    }
+
+    /// Bytes needed for `elements` values (None on overflow).
+    pub fn bytes_for(&self, elements: usize) -> Option<usize> {
+        self.layout().bytes_for(elements)
+    }
+
+    /// Checks the representation against the shape of its tensor.
+    pub fn check(&self, shape: &[usize]) -> Result<(), String> {
+        match self {
+            Repr::Float { bitwidth: 16 | 32 } => Ok(()),
+            Repr::Float { bitwidth } => Err(format!("float bitwidth {bitwidth} (expected 16 or 32)")),
+            Repr::Quant(q) => {
+                if !(1..=32).contains(&q.bitwidth) {
+                    return Err(format!("bitwidth {} outside 1..=32", q.bitwidth));
+                }
+                let channels = match q.axis {
+                    None => 1,
+                    Some(axis) => *shape
+                        .get(axis as usize)
+                        .ok_or_else(|| format!("per-channel axis {axis} of a rank-{} tensor", shape.len()))?,
+                };
+                if q.scales.len() != channels || q.offsets.len() != channels {
+                    return Err(format!(
+                        "{} scales and {} offsets for {channels} channel(s)",
+                        q.scales.len(),
+                        q.offsets.len()
+                    ));
+                }
+                if let Some(bad) = q.scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(format!("scale {bad} is not a positive finite number"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Element storage of a [`Repr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    F32,
+    F16,
+    Nibble,
+    U8,
+    U16,
+    U32,
+}
+
+impl Layout {
+    pub fn bytes_for(self, elements: usize) -> Option<usize> {
+        match self {
+            Layout::Nibble => Some(elements.div_ceil(2)),
+            Layout::U8 => Some(elements),
+            Layout::U16 | Layout::F16 => elements.checked_mul(2),
+            Layout::U32 | Layout::F32 => elements.checked_mul(4),
+        }
+    }
+}
+
+/// The largest code of a `bitwidth`-bit grid.
+fn grid_max(bitwidth: u32) -> u32 {
+    if bitwidth >= 32 { u32::MAX } else { (1u32 << bitwidth) - 1 }
+}
+
+/// `clamp(round_half_even(x / scale) - offset, 0, 2^bw - 1)`; NaN maps to code 0.
+pub fn quantize_value(x: f32, scale: f32, offset: i32, bitwidth: u32) -> u32 {
+    let rounded = (x / scale).round_ties_even();
+    // f64 holds every f32 integer and every i32 exactly, so the subtraction is exact.
+    let q = f64::from(rounded) - f64::from(offset);
+    // `as` saturates and maps NaN to 0.
+    q.clamp(0.0, f64::from(grid_max(bitwidth))) as u32
+}
+
+/// `(q + offset) * scale`.
+pub fn dequantize_value(q: u32, scale: f32, offset: i32) -> f32 {
+    ((i64::from(q) + i64::from(offset)) as f32) * scale
+}
+
+/// The encoding index (channel) of every element, or `None` for per-tensor encodings.
+struct Channels {
+    inner: usize,
+    count: usize,
+}
+
+impl Channels {
+    fn of(q: &QuantParams, shape: &[usize]) -> Option<Channels> {
+        let axis = q.axis? as usize;
+        let count = *shape.get(axis)?;
+        let inner = shape.get(axis + 1..).map_or(1, |rest| rest.iter().product());
+        Some(Channels { inner: inner.max(1), count: count.max(1) })
+    }
+
+    fn index(&self, element: usize) -> usize {
+        (element / self.inner) % self.count
+    }
+}
+
+/// Quantizes (or rounds to float16) `values` of a tensor of `shape` and writes them to `out`,
+/// which must hold exactly `repr.bytes_for(values.len())` bytes.
+pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
+    match repr {
+        Repr::Float { bitwidth: 16 } => {
+            for (chunk, &x) in out.chunks_exact_mut(2).zip(values) {
+                chunk.copy_from_slice(&half::f16::from_f32(x).to_le_bytes());
+            }
+        }
+        Repr::Float { .. } => {
+            for (chunk, &x) in out.chunks_exact_mut(4).zip(values) {
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        Repr::Quant(q) => {
+            let channels = Channels::of(q, shape);
+            let code = |i: usize, x: f32| {
+                let c = channels.as_ref().map_or(0, |ch| ch.index(i));
+                let (scale, offset) = (q.scales.get(c).copied().unwrap_or(1.0), q.offsets.get(c).copied().unwrap_or(0));
+                quantize_value(x, scale, offset, q.bitwidth)
+            };
+            match repr.layout() {
+                Layout::Nibble => {
+                    out.fill(0);
+                    for (i, &x) in values.iter().enumerate() {
+                        if let Some(byte) = out.get_mut(i / 2) {
+                            *byte |= ((code(i, x) & 0xF) as u8) << (4 * (i % 2));
+                        }
+                    }
+                }
+                Layout::U8 => {
+                    for (i, (byte, &x)) in out.iter_mut().zip(values).enumerate() {
+                        *byte = code(i, x) as u8;
+                    }
+                }
+                Layout::U16 => {
+                    for (i, (chunk, &x)) in out.chunks_exact_mut(2).zip(values).enumerate() {
+                        chunk.copy_from_slice(&(code(i, x) as u16).to_le_bytes());
+                    }
+                }
+                Layout::U32 | Layout::F32 | Layout::F16 => {
+                    for (i, (chunk, &x)) in out.chunks_exact_mut(4).zip(values).enumerate() {
+                        chunk.copy_from_slice(&code(i, x).to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The codes of `elements` values stored in `bytes` (integer representations only).
+pub fn unpack_codes(layout: Layout, bytes: &[u8], elements: usize) -> Vec<u32> {
+    match layout {
+        Layout::Nibble => {
+            (0..elements).map(|i| bytes.get(i / 2).map_or(0, |b| u32::from((b >> (4 * (i % 2))) & 0xF))).collect()
+        }
+        Layout::U8 => bytes.iter().take(elements).map(|&b| u32::from(b)).collect(),
+        Layout::U16 | Layout::F16 => {
+            bytes.chunks_exact(2).take(elements).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        Layout::U32 | Layout::F32 => {
+            bytes.chunks_exact(4).take(elements).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+    }
+}
+
+/// Reads `elements` values of a tensor of `shape` from `bytes`, dequantized to float32.
+pub fn decode(repr: &Repr, shape: &[usize], bytes: &[u8], elements: usize) -> Vec<f32> {
+    match repr {
+        Repr::Float { bitwidth: 16 } => {
+            bytes.chunks_exact(2).take(elements).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        Repr::Float { .. } => {
+            bytes.chunks_exact(4).take(elements).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        }
+        Repr::Quant(q) => {
+            let channels = Channels::of(q, shape);
+            unpack_codes(repr.layout(), bytes, elements)
+                .into_iter()
+                .enumerate()
+                .map(|(i, code)| {
+                    let c = channels.as_ref().map_or(0, |ch| ch.index(i));
+                    let scale = q.scales.get(c).copied().unwrap_or(1.0);
+                    dequantize_value(code, scale, q.offsets.get(c).copied().unwrap_or(0))
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_tensor(bitwidth: u32, scale: f32, offset: i32) -> Repr {
+        Repr::Quant(QuantParams { bitwidth, axis: None, scales: vec![scale], offsets: vec![offset] })
+    }
+
+    fn round_trip(repr: &Repr, shape: &[usize], values: &[f32]) -> (Vec<u8>, Vec<f32>) {
+        let mut bytes = vec![0xAA; repr.bytes_for(values.len()).unwrap()];
+        encode(repr, shape, values, &mut bytes);
+        let back = decode(repr, shape, &bytes, values.len());
+        (bytes, back)
+    }
+
+    #[test]
+    fn the_sdk_worked_example_quantizes_exactly() {
+        // SDK guide: [-1.8, -1.0, 0, 0.5] with enc_min -1.803922, enc_max 0.496078:
+        // scale = 2.3 / 255, offset = round(-1.803922 / scale) = -200; q = [0, 89, 200, 255].
+        let scale = 2.3f32 / 255.0;
+        let repr = per_tensor(8, scale, -200);
+        let (bytes, back) = round_trip(&repr, &[4], &[-1.8, -1.0, 0.0, 0.5]);
+        assert_eq!(bytes, [0, 89, 200, 255]);
+        // Dequantized, the doc lists [-1.8039, -1.0011, 0.0000, 0.4961].
+        let expected = [-1.8039f32, -1.0011, 0.0, 0.4961];
+        for (got, want) in back.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn rounding_is_half_to_even_and_clamps_to_the_grid() {
+        // scale 0.5, offset 0: x/scale = 2*x; 0.25 -> 0.5 -> 0, 0.75 -> 1.5 -> 2, 1.25 -> 2.5 -> 2.
+        assert_eq!(quantize_value(0.25, 0.5, 0, 8), 0);
+        assert_eq!(quantize_value(0.75, 0.5, 0, 8), 2);
+        assert_eq!(quantize_value(1.25, 0.5, 0, 8), 2);
+        // offset -128: x = -0.25 -> round(-0.5) = -0 -> q = 128; x = -0.75 -> -2 -> 126.
+        assert_eq!(quantize_value(-0.25, 0.5, -128, 8), 128);
+        assert_eq!(quantize_value(-0.75, 0.5, -128, 8), 126);
+        assert_eq!(quantize_value(1000.0, 0.5, 0, 8), 255);
+        assert_eq!(quantize_value(-1000.0, 0.5, 0, 8), 0);
+        assert_eq!(quantize_value(f32::NAN, 0.5, 0, 8), 0);
+        assert_eq!(quantize_value(1e30, 1.0, 0, 32), u32::MAX);
+        assert_eq!(dequantize_value(126, 0.5, -128), -1.0);
+    }
+
+    #[test]
+    fn four_bit_codes_pack_low_nibble_first() {
+        // scale 1, offset -8: x -> x + 8; [-8, 7, 0] -> [0, 15, 8] -> bytes [0xF0, 0x08].
+        let repr = per_tensor(4, 1.0, -8);
+        let (bytes, back) = round_trip(&repr, &[3], &[-8.0, 7.0, 0.0]);
+        assert_eq!(bytes, [0xF0, 0x08]);
+        assert_eq!(back, [-8.0, 7.0, 0.0]);
+    }
+
+    #[test]
+    fn sixteen_and_thirty_two_bit_codes_are_little_endian() {
+        // 16-bit, scale 1, offset -32768: 1.0 -> 32769 = 0x8001.
+        let (bytes, _) = round_trip(&per_tensor(16, 1.0, -32768), &[1], &[1.0]);
+        assert_eq!(bytes, [0x01, 0x80]);
+        // 32-bit bias, scale 0.5, offset -2^31: 3.0 -> 6 + 2^31 = 0x8000_0006.
+        let (bytes, back) = round_trip(&per_tensor(32, 0.5, i32::MIN), &[1], &[3.0]);
+        assert_eq!(bytes, [0x06, 0, 0, 0x80]);
+        assert_eq!(back, [3.0]);
+    }
+
+    #[test]
+    fn per_channel_codes_use_their_channel_encoding() {
+        // Shape [2, 2], axis 0: row 0 scale 1, row 1 scale 0.5 (both offset -128).
+        // [1, -1 | 1, -1] -> [129, 127 | 130, 126].
+        let repr =
+            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0, 0.5], offsets: vec![-128, -128] });
+        let (bytes, back) = round_trip(&repr, &[2, 2], &[1.0, -1.0, 1.0, -1.0]);
+        assert_eq!(bytes, [129, 127, 130, 126]);
+        assert_eq!(back, [1.0, -1.0, 1.0, -1.0]);
+        // Axis 1 of shape [2, 2]: the channel is the column.
+        let repr =
+            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(1), scales: vec![1.0, 0.5], offsets: vec![-128, -128] });
+        let (bytes, _) = round_trip(&repr, &[2, 2], &[1.0, 1.0, -1.0, -1.0]);
+        assert_eq!(bytes, [129, 130, 127, 126]);
+    }
+
+    #[test]
+    fn float16_rounds_to_nearest_even() {
+        // 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties to the even mantissa, 1.0.
+        let (bytes, back) = round_trip(&Repr::Float { bitwidth: 16 }, &[2], &[1.0 + 2f32.powi(-11), 65504.0]);
+        assert_eq!(back, [1.0, 65504.0]);
+        assert_eq!(bytes, [0x00, 0x3C, 0xFF, 0x7B]);
+    }
+
+    #[test]
+    fn check_rejects_inconsistent_encodings() {
+        let bad_axis = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(2), scales: vec![1.0], offsets: vec![0] });
+        assert!(bad_axis.check(&[3, 1]).unwrap_err().contains("axis 2"));
+        let too_few = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0] });
+        assert!(too_few.check(&[3, 1]).unwrap_err().contains("3 channel"));
+        assert!(per_tensor(8, 0.0, 0).check(&[1]).unwrap_err().contains("scale 0"));
+        assert!(per_tensor(33, 1.0, 0).check(&[1]).is_err());
+        assert!(Repr::Float { bitwidth: 8 }.check(&[1]).is_err());
+        assert!(per_tensor(8, 0.1, -3).check(&[7]).is_ok());
+    }
+}

@@ -1,0 +1,393 @@
+//! The executor of compiled programs (`model.bin`) on the host CPU.
+//!
+//! Activations live in one byte arena at the offsets the memory plan gave them, in their
+//! target representation: float32, float16, or the integer codes of their encoding. A step
+//! decodes its inputs to float32 (dequantizing codes), runs the float kernel with the
+//! dequantized weights, and encodes its outputs into the arena (quantizing with round half to
+//! even and clamping to the grid). For a quantized program this is the fake-quant semantics of
+//! AIMET's QuantSim: every op output and every weight is quantized, the arithmetic in between
+//! is float32. Graph inputs are encoded on entry; outputs are decoded to float32.
+//!
+//! [`prepare`] dequantizes the weights once, so that many samples can run without redoing it.
+
+use crate::compile::program::{InvalidProgram, Program, Storage};
+use crate::compile::repr::{self, Repr};
+use crate::ir::{DType, Tensor, TensorId, TensorInfo};
+use crate::runtime::kernels::{KernelError, run_op};
+
+/// Why a program could not run on the given inputs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("the model takes {expected} input(s), {got} were given")]
+    InputCount { expected: usize, got: usize },
+    #[error("input {name:?} has shape {got:?}, the model expects {expected:?}")]
+    InputShape { name: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error("input {name:?} has dtype {got}, the model expects {expected}")]
+    InputDType { name: String, expected: String, got: String },
+    #[error("node {node:?} ({op}) failed: {source}")]
+    Kernel { node: String, op: String, source: KernelError },
+    #[error("node {node:?} ({op}) produced {message}")]
+    KernelOutput { node: String, op: String, message: String },
+    #[error("the activation arena of {bytes} bytes cannot be allocated on this machine")]
+    ArenaTooLarge { bytes: u64 },
+    #[error(transparent)]
+    InvalidProgram(#[from] InvalidProgram),
+}
+
+/// A program checked and ready to run: its constants decoded to float32 once.
+pub struct Prepared<'p> {
+    program: &'p Program,
+    /// Dequantized constants, indexed by tensor id (None for non-constants).
+    constants: Vec<Option<Tensor>>,
+}
+
+/// Checks `program` and dequantizes its constants.
+pub fn prepare(program: &Program) -> Result<Prepared<'_>, ExecError> {
+    program.validate()?;
+    usize::try_from(program.arena_bytes).map_err(|_| ExecError::ArenaTooLarge { bytes: program.arena_bytes })?;
+    let constants = program
+        .tensors
+        .iter()
+        .map(|t| match &t.storage {
+            Storage::Constant { data } => {
+                let elements = t.info.elements();
+                let values = repr::decode(&t.repr, &t.info.shape, data, elements);
+                Some(Tensor::from_f32(t.info.shape.clone(), values))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Prepared { program, constants })
+}
+
+/// Something [`execute`] can run: a [`Program`] (prepared on the fly) or a [`Prepared`] one.
+pub trait Executable {
+    fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError>;
+}
+
+impl Executable for Program {
+    fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError> {
+        prepare(self)?.run(inputs, observe)
+    }
+}
+
+impl Executable for Prepared<'_> {
+    fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError> {
+        Prepared::run(self, inputs, observe)
+    }
+}
+
+/// Runs `program` on `inputs` (in the order of the program's inputs) and returns its outputs
+/// as float32. `observe` sees every node output, as float32 (dequantized), keyed by its tensor
+/// id in the optimized graph.
+pub fn execute(
+    program: &(impl Executable + ?Sized),
+    inputs: &[Tensor],
+    observe: &mut dyn FnMut(TensorId, &Tensor),
+) -> Result<Vec<Tensor>, ExecError> {
+    program.run(inputs, observe)
+}
+
+/// The arena region of tensor `id` (validated: it exists and lies inside the arena).
+struct Region<'a> {
+    info: &'a TensorInfo,
+    repr: &'a Repr,
+    start: usize,
+    end: usize,
+}
+
+impl<'p> Prepared<'p> {
+    pub fn program(&self) -> &'p Program {
+        self.program
+    }
+
+    fn region(&self, id: TensorId) -> Result<Region<'p>, ExecError> {
+        let program: &'p Program = self.program;
+        let missing = || InvalidProgram(format!("tensor {id:?} has no arena region"));
+        let t = program.tensor(id).ok_or_else(missing)?;
+        let Storage::Arena { offset, bytes } = t.storage else { return Err(missing().into()) };
+        let start = usize::try_from(offset).map_err(|_| missing())?;
+        let end = usize::try_from(offset + bytes).map_err(|_| missing())?;
+        Ok(Region { info: &t.info, repr: &t.repr, start, end })
+    }
+
+    /// Runs the program on one sample; see [`execute`].
+    pub fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError> {
+        let program = self.program;
+        if inputs.len() != program.inputs.len() {
+            return Err(ExecError::InputCount { expected: program.inputs.len(), got: inputs.len() });
+        }
+        let arena_len = usize::try_from(program.arena_bytes)
+            .map_err(|_| ExecError::ArenaTooLarge { bytes: program.arena_bytes })?;
+        let mut arena = vec![0u8; arena_len];
+
+        for (&id, tensor) in program.inputs.iter().zip(inputs) {
+            let region = self.region(id)?;
+            let name = &region.info.name;
+            if tensor.shape != region.info.shape {
+                return Err(ExecError::InputShape {
+                    name: name.clone(),
+                    expected: region.info.shape.clone(),
+                    got: tensor.shape.clone(),
+                });
+            }
+            let Some(values) = tensor.as_f32() else {
+                return Err(ExecError::InputDType {
+                    name: name.clone(),
+                    expected: DType::F32.name().into(),
+                    got: tensor.dtype().name().into(),
+                });
+            };
+            if values.len() != region.info.elements() {
+                return Err(ExecError::InputShape {
+                    name: name.clone(),
+                    expected: region.info.shape.clone(),
+                    got: vec![values.len()],
+                });
+            }
+            write(&mut arena, &region, values);
+        }
+
+        for step in &program.steps {
+            // Decoded activations are owned here; constants are borrowed from `self`.
+            let mut decoded: Vec<Option<Tensor>> = Vec::with_capacity(step.inputs.len());
+            for &id in &step.inputs {
+                let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
+                decoded.push(if is_constant { None } else { Some(read(&arena, &self.region(id)?)) });
+            }
+            let mut args: Vec<&Tensor> = Vec::with_capacity(step.inputs.len());
+            for (&id, own) in step.inputs.iter().zip(&decoded) {
+                let tensor = match own {
+                    Some(t) => t,
+                    None => self.constants.get(id.index()).and_then(Option::as_ref).ok_or_else(|| {
+                        InvalidProgram(format!("step {:?} reads {id:?}, which has no data", step.node))
+                    })?,
+                };
+                args.push(tensor);
+            }
+            let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
+            let infos: Vec<TensorInfo> = regions.iter().map(|r| r.info.clone()).collect();
+            let op = step.op.type_name();
+            let results = run_op(&step.op, &args, &infos).map_err(|source| ExecError::Kernel {
+                node: step.node.clone(),
+                op: op.into(),
+                source,
+            })?;
+            if results.len() != regions.len() {
+                return Err(ExecError::KernelOutput {
+                    node: step.node.clone(),
+                    op: op.into(),
+                    message: format!("{} outputs, the program expects {}", results.len(), regions.len()),
+                });
+            }
+            for ((result, region), &id) in results.iter().zip(&regions).zip(&step.outputs) {
+                let values = match result.as_f32() {
+                    Some(v) if result.shape == region.info.shape && v.len() == region.info.elements() => v,
+                    _ => {
+                        return Err(ExecError::KernelOutput {
+                            node: step.node.clone(),
+                            op: op.into(),
+                            message: format!(
+                                "a {} tensor of shape {:?} for {:?}, expected float32 {:?}",
+                                result.dtype().name(),
+                                result.shape,
+                                region.info.name,
+                                region.info.shape
+                            ),
+                        });
+                    }
+                };
+                write(&mut arena, region, values);
+                if *region.repr == Repr::F32 {
+                    // Stored bit for bit: what the arena holds is the kernel's result.
+                    observe(id, result);
+                } else {
+                    observe(id, &read(&arena, region));
+                }
+            }
+        }
+
+        program.outputs.iter().map(|&id| Ok(read(&arena, &self.region(id)?))).collect()
+    }
+}
+
+fn write(arena: &mut [u8], region: &Region<'_>, values: &[f32]) {
+    if let Some(bytes) = arena.get_mut(region.start..region.end) {
+        repr::encode(region.repr, &region.info.shape, values, bytes);
+    }
+}
+
+fn read(arena: &[u8], region: &Region<'_>) -> Tensor {
+    let elements = region.info.elements();
+    let bytes = arena.get(region.start..region.end).unwrap_or(&[]);
+    let mut values = repr::decode(region.repr, &region.info.shape, bytes, elements);
+    // Only a region shorter than its tensor (excluded by validation) could leave it short.
+    values.resize(elements, 0.0);
+    Tensor::from_f32(region.info.shape.clone(), values)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::compile::test_graphs::{branchy, conv_relu, conv_relu_quantized, per_tensor};
+    use crate::compile::{BackendRules, compile, standard_rules};
+    use crate::ir::Graph;
+
+    fn backend(name: &str) -> BackendRules {
+        standard_rules().get(name).cloned().unwrap()
+    }
+
+    /// Runs `graph` node by node with `run_op` alone: the float reference.
+    fn run_reference(graph: &Graph, inputs: &[Tensor]) -> BTreeMap<TensorId, Tensor> {
+        let mut values: BTreeMap<TensorId, Tensor> = graph.constants.clone();
+        for (&id, t) in graph.inputs.iter().zip(inputs) {
+            values.insert(id, t.clone());
+        }
+        for node in &graph.nodes {
+            let args: Vec<&Tensor> = node.inputs.iter().map(|id| &values[id]).collect();
+            let infos: Vec<TensorInfo> = node.outputs.iter().map(|&id| graph.info(id).clone()).collect();
+            let outs = run_op(&node.op, &args, &infos).unwrap();
+            for (&id, t) in node.outputs.iter().zip(outs) {
+                values.insert(id, t);
+            }
+        }
+        values
+    }
+
+    fn observe_all(program: &Program, inputs: &[Tensor]) -> (Vec<Tensor>, BTreeMap<TensorId, Tensor>) {
+        let mut seen = BTreeMap::new();
+        let outputs = execute(program, inputs, &mut |id, t| {
+            assert!(seen.insert(id, t.clone()).is_none(), "observed twice");
+        })
+        .unwrap();
+        (outputs, seen)
+    }
+
+    #[test]
+    fn the_quantized_conv_relu_matches_the_hand_computation() {
+        let (q, ids) = conv_relu_quantized();
+        let program = compile(&q, &backend("htp")).unwrap();
+        // Input x = [0.53, -1.0, 2.0, 0.3], scale 1/16, offset -128:
+        //   x*16 = [8.48, -16, 32, 4.8] -> [8, -16, 32, 5] -> dequantized [0.5, -1, 2, 0.3125].
+        // W: 1.5 -> 96/64 = 1.5;  -0.51 -> -65/128 = -0.5078125.
+        // B: 0.1 -> 102/1024 = 0.099609375;  -0.2 -> -410/2048 = -0.2001953125.
+        // Conv 1x1: y[c, p] = W[c] * x[p] + B[c]:
+        //   c0: [0.849609375, -1.400390625, 3.099609375, 0.568359375]
+        //   c1: [-0.4541015625, 0.3076171875, -1.2158203125, -0.35888671875]
+        // y scale 1/8, offset -32: y*8 = [6.797, -11.203, 24.797, 4.547 | -3.633, 2.461, -9.727, -2.871]
+        //   -> [7, -11, 25, 5 | -4, 2, -10, -3] (all inside [-32, 223])
+        //   -> [0.875, -1.375, 3.125, 0.625, -0.5, 0.25, -1.25, -0.375].
+        // Relu -> [0.875, 0, 3.125, 0.625, 0, 0.25, 0, 0];
+        // z scale 1/4, offset 0: z*4 = [3.5, 0, 12.5, 2.5, 0, 1, 0, 0] -> half to even
+        //   [4, 0, 12, 2, 0, 1, 0, 0] -> [1.0, 0, 3.0, 0.5, 0, 0.25, 0, 0].
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let (outputs, seen) = observe_all(&program, &[x]);
+        let z = [1.0, 0.0, 3.0, 0.5, 0.0, 0.25, 0.0, 0.0];
+        assert_eq!(outputs, [Tensor::from_f32(vec![1, 2, 2, 2], z.to_vec())]);
+        let y = [0.875, -1.375, 3.125, 0.625, -0.5, 0.25, -1.25, -0.375];
+        assert_eq!(seen[&ids.y].as_f32().unwrap(), y);
+        assert_eq!(seen[&ids.z].as_f32().unwrap(), z);
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [ids.y, ids.z]);
+
+        // The same through model.bin and a prepared program.
+        let loaded = Program::from_bytes(&program.to_bytes()).unwrap();
+        let prepared = prepare(&loaded).unwrap();
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        for _ in 0..2 {
+            let again = execute(&prepared, std::slice::from_ref(&x), &mut |_, _| {}).unwrap();
+            assert_eq!(again, outputs);
+        }
+    }
+
+    #[test]
+    fn graph_inputs_are_clamped_to_their_grid() {
+        let (q, _) = conv_relu_quantized();
+        let program = compile(&q, &backend("htp")).unwrap();
+        // x = 100 clamps to the top code 255 -> (255 - 128) / 16 = 7.9375; x = -100 -> -8.
+        // c0: 1.5 * 7.9375 + 0.099609375 = 12.005859375 -> y*8 = 96.05 -> 96 -> 12.0 -> z 12.0
+        // c0: 1.5 * -8 + 0.0996 = -11.9 -> y*8 = -95.2 -> -95, below -32 -> clamps to -4.0 -> z 0
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![100.0, -100.0, 0.0, 0.0]);
+        let out = execute(&program, &[x], &mut |_, _| {}).unwrap();
+        let z = out[0].as_f32().unwrap();
+        assert_eq!(&z[..2], [12.0, 0.0]);
+    }
+
+    #[test]
+    fn a_float_program_matches_run_op() {
+        let q = branchy();
+        let program = compile(&q, &backend("cpu")).unwrap();
+        assert!(program.peak_activation_bytes() < program.naive_activation_bytes());
+        let values: Vec<f32> = (0..256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0).collect();
+        let x = Tensor::from_f32(vec![1, 4, 8, 8], values);
+        let reference = run_reference(&q.graph, std::slice::from_ref(&x));
+        let (outputs, seen) = observe_all(&program, &[x]);
+        // Bit-identical: same kernels, float32 storage, and arena sharing must not corrupt.
+        assert_eq!(outputs[0], reference[&q.graph.outputs[0]]);
+        assert_eq!(seen.len(), q.graph.nodes.len());
+        for (id, tensor) in &seen {
+            assert_eq!(tensor, &reference[id], "tensor {}", q.graph.name(*id));
+        }
+    }
+
+    #[test]
+    fn a_float_conv_program_matches_run_op() {
+        let (b, ids) = conv_relu();
+        let q = b.finish();
+        let program = compile(&q, &backend("cpu")).unwrap();
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let reference = run_reference(&q.graph, std::slice::from_ref(&x));
+        let (outputs, _) = observe_all(&program, &[x]);
+        assert_eq!(outputs[0], reference[&ids.z]);
+    }
+
+    #[test]
+    fn float16_tensors_are_rounded_to_half_precision() {
+        let (mut b, ids) = conv_relu();
+        b.encode(ids.x, crate::quant::encoding::TensorEncoding::Float { bitwidth: 16 });
+        let q = b.finish();
+        let program = compile(&q, &backend("gpu")).unwrap();
+        // 0.3 is not a binary16 value: the nearest is 1229/4096 = 0.300048828125.
+        // c0 at p3: 1.5 * 0.300048828125 + 0.1 (float32 weights and bias).
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let (_, seen) = observe_all(&program, &[x]);
+        let y3 = seen[&ids.y].as_f32().unwrap()[3];
+        assert_eq!(y3, 1.5f32 * (1229.0 / 4096.0) + 0.1);
+    }
+
+    #[test]
+    fn inputs_are_validated_by_count_shape_and_dtype() {
+        let (q, _) = conv_relu_quantized();
+        let program = compile(&q, &backend("htp")).unwrap();
+        let err = execute(&program, &[], &mut |_, _| {}).unwrap_err();
+        assert_eq!(err, ExecError::InputCount { expected: 1, got: 0 });
+        let wrong_shape = Tensor::from_f32(vec![1, 4], vec![0.0; 4]);
+        let err = execute(&program, &[wrong_shape], &mut |_, _| {}).unwrap_err();
+        assert_eq!(err, ExecError::InputShape { name: "x".into(), expected: vec![1, 1, 2, 2], got: vec![1, 4] });
+        assert_eq!(err.to_string(), "input \"x\" has shape [1, 4], the model expects [1, 1, 2, 2]");
+        let ints = Tensor::from_i64(vec![1, 1, 2, 2], vec![0; 4]);
+        let err = execute(&program, &[ints], &mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, ExecError::InputDType { ref name, .. } if name == "x"), "{err}");
+    }
+
+    #[test]
+    fn an_inconsistent_program_is_refused_not_run() {
+        let (q, _) = conv_relu_quantized();
+        let mut program = compile(&q, &backend("htp")).unwrap();
+        program.arena_bytes = 1;
+        assert!(matches!(prepare(&program), Err(ExecError::InvalidProgram(_))));
+    }
+
+    #[test]
+    fn a_16_bit_activation_uses_two_bytes_and_a_finer_grid() {
+        let (mut q, ids) = conv_relu_quantized();
+        // z at 16 bits, scale 1/1024, offset 0: the Relu outputs (multiples of 1/8) are exact.
+        q.encodings.insert(ids.z, per_tensor(16, 1.0 / 1024.0, 0));
+        let program = compile(&q, &backend("htp")).unwrap();
+        assert!(matches!(program.tensor(ids.z).unwrap().storage, Storage::Arena { bytes: 16, .. }));
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let out = execute(&program, &[x], &mut |_, _| {}).unwrap();
+        assert_eq!(out[0].as_f32().unwrap(), [0.875, 0.0, 3.125, 0.625, 0.0, 0.25, 0.0, 0.0]);
+    }
+}
