@@ -1,0 +1,325 @@
+//! Matching an overrides file against a graph: every name must be a tensor of the graph (its
+//! ONNX name, or the SDK-sanitized form of it), listed in the right section, float, and with
+//! one per-channel encoding per output channel.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name};
+use crate::ir::{DType, Graph, Op, TensorId};
+
+/// One override that names a graph tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedOverride {
+    /// The name as the file spells it.
+    pub name: String,
+    pub section: Section,
+    pub encoding: OverrideEncoding,
+}
+
+/// The overrides that passed [`check_overrides`], keyed by graph tensor.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResolvedOverrides {
+    pub tensors: BTreeMap<TensorId, ResolvedOverride>,
+}
+
+impl ResolvedOverrides {
+    pub fn get(&self, id: TensorId) -> Option<&OverrideEncoding> {
+        self.tensors.get(&id).map(|r| &r.encoding)
+    }
+}
+
+/// Every problem of `o` with respect to `graph` (errors only; the parse warnings stay in
+/// `o.source.warnings`).
+pub fn check_overrides(o: &Overrides, graph: &Graph) -> Vec<OverrideError> {
+    resolve_overrides(o, graph).1
+}
+
+/// Maps every entry to its graph tensor; entries with a problem are left out and reported.
+pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Vec<OverrideError>) {
+    let index = NameIndex::new(graph);
+    let mut resolved = ResolvedOverrides::default();
+    let mut errors = Vec::new();
+    for (section, name, encoding) in o.entries() {
+        let at = o.spans_of(section, name).name;
+        let id = match index.lookup(name) {
+            Lookup::Found(id) => id,
+            Lookup::Ambiguous(ids) => {
+                let names: Vec<String> = ids.iter().map(|&i| format!("\"{}\"", graph.name(i))).collect();
+                errors.push(
+                    OverrideError::error(
+                        Kind::AmbiguousName,
+                        at,
+                        format!("\"{name}\" matches several tensors once sanitized: {}", names.join(", ")),
+                    )
+                    .with_help("use the exact ONNX tensor name"),
+                );
+                continue;
+            }
+            Lookup::Missing => {
+                let mut e =
+                    OverrideError::error(Kind::UnknownTensor, at, format!("the model has no tensor named \"{name}\""));
+                if let Some(s) = index.closest(graph, name, section) {
+                    e = e.with_help(format!("did you mean \"{s}\"?"));
+                }
+                errors.push(e);
+                continue;
+            }
+        };
+        let is_param = graph.is_constant(id);
+        let belongs = if is_param { Section::Param } else { Section::Activation };
+        if belongs != section {
+            let what = if is_param {
+                "a parameter (a constant of the model)"
+            } else {
+                "an activation (a graph input or an op output)"
+            };
+            errors.push(
+                OverrideError::error(
+                    Kind::WrongSection,
+                    at,
+                    format!("\"{name}\" is {what}, listed under \"{}\"", section.key()),
+                )
+                .with_help(format!("move the entry to \"{}\"", belongs.key())),
+            );
+            continue;
+        }
+        let info = graph.info(id);
+        if info.dtype != DType::F32 {
+            errors.push(OverrideError::error(
+                Kind::NotFloat,
+                at,
+                format!("\"{name}\" is a {} tensor; only float tensors are quantized", info.dtype.name()),
+            ));
+            continue;
+        }
+        match encoding {
+            OverrideEncoding::Int(channels) if channels.len() > 1 => {
+                if section == Section::Activation {
+                    errors.push(OverrideError::error(
+                        Kind::Unsupported,
+                        at,
+                        format!("\"{name}\" has {} encodings; activations take one (per-tensor)", channels.len()),
+                    ));
+                    continue;
+                }
+                let axis = channel_axis(graph, id);
+                let expected = info.shape.get(axis).copied();
+                if expected != Some(channels.len()) {
+                    let has = match expected {
+                        Some(n) => format!("{n} output channels (axis {axis} of shape {:?})", info.shape),
+                        None => format!("shape {:?}, which has no channel axis", info.shape),
+                    };
+                    errors.push(
+                        OverrideError::error(
+                            Kind::ChannelCount,
+                            at,
+                            format!("\"{name}\" has {has}, but the file gives {} encodings", channels.len()),
+                        )
+                        .with_help("give one encoding per output channel, or one for the whole tensor"),
+                    );
+                    continue;
+                }
+            }
+            OverrideEncoding::PerBlock { enc_type, .. } => {
+                errors.push(OverrideError::error(
+                    Kind::Unsupported,
+                    at,
+                    format!("\"{name}\": {enc_type} encodings are not supported yet"),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(prev) = resolved.tensors.get(&id) {
+            errors.push(OverrideError::error(
+                Kind::DuplicateEntry,
+                at,
+                format!("\"{name}\" and \"{}\" name the same tensor \"{}\"", prev.name, graph.name(id)),
+            ));
+            continue;
+        }
+        resolved.tensors.insert(id, ResolvedOverride { name: name.to_string(), section, encoding: encoding.clone() });
+    }
+    (resolved, errors)
+}
+
+/// The output-channel axis of a parameter, from the first op that reads it: Conv weight `[M,
+/// C/g, k...]` -> 0; Gemm `B` -> 0 when `trans_b` (B is `[N, K]`) else 1; MatMul right operand
+/// `[.., K, N]` -> its last axis; anything else (biases included) -> 0.
+pub fn channel_axis(graph: &Graph, id: TensorId) -> usize {
+    for node in &graph.nodes {
+        let Some(pos) = node.inputs.iter().position(|&i| i == id) else { continue };
+        return match (&node.op, pos) {
+            (Op::Gemm { trans_b, .. }, 1) => usize::from(!*trans_b),
+            (Op::MatMul, 1) => graph.info(id).shape.len().saturating_sub(1),
+            _ => 0,
+        };
+    }
+    0
+}
+
+enum Lookup {
+    Found(TensorId),
+    Ambiguous(Vec<TensorId>),
+    Missing,
+}
+
+struct NameIndex<'g> {
+    exact: HashMap<&'g str, TensorId>,
+    sanitized: BTreeMap<String, Vec<TensorId>>,
+}
+
+impl<'g> NameIndex<'g> {
+    fn new(graph: &'g Graph) -> Self {
+        let exact = graph.names();
+        let mut sanitized: BTreeMap<String, Vec<TensorId>> = BTreeMap::new();
+        for (i, t) in graph.tensors.iter().enumerate() {
+            sanitized.entry(sanitize_name(&t.name)).or_default().push(TensorId(i as u32));
+        }
+        NameIndex { exact, sanitized }
+    }
+
+    fn lookup(&self, name: &str) -> Lookup {
+        if let Some(&id) = self.exact.get(name) {
+            return Lookup::Found(id);
+        }
+        match self.sanitized.get(&sanitize_name(name)).map(Vec::as_slice) {
+            Some([id]) => Lookup::Found(*id),
+            Some(ids) if !ids.is_empty() => Lookup::Ambiguous(ids.to_vec()),
+            _ => Lookup::Missing,
+        }
+    }
+
+    /// The graph name most like `name`, preferring tensors of `section`'s kind; `None` when
+    /// nothing is close (normalized Damerau-Levenshtein similarity below 0.5).
+    fn closest(&self, graph: &Graph, name: &str, section: Section) -> Option<String> {
+        let wanted = sanitize_name(name).to_lowercase();
+        let best = |same_section: bool| {
+            let mut best: Option<(f64, &str)> = None;
+            for (i, t) in graph.tensors.iter().enumerate() {
+                let is_param = graph.is_constant(TensorId(i as u32));
+                if same_section && is_param != (section == Section::Param) {
+                    continue;
+                }
+                let score = strsim::normalized_damerau_levenshtein(&wanted, &sanitize_name(&t.name).to_lowercase());
+                // Strictly greater: ties keep the earlier tensor (deterministic).
+                if score >= 0.5 && best.is_none_or(|(s, _)| score > s) {
+                    best = Some((score, &t.name));
+                }
+            }
+            best.map(|(_, n)| n.to_string())
+        };
+        best(true).or_else(|| best(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Conv, Node, Tensor, TensorInfo, Window};
+    use crate::quant::aimet::parse_overrides;
+
+    /// x -> Conv(w [4,1,1,1], b [4]) -> y -> Gemm(B [3,4], trans_b) -> z.
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        let mut add =
+            |name: &str, shape: Vec<usize>| g.add_tensor(TensorInfo { name: name.into(), dtype: DType::F32, shape });
+        let x = add("input.1", vec![1, 1, 2, 2]);
+        let w = add("conv1.weight", vec![4, 1, 1, 1]);
+        let b = add("conv1.bias", vec![4]);
+        let y = add("/conv1/Conv_output_0", vec![1, 4, 2, 2]);
+        let f = add("flat", vec![1, 16]);
+        let gb = add("fc.weight", vec![3, 16]);
+        let z = add("130", vec![1, 3]);
+        g.constants.insert(w, Tensor::from_f32(vec![4, 1, 1, 1], vec![1.0, -2.0, 0.5, 0.25]));
+        g.constants.insert(b, Tensor::from_f32(vec![4], vec![0.1, 0.2, 0.3, 0.4]));
+        g.constants.insert(gb, Tensor::from_f32(vec![3, 16], vec![0.5; 48]));
+        g.inputs = vec![x];
+        g.outputs = vec![z];
+        let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
+        g.nodes.push(Node {
+            name: "conv".into(),
+            op: Op::Conv(Conv { window, group: 1 }),
+            inputs: vec![x, w, b],
+            outputs: vec![y],
+        });
+        g.nodes.push(Node { name: "flat".into(), op: Op::Flatten { axis: 1 }, inputs: vec![y], outputs: vec![f] });
+        let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+        g.nodes.push(Node { name: "fc".into(), op: gemm, inputs: vec![f, gb], outputs: vec![z] });
+        g
+    }
+
+    fn check(text: &str) -> Vec<OverrideError> {
+        check_overrides(&parse_overrides(text).unwrap(), &graph())
+    }
+
+    #[test]
+    fn exact_and_sanitized_names_resolve() {
+        let o = parse_overrides(
+            r#"{"activation_encodings": {"input_1": [{"bitwidth": 8, "dtype": "int"}],
+                "_130": [{"bitwidth": 16, "dtype": "int"}]},
+                "param_encodings": {"conv1.weight": [{"bitwidth": 8, "dtype": "int"}]}}"#,
+        )
+        .unwrap();
+        let g = graph();
+        let (resolved, errors) = resolve_overrides(&o, &g);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = resolved.tensors.keys().map(|&id| g.name(id)).collect();
+        assert_eq!(names, vec!["input.1", "conv1.weight", "130"]);
+    }
+
+    #[test]
+    fn unknown_names_get_a_suggestion() {
+        let text =
+            r#"{"activation_encodings": {}, "param_encodings": {"conv1.wieght": [{"bitwidth": 8, "dtype": "int"}]}}"#;
+        let e = check(text);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].kind, Kind::UnknownTensor);
+        assert_eq!(e[0].help.as_deref(), Some("did you mean \"conv1.weight\"?"));
+        assert_eq!(&text[e[0].span.offset..][..e[0].span.len], "\"conv1.wieght\"");
+        let e = check(r#"{"activation_encodings": {"zzz_qq": [{"bitwidth": 8}]}, "param_encodings": {}}"#);
+        assert_eq!((e[0].kind, e[0].help.clone()), (Kind::UnknownTensor, None));
+    }
+
+    #[test]
+    fn sections_are_checked() {
+        let e = check(
+            r#"{"activation_encodings": {"conv1.bias": [{"bitwidth": 8}]}, "param_encodings": {"flat": [{"bitwidth": 8}]}}"#,
+        );
+        let kinds: Vec<_> = e.iter().map(|e| (e.kind, e.help.clone().unwrap())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Kind::WrongSection, "move the entry to \"param_encodings\"".to_string()),
+                (Kind::WrongSection, "move the entry to \"activation_encodings\"".to_string()),
+            ]
+        );
+        assert!(e[0].message.contains("is a parameter"));
+    }
+
+    /// conv1.weight has 4 output channels (axis 0); 3 encodings is an error; 4 is fine.
+    /// fc.weight is Gemm B with trans_b: axis 0, 3 channels.
+    #[test]
+    fn per_channel_counts_are_checked() {
+        let ch = r#"{"bitwidth": 8, "is_symmetric": "True", "scale": 0.1, "offset": -128}"#;
+        let text =
+            format!(r#"{{"activation_encodings": {{}}, "param_encodings": {{"conv1.weight": [{ch}, {ch}, {ch}]}}}}"#);
+        let e = check(&text);
+        assert_eq!(e[0].kind, Kind::ChannelCount);
+        assert!(e[0].message.contains("4 output channels (axis 0 of shape [4, 1, 1, 1])"), "{}", e[0].message);
+        let text = format!(
+            r#"{{"activation_encodings": {{}}, "param_encodings": {{"conv1.weight": [{ch}, {ch}, {ch}, {ch}], "fc.weight": [{ch}, {ch}, {ch}]}}}}"#
+        );
+        assert!(check(&text).is_empty());
+        assert_eq!(channel_axis(&graph(), TensorId(5)), 0);
+    }
+
+    #[test]
+    fn the_same_tensor_twice_is_an_error() {
+        let e = check(
+            r#"{"activation_encodings": {"input.1": [{"bitwidth": 8}], "input_1": [{"bitwidth": 8}]}, "param_encodings": {}}"#,
+        );
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].kind, Kind::DuplicateEntry);
+    }
+}

@@ -1,0 +1,302 @@
+//! Tests of the quantize stage on a small hand-built graph; expected encodings are computed
+//! by hand from the SDK rules (arithmetic in the comments).
+//!
+//! Graph: x [1,2,1,1] -> Conv(w [2,2,1,1], b [2]) -> y -> Relu -> r -> Reshape [1,2] -> f
+//!        -> Gemm(B [3,2], C [3], trans_b) -> z -> Mul(k [3]) -> out.
+
+use super::*;
+use crate::ir::{Conv, TensorInfo, Window};
+use crate::quant::aimet::{OverrideErrorKind, parse_overrides};
+
+struct Ids {
+    x: TensorId,
+    w: TensorId,
+    b: TensorId,
+    y: TensorId,
+    r: TensorId,
+    f: TensorId,
+    gb: TensorId,
+    gc: TensorId,
+    z: TensorId,
+    k: TensorId,
+    out: TensorId,
+}
+
+fn graph() -> (Graph, Ids) {
+    let mut g = Graph::default();
+    let mut add =
+        |name: &str, shape: Vec<usize>| g.add_tensor(TensorInfo { name: name.into(), dtype: DType::F32, shape });
+    let ids = Ids {
+        x: add("x", vec![1, 2, 1, 1]),
+        w: add("conv.weight", vec![2, 2, 1, 1]),
+        b: add("conv.bias", vec![2]),
+        y: add("y", vec![1, 2, 1, 1]),
+        r: add("r", vec![1, 2, 1, 1]),
+        f: add("f", vec![1, 2]),
+        gb: add("fc.weight", vec![3, 2]),
+        gc: add("fc.bias", vec![3]),
+        z: add("z", vec![1, 3]),
+        k: add("k", vec![3]),
+        out: add("out", vec![1, 3]),
+    };
+    let c = |shape: Vec<usize>, v: Vec<f32>| Tensor::from_f32(shape, v);
+    // Channel 0 of w: max |w| = 0.5; channel 1: 0.254.
+    g.constants.insert(ids.w, c(vec![2, 2, 1, 1], vec![0.5, -0.127, -0.254, 0.1]));
+    g.constants.insert(ids.b, c(vec![2], vec![0.1, -0.2]));
+    g.constants.insert(ids.gb, c(vec![3, 2], vec![0.4, -0.8, 0.1, 0.2, 0.3, -0.3]));
+    g.constants.insert(ids.gc, c(vec![3], vec![0.01, 0.02, 0.03]));
+    g.constants.insert(ids.k, c(vec![3], vec![2.0, -1.0, 0.5]));
+    g.inputs = vec![ids.x];
+    g.outputs = vec![ids.out];
+    let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
+    let node = |name: &str, op: Op, inputs: Vec<TensorId>, out: TensorId| Node {
+        name: name.into(),
+        op,
+        inputs,
+        outputs: vec![out],
+    };
+    g.nodes = vec![
+        node("conv", Op::Conv(Conv { window, group: 1 }), vec![ids.x, ids.w, ids.b], ids.y),
+        node("relu", Op::Relu, vec![ids.y], ids.r),
+        node("reshape", Op::Reshape { shape: vec![1, 2] }, vec![ids.r], ids.f),
+        node(
+            "fc",
+            Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true },
+            vec![ids.f, ids.gb, ids.gc],
+            ids.z,
+        ),
+        node("mul", Op::Mul, vec![ids.z, ids.k], ids.out),
+    ];
+    g.validate().unwrap();
+    (g, ids)
+}
+
+fn observed(values: &[f32]) -> TensorStats {
+    let mut s = TensorStats::default();
+    s.observe(values);
+    s
+}
+
+/// Stats for every activation except f (the Reshape output must reuse r's encoding).
+fn stats(ids: &Ids) -> CalibrationStats {
+    let mut s = CalibrationStats::default();
+    s.tensors.insert(ids.x, observed(&[-1.8, -1.0, 0.0, 0.5]));
+    s.tensors.insert(ids.y, observed(&[-5.1, 5.1]));
+    s.tensors.insert(ids.r, observed(&[0.0, 10.0]));
+    s.tensors.insert(ids.z, observed(&[-20.0, -6.0]));
+    s.tensors.insert(ids.out, observed(&[-1.0, 1.0]));
+    s
+}
+
+fn per_tensor(q: &QuantizedGraph, id: TensorId) -> &Encoding {
+    match &q.encodings[&id] {
+        TensorEncoding::PerTensor(e) => e,
+        other => panic!("expected per-tensor, got {other:?}"),
+    }
+}
+
+fn per_channel(q: &QuantizedGraph, id: TensorId) -> &[Encoding] {
+    match &q.encodings[&id] {
+        TensorEncoding::PerChannel { axis: 0, channels } => channels,
+        other => panic!("expected per-channel on axis 0, got {other:?}"),
+    }
+}
+
+fn close(a: f32, b: f64) -> bool {
+    (a as f64 - b).abs() <= 1e-6 * b.abs().max(1e-3)
+}
+
+#[test]
+fn default_settings_follow_the_sdk_rules() {
+    let (g, ids) = graph();
+    let q = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
+    // x: the guide's worked example: offset -200, scale 2.3/255.
+    let x = per_tensor(&q, ids.x);
+    assert_eq!(x.offset, -200);
+    assert!(close(x.scale, 2.3 / 255.0));
+    // y: [-5.1, 5.1] -> scale 0.04, offset -128.
+    assert_eq!(per_tensor(&q, ids.y).offset, -128);
+    assert!(close(per_tensor(&q, ids.y).scale, 0.04));
+    // r: [0, 10] -> offset 0, scale 10/255; f reuses it (no stats of its own).
+    assert_eq!(per_tensor(&q, ids.r).offset, 0);
+    assert!(close(per_tensor(&q, ids.r).scale, 10.0 / 255.0));
+    assert_eq!(q.encodings[&ids.f], q.encodings[&ids.r]);
+    // z: [-20, -6] -> [-20, 0]: offset -255.
+    assert_eq!(per_tensor(&q, ids.z).offset, -255);
+    // out: [-1, 1]: scale 2/255, -min/scale = 127.5 -> 128.
+    assert_eq!(per_tensor(&q, ids.out).offset, -128);
+    // Conv weight per channel, symmetric: 0.5/127 and 0.254/127 = 0.002, offset -128.
+    let w = per_channel(&q, ids.w);
+    assert!(w.iter().all(|e| e.offset == -128 && e.symmetric && e.bitwidth == 8));
+    assert!(close(w[0].scale, 0.5 / 127.0));
+    assert!(close(w[1].scale, 0.002));
+    // Conv bias int32 per channel: in_scale * w_scale[c] = (2.3/255) * (0.5/127), (2.3/255) * 0.002.
+    let b = per_channel(&q, ids.b);
+    assert!(b.iter().all(|e| e.bitwidth == 32 && e.offset == i32::MIN && e.symmetric));
+    assert!(close(b[0].scale, 2.3 / 255.0 * 0.5 / 127.0));
+    assert!(close(b[1].scale, 2.3 / 255.0 * 0.002));
+    assert_eq!(b[0].scale, x.scale * w[0].scale, "the product of the stored f32 scales");
+    // Gemm B per tensor, symmetric: max |B| = 0.8 -> 0.8/127; C: (10/255) * (0.8/127).
+    let gb = per_tensor(&q, ids.gb);
+    assert_eq!((gb.offset, gb.symmetric), (-128, true));
+    assert!(close(gb.scale, 0.8 / 127.0));
+    let gc = per_tensor(&q, ids.gc);
+    assert_eq!((gc.bitwidth, gc.offset), (32, i32::MIN));
+    assert!(close(gc.scale, 10.0 / 255.0 * 0.8 / 127.0));
+    // The Mul constant: per tensor, 8-bit symmetric: 2/127.
+    let k = per_tensor(&q, ids.k);
+    assert_eq!((k.bitwidth, k.offset), (8, -128));
+    assert!(close(k.scale, 2.0 / 127.0));
+    assert_eq!(q.encodings.len(), 11);
+}
+
+#[test]
+fn settings_change_the_rules() {
+    let (g, ids) = graph();
+    let settings = QuantSettings {
+        act_bitwidth: 16,
+        weight_bitwidth: 4,
+        bias_bitwidth: 8,
+        per_channel: false,
+        act_schema: Schema::Symmetric,
+        ..QuantSettings::default()
+    };
+    let q = quantize(&g, &stats(&ids), &settings, None).unwrap();
+    // x symmetric 16-bit: 1.8 / 32767, offset -32768.
+    let x = per_tensor(&q, ids.x);
+    assert_eq!(x.offset, -32768);
+    assert!(close(x.scale, 1.8 / 32767.0));
+    // w per tensor, 4-bit symmetric: 0.5 / 7, offset -8.
+    let w = per_tensor(&q, ids.w);
+    assert_eq!(w.offset, -8);
+    assert!(close(w.scale, 0.5 / 7.0));
+    // 8-bit bias from its values, symmetric (param_schema): max |b| = 0.2 -> 0.2/127.
+    let b = per_tensor(&q, ids.b);
+    assert_eq!((b.bitwidth, b.offset), (8, -128));
+    assert!(close(b.scale, 0.2 / 127.0));
+}
+
+#[test]
+fn missing_stats_are_all_reported() {
+    let (g, ids) = graph();
+    let mut s = stats(&ids);
+    s.tensors.remove(&ids.y);
+    s.tensors.remove(&ids.z);
+    let errors = quantize(&g, &s, &QuantSettings::default(), None).unwrap_err();
+    assert_eq!(
+        errors,
+        vec![QuantError::MissingStats { tensor: "y".into() }, QuantError::MissingStats { tensor: "z".into() }]
+    );
+    assert_eq!(errors[0].to_string(), "no calibration statistics for activation \"y\"");
+}
+
+#[test]
+fn tensors_without_finite_values_are_reported() {
+    let (g, ids) = graph();
+    let mut s = stats(&ids);
+    s.tensors.insert(ids.y, observed(&[f32::NAN, f32::INFINITY]));
+    let errors = quantize(&g, &s, &QuantSettings::default(), None).unwrap_err();
+    assert_eq!(errors, vec![QuantError::NoFiniteValues { tensor: "y".into(), nonfinite: 2 }]);
+}
+
+#[test]
+fn overrides_take_precedence_tensor_by_tensor() {
+    let (g, ids) = graph();
+    let o = parse_overrides(
+        r#"{"activation_encodings": {
+              "y": [{"bitwidth": 8, "dtype": "int", "is_symmetric": "False", "scale": 0.05, "offset": -100}],
+              "r": [{"bitwidth": 16, "dtype": "int"}]},
+            "param_encodings": {
+              "fc.weight": [{"bitwidth": 8, "is_symmetric": "True", "scale": 0.01, "offset": -128},
+                            {"bitwidth": 8, "is_symmetric": "True", "scale": 0.02, "offset": -128},
+                            {"bitwidth": 8, "is_symmetric": "True", "scale": 0.03, "offset": -128}]}}"#,
+    )
+    .unwrap();
+    let q = quantize(&g, &stats(&ids), &QuantSettings::default(), Some(&o)).unwrap();
+    let y = per_tensor(&q, ids.y);
+    assert_eq!((y.offset, y.scale), (-100, 0.05));
+    // r: bitwidth-only override: 16 bits from its stats [0, 10]: 10 / 65535; f follows r.
+    let r = per_tensor(&q, ids.r);
+    assert_eq!((r.bitwidth, r.offset), (16, 0));
+    assert!(close(r.scale, 10.0 / 65535.0));
+    assert_eq!(q.encodings[&ids.f], q.encodings[&ids.r]);
+    // Gemm B per channel from the file; the bias follows it per channel: r.scale * 0.01 ...
+    let gb = per_channel(&q, ids.gb);
+    assert_eq!(gb.iter().map(|e| e.scale).collect::<Vec<_>>(), vec![0.01, 0.02, 0.03]);
+    let gc = per_channel(&q, ids.gc);
+    assert_eq!(gc[2].scale, r.scale * 0.03);
+    // Untouched tensors keep the default rules.
+    assert_eq!(per_tensor(&q, ids.x).offset, -200);
+}
+
+/// SDK partial-override rule: a float Conv weight makes the conv's output and bias float.
+#[test]
+fn a_float_weight_makes_its_op_float() {
+    let (g, ids) = graph();
+    let o = parse_overrides(
+        r#"{"activation_encodings": {}, "param_encodings": {"conv.weight": [{"bitwidth": 16, "dtype": "float"}]}}"#,
+    )
+    .unwrap();
+    let q = quantize(&g, &stats(&ids), &QuantSettings::default(), Some(&o)).unwrap();
+    for id in [ids.w, ids.b, ids.y] {
+        assert_eq!(q.encodings[&id], TensorEncoding::Float { bitwidth: 16 }, "{}", g.name(id));
+    }
+    assert_eq!(per_tensor(&q, ids.x).offset, -200, "the conv input is not part of the rule");
+    assert_eq!(per_tensor(&q, ids.r).offset, 0);
+}
+
+#[test]
+fn override_problems_are_errors() {
+    let (g, ids) = graph();
+    let o = parse_overrides(r#"{"activation_encodings": {"conv.weight": [{"bitwidth": 8}]}, "param_encodings": {}}"#)
+        .unwrap();
+    let errors = quantize(&g, &stats(&ids), &QuantSettings::default(), Some(&o)).unwrap_err();
+    assert!(matches!(&errors[..], [QuantError::Override(e)] if e.kind == OverrideErrorKind::WrongSection));
+}
+
+#[test]
+fn unimplemented_calibrations_and_bad_settings_are_errors() {
+    let (g, ids) = graph();
+    let settings = QuantSettings { act_calibration: CalibrationMethod::Mse, ..QuantSettings::default() };
+    let errors = quantize(&g, &stats(&ids), &settings, None).unwrap_err();
+    assert_eq!(errors[0], QuantError::UnsupportedCalibration { method: "mse", tensor: "x".into() });
+    let settings = QuantSettings { act_bitwidth: 4, bias_bitwidth: 16, ..QuantSettings::default() };
+    let errors = quantize(&g, &stats(&ids), &settings, None).unwrap_err();
+    assert_eq!(errors.len(), 2);
+    assert!(errors[0].to_string().contains("act_bitwidth = 4"));
+}
+
+/// Percentile calibration: x gets 1000 values in [0, 0.999] plus an outlier at 100; the
+/// 99.9% range drops the outlier, leaving a max within one histogram bin (0.0625) of 1.0.
+#[test]
+fn percentile_calibration_clips_outliers() {
+    let (g, ids) = graph();
+    let mut s = stats(&ids);
+    let mut v: Vec<f32> = (0..1000).map(|i| i as f32 * 0.001).collect();
+    v.push(100.0);
+    s.tensors.insert(ids.x, observed(&v));
+    let settings =
+        QuantSettings { act_calibration: CalibrationMethod::Percentile, percentile: 99.9, ..QuantSettings::default() };
+    let q = quantize(&g, &s, &settings, None).unwrap();
+    let x = per_tensor(&q, ids.x);
+    assert_eq!(x.offset, 0);
+    assert!((0.9375..=1.0001).contains(&x.max), "{}", x.max);
+}
+
+/// numpy's percentile (linear) of [0, 1, ..., 10] at 90% is 9.0 and at 10% is 1.0.
+#[test]
+fn parameter_percentiles_interpolate_like_numpy() {
+    let v: Vec<f32> = (0..=10).map(|i| i as f32).collect();
+    assert_eq!(percentile_range(&v, 90.0), (1.0, 9.0));
+    // [0, 10] at 95%: position 9.5 -> 9.5; 5% -> 0.5.
+    assert_eq!(percentile_range(&v, 95.0), (0.5, 9.5));
+}
+
+#[test]
+fn results_are_deterministic() {
+    let (g, ids) = graph();
+    let a = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
+    let b = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
+    assert_eq!(postcard::to_allocvec(&a).unwrap(), postcard::to_allocvec(&b).unwrap());
+    assert_eq!(crate::quant::write_encodings_json(&a), crate::quant::write_encodings_json(&b));
+}
