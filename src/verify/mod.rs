@@ -1,1 +1,20 @@
-//! Accuracy metrics between a simulated run and its reference, per output and per layer.
+//! Accuracy metrics between a simulated run and its reference, per output and per layer,
+//! threshold checks, and the `summary.json` / `summary.csv` renderings.
+//!
+//! Pure: no IO. The engine feeds tensors sample by sample through [`SummaryBuilder`] and
+//! writes the strings [`summary_json`] and [`summary_csv`] return.
+
+mod error;
+mod metrics;
+mod report;
+mod summary;
+mod top1;
+
+pub use error::VerifyError;
+pub use metrics::{MetricAccumulator, TensorMetrics};
+pub use report::{CSV_COLUMNS, summary_csv, summary_json};
+pub use summary::{
+    Accuracy, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder, ThresholdCheck,
+    ThresholdKind, Thresholds,
+};
+pub use top1::{Top1, argmax};
