@@ -137,8 +137,9 @@ fn representation(
     };
     let params = match encoding {
         // An unencoded bias stays float32 even on a quantized backend, as in AIMET's QuantSim,
-        // whose backend configs leave biases unquantized unless an encoding is given.
-        None if backend.quantized && role == TensorRole::Bias => return Ok(Repr::F32),
+        // whose backend configs leave biases unquantized unless an encoding is given; so do
+        // BatchNormalization statistics, which the quantizer leaves float.
+        None if backend.quantized && may_stay_float(graph, id) => return Ok(Repr::F32),
         None if backend.quantized => {
             return Err(CompileError::MissingEncoding { tensor: tensor(), role, backend: backend.name.clone() });
         }
@@ -193,6 +194,19 @@ fn representation(
     let repr = Repr::Quant(params);
     repr.check(&info.shape).map_err(|reason| CompileError::InvalidEncoding { tensor: tensor(), reason })?;
     Ok(repr)
+}
+
+/// Whether a constant may stay float32 without an encoding on a quantized backend: every
+/// read of it is a Conv/Gemm bias or a BatchNormalization parameter.
+fn may_stay_float(graph: &Graph, id: TensorId) -> bool {
+    graph.is_constant(id)
+        && graph.nodes.iter().all(|node| {
+            node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| match node.op {
+                Op::Conv(_) | Op::Gemm { .. } => position == 2,
+                Op::BatchNormalization { .. } => position >= 1,
+                _ => false,
+            })
+        })
 }
 
 /// Why `id` may not carry a per-channel encoding on `backend` (None: it may).

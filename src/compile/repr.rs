@@ -122,18 +122,26 @@ fn grid_max(bitwidth: u32) -> u32 {
     if bitwidth >= 32 { u32::MAX } else { (1u32 << bitwidth) - 1 }
 }
 
-/// `clamp(round_half_even(x / scale) - offset, 0, 2^bw - 1)`; NaN maps to code 0.
+/// `clamp(round_half_even(x / scale) - offset, 0, 2^bw - 1)`; NaN maps to code 0. Up to 24
+/// bits the division is in float32, as QuantSim computes it; wider grids (32-bit biases)
+/// divide in float64, where float32 would lose integer steps.
 pub fn quantize_value(x: f32, scale: f32, offset: i32, bitwidth: u32) -> u32 {
-    let rounded = (x / scale).round_ties_even();
+    let rounded = if bitwidth <= 24 {
+        f64::from((x / scale).round_ties_even())
+    } else {
+        (f64::from(x) / f64::from(scale)).round_ties_even()
+    };
     // f64 holds every f32 integer and every i32 exactly, so the subtraction is exact.
-    let q = f64::from(rounded) - f64::from(offset);
+    let q = rounded - f64::from(offset);
     // `as` saturates and maps NaN to 0.
     q.clamp(0.0, f64::from(grid_max(bitwidth))) as u32
 }
 
-/// `(q + offset) * scale`.
-pub fn dequantize_value(q: u32, scale: f32, offset: i32) -> f32 {
-    ((i64::from(q) + i64::from(offset)) as f32) * scale
+/// `(q + offset) * scale`: one correctly rounded float32 product up to 24 bits (where
+/// `q + offset` is exact in float32), computed in float64 for wider grids.
+pub fn dequantize_value(q: u32, scale: f32, offset: i32, bitwidth: u32) -> f32 {
+    let shifted = i64::from(q) + i64::from(offset);
+    if bitwidth <= 24 { shifted as f32 * scale } else { (shifted as f64 * f64::from(scale)) as f32 }
 }
 
 /// The encoding index (channel) of every element, or `None` for per-tensor encodings.
@@ -238,7 +246,7 @@ pub fn decode(repr: &Repr, shape: &[usize], bytes: &[u8], elements: usize) -> Ve
                 .map(|(i, code)| {
                     let c = channels.as_ref().map_or(0, |ch| ch.index(i));
                     let scale = q.scales.get(c).copied().unwrap_or(1.0);
-                    dequantize_value(code, scale, q.offsets.get(c).copied().unwrap_or(0))
+                    dequantize_value(code, scale, q.offsets.get(c).copied().unwrap_or(0), q.bitwidth)
                 })
                 .collect()
         }
@@ -288,7 +296,34 @@ mod tests {
         assert_eq!(quantize_value(-1000.0, 0.5, 0, 8), 0);
         assert_eq!(quantize_value(f32::NAN, 0.5, 0, 8), 0);
         assert_eq!(quantize_value(1e30, 1.0, 0, 32), u32::MAX);
-        assert_eq!(dequantize_value(126, 0.5, -128), -1.0);
+        assert_eq!(dequantize_value(126, 0.5, -128, 8), -1.0);
+    }
+
+    #[test]
+    fn codes_agree_with_the_quantizer_encoding_math() {
+        // The quant module's `Encoding::quantize`/`dequantize` is the same formula; the
+        // compiled program must not drift from it (including the wide-grid float64 path).
+        use crate::quant::encoding::Encoding;
+        for (bitwidth, scale, offset) in
+            [(8, 0.0123f32, -117), (16, 3.1e-4, -32768), (4, 0.37, -8), (32, 1.7e-7, i32::MIN)]
+        {
+            let e = Encoding::from_scale_offset(bitwidth, scale, i64::from(offset), false);
+            for k in -3000..3000 {
+                let x = k as f32 * scale * 0.173 + (k % 7) as f32 * 1e-3;
+                let q = quantize_value(x, scale, offset, bitwidth);
+                assert_eq!(q, e.quantize(x), "bw {bitwidth}, x {x}");
+                assert_eq!(dequantize_value(q, scale, offset, bitwidth).to_bits(), e.dequantize(q).to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn float16_rounding_agrees_with_the_quantizer() {
+        for k in -5000..5000 {
+            let x = (k as f32).powi(3) * 1.37e-7 + k as f32 * 0.011;
+            let (_, back) = round_trip(&Repr::Float { bitwidth: 16 }, &[1], &[x]);
+            assert_eq!(back[0].to_bits(), crate::quant::math::round_to_f16(x).to_bits(), "x {x}");
+        }
     }
 
     #[test]

@@ -640,7 +640,7 @@ mod tests {
         assert_eq!(htp.weight_bitwidths, BTreeSet::from([4, 8]));
         assert_eq!(htp.bias_bitwidths, BTreeSet::from([8, 32]));
         assert!(htp.float_bitwidths.is_empty());
-        assert_eq!(htp.per_channel_ops, BTreeSet::from(["Conv".to_string()]));
+        assert_eq!(htp.per_channel_ops, BTreeSet::from(["Conv".to_string(), "Gemm".to_string()]));
         assert_eq!(htp.op_quantization("Reshape"), &OpQuantization::PassThrough);
         assert_eq!(htp.op_quantization("Conv"), &OpQuantization::Calibrated);
         assert_eq!(htp.quant_bitwidths(TensorRole::Constant), BTreeSet::from([4, 8, 16]));

@@ -180,22 +180,79 @@ fn per_channel_encodings_only_for_weights_of_per_channel_ops() {
     let err = compile(&q, &backend("htp")).unwrap_err();
     assert!(matches!(err, CompileError::PerChannelNotAllowed { ref tensor, .. } if tensor == "y"), "{err}");
 
-    // A Gemm weight is not per-channel on htp.
+    // A constant MatMul operand is not a weight: never per-channel.
     let mut b = Builder::default();
     let x = b.input("x", &[1, 2]);
-    let w = b.constant("fc.weight", &[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
-    let y = b.node("fc", Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true }, &[x, w], "y", &[1, 2]);
+    let w = b.constant("mm.rhs", &[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+    let y = b.node("mm", Op::MatMul, &[x, w], "y", &[1, 2]);
     b.output(y);
     b.encode(x, per_tensor(8, 0.1, -128));
     b.encode(y, per_tensor(8, 0.1, -128));
-    b.encode(w, TensorEncoding::PerChannel { axis: 0, channels: vec![enc(8, 0.1, -128); 2] });
+    b.encode(w, TensorEncoding::PerChannel { axis: 1, channels: vec![enc(8, 0.1, -128); 2] });
     let err = compile(&b.finish(), &backend("htp")).unwrap_err();
+    match err {
+        CompileError::PerChannelNotAllowed { tensor, reason, .. } => {
+            assert_eq!(tensor, "mm.rhs");
+            assert!(reason.contains("a constant tensor"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn per_channel_gemm_weights_need_gemm_in_per_channel_ops() {
+    let gemm_graph = || {
+        let mut b = Builder::default();
+        let x = b.input("x", &[1, 2]);
+        let w = b.constant("fc.weight", &[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+        let y = b.node("fc", op, &[x, w], "y", &[1, 2]);
+        b.output(y);
+        b.encode(x, per_tensor(8, 0.1, -128));
+        b.encode(y, per_tensor(8, 0.1, -128));
+        b.encode(w, TensorEncoding::PerChannel { axis: 0, channels: vec![enc(8, 0.1, -128); 2] });
+        b.finish()
+    };
+    // Standard htp: per-row Gemm weights are accepted.
+    compile(&gemm_graph(), &backend("htp")).unwrap();
+    // A backend whose per-channel ops are Conv only refuses them, naming the reader.
+    let text = r#"
+[backend]
+name = "convonly"
+quantized = true
+activation_bitwidths = [8]
+weight_bitwidths = [8]
+per_channel_ops = ["Conv"]
+supported_ops = ["Conv", "Gemm"]
+"#;
+    let rules = parse_rules("rules/convonly.toml", text).unwrap();
+    let err = compile(&gemm_graph(), rules.get("convonly").unwrap()).unwrap_err();
     match err {
         CompileError::PerChannelNotAllowed { tensor, reason, .. } => {
             assert_eq!(tensor, "fc.weight");
             assert!(reason.contains("\"fc\" (Gemm)"), "{reason}");
+            assert!(reason.contains("[Conv]"), "{reason}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unencoded_batchnorm_statistics_stay_float_on_htp() {
+    let mut b = Builder::default();
+    let x = b.input("x", &[1, 2, 1, 1]);
+    let stats: Vec<TensorId> = ["bn.scale", "bn.bias", "bn.mean", "bn.var"]
+        .iter()
+        .map(|name| b.constant(name, &[2], vec![1.0, 0.5]))
+        .collect();
+    let inputs = [x, stats[0], stats[1], stats[2], stats[3]];
+    let y = b.node("bn", Op::BatchNormalization { epsilon: 1e-5 }, &inputs, "y", &[1, 2, 1, 1]);
+    b.output(y);
+    b.encode(x, per_tensor(8, 0.1, -128));
+    b.encode(y, per_tensor(8, 0.1, -128));
+    let program = compile(&b.finish(), &backend("htp")).unwrap();
+    for id in stats {
+        assert_eq!(program.tensor(id).unwrap().repr, Repr::F32);
     }
 }
 

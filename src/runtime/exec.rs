@@ -390,4 +390,91 @@ mod tests {
         let out = execute(&program, &[x], &mut |_, _| {}).unwrap();
         assert_eq!(out[0].as_f32().unwrap(), [0.875, 0.0, 3.125, 0.625, 0.0, 0.25, 0.0, 0.0]);
     }
+
+    /// Conformance with AIMET: `examples/digits/aimet` holds AIMET 2.42.0 QuantSim's W8A8
+    /// outputs for the 400 test samples, its encodings, and the BN-folded model it simulated.
+    /// Compiling that model with those encodings for htp must reproduce QuantSim's logits to
+    /// rounding. AIMET leaves Conv/Gemm outputs unquantized when a Relu follows (supergroups)
+    /// and MaxPool/Flatten outputs unquantized (their values are already on the grid); giving
+    /// those tensors the encoding of the Relu after / the tensor before is exactly equivalent
+    /// (quantizing with the Relu's `[0, max]` grid clamps negatives to 0 as Relu does).
+    #[test]
+    fn the_digits_model_matches_aimet_quantsim() {
+        use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits");
+        let model = std::fs::read(root.join("aimet/digits_bnfolded.onnx")).unwrap();
+        let proto = crate::onnx::decode_model(&model).unwrap();
+        let external = crate::onnx::external_data_files(&proto)
+            .into_iter()
+            .map(|location| {
+                let bytes = std::fs::read(root.join("aimet").join(&location)).unwrap();
+                (location, bytes)
+            })
+            .collect();
+        let graph = crate::onnx::import(&proto, &external, &BTreeMap::new()).unwrap();
+
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("aimet/encodings_v0.6.1.json")).unwrap()).unwrap();
+        let encoding = |e: &serde_json::Value| Encoding {
+            bitwidth: e["bitwidth"].as_u64().unwrap() as u32,
+            scale: e["scale"].as_f64().unwrap() as f32,
+            offset: e["offset"].as_f64().unwrap() as i32,
+            min: e["min"].as_f64().unwrap() as f32,
+            max: e["max"].as_f64().unwrap() as f32,
+            symmetric: e["is_symmetric"] == "True",
+        };
+        let names = graph.names();
+        let id = |name: &str| *names.get(name).unwrap_or_else(|| panic!("no tensor {name}"));
+        let mut encodings = BTreeMap::new();
+        for (name, list) in json["activation_encodings"].as_object().unwrap() {
+            encodings.insert(id(name), TensorEncoding::PerTensor(encoding(&list[0])));
+        }
+        for (name, list) in json["param_encodings"].as_object().unwrap() {
+            let channels: Vec<Encoding> = list.as_array().unwrap().iter().map(encoding).collect();
+            // Conv weights [M, C, k, k] and Gemm weights [N, K] (transB = 1): axis 0.
+            assert_eq!(graph.info(id(name)).shape[0], channels.len(), "{name}");
+            encodings.insert(id(name), TensorEncoding::PerChannel { axis: 0, channels });
+        }
+        for (tensor, like) in [
+            ("/conv1/Conv_output_0", "/relu1/Relu_output_0"),
+            ("/conv2/Conv_output_0", "/relu2/Relu_output_0"),
+            ("/pool/MaxPool_output_0", "/relu2/Relu_output_0"),
+            ("/flatten/Flatten_output_0", "/relu2/Relu_output_0"),
+            ("/fc1/Gemm_output_0", "/relu3/Relu_output_0"),
+        ] {
+            let enc = encodings[&id(like)].clone();
+            encodings.insert(id(tensor), enc);
+        }
+        let logits_scale = match &encodings[&id("logits")] {
+            TensorEncoding::PerTensor(e) => e.scale,
+            other => panic!("{other:?}"),
+        };
+        let q = QuantizedGraph { graph, encodings };
+        let program = compile(&q, &backend("htp")).unwrap();
+        let prepared = prepare(&program).unwrap();
+
+        let read_f32 = |path: &std::path::Path| -> Vec<f32> {
+            let bytes = std::fs::read(path).unwrap();
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        };
+        let list = std::fs::read_to_string(root.join("test/input_list.txt")).unwrap();
+        let (mut exact, mut total, mut worst_codes) = (0usize, 0usize, 0f32);
+        for (n, line) in list.lines().enumerate() {
+            let x = Tensor::from_f32(vec![1, 1, 8, 8], read_f32(&root.join("test").join(line.trim())));
+            let ours = execute(&prepared, &[x], &mut |_, _| {}).unwrap();
+            let aimet = read_f32(&root.join(format!("aimet/quantsim/Result_{n}/logits.raw")));
+            for (a, b) in ours[0].as_f32().unwrap().iter().zip(&aimet) {
+                let codes = (a - b).abs() / logits_scale;
+                worst_codes = worst_codes.max(codes);
+                exact += usize::from(codes < 1e-3);
+                total += 1;
+            }
+        }
+        assert_eq!(total, 4000);
+        // "To rounding": a tie decided differently after a different float summation order can
+        // move a code by one step; nothing may move further, and almost everything is exact.
+        assert!(worst_codes <= 1.001, "worst difference {worst_codes} codes");
+        assert!(exact as f64 >= 0.99 * total as f64, "{exact}/{total} logits identical to QuantSim");
+        eprintln!("digits vs AIMET QuantSim: {exact}/{total} logits identical, worst {worst_codes} codes");
+    }
 }
