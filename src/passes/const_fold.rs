@@ -93,18 +93,48 @@ mod tests {
     #[test]
     fn constant_subgraph_folds_to_named_constants() {
         let mut g = graph();
-        match fold_constants(&mut g) {
-            Ok(folded) => {
-                assert_eq!(folded, 2);
-                assert_eq!(node_names(&g), ["add"]);
-                let c = g.constant(id_of(&g, "c")).expect("c is a constant");
-                assert_eq!(c.as_f32(), Some(&[0.0, 1.0, 0.0, 2.5][..]));
-                g.validate().unwrap();
-            }
-            // Until the kernels exist, a float node's kernel error must surface, naming the node.
-            Err(PassError::ConstFold { node, .. }) => assert_eq!(node, "sub"),
-            Err(other) => panic!("unexpected error {other:?}"),
-        }
+        assert_eq!(fold_constants(&mut g), Ok(2));
+        assert_eq!(node_names(&g), ["add"]);
+        let c = g.constant(id_of(&g, "c")).expect("c is a constant");
+        assert_eq!(c.as_f32(), Some(&[0.0, 1.0, 0.0, 2.5][..]));
+        assert!(g.is_constant(id_of(&g, "d")), "intermediate folded values are constants too");
+        g.validate().unwrap();
+    }
+
+    #[test]
+    fn kernel_failure_on_a_float_node_is_an_error() {
+        // Shapes [1, 4] and [1, 3] do not broadcast: the kernel fails on float data, which
+        // is a broken graph rather than an unsupported case.
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[1, 4]);
+        let a = b.constant("a", &[1, 4], vec![1.0; 4]);
+        let c = b.constant("c", &[1, 3], vec![1.0; 3]);
+        let d = b.node("bad_add", Op::Add, &[a, c], "d", &[1, 4]);
+        let y = b.node("add", Op::Add, &[x, d], "y", &[1, 4]);
+        b.output(y);
+        let mut g = b.finish();
+        assert!(matches!(fold_constants(&mut g), Err(PassError::ConstFold { node, .. }) if node == "bad_add"));
+    }
+
+    #[test]
+    fn kernel_failure_on_a_non_float_node_leaves_it_in_place() {
+        // The float32 Relu kernel rejects integers: the expected "unsupported" case.
+        let mut b = GraphBuilder::new();
+        let int = |name: &str| TensorInfo { name: name.into(), dtype: DType::I32, shape: vec![2] };
+        let x = b.graph.add_tensor(int("x"));
+        b.graph.inputs.push(x);
+        let a = b.graph.add_tensor(int("a"));
+        b.graph.constants.insert(a, Tensor::new(vec![2], crate::ir::TensorData::I32(vec![-1, 2])).unwrap());
+        let d = b.graph.add_tensor(int("d"));
+        let y = b.graph.add_tensor(int("y"));
+        let node =
+            |name: &str, op, inputs, output| crate::ir::Node { name: name.into(), op, inputs, outputs: vec![output] };
+        b.graph.nodes.push(node("int_relu", Op::Relu, vec![a], d));
+        b.graph.nodes.push(node("add", Op::Add, vec![x, d], y));
+        b.output(y);
+        let mut g = b.finish();
+        assert_eq!(fold_constants(&mut g), Ok(0));
+        assert_eq!(node_names(&g), ["int_relu", "add"]);
     }
 
     #[test]

@@ -77,3 +77,6 @@ pub fn optimize(mut graph: Graph) -> Result<(Graph, OptimizeReport), PassError> 
     graph.validate().map_err(PassError::InvalidOutput)?;
     Ok((graph, report))
 }
+
+#[cfg(test)]
+mod tests;
