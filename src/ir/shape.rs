@@ -15,9 +15,7 @@ pub fn infer(op: &Op, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>
     let name = op.type_name();
     let out = match op {
         Op::Conv(conv) => conv_output(conv, inputs)?,
-        Op::Gemm {
-            trans_a, trans_b, ..
-        } => gemm_output(*trans_a, *trans_b, inputs)?,
+        Op::Gemm { trans_a, trans_b, .. } => gemm_output(*trans_a, *trans_b, inputs)?,
         Op::MatMul => matmul_output(inputs)?,
         Op::Add | Op::Sub | Op::Mul | Op::Div => binary_output(name, inputs)?,
         Op::Relu | Op::Identity | Op::Dropout => {
@@ -40,11 +38,7 @@ pub fn infer(op: &Op, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>
             let [x] = exactly(name, inputs)?;
             require_float(name, x)?;
             if *axis >= x.shape.len() {
-                return Err(format!(
-                    "Softmax: axis {axis} is out of range for {:?} of rank {}",
-                    x.name,
-                    x.shape.len()
-                ));
+                return Err(format!("Softmax: axis {axis} is out of range for {:?} of rank {}", x.name, x.shape.len()));
             }
             (x.dtype, x.shape.clone())
         }
@@ -87,9 +81,7 @@ pub fn window_output_len(
     ceil_mode: bool,
 ) -> Result<usize, String> {
     if kernel == 0 || stride == 0 || dilation == 0 {
-        return Err(format!(
-            "kernel {kernel}, stride {stride} and dilation {dilation} must all be positive"
-        ));
+        return Err(format!("kernel {kernel}, stride {stride} and dilation {dilation} must all be positive"));
     }
     let effective = dilation * (kernel - 1) + 1;
     let padded = input + pad_begin + pad_end;
@@ -109,35 +101,20 @@ pub fn window_output_len(
     Ok(out)
 }
 
-fn exactly<'a, const N: usize>(
-    name: &str,
-    inputs: &[&'a TensorInfo],
-) -> Result<[&'a TensorInfo; N], String> {
-    <[&TensorInfo; N]>::try_from(inputs)
-        .map_err(|_| format!("{name}: expects {N} input(s), got {}", inputs.len()))
+fn exactly<'a, const N: usize>(name: &str, inputs: &[&'a TensorInfo]) -> Result<[&'a TensorInfo; N], String> {
+    <[&TensorInfo; N]>::try_from(inputs).map_err(|_| format!("{name}: expects {N} input(s), got {}", inputs.len()))
 }
 
 fn require_float(name: &str, x: &TensorInfo) -> Result<(), String> {
     if x.dtype == DType::F32 {
         Ok(())
     } else {
-        Err(format!(
-            "{name}: {:?} is {}, expected float32",
-            x.name,
-            x.dtype.name()
-        ))
+        Err(format!("{name}: {:?} is {}, expected float32", x.name, x.dtype.name()))
     }
 }
 
 fn require_numeric(name: &str, x: &TensorInfo) -> Result<(), String> {
-    if x.dtype == DType::Bool {
-        Err(format!(
-            "{name}: {:?} is bool, expected a numeric type",
-            x.name
-        ))
-    } else {
-        Ok(())
-    }
+    if x.dtype == DType::Bool { Err(format!("{name}: {:?} is bool, expected a numeric type", x.name)) } else { Ok(()) }
 }
 
 /// Checks that the window's vectors all cover `spatial` axes.
@@ -150,20 +127,13 @@ fn check_window(name: &str, window: &Window, spatial: usize) -> Result<(), Strin
     ];
     for (what, got, want) in lens {
         if got != want {
-            return Err(format!(
-                "{name}: {what} has {got} entries, expected {want} for {spatial} spatial axes"
-            ));
+            return Err(format!("{name}: {what} has {got} entries, expected {want} for {spatial} spatial axes"));
         }
     }
     Ok(())
 }
 
-fn spatial_output(
-    name: &str,
-    window: &Window,
-    spatial_in: &[usize],
-    ceil_mode: bool,
-) -> Result<Vec<usize>, String> {
+fn spatial_output(name: &str, window: &Window, spatial_in: &[usize], ceil_mode: bool) -> Result<Vec<usize>, String> {
     let n = spatial_in.len();
     (0..n)
         .map(|i| {
@@ -221,29 +191,20 @@ fn conv_output(conv: &Conv, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>
             per_group * group
         ));
     }
-    if filters % group != 0 {
-        return Err(format!(
-            "Conv: {filters} output channels do not divide into {group} groups"
-        ));
+    if !filters.is_multiple_of(group) {
+        return Err(format!("Conv: {filters} output channels do not divide into {group} groups"));
     }
     if let Some(b) = bias
         && b.shape != [filters]
     {
-        return Err(format!(
-            "Conv: bias {:?} has shape {:?}, expected [{filters}]",
-            b.name, b.shape
-        ));
+        return Err(format!("Conv: bias {:?} has shape {:?}, expected [{filters}]", b.name, b.shape));
     }
     let mut shape = vec![x.shape[0], filters];
     shape.extend(spatial_output("Conv", &conv.window, &x.shape[2..], false)?);
     Ok((DType::F32, shape))
 }
 
-fn pool_output(
-    name: &str,
-    pool: &Pool,
-    inputs: &[&TensorInfo],
-) -> Result<(DType, Vec<usize>), String> {
+fn pool_output(name: &str, pool: &Pool, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> {
     let [x] = exactly(name, inputs)?;
     require_float(name, x)?;
     if x.shape.len() < 3 {
@@ -284,11 +245,7 @@ fn global_pool_output(name: &str, inputs: &[&TensorInfo]) -> Result<(DType, Vec<
     Ok((x.dtype, shape))
 }
 
-fn gemm_output(
-    trans_a: bool,
-    trans_b: bool,
-    inputs: &[&TensorInfo],
-) -> Result<(DType, Vec<usize>), String> {
+fn gemm_output(trans_a: bool, trans_b: bool, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> {
     let (a, b, c) = match inputs {
         [a, b] => (*a, *b, None),
         [a, b, c] => (*a, *b, Some(*c)),
@@ -313,13 +270,9 @@ fn gemm_output(
     }
     if let Some(c) = c {
         // C broadcasts one way to [M, N].
-        let fits =
-            c.shape.len() <= 2 && broadcast_shapes(&c.shape, &[m, n]).as_deref() == Some(&[m, n]);
+        let fits = c.shape.len() <= 2 && broadcast_shapes(&c.shape, &[m, n]).as_deref() == Some(&[m, n]);
         if !fits {
-            return Err(format!(
-                "Gemm: C {:?} of shape {:?} does not broadcast to [{m}, {n}]",
-                c.name, c.shape
-            ));
+            return Err(format!("Gemm: C {:?} of shape {:?} does not broadcast to [{m}, {n}]", c.name, c.shape));
         }
     }
     Ok((DType::F32, vec![m, n]))
@@ -329,32 +282,15 @@ fn matmul_output(inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> 
     let [a, b] = exactly("MatMul", inputs)?;
     require_numeric("MatMul", a)?;
     if a.dtype != b.dtype {
-        return Err(format!(
-            "MatMul: {:?} is {} but {:?} is {}",
-            a.name,
-            a.dtype.name(),
-            b.name,
-            b.dtype.name()
-        ));
+        return Err(format!("MatMul: {:?} is {} but {:?} is {}", a.name, a.dtype.name(), b.name, b.dtype.name()));
     }
     if a.shape.is_empty() || b.shape.is_empty() {
-        return Err(format!(
-            "MatMul: operands must have rank >= 1, got {:?} and {:?}",
-            a.shape, b.shape
-        ));
+        return Err(format!("MatMul: operands must have rank >= 1, got {:?} and {:?}", a.shape, b.shape));
     }
     // numpy: a 1-D left operand gains a leading 1, a 1-D right operand a trailing 1; both
     // are removed from the result.
-    let sa = if a.shape.len() == 1 {
-        vec![1, a.shape[0]]
-    } else {
-        a.shape.clone()
-    };
-    let sb = if b.shape.len() == 1 {
-        vec![b.shape[0], 1]
-    } else {
-        b.shape.clone()
-    };
+    let sa = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
+    let sb = if b.shape.len() == 1 { vec![b.shape[0], 1] } else { b.shape.clone() };
     let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
     let (kb, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
     if k != kb {
@@ -384,19 +320,10 @@ fn binary_output(name: &str, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize
     let [a, b] = exactly(name, inputs)?;
     require_numeric(name, a)?;
     if a.dtype != b.dtype {
-        return Err(format!(
-            "{name}: {:?} is {} but {:?} is {}",
-            a.name,
-            a.dtype.name(),
-            b.name,
-            b.dtype.name()
-        ));
+        return Err(format!("{name}: {:?} is {} but {:?} is {}", a.name, a.dtype.name(), b.name, b.dtype.name()));
     }
     let shape = broadcast_shapes(&a.shape, &b.shape).ok_or_else(|| {
-        format!(
-            "{name}: shapes {:?} of {:?} and {:?} of {:?} do not broadcast",
-            a.shape, a.name, b.shape, b.name
-        )
+        format!("{name}: shapes {:?} of {:?} and {:?} of {:?} do not broadcast", a.shape, a.name, b.shape, b.name)
     })?;
     Ok((a.dtype, shape))
 }
@@ -406,17 +333,11 @@ fn batch_norm_output(inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), Stri
         return Err("BatchNormalization: expects 5 inputs, got 0".into());
     };
     if params.len() != 4 {
-        return Err(format!(
-            "BatchNormalization: expects 5 inputs, got {}",
-            inputs.len()
-        ));
+        return Err(format!("BatchNormalization: expects 5 inputs, got {}", inputs.len()));
     }
     require_float("BatchNormalization", x)?;
     if x.shape.len() < 2 {
-        return Err(format!(
-            "BatchNormalization: input {:?} has shape {:?}, expected [N, C, ...]",
-            x.name, x.shape
-        ));
+        return Err(format!("BatchNormalization: input {:?} has shape {:?}, expected [N, C, ...]", x.name, x.shape));
     }
     let channels = x.shape[1];
     for (p, role) in params.iter().zip(["scale", "B", "mean", "var"]) {
@@ -435,11 +356,7 @@ fn batch_norm_output(inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), Stri
 fn flatten_output(axis: usize, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> {
     let [x] = exactly("Flatten", inputs)?;
     if axis > x.shape.len() {
-        return Err(format!(
-            "Flatten: axis {axis} is out of range for {:?} of rank {}",
-            x.name,
-            x.shape.len()
-        ));
+        return Err(format!("Flatten: axis {axis} is out of range for {:?} of rank {}", x.name, x.shape.len()));
     }
     let outer = x.shape[..axis].iter().product();
     let inner = x.shape[axis..].iter().product();
@@ -462,15 +379,9 @@ fn transpose_output(perm: &[usize], inputs: &[&TensorInfo]) -> Result<(DType, Ve
     let [x] = exactly("Transpose", inputs)?;
     let rank = x.shape.len();
     let mut seen = vec![false; rank];
-    let is_permutation = perm.len() == rank
-        && perm
-            .iter()
-            .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
+    let is_permutation = perm.len() == rank && perm.iter().all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
     if !is_permutation {
-        return Err(format!(
-            "Transpose: perm {perm:?} is not a permutation of the {rank} axes of {:?}",
-            x.name
-        ));
+        return Err(format!("Transpose: perm {perm:?} is not a permutation of the {rank} axes of {:?}", x.name));
     }
     Ok((x.dtype, perm.iter().map(|&p| x.shape[p]).collect()))
 }
@@ -480,11 +391,7 @@ fn concat_output(axis: usize, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usiz
         return Err("Concat: expects at least 1 input, got 0".into());
     };
     if axis >= first.shape.len() {
-        return Err(format!(
-            "Concat: axis {axis} is out of range for {:?} of rank {}",
-            first.name,
-            first.shape.len()
-        ));
+        return Err(format!("Concat: axis {axis} is out of range for {:?} of rank {}", first.name, first.shape.len()));
     }
     let mut shape = first.shape.clone();
     for t in rest {
@@ -497,8 +404,8 @@ fn concat_output(axis: usize, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usiz
                 t.dtype.name()
             ));
         }
-        let same_elsewhere = t.shape.len() == shape.len()
-            && (0..shape.len()).all(|i| i == axis || t.shape[i] == shape[i]);
+        let same_elsewhere =
+            t.shape.len() == shape.len() && (0..shape.len()).all(|i| i == axis || t.shape[i] == shape[i]);
         if !same_elsewhere {
             return Err(format!(
                 "Concat: {:?} of shape {:?} and {:?} of shape {:?} differ outside axis {axis}",
@@ -517,16 +424,10 @@ fn squeeze_output(axes: &[usize], inputs: &[&TensorInfo]) -> Result<(DType, Vec<
     for &a in axes {
         match x.shape.get(a) {
             None => {
-                return Err(format!(
-                    "Squeeze: axis {a} is out of range for {:?} of rank {rank}",
-                    x.name
-                ));
+                return Err(format!("Squeeze: axis {a} is out of range for {:?} of rank {rank}", x.name));
             }
             Some(&d) if d != 1 => {
-                return Err(format!(
-                    "Squeeze: axis {a} of {:?} (shape {:?}) has size {d}, not 1",
-                    x.name, x.shape
-                ));
+                return Err(format!("Squeeze: axis {a} of {:?} (shape {:?}) has size {d}, not 1", x.name, x.shape));
             }
             Some(_) if std::mem::replace(&mut drop[a], true) => {
                 return Err(format!("Squeeze: axis {a} is listed twice"));
@@ -534,10 +435,7 @@ fn squeeze_output(axes: &[usize], inputs: &[&TensorInfo]) -> Result<(DType, Vec<
             Some(_) => {}
         }
     }
-    let shape = (0..rank)
-        .filter(|&i| !drop[i])
-        .map(|i| x.shape[i])
-        .collect();
+    let shape = (0..rank).filter(|&i| !drop[i]).map(|i| x.shape[i]).collect();
     Ok((x.dtype, shape))
 }
 
@@ -547,33 +445,18 @@ fn unsqueeze_output(axes: &[usize], inputs: &[&TensorInfo]) -> Result<(DType, Ve
     let mut insert = vec![false; out_rank];
     for &a in axes {
         if a >= out_rank {
-            return Err(format!(
-                "Unsqueeze: axis {a} is out of range for an output of rank {out_rank}"
-            ));
+            return Err(format!("Unsqueeze: axis {a} is out of range for an output of rank {out_rank}"));
         }
         if std::mem::replace(&mut insert[a], true) {
             return Err(format!("Unsqueeze: axis {a} is listed twice"));
         }
     }
     let mut dims = x.shape.iter();
-    let shape = insert
-        .iter()
-        .map(|&new| {
-            if new {
-                1
-            } else {
-                dims.next().copied().unwrap_or(1)
-            }
-        })
-        .collect();
+    let shape = insert.iter().map(|&new| if new { 1 } else { dims.next().copied().unwrap_or(1) }).collect();
     Ok((x.dtype, shape))
 }
 
-fn pad_output(
-    pads: &[i64],
-    mode: PadMode,
-    inputs: &[&TensorInfo],
-) -> Result<(DType, Vec<usize>), String> {
+fn pad_output(pads: &[i64], mode: PadMode, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> {
     let [x] = exactly("Pad", inputs)?;
     let rank = x.shape.len();
     if pads.len() != 2 * rank {
@@ -587,9 +470,7 @@ fn pad_output(
     let mut shape = Vec::with_capacity(rank);
     for (i, &dim) in x.shape.iter().enumerate() {
         let (begin, end) = (pads[i], pads[rank + i]);
-        let size = i64::try_from(dim)
-            .ok()
-            .and_then(|d| d.checked_add(begin)?.checked_add(end));
+        let size = i64::try_from(dim).ok().and_then(|d| d.checked_add(begin)?.checked_add(end));
         let Some(size) = size.filter(|&s| s >= 0) else {
             return Err(format!(
                 "Pad: axis {i} of {:?} has size {dim}; pads {begin}/{end} leave a negative size",
@@ -620,19 +501,11 @@ mod tests {
     use super::*;
 
     fn t(name: &str, shape: &[usize]) -> TensorInfo {
-        TensorInfo {
-            name: name.into(),
-            dtype: DType::F32,
-            shape: shape.to_vec(),
-        }
+        TensorInfo { name: name.into(), dtype: DType::F32, shape: shape.to_vec() }
     }
 
     fn ti(name: &str, dtype: DType, shape: &[usize]) -> TensorInfo {
-        TensorInfo {
-            name: name.into(),
-            dtype,
-            shape: shape.to_vec(),
-        }
+        TensorInfo { name: name.into(), dtype, shape: shape.to_vec() }
     }
 
     fn shape_of(op: &Op, inputs: &[&TensorInfo]) -> Vec<usize> {
@@ -657,27 +530,18 @@ mod tests {
     #[test]
     fn broadcasting_follows_numpy() {
         // numpy: (8,1,6,1) + (7,1,5) -> (8,7,6,5) (the numpy broadcasting docs' example).
-        assert_eq!(
-            broadcast_shapes(&[8, 1, 6, 1], &[7, 1, 5]),
-            Some(vec![8, 7, 6, 5])
-        );
+        assert_eq!(broadcast_shapes(&[8, 1, 6, 1], &[7, 1, 5]), Some(vec![8, 7, 6, 5]));
         assert_eq!(broadcast_shapes(&[], &[3]), Some(vec![3]));
         assert_eq!(broadcast_shapes(&[2, 1], &[3]), Some(vec![2, 3]));
         assert_eq!(broadcast_shapes(&[2], &[3]), None);
         let err = infer(&Op::Add, &[&t("a", &[2, 3]), &t("b", &[4])]).unwrap_err();
-        assert!(
-            err.contains("do not broadcast") && err.contains("\"b\""),
-            "{err}"
-        );
+        assert!(err.contains("do not broadcast") && err.contains("\"b\""), "{err}");
     }
 
     #[test]
     fn binary_ops_require_equal_dtypes() {
         let a = ti("a", DType::I64, &[2]);
-        assert_eq!(
-            infer(&Op::Mul, &[&a, &a]).unwrap(),
-            vec![(DType::I64, vec![2])]
-        );
+        assert_eq!(infer(&Op::Mul, &[&a, &a]).unwrap(), vec![(DType::I64, vec![2])]);
         let err = infer(&Op::Mul, &[&a, &t("b", &[2])]).unwrap_err();
         assert!(err.contains("int64") && err.contains("float32"), "{err}");
     }
@@ -699,16 +563,10 @@ mod tests {
         // Depthwise: group = C = 32, W [32, 1, 3, 3]; (112 + 2 - 2 - 1)/2 + 1 = 56.
         let op = conv(window(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1]), 32);
         let x = t("x", &[2, 32, 112, 112]);
-        assert_eq!(
-            shape_of(&op, &[&x, &t("w", &[32, 1, 3, 3])]),
-            vec![2, 32, 56, 56]
-        );
+        assert_eq!(shape_of(&op, &[&x, &t("w", &[32, 1, 3, 3])]), vec![2, 32, 56, 56]);
         let op1 = conv(window(&[3, 3], &[1, 1], &[0; 4], &[1, 1]), 1);
         let err = infer(&op1, &[&t("x", &[1, 3, 8, 8]), &t("w", &[2, 4, 3, 3])]).unwrap_err();
-        assert_eq!(
-            err,
-            "Conv: input has 3 channels, weight expects 4 (group 1)"
-        );
+        assert_eq!(err, "Conv: input has 3 channels, weight expects 4 (group 1)");
         let op3 = conv(window(&[3, 3], &[1, 1], &[0; 4], &[1, 1]), 3);
         let err = infer(&op3, &[&t("x", &[1, 3, 8, 8]), &t("w", &[4, 1, 3, 3])]).unwrap_err();
         assert!(err.contains("do not divide into 3 groups"), "{err}");
@@ -720,15 +578,7 @@ mod tests {
         let err = infer(&op, &[&t("x", &[1, 1, 8, 8]), &t("w", &[2, 1, 3, 3])]).unwrap_err();
         assert!(err.contains("kernel_shape [5, 5]"), "{err}");
         let op = conv(window(&[3, 3], &[1, 1], &[0; 4], &[1, 1]), 1);
-        let err = infer(
-            &op,
-            &[
-                &t("x", &[1, 1, 8, 8]),
-                &t("w", &[2, 1, 3, 3]),
-                &t("b", &[3]),
-            ],
-        )
-        .unwrap_err();
+        let err = infer(&op, &[&t("x", &[1, 1, 8, 8]), &t("w", &[2, 1, 3, 3]), &t("b", &[3])]).unwrap_err();
         assert!(err.contains("expected [2]"), "{err}");
         // A 9x9 window on a 4x4 input without padding does not fit.
         let op = conv(window(&[9, 9], &[1, 1], &[0; 4], &[1, 1]), 1);
@@ -786,64 +636,35 @@ mod tests {
 
     #[test]
     fn global_pools_keep_batch_and_channels() {
-        assert_eq!(
-            shape_of(&Op::GlobalAveragePool, &[&t("x", &[2, 16, 7, 5])]),
-            vec![2, 16, 1, 1]
-        );
-        assert_eq!(
-            shape_of(&Op::GlobalMaxPool, &[&t("x", &[2, 16, 7])]),
-            vec![2, 16, 1]
-        );
+        assert_eq!(shape_of(&Op::GlobalAveragePool, &[&t("x", &[2, 16, 7, 5])]), vec![2, 16, 1, 1]);
+        assert_eq!(shape_of(&Op::GlobalMaxPool, &[&t("x", &[2, 16, 7])]), vec![2, 16, 1]);
         assert!(infer(&Op::GlobalMaxPool, &[&t("x", &[2, 16])]).is_err());
     }
 
     #[test]
     fn gemm_honours_transposes_and_bias_broadcast() {
-        let gemm = |ta, tb| Op::Gemm {
-            alpha: 1.0,
-            beta: 1.0,
-            trans_a: ta,
-            trans_b: tb,
-        };
+        let gemm = |ta, tb| Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: ta, trans_b: tb };
         // A [4,3], B^T: B stored [5,3] -> [3,5]; Y [4,5]; C [5] broadcasts to [4,5].
         let (a, b, c) = (t("a", &[4, 3]), t("b", &[5, 3]), t("c", &[5]));
         assert_eq!(shape_of(&gemm(false, true), &[&a, &b, &c]), vec![4, 5]);
         // transA: A stored [3,4] -> [4,3].
-        assert_eq!(
-            shape_of(&gemm(true, true), &[&t("a", &[3, 4]), &b]),
-            vec![4, 5]
-        );
+        assert_eq!(shape_of(&gemm(true, true), &[&t("a", &[3, 4]), &b]), vec![4, 5]);
         let err = infer(&gemm(false, false), &[&a, &b]).unwrap_err();
         assert!(err.contains("inner dimensions 3 and 5"), "{err}");
         let err = infer(&gemm(false, true), &[&a, &b, &t("c", &[4])]).unwrap_err();
         assert!(err.contains("does not broadcast to [4, 5]"), "{err}");
         // C of [4,1] broadcasts along N.
-        assert_eq!(
-            shape_of(&gemm(false, true), &[&a, &b, &t("c", &[4, 1])]),
-            vec![4, 5]
-        );
+        assert_eq!(shape_of(&gemm(false, true), &[&a, &b, &t("c", &[4, 1])]), vec![4, 5]);
     }
 
     #[test]
     fn matmul_broadcasts_batches_and_handles_vectors() {
         // numpy.matmul: (2,1,3,4) @ (5,4,6) -> (2,5,3,6)
-        assert_eq!(
-            shape_of(&Op::MatMul, &[&t("a", &[2, 1, 3, 4]), &t("b", &[5, 4, 6])]),
-            vec![2, 5, 3, 6]
-        );
+        assert_eq!(shape_of(&Op::MatMul, &[&t("a", &[2, 1, 3, 4]), &t("b", &[5, 4, 6])]), vec![2, 5, 3, 6]);
         // (4,) @ (2,4,6) -> (2,6); (2,3,4) @ (4,) -> (2,3); (4,) @ (4,) -> ()
-        assert_eq!(
-            shape_of(&Op::MatMul, &[&t("a", &[4]), &t("b", &[2, 4, 6])]),
-            vec![2, 6]
-        );
-        assert_eq!(
-            shape_of(&Op::MatMul, &[&t("a", &[2, 3, 4]), &t("b", &[4])]),
-            vec![2, 3]
-        );
-        assert_eq!(
-            shape_of(&Op::MatMul, &[&t("a", &[4]), &t("b", &[4])]),
-            Vec::<usize>::new()
-        );
+        assert_eq!(shape_of(&Op::MatMul, &[&t("a", &[4]), &t("b", &[2, 4, 6])]), vec![2, 6]);
+        assert_eq!(shape_of(&Op::MatMul, &[&t("a", &[2, 3, 4]), &t("b", &[4])]), vec![2, 3]);
+        assert_eq!(shape_of(&Op::MatMul, &[&t("a", &[4]), &t("b", &[4])]), Vec::<usize>::new());
         let err = infer(&Op::MatMul, &[&t("a", &[3, 4]), &t("b", &[5, 6])]).unwrap_err();
         assert!(err.contains("inner dimensions 4 and 5"), "{err}");
         let err = infer(&Op::MatMul, &[&t("a", &[2, 3, 4]), &t("b", &[3, 4, 6])]).unwrap_err();
@@ -857,10 +678,7 @@ mod tests {
         let op = Op::BatchNormalization { epsilon: 1e-5 };
         assert_eq!(shape_of(&op, &[&x, &p, &p, &p, &p]), vec![1, 4, 5, 5]);
         let err = infer(&op, &[&x, &p, &p, &t("mean", &[3]), &p]).unwrap_err();
-        assert!(
-            err.contains("mean \"mean\"") && err.contains("expected [4]"),
-            "{err}"
-        );
+        assert!(err.contains("mean \"mean\"") && err.contains("expected [4]"), "{err}");
         assert!(infer(&op, &[&x, &p]).is_err());
     }
 
@@ -871,100 +689,36 @@ mod tests {
         assert_eq!(shape_of(&Op::Flatten { axis: 0 }, &[&x]), vec![1, 120]);
         assert_eq!(shape_of(&Op::Flatten { axis: 4 }, &[&x]), vec![120, 1]);
         assert!(infer(&Op::Flatten { axis: 5 }, &[&x]).is_err());
-        assert_eq!(
-            shape_of(&Op::Reshape { shape: vec![6, 20] }, &[&x]),
-            vec![6, 20]
-        );
+        assert_eq!(shape_of(&Op::Reshape { shape: vec![6, 20] }, &[&x]), vec![6, 20]);
         let err = infer(&Op::Reshape { shape: vec![7, 20] }, &[&x]).unwrap_err();
-        assert!(
-            err.contains("120 elements") && err.contains("140 elements"),
-            "{err}"
-        );
-        assert_eq!(
-            shape_of(
-                &Op::Transpose {
-                    perm: vec![0, 2, 3, 1]
-                },
-                &[&x]
-            ),
-            vec![2, 4, 5, 3]
-        );
-        assert!(
-            infer(
-                &Op::Transpose {
-                    perm: vec![0, 0, 1, 2]
-                },
-                &[&x]
-            )
-            .is_err()
-        );
-        assert!(
-            infer(
-                &Op::Transpose {
-                    perm: vec![0, 1, 2]
-                },
-                &[&x]
-            )
-            .is_err()
-        );
+        assert!(err.contains("120 elements") && err.contains("140 elements"), "{err}");
+        assert_eq!(shape_of(&Op::Transpose { perm: vec![0, 2, 3, 1] }, &[&x]), vec![2, 4, 5, 3]);
+        assert!(infer(&Op::Transpose { perm: vec![0, 0, 1, 2] }, &[&x]).is_err());
+        assert!(infer(&Op::Transpose { perm: vec![0, 1, 2] }, &[&x]).is_err());
     }
 
     #[test]
     fn concat_sums_the_axis() {
         let op = Op::Concat { axis: 1 };
-        let out = shape_of(
-            &op,
-            &[
-                &t("a", &[2, 3, 4]),
-                &t("b", &[2, 5, 4]),
-                &t("c", &[2, 1, 4]),
-            ],
-        );
+        let out = shape_of(&op, &[&t("a", &[2, 3, 4]), &t("b", &[2, 5, 4]), &t("c", &[2, 1, 4])]);
         assert_eq!(out, vec![2, 9, 4]);
         let err = infer(&op, &[&t("a", &[2, 3, 4]), &t("b", &[2, 3, 5])]).unwrap_err();
         assert!(err.contains("differ outside axis 1"), "{err}");
         let i = ti("i", DType::I64, &[2]);
-        assert_eq!(
-            infer(&Op::Concat { axis: 0 }, &[&i, &i]).unwrap(),
-            vec![(DType::I64, vec![4])]
-        );
+        assert_eq!(infer(&Op::Concat { axis: 0 }, &[&i, &i]).unwrap(), vec![(DType::I64, vec![4])]);
     }
 
     #[test]
     fn softmax_squeeze_unsqueeze() {
         let x = t("x", &[1, 10]);
-        assert_eq!(
-            shape_of(
-                &Op::Softmax {
-                    axis: 1,
-                    coerce_2d: true
-                },
-                &[&x]
-            ),
-            vec![1, 10]
-        );
-        assert!(
-            infer(
-                &Op::Softmax {
-                    axis: 2,
-                    coerce_2d: false
-                },
-                &[&x]
-            )
-            .is_err()
-        );
+        assert_eq!(shape_of(&Op::Softmax { axis: 1, coerce_2d: true }, &[&x]), vec![1, 10]);
+        assert!(infer(&Op::Softmax { axis: 2, coerce_2d: false }, &[&x]).is_err());
         let y = t("y", &[1, 3, 1, 5]);
-        assert_eq!(
-            shape_of(&Op::Squeeze { axes: vec![0, 2] }, &[&y]),
-            vec![3, 5]
-        );
+        assert_eq!(shape_of(&Op::Squeeze { axes: vec![0, 2] }, &[&y]), vec![3, 5]);
         let err = infer(&Op::Squeeze { axes: vec![1] }, &[&y]).unwrap_err();
         assert!(err.contains("has size 3, not 1"), "{err}");
         // Unsqueeze [3,5] at output axes 0 and 2 -> [1,3,1,5].
-        assert_eq!(
-            shape_of(&Op::Unsqueeze { axes: vec![2, 0] }, &[&t("z", &[3, 5])]),
-            vec![1, 3, 1, 5]
-        );
+        assert_eq!(shape_of(&Op::Unsqueeze { axes: vec![2, 0] }, &[&t("z", &[3, 5])]), vec![1, 3, 1, 5]);
         assert!(infer(&Op::Unsqueeze { axes: vec![4] }, &[&t("z", &[3, 5])]).is_err());
         assert!(infer(&Op::Unsqueeze { axes: vec![1, 1] }, &[&t("z", &[3, 5])]).is_err());
     }
@@ -973,35 +727,15 @@ mod tests {
     fn pad_accepts_negative_pads_and_checks_reflect() {
         let x = t("x", &[1, 3, 4, 4]);
         // out = dim + begin + end: H 4+1+2 = 7, W 4-1+0 = 3.
-        let op = Op::Pad {
-            pads: vec![0, 0, 1, -1, 0, 0, 2, 0],
-            mode: PadMode::Constant,
-            value: 0.0,
-        };
+        let op = Op::Pad { pads: vec![0, 0, 1, -1, 0, 0, 2, 0], mode: PadMode::Constant, value: 0.0 };
         assert_eq!(shape_of(&op, &[&x]), vec![1, 3, 7, 3]);
-        let op = Op::Pad {
-            pads: vec![0, 0, 0, -3, 0, 0, 0, -2],
-            mode: PadMode::Constant,
-            value: 0.0,
-        };
+        let op = Op::Pad { pads: vec![0, 0, 0, -3, 0, 0, 0, -2], mode: PadMode::Constant, value: 0.0 };
         assert!(infer(&op, &[&x]).unwrap_err().contains("negative size"));
-        let op = Op::Pad {
-            pads: vec![0, 0, 4, 0, 0, 0, 0, 0],
-            mode: PadMode::Reflect,
-            value: 0.0,
-        };
+        let op = Op::Pad { pads: vec![0, 0, 4, 0, 0, 0, 0, 0], mode: PadMode::Reflect, value: 0.0 };
         assert!(infer(&op, &[&x]).unwrap_err().contains("Reflect"));
-        let op = Op::Pad {
-            pads: vec![0, 0, 3, 0, 0, 0, 0, 0],
-            mode: PadMode::Reflect,
-            value: 0.0,
-        };
+        let op = Op::Pad { pads: vec![0, 0, 3, 0, 0, 0, 0, 0], mode: PadMode::Reflect, value: 0.0 };
         assert_eq!(shape_of(&op, &[&x]), vec![1, 3, 7, 4]);
-        let op = Op::Pad {
-            pads: vec![0, 0, 1, 1],
-            mode: PadMode::Edge,
-            value: 0.0,
-        };
+        let op = Op::Pad { pads: vec![0, 0, 1, 1], mode: PadMode::Edge, value: 0.0 };
         assert!(infer(&op, &[&x]).unwrap_err().contains("expected 8"));
     }
 
@@ -1010,18 +744,8 @@ mod tests {
         let i = ti("i", DType::I64, &[3]);
         let err = infer(&Op::Sigmoid, &[&i]).unwrap_err();
         assert_eq!(err, "Sigmoid: \"i\" is int64, expected float32");
-        assert_eq!(
-            infer(&Op::Relu, &[&i]).unwrap(),
-            vec![(DType::I64, vec![3])]
-        );
-        assert_eq!(
-            infer(&Op::HardSwish, &[&t("x", &[2])]).unwrap(),
-            vec![(DType::F32, vec![2])]
-        );
-        assert!(
-            infer(&Op::Identity, &[])
-                .unwrap_err()
-                .contains("expects 1 input(s), got 0")
-        );
+        assert_eq!(infer(&Op::Relu, &[&i]).unwrap(), vec![(DType::I64, vec![3])]);
+        assert_eq!(infer(&Op::HardSwish, &[&t("x", &[2])]).unwrap(), vec![(DType::F32, vec![2])]);
+        assert!(infer(&Op::Identity, &[]).unwrap_err().contains("expects 1 input(s), got 0"));
     }
 }

@@ -1,0 +1,319 @@
+//! Evaluation at import time of the values exporters compute from static shapes: integer
+//! arithmetic on `Shape` outputs, `Gather`/`Slice` of shape vectors, `Cast`,
+//! `ConstantOfShape`. Float math is never evaluated here (the optimize stage folds it).
+
+use crate::ir::{DType, Op, Tensor, TensorData, strides_of};
+
+/// Flat source indices of a strided view: element `j` (a multi-index over `out_shape`) reads
+/// `base + sum(j[a] * steps[a])`. Slices, transposes and broadcasts are all such views.
+fn strided_indices(out_shape: &[usize], base: isize, steps: &[isize]) -> Vec<usize> {
+    let count: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(count);
+    if count == 0 {
+        return out;
+    }
+    let rank = out_shape.len();
+    let mut index = vec![0usize; rank];
+    let mut pos = base;
+    loop {
+        out.push(pos as usize);
+        let mut axis = rank;
+        loop {
+            if axis == 0 {
+                return out;
+            }
+            axis -= 1;
+            index[axis] += 1;
+            pos += steps[axis];
+            if index[axis] < out_shape[axis] {
+                break;
+            }
+            pos -= steps[axis] * out_shape[axis] as isize;
+            index[axis] = 0;
+        }
+    }
+}
+
+/// The elements of `data` at `indices` (each in range by construction).
+fn take(data: &TensorData, indices: &[usize]) -> TensorData {
+    match data {
+        TensorData::F32(v) => TensorData::F32(indices.iter().map(|&i| v[i]).collect()),
+        TensorData::I64(v) => TensorData::I64(indices.iter().map(|&i| v[i]).collect()),
+        TensorData::I32(v) => TensorData::I32(indices.iter().map(|&i| v[i]).collect()),
+        TensorData::Bool(v) => TensorData::Bool(indices.iter().map(|&i| v[i]).collect()),
+    }
+}
+
+fn tensor(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
+    Tensor::new(shape, data).map_err(|e| e.to_string())
+}
+
+/// Steps that broadcast `shape` (right-aligned) over `out_shape`: stride 0 along size-1 axes.
+fn broadcast_steps(shape: &[usize], out_shape: &[usize]) -> Vec<isize> {
+    let strides = strides_of(shape);
+    let lead = out_shape.len() - shape.len();
+    (0..out_shape.len())
+        .map(|a| match a.checked_sub(lead) {
+            Some(i) if shape[i] != 1 => strides[i] as isize,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// Evaluates an IR op whose inputs are all known integers, when its output is an integer
+/// type. `None` when the op or types are not shape arithmetic (then the node stays in the IR).
+pub(crate) fn eval_int(
+    op: &Op,
+    inputs: &[&Tensor],
+    out_dtype: DType,
+    out_shape: &[usize],
+) -> Option<Result<Tensor, String>> {
+    if out_dtype == DType::F32 {
+        return None;
+    }
+    let values: Vec<Vec<i64>> = inputs.iter().map(|t| t.to_i64_vec()).collect::<Option<_>>()?;
+    let result = match op {
+        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            let ([a, b], [va, vb]) = (inputs, &values[..]) else { return None };
+            let ia = strided_indices(out_shape, 0, &broadcast_steps(&a.shape, out_shape));
+            let ib = strided_indices(out_shape, 0, &broadcast_steps(&b.shape, out_shape));
+            ia.iter()
+                .zip(&ib)
+                .map(|(&i, &j)| {
+                    let (x, y) = (va[i], vb[j]);
+                    match op {
+                        Op::Add => x.checked_add(y),
+                        Op::Sub => x.checked_sub(y),
+                        Op::Mul => x.checked_mul(y),
+                        // Integer division truncates toward zero, as onnxruntime's does.
+                        _ => x.checked_div(y),
+                    }
+                    .ok_or_else(|| format!("{} of {x} and {y} overflows or divides by zero", op.type_name()))
+                })
+                .collect::<Result<Vec<i64>, String>>()
+        }
+        Op::Concat { axis } => {
+            let inner: usize = out_shape.get(axis + 1..).map_or(1, |s| s.iter().product());
+            let outer: usize = out_shape[..*axis].iter().product();
+            let mut out = Vec::with_capacity(out_shape.iter().product());
+            for o in 0..outer {
+                for (t, v) in inputs.iter().zip(&values) {
+                    let chunk = t.shape[*axis] * inner;
+                    out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            Ok(out)
+        }
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => Ok(values.first()?.clone()),
+        Op::Transpose { perm } => {
+            let (t, v) = (inputs.first()?, values.first()?);
+            let strides = strides_of(&t.shape);
+            let steps: Vec<isize> = perm.iter().map(|&p| strides[p] as isize).collect();
+            Ok(strided_indices(out_shape, 0, &steps).iter().map(|&i| v[i]).collect())
+        }
+        Op::Relu => Ok(values.first()?.iter().map(|&x| x.max(0)).collect()),
+        _ => return None,
+    };
+    Some(result.and_then(|v| from_i64(out_dtype, out_shape.to_vec(), v)))
+}
+
+/// Narrows i64 results back to the output's integer type.
+fn from_i64(dtype: DType, shape: Vec<usize>, values: Vec<i64>) -> Result<Tensor, String> {
+    let data = match dtype {
+        DType::I64 => TensorData::I64(values),
+        DType::I32 => TensorData::I32(
+            values
+                .iter()
+                .map(|&v| i32::try_from(v).map_err(|_| format!("{v} does not fit in int32")))
+                .collect::<Result<_, _>>()?,
+        ),
+        DType::Bool => TensorData::Bool(values.iter().map(|&v| u8::from(v != 0)).collect()),
+        DType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+    };
+    tensor(shape, data)
+}
+
+/// ONNX Gather: `out = data[..axis] ++ indices.shape ++ data[axis+1..]`; negative indices
+/// count from the end.
+pub(crate) fn gather(data: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, String> {
+    let Some(idx) = indices.to_i64_vec().filter(|_| indices.dtype() != DType::Bool) else {
+        return Err(format!("indices must be int64 or int32, got {}", indices.dtype().name()));
+    };
+    let dim =
+        *data.shape.get(axis).ok_or_else(|| format!("axis {axis} is out of range for rank {}", data.shape.len()))?;
+    let outer: usize = data.shape[..axis].iter().product();
+    let inner: usize = data.shape[axis + 1..].iter().product();
+    let mut sources = Vec::with_capacity(outer * idx.len() * inner);
+    for o in 0..outer {
+        for &k in &idx {
+            let k = if k < 0 { k + dim as i64 } else { k };
+            if k < 0 || k >= dim as i64 {
+                return Err(format!("index {k} is out of range for an axis of size {dim}"));
+            }
+            let start = (o * dim + k as usize) * inner;
+            sources.extend(start..start + inner);
+        }
+    }
+    let mut shape = data.shape[..axis].to_vec();
+    shape.extend(&indices.shape);
+    shape.extend(&data.shape[axis + 1..]);
+    tensor(shape, take(&data.data, &sources))
+}
+
+/// ONNX Slice with `axes` already normalized; `starts`/`ends` are clamped as the spec says
+/// (negative values count from the end; INT64_MAX/MIN mean "to the end").
+pub(crate) fn slice(
+    data: &Tensor,
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[usize],
+    steps: &[i64],
+) -> Result<Tensor, String> {
+    let rank = data.shape.len();
+    if starts.len() != ends.len() || starts.len() != axes.len() || starts.len() != steps.len() {
+        return Err(format!(
+            "starts, ends, axes and steps must have one entry per sliced axis (got {}, {}, {}, {})",
+            starts.len(),
+            ends.len(),
+            axes.len(),
+            steps.len()
+        ));
+    }
+    let strides = strides_of(&data.shape);
+    let mut out_shape = data.shape.clone();
+    let mut step_of = strides.iter().map(|&s| s as isize).collect::<Vec<_>>();
+    let mut base = 0isize;
+    let mut seen = vec![false; rank];
+    for (((&axis, &start), &end), &step) in axes.iter().zip(starts).zip(ends).zip(steps) {
+        if axis >= rank || std::mem::replace(&mut seen[axis], true) {
+            return Err(format!("axis {axis} is out of range or repeated"));
+        }
+        if step == 0 {
+            return Err("steps must be non-zero".into());
+        }
+        let dim = data.shape[axis] as i64;
+        let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+        let (start, end) = if step > 0 {
+            (norm(start).clamp(0, dim), norm(end).clamp(0, dim))
+        } else {
+            (norm(start).clamp(0, (dim - 1).max(0)), norm(end).clamp(-1, dim - 1))
+        };
+        let len = if step > 0 {
+            if end > start { (end - start + step - 1) / step } else { 0 }
+        } else if start > end {
+            (start - end + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        out_shape[axis] = len as usize;
+        base += start as isize * strides[axis] as isize;
+        step_of[axis] = step as isize * strides[axis] as isize;
+    }
+    let sources = strided_indices(&out_shape, base, &step_of);
+    tensor(out_shape, take(&data.data, &sources))
+}
+
+/// ONNX Cast between the IR's element types (float -> int truncates toward zero).
+pub(crate) fn cast(t: &Tensor, to: DType) -> Tensor {
+    let data = match (&t.data, to) {
+        (data, to) if data.dtype() == to => data.clone(),
+        (TensorData::F32(v), DType::I64) => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
+        (TensorData::F32(v), DType::I32) => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
+        (TensorData::F32(v), DType::Bool) => TensorData::Bool(v.iter().map(|&x| u8::from(x != 0.0)).collect()),
+        (data, DType::F32) => TensorData::F32(Tensor { shape: vec![], data: data.clone() }.to_f32_vec()),
+        (data, int) => {
+            let v = Tensor { shape: vec![], data: data.clone() }.to_i64_vec().unwrap_or_default();
+            match int {
+                DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
+                DType::Bool => TensorData::Bool(v.iter().map(|&x| u8::from(x != 0)).collect()),
+                _ => TensorData::I64(v),
+            }
+        }
+    };
+    Tensor { shape: t.shape.clone(), data }
+}
+
+/// ONNX ConstantOfShape: `shape` filled with the single element of `value`.
+pub(crate) fn fill(shape: Vec<usize>, value: &Tensor) -> Result<Tensor, String> {
+    if value.len() != 1 {
+        return Err(format!("value must hold one element, got {}", value.len()));
+    }
+    let count: usize = shape.iter().product();
+    tensor(shape, take(&value.data, &vec![0; count]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i64s(shape: &[usize], v: &[i64]) -> Tensor {
+        Tensor::from_i64(shape.to_vec(), v.to_vec())
+    }
+
+    #[test]
+    fn broadcast_arithmetic_on_shapes() {
+        // [2,1] * [3] -> [[1*10, 1*20, 1*30], [2*10, 2*20, 2*30]]
+        let a = i64s(&[2, 1], &[1, 2]);
+        let b = i64s(&[3], &[10, 20, 30]);
+        let got = eval_int(&Op::Mul, &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
+        assert_eq!(got, i64s(&[2, 3], &[10, 20, 30, 20, 40, 60]));
+        // -7 / 2 truncates to -3 (C semantics).
+        let got = eval_int(&Op::Div, &[&i64s(&[1], &[-7]), &i64s(&[], &[2])], DType::I64, &[1]);
+        assert_eq!(got.unwrap().unwrap(), i64s(&[1], &[-3]));
+        let zero = eval_int(&Op::Div, &[&i64s(&[1], &[1]), &i64s(&[1], &[0])], DType::I64, &[1]);
+        assert!(zero.unwrap().is_err());
+        assert!(eval_int(&Op::Add, &[&a, &a], DType::F32, &[2, 1]).is_none());
+    }
+
+    #[test]
+    fn concat_and_transpose() {
+        let a = i64s(&[2, 1], &[1, 2]);
+        let b = i64s(&[2, 2], &[3, 4, 5, 6]);
+        let got = eval_int(&Op::Concat { axis: 1 }, &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
+        assert_eq!(got, i64s(&[2, 3], &[1, 3, 4, 2, 5, 6]));
+        let t = eval_int(&Op::Transpose { perm: vec![1, 0] }, &[&b], DType::I64, &[2, 2]).unwrap().unwrap();
+        assert_eq!(t, i64s(&[2, 2], &[3, 5, 4, 6]));
+    }
+
+    #[test]
+    fn gather_picks_along_an_axis() {
+        let shape = i64s(&[4], &[1, 3, 224, 224]);
+        let scalar = i64s(&[], &[0]);
+        assert_eq!(gather(&shape, &scalar, 0).unwrap(), i64s(&[], &[1]));
+        assert_eq!(gather(&shape, &i64s(&[2], &[-1, 1]), 0).unwrap(), i64s(&[2], &[224, 3]));
+        // data [[1,2],[3,4],[5,6]], axis 1, indices [1] -> [[2],[4],[6]]
+        let m = Tensor::from_f32(vec![3, 2], vec![1., 2., 3., 4., 5., 6.]);
+        let got = gather(&m, &i64s(&[1], &[1]), 1).unwrap();
+        assert_eq!(got, Tensor::from_f32(vec![3, 1], vec![2., 4., 6.]));
+        assert!(gather(&shape, &i64s(&[1], &[4]), 0).is_err());
+    }
+
+    #[test]
+    fn slice_follows_the_onnx_clamping_rules() {
+        let v = i64s(&[4], &[1, 3, 224, 224]);
+        // v[2:INT64_MAX] = [224, 224]
+        assert_eq!(slice(&v, &[2], &[i64::MAX], &[0], &[1]).unwrap(), i64s(&[2], &[224, 224]));
+        // v[-1:-5:-2]: start 3, end clamps to -1, step -2 -> indices 3, 1
+        assert_eq!(slice(&v, &[-1], &[i64::MIN], &[0], &[-2]).unwrap(), i64s(&[2], &[224, 3]));
+        // Empty slice.
+        assert_eq!(slice(&v, &[3], &[1], &[0], &[1]).unwrap(), i64s(&[0], &[]));
+        // 2-D: [[0,1,2],[3,4,5]][:, 1:] = [[1,2],[4,5]]
+        let m = i64s(&[2, 3], &[0, 1, 2, 3, 4, 5]);
+        assert_eq!(slice(&m, &[1], &[3], &[1], &[1]).unwrap(), i64s(&[2, 2], &[1, 2, 4, 5]));
+    }
+
+    #[test]
+    fn cast_and_fill() {
+        let f = Tensor::from_f32(vec![3], vec![-1.7, 0.0, 2.9]);
+        assert_eq!(cast(&f, DType::I64), i64s(&[3], &[-1, 0, 2]));
+        assert_eq!(cast(&i64s(&[1], &[5]), DType::F32), Tensor::from_f32(vec![1], vec![5.0]));
+        assert_eq!(cast(&i64s(&[2], &[0, 5]), DType::Bool).data, TensorData::Bool(vec![0, 1]));
+        let filled = fill(vec![2, 2], &Tensor::from_f32(vec![1], vec![0.5])).unwrap();
+        assert_eq!(filled, Tensor::from_f32(vec![2, 2], vec![0.5; 4]));
+    }
+}

@@ -1,0 +1,624 @@
+//! The graph walk: opset check, initializers, graph inputs (with symbolic dims), nodes in
+//! topological order, graph outputs; shape inference for every tensor, checked against the
+//! types the model declares.
+//!
+//! Errors are collected rather than returned at the first one: a node that fails marks its
+//! outputs failed, nodes that read them are skipped (except that an unknown op type is still
+//! reported), so one import lists every unsupported op in the model.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use super::error::{ErrorKind, ImportError, malformed};
+use super::fold;
+use super::ops::{self, InputView, Lowered, NodeCx};
+use super::proto::tensor_shape_proto::dimension::Value as Dim;
+use super::proto::type_proto::Value as TypeValue;
+use super::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use super::tensor::{decode_tensor, dtype_from_onnx, onnx_code, onnx_dtype_name};
+use crate::ir::{self, DType, Graph, Node, Tensor, TensorId, TensorInfo};
+
+/// Oldest `ai.onnx` opset imported (Clip, Pad and friends took their current form in 11).
+pub const MIN_OPSET: i64 = 11;
+/// Newest `ai.onnx` opset whose op definitions the importer has been checked against.
+pub const MAX_OPSET: i64 = 27;
+
+/// What the importer knows about one tensor name.
+enum Slot {
+    /// A tensor of the IR graph: a graph input or the output of an IR node.
+    Tensor(TensorId),
+    /// A value known at import: an initializer, a Constant, folded shape arithmetic. `id` is
+    /// set once an IR node reads it; it then becomes one of the graph's constants.
+    Known { tensor: Tensor, id: Option<TensorId> },
+    /// An initializer that could not be decoded; reported where it is read.
+    Broken(ImportError),
+    /// Produced by a node that failed to import; readers are skipped.
+    Failed,
+}
+
+struct Importer<'m> {
+    graph: Graph,
+    slots: BTreeMap<&'m str, Slot>,
+    /// Types the model declares (value_info, inputs, outputs), by tensor name.
+    declared: BTreeMap<&'m str, &'m ValueInfoProto>,
+    /// Names read by some node or listed as graph outputs.
+    consumed: BTreeSet<&'m str>,
+    symbols: &'m BTreeMap<String, usize>,
+    external: &'m BTreeMap<String, Vec<u8>>,
+    opset: i64,
+    opsets: BTreeMap<&'m str, i64>,
+    errors: Vec<ImportError>,
+}
+
+pub(crate) fn import(
+    model: &ModelProto,
+    external: &BTreeMap<String, Vec<u8>>,
+    symbols: &BTreeMap<String, usize>,
+) -> Result<Graph, Vec<ImportError>> {
+    let opsets = opset_versions(model);
+    let opset = default_opset(&opsets).map_err(|e| vec![e])?;
+    let Some(g) = model.graph.as_ref() else {
+        return Err(vec![malformed("the model has no graph")]);
+    };
+    let mut cx = Importer {
+        graph: Graph::default(),
+        slots: BTreeMap::new(),
+        declared: BTreeMap::new(),
+        consumed: BTreeSet::new(),
+        symbols,
+        external,
+        opset,
+        opsets,
+        errors: Vec::new(),
+    };
+    for vi in g.value_info.iter().chain(&g.input).chain(&g.output) {
+        cx.declared.insert(vi.name(), vi);
+    }
+    for node in &g.node {
+        cx.consumed.extend(node.input.iter().map(String::as_str));
+    }
+    cx.consumed.extend(g.output.iter().map(|o| o.name()));
+
+    cx.add_initializers(g);
+    cx.add_inputs(g);
+    match topological_order(g) {
+        Ok(order) => {
+            for index in order {
+                cx.import_node(index, &g.node[index]);
+            }
+        }
+        Err(errors) => cx.errors.extend(errors),
+    }
+    cx.add_outputs(g);
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    let mut graph = cx.graph;
+    for slot in cx.slots.into_values() {
+        if let Slot::Known { tensor, id: Some(id) } = slot {
+            graph.constants.insert(id, tensor);
+        }
+    }
+    graph.compact();
+    graph
+        .validate()
+        .map_err(|e| vec![malformed(format!("internal error: the imported graph is inconsistent: {e}"))])?;
+    Ok(graph)
+}
+
+/// Opset version per domain, `ai.onnx` spelled as the empty domain.
+fn opset_versions(model: &ModelProto) -> BTreeMap<&str, i64> {
+    model.opset_import.iter().map(|o| (if o.domain() == "ai.onnx" { "" } else { o.domain() }, o.version())).collect()
+}
+
+fn default_opset(opsets: &BTreeMap<&str, i64>) -> Result<i64, ImportError> {
+    let Some(&version) = opsets.get("") else {
+        return Err(ImportError::new(
+            ErrorKind::UnsupportedOpset,
+            "the model imports no ai.onnx opset (opset_import has no default-domain entry)",
+        )
+        .with_hint("a complete ONNX file always lists one; the file may be truncated"));
+    };
+    if !(MIN_OPSET..=MAX_OPSET).contains(&version) {
+        let hint = if version < MIN_OPSET {
+            "upgrade it, e.g. with onnx.version_converter.convert_version(model, 13), or re-export with a newer opset"
+        } else {
+            "re-export with an older opset (torch.onnx.export(..., opset_version=17))"
+        };
+        return Err(ImportError::new(
+            ErrorKind::UnsupportedOpset,
+            format!("the model uses ai.onnx opset {version}; qairt imports opsets {MIN_OPSET} to {MAX_OPSET}"),
+        )
+        .with_hint(hint));
+    }
+    Ok(version)
+}
+
+/// The display name of node `index`: its ONNX name, or `<OpType>_<index>` when unnamed.
+fn node_name(node: &NodeProto, index: usize) -> String {
+    match node.name() {
+        "" => format!("{}_{index}", node.op_type()),
+        name => name.to_string(),
+    }
+}
+
+/// Node indices in a topological order, keeping the model's order where it already is one
+/// (ONNX requires sorted nodes; some tools write them out of order).
+fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
+    let mut defined: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    defined.extend(g.input.iter().map(|i| i.name()));
+    let mut producer: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, node) in g.node.iter().enumerate() {
+        for out in node.output.iter().filter(|o| !o.is_empty()) {
+            if defined.contains(out.as_str()) || producer.insert(out, i).is_some() {
+                errors.push(
+                    malformed(format!("tensor {out:?} is defined more than once"))
+                        .at_node(&node_name(node, i), node.op_type()),
+                );
+            }
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
+    let mut waiting_on = vec![0usize; g.node.len()];
+    for (i, node) in g.node.iter().enumerate() {
+        for input in node.input.iter().filter(|n| !n.is_empty()) {
+            match producer.get(input.as_str()) {
+                Some(&p) => {
+                    dependents[p].push(i);
+                    waiting_on[i] += 1;
+                }
+                None if defined.contains(input.as_str()) => {}
+                None => errors.push(
+                    malformed(format!("input {input:?} is not produced by any node, graph input or initializer"))
+                        .at_node(&node_name(node, i), node.op_type()),
+                ),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..g.node.len()).filter(|&i| waiting_on[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(g.node.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            waiting_on[d] -= 1;
+            if waiting_on[d] == 0 {
+                ready.push(Reverse(d));
+            }
+        }
+    }
+    if order.len() < g.node.len() {
+        let stuck: Vec<String> =
+            (0..g.node.len()).filter(|&i| waiting_on[i] > 0).map(|i| node_name(&g.node[i], i)).collect();
+        return Err(vec![malformed(format!("the graph has a cycle through nodes {stuck:?}"))]);
+    }
+    Ok(order)
+}
+
+/// A TOML key for `name`: bare when it can be, else quoted.
+fn toml_key(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+impl<'m> Importer<'m> {
+    fn add_initializers(&mut self, g: &'m GraphProto) {
+        if !g.sparse_initializer.is_empty() {
+            self.errors.push(ImportError::new(
+                ErrorKind::UnsupportedFeature,
+                "the model has sparse initializers, which qairt does not import",
+            ));
+        }
+        for t in &g.initializer {
+            let name = t.name();
+            if name.is_empty() {
+                self.errors.push(malformed("an initializer has no name"));
+                continue;
+            }
+            let slot = match decode_tensor(t, self.external) {
+                Ok(tensor) => Slot::Known { tensor, id: None },
+                Err(e) => Slot::Broken(e),
+            };
+            if self.slots.insert(name, slot).is_some() {
+                self.errors.push(malformed(format!("initializer {name:?} is defined twice")));
+            }
+        }
+    }
+
+    /// Graph inputs that are not initializers, with symbolic dims resolved.
+    fn add_inputs(&mut self, g: &'m GraphProto) {
+        // symbol -> where it occurs, so each missing symbol is reported once.
+        let mut unresolved: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for vi in &g.input {
+            let name = vi.name();
+            if let Some(slot) = self.slots.get(name) {
+                if matches!(slot, Slot::Tensor(_) | Slot::Failed) {
+                    self.errors.push(malformed(format!("graph input {name:?} is listed twice")));
+                    continue;
+                }
+                // An initializer listed as an input (IR < 4 habit): a constant.
+                if let Slot::Known { tensor, .. } = slot
+                    && let Err(e) = self.check_declared(name, tensor.dtype(), &tensor.shape)
+                {
+                    self.errors.push(e);
+                }
+                continue;
+            }
+            match self.input_info(vi, &mut unresolved) {
+                Ok(Some((dtype, shape))) => {
+                    let id = self.graph.add_tensor(TensorInfo { name: name.to_string(), dtype, shape });
+                    self.graph.inputs.push(id);
+                    self.slots.insert(name, Slot::Tensor(id));
+                }
+                Ok(None) => {
+                    self.slots.insert(name, Slot::Failed);
+                }
+                Err(e) => {
+                    self.errors.push(e);
+                    self.slots.insert(name, Slot::Failed);
+                }
+            }
+        }
+        for (symbol, places) in unresolved {
+            self.errors.push(
+                ImportError::new(
+                    ErrorKind::UnresolvedSymbol,
+                    format!("symbolic dimension {symbol:?} ({}) has no value", places.join(", ")),
+                )
+                .with_hint(format!(
+                    "give it a value in qairt.toml: [model] define_symbols = {{ {} = 1 }}",
+                    toml_key(symbol)
+                )),
+            );
+        }
+    }
+
+    /// Dtype and static shape of a graph input; `Ok(None)` when a symbol is unresolved
+    /// (recorded in `unresolved`).
+    fn input_info(
+        &self,
+        vi: &'m ValueInfoProto,
+        unresolved: &mut BTreeMap<&'m str, Vec<String>>,
+    ) -> Result<Option<(DType, Vec<usize>)>, ImportError> {
+        let name = vi.name();
+        if name.is_empty() {
+            return Err(malformed("a graph input has no name"));
+        }
+        let Some(TypeValue::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            return Err(ImportError::new(
+                ErrorKind::UnsupportedFeature,
+                format!("graph input {name:?} is not a dense tensor"),
+            ));
+        };
+        let dtype = dtype_from_onnx(tt.elem_type(), &format!("graph input {name:?}"))?;
+        let Some(shape) = &tt.shape else {
+            return Err(ImportError::new(ErrorKind::ShapeError, format!("graph input {name:?} declares no shape"))
+                .with_hint("re-export the model with static input shapes"));
+        };
+        let mut dims = Vec::with_capacity(shape.dim.len());
+        let mut complete = true;
+        for (axis, dim) in shape.dim.iter().enumerate() {
+            match &dim.value {
+                Some(Dim::DimValue(v)) => match usize::try_from(*v) {
+                    Ok(v) => dims.push(v),
+                    Err(_) => return Err(malformed(format!("graph input {name:?} has dimension {v} on axis {axis}"))),
+                },
+                Some(Dim::DimParam(p)) if !p.is_empty() => match self.symbols.get(p) {
+                    Some(&v) => dims.push(v),
+                    None => {
+                        unresolved.entry(p.as_str()).or_default().push(format!("input {name:?} axis {axis}"));
+                        complete = false;
+                    }
+                },
+                _ => {
+                    return Err(ImportError::new(
+                        ErrorKind::UnresolvedSymbol,
+                        format!("axis {axis} of graph input {name:?} has neither a size nor a symbol name"),
+                    )
+                    .with_hint("re-export the model with a static size (or a named dynamic axis) for this dimension"));
+                }
+            }
+        }
+        Ok(complete.then_some((dtype, dims)))
+    }
+
+    /// Compares an inferred type with the one the model declares for `name`, if any.
+    /// Declared symbolic dims are checked when `define_symbols` gives them a value.
+    fn check_declared(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<(), ImportError> {
+        let Some(vi) = self.declared.get(name) else { return Ok(()) };
+        let mismatch = |what: String| {
+            ImportError::new(
+                ErrorKind::ShapeError,
+                format!(
+                    "tensor {name:?}: the model declares {what}, but shape inference gives {} {shape:?}",
+                    dtype.name()
+                ),
+            )
+        };
+        let tt = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            None => return Ok(()),
+            Some(TypeValue::TensorType(tt)) => tt,
+            Some(_) => return Err(mismatch("a non-tensor type".into())),
+        };
+        let code = tt.elem_type();
+        if code != 0 && code != onnx_code(dtype) {
+            return Err(mismatch(format!("element type {}", onnx_dtype_name(code))));
+        }
+        let Some(declared) = &tt.shape else { return Ok(()) };
+        let fits = declared.dim.len() == shape.len()
+            && declared.dim.iter().zip(shape).all(|(dim, &got)| match &dim.value {
+                Some(Dim::DimValue(v)) => *v == got as i64,
+                Some(Dim::DimParam(p)) => self.symbols.get(p).is_none_or(|&v| v == got),
+                None => true,
+            });
+        if !fits {
+            let dims: Vec<String> = declared
+                .dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Dim::DimValue(v)) => v.to_string(),
+                    Some(Dim::DimParam(p)) => p.clone(),
+                    None => "?".into(),
+                })
+                .collect();
+            return Err(mismatch(format!("shape [{}]", dims.join(", "))));
+        }
+        Ok(())
+    }
+
+    fn import_node(&mut self, index: usize, node: &'m NodeProto) {
+        let op_type = node.op_type();
+        let name = node_name(node, index);
+        if let Err(e) = self.try_import_node(&name, node) {
+            self.errors.push(e.at_node(&name, op_type));
+            for out in node.output.iter().filter(|o| !o.is_empty()) {
+                self.slots.insert(out, Slot::Failed);
+            }
+        }
+    }
+
+    /// The error of a node whose input failed: only an unsupported op type is news.
+    fn skipped(&self, node: &NodeProto) -> Option<ImportError> {
+        self.unsupported(node).err()
+    }
+
+    /// Checks the node's domain and op type.
+    fn unsupported(&self, node: &NodeProto) -> Result<(), ImportError> {
+        let op_type = node.op_type();
+        let domain = match node.domain() {
+            "ai.onnx" => "",
+            d => d,
+        };
+        if domain.is_empty() && ops::is_supported(op_type) {
+            return Ok(());
+        }
+        let shown = if domain.is_empty() { "ai.onnx" } else { domain };
+        let version = self.opsets.get(domain).map_or("not imported".to_string(), |v| v.to_string());
+        let hint = if domain.is_empty() {
+            format!("qairt imports: {}", {
+                let mut all: Vec<&str> = ops::IR_OP_TYPES.iter().chain(ops::FOLDED_OP_TYPES).copied().collect();
+                all.sort_unstable();
+                all.join(", ")
+            })
+        } else {
+            "qairt imports only standard ai.onnx ops".to_string()
+        };
+        Err(ImportError::new(
+            ErrorKind::UnsupportedOp,
+            format!("unsupported op {op_type:?} (domain {shown:?}, opset {version})"),
+        )
+        .with_hint(hint))
+    }
+
+    fn try_import_node(&mut self, name: &str, node: &'m NodeProto) -> Result<(), ImportError> {
+        // Inputs that failed upstream: skip quietly unless the op itself is unsupported.
+        let mut upstream_failed = false;
+        for input in node.input.iter().filter(|n| !n.is_empty()) {
+            match self.slots.get(input.as_str()) {
+                Some(Slot::Failed) => upstream_failed = true,
+                Some(Slot::Broken(_)) => {
+                    if let Some(Slot::Broken(e)) = self.slots.insert(input, Slot::Failed) {
+                        self.errors.push(e.at_node(name, node.op_type()));
+                    }
+                    upstream_failed = true;
+                }
+                Some(_) => {}
+                None => return Err(malformed(format!("input {input:?} is read before it is defined"))),
+            }
+        }
+        if upstream_failed {
+            return match self.skipped(node) {
+                Some(e) => Err(e),
+                None => {
+                    for out in node.output.iter().filter(|o| !o.is_empty()) {
+                        self.slots.insert(out, Slot::Failed);
+                    }
+                    Ok(())
+                }
+            };
+        }
+        self.unsupported(node)?;
+
+        let lowered = {
+            let inputs = node.input.iter().map(|n| if n.is_empty() { None } else { self.view(n) }).collect();
+            let cx = NodeCx { node, opset: self.opset, inputs, external: self.external };
+            ops::lower(&cx)?
+        };
+        match lowered {
+            Lowered::Known(values) => {
+                self.check_extra_outputs(node, values.len())?;
+                for (out, tensor) in node.output.iter().zip(values) {
+                    if !out.is_empty() {
+                        self.check_declared(out, tensor.dtype(), &tensor.shape)?;
+                        self.define(out, Slot::Known { tensor, id: None })?;
+                    }
+                }
+                Ok(())
+            }
+            Lowered::Ir { op, inputs } => self.add_ir_node(name, node, op, &inputs),
+        }
+    }
+
+    /// What a node sees of the tensor `name` (which exists: checked by the caller).
+    fn view<'s>(&'s self, name: &'s str) -> Option<InputView<'s>> {
+        match self.slots.get(name)? {
+            Slot::Tensor(id) => {
+                let info = self.graph.info(*id);
+                Some(InputView { name, dtype: info.dtype, shape: &info.shape, value: None })
+            }
+            Slot::Known { tensor, .. } => {
+                Some(InputView { name, dtype: tensor.dtype(), shape: &tensor.shape, value: Some(tensor) })
+            }
+            Slot::Broken(_) | Slot::Failed => None,
+        }
+    }
+
+    /// IR nodes and folded ops produce their first `produced` outputs; any later output the
+    /// model reads (MaxPool's Indices, BatchNormalization's running statistics, Dropout's
+    /// mask) cannot be provided.
+    fn check_extra_outputs(&self, node: &NodeProto, produced: usize) -> Result<(), ImportError> {
+        let used: Vec<String> = node
+            .output
+            .iter()
+            .enumerate()
+            .skip(produced)
+            .filter(|(_, o)| !o.is_empty() && self.consumed.contains(o.as_str()))
+            .map(|(i, o)| format!("#{i} {o:?}"))
+            .collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        Err(ImportError::new(
+            ErrorKind::UnsupportedFeature,
+            format!("output {} is used, but qairt imports only the first output of {}", used.join(", "), node.op_type()),
+        )
+        .with_hint("only inference graphs are supported: MaxPool indices, BatchNormalization training outputs and Dropout masks must be unused"))
+    }
+
+    fn define(&mut self, name: &'m str, slot: Slot) -> Result<(), ImportError> {
+        if self.slots.contains_key(name) {
+            return Err(malformed(format!("tensor {name:?} is defined more than once")));
+        }
+        self.slots.insert(name, slot);
+        Ok(())
+    }
+
+    fn add_ir_node(
+        &mut self,
+        name: &str,
+        node: &'m NodeProto,
+        op: ir::Op,
+        positions: &[usize],
+    ) -> Result<(), ImportError> {
+        self.check_extra_outputs(node, 1)?;
+        let input_names: Vec<&'m str> = positions
+            .iter()
+            .map(|&p| node.input.get(p).map(String::as_str).filter(|n| !n.is_empty()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| malformed("an input the op needs is missing"))?;
+        let infos: Vec<TensorInfo> = input_names
+            .iter()
+            .map(|n| {
+                let v = self.view(n).ok_or_else(|| malformed(format!("input {n:?} is not available")))?;
+                Ok(TensorInfo { name: n.to_string(), dtype: v.dtype, shape: v.shape.to_vec() })
+            })
+            .collect::<Result<_, ImportError>>()?;
+        let info_refs: Vec<&TensorInfo> = infos.iter().collect();
+        let inferred = ir::shape::infer(&op, &info_refs).map_err(|e| ImportError::new(ErrorKind::ShapeError, e))?;
+        let Some((dtype, shape)) = inferred.into_iter().next() else {
+            return Err(malformed("shape inference produced no output"));
+        };
+        let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
+            return Err(malformed("the node has no output"));
+        };
+        self.check_declared(out, dtype, &shape)?;
+
+        // Integer shape arithmetic on known values is evaluated now and leaves no node.
+        let known: Option<Vec<&Tensor>> = input_names
+            .iter()
+            .map(|n| match self.slots.get(n) {
+                Some(Slot::Known { tensor, .. }) => Some(tensor),
+                _ => None,
+            })
+            .collect();
+        if let Some(values) = known
+            && let Some(result) = fold::eval_int(&op, &values, dtype, &shape)
+        {
+            let tensor =
+                result.map_err(|e| ImportError::new(ErrorKind::ShapeError, format!("evaluating at import: {e}")))?;
+            return self.define(out, Slot::Known { tensor, id: None });
+        }
+
+        let inputs = input_names.iter().map(|n| self.materialize(n)).collect::<Result<Vec<_>, _>>()?;
+        if self.slots.contains_key(out) {
+            return Err(malformed(format!("tensor {out:?} is defined more than once")));
+        }
+        let id = self.graph.add_tensor(TensorInfo { name: out.to_string(), dtype, shape });
+        self.slots.insert(out, Slot::Tensor(id));
+        self.graph.nodes.push(Node { name: name.to_string(), op, inputs, outputs: vec![id] });
+        Ok(())
+    }
+
+    /// The graph tensor for `name`, adding a known value to the graph on first use.
+    fn materialize(&mut self, name: &str) -> Result<TensorId, ImportError> {
+        match self.slots.get_mut(name) {
+            Some(Slot::Tensor(id)) => Ok(*id),
+            Some(Slot::Known { id: Some(id), .. }) => Ok(*id),
+            Some(Slot::Known { tensor, id }) => {
+                let new = self.graph.add_tensor(TensorInfo {
+                    name: name.to_string(),
+                    dtype: tensor.dtype(),
+                    shape: tensor.shape.clone(),
+                });
+                *id = Some(new);
+                Ok(new)
+            }
+            _ => Err(malformed(format!("tensor {name:?} is not available"))),
+        }
+    }
+
+    fn add_outputs(&mut self, g: &'m GraphProto) {
+        if g.output.is_empty() {
+            self.errors.push(malformed("the graph has no outputs"));
+        }
+        for vi in &g.output {
+            let name = vi.name();
+            match self.slots.get(name) {
+                Some(Slot::Tensor(id)) => {
+                    let id = *id;
+                    let info = self.graph.info(id);
+                    // Node outputs were checked when created; graph inputs passed straight through were not.
+                    if let Err(e) = self.check_declared(name, info.dtype, &info.shape) {
+                        self.errors.push(e);
+                    }
+                    self.graph.outputs.push(id);
+                }
+                Some(Slot::Known { .. }) => self.errors.push(
+                    ImportError::new(
+                        ErrorKind::UnsupportedFeature,
+                        format!("graph output {name:?} is a constant: it does not depend on any graph input"),
+                    )
+                    .with_hint(
+                        "qairt needs every output to be computed from the inputs; remove this output from the model",
+                    ),
+                ),
+                Some(Slot::Broken(_)) => {
+                    if let Some(Slot::Broken(e)) = self.slots.insert(name, Slot::Failed) {
+                        self.errors.push(e);
+                    }
+                }
+                Some(Slot::Failed) => {}
+                None => self
+                    .errors
+                    .push(malformed(format!("graph output {name:?} is not produced by any node or graph input"))),
+            }
+        }
+    }
+}
