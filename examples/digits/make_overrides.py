@@ -3,7 +3,9 @@
 It holds activation encodings for three real tensors of ``model.onnx``:
 
 * ``input``                 8-bit   (the graph input)
-* ``/conv1/Conv_output_0``  8-bit   (the first conv's output, mixed-sign range)
+* ``/fc1/Gemm_output_0``    8-bit   (the first fully connected layer's output, mixed-sign
+                                     range; a Conv output would change meaning when the
+                                     BatchNormalization after it is folded)
 * ``/relu1/Relu_output_0`` 16-bit   (deliberately not the default 8 bits, so a tool that
                                      ignores the override is caught)
 
@@ -39,7 +41,7 @@ import onnx
 import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
-TENSORS = [("input", 8), ("/conv1/Conv_output_0", 8), ("/relu1/Relu_output_0", 16)]
+TENSORS = [("input", 8), ("/fc1/Gemm_output_0", 8), ("/relu1/Relu_output_0", 16)]
 
 
 def tf_encoding(data_min: float, data_max: float, bw: int) -> dict:

@@ -1,5 +1,106 @@
-//! Argument parsing, human and JSON output, diagnostics rendering.
+//! Argument parsing, human and JSON output, diagnostics rendering, progress bars.
+//!
+//! **Invariant:** the only module that prints. Exit status: 0 success, 2 the build finished
+//! but a verification threshold was not met, 1 any other error.
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+mod commands;
+mod output;
+mod progress;
+pub mod render;
+mod watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "qairt", version, about = "A trained network to a verified, quantized, deployable artifact, as an incremental build")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every stage that is out of date and materialize out/<target>/
+    Build {
+        /// The project directory or its qairt.toml (default: the nearest qairt.toml upwards)
+        path: Option<PathBuf>,
+        /// Build only this target (repeatable)
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Build, then rebuild on every change to any input until interrupted
+    Watch {
+        path: Option<PathBuf>,
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Say for each stage whether the next build would reuse it, and if not, what changed
+    Explain {
+        path: Option<PathBuf>,
+        #[arg(long = "target", value_name = "NAME")]
+        target: Option<String>,
+        #[arg(long, value_name = "STAGE")]
+        stage: Option<String>,
+    },
+    /// Remove out/ (and with --cache, the cache too)
+    Clean {
+        path: Option<PathBuf>,
+        #[arg(long)]
+        cache: bool,
+    },
+    /// Inspect or maintain the build cache
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheAction {
+    /// Size and entry counts
+    Stats { path: Option<PathBuf> },
+    /// Remove the least recently used objects until the cache fits in --max-size bytes
+    Gc {
+        path: Option<PathBuf>,
+        #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+        max_size: u64,
+    },
+    /// Re-hash every entry and report (and remove) corrupt ones
+    Verify { path: Option<PathBuf> },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Build { path, targets, message_format } => commands::build(path, &targets, message_format),
+        Command::Watch { path, targets, message_format } => watch::watch(path, &targets, message_format),
+        Command::Explain { path, target, stage } => commands::explain(path, target, stage),
+        Command::Clean { path, cache } => commands::clean(path, cache),
+        Command::Cache { action } => match action {
+            CacheAction::Stats { path } => commands::cache_stats(path),
+            CacheAction::Gc { path, max_size } => commands::cache_gc(path, max_size),
+            CacheAction::Verify { path } => commands::cache_verify(path),
+        },
+    };
+    ExitCode::from(code)
 }

@@ -43,10 +43,13 @@ pub fn import_error(path: &Path, e: crate::onnx::ImportError) -> Diag {
 }
 
 pub fn override_error(path: &Path, e: crate::quant::OverrideError) -> Diag {
-    let mut diag = Diag::error("qairt::encodings::invalid", e.message.clone()).in_file(path);
-    if let Some((start, len)) = e.span {
-        diag = diag.at(start, len, e.label().to_string());
-    }
+    let message = e.message.clone();
+    let mut diag = if e.is_error() {
+        Diag::error("qairt::encodings::invalid", message)
+    } else {
+        Diag::warning("qairt::encodings::suspicious", message)
+    };
+    diag = diag.in_file(path).at(e.span.offset, e.span.len, e.label().to_string());
     match e.help.clone() {
         Some(help) => diag.with_help(help),
         None => diag,

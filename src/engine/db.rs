@@ -21,6 +21,7 @@ use super::store::{Digest, Store};
 pub struct SourceFile {
     #[returns(ref)]
     pub path: PathBuf,
+    #[returns(copy)]
     pub digest: Digest,
 }
 
@@ -42,6 +43,7 @@ pub struct SampleEntry {
 /// A parsed input list with every raw file it names.
 #[salsa::input(debug)]
 pub struct DataList {
+    #[returns(copy)]
     pub list: SourceFile,
     #[returns(ref)]
     pub samples: Vec<SampleFiles>,
@@ -49,6 +51,7 @@ pub struct DataList {
 
 #[salsa::input(debug)]
 pub struct ModelInput {
+    #[returns(copy)]
     pub file: SourceFile,
     /// External-data files (location as written in the model, file).
     #[returns(ref)]
@@ -72,20 +75,28 @@ pub struct TargetInput {
     pub backend: String,
     #[returns(ref)]
     pub settings: QuantSettings,
+    #[returns(copy)]
     pub overrides: Option<SourceFile>,
 }
 
 /// Project-wide inputs shared by every target.
 #[salsa::input(debug)]
 pub struct ProjectInput {
+    #[returns(copy)]
     pub model: ModelInput,
+    #[returns(copy)]
     pub calibration: Option<DataList>,
+    #[returns(copy)]
     pub calibration_max: Option<usize>,
+    #[returns(copy)]
     pub verify: DataList,
+    #[returns(copy)]
     pub verify_max: Option<usize>,
+    #[returns(copy)]
     pub labels: Option<SourceFile>,
     #[returns(ref)]
     pub thresholds: Thresholds,
+    #[returns(copy)]
     pub rules: RulesInput,
 }
 

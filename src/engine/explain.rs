@@ -21,26 +21,30 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
     let root = &ws.config.root;
     let show = |path: &std::path::Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
     let mut inputs = BTreeMap::new();
-    let mut file = |label: &str, f: super::db::SourceFile| {
-        inputs.insert(format!("{label} {}", show(f.path(db))), f.digest(db).to_hex().to_string());
+    let entry = |label: &str, f: super::db::SourceFile| {
+        (format!("{label} {}", show(f.path(db))), f.digest(db).to_hex().to_string())
     };
     let hash = |value: &dyn erased::Hashable| value.digest();
     match stage {
         Stage::Parse => {
             let model = project.model(db);
-            file("model", model.file(db));
+            let (k, v) = entry("model", model.file(db));
+            inputs.insert(k, v);
             for (_, ext) in model.externals(db) {
-                file("external data", *ext);
+                let (k, v) = entry("external data", *ext);
+            inputs.insert(k, v);
             }
             inputs.insert("[model] define_symbols".into(), hash(model.symbols(db)));
         }
         Stage::Optimize => {}
         Stage::Calibrate => {
             if let Some(list) = project.calibration(db) {
-                file("calibration list", list.list(db));
+                let (k, v) = entry("calibration list", list.list(db));
+            inputs.insert(k, v);
                 for sample in list.samples(db) {
-                    for entry in &sample.entries {
-                        file("calibration file", entry.file);
+                    for e in &sample.entries {
+                        let (k, v) = entry("calibration file", e.file);
+            inputs.insert(k, v);
                     }
                 }
             }
@@ -49,7 +53,8 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
         Stage::Quantize => {
             inputs.insert(format!("quantization settings of target {}", target.name(db)), hash(target.settings(db)));
             if let Some(f) = target.overrides(db) {
-                file("overrides", f);
+                let (k, v) = entry("overrides", f);
+            inputs.insert(k, v);
             }
         }
         Stage::Compile => {
@@ -58,17 +63,20 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
         }
         Stage::Simulate | Stage::Reference => {
             let list = project.verify(db);
-            file("verify list", list.list(db));
+            let (k, v) = entry("verify list", list.list(db));
+            inputs.insert(k, v);
             for sample in list.samples(db) {
-                for entry in &sample.entries {
-                    file("verify file", entry.file);
+                for e in &sample.entries {
+                    let (k, v) = entry("verify file", e.file);
+            inputs.insert(k, v);
                 }
             }
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
         }
         Stage::Verify => {
             if let Some(f) = project.labels(db) {
-                file("labels", f);
+                let (k, v) = entry("labels", f);
+            inputs.insert(k, v);
             }
             inputs.insert("[verify.thresholds]".into(), hash(project.thresholds(db)));
         }

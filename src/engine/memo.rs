@@ -81,7 +81,7 @@ fn store_error(what: &str, e: impl std::fmt::Display) -> Failed {
     )])
 }
 
-fn warn(db: &dyn Db, diag: Diag) {
+pub fn warn(db: &dyn Db, diag: Diag) {
     lock(&db.services().warnings).push(diag);
 }
 

@@ -183,9 +183,12 @@ pub fn overrides(db: &dyn Db, file: SourceFile) -> Result<Arc<Overrides>, Failed
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         Failed(vec![Diag::error("qairt::encodings::not_utf8", "the encodings file is not UTF-8 text").in_file(&path)])
     })?;
-    quant::parse_overrides(text)
-        .map(Arc::new)
-        .map_err(|errors| Failed(errors.into_iter().map(|e| convert::override_error(&path, e)).collect()))
+    let parsed = quant::parse_overrides(text)
+        .map_err(|errors| Failed(errors.into_iter().map(|e| convert::override_error(&path, e)).collect()))?;
+    for warning in &parsed.source.warnings {
+        super::memo::warn(db, convert::override_error(&path, warning.clone()));
+    }
+    Ok(Arc::new(parsed))
 }
 
 /// Overrides checked against the graph (unknown names, wrong section, channel counts).

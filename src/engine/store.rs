@@ -85,7 +85,7 @@ impl Store {
         let digest = blake3::hash(bytes);
         let path = self.object_path(&digest);
         if !path.exists() {
-            write_atomically(&self.root.join("tmp"), &path, bytes)?;
+            write_durably(&self.root.join("tmp"), &path, bytes)?;
         }
         Ok(digest)
     }
@@ -128,7 +128,7 @@ impl Store {
     }
 
     pub fn record(&self, key: &Digest, record: &ActionRecord) -> io::Result<()> {
-        write_atomically(&self.root.join("tmp"), &self.action_path(key), &encode_record(record))
+        write_durably(&self.root.join("tmp"), &self.action_path(key), &encode_record(record))
     }
 
     /// Every object file, for `cache stats|gc|verify`.
@@ -204,8 +204,18 @@ fn decode_record(bytes: &[u8]) -> Option<ActionRecord> {
 }
 
 /// Writes `bytes` to `dest` so that `dest` is either absent, its old content, or complete:
-/// a uniquely named temporary file in `tmp_dir` (same file system), synced, then renamed.
+/// a uniquely named temporary file in `tmp_dir` (same file system), then renamed.
 pub fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_rename(tmp_dir, dest, bytes, false)
+}
+
+/// Like [`write_atomically`], and the data reach the disk before the rename, so that even a
+/// machine crash never leaves a cache entry whose name promises content it lacks.
+pub fn write_durably(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_rename(tmp_dir, dest, bytes, true)
+}
+
+fn write_via_rename(tmp_dir: &Path, dest: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -220,7 +230,9 @@ pub fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
+        if sync {
+            file.sync_data()?;
+        }
         fs::rename(&tmp, dest)
     })();
     if result.is_err() {

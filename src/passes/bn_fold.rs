@@ -10,9 +10,11 @@
 //!
 //! The fold applies when the BN's input is written by a single-output Conv/Gemm and read by
 //! nothing else (and is not a graph output), and the weights, the bias (if any) and the four
-//! BN parameters are float constants of matching sizes. The Conv/Gemm then writes the BN's
-//! output tensor, so that name (which encodings files refer to) survives; the Conv/Gemm's old
-//! output tensor disappears. A weight or bias read only by this node is updated in place,
+//! BN parameters are float constants of matching sizes. The Conv/Gemm keeps its own output
+//! tensor, which now holds the post-BN values, and the BN's readers are rewired to it: that is
+//! what AIMET's `fold_all_batch_norms` does, so encodings exported by AIMET (keyed by the
+//! Conv/Gemm output names) keep matching. Only when the BN output is a graph output does the
+//! Conv/Gemm write it instead, so graph output names never change. A weight or bias read only by this node is updated in place,
 //! keeping its name; a shared one is left alone and the node reads a new constant named
 //! `<bn node name>.folded_weight` / `.folded_bias` (suffixed `_1`, `_2`, ... if taken). A BN
 //! that does not qualify stays as it is.
@@ -228,7 +230,16 @@ fn apply(graph: &mut Graph, fold: Fold) {
     place_constant(graph, producer, 2, bias, &format!("{bn_name}.folded_bias"));
     let node = &mut graph.nodes[producer];
     node.op = op;
-    node.outputs = vec![bn_output];
+    if graph.outputs.contains(&bn_output) {
+        node.outputs = vec![bn_output];
+    } else {
+        let folded = node.outputs[0];
+        for reader in &mut graph.nodes {
+            for input in reader.inputs.iter_mut().filter(|i| **i == bn_output) {
+                *input = folded;
+            }
+        }
+    }
     graph.nodes.remove(bn);
 }
 
@@ -329,9 +340,10 @@ mod tests {
         assert_close(&values(&g, "conv.weight"), &[1.0, -2.0]);
         // b' = (b - mean) * s + beta = [(1.5 - 0.5) * 0.5 + 0.1, (0 - 1) * 2 - 0.2] = [0.6, -2.2].
         assert_close(&values(&g, "conv.bias"), &[0.6, -2.2]);
-        // The conv now writes the BN's output; its own old output is gone.
-        assert_eq!(g.name(g.nodes[0].outputs[0]), "bn_out");
-        assert!(!g.names().contains_key("conv_out"));
+        // The conv keeps its output name (as AIMET's fold does); the BN's output is gone.
+        assert_eq!(g.name(g.nodes[0].outputs[0]), "conv_out");
+        assert_eq!(g.nodes[1].inputs, g.nodes[0].outputs, "the relu reads the folded conv");
+        assert!(!g.names().contains_key("bn_out"));
         assert!(!g.names().contains_key("bn.gamma"), "unused BN parameters are dropped");
     }
 

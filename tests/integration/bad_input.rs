@@ -108,7 +108,7 @@ fn an_override_naming_a_tensor_the_model_lacks() {
     let p = Project::digits_with(&config(5));
     with_overrides(&p, "\"/relu1/Relu_output_0\"", "\"/relu1/Relu_outptu_0\"");
     let err = fails(&p);
-    assert!(err.contains("overrides.json:25:"), "{err}");
+    assert!(err.contains("overrides.json:26:"), "{err}");
     assert!(err.contains("did you mean \"/relu1/Relu_output_0\""), "{err}");
 }
 
@@ -117,7 +117,7 @@ fn a_parameter_under_activation_encodings() {
     let p = Project::digits_with(&config(5));
     with_overrides(&p, "\"/relu1/Relu_output_0\"", "\"conv2.weight\"");
     let err = fails(&p);
-    assert!(err.contains("overrides.json:25:"), "{err}");
+    assert!(err.contains("overrides.json:26:"), "{err}");
     assert!(err.contains("param_encodings"), "{err}");
 }
 
