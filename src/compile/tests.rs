@@ -3,7 +3,7 @@
 use super::test_graphs::{Builder, conv_relu, conv_relu_quantized, enc, per_tensor};
 use super::*;
 use crate::ir::{DType, Op, TensorInfo};
-use crate::quant::encoding::TensorEncoding;
+use crate::quant::encoding::{QuantizedGraph, TensorEncoding};
 
 fn backend(name: &str) -> BackendRules {
     standard_rules().get(name).cloned().expect("standard backend")
@@ -442,4 +442,69 @@ fn validate_catches_dangling_ids() {
         storage: Storage::Unused,
     });
     assert!(program.validate().unwrap_err().0.contains("int64"));
+}
+
+// ---- memory planning on real models ----
+
+/// Imports and optimizes a model of the repository's test data.
+fn real_model(dir: &str, file: &str) -> crate::ir::Graph {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let proto = crate::onnx::decode_model(&std::fs::read(root.join(file)).unwrap()).unwrap();
+    let external = crate::onnx::external_data_files(&proto)
+        .into_iter()
+        .map(|location| {
+            let bytes = std::fs::read(root.join(&location)).unwrap();
+            (location, bytes)
+        })
+        .collect();
+    let graph = crate::onnx::import(&proto, &external, &Default::default()).unwrap();
+    crate::passes::optimize(graph).unwrap().0
+}
+
+/// The most activation bytes alive at one time in `program`'s schedule: no plan can do
+/// better than this (an independent lower bound for the arena).
+fn peak_live_bytes(program: &Program) -> u64 {
+    let steps: Vec<(&[TensorId], &[TensorId])> =
+        program.steps.iter().map(|s| (s.inputs.as_slice(), s.outputs.as_slice())).collect();
+    let live = memory::live_intervals(program.tensors.len(), &program.inputs, &steps, &program.outputs);
+    (0..=steps.len() as u32 + 1)
+        .map(|t| {
+            live.iter()
+                .zip(&program.tensors)
+                .filter(|(iv, _)| iv.is_some_and(|iv| iv.start <= t && t <= iv.end))
+                .map(|(_, tensor)| match tensor.storage {
+                    Storage::Arena { bytes, .. } => bytes,
+                    _ => 0,
+                })
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn real_models_get_valid_plans_close_to_the_live_bound() {
+    for (dir, file) in [
+        ("examples/digits", "model.onnx"),
+        ("tests/data/models/resnet18_mini", "resnet18_mini.onnx"),
+        ("tests/data/models/mobilenetv2_mini", "mobilenetv2_mini.onnx"),
+        ("tests/data/models/misc_ops", "misc_ops.onnx"),
+    ] {
+        let graph = real_model(dir, file);
+        let q = QuantizedGraph { graph, encodings: Default::default() };
+        let program = compile(&q, &backend("cpu")).unwrap();
+        program.validate().unwrap();
+        let bound = peak_live_bytes(&program);
+        let (arena, naive) = (program.peak_activation_bytes(), program.naive_activation_bytes());
+        eprintln!(
+            "{file}: {} steps, arena {arena} B, live bound {bound} B, naive {naive} B ({:.1}x smaller)",
+            program.steps.len(),
+            naive as f64 / arena as f64
+        );
+        assert!(bound <= arena && arena <= naive, "{file}: bound {bound}, arena {arena}, naive {naive}");
+        // Greedy-by-size with 16-byte alignment stays within a few percent of the bound here.
+        assert!(arena as f64 <= 1.25 * bound as f64, "{file}: arena {arena} vs bound {bound}");
+        // Round trip of a real program.
+        assert_eq!(Program::from_bytes(&program.to_bytes()).unwrap(), program);
+    }
 }

@@ -475,6 +475,12 @@ mod tests {
         // move a code by one step; nothing may move further, and almost everything is exact.
         assert!(worst_codes <= 1.001, "worst difference {worst_codes} codes");
         assert!(exact as f64 >= 0.99 * total as f64, "{exact}/{total} logits identical to QuantSim");
-        eprintln!("digits vs AIMET QuantSim: {exact}/{total} logits identical, worst {worst_codes} codes");
+        eprintln!(
+            "digits vs AIMET QuantSim: {exact}/{total} logits identical, worst {worst_codes} codes; \
+             arena {} B (naive {} B), weights {} B",
+            program.peak_activation_bytes(),
+            program.naive_activation_bytes(),
+            program.constant_bytes()
+        );
     }
 }
