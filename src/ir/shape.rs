@@ -83,8 +83,12 @@ pub fn window_output_len(
     if kernel == 0 || stride == 0 || dilation == 0 {
         return Err(format!("kernel {kernel}, stride {stride} and dilation {dilation} must all be positive"));
     }
-    let effective = dilation * (kernel - 1) + 1;
-    let padded = input + pad_begin + pad_end;
+    // Attributes come from the model file: guard every step against overflow.
+    let effective = (kernel - 1).checked_mul(dilation).and_then(|e| e.checked_add(1));
+    let padded = input.checked_add(pad_begin).and_then(|p| p.checked_add(pad_end));
+    let (Some(effective), Some(padded)) = (effective, padded) else {
+        return Err(format!("kernel {kernel}, dilation {dilation} and pads {pad_begin}/{pad_end} are too large"));
+    };
     let Some(span) = padded.checked_sub(effective) else {
         return Err(format!(
             "the window spans {effective} elements but the padded input has only {padded} \
@@ -94,8 +98,11 @@ pub fn window_output_len(
     if !ceil_mode {
         return Ok(span / stride + 1);
     }
+    // span.div_ceil(stride) <= span < usize::MAX, so the +1 cannot overflow; `padded` fits,
+    // so `input + pad_begin` does too.
     let mut out = span.div_ceil(stride) + 1;
-    if (out - 1) * stride >= input + pad_begin {
+    let last_start = (out - 1).checked_mul(stride);
+    if last_start.is_none_or(|start| start >= input + pad_begin) {
         out -= 1;
     }
     Ok(out)
@@ -185,11 +192,10 @@ fn conv_output(conv: &Conv, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>
     }
     let group = conv.group;
     let (channels, per_group, filters) = (x.shape[1], w.shape[1], w.shape[0]);
-    if group == 0 || channels != per_group * group {
-        return Err(format!(
-            "Conv: input has {channels} channels, weight expects {} (group {group})",
-            per_group * group
-        ));
+    let expected = per_group.checked_mul(group);
+    if group == 0 || expected != Some(channels) {
+        let expected = expected.map_or("too many".to_string(), |e| e.to_string());
+        return Err(format!("Conv: input has {channels} channels, weight expects {expected} (group {group})"));
     }
     if !filters.is_multiple_of(group) {
         return Err(format!("Conv: {filters} output channels do not divide into {group} groups"));
@@ -365,8 +371,10 @@ fn flatten_output(axis: usize, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usi
 
 fn reshape_output(shape: &[usize], inputs: &[&TensorInfo]) -> Result<(DType, Vec<usize>), String> {
     let [x] = exactly("Reshape", inputs)?;
-    let (from, to) = (x.elements(), shape.iter().product::<usize>());
-    if from != to {
+    let from = x.elements();
+    let to = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if to != Some(from) {
+        let to = to.map_or("too many".to_string(), |t| t.to_string());
         return Err(format!(
             "Reshape: cannot reshape {:?} of shape {:?} ({from} elements) to {shape:?} ({to} elements)",
             x.name, x.shape
@@ -412,7 +420,9 @@ fn concat_output(axis: usize, inputs: &[&TensorInfo]) -> Result<(DType, Vec<usiz
                 first.name, first.shape, t.name, t.shape
             ));
         }
-        shape[axis] += t.shape[axis];
+        shape[axis] = shape[axis]
+            .checked_add(t.shape[axis])
+            .ok_or_else(|| format!("Concat: the sizes along axis {axis} overflow"))?;
     }
     Ok((first.dtype, shape))
 }
@@ -737,6 +747,20 @@ mod tests {
         assert_eq!(shape_of(&op, &[&x]), vec![1, 3, 7, 4]);
         let op = Op::Pad { pads: vec![0, 0, 1, 1], mode: PadMode::Edge, value: 0.0 };
         assert!(infer(&op, &[&x]).unwrap_err().contains("expected 8"));
+    }
+
+    #[test]
+    fn absurd_attributes_are_errors_not_overflows() {
+        let huge = usize::MAX / 2 + 1; // 2 * huge overflows
+        assert!(window_output_len(8, 3, 1, 0, 0, huge, false).unwrap_err().contains("too large"));
+        assert!(window_output_len(8, 3, 1, huge, huge, 1, false).unwrap_err().contains("too large"));
+        // Stride 1, span usize::MAX - 2 in ceil mode: no overflow in the +1 or the last-start test.
+        assert!(window_output_len(usize::MAX - 1, 1, 1, 0, 0, 1, true).is_ok());
+        let op = conv(window(&[1], &[1], &[0, 0], &[1]), huge);
+        let err = infer(&op, &[&t("x", &[1, 4, 4]), &t("w", &[4, 4, 1])]).unwrap_err();
+        assert!(err.contains("weight expects too many"), "{err}");
+        let err = infer(&Op::Reshape { shape: vec![huge, huge, 0] }, &[&t("x", &[2])]).unwrap_err();
+        assert!(err.contains("too many elements"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,19 @@
 
 use crate::ir::{DType, Op, Tensor, TensorData, strides_of};
 
+/// The largest value evaluated at import, in elements. Shape arithmetic needs a handful;
+/// the cap keeps a hostile model (ConstantOfShape of [1e9, 1e9]) from exhausting memory.
+pub(crate) const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
+
+/// Element count of `shape`, if it fits under [`MAX_FOLDED_ELEMENTS`].
+fn folded_count(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_FOLDED_ELEMENTS)
+        .ok_or_else(|| format!("a value of shape {shape:?} is too large to evaluate at import"))
+}
+
 /// Flat source indices of a strided view: element `j` (a multi-index over `out_shape`) reads
 /// `base + sum(j[a] * steps[a])`. Slices, transposes and broadcasts are all such views.
 fn strided_indices(out_shape: &[usize], base: isize, steps: &[isize]) -> Vec<usize> {
@@ -70,6 +83,9 @@ pub(crate) fn eval_int(
 ) -> Option<Result<Tensor, String>> {
     if out_dtype == DType::F32 {
         return None;
+    }
+    if let Err(e) = folded_count(out_shape) {
+        return Some(Err(e));
     }
     let values: Vec<Vec<i64>> = inputs.iter().map(|t| t.to_i64_vec()).collect::<Option<_>>()?;
     let result = match op {
@@ -148,7 +164,10 @@ pub(crate) fn gather(data: &Tensor, indices: &Tensor, axis: usize) -> Result<Ten
         *data.shape.get(axis).ok_or_else(|| format!("axis {axis} is out of range for rank {}", data.shape.len()))?;
     let outer: usize = data.shape[..axis].iter().product();
     let inner: usize = data.shape[axis + 1..].iter().product();
-    let mut sources = Vec::with_capacity(outer * idx.len() * inner);
+    let mut shape = data.shape[..axis].to_vec();
+    shape.extend(&indices.shape);
+    shape.extend(&data.shape[axis + 1..]);
+    let mut sources = Vec::with_capacity(folded_count(&shape)?);
     for o in 0..outer {
         for &k in &idx {
             let k = if k < 0 { k + dim as i64 } else { k };
@@ -159,9 +178,6 @@ pub(crate) fn gather(data: &Tensor, indices: &Tensor, axis: usize) -> Result<Ten
             sources.extend(start..start + inner);
         }
     }
-    let mut shape = data.shape[..axis].to_vec();
-    shape.extend(&indices.shape);
-    shape.extend(&data.shape[axis + 1..]);
     tensor(shape, take(&data.data, &sources))
 }
 
@@ -203,16 +219,17 @@ pub(crate) fn slice(
         } else {
             (norm(start).clamp(0, (dim - 1).max(0)), norm(end).clamp(-1, dim - 1))
         };
-        let len = if step > 0 {
-            if end > start { (end - start + step - 1) / step } else { 0 }
-        } else if start > end {
-            (start - end + (-step) - 1) / (-step)
-        } else {
-            0
+        // ceil(distance / |step|) without overflow: steps may be as large as i64::MAX/MIN.
+        let len = match (step > 0, start, end) {
+            _ if dim == 0 => 0,
+            (true, s, e) if e > s => (e - s - 1) as u64 / step.unsigned_abs() + 1,
+            (false, s, e) if s > e => (s - e - 1) as u64 / step.unsigned_abs() + 1,
+            _ => 0,
         };
         out_shape[axis] = len as usize;
         base += start as isize * strides[axis] as isize;
-        step_of[axis] = step as isize * strides[axis] as isize;
+        // With two or more elements, |step| * (len - 1) < dim, so the product fits.
+        step_of[axis] = if len > 1 { step as isize * strides[axis] as isize } else { 0 };
     }
     let sources = strided_indices(&out_shape, base, &step_of);
     tensor(out_shape, take(&data.data, &sources))
@@ -243,7 +260,7 @@ pub(crate) fn fill(shape: Vec<usize>, value: &Tensor) -> Result<Tensor, String> 
     if value.len() != 1 {
         return Err(format!("value must hold one element, got {}", value.len()));
     }
-    let count: usize = shape.iter().product();
+    let count = folded_count(&shape)?;
     tensor(shape, take(&value.data, &vec![0; count]))
 }
 
@@ -302,6 +319,9 @@ mod tests {
         assert_eq!(slice(&v, &[-1], &[i64::MIN], &[0], &[-2]).unwrap(), i64s(&[2], &[224, 3]));
         // Empty slice.
         assert_eq!(slice(&v, &[3], &[1], &[0], &[1]).unwrap(), i64s(&[0], &[]));
+        // Extreme steps: v[0::INT64_MAX] = [1]; v[::INT64_MIN] = [224] (start clamps to 3).
+        assert_eq!(slice(&v, &[0], &[i64::MAX], &[0], &[i64::MAX]).unwrap(), i64s(&[1], &[1]));
+        assert_eq!(slice(&v, &[i64::MAX], &[i64::MIN], &[0], &[i64::MIN]).unwrap(), i64s(&[1], &[224]));
         // 2-D: [[0,1,2],[3,4,5]][:, 1:] = [[1,2],[4,5]]
         let m = i64s(&[2, 3], &[0, 1, 2, 3, 4, 5]);
         assert_eq!(slice(&m, &[1], &[3], &[1], &[1]).unwrap(), i64s(&[2, 2], &[1, 2, 4, 5]));
@@ -315,5 +335,8 @@ mod tests {
         assert_eq!(cast(&i64s(&[2], &[0, 5]), DType::Bool).data, TensorData::Bool(vec![0, 1]));
         let filled = fill(vec![2, 2], &Tensor::from_f32(vec![1], vec![0.5])).unwrap();
         assert_eq!(filled, Tensor::from_f32(vec![2, 2], vec![0.5; 4]));
+        // A hostile size is refused before anything is allocated.
+        let err = fill(vec![1 << 30, 1 << 30], &Tensor::from_f32(vec![1], vec![0.5])).unwrap_err();
+        assert!(err.contains("too large to evaluate"), "{err}");
     }
 }

@@ -199,6 +199,19 @@ fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
     Ok(order)
 }
 
+/// Every tensor's byte size must fit the address space, so later stages can multiply shapes
+/// without overflow (a model can declare any dims it likes).
+fn check_size(name: &str, dtype: DType, shape: &[usize]) -> Result<(), ImportError> {
+    let bytes = shape.iter().try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d));
+    if bytes.is_none_or(|b| b > isize::MAX as usize) {
+        return Err(ImportError::new(
+            ErrorKind::ShapeError,
+            format!("tensor {name:?} of shape {shape:?} is too large to exist"),
+        ));
+    }
+    Ok(())
+}
+
 /// A TOML key for `name`: bare when it can be, else quoted.
 fn toml_key(name: &str) -> String {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -253,6 +266,11 @@ impl<'m> Importer<'m> {
             }
             match self.input_info(vi, &mut unresolved) {
                 Ok(Some((dtype, shape))) => {
+                    if let Err(e) = check_size(name, dtype, &shape) {
+                        self.errors.push(e);
+                        self.slots.insert(name, Slot::Failed);
+                        continue;
+                    }
                     let id = self.graph.add_tensor(TensorInfo { name: name.to_string(), dtype, shape });
                     self.graph.inputs.push(id);
                     self.slots.insert(name, Slot::Tensor(id));
@@ -538,6 +556,7 @@ impl<'m> Importer<'m> {
         let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
             return Err(malformed("the node has no output"));
         };
+        check_size(out, dtype, &shape)?;
         self.check_declared(out, dtype, &shape)?;
 
         // Integer shape arithmetic on known values is evaluated now and leaves no node.

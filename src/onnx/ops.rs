@@ -406,7 +406,11 @@ fn resolve_window(a: &Attrs, kernel: Vec<usize>, spatial_in: &[usize]) -> Result
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
                 let out = spatial_in[i].div_ceil(strides[i]);
-                let needed = out.saturating_sub(1) * strides[i] + (kernel[i].saturating_sub(1)) * dilations[i] + 1;
+                let needed = out
+                    .saturating_sub(1)
+                    .saturating_mul(strides[i])
+                    .saturating_add(kernel[i].saturating_sub(1).saturating_mul(dilations[i]))
+                    .saturating_add(1);
                 let total = needed.saturating_sub(spatial_in[i]);
                 let (small, large) = (total / 2, total - total / 2);
                 (pads[i], pads[n + i]) = if mode == "SAME_UPPER" { (small, large) } else { (large, small) };
@@ -510,7 +514,7 @@ fn reshape(cx: &NodeCx) -> Result<Lowered, ImportError> {
     }
     if let Some(i) = inferred {
         let total: usize = data.shape.iter().product();
-        let rest: usize = shape.iter().product();
+        let rest = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).unwrap_or(0);
         if rest == 0 || !total.is_multiple_of(rest) {
             return Err(shape_error(format!(
                 "cannot reshape {:?} of shape {:?} ({total} elements) to {target:?}",

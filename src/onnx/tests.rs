@@ -501,6 +501,23 @@ fn constant_outputs_and_dangling_names_are_reported() {
 }
 
 #[test]
+fn absurd_sizes_are_errors() {
+    let nodes = vec![node("Relu", "r", &["x"], &["y"], vec![])];
+    let errors = import_err(&model(13, graph(nodes, vec![], vec![f32_input("x", &[1 << 40, 1 << 40])], &["y"])));
+    assert_eq!(errors[0].kind, ErrorKind::ShapeError);
+    assert!(errors[0].message.contains("too large"), "{}", errors[0].message);
+    // ConstantOfShape([2^30, 2^30]) is refused, not allocated.
+    let nodes = vec![
+        node("ConstantOfShape", "big", &["dims"], &["zeros"], vec![]),
+        node("Add", "add", &["x", "zeros"], &["y"], vec![]),
+    ];
+    let inits = vec![i64_tensor("dims", &[2], &[1 << 30, 1 << 30])];
+    let errors = import_err(&model(13, graph(nodes, inits, vec![f32_input("x", &[1])], &["y"])));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].node.as_deref(), Some("big"));
+}
+
+#[test]
 fn nodes_out_of_order_are_sorted() {
     let nodes = vec![node("Sigmoid", "second", &["r"], &["y"], vec![]), node("Relu", "first", &["x"], &["r"], vec![])];
     let g = import_ok(&model(13, graph(nodes, vec![], vec![f32_input("x", &[2])], &["y"])));
