@@ -45,8 +45,8 @@ pub enum CompileError {
     #[error("{} tensor {tensor:?} has no encoding; backend {backend:?} runs quantized tensors only", role.name())]
     MissingEncoding { tensor: String, role: TensorRole, backend: String },
     #[error(
-        "{} tensor {tensor:?} is encoded with {bitwidth} bits; backend {backend:?} accepts {} bitwidths {}",
-        role.name(), role.name(), list(allowed)
+        "{} tensor {tensor:?} is encoded with {bitwidth} bits; backend {backend:?} {}",
+        role.name(), accepted(*role, allowed)
     )]
     BitwidthNotAllowed { tensor: String, role: TensorRole, bitwidth: u32, allowed: Vec<u32>, backend: String },
     #[error("tensor {tensor:?} is float{bitwidth}; backend {backend:?} runs float bitwidths {}", list(allowed))]
@@ -58,6 +58,14 @@ pub enum CompileError {
     /// The compiler produced a program that fails its own checks: a bug in qairt.
     #[error("internal compiler error: {0}")]
     Internal(String),
+}
+
+fn accepted(role: TensorRole, allowed: &[u32]) -> String {
+    if allowed.is_empty() {
+        format!("takes no integer {} tensors", role.name())
+    } else {
+        format!("accepts {} bitwidths {}", role.name(), list(allowed))
+    }
 }
 
 fn list(values: &[u32]) -> String {
@@ -84,6 +92,10 @@ impl CompileError {
             CompileError::MissingEncoding { .. } => {
                 "quantize the parameters of this target, or give the tensor a param encoding in the overrides file".into()
             }
+            CompileError::BitwidthNotAllowed { role, allowed, backend, .. } if allowed.is_empty() => format!(
+                "add `{}_bitwidths` to the [backend] table of rules/{backend}.toml, or give the tensor no encoding",
+                role.name()
+            ),
             CompileError::BitwidthNotAllowed { role, allowed, .. } => {
                 let key = match role {
                     TensorRole::Activation => "act_bitwidth",

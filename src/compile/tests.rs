@@ -145,6 +145,27 @@ fn a_three_bit_weight_is_refused_with_the_allowed_set() {
 }
 
 #[test]
+fn a_backend_without_bias_bitwidths_says_so() {
+    let text = r#"
+[backend]
+name = "nobias"
+quantized = true
+activation_bitwidths = [8]
+weight_bitwidths = [8]
+per_channel_ops = ["Conv"]
+supported_ops = ["Conv", "Relu"]
+"#;
+    let rules = parse_rules("rules/nobias.toml", text).unwrap();
+    let (q, _) = conv_relu_quantized();
+    let err = compile(&q, rules.get("nobias").unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bias tensor \"conv.bias\" is encoded with 32 bits; backend \"nobias\" takes no integer bias tensors"
+    );
+    assert!(err.help().unwrap().contains("bias_bitwidths"));
+}
+
+#[test]
 fn a_32_bit_activation_is_refused() {
     let (mut q, ids) = conv_relu_quantized();
     q.encodings.insert(ids.z, per_tensor(32, 0.25, 0));
