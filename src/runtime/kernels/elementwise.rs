@@ -56,12 +56,14 @@ pub fn binary(op: BinaryOp, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         .ok_or_else(|| KernelError::new(name, format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape)))?;
     let data = match (&a.data, &b.data) {
         (TensorData::F32(x), TensorData::F32(y)) => {
-            let run = |f: fn(f32, f32) -> f32| broadcast(x, &a.shape, y, &b.shape, &shape, f);
+            // One call per op, so each closure is inlined into its own loop (a shared
+            // `fn` pointer would cost an indirect call per element).
+            let (xs, ys) = (&a.shape, &b.shape);
             TensorData::F32(match op {
-                BinaryOp::Add => run(|p, q| p + q),
-                BinaryOp::Sub => run(|p, q| p - q),
-                BinaryOp::Mul => run(|p, q| p * q),
-                BinaryOp::Div => run(|p, q| p / q),
+                BinaryOp::Add => broadcast(x, xs, y, ys, &shape, |p, q| p + q),
+                BinaryOp::Sub => broadcast(x, xs, y, ys, &shape, |p, q| p - q),
+                BinaryOp::Mul => broadcast(x, xs, y, ys, &shape, |p, q| p * q),
+                BinaryOp::Div => broadcast(x, xs, y, ys, &shape, |p, q| p / q),
             })
         }
         (TensorData::I64(x), TensorData::I64(y)) => {
@@ -124,16 +126,15 @@ fn integer_binary<T: Integer>(
     y_shape: &[usize],
     shape: &[usize],
 ) -> Result<Vec<T>, KernelError> {
-    let run = |f: fn(T, T) -> T| broadcast(x, x_shape, y, y_shape, shape, f);
     Ok(match op {
-        BinaryOp::Add => run(T::add),
-        BinaryOp::Sub => run(T::sub),
-        BinaryOp::Mul => run(T::mul),
+        BinaryOp::Add => broadcast(x, x_shape, y, y_shape, shape, T::add),
+        BinaryOp::Sub => broadcast(x, x_shape, y, y_shape, shape, T::sub),
+        BinaryOp::Mul => broadcast(x, x_shape, y, y_shape, shape, T::mul),
         BinaryOp::Div => {
             if y.contains(&T::ZERO) {
                 return Err(KernelError::new("Div", "integer division by zero"));
             }
-            run(T::div)
+            broadcast(x, x_shape, y, y_shape, shape, T::div)
         }
     })
 }
