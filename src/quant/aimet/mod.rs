@@ -282,6 +282,30 @@ impl OverrideError {
     pub fn code(&self) -> &'static str {
         self.kind.code()
     }
+
+    /// A short label for the span (what a diagnostic prints under the underlined text).
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            OverrideErrorKind::Syntax => "invalid JSON here",
+            OverrideErrorKind::WrongType => "wrong type",
+            OverrideErrorKind::MissingField => "missing field",
+            OverrideErrorKind::UnknownField => "unknown field",
+            OverrideErrorKind::InvalidValue => "invalid value",
+            OverrideErrorKind::InvalidBitwidth => "unsupported bitwidth",
+            OverrideErrorKind::MinGreaterThanMax => "min is greater than max",
+            OverrideErrorKind::PositiveOffset => "positive offset",
+            OverrideErrorKind::InconsistentRange => "inconsistent with scale/offset",
+            OverrideErrorKind::DuplicateEntry => "duplicate",
+            OverrideErrorKind::UnsupportedVersion => "unsupported version",
+            OverrideErrorKind::UnknownTensor => "no such tensor in the model",
+            OverrideErrorKind::AmbiguousName => "ambiguous name",
+            OverrideErrorKind::WrongSection => "wrong section",
+            OverrideErrorKind::NotFloat => "not a float tensor",
+            OverrideErrorKind::ChannelCount => "wrong number of channels",
+            OverrideErrorKind::PerChannelNotSymmetric => "not symmetric",
+            OverrideErrorKind::Unsupported => "not supported",
+        }
+    }
 }
 
 /// The SDK's name sanitization: every character other than an ASCII letter, digit or `_`
@@ -298,6 +322,38 @@ pub fn sanitize_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same AIMET 2.42 export of the digits example in both file forms
+    /// (`examples/digits/aimet/`) reads to identical encodings, without warnings.
+    #[test]
+    fn both_forms_of_a_real_aimet_export_agree() {
+        let v0 = parse_overrides(include_str!("../../../examples/digits/aimet/encodings_v0.6.1.json")).unwrap();
+        let v1 = parse_overrides(include_str!("../../../examples/digits/aimet/encodings_v1.0.0.json")).unwrap();
+        assert!(
+            v0.source.warnings.is_empty() && v1.source.warnings.is_empty(),
+            "{:?} {:?}",
+            v0.source.warnings,
+            v1.source.warnings
+        );
+        assert_eq!(v0.activations, v1.activations);
+        assert_eq!(v0.params, v1.params);
+        let names: Vec<&str> = v1.activations.keys().map(String::as_str).collect();
+        assert_eq!(names, ["/relu1/Relu_output_0", "/relu2/Relu_output_0", "/relu3/Relu_output_0", "input", "logits"]);
+        let OverrideEncoding::Int(logits) = &v1.activations["logits"] else { panic!("logits is int") };
+        assert_eq!(logits[0].offset, -159);
+        let OverrideEncoding::Int(conv1) = &v1.params["conv1.weight"] else { panic!("conv1.weight is int") };
+        assert_eq!(conv1.len(), 8);
+        assert!(conv1.iter().all(|e| e.offset == -128 && e.symmetric && e.bitwidth == 8));
+    }
+
+    /// The example README's observation of AIMET's min-max rule: logits data [-30.0394,
+    /// 18.1717] -> min -30.0611, max 18.1501, offset -159 (printed to 4 decimals).
+    #[test]
+    fn asymmetric_rule_matches_aimets_logits_encoding() {
+        let e = Encoding::asymmetric(-30.0394, 18.1717, 8);
+        assert_eq!(e.offset, -159);
+        assert!((e.min - -30.0611).abs() < 1e-4 && (e.max - 18.1501).abs() < 1e-4, "{e:?}");
+    }
 
     #[test]
     fn sanitizes_like_the_sdk() {

@@ -15,7 +15,7 @@ use crate::quant::math::{grid_steps, symmetric_offset_magnitude};
 use crate::quant::settings::Schema;
 
 const TOP_LEVEL_KEYS: &[&str] =
-    &["version", "activation_encodings", "param_encodings", "excluded_layers", "quantizer_args"];
+    &["version", "activation_encodings", "param_encodings", "excluded_layers", "quantizer_args", "producer"];
 const DICT_FIELDS: &[&str] = &["bitwidth", "dtype", "is_symmetric", "min", "max", "scale", "offset"];
 const LIST_FIELDS: &[&str] =
     &["name", "dtype", "enc_type", "bw", "is_sym", "scale", "offset", "min", "max", "block_size"];
@@ -202,7 +202,8 @@ impl Reader {
                 "activation_encodings" => sections[0] = Some(&prop.value),
                 "param_encodings" => sections[1] = Some(&prop.value),
                 "excluded_layers" => self.read_excluded(&prop.value),
-                "quantizer_args" => {}
+                // Metadata AIMET writes (`producer`: the exporting package and its version).
+                "quantizer_args" | "producer" => {}
                 other => self.unknown_field(other, name_span, TOP_LEVEL_KEYS, "the top level"),
             }
         }
@@ -372,6 +373,10 @@ impl Reader {
         for prop in &obj.properties {
             let field = prop.name.as_str();
             let at = span(prop.value.range());
+            if spans.fields.contains_key(&(index, field.to_string())) {
+                self.error(Kind::DuplicateEntry, span(prop.name.range()), format!("field \"{field}\" appears twice"));
+                continue;
+            }
             spans.fields.insert((index, field.to_string()), at);
             match field {
                 "bitwidth" => el.bitwidth = self.number(&prop.value, field),
@@ -418,6 +423,11 @@ impl Reader {
         for prop in &obj.properties {
             let field = prop.name.as_str();
             let at = span(prop.value.range());
+            let array_key = (0, format!("{field}[]"));
+            if spans.fields.contains_key(&(0, field.to_string())) || spans.fields.contains_key(&array_key) {
+                self.error(Kind::DuplicateEntry, span(prop.name.range()), format!("field \"{field}\" appears twice"));
+                continue;
+            }
             spans.fields.insert((0, field.to_string()), at);
             match field {
                 "name" => match &prop.value {
@@ -1094,6 +1104,16 @@ mod tests {
         let e = errors_of(text);
         assert_eq!(e[0].kind, Kind::PerChannelNotSymmetric);
         assert_eq!(&text[e[0].span.offset..][..4], "-100");
+    }
+
+    #[test]
+    fn duplicate_fields_are_errors() {
+        let text = r#"{"activation_encodings": {"a": [{"bitwidth": 8, "min": 0, "min": 1, "max": 2}]}, "param_encodings": {}}"#;
+        let e = errors_of(text);
+        assert_eq!(e[0].kind, Kind::DuplicateEntry);
+        assert_eq!(e[0].span.offset, text.rfind("\"min\"").unwrap());
+        let text = r#"{"version": "1.0.0", "activation_encodings": [{"name": "a", "bw": 8, "scale": [1], "scale": [2], "offset": [0]}], "param_encodings": []}"#;
+        assert_eq!(errors_of(text)[0].kind, Kind::DuplicateEntry);
     }
 
     #[test]
