@@ -14,10 +14,10 @@
 //! tensor, which now holds the post-BN values, and the BN's readers are rewired to it: that is
 //! what AIMET's `fold_all_batch_norms` does, so encodings exported by AIMET (keyed by the
 //! Conv/Gemm output names) keep matching. Only when the BN output is a graph output does the
-//! Conv/Gemm write it instead, so graph output names never change. A weight or bias read only by this node is updated in place,
-//! keeping its name; a shared one is left alone and the node reads a new constant named
-//! `<bn node name>.folded_weight` / `.folded_bias` (suffixed `_1`, `_2`, ... if taken). A BN
-//! that does not qualify stays as it is.
+//! Conv/Gemm write it instead, so graph output names never change. A weight or bias read only
+//! by this node is updated in place, keeping its name; a shared one is left alone and the
+//! node reads a new constant named `<bn node name>.folded_weight` / `.folded_bias` (suffixed
+//! `_1`, `_2`, ... if taken). A BN that does not qualify stays as it is.
 
 use std::collections::HashMap;
 
