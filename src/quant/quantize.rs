@@ -197,7 +197,7 @@ impl Quantizer<'_> {
             Some(OverrideEncoding::Float { bitwidth }) => Some(TensorEncoding::Float { bitwidth }),
             Some(OverrideEncoding::Int(channels)) => channels.into_iter().next().map(TensorEncoding::PerTensor),
             Some(OverrideEncoding::Calibrated { bitwidth, symmetric }) => {
-                self.from_stats(id, bitwidth, schema_of(symmetric, schema))
+                self.encoding_from_stats(id, bitwidth, schema_of(symmetric, schema))
             }
             // Rejected by the override check; nothing to do here.
             Some(OverrideEncoding::PerBlock { .. }) => None,
@@ -205,7 +205,7 @@ impl Quantizer<'_> {
                 Some(&bitwidth) => Some(TensorEncoding::Float { bitwidth }),
                 None => match self.passthrough(producer) {
                     Some(enc) => Some(enc),
-                    None => self.from_stats(id, bw, schema),
+                    None => self.encoding_from_stats(id, bw, schema),
                 },
             },
         };
@@ -223,7 +223,7 @@ impl Quantizer<'_> {
         self.encodings.get(node.inputs.first()?).cloned()
     }
 
-    fn from_stats(&mut self, id: TensorId, bitwidth: u32, schema: Schema) -> Option<TensorEncoding> {
+    fn encoding_from_stats(&mut self, id: TensorId, bitwidth: u32, schema: Schema) -> Option<TensorEncoding> {
         let Some(stats) = self.stats.get(id) else {
             self.errors.push(QuantError::MissingStats { tensor: self.name(id) });
             return None;
