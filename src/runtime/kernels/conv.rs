@@ -42,13 +42,17 @@ pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     let out_shape = geo.output_shape(m);
     let mut y = vec![0.0f32; element_count(OP, &out_shape)?];
     let out_plane = geo.out_plane();
-    if y.is_empty() || geo.in_plane() == 0 {
+    if y.is_empty() {
         return tensor(OP, out_shape, TensorData::F32(y));
     }
     if let Some(b) = bias {
         for (plane, &value) in y.chunks_exact_mut(out_plane).zip(b.iter().cycle()) {
             plane.fill(value);
         }
+    }
+    if geo.in_plane() == 0 || per_group == 0 {
+        // No input values under any tap (empty spatial axes or channels): bias only.
+        return tensor(OP, out_shape, TensorData::F32(y));
     }
     if per_group == 1 {
         depthwise(x, w, &geo, m, &mut y);
@@ -385,6 +389,22 @@ mod tests {
         let w2 = t(&[1, 2, 2, 1, 1], vec![1.0, 10.0, 0.5, 0.5]);
         let y = conv(&op, &[&x2, &w2]).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[41.0, 52.0, 63.0, 74.0]);
+    }
+
+    #[test]
+    fn empty_inputs_leave_the_bias() {
+        // W = 0 with pads 1 and 1: two outputs, both entirely in the padding -> bias 0.5.
+        let x = t(&[1, 2, 0], vec![]);
+        let w = t(&[1, 2, 1], vec![1.0, 1.0]);
+        let b = t(&[1], vec![0.5]);
+        let y = conv(&conv_op(&[1], &[], &[1, 1], &[], 1), &[&x, &w, &b]).unwrap();
+        assert_eq!((y.shape.clone(), y.as_f32().unwrap().to_vec()), (vec![1, 1, 2], vec![0.5, 0.5]));
+        // Zero input channels: nothing to sum, bias only.
+        let x = t(&[1, 0, 3], vec![]);
+        let w = t(&[2, 0, 1], vec![]);
+        let b = t(&[2], vec![1.0, -1.0]);
+        let y = conv(&conv_op(&[1], &[], &[], &[], 1), &[&x, &w, &b]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[1.0, 1.0, 1.0, -1.0, -1.0, -1.0]);
     }
 
     #[test]
