@@ -44,6 +44,10 @@ pub fn watch(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -
                 watched_dirs.insert(dir);
             }
         }
+        // An edit made while the build ran, or before its directory was watched, is seen here.
+        if ws.inputs_changed() {
+            continue;
+        }
         if format == MessageFormat::Human {
             eprintln!("watching for changes (Ctrl-C to stop)");
         }

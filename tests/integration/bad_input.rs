@@ -20,7 +20,7 @@ fn with_config(edit: impl Fn(String) -> String) -> Project {
 fn an_unknown_key_in_qairt_toml() {
     let p = with_config(|c| c.replace("per_channel = true", "per_chanel = true"));
     let err = fails(&p);
-    assert!(err.contains("qairt.toml:9:1"), "{err}");
+    assert!(err.contains("qairt.toml:12:1"), "{err}");
     assert!(err.contains("per_chanel"), "{err}");
 }
 
@@ -35,14 +35,14 @@ fn malformed_toml() {
 fn a_wrong_type_in_qairt_toml() {
     let p = with_config(|c| c.replace("per_channel = true", "per_channel = \"yes\""));
     let err = fails(&p);
-    assert!(err.contains("qairt.toml:9:"), "{err}");
+    assert!(err.contains("qairt.toml:12:"), "{err}");
 }
 
 #[test]
 fn bitwidth_three() {
     let p = with_config(|c| c.replace("act_bitwidth = 16", "act_bitwidth = 3"));
     let err = fails(&p);
-    assert!(err.contains("qairt.toml:23:"), "{err}");
+    assert!(err.contains("qairt.toml:22:"), "{err}");
     assert!(err.contains("8, 16"), "the allowed values are listed: {err}");
 }
 
@@ -74,7 +74,7 @@ fn a_raw_file_of_the_wrong_size() {
 #[test]
 fn an_input_list_naming_an_input_the_model_lacks() {
     let p = Project::digits_with(&config(5));
-    let list = p.read("digits/test/input_list.txt").replacen("raw/test_000.raw", "image:=raw/test_000.raw", 1);
+    let list = p.read("digits/test/input_list.txt").replacen("raw/test_000.raw", "inptu:=raw/test_000.raw", 1);
     p.write("digits/test/input_list.txt", &list);
     let err = fails(&p);
     assert!(err.contains("input_list.txt:1:1"), "{err}");
