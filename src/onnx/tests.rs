@@ -532,6 +532,13 @@ fn repo_path(rel: &str) -> std::path::PathBuf {
 
 /// Decodes and imports a model file, reading its external data from beside it.
 fn import_file(rel: &str) -> Graph {
+    match import_file_with(rel, &no_symbols()) {
+        Ok(g) => g,
+        Err(errors) => panic!("{rel}: {errors:#?}"),
+    }
+}
+
+fn import_file_with(rel: &str, symbols: &BTreeMap<String, usize>) -> Result<Graph, Vec<ImportError>> {
     let path = repo_path(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let m = decode_model(&bytes).unwrap();
@@ -543,10 +550,7 @@ fn import_file(rel: &str) -> Graph {
             (loc, data)
         })
         .collect();
-    match import(&m, &files, &no_symbols()) {
-        Ok(g) => g,
-        Err(errors) => panic!("{rel}: {errors:#?}"),
-    }
+    import(&m, &files, symbols)
 }
 
 /// Every non-constant tensor's shape equals ONNX's own shape inference
@@ -648,4 +652,38 @@ fn onnx_backend_node_tests_import_with_the_reference_output_shapes() {
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn torch_exports_fold_their_shape_arithmetic() {
+    // Output shapes are onnxruntime's (printed by testdata/torch_exports.py).
+    let shapes = |g: &Graph| g.outputs.iter().map(|&o| g.info(o).shape.clone()).collect::<Vec<_>>();
+    let reshapes = |g: &Graph| {
+        g.nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Reshape { shape } => Some(shape.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let g = import_file("src/onnx/testdata/torch_export_opset11.onnx");
+    assert_eq!(shapes(&g), [vec![1, 5, 2], vec![1, 200]]);
+    // All integer arithmetic was evaluated: only float tensors remain.
+    assert!(g.tensors.iter().all(|t| t.dtype == DType::F32));
+    // F.pad(x, (1, 0, 1, 0)) pads W on the left and H on the top by one:
+    // ONNX pads [N, C, H, W begins, N, C, H, W ends] = [0, 0, 1, 1, 0, 0, 0, 0].
+    let pads: Vec<&Op> = g.nodes.iter().filter(|n| matches!(n.op, Op::Pad { .. })).map(|n| &n.op).collect();
+    assert_eq!(pads, [&Op::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 0], mode: PadMode::Reflect, value: 0.0 }]);
+    // x.view(x.size(0), -1) on [1, 4, 5, 5], then fc(y).reshape(x.shape[0], 2, 5).
+    assert_eq!(reshapes(&g), [vec![1, 100], vec![1, 2, 5]]);
+
+    let rel = "src/onnx/testdata/torch_export_dynbatch.onnx";
+    let errors = import_file_with(rel, &no_symbols()).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].kind, ErrorKind::UnresolvedSymbol);
+    assert!(errors[0].message.contains("\"batch\""), "{}", errors[0].message);
+    let g = import_file_with(rel, &BTreeMap::from([("batch".to_string(), 3)])).unwrap();
+    assert_eq!(shapes(&g), [vec![3, 5, 2], vec![3, 200]]);
+    assert_eq!(reshapes(&g), [vec![3, 100], vec![3, 2, 5]]);
 }
