@@ -29,8 +29,11 @@ pub fn find_project(path: Option<PathBuf>) -> Result<PathBuf, Diag> {
             return Ok(candidate);
         }
     }
-    Err(Diag::error("qairt::cli::no_project", format!("no {PROJECT_FILE} in {} or any parent directory", cwd.display()))
-        .with_help("run qairt inside a project, or pass its directory"))
+    Err(Diag::error(
+        "qairt::cli::no_project",
+        format!("no {PROJECT_FILE} in {} or any parent directory", cwd.display()),
+    )
+    .with_help("run qairt inside a project, or pass its directory"))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -91,7 +94,9 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
     };
     let text = match std::fs::read_to_string(&config_path) {
         Ok(t) => t,
-        Err(e) => return fail(&[Diag::error("qairt::io::read", format!("cannot read {}: {e}", config_path.display()))]),
+        Err(e) => {
+            return fail(&[Diag::error("qairt::io::read", format!("cannot read {}: {e}", config_path.display()))]);
+        }
     };
     let config = match crate::project::parse_config(&config_path, &text) {
         Ok(c) => c,

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "qairt", version, about = "A trained network to a verified, quantized, deployable artifact, as an incremental build")]
+#[command(
+    name = "qairt",
+    version,
+    about = "A trained network to a verified, quantized, deployable artifact, as an incremental build"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

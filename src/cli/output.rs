@@ -48,7 +48,8 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                 let _ = writeln!(out, "{line}");
             }
             (Event::Verify { outcome, .. }, MessageFormat::Human) => {
-                let metrics: Vec<String> = outcome.metrics.iter().map(|(k, v)| format!("{k} {}", round(*v, 4))).collect();
+                let metrics: Vec<String> =
+                    outcome.metrics.iter().map(|(k, v)| format!("{k} {}", round(*v, 4))).collect();
                 let verdict = if outcome.passed { "passed" } else { "FAILED" };
                 let _ = writeln!(out, "  verify: {verdict}  {}", metrics.join("  "));
                 for failure in &outcome.failures {

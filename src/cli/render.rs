@@ -67,7 +67,9 @@ pub fn render(diag: &Diag) -> String {
     let source = match (&diag.file, diag.span) {
         (Some(file), Some((start, len))) => std::fs::read_to_string(file)
             .ok()
-            .filter(|text| start + len <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(start + len))
+            .filter(|text| {
+                start + len <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(start + len)
+            })
             .map(|text| NamedSource::new(file.display().to_string(), text)),
         _ => None,
     };

@@ -9,9 +9,10 @@ use super::db::Failed;
 
 /// A failure that only a bug in qairt can cause; reported, never a panic.
 pub fn internal(e: impl std::fmt::Display) -> Failed {
-    Failed(vec![Diag::error("qairt::internal", format!("internal error: {e}")).with_help(
-        "this is a bug in qairt; please report it with the model and qairt.toml that trigger it",
-    )])
+    Failed(vec![
+        Diag::error("qairt::internal", format!("internal error: {e}"))
+            .with_help("this is a bug in qairt; please report it with the model and qairt.toml that trigger it"),
+    ])
 }
 
 pub fn rules_error(file: &str, e: RulesError) -> Diag {

@@ -16,7 +16,12 @@ use super::store::write_atomically;
 use super::workspace::Workspace;
 
 /// The direct inputs of a stage, as `label -> digest`, for diffing between builds.
-pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, stage: Stage) -> BTreeMap<String, String> {
+pub fn stage_inputs(
+    ws: &Workspace,
+    project: ProjectInput,
+    target: TargetInput,
+    stage: Stage,
+) -> BTreeMap<String, String> {
     let db = &ws.db;
     let root = &ws.config.root;
     let show = |path: &std::path::Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
@@ -32,7 +37,7 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
             inputs.insert(k, v);
             for (_, ext) in model.externals(db) {
                 let (k, v) = entry("external data", *ext);
-            inputs.insert(k, v);
+                inputs.insert(k, v);
             }
             inputs.insert("[model] define_symbols".into(), hash(model.symbols(db)));
         }
@@ -40,11 +45,11 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
         Stage::Calibrate => {
             if let Some(list) = project.calibration(db) {
                 let (k, v) = entry("calibration list", list.list(db));
-            inputs.insert(k, v);
+                inputs.insert(k, v);
                 for sample in list.samples(db) {
                     for e in &sample.entries {
                         let (k, v) = entry("calibration file", e.file);
-            inputs.insert(k, v);
+                        inputs.insert(k, v);
                     }
                 }
             }
@@ -54,7 +59,7 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
             inputs.insert(format!("quantization settings of target {}", target.name(db)), hash(target.settings(db)));
             if let Some(f) = target.overrides(db) {
                 let (k, v) = entry("overrides", f);
-            inputs.insert(k, v);
+                inputs.insert(k, v);
             }
         }
         Stage::Compile => {
@@ -68,7 +73,7 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
             for sample in list.samples(db) {
                 for e in &sample.entries {
                     let (k, v) = entry("verify file", e.file);
-            inputs.insert(k, v);
+                    inputs.insert(k, v);
                 }
             }
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
@@ -76,7 +81,7 @@ pub fn stage_inputs(ws: &Workspace, project: ProjectInput, target: TargetInput, 
         Stage::Verify => {
             if let Some(f) = project.labels(db) {
                 let (k, v) = entry("labels", f);
-            inputs.insert(k, v);
+                inputs.insert(k, v);
             }
             inputs.insert("[verify.thresholds]".into(), hash(project.thresholds(db)));
         }
@@ -142,13 +147,17 @@ pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) ->
                 continue;
             }
             let line = match status {
-                Ok(key) => format!("  {:<10} fresh: the next build reuses it (key {})", stage.name(), &key.to_hex()[..16]),
+                Ok(key) => {
+                    format!("  {:<10} fresh: the next build reuses it (key {})", stage.name(), &key.to_hex()[..16])
+                }
                 Err(failed) if !is_stale(&failed) => {
                     let reason = failed.0.first().map(|d| d.message.clone()).unwrap_or_default();
                     format!("  {:<10} fails: {reason}", stage.name())
                 }
                 Err(_) => match first_stale {
-                    Some(upstream) => format!("  {:<10} rebuilds: its input from `{}` is out of date", stage.name(), upstream.name()),
+                    Some(upstream) => {
+                        format!("  {:<10} rebuilds: its input from `{}` is out of date", stage.name(), upstream.name())
+                    }
                     None => {
                         first_stale = Some(stage);
                         let now = stage_inputs(ws, project, input, stage);
@@ -195,7 +204,8 @@ fn describe_change(before: Option<&BTreeMap<String, String>>, now: &BTreeMap<Str
 
 /// Stops a dry run at the first stage that would have to build.
 pub fn stale(db: &dyn Db, stage: Stage) -> Option<Failed> {
-    db.services().dry_run.load(Ordering::SeqCst).then(|| {
-        Failed(vec![Diag::error(STALE, format!("{} is out of date", stage.name()))])
-    })
+    db.services()
+        .dry_run
+        .load(Ordering::SeqCst)
+        .then(|| Failed(vec![Diag::error(STALE, format!("{} is out of date", stage.name()))]))
 }

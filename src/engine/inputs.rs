@@ -16,17 +16,21 @@ pub fn read_file(db: &dyn Db, file: SourceFile) -> Result<Arc<[u8]>, Failed> {
         Failed(vec![Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display())).in_file(path)])
     })?;
     if blake3::hash(&bytes) != file.digest(db) {
-        return Err(Failed(vec![Diag::error(
-            "qairt::io::changed",
-            format!("{} changed while the build was running", path.display()),
-        )
-        .with_help("run the build again")]));
+        return Err(Failed(vec![
+            Diag::error("qairt::io::changed", format!("{} changed while the build was running", path.display()))
+                .with_help("run the build again"),
+        ]));
     }
     Ok(bytes.into())
 }
 
 /// Reads the raw tensors of up to `max` samples of `list`, in the order of `graph.inputs`.
-pub fn read_samples(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usize>) -> Result<Vec<Vec<Tensor>>, Failed> {
+pub fn read_samples(
+    db: &dyn Db,
+    graph: &Graph,
+    list: DataList,
+    max: Option<usize>,
+) -> Result<Vec<Vec<Tensor>>, Failed> {
     let list_path = list.list(db).path(db).clone();
     let input_names: Vec<&str> = graph.inputs.iter().map(|&id| graph.name(id)).collect();
     let mut samples = Vec::new();
@@ -38,11 +42,19 @@ pub fn read_samples(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usiz
             diags.push(
                 Diag::error(
                     "qairt::input_list::arity",
-                    format!("line {} gives {} file(s), the model has {} input(s)", sample.line, sample.entries.len(), graph.inputs.len()),
+                    format!(
+                        "line {} gives {} file(s), the model has {} input(s)",
+                        sample.line,
+                        sample.entries.len(),
+                        graph.inputs.len()
+                    ),
                 )
                 .in_file(&list_path)
                 .at(sample.entries[0].span.0, sample.entries[0].span.1, "on this line")
-                .with_help(format!("with several inputs, name each: {}", input_names.iter().map(|n| format!("{n}:=<file>")).collect::<Vec<_>>().join(" "))),
+                .with_help(format!(
+                    "with several inputs, name each: {}",
+                    input_names.iter().map(|n| format!("{n}:=<file>")).collect::<Vec<_>>().join(" ")
+                )),
             );
             continue;
         }
@@ -57,10 +69,13 @@ pub fn read_samples(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usiz
                             help = format!("did you mean \"{near}\"? ({help})");
                         }
                         diags.push(
-                            Diag::error("qairt::input_list::unknown_input", format!("the model has no input named \"{name}\""))
-                                .in_file(&list_path)
-                                .at(entry.span.0, entry.span.1, "unknown input")
-                                .with_help(help),
+                            Diag::error(
+                                "qairt::input_list::unknown_input",
+                                format!("the model has no input named \"{name}\""),
+                            )
+                            .in_file(&list_path)
+                            .at(entry.span.0, entry.span.1, "unknown input")
+                            .with_help(help),
                         );
                         continue;
                     }
@@ -77,9 +92,12 @@ pub fn read_samples(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usiz
             let expected = info.elements() * DType::F32.size_bytes();
             if info.dtype != DType::F32 {
                 diags.push(
-                    Diag::error("qairt::input_list::dtype", format!("input \"{}\" is {}, raw inputs are read as float32", info.name, info.dtype.name()))
-                        .in_file(&list_path)
-                        .at(entry.span.0, entry.span.1, "this input"),
+                    Diag::error(
+                        "qairt::input_list::dtype",
+                        format!("input \"{}\" is {}, raw inputs are read as float32", info.name, info.dtype.name()),
+                    )
+                    .in_file(&list_path)
+                    .at(entry.span.0, entry.span.1, "this input"),
                 );
                 continue;
             }
@@ -104,12 +122,16 @@ pub fn read_samples(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usiz
             let values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             tensors[slot] = Some(Tensor::from_f32(info.shape.clone(), values));
         }
-        let missing: Vec<&str> = tensors.iter().zip(&input_names).filter(|(t, _)| t.is_none()).map(|(_, n)| *n).collect();
+        let missing: Vec<&str> =
+            tensors.iter().zip(&input_names).filter(|(t, _)| t.is_none()).map(|(_, n)| *n).collect();
         if diags.is_empty() && !missing.is_empty() {
             diags.push(
-                Diag::error("qairt::input_list::missing_input", format!("line {} gives no file for input(s) {}", sample.line, missing.join(", ")))
-                    .in_file(&list_path)
-                    .at(sample.entries[0].span.0, sample.entries[0].span.1, "on this line"),
+                Diag::error(
+                    "qairt::input_list::missing_input",
+                    format!("line {} gives no file for input(s) {}", sample.line, missing.join(", ")),
+                )
+                .in_file(&list_path)
+                .at(sample.entries[0].span.0, sample.entries[0].span.1, "on this line"),
             );
         }
         if diags.len() > 20 {

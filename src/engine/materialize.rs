@@ -30,14 +30,22 @@ fn write_error(path: &Path, e: std::io::Error) -> Failed {
 }
 
 /// Every file of `out/<target>/` except `build.json`, rendered from the stage values.
-fn render(db: &dyn Db, project: ProjectInput, target: TargetInput, quantized: bool) -> Result<Vec<(String, Vec<u8>)>, Failed> {
+fn render(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    quantized: bool,
+) -> Result<Vec<(String, Vec<u8>)>, Failed> {
     let mut files = Vec::new();
     if quantized {
         let q = stages::quantize_value(db, project, target)?;
         files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
     }
     files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.0.clone()));
-    for (dir, run) in [("outputs", stages::simulate_value(db, project, target)?), ("reference", stages::reference_value(db, project)?)] {
+    for (dir, run) in [
+        ("outputs", stages::simulate_value(db, project, target)?),
+        ("reference", stages::reference_value(db, project)?),
+    ] {
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
                 let bytes = tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -76,9 +76,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn store_error(what: &str, e: impl std::fmt::Display) -> Failed {
-    Failed(vec![Diag::error("qairt::cache::io", format!("cannot {what} the build cache: {e}")).with_help(
-        "check that the cache directory is writable and the disk is not full",
-    )])
+    Failed(vec![
+        Diag::error("qairt::cache::io", format!("cannot {what} the build cache: {e}"))
+            .with_help("check that the cache directory is writable and the disk is not full"),
+    ])
 }
 
 pub fn warn(db: &dyn Db, diag: Diag) {
@@ -108,7 +109,12 @@ where
             db,
             Diag::warning(
                 "qairt::cache::corrupt",
-                format!("damaged cache entry {} ({}); rebuilding {}", corrupt.path.display(), corrupt.what, stage.name()),
+                format!(
+                    "damaged cache entry {} ({}); rebuilding {}",
+                    corrupt.path.display(),
+                    corrupt.what,
+                    stage.name()
+                ),
             ),
         ),
     }
@@ -154,7 +160,10 @@ where
         Ok(None) => format!("object {} is missing", record.output.to_hex()),
         Err(corrupt) => format!("{} ({})", corrupt.path.display(), corrupt.what),
     };
-    warn(db, Diag::warning("qairt::cache::corrupt", format!("damaged cache entry: {problem}; rebuilding {}", stage.name())));
+    warn(
+        db,
+        Diag::warning("qairt::cache::corrupt", format!("damaged cache entry: {problem}; rebuilding {}", stage.name())),
+    );
     let started = Instant::now();
     let value = compute()?;
     let bytes = encode(&value);

@@ -62,9 +62,8 @@ fn compute_parse(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
     for (location, ext) in model.externals(db) {
         external.insert(location.clone(), read_file(db, *ext)?.to_vec());
     }
-    crate::onnx::import(&proto, &external, model.symbols(db)).map_err(|errors| {
-        Failed(errors.into_iter().map(|e| convert::import_error(&path, e)).collect())
-    })
+    crate::onnx::import(&proto, &external, model.symbols(db))
+        .map_err(|errors| Failed(errors.into_iter().map(|e| convert::import_error(&path, e)).collect()))
 }
 
 #[salsa::tracked(returns(clone))]
@@ -111,11 +110,13 @@ fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) ->
 pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
     let optimized = optimize_record(db, project)?;
     let Some(list) = project.calibration(db) else {
-        return Err(Failed(vec![Diag::error(
-            "qairt::config::no_calibration",
-            "a quantized target needs calibration data, but qairt.toml has no [calibration] table",
-        )
-        .with_help("add [calibration] input_list = \"<calibration input list>\"")]));
+        return Err(Failed(vec![
+            Diag::error(
+                "qairt::config::no_calibration",
+                "a quantized target needs calibration data, but qairt.toml has no [calibration] table",
+            )
+            .with_help("add [calibration] input_list = \"<calibration input list>\""),
+        ]));
     };
     let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &optimized.output);
     let key = list_key(key, db, list, project.calibration_max(db)).finish();
@@ -165,11 +166,17 @@ pub fn backend(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Resul
             if let Some(near) = &unknown.did_you_mean {
                 help = format!("did you mean \"{near}\"? ({help})");
             }
-            Err(Failed(vec![Diag::error(
-                "qairt::config::unknown_backend",
-                format!("target \"{}\" uses backend \"{}\", which no rules file defines", target.name(db), unknown.name),
-            )
-            .with_help(help)]))
+            Err(Failed(vec![
+                Diag::error(
+                    "qairt::config::unknown_backend",
+                    format!(
+                        "target \"{}\" uses backend \"{}\", which no rules file defines",
+                        target.name(db),
+                        unknown.name
+                    ),
+                )
+                .with_help(help),
+            ]))
         }
     }
 }
@@ -261,9 +268,14 @@ pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -
         .value("backend", &*rules)
         .finish();
     let name = target.name(db).clone();
-    memoize(db, Stage::Compile, Some(&name), key, || compute_compile(db, project, target), |bin: &ModelBin| {
-        encode(&Program::from_bytes(&bin.0).map(|p| p.peak_activation_bytes()).unwrap_or(0))
-    })
+    memoize(
+        db,
+        Stage::Compile,
+        Some(&name),
+        key,
+        || compute_compile(db, project, target),
+        |bin: &ModelBin| encode(&Program::from_bytes(&bin.0).map(|p| p.peak_activation_bytes()).unwrap_or(0)),
+    )
 }
 
 fn compute_compile(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<ModelBin, Failed> {

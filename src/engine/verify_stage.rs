@@ -43,9 +43,14 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         .value("thresholds", project.thresholds(db))
         .finish();
     let name = target.name(db).clone();
-    memoize(db, Stage::Verify, Some(&name), key, || compute_verify(db, project, target), |r: &VerifyResult| {
-        encode(&r.outcome)
-    })
+    memoize(
+        db,
+        Stage::Verify,
+        Some(&name),
+        key,
+        || compute_verify(db, project, target),
+        |r: &VerifyResult| encode(&r.outcome),
+    )
 }
 
 #[salsa::tracked(returns(clone))]

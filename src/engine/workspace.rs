@@ -16,8 +16,8 @@ use crate::diag::Diag;
 use crate::project::{ProjectConfig, parse_config, parse_input_list};
 
 use super::db::{
-    BuiltEvent, DataList, Database, Db, Failed, ModelInput, Progress, ProjectInput, RulesInput, SampleEntry, SampleFiles,
-    SourceFile, Stage, TargetInput,
+    BuiltEvent, DataList, Database, Db, Failed, ModelInput, Progress, ProjectInput, RulesInput, SampleEntry,
+    SampleFiles, SourceFile, Stage, TargetInput,
 };
 use super::materialize;
 use super::stages;
@@ -64,10 +64,14 @@ fn io_diag(path: &Path, e: &std::io::Error, what: &str) -> Diag {
 impl Workspace {
     /// Opens the project whose `qairt.toml` is `config_path`.
     pub fn open(config_path: &Path, progress: Option<Box<dyn Progress>>) -> Result<Workspace, Vec<Diag>> {
-        let text = std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
+        let text =
+            std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
         let config = parse_config(config_path, &text)?;
         let store = Store::open(&config.cache_dir).map_err(|e| {
-            vec![Diag::error("qairt::cache::io", format!("cannot open the cache at {}: {e}", config.cache_dir.display()))]
+            vec![Diag::error(
+                "qairt::cache::io",
+                format!("cannot open the cache at {}: {e}", config.cache_dir.display()),
+            )]
         })?;
         let stamps = Stamps::load(&config.cache_dir.join("stamps"));
         Ok(Workspace {
@@ -111,7 +115,8 @@ impl Workspace {
     pub fn load(&mut self) -> Result<(), Vec<Diag>> {
         self.watched.clear();
         let config_path = self.config.file.clone();
-        let text = std::fs::read_to_string(&config_path).map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
         let digest = blake3::hash(text.as_bytes());
         if digest != self.config_digest {
             self.config = parse_config(&config_path, &text)?;
@@ -120,7 +125,8 @@ impl Workspace {
         let config = self.config.clone();
         let mut diags = Vec::new();
 
-        let model_file = self.file(&config.model.path).map_err(|e| vec![io_diag(&config.model.path, &e, "the model")])?;
+        let model_file =
+            self.file(&config.model.path).map_err(|e| vec![io_diag(&config.model.path, &e, "the model")])?;
         let externals = self.externals(model_file, &config.model.path)?;
         let model = match self.project {
             Some(p) => {
@@ -261,17 +267,19 @@ impl Workspace {
         let model_digest = model.digest(&self.db);
         let key = blake3::hash(&[b"qairt externals 1 ".as_slice(), model_digest.as_bytes()].concat());
         let store = &self.db.services().store;
-        let locations: Vec<String> = match store.lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok()) {
-            Some(locations) => locations,
-            None => {
-                let bytes = std::fs::read(path).map_err(|e| vec![io_diag(path, &e, "the model")])?;
-                let proto = crate::onnx::decode_model(&bytes).map_err(|e| vec![super::convert::import_error(path, e)])?;
-                let locations = crate::onnx::external_data_files(&proto);
-                let meta = postcard::to_stdvec(&locations).unwrap_or_default();
-                let _ = store.record(&key, &ActionRecord { output: [0; 32], size: 0, meta });
-                locations
-            }
-        };
+        let locations: Vec<String> =
+            match store.lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok()) {
+                Some(locations) => locations,
+                None => {
+                    let bytes = std::fs::read(path).map_err(|e| vec![io_diag(path, &e, "the model")])?;
+                    let proto =
+                        crate::onnx::decode_model(&bytes).map_err(|e| vec![super::convert::import_error(path, e)])?;
+                    let locations = crate::onnx::external_data_files(&proto);
+                    let meta = postcard::to_stdvec(&locations).unwrap_or_default();
+                    let _ = store.record(&key, &ActionRecord { output: [0; 32], size: 0, meta });
+                    locations
+                }
+            };
         let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let mut files = Vec::new();
         for location in locations {
@@ -308,10 +316,13 @@ impl Workspace {
                 match self.file(&entry.path) {
                     Ok(file) => entries.push(SampleEntry { name: entry.name, file, span: entry.span }),
                     Err(e) => diags.push(
-                        Diag::error("qairt::input_list::missing_file", format!("cannot read {}: {e}", entry.path.display()))
-                            .in_file(path)
-                            .at(entry.span.0, entry.span.1, "this file")
-                            .with_help("paths in an input list are relative to the list's own directory"),
+                        Diag::error(
+                            "qairt::input_list::missing_file",
+                            format!("cannot read {}: {e}", entry.path.display()),
+                        )
+                        .in_file(path)
+                        .at(entry.span.0, entry.span.1, "this file")
+                        .with_help("paths in an input list are relative to the list's own directory"),
                     ),
                 }
             }
@@ -373,18 +384,24 @@ impl Workspace {
     pub fn stages_of(&self, target: &str) -> Result<Vec<Stage>, Failed> {
         let (project, input) = self.inputs_of(target)?;
         let quantized = stages::is_quantized(&self.db, project, input)?;
-        Ok(Stage::VISIBLE.into_iter().filter(|s| quantized || !matches!(s, Stage::Calibrate | Stage::Quantize)).collect())
+        Ok(Stage::VISIBLE
+            .into_iter()
+            .filter(|s| quantized || !matches!(s, Stage::Calibrate | Stage::Quantize))
+            .collect())
     }
 
     fn inputs_of(&self, target: &str) -> Result<(ProjectInput, TargetInput), Failed> {
-        let project = self.project.ok_or_else(|| Failed(vec![Diag::error("qairt::internal", "the project is not loaded")]))?;
+        let project =
+            self.project.ok_or_else(|| Failed(vec![Diag::error("qairt::internal", "the project is not loaded")]))?;
         let input = self.targets.get(target).copied().ok_or_else(|| {
             let names = self.target_names();
             let mut help = format!("targets in qairt.toml: {}", names.join(", "));
             if let Some(near) = crate::diag::closest(target, names.iter().map(String::as_str)) {
                 help = format!("did you mean \"{near}\"? ({help})");
             }
-            Failed(vec![Diag::error("qairt::cli::unknown_target", format!("no target named \"{target}\"")).with_help(help)])
+            Failed(vec![
+                Diag::error("qairt::cli::unknown_target", format!("no target named \"{target}\"")).with_help(help),
+            ])
         })?;
         Ok((project, input))
     }
@@ -418,14 +435,21 @@ impl Workspace {
         let stamps_path = self.config.cache_dir.join("stamps");
         let tmp = self.config.cache_dir.join("tmp");
         if let Err(e) = self.stamps.save(&stamps_path, &tmp) {
-            report.events.push(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
+            report
+                .events
+                .push(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
         }
         drop(lock);
         report.ms = started.elapsed().as_secs_f64() * 1000.0;
         report
     }
 
-    fn build_target(&mut self, name: &str, shared_built: &mut HashMap<Stage, BuiltEvent>, report: &mut BuildReport) -> Result<(), Failed> {
+    fn build_target(
+        &mut self,
+        name: &str,
+        shared_built: &mut HashMap<Stage, BuiltEvent>,
+        report: &mut BuildReport,
+    ) -> Result<(), Failed> {
         let (project, target) = self.inputs_of(name)?;
         let stages = self.stages_of(name)?;
         let result = verify_stage::verify_record(&self.db, project, target);
@@ -448,9 +472,10 @@ impl Workspace {
         }
         let record = result?;
         for &stage in &stages {
-            let built = own_built.get(&stage).or_else(|| shared_built.get(&stage)).or_else(|| {
-                (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten()
-            });
+            let built = own_built
+                .get(&stage)
+                .or_else(|| shared_built.get(&stage))
+                .or_else(|| (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten());
             let key = self.stage_key(project, target, stage)?;
             let (built, ms) = match built {
                 Some(e) => (true, e.ms),
@@ -500,7 +525,11 @@ impl Workspace {
 
     /// Every input file the project reads, with its content digest.
     pub fn input_digests(&self) -> BTreeMap<PathBuf, Digest> {
-        self.files.iter().filter(|(p, _)| self.watched.contains(*p)).map(|(p, f)| (p.clone(), f.digest(&self.db))).collect()
+        self.files
+            .iter()
+            .filter(|(p, _)| self.watched.contains(*p))
+            .map(|(p, f)| (p.clone(), f.digest(&self.db)))
+            .collect()
     }
 }
 
@@ -522,7 +551,8 @@ impl Workspace {
                     .collect()
             })
             .unwrap_or_default();
-        let rules_before: BTreeSet<PathBuf> = self.watched.iter().filter(|p| p.starts_with(&rules_dir)).cloned().collect();
+        let rules_before: BTreeSet<PathBuf> =
+            self.watched.iter().filter(|p| p.starts_with(&rules_dir)).cloned().collect();
         if rules_now != rules_before {
             return true;
         }

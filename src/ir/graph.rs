@@ -87,11 +87,7 @@ impl Graph {
 
     /// Name -> id for every tensor.
     pub fn names(&self) -> HashMap<&str, TensorId> {
-        self.tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), TensorId(i as u32)))
-            .collect()
+        self.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), TensorId(i as u32))).collect()
     }
 
     /// For every tensor, the node index that produces it (graph inputs and constants: none).

@@ -162,7 +162,13 @@ impl Checker<'_> {
         v.clamp(0, u32::MAX as i64) as u32
     }
 
-    fn name_in<T: Copy>(&mut self, value: &Spanned<String>, what: &str, names: &[&str], parse: fn(&str) -> Option<T>) -> Option<T> {
+    fn name_in<T: Copy>(
+        &mut self,
+        value: &Spanned<String>,
+        what: &str,
+        names: &[&str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let parsed = parse(value.get_ref());
         if parsed.is_none() {
             let mut help = format!("allowed values: {}", names.join(", "));
@@ -177,7 +183,11 @@ impl Checker<'_> {
     fn count(&mut self, value: &Option<Spanned<i64>>, what: &str) -> Option<usize> {
         let value = value.as_ref()?;
         if *value.get_ref() < 1 {
-            self.error(value, format!("{what} must be at least 1"), "use a positive sample count, or remove the key to use every line");
+            self.error(
+                value,
+                format!("{what} must be at least 1"),
+                "use a positive sample count, or remove the key to use every line",
+            );
             return None;
         }
         Some(*value.get_ref() as usize)
@@ -198,11 +208,13 @@ fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> Qua
     }
     if let Some(v) = &raw.act_calibration {
         let names = CalibrationMethod::NAMES;
-        q.act_calibration = check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.act_calibration);
+        q.act_calibration =
+            check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.act_calibration);
     }
     if let Some(v) = &raw.param_calibration {
         let names = CalibrationMethod::NAMES;
-        q.param_calibration = check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.param_calibration);
+        q.param_calibration =
+            check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.param_calibration);
     }
     if let Some(v) = &raw.act_schema {
         q.act_schema = check.name_in(v, "schema", Schema::NAMES, Schema::parse).unwrap_or(q.act_schema);
@@ -253,7 +265,11 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
     let mut define_symbols = BTreeMap::new();
     for (name, value) in &raw_model.define_symbols {
         if *value.get_ref() < 1 {
-            check.error(value, format!("symbol `{name}` must be a positive dimension"), "e.g. define_symbols = { batch = 1 }");
+            check.error(
+                value,
+                format!("symbol `{name}` must be a positive dimension"),
+                "e.g. define_symbols = { batch = 1 }",
+            );
         }
         define_symbols.insert(name.clone(), (*value.get_ref()).max(1) as usize);
     }
@@ -288,16 +304,28 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
             continue;
         };
         let Some(backend) = &raw_t.backend else {
-            check.error(t, format!("target \"{}\" has no `backend`", name.get_ref()), "add backend = \"htp\" (or \"cpu\", ...)");
+            check.error(
+                t,
+                format!("target \"{}\" has no `backend`", name.get_ref()),
+                "add backend = \"htp\" (or \"cpu\", ...)",
+            );
             continue;
         };
         let valid_name = !name.get_ref().is_empty()
             && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !valid_name {
-            check.error(name, "a target name must be non-empty and use only letters, digits, '-', '_' and '.'", "it names the directory out/<target>/");
+            check.error(
+                name,
+                "a target name must be non-empty and use only letters, digits, '-', '_' and '.'",
+                "it names the directory out/<target>/",
+            );
         }
         if targets.iter().any(|other| other.name == *name.get_ref()) {
-            check.error(name, format!("target \"{}\" is defined twice", name.get_ref()), "give every target a unique name");
+            check.error(
+                name,
+                format!("target \"{}\" is defined twice", name.get_ref()),
+                "give every target a unique name",
+            );
         }
         targets.push(TargetConfig {
             name: name.get_ref().clone(),

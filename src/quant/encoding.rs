@@ -17,10 +17,15 @@ pub struct Encoding {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TensorEncoding {
     /// Kept in floating point at this bitwidth (16 or 32).
-    Float { bitwidth: u32 },
+    Float {
+        bitwidth: u32,
+    },
     PerTensor(Encoding),
     /// One encoding per slice along `axis` (the output-channel axis of a weight).
-    PerChannel { axis: usize, channels: Vec<Encoding> },
+    PerChannel {
+        axis: usize,
+        channels: Vec<Encoding>,
+    },
 }
 
 /// The output of `quantize`: the optimized graph plus the representation of every tensor

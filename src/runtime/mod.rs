@@ -2,7 +2,7 @@
 //! compiled `model.bin` (float or quantized emulation).
 
 pub mod exec;
-pub mod kernels;
 pub mod interpret;
+pub mod kernels;
 
 pub use interpret::{RuntimeError, interpret};

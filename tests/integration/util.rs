@@ -181,9 +181,11 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 /// Changes the encoding of `/relu1/Relu_output_0` in the example overrides file: a new scale
 /// (6e-5 instead of 5.77e-5) with the max that goes with it on the 16-bit grid.
 pub fn edit_one_encoding(overrides: &str) -> String {
-    let edited = overrides
-        .replacen("\"max\": 3.7817842960357666", "\"max\": 3.9321", 1)
-        .replacen("\"scale\": 5.770632938179242e-05", "\"scale\": 6.0e-05", 1);
+    let edited = overrides.replacen("\"max\": 3.7817842960357666", "\"max\": 3.9321", 1).replacen(
+        "\"scale\": 5.770632938179242e-05",
+        "\"scale\": 6.0e-05",
+        1,
+    );
     assert_eq!(edited.matches("3.9321").count() + edited.matches("6.0e-05").count(), 2, "fixture changed");
     edited
 }

@@ -66,10 +66,8 @@ fn watch_rebuilds_what_an_edit_touches_and_survives_a_broken_input() {
     let overrides = p.read("overrides.json");
     p.write("overrides.json", &crate::util::edit_one_encoding(&overrides));
     let second = next_build(&rx);
-    let expected: Vec<(String, String)> = ["quantize", "compile", "simulate", "verify"]
-        .iter()
-        .map(|s| ("htp-w8a8".to_string(), s.to_string()))
-        .collect();
+    let expected: Vec<(String, String)> =
+        ["quantize", "compile", "simulate", "verify"].iter().map(|s| ("htp-w8a8".to_string(), s.to_string())).collect();
     assert_eq!(built(&second), expected);
 
     // A broken input: the diagnostic is printed and watching goes on.
