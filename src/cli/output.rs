@@ -23,22 +23,27 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
     for event in &report.events {
         match (event, format) {
             (Event::Warning(diag), _) => render::print(diag),
-            (Event::Stage { target, stage, built, key, ms }, MessageFormat::Json) => {
-                let line = json!({
+            (Event::Stage { target, stage, built, key, ms, peak_activation_bytes }, MessageFormat::Json) => {
+                let mut line = json!({
                     "event": "stage", "target": target, "stage": stage.name(),
                     "status": if *built { "built" } else { "cached" },
                     "key": key.to_hex().to_string(), "ms": round(*ms, 3),
                 });
+                if let Some(bytes) = peak_activation_bytes {
+                    line["peak_activation_bytes"] = json!(bytes);
+                }
                 let _ = writeln!(out, "{line}");
             }
-            (Event::Stage { target, stage, built, ms, .. }, MessageFormat::Human) => {
+            (Event::Stage { target, stage, built, ms, peak_activation_bytes, .. }, MessageFormat::Human) => {
                 if last_target != Some(target) {
                     let _ = writeln!(out, "{target}");
                     last_target = Some(target);
                 }
                 let status = if *built { "built " } else { "cached" };
                 let time = if *built { format!("{ms:>9.1} ms") } else { String::new() };
-                let _ = writeln!(out, "  {:<10} {status}{time}", stage.name());
+                let peak =
+                    peak_activation_bytes.map(|b| format!("  (peak activation memory {b} B)")).unwrap_or_default();
+                let _ = writeln!(out, "  {:<10} {status}{time}{peak}", stage.name());
             }
             (Event::Verify { target, outcome }, MessageFormat::Json) => {
                 let line = json!({

@@ -114,8 +114,11 @@ pub fn remember(ws: &Workspace, project: ProjectInput, target: TargetInput, stag
     let record: LastBuild =
         stages.iter().map(|&s| (s.name().to_string(), stage_inputs(ws, project, target, s))).collect();
     if let Ok(json) = serde_json::to_vec_pretty(&record) {
-        let name = target.name(&ws.db).clone();
-        let _ = write_atomically(&ws.config.cache_dir.join("tmp"), &last_build_path(ws, &name), &json);
+        let path = last_build_path(ws, target.name(&ws.db));
+        // A no-op build leaves the file alone.
+        if std::fs::read(&path).ok().as_deref() != Some(json.as_slice()) {
+            let _ = write_atomically(&ws.config.cache_dir.join("tmp"), &path, &json);
+        }
     }
 }
 

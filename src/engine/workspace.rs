@@ -28,8 +28,19 @@ use super::verify_stage::{self, VerifyOutcome};
 /// One line of the build's progress, as `--message-format json` prints it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Stage { target: String, stage: Stage, built: bool, key: Digest, ms: f64 },
-    Verify { target: String, outcome: VerifyOutcome },
+    Stage {
+        target: String,
+        stage: Stage,
+        built: bool,
+        key: Digest,
+        ms: f64,
+        /// `compile` only: the planned peak activation memory of `model.bin`.
+        peak_activation_bytes: Option<u64>,
+    },
+    Verify {
+        target: String,
+        outcome: VerifyOutcome,
+    },
     Warning(Diag),
 }
 
@@ -486,7 +497,11 @@ impl Workspace {
             } else {
                 report.cached += 1;
             }
-            report.events.push(Event::Stage { target: name.to_string(), stage, built, key, ms });
+            let peak_activation_bytes = match stage {
+                Stage::Compile => postcard::from_bytes(&stages::compile_record(&self.db, project, target)?.meta).ok(),
+                _ => None,
+            };
+            report.events.push(Event::Stage { target: name.to_string(), stage, built, key, ms, peak_activation_bytes });
         }
         let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;
         super::explain::remember(self, project, target, &stages);
