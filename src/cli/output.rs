@@ -40,7 +40,7 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                     last_target = Some(target);
                 }
                 let status = if *built { "built " } else { "cached" };
-                let time = if *built { format!("{ms:>9.1} ms") } else { String::new() };
+                let time = format!("{ms:>9.1} ms");
                 let peak =
                     peak_activation_bytes.map(|b| format!("  (peak activation memory {b} B)")).unwrap_or_default();
                 let _ = writeln!(out, "  {:<10} {status}{time}{peak}", stage.name());

@@ -11,7 +11,7 @@ use crate::diag::Diag;
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
 use super::memo::KeyBuilder;
 use super::stages;
-use super::store::{ActionRecord, Digest, write_atomically};
+use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
 use super::verify_stage;
 use super::workspace::Workspace;
 
@@ -117,11 +117,18 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     if !complete {
         let files = render(&ws.db, project, target, quantized)?;
         let mut manifest = Vec::with_capacity(files.len());
+        std::fs::create_dir_all(&tmp).map_err(|e| write_error(&tmp, e))?;
+        let mut made_dirs = std::collections::HashSet::new();
         for (rel, bytes) in files {
             let digest = blake3::hash(&bytes);
             let path: PathBuf = dir.join(&rel);
             if !ws.stamps_mut().holds(&path, &digest) {
-                write_atomically(&tmp, &path, &bytes).map_err(|e| write_error(&path, e))?;
+                if let Some(parent) = path.parent()
+                    && made_dirs.insert(parent.to_path_buf())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+                }
+                write_into_existing_dirs(&tmp, &path, &bytes).map_err(|e| write_error(&path, e))?;
                 ws.stamps_mut().wrote(&path, digest);
             }
             manifest.push((rel, *digest.as_bytes()));

@@ -49,14 +49,22 @@ fn stat(path: &Path) -> io::Result<(u64, i128, u64)> {
 impl Stamps {
     /// Loads the stamp file; a missing or unreadable one is an empty cache.
     pub fn load(path: &Path) -> Stamps {
-        fs::read(path).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default()
+        let decode = |bytes: Vec<u8>| {
+            // A trailing checksum: a torn or damaged file must not vouch for wrong digests.
+            let body_len = bytes.len().checked_sub(32)?;
+            let (body, checksum) = bytes.split_at(body_len);
+            (blake3::hash(body).as_bytes() == checksum).then(|| postcard::from_bytes(body).ok()).flatten()
+        };
+        fs::read(path).ok().and_then(decode).unwrap_or_default()
     }
 
     pub fn save(&mut self, path: &Path, tmp_dir: &Path) -> io::Result<()> {
         if !self.dirty {
             return Ok(());
         }
-        let bytes = postcard::to_stdvec(self).map_err(io::Error::other)?;
+        let mut bytes = postcard::to_stdvec(self).map_err(io::Error::other)?;
+        let checksum = blake3::hash(&bytes);
+        bytes.extend_from_slice(checksum.as_bytes());
         write_atomically(tmp_dir, path, &bytes)?;
         self.dirty = false;
         Ok(())

@@ -83,6 +83,15 @@ fn changing_one_targets_act_bitwidth_rebuilds_only_that_target() {
     b.assert_ok();
     let expected: Vec<(&str, &str)> = ALL_HTP[3..].iter().map(|s| ("htp-w8a16", *s)).collect();
     assert_eq!(b.built(), pairs(&expected));
+
+    // Switching the calibration method reuses the histograms: calibrate stays cached.
+    p.write(
+        "qairt.toml",
+        &p.read("qairt.toml").replace("act_calibration = \"min-max\"", "act_calibration = \"percentile\""),
+    );
+    let b = p.build();
+    b.assert_ok();
+    assert_eq!(b.built(), pairs(&expected));
 }
 
 #[test]
@@ -160,4 +169,21 @@ fn explain_names_the_input_whose_change_invalidates_a_stage() {
     let verify = text.lines().find(|l| l.trim_start().starts_with("verify")).unwrap();
     assert!(verify.contains("rebuilds"), "{text}");
     assert!(text.lines().find(|l| l.trim_start().starts_with("calibrate")).unwrap().contains("fresh"), "{text}");
+}
+
+#[test]
+fn cache_gc_to_zero_bytes_leaves_a_cache_that_rebuilds_correctly() {
+    let p = Project::digits();
+    p.build().assert_ok();
+    let model_bin = std::fs::read(p.path("out/htp-w8a8/model.bin")).unwrap();
+    let stats = String::from_utf8(p.run(&["cache", "stats"]).stdout).unwrap();
+    assert!(stats.contains("objects: "), "{stats}");
+    let gc = p.run(&["cache", "gc", "--max-size", "0"]);
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert!(walk(&p.path("cache/objects")).is_empty(), "every object was collected");
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let b = p.build();
+    b.assert_ok();
+    assert_eq!(b.cached(), vec![], "nothing survives a gc to zero bytes");
+    assert_eq!(std::fs::read(p.path("out/htp-w8a8/model.bin")).unwrap(), model_bin);
 }
