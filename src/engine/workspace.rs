@@ -481,13 +481,13 @@ impl Workspace {
                 }
             }
         }
-        let record = result?;
+        // Report every stage that succeeded, up to the one that failed (if any).
         for &stage in &stages {
             let built = own_built
                 .get(&stage)
                 .or_else(|| shared_built.get(&stage))
                 .or_else(|| (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten());
-            let key = self.stage_key(project, target, stage)?;
+            let Ok(key) = self.stage_key(project, target, stage) else { break };
             let (built, ms) = match built {
                 Some(e) => (true, e.ms),
                 None => (false, 0.0),
@@ -503,6 +503,7 @@ impl Workspace {
             };
             report.events.push(Event::Stage { target: name.to_string(), stage, built, key, ms, peak_activation_bytes });
         }
+        let record = result?;
         let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;
         super::explain::remember(self, project, target, &stages);
         report.thresholds_met &= outcome.passed;

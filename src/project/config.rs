@@ -358,6 +358,13 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         min_top1_agreement: threshold(&v.thresholds.min_top1_agreement, 0.0..=1.0, "a fraction in [0, 1], e.g. 0.98"),
         max_accuracy_drop: threshold(&v.thresholds.max_accuracy_drop, 0.0..=1.0, "a fraction in [0, 1], e.g. 0.01"),
     };
+    if let (Some(drop), None) = (&v.thresholds.max_accuracy_drop, &v.labels) {
+        check.error(
+            drop,
+            "max_accuracy_drop needs labels to measure accuracy",
+            "add labels = \"<labels file>\" to [verify], or remove this threshold",
+        );
+    }
     let verify = VerifyConfig {
         input_list: resolve(&v.input_list),
         labels: v.labels.as_ref().map(resolve),
@@ -478,6 +485,15 @@ min_sqnr_db = 25.0
         let text = MINIMAL.replace("act_bitwidth = 16", "act_bitwidth = \"sixteen\"");
         let diags = parse(&text).unwrap_err();
         assert_eq!(line_of(&text, &diags[0]), 17);
+    }
+
+    #[test]
+    fn an_accuracy_threshold_without_labels_is_refused() {
+        let text = MINIMAL.replace("min_sqnr_db = 25.0", "max_accuracy_drop = 0.01");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].message.contains("needs labels"), "{}", diags[0].message);
+        let with_labels = text.replace("[verify]\n", "[verify]\nlabels = \"test/labels.txt\"\n");
+        assert!(parse(&with_labels).is_ok());
     }
 
     #[test]
