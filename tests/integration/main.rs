@@ -4,5 +4,6 @@
 mod bad_input;
 mod incremental;
 mod pipeline;
+mod tidy;
 mod util;
 mod watch;
