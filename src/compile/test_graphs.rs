@@ -2,48 +2,38 @@
 
 use std::collections::BTreeMap;
 
-use crate::ir::{Conv, DType, Graph, Node, Op, Tensor, TensorId, TensorInfo, Window};
+use crate::ir::test_graph::GraphBuilder;
+use crate::ir::{Conv, Op, TensorId, Window};
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
 
+/// A [`GraphBuilder`] that also collects encodings.
 #[derive(Default)]
 pub(crate) struct Builder {
-    pub graph: Graph,
+    pub graph: GraphBuilder,
     pub encodings: BTreeMap<TensorId, TensorEncoding>,
 }
 
+impl std::ops::Deref for Builder {
+    type Target = GraphBuilder;
+
+    fn deref(&self) -> &GraphBuilder {
+        &self.graph
+    }
+}
+
+impl std::ops::DerefMut for Builder {
+    fn deref_mut(&mut self) -> &mut GraphBuilder {
+        &mut self.graph
+    }
+}
+
 impl Builder {
-    fn tensor(&mut self, name: &str, shape: &[usize]) -> TensorId {
-        self.graph.add_tensor(TensorInfo { name: name.into(), dtype: DType::F32, shape: shape.to_vec() })
-    }
-
-    pub fn input(&mut self, name: &str, shape: &[usize]) -> TensorId {
-        let id = self.tensor(name, shape);
-        self.graph.inputs.push(id);
-        id
-    }
-
-    pub fn constant(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> TensorId {
-        let id = self.tensor(name, shape);
-        self.graph.constants.insert(id, Tensor::from_f32(shape.to_vec(), data));
-        id
-    }
-
-    pub fn node(&mut self, name: &str, op: Op, inputs: &[TensorId], output: &str, shape: &[usize]) -> TensorId {
-        let out = self.tensor(output, shape);
-        self.graph.nodes.push(Node { name: name.into(), op, inputs: inputs.to_vec(), outputs: vec![out] });
-        out
-    }
-
-    pub fn output(&mut self, id: TensorId) {
-        self.graph.outputs.push(id);
-    }
-
     pub fn encode(&mut self, id: TensorId, encoding: TensorEncoding) {
         self.encodings.insert(id, encoding);
     }
 
     pub fn finish(self) -> QuantizedGraph {
-        QuantizedGraph { graph: self.graph, encodings: self.encodings }
+        QuantizedGraph { graph: self.graph.graph, encodings: self.encodings }
     }
 }
 

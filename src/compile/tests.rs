@@ -307,8 +307,8 @@ fn integer_tensors_are_refused() {
     let x = b.input("x", &[2]);
     let y = b.node("id", Op::Identity, &[x], "y", &[2]);
     b.output(y);
-    b.graph.tensors[x.index()].dtype = DType::I64;
-    b.graph.tensors[y.index()].dtype = DType::I64;
+    b.graph.graph.tensors[x.index()].dtype = DType::I64;
+    b.graph.graph.tensors[y.index()].dtype = DType::I64;
     let err = compile(&b.finish(), &backend("cpu")).unwrap_err();
     assert_eq!(err, CompileError::NonFloatTensor { tensor: "x".into(), dtype: "int64".into() });
 }
@@ -316,7 +316,7 @@ fn integer_tensors_are_refused() {
 #[test]
 fn an_invalid_graph_is_an_error_not_a_panic() {
     let (mut b, ids) = conv_relu();
-    b.graph.outputs.push(ids.w); // a constant as graph output
+    b.graph.graph.outputs.push(ids.w); // a constant as graph output
     assert!(matches!(compile(&b.finish(), &backend("cpu")), Err(CompileError::InvalidGraph(_))));
 
     let (mut q, _) = conv_relu_quantized();

@@ -30,6 +30,11 @@ pub fn stage_inputs(
         (format!("{label} {}", show(f.path(db))), f.digest(db).to_hex().to_string())
     };
     let hash = |value: &dyn erased::Hashable| value.digest();
+    // An input list and every raw file it names, labelled "<what> list" / "<what> file".
+    let list_files = |list: super::db::DataList, what: &'static str| {
+        let files = list.samples(db).iter().flat_map(|s| s.entries.iter().map(|e| e.file));
+        std::iter::once((format!("{what} list"), list.list(db))).chain(files.map(move |f| (format!("{what} file"), f)))
+    };
     match stage {
         Stage::Parse => {
             let model = project.model(db);
@@ -44,14 +49,7 @@ pub fn stage_inputs(
         Stage::Optimize => {}
         Stage::Calibrate => {
             if let Some(list) = project.calibration(db) {
-                let (k, v) = entry("calibration list", list.list(db));
-                inputs.insert(k, v);
-                for sample in list.samples(db) {
-                    for e in &sample.entries {
-                        let (k, v) = entry("calibration file", e.file);
-                        inputs.insert(k, v);
-                    }
-                }
+                inputs.extend(list_files(list, "calibration").map(|(label, f)| entry(&label, f)));
             }
             inputs.insert("[calibration] max_samples".into(), hash(&project.calibration_max(db)));
         }
@@ -67,15 +65,7 @@ pub fn stage_inputs(
             inputs.insert(format!("rules of backend {}", target.backend(db)), rules);
         }
         Stage::Simulate | Stage::Reference => {
-            let list = project.verify(db);
-            let (k, v) = entry("verify list", list.list(db));
-            inputs.insert(k, v);
-            for sample in list.samples(db) {
-                for e in &sample.entries {
-                    let (k, v) = entry("verify file", e.file);
-                    inputs.insert(k, v);
-                }
-            }
+            inputs.extend(list_files(project.verify(db), "verify").map(|(label, f)| entry(&label, f)));
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
         }
         Stage::Verify => {

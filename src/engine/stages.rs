@@ -314,19 +314,31 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
-    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    run_verify_samples(db, project, &graph, "reference", |inputs, observe| {
+        crate::runtime::interpret(&graph, inputs, observe).map_err(convert::internal)
+    })
+}
+
+/// Runs `run` over every verify sample, recording outputs and intermediate tensors, with a
+/// progress bar labelled `label`.
+fn run_verify_samples(
+    db: &dyn Db,
+    project: ProjectInput,
+    graph: &Graph,
+    label: &str,
+    mut run: impl FnMut(&[Tensor], &mut dyn FnMut(crate::ir::TensorId, &Tensor)) -> Result<Vec<Tensor>, Failed>,
+) -> Result<RunOutputs, Failed> {
+    let samples = read_samples(db, graph, project.verify(db), project.verify_max(db))?;
     let progress = &db.services().progress;
-    progress.start("reference", samples.len() as u64);
-    let mut recorder = LayerRecorder::new(&graph);
+    progress.start(label, samples.len() as u64);
+    let mut recorder = LayerRecorder::new(graph);
     let mut outputs = Vec::with_capacity(samples.len());
     for inputs in &samples {
-        let result = crate::runtime::interpret(&graph, inputs, &mut |id, t| recorder.observe(id, t))
-            .map_err(convert::internal)?;
-        outputs.push(result);
+        outputs.push(run(inputs, &mut |id, t| recorder.observe(id, t))?);
         progress.advance();
     }
     progress.finish();
-    Ok(recorder.finish(&graph, outputs))
+    Ok(recorder.finish(graph, outputs))
 }
 
 #[salsa::tracked(returns(clone))]
@@ -348,20 +360,10 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let bin = compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.0).map_err(convert::internal)?;
     let graph = optimize_value(db, project)?;
-    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
     let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
-    let progress = &db.services().progress;
-    progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
-    let mut recorder = LayerRecorder::new(&graph);
-    let mut outputs = Vec::with_capacity(samples.len());
-    for inputs in &samples {
-        let result = crate::runtime::exec::execute(&prepared, inputs, &mut |id, t| recorder.observe(id, t))
-            .map_err(convert::internal)?;
-        outputs.push(result);
-        progress.advance();
-    }
-    progress.finish();
-    Ok(recorder.finish(&graph, outputs))
+    run_verify_samples(db, project, &graph, &format!("simulate {}", target.name(db)), |inputs, observe| {
+        crate::runtime::exec::execute(&prepared, inputs, observe).map_err(convert::internal)
+    })
 }
 
 #[salsa::tracked(returns(clone))]

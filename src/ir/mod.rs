@@ -7,6 +7,8 @@ mod graph;
 mod op;
 pub mod shape;
 mod tensor;
+#[cfg(test)]
+pub mod test_graph;
 
 pub use graph::{Graph, InvalidGraph, Node, TensorId, TensorInfo};
 pub use op::{Conv, Op, PadMode, Pool, Window};

@@ -281,8 +281,8 @@ fn unique_name(graph: &Graph, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::test_graph::{GraphBuilder, id_of, node_names};
     use crate::ir::{Conv, Window};
-    use crate::passes::test_graph::{GraphBuilder, id_of, node_names};
 
     fn conv_1x1() -> Op {
         Op::Conv(Conv {

@@ -74,7 +74,7 @@ fn touches_non_float(inputs: &[&Tensor], outputs: &[TensorInfo]) -> bool {
 mod tests {
     use super::*;
     use crate::ir::Op;
-    use crate::passes::test_graph::{GraphBuilder, id_of, node_names};
+    use crate::ir::test_graph::{GraphBuilder, id_of, node_names};
 
     /// `c = relu(a - b)` on constants, then `y = x + c`: with working kernels the Sub and
     /// the Relu fold to `c = [0, 1, 0, 2.5]` (hand-computed: relu([1-2, 3-2, -1-0, 2.5-0])).

@@ -95,7 +95,7 @@ fn retain_nodes(graph: &mut Graph, keep: &[bool]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passes::test_graph::{GraphBuilder, id_of, node_names};
+    use crate::ir::test_graph::{GraphBuilder, id_of, node_names};
 
     #[test]
     fn internal_identity_is_bypassed() {

@@ -12,8 +12,6 @@ mod bn_fold;
 mod const_fold;
 mod identity;
 mod prune;
-#[cfg(test)]
-mod test_graph;
 
 use serde::{Deserialize, Serialize};
 

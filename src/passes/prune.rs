@@ -28,7 +28,7 @@ pub(super) fn prune(graph: &mut Graph) -> usize {
 mod tests {
     use super::*;
     use crate::ir::Op;
-    use crate::passes::test_graph::{GraphBuilder, node_names};
+    use crate::ir::test_graph::{GraphBuilder, node_names};
 
     #[test]
     fn dead_branches_and_their_constants_go() {

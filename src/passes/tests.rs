@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::optimize;
-use super::test_graph::{GraphBuilder, node_names};
+use crate::ir::test_graph::{GraphBuilder, node_names};
 use crate::ir::{Conv, Graph, Op, Pool, Tensor, Window};
 use crate::runtime::interpret;
 
