@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod incremental;
+mod models;
 mod pipeline;
 mod tidy;
 mod util;

@@ -56,7 +56,7 @@ pub struct Project {
     pub dir: tempfile::TempDir,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -70,6 +70,11 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Project {
+    /// An empty project directory (the test writes its qairt.toml).
+    pub fn empty() -> Project {
+        Project { dir: tempfile::tempdir().unwrap() }
+    }
+
     /// A fresh project directory holding a copy of examples/digits (model, calibration and
     /// test data, overrides) and `config(40)` as its qairt.toml.
     pub fn digits() -> Project {
