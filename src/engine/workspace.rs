@@ -72,6 +72,15 @@ fn io_diag(path: &Path, e: &std::io::Error, what: &str) -> Diag {
         .with_help("check the path in qairt.toml (paths are relative to qairt.toml)")
 }
 
+/// [`io_diag`] pointing at the line of `qairt.toml` that names `path`.
+fn missing(config: &ProjectConfig, path: &Path, e: &std::io::Error, what: &str) -> Diag {
+    let diag = io_diag(path, e, what);
+    match config.path_spans.get(path) {
+        Some(&(start, len)) => diag.in_file(&config.file).at(start, len, format!("{what} named here")),
+        None => diag,
+    }
+}
+
 impl Workspace {
     /// Opens the project whose `qairt.toml` is `config_path`.
     pub fn open(config_path: &Path, progress: Option<Box<dyn Progress>>) -> Result<Workspace, Vec<Diag>> {
@@ -137,7 +146,7 @@ impl Workspace {
         let mut diags = Vec::new();
 
         let model_file =
-            self.file(&config.model.path).map_err(|e| vec![io_diag(&config.model.path, &e, "the model")])?;
+            self.file(&config.model.path).map_err(|e| vec![missing(&config, &config.model.path, &e, "the model")])?;
         let externals = self.externals(model_file, &config.model.path)?;
         let model = match self.project {
             Some(p) => {
@@ -177,7 +186,7 @@ impl Workspace {
             Some(path) => match self.file(path) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    diags.push(io_diag(path, &e, "the labels file"));
+                    diags.push(missing(&config, path, &e, "the labels file"));
                     None
                 }
             },
@@ -190,7 +199,7 @@ impl Workspace {
                 Some(path) => match self.file(path) {
                     Ok(f) => Some(f),
                     Err(e) => {
-                        diags.push(io_diag(path, &e, "the overrides file"));
+                        diags.push(missing(&config, path, &e, "the overrides file"));
                         None
                     }
                 },
@@ -310,7 +319,7 @@ impl Workspace {
     }
 
     fn data_list(&mut self, path: &Path, existing: Option<DataList>) -> Result<DataList, Vec<Diag>> {
-        let list_file = self.file(path).map_err(|e| vec![io_diag(path, &e, "the input list")])?;
+        let list_file = self.file(path).map_err(|e| vec![missing(&self.config, path, &e, "the input list")])?;
         if let Some(list) = existing
             && list.list(&self.db) == list_file
             && !self.list_files_changed(list)

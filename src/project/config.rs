@@ -27,6 +27,8 @@ pub struct ProjectConfig {
     pub calibration: Option<CalibrationConfig>,
     pub targets: Vec<TargetConfig>,
     pub verify: VerifyConfig,
+    /// Where in `qairt.toml` each path was written, so a missing file points at its line.
+    pub path_spans: BTreeMap<PathBuf, (usize, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -252,7 +254,12 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
     let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_error(file, &e)])?;
     let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut check = Checker { file, diags: Vec::new() };
-    let resolve = |p: &Spanned<String>| root.join(p.get_ref());
+    let path_spans = std::cell::RefCell::new(BTreeMap::new());
+    let resolve = |p: &Spanned<String>| {
+        let path = root.join(p.get_ref());
+        path_spans.borrow_mut().insert(path.clone(), (p.span().start, p.span().len()));
+        path
+    };
 
     let project = raw.project.get_ref();
     if project.name.get_ref().trim().is_empty() {
@@ -377,6 +384,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         return Err(check.diags);
     }
     Ok(ProjectConfig {
+        path_spans: path_spans.into_inner(),
         file: file.to_path_buf(),
         root,
         name: project.name.get_ref().clone(),
@@ -499,6 +507,10 @@ min_sqnr_db = 25.0
     #[test]
     fn comments_do_not_change_the_parsed_config() {
         let commented = format!("# tuned by hand\n{MINIMAL}");
-        assert_eq!(parse(&commented).unwrap(), parse(MINIMAL).unwrap());
+        let (mut a, mut b) = (parse(&commented).unwrap(), parse(MINIMAL).unwrap());
+        assert_ne!(a.path_spans, b.path_spans, "spans move with the text");
+        a.path_spans.clear();
+        b.path_spans.clear();
+        assert_eq!(a, b);
     }
 }

@@ -51,6 +51,7 @@ fn a_missing_model_file() {
     let p = with_config(|c| c.replace("digits/model.onnx", "digits/missing.onnx"));
     let err = fails(&p);
     assert!(err.contains("missing.onnx"), "{err}");
+    assert!(err.contains("qairt.toml:5:8"), "points at the path in qairt.toml: {err}");
 }
 
 #[test]

@@ -12,7 +12,8 @@ fn build_model(model: &str) -> (Project, Value) {
     let source = repo_root().join("tests/data/models").join(model);
     crate::util::copy_dir(&source, &p.path(model));
     let manifest: Value = serde_json::from_str(&p.read(&format!("{model}/manifest.json"))).unwrap();
-    let inputs: Vec<&str> = manifest["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let inputs: Vec<&str> =
+        manifest["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     let samples = manifest["samples"].as_u64().unwrap();
     let mut list = String::new();
     for k in 0..samples {
