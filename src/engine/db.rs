@@ -217,8 +217,12 @@ impl Database {
     pub fn drain_log(&self) -> (Vec<BuiltEvent>, Vec<Diag>) {
         let built = std::mem::take(&mut *lock(&self.services.built));
         let warnings = std::mem::take(&mut *lock(&self.services.warnings));
-        lock(&self.services.fresh).clear();
         (built, warnings)
+    }
+
+    /// Drops the values handed over within a build (salsa keeps what is still needed).
+    pub fn forget_fresh_values(&self) {
+        lock(&self.services.fresh).clear();
     }
 }
 

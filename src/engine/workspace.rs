@@ -139,7 +139,15 @@ impl Workspace {
             std::fs::read_to_string(&config_path).map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
         let digest = blake3::hash(text.as_bytes());
         if digest != self.config_digest {
-            self.config = parse_config(&config_path, &text)?;
+            let config = parse_config(&config_path, &text)?;
+            if config.cache_dir != self.config.cache_dir || config.out_dir != self.config.out_dir {
+                return Err(vec![
+                    Diag::error("qairt::watch::dirs_changed", "out_dir or cache_dir changed while qairt was running")
+                        .in_file(&config_path)
+                        .with_help("restart qairt watch to use the new directories"),
+                ]);
+            }
+            self.config = config;
             self.config_digest = digest;
         }
         let config = self.config.clone();
@@ -445,12 +453,17 @@ impl Workspace {
         let names = if selected.is_empty() { self.target_names() } else { selected.to_vec() };
         let mut shared_built: HashMap<Stage, BuiltEvent> = HashMap::new();
         for name in &names {
-            match self.build_target(name, &mut shared_built, &mut report) {
-                Ok(()) => {}
-                Err(failed) => report.errors.extend(failed.0),
+            if let Err(failed) = self.build_target(name, &mut shared_built, &mut report) {
+                // A shared stage fails the same way for every target: say it once.
+                for diag in failed.0 {
+                    if !report.errors.contains(&diag) {
+                        report.errors.push(diag);
+                    }
+                }
             }
         }
         let (_, warnings) = self.db.drain_log();
+        self.db.forget_fresh_values();
         report.events.extend(warnings.into_iter().map(Event::Warning));
         let stamps_path = self.config.cache_dir.join("stamps");
         let tmp = self.config.cache_dir.join("tmp");
