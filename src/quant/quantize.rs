@@ -20,6 +20,11 @@
 //!   per tensor at `weight_bitwidth` with `param_schema`. BatchNormalization statistics (inputs
 //!   1-4) get none and stay float: BatchNorm is expected to be folded before quantization, and
 //!   an 8-bit variance would be wrong anyway.
+//! - **Relu squashing** (the SDK's default; `--disable_relu_squashing` turns it off there): a
+//!   Relu, or a Clip with a non-negative lower bound, whose input is an op output read by
+//!   nothing else lends its output encoding to that input, so the producer and the activation
+//!   share one grid, as AIMET QuantSim's Conv+Relu / Gemm+Relu supergroups do. An override of
+//!   the producer's output, or a float producer output, still wins.
 //! - **Mixed precision** (SDK partial-override rule): when the output, weight or bias of a
 //!   Conv, Gemm or MatMul has a float override, the other two of that op become float at the
 //!   same bitwidth unless they have overrides of their own.
@@ -87,6 +92,7 @@ pub fn quantize(
         errors,
     };
     q.activations();
+    q.squash_relus();
     q.params();
     if q.errors.is_empty() {
         Ok(QuantizedGraph { graph: graph.clone(), encodings: q.encodings })
@@ -211,6 +217,35 @@ impl Quantizer<'_> {
         };
         if let Some(enc) = enc {
             self.encodings.insert(id, enc);
+        }
+    }
+
+    /// Gives the input of every squashable Relu/Clip the activation's own encoding (see the
+    /// module docs); runs before the params so that biases use the squashed input scales.
+    fn squash_relus(&mut self) {
+        let consumers = self.graph.consumers();
+        let producers = self.graph.producers();
+        for node in &self.graph.nodes {
+            let squashable = match &node.op {
+                Op::Relu => true,
+                Op::Clip { min, .. } => *min >= 0.0,
+                _ => false,
+            };
+            let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
+            let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
+            if !squashable
+                || !sole_reader
+                || !producers.contains_key(&input)
+                || self.graph.outputs.contains(&input)
+                || self.resolved.get(input).is_some()
+                || self.forced_float.contains_key(&input)
+                || matches!(self.encodings.get(&input), Some(TensorEncoding::Float { .. }))
+            {
+                continue;
+            }
+            if let Some(enc @ TensorEncoding::PerTensor(_)) = self.encodings.get(&output).cloned() {
+                self.encodings.insert(input, enc);
+            }
         }
     }
 

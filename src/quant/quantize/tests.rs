@@ -114,13 +114,12 @@ fn default_settings_follow_the_sdk_rules() {
     let x = per_tensor(&q, ids.x);
     assert_eq!(x.offset, -200);
     assert!(close(x.scale, 2.3 / 255.0));
-    // y: [-5.1, 5.1] -> scale 0.04, offset -128.
-    assert_eq!(per_tensor(&q, ids.y).offset, -128);
-    assert!(close(per_tensor(&q, ids.y).scale, 0.04));
     // r: [0, 10] -> offset 0, scale 10/255; f reuses it (no stats of its own).
     assert_eq!(per_tensor(&q, ids.r).offset, 0);
     assert!(close(per_tensor(&q, ids.r).scale, 10.0 / 255.0));
     assert_eq!(q.encodings[&ids.f], q.encodings[&ids.r]);
+    // y, read only by the Relu, is squashed into it: r's grid, not its own [-5.1, 5.1].
+    assert_eq!(q.encodings[&ids.y], q.encodings[&ids.r]);
     // z: [-20, -6] -> [-20, 0]: offset -255.
     assert_eq!(per_tensor(&q, ids.z).offset, -255);
     // out: [-1, 1]: scale 2/255, -min/scale = 127.5 -> 128.
@@ -299,4 +298,14 @@ fn results_are_deterministic() {
     let b = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
     assert_eq!(postcard::to_allocvec(&a).unwrap(), postcard::to_allocvec(&b).unwrap());
     assert_eq!(crate::quant::write_encodings_json(&a), crate::quant::write_encodings_json(&b));
+}
+
+#[test]
+fn a_relu_input_that_is_also_a_graph_output_keeps_its_own_encoding() {
+    let (mut g, ids) = graph();
+    g.outputs.push(ids.y);
+    let q = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
+    // y: [-5.1, 5.1] -> the guide's example: scale 10.2/255 = 0.04, offset -128.
+    assert_eq!(per_tensor(&q, ids.y).offset, -128);
+    assert!(close(per_tensor(&q, ids.y).scale, 0.04));
 }
