@@ -106,18 +106,22 @@ fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) ->
     key
 }
 
-#[salsa::tracked(returns(clone))]
-pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
-    let optimized = optimize_record(db, project)?;
-    let Some(list) = project.calibration(db) else {
-        return Err(Failed(vec![
+fn calibration_list(db: &dyn Db, project: ProjectInput) -> Result<DataList, Failed> {
+    project.calibration(db).ok_or_else(|| {
+        Failed(vec![
             Diag::error(
                 "qairt::config::no_calibration",
                 "a quantized target needs calibration data, but qairt.toml has no [calibration] table",
             )
             .with_help("add [calibration] input_list = \"<calibration input list>\""),
-        ]));
-    };
+        ])
+    })
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let optimized = optimize_record(db, project)?;
+    let list = calibration_list(db, project)?;
     let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &optimized.output);
     let key = list_key(key, db, list, project.calibration_max(db)).finish();
     memoize(db, Stage::Calibrate, None, key, || compute_calibrate(db, project, list), |_| Vec::new())
@@ -140,7 +144,7 @@ fn compute_calibrate(db: &dyn Db, project: ProjectInput, list: DataList) -> Resu
 #[salsa::tracked(returns(clone))]
 pub fn calibrate_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<CalibrationStats>, Failed> {
     let record = calibrate_record(db, project)?;
-    let list = project.calibration(db).ok_or_else(|| Failed(Vec::new()))?;
+    let list = calibration_list(db, project)?;
     load(db, Stage::Calibrate, None, &record, || compute_calibrate(db, project, list))
 }
 
