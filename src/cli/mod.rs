@@ -1,9 +1,11 @@
 //! Argument parsing, human and JSON output, diagnostics rendering, progress bars.
 //!
 //! **Invariant:** the only module that prints. Exit status: 0 success, 2 the build finished
-//! but a verification threshold was not met, 1 any other error.
+//! but a verification threshold was not met (or `encodings compare` found differences), 1 any
+//! other error.
 
 mod commands;
+mod encodings;
 mod output;
 mod progress;
 pub mod render;
@@ -70,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Convert, validate or compare AIMET encodings files
+    Encodings {
+        #[command(subcommand)]
+        action: encodings::EncodingsAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +112,7 @@ pub fn main() -> ExitCode {
             CacheAction::Gc { path, max_size } => commands::cache_gc(path, max_size),
             CacheAction::Verify { path } => commands::cache_verify(path),
         },
+        Command::Encodings { action } => encodings::run(action),
     };
     ExitCode::from(code)
 }

@@ -43,7 +43,7 @@ pub fn import_error(path: &Path, e: crate::onnx::ImportError) -> Diag {
     diag
 }
 
-pub fn override_error(path: &Path, e: crate::quant::OverrideError) -> Diag {
+pub(crate) fn override_error(path: &Path, e: crate::quant::OverrideError) -> Diag {
     let message = e.message.clone();
     let mut diag = if e.is_error() {
         Diag::error("qairt::encodings::invalid", message)

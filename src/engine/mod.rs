@@ -16,6 +16,7 @@ mod store;
 mod verify_stage;
 mod workspace;
 
+pub(crate) use convert::override_error;
 pub use db::{Progress, Stage};
 pub use explain::explain;
 pub use materialize::sanitize;

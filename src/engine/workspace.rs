@@ -549,6 +549,21 @@ impl Workspace {
         })
     }
 
+    /// The project's optimized graph (the `optimize` stage's value, from the cache when it is
+    /// there), for commands that check a file against the model (`qairt encodings validate`).
+    pub fn optimized_graph(&mut self) -> Result<Arc<crate::ir::Graph>, Vec<Diag>> {
+        let _lock = self
+            .store()
+            .lock()
+            .map_err(|e| vec![Diag::error("qairt::cache::lock", format!("cannot lock the cache: {e}"))])?;
+        self.load()?;
+        let project = self.project.ok_or_else(|| super::convert::internal("the project was not loaded").0)?;
+        let graph = stages::optimize_value(&self.db, project).map_err(|failed| failed.0);
+        let _ = self.db.drain_log();
+        self.db.forget_fresh_values();
+        graph
+    }
+
     pub(super) fn stamps_mut(&mut self) -> &mut Stamps {
         &mut self.stamps
     }

@@ -2,6 +2,7 @@
 //! scikit-learn's digits, onnxruntime references). One test binary, one link step.
 
 mod bad_input;
+mod encodings;
 mod incremental;
 mod models;
 mod pipeline;

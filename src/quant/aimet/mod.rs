@@ -30,6 +30,8 @@
 //!   reads it: a file qairt accepts is a file the SDK accepts.
 
 mod check;
+mod compare;
+mod format;
 mod parse;
 mod write;
 
@@ -40,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::quant::encoding::Encoding;
 
 pub use check::{ResolvedOverrides, channel_axis, check_overrides, resolve_overrides};
+pub use compare::{Difference, FieldValue, compare_overrides};
+pub use format::{AimetVersion, FormatError, write_overrides_json};
 pub use parse::parse_overrides;
 pub use write::write_encodings_json;
 

@@ -1,0 +1,312 @@
+//! `qairt encodings convert|validate|compare`: AIMET encodings files on their own, outside a
+//! build.
+//!
+//! Exit status: `convert` and `validate` 0 on success, 1 when the file is invalid or anything
+//! else fails; `compare` 0 when the files agree at the chosen precision, 2 when they differ
+//! (like a build whose verification thresholds are not met), 1 on any error.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+
+use crate::diag::Diag;
+use crate::engine::{Workspace, override_error};
+use crate::quant::aimet::{self, AimetVersion, Difference, Overrides};
+
+use super::MessageFormat;
+use super::commands::find_project;
+use super::render;
+
+#[derive(Subcommand, Debug)]
+pub enum EncodingsAction {
+    /// Rewrite an encodings file (either form) in the 0.6.1 dict form or the 1.0.0 list form
+    Convert {
+        /// The file to read (0.4-0.6.x dict form or 1.0.0 list form)
+        input: PathBuf,
+        /// The file to write (replaced atomically)
+        output: PathBuf,
+        /// The form to write
+        #[arg(long, value_enum, value_name = "VERSION")]
+        to: Version,
+    },
+    /// Check an encodings file; with --project, also its names against the project's model
+    Validate {
+        file: PathBuf,
+        /// A project directory or its qairt.toml: check that every name is a tensor of the
+        /// optimized model, in the right section, with the right channel count
+        #[arg(long, value_name = "PATH")]
+        project: Option<PathBuf>,
+    },
+    /// Report the differences between two encodings files, per tensor and per field
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Significant digits that floats must agree to (relative difference 10^-DIGITS)
+        #[arg(long, value_name = "DIGITS", default_value_t = 6,
+              value_parser = clap::value_parser!(u32).range(1..=17))]
+        precision: u32,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Version {
+    #[value(name = "0.6.1")]
+    V0_6_1,
+    #[value(name = "1.0.0")]
+    V1_0_0,
+}
+
+pub fn run(action: EncodingsAction) -> u8 {
+    match action {
+        EncodingsAction::Convert { input, output, to } => convert(&input, &output, to),
+        EncodingsAction::Validate { file, project } => validate(&file, project),
+        EncodingsAction::Compare { a, b, precision, message_format } => compare(&a, &b, precision, message_format),
+    }
+}
+
+fn print_all(diags: &[Diag]) {
+    for diag in diags {
+        render::print(diag);
+    }
+}
+
+/// Reads and parses `path`, printing its warnings; on failure prints every error.
+fn read(path: &Path) -> Result<(String, Overrides), u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        print_all(&[Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display()))]);
+        1
+    })?;
+    match aimet::parse_overrides(&text) {
+        Ok(o) => {
+            let warnings: Vec<Diag> = o.source.warnings.iter().map(|w| override_error(path, w.clone())).collect();
+            print_all(&warnings);
+            Ok((text, o))
+        }
+        Err(errors) => {
+            print_all(&errors.into_iter().map(|e| override_error(path, e)).collect::<Vec<_>>());
+            Err(1)
+        }
+    }
+}
+
+fn convert(input: &Path, output: &Path, to: Version) -> u8 {
+    let (text, overrides) = match read(input) {
+        Ok(read) => read,
+        Err(code) => return code,
+    };
+    let version = match to {
+        Version::V0_6_1 => AimetVersion::V0_6_1,
+        Version::V1_0_0 => AimetVersion::V1_0_0,
+    };
+    // AIMET's record of the QuantSim settings is not part of the encodings; carry it over.
+    let quantizer_args =
+        serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("quantizer_args").cloned());
+    let written = match aimet::write_overrides_json(&overrides, version, quantizer_args.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            let help = "convert to 1.0.0, the form that holds per-block encodings";
+            print_all(&[Diag::error("qairt::encodings::convert", e.to_string()).in_file(input).with_help(help)]);
+            return 1;
+        }
+    };
+    // The written text must mean what the input meant; a mismatch is a bug, never a file.
+    let same = aimet::parse_overrides(&written).is_ok_and(|back| {
+        back.activations == overrides.activations
+            && back.params == overrides.params
+            && back.excluded_layers == overrides.excluded_layers
+    });
+    if !same {
+        print_all(&[Diag::error("qairt::internal", "internal error: the converted file does not read back the same")
+            .with_help("this is a bug in qairt; please report it with the input file")]);
+        return 1;
+    }
+    if let Err(e) = write_atomically(output, written.as_bytes()) {
+        print_all(&[Diag::error("qairt::io::write", format!("cannot write {}: {e}", output.display()))]);
+        return 1;
+    }
+    println!(
+        "wrote {} (version {}: {} activation, {} param encodings)",
+        output.display(),
+        version.as_str(),
+        overrides.activations.len(),
+        overrides.params.len()
+    );
+    0
+}
+
+/// Writes to a temporary file next to `path`, then renames it over `path`: a reader never
+/// sees a half-written file under the final name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".qairt-").suffix(".tmp");
+    // A temporary file is private (0600); the result gets the permissions of the file it
+    // replaces, or those of an ordinary new file.
+    if let Some(permissions) = std::fs::metadata(path).ok().map(|m| m.permissions()).or_else(new_file_permissions) {
+        builder.permissions(permissions);
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn new_file_permissions() -> Option<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn new_file_permissions() -> Option<std::fs::Permissions> {
+    None
+}
+
+fn validate(file: &Path, project: Option<PathBuf>) -> u8 {
+    let (_, overrides) = match read(file) {
+        Ok(read) => read,
+        Err(code) => return code,
+    };
+    let mut checked_against = String::new();
+    if let Some(project) = project {
+        let config = match find_project(Some(project)) {
+            Ok(c) => c,
+            Err(d) => {
+                print_all(&[d]);
+                return 1;
+            }
+        };
+        let graph = Workspace::open(&config, None).and_then(|mut ws| ws.optimized_graph());
+        let graph = match graph {
+            Ok(g) => g,
+            Err(diags) => {
+                print_all(&diags);
+                return 1;
+            }
+        };
+        let errors = aimet::check_overrides(&overrides, &graph);
+        if !errors.is_empty() {
+            let count = errors.len();
+            print_all(&errors.into_iter().map(|e| override_error(file, e)).collect::<Vec<_>>());
+            eprintln!("{}: {count} error(s) against the model of {}", file.display(), config.display());
+            return 1;
+        }
+        checked_against = format!(", every name found in the model of {}", config.display());
+    }
+    println!(
+        "{}: valid (version {}: {} activation, {} param encodings, {} warning(s){checked_against})",
+        file.display(),
+        overrides.version.as_deref().unwrap_or("none"),
+        overrides.activations.len(),
+        overrides.params.len(),
+        overrides.source.warnings.len()
+    );
+    0
+}
+
+fn compare(a: &Path, b: &Path, digits: u32, format: MessageFormat) -> u8 {
+    let (Ok((_, oa)), Ok((_, ob))) = (read(a), read(b)) else { return 1 };
+    let differences = aimet::compare_overrides(&oa, &ob, digits);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        MessageFormat::Json => {
+            for d in &differences {
+                if let Ok(line) = serde_json::to_string(d) {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        MessageFormat::Human => {
+            let _ = write!(out, "{}", table(&differences, a, b));
+            let one_sided = differences.iter().filter(|d| d.is_one_sided()).count();
+            let _ = writeln!(
+                out,
+                "{} difference(s), {one_sided} of them one-sided entries, at {digits} significant digits",
+                differences.len()
+            );
+        }
+    }
+    let _ = out.flush();
+    if differences.is_empty() { 0 } else { 2 }
+}
+
+/// The differences as aligned columns: tensor, channel, field, value in A, value in B,
+/// relative difference.
+fn table(differences: &[Difference], a: &Path, b: &Path) -> String {
+    if differences.is_empty() {
+        return String::new();
+    }
+    let header = ["tensor", "channel", "field", "A", "B", "relative"].map(String::from);
+    let mut rows = vec![header];
+    for d in differences {
+        rows.push([
+            d.tensor.clone(),
+            d.channel.map_or(String::new(), |c| c.to_string()),
+            d.field.to_string(),
+            d.a.to_string(),
+            d.b.to_string(),
+            d.relative.map_or(String::new(), |r| format!("{r:.3e}")),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = format!("A = {}\nB = {}\n", a.display(), b.display());
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        std::fs::write(&path, "old contents that are longer").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let fresh = dir.path().join("fresh.json");
+            write_atomically(&fresh, b"{}").unwrap();
+            assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
+        }
+    }
+
+    #[test]
+    fn the_table_aligns_columns() {
+        let d = Difference {
+            tensor: "conv1.weight".into(),
+            section: "param_encodings",
+            channel: Some(3),
+            field: "scale",
+            a: aimet::FieldValue::Float(0.5),
+            b: aimet::FieldValue::Float(0.25),
+            relative: Some(0.5),
+        };
+        let text = table(&[d], Path::new("a.json"), Path::new("b.json"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "tensor        channel  field  A    B     relative");
+        assert_eq!(lines[3], "conv1.weight  3        scale  0.5  0.25  5.000e-1");
+    }
+}
