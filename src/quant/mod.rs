@@ -3,12 +3,14 @@
 //!
 //! - [`math`]: the SDK/AIMET encoding rules and quantize/dequantize of single values;
 //! - [`stats`]: calibration statistics (min, max, exactly mergeable histograms);
+//! - [`calibration`]: the `mse`, `sqnr` and `entropy` range searches over those histograms;
 //! - [`aimet`]: reading overrides files (with source spans) and writing `encodings.json`;
 //! - [`quantize()`]: the quantize stage (an encoding for every float tensor);
 //! - [`apply`]: fake-quant and grid quantization of whole tensors.
 
 pub mod aimet;
 pub mod apply;
+pub mod calibration;
 pub mod encoding;
 pub mod math;
 pub mod quantize;

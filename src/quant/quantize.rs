@@ -28,8 +28,10 @@
 //! - **Mixed precision** (SDK partial-override rule): when the output, weight or bias of a
 //!   Conv, Gemm or MatMul has a float override, the other two of that op become float at the
 //!   same bitwidth unless they have overrides of their own.
-//! - `Mse`, `Sqnr` and `Entropy` calibration are not implemented yet: choosing them is an
-//!   error, not a silent fallback to min-max.
+//! - **Calibration** (`act_calibration`, `param_calibration`): `min-max` and `percentile` here;
+//!   `mse`, `sqnr` and `entropy` search the tensor's histogram ([`crate::quant::calibration`];
+//!   parameters are binned on the same grid first). Per-channel weights search each channel
+//!   with the symmetric schema they are encoded with.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +40,7 @@ use crate::quant::aimet::{
     OverrideEncoding, OverrideError, Overrides, ResolvedOverrides, channel_axis, resolve_overrides,
 };
 use crate::quant::apply::ChannelMismatch;
+use crate::quant::calibration::{Search, search_range};
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
 use crate::quant::settings::{CalibrationMethod, QuantSettings, Schema};
 use crate::quant::stats::{CalibrationStats, TensorStats};
@@ -51,8 +54,6 @@ pub enum QuantError {
     MissingStats { tensor: String },
     #[error("activation \"{tensor}\" had no finite values during calibration ({nonfinite} NaN or infinite values)")]
     NoFiniteValues { tensor: String, nonfinite: u64 },
-    #[error("{method} calibration is not implemented yet (needed for \"{tensor}\"); use min-max or percentile")]
-    UnsupportedCalibration { method: &'static str, tensor: String },
     #[error("in the overrides file: {0}")]
     Override(OverrideError),
     #[error("\"{tensor}\": {source}")]
@@ -263,18 +264,22 @@ impl Quantizer<'_> {
             self.errors.push(QuantError::MissingStats { tensor: self.name(id) });
             return None;
         };
-        let (lo, hi) = self.activation_range(id, stats)?;
+        let (lo, hi) = self.activation_range(id, stats, bitwidth, schema)?;
         Some(TensorEncoding::PerTensor(Encoding::from_range(lo, hi, bitwidth, schema)))
     }
 
-    fn activation_range(&mut self, id: TensorId, stats: &TensorStats) -> Option<(f32, f32)> {
-        let range = match self.settings.act_calibration {
-            CalibrationMethod::MinMax => stats.range(),
-            CalibrationMethod::Percentile => stats.percentile_range(self.settings.percentile),
-            other => {
-                self.errors.push(QuantError::UnsupportedCalibration { method: other.name(), tensor: self.name(id) });
-                return None;
-            }
+    fn activation_range(
+        &mut self,
+        id: TensorId,
+        stats: &TensorStats,
+        bitwidth: u32,
+        schema: Schema,
+    ) -> Option<(f32, f32)> {
+        let method = self.settings.act_calibration;
+        let range = match Search::of(method) {
+            Some(search) => search_range(search, stats, bitwidth, schema),
+            None if method == CalibrationMethod::Percentile => stats.percentile_range(self.settings.percentile),
+            None => stats.range(),
         };
         if range.is_none() {
             self.errors.push(QuantError::NoFiniteValues { tensor: self.name(id), nonfinite: stats.nonfinite });
@@ -312,8 +317,8 @@ impl Quantizer<'_> {
                 let schema = schema_of(symmetric, schema);
                 match role {
                     ParamRole::Bias if bitwidth == 32 => self.int32_bias(node, t),
-                    ParamRole::Weight(axis) => self.weight(id, t, axis, bitwidth, schema),
-                    _ => self.weight(id, t, None, bitwidth, schema),
+                    ParamRole::Weight(axis) => self.weight(t, axis, bitwidth, schema),
+                    _ => self.weight(t, None, bitwidth, schema),
                 }
             }
             Some(OverrideEncoding::PerBlock { .. }) => None,
@@ -323,10 +328,10 @@ impl Quantizer<'_> {
                 }
                 match role {
                     ParamRole::Float => None,
-                    ParamRole::Weight(axis) => self.weight(id, t, axis, weight_bw, schema),
+                    ParamRole::Weight(axis) => self.weight(t, axis, weight_bw, schema),
                     ParamRole::Bias if self.settings.bias_bitwidth == 32 => self.int32_bias(node, t),
-                    ParamRole::Bias => self.weight(id, t, None, self.settings.bias_bitwidth, schema),
-                    ParamRole::Other => self.weight(id, t, None, weight_bw, schema),
+                    ParamRole::Bias => self.weight(t, None, self.settings.bias_bitwidth, schema),
+                    ParamRole::Other => self.weight(t, None, weight_bw, schema),
                 }
             }
         }
@@ -334,39 +339,34 @@ impl Quantizer<'_> {
 
     /// A parameter's encoding from its own values: per channel (always symmetric) along
     /// `axis`, or per tensor with `schema`.
-    fn weight(
-        &mut self,
-        id: TensorId,
-        t: &Tensor,
-        axis: Option<usize>,
-        bitwidth: u32,
-        schema: Schema,
-    ) -> Option<TensorEncoding> {
+    fn weight(&self, t: &Tensor, axis: Option<usize>, bitwidth: u32, schema: Schema) -> Option<TensorEncoding> {
         let values = t.as_f32()?;
         match axis.and_then(|a| Some((a, *t.shape.get(a)?))).filter(|&(_, n)| n > 0) {
             Some((axis, n)) => {
                 let mut channels = Vec::with_capacity(n);
                 for slice in channel_slices(values, &t.shape, axis) {
-                    let (lo, hi) = self.param_range(id, &slice)?;
+                    let (lo, hi) = self.param_range(&slice, bitwidth, Schema::Symmetric);
                     channels.push(Encoding::symmetric(lo, hi, bitwidth));
                 }
                 Some(TensorEncoding::PerChannel { axis, channels })
             }
             None => {
-                let (lo, hi) = self.param_range(id, values)?;
+                let (lo, hi) = self.param_range(values, bitwidth, schema);
                 Some(TensorEncoding::PerTensor(Encoding::from_range(lo, hi, bitwidth, schema)))
             }
         }
     }
 
-    fn param_range(&mut self, id: TensorId, values: &[f32]) -> Option<(f32, f32)> {
-        match self.settings.param_calibration {
-            CalibrationMethod::MinMax => Some(min_max(values)),
-            CalibrationMethod::Percentile => Some(percentile_range(values, self.settings.percentile)),
-            other => {
-                self.errors.push(QuantError::UnsupportedCalibration { method: other.name(), tensor: self.name(id) });
-                None
+    /// The range of a parameter (or one channel of it) by `param_calibration`; `(0, 0)` when it
+    /// has no finite value.
+    fn param_range(&self, values: &[f32], bitwidth: u32, schema: Schema) -> (f32, f32) {
+        let method = self.settings.param_calibration;
+        match Search::of(method) {
+            Some(search) => {
+                search_range(search, &TensorStats::of_values(values), bitwidth, schema).unwrap_or((0.0, 0.0))
             }
+            None if method == CalibrationMethod::Percentile => percentile_range(values, self.settings.percentile),
+            None => min_max(values),
         }
     }
 

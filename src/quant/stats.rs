@@ -72,6 +72,11 @@ impl Histogram {
         pow2(self.exponent)
     }
 
+    /// Global index of the first stored bin (it covers `[first_bin * w, (first_bin + 1) * w)`).
+    pub fn first_bin(&self) -> i64 {
+        self.first_bin
+    }
+
     /// Lower edge of the first stored bin.
     pub fn start(&self) -> f64 {
         self.first_bin as f64 * self.bin_width()
@@ -244,6 +249,14 @@ fn canonical_zero(x: f32) -> f32 {
 }
 
 impl TensorStats {
+    /// The statistics of one set of values (a parameter tensor or one channel of it), so that
+    /// parameters can use the same histogram-based calibration as activations.
+    pub fn of_values(values: &[f32]) -> TensorStats {
+        let mut stats = TensorStats::default();
+        stats.observe(values);
+        stats
+    }
+
     /// Adds every value of one observed tensor.
     pub fn observe(&mut self, values: &[f32]) {
         let mut finite = Vec::with_capacity(values.len());

@@ -253,12 +253,46 @@ fn override_problems_are_errors() {
     assert!(matches!(&errors[..], [QuantError::Override(e)] if e.kind == OverrideErrorKind::WrongSection));
 }
 
+/// mse calibration through the stage: x gets 1.6e6 values in [0, 1) and one at 100 (bins of
+/// 1/16: 100 / 2^-4 = 1600 < 2048). Candidate [0, k] costs `1.6e6 k^2 / (12 * 255^2) + (100 -
+/// k)^2 = 2.050493 k^2 + (100 - k)^2`, least at k = 33 (see `calibration::tests`), so x's
+/// scale is 33 / 255 where min-max gives 100 / 255. The weights go through the same search
+/// over their own values (k = 100 down to 1 in steps of 1%): at most one step below min-max.
 #[test]
-fn unimplemented_calibrations_and_bad_settings_are_errors() {
+fn mse_calibration_clips_the_outlier_and_keeps_small_weights() {
     let (g, ids) = graph();
-    let settings = QuantSettings { act_calibration: CalibrationMethod::Mse, ..QuantSettings::default() };
-    let errors = quantize(&g, &stats(&ids), &settings, None).unwrap_err();
-    assert_eq!(errors[0], QuantError::UnsupportedCalibration { method: "mse", tensor: "x".into() });
+    let mut s = stats(&ids);
+    let mut v: Vec<f32> = (0..1_600_000).map(|i| (i % 1000) as f32 * 0.001).collect();
+    v.push(100.0);
+    s.tensors.insert(ids.x, observed(&v));
+    let mse = QuantSettings {
+        act_calibration: CalibrationMethod::Mse,
+        param_calibration: CalibrationMethod::Mse,
+        ..QuantSettings::default()
+    };
+    let q = quantize(&g, &s, &mse, None).unwrap();
+    let x = per_tensor(&q, ids.x);
+    assert_eq!(x.offset, 0);
+    assert!(close(x.scale, 33.0 / 255.0), "{}", x.scale);
+    let minmax = quantize(&g, &s, &QuantSettings::default(), None).unwrap();
+    assert!(close(per_tensor(&minmax, ids.x).scale, 100.0 / 255.0));
+    let scales = |q: &QuantizedGraph, id: TensorId| match &q.encodings[&id] {
+        TensorEncoding::PerTensor(e) => vec![e.scale],
+        TensorEncoding::PerChannel { channels, .. } => channels.iter().map(|e| e.scale).collect(),
+        TensorEncoding::Float { .. } => vec![],
+    };
+    for id in [ids.w, ids.gb, ids.k] {
+        let (ours, reference) = (scales(&q, id), scales(&minmax, id));
+        assert_eq!(ours.len(), reference.len());
+        for (a, b) in ours.iter().zip(&reference) {
+            assert!(*a <= *b && *a >= 0.99 * *b - 1e-9, "{}: {a} vs {b}", g.name(id));
+        }
+    }
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let (g, ids) = graph();
     let settings = QuantSettings { act_bitwidth: 4, bias_bitwidth: 16, ..QuantSettings::default() };
     let errors = quantize(&g, &stats(&ids), &settings, None).unwrap_err();
     assert_eq!(errors.len(), 2);
