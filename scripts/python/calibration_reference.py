@@ -122,9 +122,15 @@ def entropy(h, bw, schema):
         np.add.at(bins, idx, counts)
         bins = np.trim_zeros(bins, "b")
         levels = 2 ** (bw - 1)
+        zero = 0
     else:
-        bins = counts
+        bins = counts.copy()
         levels = 2**bw - 1
+        zero = -h["first_bin"]
+    # The bin of exact zeros counts as its upper neighbour (pytorch-quantization's
+    # bins[0] = bins[1]).
+    if 0 <= zero < len(bins) - 1:
+        bins[zero] = bins[zero + 1]
     n = len(bins)
     best_i = n
     if n > levels:
@@ -180,6 +186,10 @@ def inputs():
     j = np.arange(1800)
     half = np.round(50000 * np.exp(-0.5 * (j / 250.0) ** 2)) + (j % 97 == 0) * 2
     out["relu_half_normal"] = histogram_input(0, -8, half)
+    # A Relu output with most values exactly 0 (the zero bin holds 60% of them).
+    relu0 = half.copy()
+    relu0[0] = 1.5 * relu0.sum()
+    out["relu_mostly_zeros"] = histogram_input(0, -8, relu0)
     # Laplace, signed, skewed (more mass on the positive side).
     j = np.arange(-700, 1300)
     lap = np.round(30000 * np.exp(-np.abs(j) / np.where(j < 0, 60.0, 150.0)))

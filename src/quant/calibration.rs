@@ -153,6 +153,8 @@ fn noise(data: &Binned, e: &Encoding, clip_weight: f64) -> f64 {
 ///   `L = 2^bw - 1` levels, result `(min, T)`: only the upper end is searched, like TensorRT's
 ///   one-sided threshold; the lower end stays at the observed min.
 ///
+/// The bin of exact zeros (global bin 0) counts as its upper neighbour (see the code).
+///
 /// For each candidate `i` in `L..=len(h)`: `P = h[0..i]` with the outliers `sum h[i..]` added to
 /// `P[i-1]`; `Q` merges `h[0..i]` into `L` groups (bin `j` in group `floor(j * L / i)`) and
 /// spreads each group's total evenly over its non-empty bins (empty bins stay 0); both are
@@ -163,10 +165,21 @@ fn noise(data: &Binned, e: &Encoding, clip_weight: f64) -> f64 {
 /// Cost: `O(len(h) * L)` via prefix sums of `n`, `n ln n` and the non-empty-bin count.
 pub fn entropy_range(data: &Binned, bitwidth: u32, schema: Schema) -> (f32, f32) {
     let magnitude = data.min.abs().max(data.max.abs());
-    let (bins, levels) = match schema {
-        Schema::Symmetric => (folded_abs(data), symmetric_offset_magnitude(bitwidth) as usize),
-        Schema::Asymmetric => (data.counts.to_vec(), grid_steps(bitwidth) as usize),
+    let (mut bins, levels, zero_bin) = match schema {
+        Schema::Symmetric => (folded_abs(data), symmetric_offset_magnitude(bitwidth) as usize, Some(0)),
+        Schema::Asymmetric => {
+            (data.counts.to_vec(), grid_steps(bitwidth) as usize, usize::try_from(-data.first_bin).ok())
+        }
     };
+    // The bin holding exact zeros (a Relu's output is mostly zeros) would dominate P and make
+    // every merge of it with its neighbour look costly; like pytorch-quantization's
+    // `bins[0] = bins[1]`, it counts as its upper neighbour.
+    if let Some(z) = zero_bin
+        && let Some(&next) = bins.get(z + 1)
+        && let Some(zero) = bins.get_mut(z)
+    {
+        *zero = next;
+    }
     let i = least_divergence_bins(&bins, levels);
     match schema {
         Schema::Symmetric => {

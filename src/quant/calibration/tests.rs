@@ -42,15 +42,16 @@ fn mse_and_sqnr_clip_a_far_outlier_where_the_formula_says() {
     assert_eq!(mse_range(&data, 8, Schema::Symmetric), (-11.0, 11.0));
 }
 
-/// Entropy with an alternating bulk (bins 0..256 of width 1/64 hold 1000, 3000, 1000, ...,
-/// T = 512000 values) and one value in bin 2000, L = 255 levels. Candidates 257..=2000 have
-/// an empty bin `i - 1` but outliers to fold into it: infinite KL. That leaves three:
+/// Entropy with an alternating bulk (bins 0..256 of width 1/64 hold 1000, 3000, 1000, ...)
+/// and one value in bin 2000, L = 255 levels. Bin 0 (the zeros) counts as bin 1: 3000, so
+/// T = 514000 + 1. Candidates 257..=2000 have an empty bin `i - 1` but outliers to fold into
+/// it: infinite KL. That leaves three:
 /// - i = 2001 (full range): groups of ~7.8 bins average 1000 and 3000 to 2000, so KL is about
 ///   0.25 ln(0.5) + 0.75 ln(1.5) = 0.13;
-/// - i = 255 (single-bin groups): only bin 254 differs, P = 4001/512001 vs Q = 1000/509000:
-///   KL = 0.99219 ln(509000/512001) + 0.0078144 ln(3.9776) = 0.0050;
-/// - i = 256: one group merges bins 0 and 1 (1000, 3000 -> 2000 each), bin 255 gets the
-///   outlier: KL ~ (1000 ln 0.5 + 3000 ln 1.5) / 512001 = 0.0010, the least.
+/// - i = 255 (single-bin groups): only bin 254 differs, P = 4001/514001 vs Q = 1000/511000:
+///   KL = 0.99222 ln(511000/514001) + 0.0077841 ln(3.9777) = 0.0049;
+/// - i = 256: the one two-bin group is bins 0 and 1 (3000, 3000: no loss); only the outlier
+///   folded into bin 255 differs, KL ~ 1e-5, the least.
 ///
 /// So entropy keeps [0, 256/64 = 4], where min-max would keep the outlier at 31.26.
 #[test]
@@ -117,7 +118,7 @@ fn ranges_match_the_numpy_reference() {
         serde_json::from_str(include_str!("../../../tests/data/calibration/reference.json")).unwrap();
     let inputs = &doc["inputs"];
     let cases = doc["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 72);
+    assert_eq!(cases.len(), 84);
     let mut mismatches = Vec::new();
     let mut clipped = 0;
     for case in cases {
