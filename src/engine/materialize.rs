@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::diag::Diag;
+use crate::quant::aimet::sanitize_name;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
 use super::memo::KeyBuilder;
@@ -14,16 +15,6 @@ use super::stages;
 use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
 use super::verify_stage;
 use super::workspace::Workspace;
-
-/// The SDK's output-name sanitization: every character that is not ASCII alphanumeric or
-/// `_` becomes `_`, and a leading digit gets a `_` prefix.
-pub fn sanitize(name: &str) -> String {
-    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
 
 fn write_error(path: &Path, e: std::io::Error) -> Failed {
     Failed(vec![Diag::error("qairt::io::write", format!("cannot write {}: {e}", path.display()))])
@@ -41,7 +32,7 @@ fn render(
         let q = stages::quantize_value(db, project, target)?;
         files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
     }
-    files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.0.clone()));
+    files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.bytes.clone()));
     for (dir, run) in [
         ("outputs", stages::simulate_value(db, project, target)?),
         ("reference", stages::reference_value(db, project)?),
@@ -49,7 +40,7 @@ fn render(
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
                 let bytes = tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
-                files.push((format!("{dir}/Result_{n}/{}.raw", sanitize(name)), bytes));
+                files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
             }
         }
     }
@@ -147,17 +138,4 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     }
     let _ = std::fs::remove_dir(&tmp);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sanitize;
-
-    #[test]
-    fn names_are_sanitized_as_the_sdk_does() {
-        assert_eq!(sanitize("logits"), "logits");
-        assert_eq!(sanitize("/fc2/Gemm_output_0"), "_fc2_Gemm_output_0");
-        assert_eq!(sanitize("130"), "_130");
-        assert_eq!(sanitize("conv1.weight"), "conv1_weight");
-    }
 }

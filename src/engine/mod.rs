@@ -19,7 +19,6 @@ mod workspace;
 pub(crate) use convert::override_error;
 pub use db::{Progress, Stage};
 pub use explain::explain;
-pub use materialize::sanitize;
 pub use store::{Digest, Store};
 pub use verify_stage::VerifyOutcome;
 pub use workspace::{BuildReport, Event, Workspace};

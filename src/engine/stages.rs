@@ -256,7 +256,11 @@ pub fn quantize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -
 
 /// `model.bin` bytes, stored as they are written to `out/`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelBin(pub Vec<u8>);
+pub struct ModelBin {
+    pub bytes: Vec<u8>,
+    /// Kept beside the bytes so the record can report it without decoding the program.
+    pub peak_activation_bytes: u64,
+}
 
 #[salsa::tracked(returns(clone))]
 pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
@@ -278,7 +282,7 @@ pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -
         Some(&name),
         key,
         || compute_compile(db, project, target),
-        |bin: &ModelBin| encode(&Program::from_bytes(&bin.0).map(|p| p.peak_activation_bytes()).unwrap_or(0)),
+        |bin: &ModelBin| super::memo::encode(&bin.peak_activation_bytes),
     )
 }
 
@@ -292,7 +296,7 @@ fn compute_compile(db: &dyn Db, project: ProjectInput, target: TargetInput) -> R
     };
     let program = compile::compile(&quantized, &rules)
         .map_err(|e| convert::compile_error(target.name(db), target.backend(db), e))?;
-    Ok(ModelBin(program.to_bytes()))
+    Ok(ModelBin { bytes: program.to_bytes(), peak_activation_bytes: program.peak_activation_bytes() })
 }
 
 #[salsa::tracked(returns(clone))]
@@ -300,10 +304,6 @@ pub fn compile_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
     let record = compile_record(db, project, target)?;
     let name = target.name(db).clone();
     load(db, Stage::Compile, Some(&name), &record, || compute_compile(db, project, target))
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    super::memo::encode(value)
 }
 
 // ---------------------------------------------------------------- reference and simulate
@@ -362,7 +362,7 @@ pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
 
 fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<RunOutputs, Failed> {
     let bin = compile_value(db, project, target)?;
-    let program = Program::from_bytes(&bin.0).map_err(convert::internal)?;
+    let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
     let graph = optimize_value(db, project)?;
     let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     run_verify_samples(db, project, &graph, &format!("simulate {}", target.name(db)), |inputs, observe| {
