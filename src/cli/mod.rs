@@ -8,6 +8,7 @@ mod commands;
 mod encodings;
 mod output;
 mod progress;
+mod sweep;
 pub mod render;
 mod watch;
 

@@ -9,9 +9,11 @@
 
 mod attrs;
 mod error;
+pub mod export;
 mod fold;
 mod import;
 mod ops;
+pub mod qdq;
 mod tensor;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub, rustdoc::all)]

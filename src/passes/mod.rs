@@ -9,6 +9,7 @@
 //! - the result passes [`Graph::validate`].
 
 mod bn_fold;
+pub mod cle;
 mod const_fold;
 mod identity;
 mod prune;

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod calibration;
 pub mod encoding;
 pub mod math;
+pub mod model_encodings;
 pub mod quantize;
 pub mod settings;
 pub mod stats;

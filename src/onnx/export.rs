@@ -1,0 +1,1 @@
+//! Export of the optimized, quantized graph as an ONNX QDQ model (`out/<target>/model.qdq.onnx`).

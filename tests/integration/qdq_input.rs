@@ -1,0 +1,1 @@
+//! Integration tests: qdq_input.
