@@ -5,7 +5,7 @@ Source: the test data shipped in the onnx 1.22.0 wheel
 ``test_data_set_0/input_<i>.pb`` / ``output_<i>.pb`` (serialized ``onnx.TensorProto``), copied
 unchanged to ``tests/data/onnx-node/<test_name>/``.
 
-Selection (``node/``): tests of Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid,
+Selection (``node/``): tests of Conv, Gemm, MatMul, Add, Sub, Mul, Div, Relu, Clip, Sigmoid, Tanh,
 HardSigmoid, HardSwish, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization, Flatten,
 Reshape, Transpose, Concat, Softmax, Squeeze, Unsqueeze, Identity, Dropout, Constant, Pad where
 
@@ -50,7 +50,7 @@ DIST_INFO = ONNX_DIR.parent / f"onnx-{onnx.__version__}.dist-info" / "licenses"
 MAX_TOTAL = 3_000_000
 
 NODE_PATTERN = re.compile(
-    r"^test_(conv_|basic_conv|gemm_|matmul_|add|sub|mul|div|relu$|clip|sigmoid|hardsigmoid|"
+    r"^test_(conv_|basic_conv|gemm_|matmul_|add|sub|mul|div|relu$|clip|sigmoid|tanh|hardsigmoid|"
     r"hardswish|maxpool_|averagepool_|globalaveragepool|batchnorm_|flatten_|reshape_|transpose_|"
     r"concat_|softmax_|squeeze|unsqueeze_|identity|dropout_|constant$|constant_pad|edge_pad|"
     r"reflect_pad|wrap_pad)"

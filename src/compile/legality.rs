@@ -26,7 +26,7 @@ pub(crate) fn check(q: &QuantizedGraph, backend: &BackendRules) -> Result<Vec<(U
     let graph = &q.graph;
     for node in &graph.nodes {
         let op = node.op.type_name();
-        if !backend.supports(op) {
+        if !backend.supports(op) && node.op != Op::Convert {
             return Err(CompileError::UnsupportedOp {
                 node: node.name.clone(),
                 op: op.to_string(),

@@ -45,6 +45,7 @@ pub const KNOWN_OP_TYPES: &[&str] = &[
     "Relu",
     "Clip",
     "Sigmoid",
+    "Tanh",
     "HardSigmoid",
     "HardSwish",
     "MaxPool",
@@ -563,6 +564,7 @@ mod tests {
             Op::Relu,
             Op::Clip { min: 0.0, max: 6.0 },
             Op::Sigmoid,
+            Op::Tanh,
             Op::HardSigmoid { alpha: 0.2, beta: 0.5 },
             Op::HardSwish,
             Op::MaxPool(pool.clone()),
@@ -593,6 +595,7 @@ mod tests {
                 | Op::Relu
                 | Op::Clip { .. }
                 | Op::Sigmoid
+                | Op::Tanh
                 | Op::HardSigmoid { .. }
                 | Op::HardSwish
                 | Op::MaxPool(_)
@@ -610,6 +613,8 @@ mod tests {
                 | Op::Identity
                 | Op::Dropout
                 | Op::Pad { .. } => {}
+                // Inserted by quantize, never in a model: legal on every backend.
+                Op::Convert => {}
             }
         }
         ops

@@ -63,6 +63,7 @@ pub enum Op {
         max: f32,
     },
     Sigmoid,
+    Tanh,
     HardSigmoid {
         alpha: f32,
         beta: f32,
@@ -108,6 +109,10 @@ pub enum Op {
         mode: PadMode,
         value: f32,
     },
+    /// A change of representation inserted by `quantize` where an op of one precision feeds
+    /// an op of another (the SDK's automatic convert ops for mixed precision): the values pass
+    /// through; the output tensor carries the consumer's representation.
+    Convert,
 }
 
 impl Op {
@@ -124,6 +129,7 @@ impl Op {
             Op::Relu => "Relu",
             Op::Clip { .. } => "Clip",
             Op::Sigmoid => "Sigmoid",
+            Op::Tanh => "Tanh",
             Op::HardSigmoid { .. } => "HardSigmoid",
             Op::HardSwish => "HardSwish",
             Op::MaxPool(_) => "MaxPool",
@@ -141,6 +147,7 @@ impl Op {
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::Pad { .. } => "Pad",
+            Op::Convert => "Convert",
         }
     }
 

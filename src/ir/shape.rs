@@ -18,11 +18,11 @@ pub fn infer(op: &Op, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>
         Op::Gemm { trans_a, trans_b, .. } => gemm_output(*trans_a, *trans_b, inputs)?,
         Op::MatMul => matmul_output(inputs)?,
         Op::Add | Op::Sub | Op::Mul | Op::Div => binary_output(name, inputs)?,
-        Op::Relu | Op::Identity | Op::Dropout => {
+        Op::Relu | Op::Identity | Op::Dropout | Op::Convert => {
             let [x] = exactly(name, inputs)?;
             (x.dtype, x.shape.clone())
         }
-        Op::Clip { .. } | Op::Sigmoid | Op::HardSigmoid { .. } | Op::HardSwish => {
+        Op::Clip { .. } | Op::Sigmoid | Op::Tanh | Op::HardSigmoid { .. } | Op::HardSwish => {
             let [x] = exactly(name, inputs)?;
             require_float(name, x)?;
             (x.dtype, x.shape.clone())

@@ -67,6 +67,7 @@ pub const IR_OP_TYPES: &[&str] = &[
     "Relu",
     "Reshape",
     "Sigmoid",
+    "Tanh",
     "Softmax",
     "Squeeze",
     "Sub",
@@ -203,12 +204,13 @@ pub(crate) fn lower(cx: &NodeCx) -> Result<Lowered, ImportError> {
             };
             ir(op, vec![0, 1])
         }
-        op_type @ ("Relu" | "Sigmoid" | "HardSwish" | "Identity" | "GlobalAveragePool" | "GlobalMaxPool") => {
+        op_type @ ("Relu" | "Sigmoid" | "Tanh" | "HardSwish" | "Identity" | "GlobalAveragePool" | "GlobalMaxPool") => {
             cx.arity(1, 1)?;
             Attrs::new(node, &[])?;
             let op = match op_type {
                 "Relu" => Op::Relu,
                 "Sigmoid" => Op::Sigmoid,
+                "Tanh" => Op::Tanh,
                 "HardSwish" => Op::HardSwish,
                 "Identity" => Op::Identity,
                 "GlobalAveragePool" => Op::GlobalAveragePool,

@@ -66,6 +66,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec
             vec![elementwise::unary(name, inputs, move |x| elementwise::clip(x, min, max))?]
         }
         Op::Sigmoid => vec![elementwise::unary(name, inputs, elementwise::sigmoid)?],
+        Op::Tanh => vec![elementwise::unary(name, inputs, f32::tanh)?],
         Op::HardSigmoid { alpha, beta } => {
             let (alpha, beta) = (*alpha, *beta);
             vec![elementwise::unary(name, inputs, move |x| elementwise::hard_sigmoid(x, alpha, beta))?]
@@ -83,7 +84,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec
         Op::Concat { axis } => vec![shape_ops::concat(*axis, inputs)?],
         Op::Squeeze { axes } => vec![shape_ops::squeeze(axes, inputs)?],
         Op::Unsqueeze { axes } => vec![shape_ops::unsqueeze(axes, inputs)?],
-        Op::Identity => vec![shape_ops::identity(name, inputs)?],
+        Op::Identity | Op::Convert => vec![shape_ops::identity(name, inputs)?],
         Op::Dropout => shape_ops::dropout(inputs, outputs.len() >= 2)?,
         Op::Pad { pads, mode, value } => vec![shape_ops::pad(pads, *mode, *value, inputs)?],
     };
