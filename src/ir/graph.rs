@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::model_encoding::ModelEncoding;
 use super::op::Op;
 use super::tensor::{DType, Tensor};
 
@@ -55,6 +56,11 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub inputs: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
+    /// Encodings the model carried itself (stripped QuantizeLinear/DequantizeLinear pairs), by
+    /// tensor name. Names, not ids, so [`Graph::compact`] and passes that renumber tensors keep
+    /// them valid; an entry whose tensor a pass removed is simply not used.
+    #[serde(default)]
+    pub model_encodings: BTreeMap<String, ModelEncoding>,
 }
 
 /// A broken structural invariant; only a bug in an importer or pass produces one.
@@ -219,7 +225,10 @@ mod tests {
         g.inputs = vec![x];
         g.outputs = vec![y];
         g.nodes.push(Node { name: "r".into(), op: Op::Relu, inputs: vec![x], outputs: vec![y] });
+        let enc = ModelEncoding { scales: vec![0.5], zero_points: vec![3], axis: None, bitwidth: 8, signed: false };
+        g.model_encodings.insert("y".into(), enc.clone());
         g.compact();
+        assert_eq!(g.model_encodings.get("y"), Some(&enc), "compact keeps the model's encodings");
         assert_eq!(g.tensors.len(), 2);
         assert_eq!(g.name(g.outputs[0]), "y");
         g.validate().unwrap();

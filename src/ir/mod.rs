@@ -4,6 +4,7 @@
 //! one, and it knows nothing about where graphs come from or where they go.
 
 mod graph;
+mod model_encoding;
 mod op;
 pub mod shape;
 mod tensor;
@@ -11,5 +12,6 @@ mod tensor;
 pub mod test_graph;
 
 pub use graph::{Graph, InvalidGraph, Node, TensorId, TensorInfo};
+pub use model_encoding::ModelEncoding;
 pub use op::{Conv, Op, PadMode, Pool, Window};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData, strides_of};
