@@ -8,8 +8,8 @@ mod commands;
 mod encodings;
 mod output;
 mod progress;
-mod sweep;
 pub mod render;
+mod sweep;
 mod watch;
 
 use std::path::PathBuf;
@@ -73,6 +73,8 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Build a grid of quantization configurations of one target and rank them
+    Sweep(Box<sweep::SweepArgs>),
     /// Convert, validate or compare AIMET encodings files
     Encodings {
         #[command(subcommand)]
@@ -113,6 +115,7 @@ pub fn main() -> ExitCode {
             CacheAction::Gc { path, max_size } => commands::cache_gc(path, max_size),
             CacheAction::Verify { path } => commands::cache_verify(path),
         },
+        Command::Sweep(args) => sweep::run(*args),
         Command::Encodings { action } => encodings::run(action),
     };
     ExitCode::from(code)

@@ -4,6 +4,11 @@
 //!
 //! **Invariant:** an input is set only when its content digest changed; identical bytes
 //! (a touched file, a re-saved editor buffer) never start a new revision.
+//!
+//! Besides the targets of `qairt.toml`, a workspace can hold *generated* targets (the
+//! configurations of `qairt sweep`): an in-memory overlay applied on every [`Workspace::load`].
+//! They go through the same stages and share every cached value, but are never materialized
+//! under `out/` (see [`Workspace::set_generated_targets`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,8 +17,9 @@ use std::time::Instant;
 
 use salsa::Setter;
 
+use crate::compile::BackendRules;
 use crate::diag::Diag;
-use crate::project::{ProjectConfig, parse_config, parse_input_list};
+use crate::project::{ProjectConfig, TargetConfig, parse_config, parse_input_list};
 
 use super::db::{
     BuiltEvent, DataList, Database, Db, Failed, ModelInput, Progress, ProjectInput, RulesInput, SampleEntry,
@@ -63,6 +69,8 @@ pub struct Workspace {
     files: HashMap<PathBuf, SourceFile>,
     project: Option<ProjectInput>,
     targets: BTreeMap<String, TargetInput>,
+    /// Targets built in addition to those of `qairt.toml`, never materialized.
+    generated: Vec<TargetConfig>,
     /// Every path the last load read, for the watcher.
     watched: BTreeSet<PathBuf>,
 }
@@ -102,8 +110,40 @@ impl Workspace {
             files: HashMap::new(),
             project: None,
             targets: BTreeMap::new(),
+            generated: Vec::new(),
             watched: BTreeSet::new(),
         })
+    }
+
+    /// Adds targets that `qairt.toml` does not name (the configurations of `qairt sweep`),
+    /// replacing any set before; every later [`load`](Self::load) applies them after the
+    /// file's own targets. They build like any target and reuse every cached stage (stage
+    /// keys depend on settings, never on target names), but `out/<name>/` is not written for
+    /// them: their values stay in the cache, so a generated configuration later written into
+    /// `qairt.toml` materializes without running a stage, and `out/` keeps holding only the
+    /// targets the user declared. A name used twice, or already used by `qairt.toml`, is an
+    /// error of the next load.
+    pub fn set_generated_targets(&mut self, targets: Vec<TargetConfig>) {
+        self.generated = targets;
+    }
+
+    /// Whether `name` is one of the generated targets (and not a target of `qairt.toml`).
+    pub fn is_generated(&self, name: &str) -> bool {
+        self.generated.iter().any(|t| t.name == name)
+    }
+
+    /// The backend rules of a target (`rules/` of the project merged over the standard set),
+    /// after loading the project. Errors: unreadable inputs, an unknown target or backend.
+    pub fn backend_rules(&mut self, target: &str) -> Result<Arc<BackendRules>, Vec<Diag>> {
+        let _lock = self
+            .store()
+            .lock()
+            .map_err(|e| vec![Diag::error("qairt::cache::lock", format!("cannot lock the cache: {e}"))])?;
+        self.load()?;
+        let (project, input) = self.inputs_of(target).map_err(|failed| failed.0)?;
+        let rules = stages::backend(&self.db, project, input).map_err(|failed| failed.0);
+        let _ = self.db.drain_log();
+        rules
     }
 
     pub fn watched_paths(&self) -> Vec<PathBuf> {
@@ -201,8 +241,9 @@ impl Workspace {
             None => None,
         };
         let rule_files = self.rule_files(&mut diags);
+        let all_targets = self.all_targets(&config, &mut diags);
         let mut target_overrides = Vec::new();
-        for t in &config.targets {
+        for t in &all_targets {
             let overrides = match &t.overrides {
                 Some(path) => match self.file(path) {
                     Ok(f) => Some(f),
@@ -266,7 +307,7 @@ impl Workspace {
         self.project = Some(project);
 
         let mut targets = BTreeMap::new();
-        for (t, overrides) in config.targets.iter().zip(target_overrides) {
+        for (t, overrides) in all_targets.iter().zip(target_overrides) {
             let input = match self.targets.get(&t.name) {
                 Some(&input) => {
                     let db = &mut self.db;
@@ -287,6 +328,24 @@ impl Workspace {
         }
         self.targets = targets;
         Ok(())
+    }
+
+    /// The targets of `qairt.toml` followed by the generated ones; a generated target whose
+    /// name is taken is reported and left out.
+    fn all_targets(&self, config: &ProjectConfig, diags: &mut Vec<Diag>) -> Vec<TargetConfig> {
+        let mut targets = config.targets.clone();
+        for t in &self.generated {
+            if targets.iter().any(|other| other.name == t.name) {
+                diags.push(
+                    Diag::error("qairt::sweep::name_taken", format!("a target named \"{}\" already exists", t.name))
+                        .in_file(&config.file)
+                        .with_help("generated target names must differ from each other and from qairt.toml's targets"),
+                );
+                continue;
+            }
+            targets.push(t.clone());
+        }
+        targets
     }
 
     /// The external-data files of the model, remembered per model digest in the store so a
@@ -527,9 +586,12 @@ impl Workspace {
         }
         let record = result?;
         let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;
-        super::explain::remember(self, project, target, &stages);
         report.thresholds_met &= outcome.passed;
-        materialize::materialize(self, project, target)?;
+        // Generated targets are not in qairt.toml: nothing for `explain` or `out/`.
+        if !self.is_generated(name) {
+            super::explain::remember(self, project, target, &stages);
+            materialize::materialize(self, project, target)?;
+        }
         report.events.push(Event::Verify { target: name.to_string(), outcome });
         Ok(())
     }

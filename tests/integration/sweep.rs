@@ -1,1 +1,209 @@
-//! Integration tests: sweep.
+//! Integration tests: `qairt sweep` on the digits project: ranking, the CSV, caching (seen
+//! through the JSON event stream, never timing), the winner written into qairt.toml, and
+//! diagnostics for bad axis values.
+
+use serde_json::Value;
+
+use crate::util::{Build, Project};
+
+/// 2 calibration methods x 2 activation bitwidths of `htp-w8a16` (a target without overrides),
+/// ranked by SQNR; `extra` is appended.
+fn small_grid<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "sweep",
+        "--target",
+        "htp-w8a16",
+        "--act-calibration",
+        "min-max,mse",
+        "--act-bitwidth",
+        "8,16",
+        "--act-schema",
+        "asymmetric",
+        "--per-channel",
+        "true",
+        "--cle",
+        "false",
+        "--metric",
+        "sqnr",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+const SMALL_GRID_NAMES: [&str; 4] =
+    ["sweep-a8w8-minmax-asym-pc", "sweep-a8w8-mse-asym-pc", "sweep-a16w8-minmax-asym-pc", "sweep-a16w8-mse-asym-pc"];
+
+fn sweep_json(p: &Project, extra: &[&str]) -> Build {
+    let mut args = small_grid(extra);
+    args.extend(["--message-format", "json"]);
+    Build::from(p.run(&args))
+}
+
+fn configs(b: &Build) -> Vec<&Value> {
+    b.events.iter().filter(|e| e["event"] == "config").collect()
+}
+
+/// The stage events of one stage, over every configuration.
+fn stage_events<'a>(b: &'a Build, stage: &str) -> Vec<&'a Value> {
+    b.events.iter().filter(|e| e["event"] == "stage" && e["stage"] == stage).collect()
+}
+
+#[test]
+fn a_small_grid_is_ranked_written_as_csv_and_calibrated_once() {
+    let p = Project::digits();
+    let b = sweep_json(&p, &[]);
+    b.assert_ok();
+
+    // Calibration does not depend on the method or the bitwidth: one run for the grid.
+    let calibrate = stage_events(&b, "calibrate");
+    assert_eq!(calibrate.len(), 4, "one calibrate event per configuration");
+    assert_eq!(calibrate.iter().filter(|e| e["status"] == "built").count(), 1, "{calibrate:?}");
+    assert!(calibrate.iter().all(|e| e["key"] == calibrate[0]["key"]));
+    // Every configuration quantizes on its own.
+    let quantize = stage_events(&b, "quantize");
+    assert_eq!(quantize.iter().filter(|e| e["status"] == "built").count(), 4);
+
+    // One event per configuration, best first.
+    let configs = configs(&b);
+    let mut names: Vec<&str> = configs.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let sqnr: Vec<f64> = configs.iter().map(|c| c["metrics"]["sqnr_db"].as_f64().unwrap()).collect();
+    let ranks: Vec<u64> = configs.iter().map(|c| c["rank"].as_u64().unwrap()).collect();
+    assert_eq!(ranks, [1, 2, 3, 4]);
+    assert!(sqnr.windows(2).all(|w| w[0] >= w[1]), "ranked by SQNR, higher first: {sqnr:?}");
+    // 16-bit activations are finer than 8-bit ones on the same ranges: both 16-bit
+    // configurations rank above both 8-bit ones.
+    let bitwidths: Vec<u64> = configs.iter().map(|c| c["settings"]["act_bitwidth"].as_u64().unwrap()).collect();
+    assert_eq!(bitwidths, [16, 16, 8, 8], "{names:?} {sqnr:?}");
+    let winner = names[0].to_string();
+    names.sort();
+    let mut expected = SMALL_GRID_NAMES.to_vec();
+    expected.sort();
+    assert_eq!(names, expected);
+
+    let finished = b.events.last().unwrap();
+    assert_eq!(finished["event"], "finished");
+    assert_eq!(finished["ok"], true);
+    assert_eq!(finished["winner"], winner.as_str());
+    assert_eq!(finished["configs"], 4);
+
+    // The CSV: a header, then the same rows in the same order with the same numbers.
+    let csv = p.read("out/sweep.csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5, "{csv}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (line, config) in lines[1..].iter().zip(&configs) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[column("name")], config["name"].as_str().unwrap());
+        assert_eq!(cells[column("rank")], config["rank"].to_string());
+        let value: f64 = cells[column("sqnr_db")].parse().unwrap();
+        assert_eq!(value, config["metrics"]["sqnr_db"].as_f64().unwrap());
+        assert_eq!(cells[column("status")], "ok");
+    }
+
+    // Generated configurations are not materialized under out/.
+    let out: Vec<String> =
+        std::fs::read_dir(p.path("out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert_eq!(out, ["sweep.csv"]);
+
+    // The same sweep again: every stage of every configuration is cached.
+    let again = sweep_json(&p, &[]);
+    again.assert_ok();
+    assert_eq!(again.built(), vec![], "stderr: {}", again.stderr);
+    assert_eq!(again.cached().len(), 4 * 7);
+    let again_names: Vec<&Value> = configs_names(&again);
+    assert_eq!(again_names, configs.iter().map(|c| &c["name"]).collect::<Vec<_>>(), "the same ranking");
+}
+
+fn configs_names(b: &Build) -> Vec<&Value> {
+    configs(b).into_iter().map(|c| &c["name"]).collect()
+}
+
+#[test]
+fn after_a_build_the_sweep_reuses_calibration_and_every_identical_target() {
+    let p = Project::digits();
+    p.build().assert_ok();
+    let b = sweep_json(&p, &[]);
+    b.assert_ok();
+    let shared = ["parse", "optimize", "calibrate"];
+    assert!(
+        b.built().iter().all(|(_, stage)| !shared.contains(&stage.as_str())),
+        "nothing before quantize runs again: {:?}",
+        b.built()
+    );
+    // sweep-a16w8-minmax-asym-pc has exactly the settings of htp-w8a16: stage keys depend on
+    // settings, not names, so its every stage comes from the build's cache.
+    let same = "sweep-a16w8-minmax-asym-pc";
+    assert!(b.built().iter().all(|(target, _)| target != same), "{:?}", b.built());
+    assert_eq!(b.cached().iter().filter(|(target, _)| target == same).count(), 7);
+    // The other three build quantize, compile, simulate and verify.
+    assert_eq!(b.built().len(), 3 * 4, "{:?}", b.built());
+}
+
+#[test]
+fn the_winner_written_into_qairt_toml_builds_from_the_cache_with_its_encodings() {
+    let toml = format!("# hand-written, keep me\n{}", crate::util::config(40));
+    let p = Project::digits_with(&toml);
+    let out = p.run(&small_grid(&["--write-winner", "best", "--csv", "ranking.csv"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The human table: a header, four ranked rows, the metric named.
+    assert!(stdout.lines().next().unwrap().starts_with("rank"), "{stdout}");
+    assert!(stdout.contains("ranked by sqnr_db"), "{stdout}");
+    assert!(stdout.contains("added target \"best\""), "{stdout}");
+    let csv = p.read("ranking.csv");
+    let winner_line = csv.lines().nth(1).unwrap();
+    let winner_name = winner_line.split(',').nth(1).unwrap();
+    let winner_sqnr: f64 = winner_line.split(',').nth(10).unwrap().parse().unwrap();
+
+    let written = p.read("qairt.toml");
+    assert!(written.starts_with(&toml), "the original text is kept as it was:\n{written}");
+    assert!(written.contains(&format!("# qairt sweep winner ({winner_name})")), "{written}");
+    assert!(written.contains("name = \"best\""), "{written}");
+
+    // Building it runs nothing: its stage keys are those of the winning configuration.
+    let b = Build::from(p.run(&["build", "--target", "best", "--message-format", "json"]));
+    b.assert_ok();
+    assert_eq!(b.built(), vec![], "stderr: {}", b.stderr);
+    assert_eq!(b.verify("best")["metrics"]["sqnr_db"].as_f64().unwrap(), winner_sqnr);
+    let encodings: Value = serde_json::from_str(&p.read("out/best/encodings.json")).unwrap();
+    let activations = encodings["activation_encodings"].as_object().unwrap();
+    let bitwidth = activations.values().next().unwrap()[0]["bitwidth"].as_u64().unwrap();
+    let expected_bits: u64 = winner_name.strip_prefix("sweep-a").unwrap().split('w').next().unwrap().parse().unwrap();
+    assert_eq!(bitwidth, expected_bits, "{winner_name}");
+
+    // A second winner with the same name is refused, and qairt.toml is left alone.
+    let again = p.run(&small_grid(&["--write-winner", "best"]));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has a target named \"best\""));
+    assert_eq!(p.read("qairt.toml"), written);
+}
+
+fn sweep_fails(p: &Project, args: &[&str], expected: &[&str]) {
+    let mut all = vec!["sweep"];
+    all.extend_from_slice(args);
+    let out = p.run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "{args:?}: expected {text:?} in:\n{stderr}");
+    }
+    assert!(!p.path("out/sweep.csv").exists(), "nothing is written");
+}
+
+#[test]
+fn bad_axis_values_are_diagnostics_with_exit_1() {
+    let p = Project::digits();
+    sweep_fails(&p, &["--act-bitwidth", "8,12"], &["--act-bitwidth", "\"12\"", "allowed values: 8, 16"]);
+    sweep_fails(&p, &["--act-calibration", "mse,min_max"], &["did you mean \"min-max\""]);
+    sweep_fails(&p, &["--per-channel", "yes"], &["--per-channel", "allowed values: true, false"]);
+    // htp takes 4- and 8-bit weights only.
+    sweep_fails(&p, &["--weight-bitwidth", "16"], &["backend \"htp\" does not allow weight bitwidth 16"]);
+    sweep_fails(&p, &["--target", "cpu"], &["float backend \"cpu\""]);
+    sweep_fails(&p, &["--target", "htp-w8"], &["no target named \"htp-w8\""]);
+    sweep_fails(&p, &["--write-winner", "a/b"], &["not a valid target name"]);
+    let unlabeled = crate::util::config(40).replace("labels = \"digits/test/labels.txt\"\n", "");
+    p.write("qairt.toml", &unlabeled);
+    sweep_fails(&p, &["--metric", "accuracy"], &["--metric accuracy needs labels"]);
+}
