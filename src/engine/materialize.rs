@@ -31,6 +31,13 @@ fn render(
     if quantized {
         let q = stages::quantize_value(db, project, target)?;
         files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
+        let qdq = crate::onnx::export::export_qdq(&q).map_err(|e| {
+            Failed(vec![Diag::error("qairt::export::qdq", format!("cannot export model.qdq.onnx: {e}")).with_help(
+                "model.qdq.onnx can hold only what ONNX opset 21 expresses: integer activations of up \
+                         to 16 bits, float16 and float32 tensors",
+            )])
+        })?;
+        files.push(("model.qdq.onnx".to_string(), qdq));
     }
     files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.bytes.clone()));
     for (dir, run) in [
