@@ -15,6 +15,7 @@ use super::ops::{self, InputView, Lowered, NodeCx};
 use super::proto::tensor_shape_proto::dimension::Value as Dim;
 use super::proto::type_proto::Value as TypeValue;
 use super::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use super::qdq;
 use super::tensor::{decode_tensor, dtype_from_onnx, onnx_code, onnx_dtype_name};
 use crate::ir::{self, DType, Graph, Node, Tensor, TensorId, TensorInfo};
 
@@ -60,6 +61,12 @@ pub(crate) fn import(
     let Some(g) = model.graph.as_ref() else {
         return Err(vec![malformed("the model has no graph")]);
     };
+    // QuantizeLinear/DequantizeLinear pairs go first; the rest of the import sees a float model.
+    let (stripped, model_encodings) = match qdq::strip(g, external)? {
+        Some(s) => (Some(s.graph), s.encodings),
+        None => (None, BTreeMap::new()),
+    };
+    let g = stripped.as_ref().unwrap_or(g);
     let mut cx = Importer {
         graph: Graph::default(),
         slots: BTreeMap::new(),
@@ -103,6 +110,7 @@ pub(crate) fn import(
     graph
         .validate()
         .map_err(|e| vec![malformed(format!("internal error: the imported graph is inconsistent: {e}"))])?;
+    graph.model_encodings = qdq::finish(&graph, model_encodings)?;
     Ok(graph)
 }
 

@@ -1,0 +1,440 @@
+//! Tests of QDQ stripping: small hand-built models (every path and every error) and the
+//! onnxruntime-quantized digits models of `tests/data/models/digits_qdq/` (expected values from
+//! the manifest `scripts/python/make_qdq_models.py` wrote with onnxruntime and numpy).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::ir::{Graph, ModelEncoding, Tensor};
+use crate::onnx::proto::attribute_proto::AttributeType;
+use crate::onnx::proto::tensor_proto::DataType;
+use crate::onnx::proto::tensor_shape_proto::{Dimension, dimension};
+use crate::onnx::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, type_proto,
+};
+use crate::onnx::{ErrorKind, ImportError, decode_model, import};
+
+// ---- builders ----
+
+fn input(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
+    let dim =
+        dims.iter().map(|&d| Dimension { denotation: None, value: Some(dimension::Value::DimValue(d)) }).collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            denotation: None,
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn axis(v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+/// An integer tensor in `int32_data` (ONNX's packing for every type up to 32 bits).
+fn int_tensor(name: &str, elem: DataType, dims: &[i64], data: &[i32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(elem as i32),
+        int32_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoProto>, outputs: &[&str]) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: inputs,
+            output: outputs
+                .iter()
+                .map(|o| ValueInfoProto { name: Some(o.to_string()), ..Default::default() })
+                .collect(),
+            name: Some("qdq".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn import_ok(m: &ModelProto) -> Graph {
+    match import(m, &BTreeMap::new(), &BTreeMap::new()) {
+        Ok(g) => g,
+        Err(errors) => panic!("import failed: {errors:#?}"),
+    }
+}
+
+fn import_err(m: &ModelProto) -> Vec<ImportError> {
+    match import(m, &BTreeMap::new(), &BTreeMap::new()) {
+        Ok(g) => panic!("import succeeded: {g:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn constant(g: &Graph, name: &str) -> Vec<f32> {
+    let id = g.names()[name];
+    g.constant(id).and_then(Tensor::as_f32).expect("a float constant").to_vec()
+}
+
+fn enc(scales: &[f32], zero_points: &[i64], axis: Option<usize>, bitwidth: u32, signed: bool) -> ModelEncoding {
+    ModelEncoding { scales: scales.to_vec(), zero_points: zero_points.to_vec(), axis, bitwidth, signed }
+}
+
+/// onnxruntime's layout: `x -> Q -> DQ -> Conv(DQ(w_quantized), DQ(b_quantized)) ->
+/// y_QuantizeLinear_Input -> Q -> DQ -> y` (graph output), weights int8 per output channel,
+/// bias int32, activations uint8.
+fn conv_model() -> ModelProto {
+    let inits = vec![
+        f32_tensor("x_scale", &[], &[0.5]),
+        int_tensor("x_zero_point", DataType::Uint8, &[], &[10]),
+        // Two output channels, one input channel, 1x1 kernel.
+        int_tensor("w_quantized", DataType::Int8, &[2, 1, 1, 1], &[-128, 7]),
+        f32_tensor("w_scale", &[2], &[0.25, 0.125]),
+        int_tensor("w_zero_point", DataType::Int8, &[2], &[0, 0]),
+        int_tensor("b_quantized", DataType::Int32, &[2], &[-3, 1000]),
+        f32_tensor("b_quantized_scale", &[2], &[0.125, 0.0625]),
+        int_tensor("b_quantized_zero_point", DataType::Int32, &[2], &[0, 0]),
+        f32_tensor("y_scale", &[], &[0.75]),
+        int_tensor("y_zero_point", DataType::Uint8, &[], &[128]),
+    ];
+    let nodes = vec![
+        node(
+            "DequantizeLinear",
+            "w_dq",
+            &["w_quantized", "w_scale", "w_zero_point"],
+            &["w_DequantizeLinear_Output"],
+            vec![axis(0)],
+        ),
+        node(
+            "DequantizeLinear",
+            "b_dq",
+            &["b_quantized", "b_quantized_scale", "b_quantized_zero_point"],
+            &["b"],
+            vec![axis(0)],
+        ),
+        node("QuantizeLinear", "x_q", &["x", "x_scale", "x_zero_point"], &["x_QuantizeLinear_Output"], vec![]),
+        node(
+            "DequantizeLinear",
+            "x_dq",
+            &["x_QuantizeLinear_Output", "x_scale", "x_zero_point"],
+            &["x_DequantizeLinear_Output"],
+            vec![],
+        ),
+        node(
+            "Conv",
+            "conv",
+            &["x_DequantizeLinear_Output", "w_DequantizeLinear_Output", "b"],
+            &["y_QuantizeLinear_Input"],
+            vec![],
+        ),
+        node(
+            "QuantizeLinear",
+            "y_q",
+            &["y_QuantizeLinear_Input", "y_scale", "y_zero_point"],
+            &["y_QuantizeLinear_Output"],
+            vec![],
+        ),
+        node("DequantizeLinear", "y_dq", &["y_QuantizeLinear_Output", "y_scale", "y_zero_point"], &["y"], vec![]),
+    ];
+    model(nodes, inits, vec![input("x", DataType::Float, &[1, 1, 2, 2])], &["y"])
+}
+
+// ---- hand-built models ----
+
+#[test]
+fn pairs_are_stripped_and_constants_dequantized() {
+    let g = import_ok(&conv_model());
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.type_name()).collect();
+    assert_eq!(ops, ["Conv"]);
+    assert_eq!(g.name(g.inputs[0]), "x");
+    assert_eq!(g.name(g.outputs[0]), "y", "the graph output keeps its name");
+    let conv = &g.nodes[0];
+    let read: Vec<&str> = conv.inputs.iter().map(|&i| g.name(i)).collect();
+    assert_eq!(read, ["x", "w", "b"], "the conv reads the float input and the weight/bias under their float names");
+    // (q - zp) * scale per output channel: -128 * 0.25 = -32, 7 * 0.125 = 0.875;
+    // bias -3 * 0.125 = -0.375, 1000 * 0.0625 = 62.5.
+    assert_eq!(constant(&g, "w"), [-32.0, 0.875]);
+    assert_eq!(constant(&g, "b"), [-0.375, 62.5]);
+    let expected = BTreeMap::from([
+        ("b".to_string(), enc(&[0.125, 0.0625], &[0, 0], Some(0), 32, true)),
+        ("w".to_string(), enc(&[0.25, 0.125], &[0, 0], Some(0), 8, true)),
+        ("x".to_string(), enc(&[0.5], &[10], None, 8, false)),
+        ("y".to_string(), enc(&[0.75], &[128], None, 8, false)),
+    ]);
+    assert_eq!(g.model_encodings, expected);
+}
+
+#[test]
+fn a_model_without_qdq_has_no_model_encodings() {
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], vec![])],
+        vec![],
+        vec![input("x", DataType::Float, &[1, 2])],
+        &["y"],
+    );
+    assert!(import_ok(&m).model_encodings.is_empty());
+}
+
+#[test]
+fn missing_zero_point_means_uint8_zero_and_negative_axis_is_resolved() {
+    // Q/DQ without zero points (uint8, zp 0) on the input; a per-axis DQ with axis -1 on a
+    // [3, 2] MatMul operand: scales [0.5, 2] along its last axis.
+    let inits = vec![
+        f32_tensor("s", &[], &[0.25]),
+        int_tensor("m_quantized", DataType::Uint8, &[3, 2], &[0, 1, 2, 3, 4, 5]),
+        f32_tensor("m_scale", &[2], &[0.5, 2.0]),
+        int_tensor("m_zero_point", DataType::Uint8, &[2], &[1, 2]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s"], &["xd"], vec![]),
+        node("DequantizeLinear", "mdq", &["m_quantized", "m_scale", "m_zero_point"], &["md"], vec![axis(-1)]),
+        node("MatMul", "mm", &["xd", "md"], &["y"], vec![]),
+    ];
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[1, 3])], &["y"]));
+    assert_eq!(g.model_encodings["x"], enc(&[0.25], &[0], None, 8, false));
+    assert_eq!(g.model_encodings["m"], enc(&[0.5, 2.0], &[1, 2], Some(1), 8, false));
+    // Row-major [[0,1],[2,3],[4,5]], column c: (q - zp[c]) * scale[c].
+    assert_eq!(constant(&g, "m"), [-0.5, -2.0, 0.5, 2.0, 1.5, 6.0]);
+}
+
+#[test]
+fn fan_out_to_several_dequantizers_and_int16_pairs() {
+    // One Q read by two DQs (onnxruntime's DedicatedQDQPair) at 16 bits.
+    let inits = vec![f32_tensor("s", &[], &[0.001]), int_tensor("z", DataType::Int16, &[], &[-5])];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq1", &["xq", "s", "z"], &["a"], vec![]),
+        node("DequantizeLinear", "dq2", &["xq", "s", "z"], &["b"], vec![]),
+        node("Add", "add", &["a", "b"], &["y"], vec![]),
+    ];
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[4])], &["y"]));
+    let read: Vec<&str> = g.nodes[0].inputs.iter().map(|&i| g.name(i)).collect();
+    assert_eq!(read, ["x", "x"]);
+    assert_eq!(g.model_encodings["x"], enc(&[0.001], &[-5], None, 16, true));
+}
+
+#[test]
+fn a_lone_quantize_feeding_another_op_is_an_error() {
+    let inits = vec![f32_tensor("s", &[], &[0.5]), int_tensor("z", DataType::Uint8, &[], &[0])];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
+        node("Relu", "relu", &["xq"], &["y"], vec![]),
+    ];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = &errors[0];
+    assert_eq!((e.kind, e.node.as_deref()), (ErrorKind::UnsupportedFeature, Some("q")));
+    assert!(e.message.contains("\"relu\" (Relu)"), "{}", e.message);
+    assert!(e.hint.as_deref().is_some_and(|h| h.contains("DequantizeLinear")));
+}
+
+#[test]
+fn an_integer_graph_output_is_an_error() {
+    let inits = vec![f32_tensor("s", &[], &[0.5])];
+    let nodes = vec![node("QuantizeLinear", "q", &["x", "s"], &["xq"], vec![])];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["xq"]));
+    assert!(errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("graph output")));
+}
+
+#[test]
+fn a_pair_with_different_scales_is_an_error() {
+    let inits = vec![
+        f32_tensor("s1", &[], &[0.5]),
+        f32_tensor("s2", &[], &[0.25]),
+        int_tensor("z", DataType::Uint8, &[], &[3]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s1", "z"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s2", "z"], &["y"], vec![]),
+    ];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
+    let e = &errors[0];
+    assert_eq!((e.kind, e.node.as_deref()), (ErrorKind::UnsupportedFeature, Some("dq")));
+    assert!(e.message.contains("0.25") && e.message.contains("0.5"), "{}", e.message);
+    assert!(e.hint.is_some());
+}
+
+#[test]
+fn a_non_constant_scale_is_an_error() {
+    let inits = vec![int_tensor("z", DataType::Uint8, &[], &[0])];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s", "z"], &["y"], vec![]),
+    ];
+    let inputs = vec![input("x", DataType::Float, &[2]), input("s", DataType::Float, &[])];
+    let errors = import_err(&model(nodes, inits, inputs, &["y"]));
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert_eq!(e.kind, ErrorKind::BadAttribute, "{e:?}");
+        assert!(e.message.contains("\"s\" is not a constant"), "{}", e.message);
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("initializers")));
+    }
+}
+
+#[test]
+fn four_bit_types_and_block_quantization_are_errors() {
+    let inits = vec![
+        int_tensor("w_quantized", DataType::Int4, &[2], &[0]),
+        f32_tensor("s", &[], &[0.5]),
+        int_tensor("w2_quantized", DataType::Int8, &[2, 2], &[1, 2, 3, 4]),
+        f32_tensor("s2", &[2, 1], &[0.5, 0.25]),
+    ];
+    let block = AttributeProto {
+        name: Some("block_size".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(2),
+        ..Default::default()
+    };
+    let nodes = vec![
+        node("DequantizeLinear", "dq4", &["w_quantized", "s"], &["w"], vec![]),
+        node("DequantizeLinear", "dqb", &["w2_quantized", "s2"], &["w2"], vec![axis(0), block]),
+        node("Mul", "m", &["x", "w"], &["y"], vec![]),
+        node("MatMul", "mm", &["y", "w2"], &["z"], vec![]),
+    ];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["z"]));
+    assert!(errors.iter().any(|e| e.kind == ErrorKind::UnsupportedDtype && e.message.contains("INT4")), "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("block")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn dequantizing_an_integer_graph_input_is_an_error() {
+    let inits = vec![f32_tensor("s", &[], &[0.5])];
+    let nodes = vec![node("DequantizeLinear", "dq", &["xq", "s"], &["y"], vec![])];
+    let errors = import_err(&model(nodes, inits, vec![input("xq", DataType::Uint8, &[2])], &["y"]));
+    assert!(
+        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("neither a constant")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn out_of_range_zero_points_and_bad_per_axis_counts_are_errors() {
+    let inits = vec![
+        f32_tensor("s", &[], &[0.5]),
+        int_tensor("z", DataType::Int8, &[], &[300]),
+        int_tensor("w_quantized", DataType::Int8, &[3], &[1, 2, 3]),
+        f32_tensor("ws", &[2], &[0.5, 0.25]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s", "z"], &["xd"], vec![]),
+        node("DequantizeLinear", "wdq", &["w_quantized", "ws"], &["w"], vec![axis(0)]),
+        node("Mul", "m", &["xd", "w"], &["y"], vec![]),
+    ];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[3])], &["y"]));
+    assert!(errors.iter().any(|e| e.message.contains("300")), "{errors:#?}");
+    assert!(errors.iter().any(|e| e.kind == ErrorKind::BadAttribute && e.message.contains("per-axis")), "{errors:#?}");
+}
+
+#[test]
+fn an_identity_pair_from_input_to_output_is_an_error_not_a_renamed_input() {
+    let inits = vec![f32_tensor("s", &[], &[0.5])];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s"], &["y"], vec![]),
+    ];
+    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
+    assert!(errors.iter().any(|e| e.message.contains("would be graph input")), "{errors:#?}");
+}
+
+// ---- onnxruntime's QDQ digits models ----
+
+fn repo_path(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn import_fixture(file: &str) -> Graph {
+    let path = repo_path(&format!("tests/data/models/digits_qdq/{file}"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let m = decode_model(&bytes).unwrap();
+    import(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap_or_else(|e| panic!("{file}: {e:#?}"))
+}
+
+fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo_path("tests/data/models/digits_qdq/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+/// Every encoding onnxruntime wrote is recorded under the documented name with its exact scale
+/// and zero point, and the folded weights are numpy's `(q - zp) * scale`.
+#[test]
+fn onnxruntime_qdq_digits_models_import_with_their_encodings() {
+    let manifest = manifest();
+    for variant in ["per_tensor", "per_channel"] {
+        let v = &manifest["variants"][variant];
+        let g = import_fixture(v["model"].as_str().unwrap());
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.type_name()).collect();
+        assert_eq!(ops, ["Conv", "Relu", "Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Relu", "Gemm"], "{variant}");
+        assert_eq!(g.name(g.outputs[0]), "logits");
+        let conv1 = &g.nodes[0];
+        assert_eq!(g.name(conv1.inputs[1]), "ConvBnFusion_W_conv1.weight");
+        assert_eq!(g.name(conv1.inputs[2]), "ConvBnFusion_BN_B_bn1.bias");
+        let mut expected_names = Vec::new();
+        for section in ["activations", "params"] {
+            for (name, e) in v[section].as_object().unwrap() {
+                expected_names.push(name.clone());
+                let got = g.model_encodings.get(name).unwrap_or_else(|| panic!("{variant}: no encoding for {name}"));
+                assert_eq!(got.scales, floats(&e["scale"]), "{variant} {name}");
+                assert_eq!(got.zero_points, ints(&e["zero_point"]), "{variant} {name}");
+                assert_eq!(got.bitwidth as u64, e["bitwidth"].as_u64().unwrap(), "{variant} {name}");
+                assert_eq!(got.signed, e["dtype"].as_str().unwrap().starts_with("int"), "{variant} {name}");
+                assert_eq!(got.axis.map(|a| a as u64), e["axis"].as_u64(), "{variant} {name}");
+                if section == "params" {
+                    let head = floats(&e["dequantized_head"]);
+                    assert_eq!(constant(&g, name)[..head.len()], head[..], "{variant} {name}");
+                }
+            }
+        }
+        expected_names.sort();
+        let got_names: Vec<String> = g.model_encodings.keys().cloned().collect();
+        assert_eq!(got_names, expected_names, "{variant}");
+    }
+}
