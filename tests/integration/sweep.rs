@@ -136,8 +136,11 @@ fn after_a_build_the_sweep_reuses_calibration_and_every_identical_target() {
     let same = "sweep-a16w8-minmax-asym-pc";
     assert!(b.built().iter().all(|(target, _)| target != same), "{:?}", b.built());
     assert_eq!(b.cached().iter().filter(|(target, _)| target == same).count(), 7);
-    // The other three build quantize, compile, simulate and verify.
-    assert_eq!(b.built().len(), 3 * 4, "{:?}", b.built());
+    // The other three quantize on their own (what follows may be cut off early when the
+    // quantized graph comes out equal to another one's).
+    let quantized: Vec<String> =
+        b.built().into_iter().filter(|(_, stage)| stage == "quantize").map(|(t, _)| t).collect();
+    assert_eq!(quantized.len(), 3, "{:?}", b.built());
 }
 
 #[test]
@@ -157,10 +160,15 @@ fn the_winner_written_into_qairt_toml_builds_from_the_cache_with_its_encodings()
     let winner_name = winner_line.split(',').nth(1).unwrap();
     let winner_sqnr: f64 = winner_line.split(',').nth(10).unwrap().parse().unwrap();
 
+    // The new [[target]] follows the last target; the rest of the file is kept as it was.
     let written = p.read("qairt.toml");
-    assert!(written.starts_with(&toml), "the original text is kept as it was:\n{written}");
-    assert!(written.contains(&format!("# qairt sweep winner ({winner_name})")), "{written}");
-    assert!(written.contains("name = \"best\""), "{written}");
+    let start = written.find("\n# qairt sweep winner").unwrap_or_else(|| panic!("{written}"));
+    let header = start + written[start..].find("[[target]]\nname = \"best\"").unwrap();
+    let end = header + written[header..].find("\n[").unwrap();
+    let block = &written[start..end];
+    assert_eq!(format!("{}{}", &written[..start], &written[end..]), toml, "{written}");
+    assert!(block.contains(&format!("# qairt sweep winner ({winner_name})")), "{block}");
+    assert!(written[..start].ends_with("name = \"cpu\"\nbackend = \"cpu\"\n"), "{written}");
 
     // Building it runs nothing: its stage keys are those of the winning configuration.
     let b = Build::from(p.run(&["build", "--target", "best", "--message-format", "json"]));
@@ -180,6 +188,16 @@ fn the_winner_written_into_qairt_toml_builds_from_the_cache_with_its_encodings()
     assert_eq!(p.read("qairt.toml"), written);
 }
 
+const DSP8: &str = r#"[backend]
+name = "dsp8"
+quantized = true
+activation_bitwidths = [8]
+weight_bitwidths = [8]
+bias_bitwidths = [32]
+per_channel_ops = []
+supported_ops = ["Conv", "Gemm", "Relu", "MaxPool", "Flatten", "Reshape", "Softmax"]
+"#;
+
 fn sweep_fails(p: &Project, args: &[&str], expected: &[&str]) {
     let mut all = vec!["sweep"];
     all.extend_from_slice(args);
@@ -198,11 +216,20 @@ fn bad_axis_values_are_diagnostics_with_exit_1() {
     sweep_fails(&p, &["--act-bitwidth", "8,12"], &["--act-bitwidth", "\"12\"", "allowed values: 8, 16"]);
     sweep_fails(&p, &["--act-calibration", "mse,min_max"], &["did you mean \"min-max\""]);
     sweep_fails(&p, &["--per-channel", "yes"], &["--per-channel", "allowed values: true, false"]);
-    // htp takes 4- and 8-bit weights only.
-    sweep_fails(&p, &["--weight-bitwidth", "16"], &["backend \"htp\" does not allow weight bitwidth 16"]);
     sweep_fails(&p, &["--target", "cpu"], &["float backend \"cpu\""]);
     sweep_fails(&p, &["--target", "htp-w8"], &["no target named \"htp-w8\""]);
     sweep_fails(&p, &["--write-winner", "a/b"], &["not a valid target name"]);
+    // A project backend with 8-bit activations and no per-channel weights.
+    p.write("rules/dsp8.toml", DSP8);
+    let toml =
+        crate::util::config(40).replace("[verify]", "[[target]]\nname = \"dsp\"\nbackend = \"dsp8\"\n\n[verify]");
+    p.write("qairt.toml", &toml);
+    sweep_fails(
+        &p,
+        &["--target", "dsp", "--act-bitwidth", "8,16"],
+        &["backend \"dsp8\" does not allow activation bitwidth 16"],
+    );
+    sweep_fails(&p, &["--target", "dsp", "--per-channel", "true"], &["does not allow per-channel weights"]);
     let unlabeled = crate::util::config(40).replace("labels = \"digits/test/labels.txt\"\n", "");
     p.write("qairt.toml", &unlabeled);
     sweep_fails(&p, &["--metric", "accuracy"], &["--metric accuracy needs labels"]);

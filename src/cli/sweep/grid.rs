@@ -388,9 +388,13 @@ mod tests {
         let diag = Grid::new(&asked, &QuantSettings::default(), &backend).unwrap_err();
         assert_eq!(diag.code, "qairt::sweep::not_allowed");
         assert!(diag.message.contains("activation bitwidth 16"), "{}", diag.message);
-        // htp takes 4- and 8-bit weights, not 16.
+        backend.weight_bitwidths = [4, 8].into();
         let wide = args(|a| a.weight_bitwidth = Some("8,16".into()));
-        assert!(Grid::new(&wide, &QuantSettings::default(), &htp()).is_err());
+        let diag = Grid::new(&wide, &QuantSettings::default(), &backend).unwrap_err();
+        assert!(diag.message.contains("weight bitwidth 16"), "{}", diag.message);
+        // The base's own weight bitwidth is checked too.
+        let base = QuantSettings { weight_bitwidth: 16, ..Default::default() };
+        assert!(Grid::new(&AxisArgs::default(), &base, &backend).is_err());
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub fn add_target(file: &Path, text: &str, winner: &Winner) -> Result<String, Di
     let Some(base) = targets.iter().find(is_base).cloned() else {
         return Err(diag(format!("qairt.toml has no [[target]] named \"{}\"", winner.base)).in_file(file));
     };
+    // Written after the last target (a copied table would otherwise sit beside its base).
+    let last_position = targets.iter().filter_map(Table::position).max();
     let push = |doc: &mut DocumentMut, table: Table| {
         if let Some(targets) = doc.get_mut("target").and_then(Item::as_array_of_tables_mut) {
             targets.push(table);
@@ -124,6 +126,9 @@ pub fn add_target(file: &Path, text: &str, winner: &Winner) -> Result<String, Di
         }
     }
     table.decor_mut().set_prefix(format!("\n# {}\n", winner.comment));
+    if let Some(position) = last_position {
+        table.set_position(position);
+    }
     push(&mut doc, table);
     let written = doc.to_string();
 
@@ -225,15 +230,25 @@ input_list = "test/input_list.txt"
     }
 
     #[test]
-    fn percentile_round_trips_exactly() {
+    fn a_percentile_of_the_base_is_kept() {
+        let config = CONFIG.replace("act_calibration = \"mse\"", "percentile = 99.9");
         let settings = QuantSettings {
             act_bitwidth: 16,
             act_calibration: CalibrationMethod::Percentile,
             percentile: 99.9,
             ..QuantSettings::default()
         };
-        let text = add_target(file(), CONFIG, &winner(&settings, None)).unwrap();
-        assert!(text.contains("percentile = 99.9\n"), "{text}");
+        let text = add_target(file(), &config, &winner(&settings, None)).unwrap();
+        let new = &text[text.find("name = \"best\"").unwrap()..];
+        assert!(new.contains("percentile = 99.9\nact_calibration = \"percentile\"\n"), "{text}");
+    }
+
+    #[test]
+    fn settings_the_text_cannot_give_are_refused_not_written() {
+        // A percentile that is neither the base's nor inherited: the read-back check catches it.
+        let settings = QuantSettings { act_bitwidth: 16, percentile: 99.5, ..QuantSettings::default() };
+        let diag = add_target(file(), CONFIG, &winner(&settings, None)).unwrap_err();
+        assert!(diag.message.contains("does not read back"), "{}", diag.message);
     }
 
     #[test]
