@@ -18,18 +18,36 @@
 //! by this node is updated in place, keeping its name; a shared one is left alone and the
 //! node reads a new constant named `<bn node name>.folded_weight` / `.folded_bias` (suffixed
 //! `_1`, `_2`, ... if taken). A BN that does not qualify stays as it is.
+//!
+//! Each fold is recorded ([`FoldedBatchNorm`]): cross-layer equalization's high-bias
+//! absorption needs the BN's `gamma` and `beta` after they are gone from the graph.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::ir::{DType, Graph, Op, Tensor, TensorId, TensorInfo};
 
-/// Folds every qualifying BatchNormalization; returns how many were folded.
-pub(super) fn fold_batchnorms(graph: &mut Graph) -> usize {
+/// What a folded BatchNormalization said about the output of the layer it was folded into,
+/// per output channel: the folded layer computes `gamma * x_hat + beta` with `x_hat` of zero
+/// mean and unit variance over the training data, so its outputs are roughly distributed as
+/// `N(beta, gamma^2)` (Nagel et al. 2019, section 4.1, use this for high-bias absorption).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct FoldedBatchNorm {
+    pub gamma: Vec<f64>,
+    pub beta: Vec<f64>,
+}
+
+/// Folded BatchNorm statistics keyed by the name of the weight tensor the Conv/Gemm reads
+/// after the fold (a tensor name is unique and stays put; node indices do not).
+pub(super) type FoldedBatchNorms = BTreeMap<String, FoldedBatchNorm>;
+
+/// Folds every qualifying BatchNormalization, recording each in `record`; returns how many
+/// were folded.
+pub(super) fn fold_batchnorms(graph: &mut Graph, record: &mut FoldedBatchNorms) -> usize {
     // One fold at a time: a fold changes which constants are shared, and sharing decides
     // whether the next fold may update a weight in place.
     let mut folded = 0;
     while let Some(plan) = find_fold(graph) {
-        apply(graph, plan);
+        apply(graph, plan, record);
         folded += 1;
     }
     folded
@@ -45,6 +63,8 @@ struct Fold {
     bias: Tensor,
     /// The producer's op after folding (Gemm's `beta` becomes 1).
     op: Op,
+    /// The BN's per-channel `(gamma, beta, mean, s)`, to record the fold.
+    stats: Vec<[f64; 4]>,
 }
 
 fn find_fold(graph: &Graph) -> Option<Fold> {
@@ -100,7 +120,25 @@ fn plan_fold(
         }
         _ => return None,
     };
-    Some(Fold { bn, producer, bn_name: node.name.clone(), bn_output: *bn_output, weight, bias, op })
+    let channels = weight_channels(&op, &weight)?;
+    let scales = params.scales(channels)?;
+    let stats = (0..channels)
+        .map(|c| {
+            let at = |v: &[f32]| v.get(c).copied().map_or(0.0, f64::from);
+            [at(params.gamma), at(params.beta), at(params.mean), scales.get(c).copied().unwrap_or(1.0)]
+        })
+        .collect();
+    Some(Fold { bn, producer, bn_name: node.name.clone(), bn_output: *bn_output, weight, bias, op, stats })
+}
+
+/// Output channels of a folded Conv (`W` axis 0) or Gemm (`B` axis 0 when `trans_b`, else 1).
+fn weight_channels(op: &Op, weight: &Tensor) -> Option<usize> {
+    match op {
+        Op::Conv(_) => weight.shape.first().copied(),
+        Op::Gemm { trans_b: true, .. } => weight.shape.first().copied(),
+        Op::Gemm { trans_b: false, .. } => weight.shape.get(1).copied(),
+        _ => None,
+    }
 }
 
 struct BnParams<'a> {
@@ -224,10 +262,13 @@ fn fold_gemm(
     Some((Tensor::from_f32(weight.shape.clone(), new_w), Tensor::from_f32(c_shape, new_c)))
 }
 
-fn apply(graph: &mut Graph, fold: Fold) {
-    let Fold { bn, producer, bn_name, bn_output, weight, bias, op } = fold;
+fn apply(graph: &mut Graph, fold: Fold, record: &mut FoldedBatchNorms) {
+    let Fold { bn, producer, bn_name, bn_output, weight, bias, op, stats } = fold;
     place_constant(graph, producer, 1, weight, &format!("{bn_name}.folded_weight"));
     place_constant(graph, producer, 2, bias, &format!("{bn_name}.folded_bias"));
+    if let Some(&w) = graph.nodes[producer].inputs.get(1) {
+        record_fold(record, graph.name(w), &stats);
+    }
     let node = &mut graph.nodes[producer];
     node.op = op;
     if graph.outputs.contains(&bn_output) {
@@ -241,6 +282,21 @@ fn apply(graph: &mut Graph, fold: Fold) {
         }
     }
     graph.nodes.remove(bn);
+}
+
+/// Records a fold under the layer's weight name. A layer that already had a BN folded into it
+/// (Conv -> BN -> BN) gets the composition: the second BN maps the first one's output
+/// `N(beta1, gamma1^2)` to `N((beta1 - mean2) * s2 + beta2, (gamma1 * s2)^2)`.
+fn record_fold(record: &mut FoldedBatchNorms, weight_name: &str, stats: &[[f64; 4]]) {
+    let (gamma, beta) = match record.get(weight_name) {
+        Some(old) if old.gamma.len() == stats.len() && old.beta.len() == stats.len() => stats
+            .iter()
+            .zip(old.gamma.iter().zip(&old.beta))
+            .map(|(&[_, beta2, mean2, s2], (&g1, &b1))| (g1 * s2, (b1 - mean2) * s2 + beta2))
+            .unzip(),
+        _ => stats.iter().map(|&[gamma, beta, _, _]| (gamma, beta)).unzip(),
+    };
+    record.insert(weight_name.to_string(), FoldedBatchNorm { gamma, beta });
 }
 
 /// Makes input `position` of node `node` read `value`: in place when the current constant
@@ -332,7 +388,7 @@ mod tests {
     #[test]
     fn conv_bn_folds_by_hand_computation() {
         let mut g = conv_bn(true);
-        assert_eq!(fold_batchnorms(&mut g), 1);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
         g.compact();
         g.validate().unwrap();
         assert_eq!(node_names(&g), ["conv", "relu"]);
@@ -350,7 +406,7 @@ mod tests {
     #[test]
     fn conv_without_bias_gets_a_new_named_bias() {
         let mut g = conv_bn(false);
-        assert_eq!(fold_batchnorms(&mut g), 1);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
         g.compact();
         g.validate().unwrap();
         // b = 0: b' = [(0 - 0.5) * 0.5 + 0.1, (0 - 1) * 2 - 0.2] = [-0.15, -2.2].
@@ -372,7 +428,7 @@ mod tests {
         );
         g.outputs.push(other);
         g.validate().unwrap();
-        assert_eq!(fold_batchnorms(&mut g), 1);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
         g.compact();
         g.validate().unwrap();
         assert_eq!(values(&g, "conv.weight"), [2.0, -1.0]);
@@ -385,7 +441,7 @@ mod tests {
     fn new_constant_names_are_unique() {
         let mut g = conv_bn(false);
         g.add_tensor(TensorInfo { name: "bn.folded_bias".into(), dtype: DType::F32, shape: vec![1] });
-        assert_eq!(fold_batchnorms(&mut g), 1);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
         assert!(g.names().contains_key("bn.folded_bias_1"));
     }
 
@@ -401,7 +457,7 @@ mod tests {
             outputs: vec![extra],
         });
         g.outputs.push(extra);
-        assert_eq!(fold_batchnorms(&mut g), 0);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 0);
     }
 
     #[test]
@@ -412,7 +468,7 @@ mod tests {
         let y = b.node("bn", Op::BatchNormalization { epsilon: 1e-5 }, &[x, p[0], p[1], p[2], p[3]], "y", &[1, 1, 2]);
         b.output(y);
         let mut g = b.finish();
-        assert_eq!(fold_batchnorms(&mut g), 0);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 0);
     }
 
     /// Gemm(A, B, C; alpha = 2, beta = 0.5) -> BN over 3 channels; the BN output is the graph
@@ -447,7 +503,7 @@ mod tests {
     fn gemm_bn_folds_respecting_trans_b_alpha_and_beta() {
         for trans_b in [true, false] {
             let mut g = gemm_bn(trans_b);
-            assert_eq!(fold_batchnorms(&mut g), 1);
+            assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
             g.compact();
             g.validate().unwrap();
             let want_w: &[f32] =
@@ -464,7 +520,7 @@ mod tests {
     fn gemm_without_c_gets_one() {
         let mut g = gemm_bn(true);
         g.nodes[0].inputs.truncate(2);
-        assert_eq!(fold_batchnorms(&mut g), 1);
+        assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 1);
         // C = 0: C' = (0 - mean) * s + beta_bn = [-2, 1, -5].
         assert_close(&values(&g, "bn.folded_bias"), &[-2.0, 1.0, -5.0]);
     }
