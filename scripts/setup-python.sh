@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Create the Python venv that regenerates qairt's test fixtures (see scripts/python/README.md).
 #
-# Usage: scripts/setup-python.sh [--aimet]
+# Usage: scripts/setup-python.sh [--aimet | --test]
 #
 #   (default)  venv at ${QAIRT_VENV:-$HOME/.cache/qairt-venv} with scripts/python/requirements.txt
 #              (torch, onnx, onnxruntime, scikit-learn, numpy): for make_digits.py,
 #              make_overrides.py, make_models.py, vendor_node_tests.py.
 #   --aimet    venv at ${QAIRT_AIMET_VENV:-$HOME/.cache/qairt-aimet-venv} with
 #              scripts/python/requirements-aimet.txt (aimet-onnx): for make_aimet.py.
+#   --test     light venv at ${QAIRT_TEST_VENV:-$HOME/.cache/qairt-test-venv} with
+#              scripts/python/requirements-test.txt (numpy, onnx, onnxruntime; no torch): for
+#              qdq_check.py, which the integration tests run. Idempotent and quick: pip runs only
+#              when the requirements file changed since the last successful install (a stamp
+#              of its sha256 in the venv); concurrent runs are serialized with flock.
 #
 # Environment:
 #   PYTHON                 interpreter to create the venv with (default python3; fixtures were
@@ -25,11 +30,14 @@ python="${PYTHON:-python3}"
 if [[ "${1:-}" == "--aimet" ]]; then
     venv="${QAIRT_AIMET_VENV:-$HOME/.cache/qairt-aimet-venv}"
     requirements="$repo_root/scripts/python/requirements-aimet.txt"
+elif [[ "${1:-}" == "--test" ]]; then
+    venv="${QAIRT_TEST_VENV:-$HOME/.cache/qairt-test-venv}"
+    requirements="$repo_root/scripts/python/requirements-test.txt"
 elif [[ $# -eq 0 ]]; then
     venv="${QAIRT_VENV:-$HOME/.cache/qairt-venv}"
     requirements="$repo_root/scripts/python/requirements.txt"
 else
-    echo "usage: $0 [--aimet]" >&2
+    echo "usage: $0 [--aimet | --test]" >&2
     exit 2
 fi
 
@@ -41,6 +49,31 @@ case "$venv_abs/" in
         exit 1
         ;;
 esac
+
+if [[ "${1:-}" == "--test" ]]; then
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$venv_abs.lock"
+        flock 9
+    fi
+    stamp="$venv_abs/.qairt-requirements.sha256"
+    if command -v sha256sum >/dev/null 2>&1; then
+        digest="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    else
+        digest="$(shasum -a 256 "$requirements" | cut -d' ' -f1)"
+    fi
+    if [[ -x "$venv_abs/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$digest" ]]; then
+        echo "venv ready: $venv_abs"
+        exit 0
+    fi
+    rm -f "$stamp"
+    if [[ ! -x "$venv_abs/bin/python" ]]; then
+        "$python" -m venv "$venv_abs"
+    fi
+    "$venv_abs/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
+    echo "$digest" >"$stamp"
+    echo "venv ready: $venv_abs"
+    exit 0
+fi
 
 if [[ ! -x "$venv_abs/bin/python" ]]; then
     "$python" -m venv "$venv_abs"

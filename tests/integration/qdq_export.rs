@@ -1,1 +1,186 @@
-//! Integration tests: qdq_export.
+//! Integration tests: `out/<target>/model.qdq.onnx` passes `onnx.checker` and, run by
+//! onnxruntime on the verify inputs, agrees with qairt's own simulation
+//! (`scripts/python/qdq_check.py` in the venv of `scripts/setup-python.sh --test`).
+//!
+//! These tests need `python3` (or `$PYTHON`) and, the first time, network access for pip; they
+//! fail with a message saying so rather than skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::util::{Project, config, repo_root};
+
+/// The test venv's interpreter, set up once per test binary (the script itself also takes a
+/// file lock, so concurrent test binaries do not install twice).
+fn test_python() -> &'static Path {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = PYTHON.get_or_init(|| {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+        match Command::new(&python).arg("--version").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => return Err(format!("`{python} --version` failed: {}", String::from_utf8_lossy(&out.stderr))),
+            Err(e) => {
+                return Err(format!(
+                    "the QDQ export tests need Python 3 (`{python}`: {e}); install python3 or set PYTHON to \
+                     an interpreter; scripts/setup-python.sh --test then creates a venv with numpy, onnx \
+                     and onnxruntime"
+                ));
+            }
+        }
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/setup-python.sh"))
+            .arg("--test")
+            .current_dir(repo_root())
+            .output()
+            .map_err(|e| format!("cannot run bash scripts/setup-python.sh --test: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/setup-python.sh --test failed (it needs network access for pip the first time):\n\
+                 {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let venv = stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("venv ready: "))
+            .ok_or_else(|| format!("setup-python.sh --test did not say where the venv is:\n{stdout}"))?;
+        Ok(PathBuf::from(venv.trim()).join("bin/python"))
+    });
+    match result {
+        Ok(path) => path,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// What `qdq_check.py` reports for one target.
+#[derive(Debug)]
+struct Check {
+    sqnr_db: f64,
+    max_abs_diff: f64,
+    top1_agreement: f64,
+    samples: u64,
+    /// Element types of initializers and intermediate tensors, e.g. "INT4", "UINT16".
+    element_types: Vec<String>,
+    /// Nodes per op type.
+    op_counts: Value,
+}
+
+fn qdq_check(project: &Project, target: &str, optimized: bool) -> Check {
+    let mut cmd = Command::new(test_python());
+    cmd.arg(repo_root().join("scripts/python/qdq_check.py")).arg(project.dir.path()).arg(target);
+    if optimized {
+        cmd.arg("--optimized");
+    }
+    let out = cmd.output().expect("run qdq_check.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "qdq_check.py {target} failed (onnx.checker or onnxruntime):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(report["checker"], "ok", "{report}");
+    let number = |key: &str| match &report[key] {
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        v => v.as_f64().unwrap_or_else(|| panic!("{key} is not a number: {report}")),
+    };
+    let check = Check {
+        sqnr_db: number("sqnr_db"),
+        max_abs_diff: number("max_abs_diff"),
+        top1_agreement: number("top1_agreement"),
+        samples: report["samples"].as_u64().unwrap_or(0),
+        element_types: report["element_types"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+        op_counts: report["op_counts"].clone(),
+    };
+    eprintln!("qdq_check {target} (onnxruntime optimizations {}): {check:?}", if optimized { "on" } else { "off" });
+    check
+}
+
+/// onnxruntime's outputs of the exported model agree with qairt's simulated outputs to more
+/// than 40 dB, on every verify sample, with the same top-1 class, with and without
+/// onnxruntime's graph optimizations; the model stores the element types `types` (and maybe
+/// others). Returns the report of the unoptimized run.
+fn assert_agrees(project: &Project, target: &str, samples: u64, types: &[&str]) -> Check {
+    let [plain, optimized] = [false, true].map(|optimized| qdq_check(project, target, optimized));
+    for check in [&plain, &optimized] {
+        assert_eq!(check.samples, samples, "{target}: {check:?}");
+        assert!(check.sqnr_db > 40.0, "{target}: SQNR vs simulate {check:?}");
+        assert!(check.max_abs_diff.is_finite(), "{target}: {check:?}");
+        assert_eq!(check.top1_agreement, 1.0, "{target}: {check:?}");
+    }
+    for t in types {
+        assert!(plain.element_types.iter().any(|e| e == t), "{target}: no {t} tensor in {plain:?}");
+    }
+    assert!(plain.op_counts["QuantizeLinear"].as_u64() > Some(0), "{target}: {plain:?}");
+    plain
+}
+
+/// The test config: htp-w8a8 has per-channel weights and the example overrides (a 16-bit
+/// activation among 8-bit ones), htp-w8a16 16-bit activations, cpu no quantization.
+#[test]
+fn digits_targets_export_a_qdq_model_that_matches_simulate() {
+    let project = Project::digits();
+    project.build().assert_ok();
+    assert!(!project.path("out/cpu/model.qdq.onnx").exists(), "a float target has no QDQ model");
+    let bytes = std::fs::read(project.path("out/htp-w8a8/model.qdq.onnx")).expect("model.qdq.onnx is written");
+    assert!(!bytes.is_empty());
+    // Per-channel int8 weights, int32 biases, uint8 activations and the overrides' 16-bit one.
+    assert_agrees(&project, "htp-w8a8", 40, &["INT8", "INT32", "UINT8", "UINT16"]);
+    assert_agrees(&project, "htp-w8a16", 40, &["INT8", "INT32", "UINT16"]);
+}
+
+/// Per-tensor weights, 4-bit weights (int4), 8-bit biases with symmetric activations (int8
+/// activations), and a float16 island (Cast pairs, and the Convert ops mixed precision adds).
+#[test]
+fn per_tensor_int4_int8_and_float16_encodings_export_exactly() {
+    let base = config(40);
+    let (head, tail) = base.split_once("[[target]]").expect("the test config has targets");
+    let verify = tail.find("[verify]").map(|i| &tail[i..]).expect("the test config has [verify]");
+    // 4-bit weights cost ~16 dB against float; this test compares with the simulation instead.
+    let verify = verify.replace("min_sqnr_db = 20.0", "min_sqnr_db = 10.0");
+    let toml = format!(
+        r#"{head}
+[[target]]
+name = "per-tensor"
+backend = "htp"
+per_channel = false
+
+[[target]]
+name = "w4a8"
+backend = "htp"
+weight_bitwidth = 4
+
+[[target]]
+name = "b8-symmetric"
+backend = "htp"
+bias_bitwidth = 8
+act_schema = "symmetric"
+
+[[target]]
+name = "fp16"
+backend = "htp"
+overrides = "fp16.json"
+
+{verify}"#
+    );
+    let project = Project::digits_with(&toml);
+    project.write(
+        "fp16.json",
+        r#"{"activation_encodings": {"/fc1/Gemm_output_0": [{"bitwidth": 16, "dtype": "float"}]}, "param_encodings": {}}"#,
+    );
+    project.build().assert_ok();
+    assert_agrees(&project, "per-tensor", 40, &["INT8", "INT32", "UINT8"]);
+    assert_agrees(&project, "w4a8", 40, &["INT4"]);
+    let b8 = assert_agrees(&project, "b8-symmetric", 40, &["INT8"]);
+    assert!(!b8.element_types.iter().any(|t| t == "INT32" || t == "UINT8"), "{b8:?}");
+    let fp16 = assert_agrees(&project, "fp16", 40, &["FLOAT16"]);
+    assert!(fp16.op_counts["Cast"].as_u64() >= Some(2), "{fp16:?}");
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Check `out/<target>/model.qdq.onnx` against qairt's own simulation.
+
+Usage (from anywhere; venv from `scripts/setup-python.sh --test`):
+
+    qdq_check.py <project_dir> <target> [--out-dir DIR] [--optimized]
+
+1. `onnx.checker.check_model(model, full_check=True)` (structure and strict shape inference);
+2. runs the model with onnxruntime (CPUExecutionProvider, one thread) on the project's verify
+   inputs (`[verify] input_list` of `<project_dir>/qairt.toml`, raw float32 files, as many
+   samples as qairt simulated: one per `outputs/Result_N` directory);
+3. compares with qairt's `out/<target>/outputs/Result_N/<output>.raw`.
+
+By default onnxruntime runs with graph optimizations disabled, so the QDQ pairs execute as
+written (float math with fake quantization, like qairt's simulate); `--optimized` enables all
+of onnxruntime's optimizations, which fuse QDQ groups into integer kernels.
+
+Prints one JSON object: {"checker": "ok", "sqnr_db", "max_abs_diff", "top1_agreement",
+"samples", "optimization", "outputs", "op_counts" (node count per op type), "element_types"
+(element types of the initializers and inferred intermediate tensors)} and exits 0; exits 1 with a message on stderr when the
+checker fails or inputs are missing. SQNR is 10*log10(sum(qairt^2) / sum((qairt - ort)^2))
+over all samples and outputs (inf when identical).
+"""
+
+import argparse
+import json
+import math
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def sanitize(name: str) -> str:
+    """qairt's (and the SDK's) file name for a tensor name."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if out[:1].isdigit():
+        out = "_" + out
+    return out
+
+
+def fail(message: str) -> "NoReturn":  # noqa: F821
+    print(f"qdq_check: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_input_list(path: Path) -> list[list[tuple[str | None, Path]]]:
+    """The SDK input-list format: one inference per line, a path or `name:=path` pairs,
+    relative to the list's directory; blank lines and `#` lines skipped."""
+    samples = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entries = []
+        for word in line.split():
+            name, sep, rel = word.partition(":=")
+            entries.append((name, path.parent / rel) if sep else (None, path.parent / word))
+        samples.append(entries)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("project", type=Path, help="project directory (holds qairt.toml)")
+    parser.add_argument("target", help="target name")
+    parser.add_argument("--out-dir", type=Path, help="qairt's out directory (default: <project>/out)")
+    parser.add_argument("--optimized", action="store_true", help="let onnxruntime optimize the graph")
+    args = parser.parse_args()
+
+    config_path = args.project / "qairt.toml"
+    try:
+        config = tomllib.loads(config_path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        fail(f"cannot read {config_path}: {e}")
+    out_dir = args.out_dir or args.project / config.get("project", {}).get("out_dir", "out")
+    target_dir = out_dir / args.target
+    model_path = target_dir / "model.qdq.onnx"
+    if not model_path.is_file():
+        fail(f"{model_path} does not exist (is {args.target!r} a quantized target that was built?)")
+
+    model = onnx.load(str(model_path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        fail(f"onnx.checker rejects {model_path}: {e}")
+
+    verify_list = config.get("verify", {}).get("input_list")
+    if verify_list is None:
+        fail(f"{config_path} has no [verify] input_list")
+    samples = read_input_list(args.project / verify_list)
+    results = sorted(
+        (int(p.name.removeprefix("Result_")) for p in (target_dir / "outputs").glob("Result_*")),
+    )
+    if not results or results != list(range(len(results))):
+        fail(f"{target_dir / 'outputs'} holds no Result_0..Result_N directories")
+    if len(results) > len(samples):
+        fail(f"qairt simulated {len(results)} samples but the input list has {len(samples)}")
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if args.optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    outputs = [o.name for o in session.get_outputs()]
+
+    signal = noise = 0.0
+    max_abs = 0.0
+    agree = 0
+    for n in results:
+        feed = {}
+        for position, (name, path) in enumerate(samples[n]):
+            spec = inputs[position] if name is None else next((i for i in inputs if i.name == name), None)
+            if spec is None:
+                fail(f"sample {n}: the model has no input {name!r}")
+            data = np.fromfile(path, dtype="<f4")
+            if data.size != math.prod(spec.shape):
+                fail(f"{path}: {data.size} floats, input {spec.name!r} has shape {spec.shape}")
+            feed[spec.name] = data.reshape(spec.shape)
+        got = session.run(outputs, feed)
+        for k, (name, ours) in enumerate(zip(outputs, got)):
+            raw = target_dir / "outputs" / f"Result_{n}" / f"{sanitize(name)}.raw"
+            if not raw.is_file():
+                fail(f"{raw} does not exist")
+            qairt = np.fromfile(raw, dtype="<f4").astype(np.float64)
+            ours = np.asarray(ours, dtype=np.float64).ravel()
+            if qairt.size != ours.size:
+                fail(f"{raw}: {qairt.size} values, onnxruntime gives {ours.size}")
+            signal += float(np.sum(qairt**2))
+            noise += float(np.sum((qairt - ours) ** 2))
+            max_abs = max(max_abs, float(np.max(np.abs(qairt - ours), initial=0.0)))
+            if k == 0:
+                agree += int(np.argmax(qairt) == np.argmax(ours))
+    sqnr = math.inf if noise == 0.0 else 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+    op_counts: dict[str, int] = {}
+    for node in model.graph.node:
+        op_counts[node.op_type] = op_counts.get(node.op_type, 0) + 1
+    stored_types = sorted(
+        {onnx.TensorProto.DataType.Name(t.data_type) for t in model.graph.initializer}
+        | {
+            onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)
+            for v in onnx.shape_inference.infer_shapes(model).graph.value_info
+        }
+    )
+    report = {
+        "checker": "ok",
+        "sqnr_db": sqnr if math.isfinite(sqnr) else str(sqnr),
+        "max_abs_diff": max_abs,
+        "top1_agreement": agree / len(results),
+        "samples": len(results),
+        "optimization": "all" if args.optimized else "disabled",
+        "outputs": outputs,
+        "op_counts": dict(sorted(op_counts.items())),
+        "element_types": stored_types,
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
