@@ -470,7 +470,8 @@ fn channel_spreads(g: &Graph) -> Vec<f64> {
 /// tests/data/models/cle_digits (scripts/python/make_cle_digits.py): a MobileNet-shaped digits
 /// CNN with BN and Relu6 whose stem channels span 100x. Per-tensor W8A8 of the BN-folded model,
 /// without and with CLE, against the float model's logits (onnxruntime's, committed) and the
-/// labels of the 400 test samples of examples/digits.
+/// labels of the 400 test samples of examples/digits; AIMET's numbers for the same experiment
+/// (tests/data/models/cle_digits/aimet_summary.json) are printed alongside.
 #[test]
 fn cle_improves_per_tensor_w8a8_on_a_model_with_unequal_channels() {
     let dir = repo("tests/data/models/cle_digits");
@@ -506,6 +507,23 @@ fn cle_improves_per_tensor_w8a8_on_a_model_with_unequal_channels() {
     println!("cle_digits float after CLE (Relu6 -> Relu, HBA): SQNR {s_cle_float:.1} dB, top-1 {:.4}", acc(&cle_float));
     println!("cle_digits per-tensor W8A8 without CLE: SQNR {s_without:.2} dB, top-1 {:.4}", acc(&without));
     println!("cle_digits per-tensor W8A8 with CLE:    SQNR {s_with:.2} dB, top-1 {:.4}", acc(&with));
+    // AIMET's QuantSim on the same model and data (scripts/python/make_cle_aimet.py): its
+    // `equalize_model` leaves the same per-channel spreads, and its per-tensor W8A8 numbers.
+    let aimet: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("aimet_summary.json")).unwrap()).unwrap();
+    for (key, ours) in [("bn_folded", channel_spreads(&plain)), ("cle", channel_spreads(&equalized))] {
+        let theirs: Vec<f64> =
+            aimet[key]["conv_channel_spreads"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 1e-3 * b, "{key}: spreads {ours:?} vs AIMET {theirs:?}");
+        }
+        let r = &aimet[key];
+        println!(
+            "AIMET QuantSim per-tensor W8A8 ({key}): SQNR {} dB, top-1 {}",
+            r["w8a8_per_tensor_sqnr_db"], r["w8a8_per_tensor_top1"]
+        );
+    }
     assert!(s_float > 80.0, "our float interpreter agrees with onnxruntime");
     assert!(s_with > s_without + 3.0, "CLE: {s_with:.2} dB, without: {s_without:.2} dB");
     assert!(acc(&with) >= acc(&without));
