@@ -219,6 +219,11 @@ fn bad_axis_values_are_diagnostics_with_exit_1() {
     sweep_fails(&p, &["--target", "cpu"], &["float backend \"cpu\""]);
     sweep_fails(&p, &["--target", "htp-w8"], &["no target named \"htp-w8\""]);
     sweep_fails(&p, &["--write-winner", "a/b"], &["not a valid target name"]);
+    // A target of qairt.toml with a generated name but other settings.
+    let taken = crate::util::config(40)
+        .replace("[verify]", "[[target]]\nname = \"sweep-a8w8-mse-asym-pc\"\nbackend = \"htp\"\n\n[verify]");
+    p.write("qairt.toml", &taken);
+    sweep_fails(&p, &small_grid(&[])[1..], &["has a target named \"sweep-a8w8-mse-asym-pc\" with other settings"]);
     // A project backend with 8-bit activations and no per-channel weights.
     p.write("rules/dsp8.toml", DSP8);
     let toml =

@@ -172,7 +172,11 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
         text.push_str(cells.join("  ").trim_end());
         text.push('\n');
     }
-    text.push_str(&format!("ranked by {} (higher is better)\n", metric.key()));
+    let ties = if metric == Metric::Sqnr { "name" } else { "sqnr_db, then name" };
+    text.push_str(&format!("ranked by {} (higher is better; ties by {ties})\n", metric.key()));
+    if accuracy && let Some(reference) = rows.iter().find_map(|r| r.metric("reference_accuracy")) {
+        text.push_str(&format!("float reference accuracy {reference:.4}\n"));
+    }
     text
 }
 
@@ -241,6 +245,19 @@ mod tests {
         assert!(lines[1].starts_with("1     long-name  8-bit"), "{text}");
         assert!(lines[1].contains("31.25"), "{text}");
         assert!(lines[2].starts_with("2     b          8-bit"), "{text}");
-        assert_eq!(lines[3], "ranked by sqnr_db (higher is better)");
+        assert_eq!(lines[3], "ranked by sqnr_db (higher is better; ties by name)");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn with_labels_the_table_shows_accuracy_and_the_float_reference() {
+        let mut r = row("a", 30.0, Some(0.9));
+        r.metrics.as_mut().unwrap().insert("reference_accuracy".into(), 0.95);
+        let text = table(&[r], Metric::Accuracy, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("accuracy"), "{text}");
+        assert!(lines[1].contains("0.9000"), "{text}");
+        assert_eq!(lines[2], "ranked by accuracy (higher is better; ties by sqnr_db, then name)");
+        assert_eq!(lines[3], "float reference accuracy 0.9500");
     }
 }
