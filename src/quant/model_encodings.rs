@@ -263,4 +263,75 @@ mod tests {
         // Without a file the model's encodings are the overrides.
         assert_eq!(layer_overrides(None, model_overrides(&g)), model_overrides(&g));
     }
+
+    /// onnxruntime's QDQ digits models through import, optimize and quantize with no
+    /// calibration statistics at all: every tensor's encoding in `encodings.json` is the one
+    /// onnxruntime chose (the fixture manifest's AIMET scale/offset, computed by numpy), even
+    /// where the settings say otherwise (`per_channel` flipped against the model).
+    #[test]
+    fn onnxruntimes_qdq_digits_encodings_reach_encodings_json() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/digits_qdq");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+        for (variant, per_channel) in [("per_tensor", true), ("per_channel", false)] {
+            let v = &manifest["variants"][variant];
+            let bytes = std::fs::read(root.join(v["model"].as_str().unwrap())).unwrap();
+            let model = crate::onnx::decode_model(&bytes).unwrap();
+            let g = crate::onnx::import(&model, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+            let (g, _) = crate::passes::optimize(g).unwrap();
+            assert_eq!(skipped_model_encodings(&g), [], "{variant}");
+            let settings = crate::quant::settings::QuantSettings { per_channel, ..Default::default() };
+            let stats = crate::quant::stats::CalibrationStats::default();
+            let q = crate::quant::quantize(&g, &stats, &settings, Some(&model_overrides(&g))).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&crate::quant::write_encodings_json(&q)).unwrap();
+            let mut count = 0;
+            for (section, key) in [("activations", "activation_encodings"), ("params", "param_encodings")] {
+                for (name, e) in v[section].as_object().unwrap() {
+                    let got = json[key][name].as_array().unwrap_or_else(|| panic!("{variant}: no {key} for {name}"));
+                    let scales = e["aimet"]["scale"].as_array().unwrap();
+                    let offsets = e["aimet"]["offset"].as_array().unwrap();
+                    assert_eq!(got.len(), scales.len(), "{variant} {name}");
+                    for (c, entry) in got.iter().enumerate() {
+                        assert_eq!(entry["scale"].as_f64().map(|s| s as f32), scales[c].as_f64().map(|s| s as f32));
+                        assert_eq!(entry["offset"], offsets[c], "{variant} {name}[{c}]");
+                        assert_eq!(entry["bitwidth"], e["bitwidth"], "{variant} {name}[{c}]");
+                    }
+                    count += 1;
+                }
+            }
+            let total = json["activation_encodings"].as_object().unwrap().len()
+                + json["param_encodings"].as_object().unwrap().len();
+            assert_eq!(count, total, "{variant}: every encoding written is one of onnxruntime's");
+        }
+    }
+
+    /// With onnxruntime's encodings, qairt's compiled HTP program computes exactly what
+    /// onnxruntime computes for the QDQ model (its outputs on 5 test samples, in the fixture):
+    /// both dequantize, compute and requantize on the same grids. Observed: bit-identical
+    /// logits on all 50 values of both variants.
+    #[test]
+    fn the_compiled_qdq_digits_model_matches_onnxruntime_bit_for_bit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/digits_qdq");
+        let read = |rel: String| -> Vec<f32> {
+            let bytes = std::fs::read(root.join(rel)).unwrap();
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        };
+        for variant in ["per_tensor", "per_channel"] {
+            let bytes = std::fs::read(root.join(format!("model_{variant}.onnx"))).unwrap();
+            let model = crate::onnx::decode_model(&bytes).unwrap();
+            let g = crate::onnx::import(&model, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+            let (g, _) = crate::passes::optimize(g).unwrap();
+            let settings = crate::quant::settings::QuantSettings::default();
+            let stats = crate::quant::stats::CalibrationStats::default();
+            let q = crate::quant::quantize(&g, &stats, &settings, Some(&model_overrides(&g))).unwrap();
+            let rules = crate::compile::standard_rules();
+            let program = crate::compile::compile(&q, rules.get("htp").unwrap()).unwrap();
+            for k in 0..5 {
+                let x = Tensor::from_f32(vec![1, 1, 8, 8], read(format!("inputs/{k}/input.raw")));
+                let ours = crate::runtime::exec::execute(&program, &[x], &mut |_, _| {}).unwrap();
+                let ort = read(format!("outputs/{variant}/{k}/logits.raw"));
+                assert_eq!(ours[0].as_f32().unwrap(), &ort[..], "{variant} sample {k}");
+            }
+        }
+    }
 }
