@@ -76,9 +76,8 @@ pub(super) fn equalize(graph: &mut Graph, folded_bns: &FoldedBatchNorms) -> CleC
                 counts.relu6_rewritten += 1;
             }
         }
-        for (pair, s) in scales.into_iter().enumerate() {
-            let relu = set.activations.get(pair).copied().flatten().is_some();
-            absorptions.push((set.layers[pair].clone(), set.layers[pair + 1].clone(), s, relu));
+        for ((pair, s), activation) in set.layers.windows(2).zip(scales).zip(&set.activations) {
+            absorptions.push((pair[0].clone(), pair[1].clone(), s, activation.is_some()));
         }
     }
     for (first, second, s, relu) in absorptions {
