@@ -6,11 +6,15 @@
 //! - **Weights and other quantized constants** are integer initializers read through a
 //!   `DequantizeLinear` whose output keeps the constant's name (per channel with `axis`).
 //! - **Activations** (graph inputs and op outputs) with an integer encoding get
-//!   `QuantizeLinear -> DequantizeLinear` after their producer. The `DequantizeLinear` output
-//!   keeps the tensor's name, so consumers, graph outputs and users mapping layers see the
-//!   optimized graph's names; the producer writes `<name>_float`. A graph input keeps its name
-//!   (users feed it) and its consumers read `<name>_dequantized`.
-//! - **Float16** tensors go through `Cast` to float16 and back (`<name>_float16`).
+//!   `QuantizeLinear -> DequantizeLinear` after their producer. Names follow onnxruntime's QDQ
+//!   models (so that qairt's own QDQ import, `super::qdq`, reads an exported model back with the
+//!   optimized graph's tensor names): the producer's output and every graph input keep their
+//!   names (the float value before quantization), consumers read
+//!   `<name>_DequantizeLinear_Output`; a graph output's name goes to the dequantized value and
+//!   its producer writes `<name>_QuantizeLinear_Input`. Generated tensors are named
+//!   `<name>_<node>_Output` after the node writing them (`<name>_<node>`).
+//! - **Float16** tensors go through `Cast` to float16 and back (`<name>_CastToFloat16`,
+//!   `<name>_CastToFloat`).
 //! - Tensors without an encoding (or with a float32 one) stay float32, untouched.
 //!
 //! # Encodings (AIMET/SDK convention -> ONNX)
@@ -407,57 +411,51 @@ impl<'g> Builder<'g> {
     }
 
     /// Emits the representation change of activation `id`: float value `source` in, the
-    /// fake-quantized value out as `target` (or a fresh `<name>_dequantized`). Returns the
-    /// output's name.
-    fn encode_activation(&mut self, id: TensorId, repr: &Form, source: String, target: Option<String>) -> String {
+    /// fake-quantized value out, as `target` or else under a generated name (`<name>_<last
+    /// node>_Output`). Every generated tensor is named `<name>_<node>_Output` after the node
+    /// that writes it, as onnxruntime's quantizer does. Returns the output's name.
+    fn encode_activation(&mut self, id: TensorId, form: &Form, source: String, target: Option<String>) -> String {
         let name = self.graph.name(id).to_string();
-        let target = target.unwrap_or_else(|| self.fresh(format!("{name}_dequantized")));
-        match repr {
-            Form::Float32 => {
-                self.push_node("Identity", format!("{name}_Identity"), vec![source], vec![target.clone()], vec![]);
-            }
+        let emit = |b: &mut Self, op: &str, node: &str, inputs: Vec<String>, last: bool, attrs| {
+            let output = match (&target, last) {
+                (Some(target), true) => target.clone(),
+                _ => b.fresh(format!("{name}_{node}_Output")),
+            };
+            b.push_node(op, format!("{name}_{node}"), inputs, vec![output.clone()], attrs);
+            output
+        };
+        match form {
+            Form::Float32 => emit(self, "Identity", "Identity", vec![source], true, vec![]),
             Form::Float16 => {
-                let half = self.fresh(format!("{name}_float16"));
                 let to_half = vec![attr_int("to", DataType::Float16 as i64)];
-                self.push_node("Cast", format!("{name}_CastToFloat16"), vec![source], vec![half.clone()], to_half);
+                let half = emit(self, "Cast", "CastToFloat16", vec![source], false, to_half);
                 let to_float = vec![attr_int("to", DataType::Float as i64)];
-                self.push_node("Cast", format!("{name}_CastToFloat"), vec![half], vec![target.clone()], to_float);
+                emit(self, "Cast", "CastToFloat", vec![half], true, to_float)
             }
             Form::Int(q) => {
                 let (scale, zero_point) = self.quant_params(&name, q);
-                let quantized = self.fresh(format!("{name}_quantized"));
-                let dequantized = match q.clip {
-                    Some(_) => self.fresh(format!("{name}_unclipped")),
-                    None => target.clone(),
-                };
-                self.push_node(
-                    "QuantizeLinear",
-                    format!("{name}_QuantizeLinear"),
-                    vec![source, scale.clone(), zero_point.clone()],
-                    vec![quantized.clone()],
-                    Self::axis_attr(q),
-                );
-                self.push_node(
+                let params = |v: String| vec![v, scale.clone(), zero_point.clone()];
+                let quantized =
+                    emit(self, "QuantizeLinear", "QuantizeLinear", params(source), false, Self::axis_attr(q));
+                let clip = q.clip;
+                let dequantized = emit(
+                    self,
                     "DequantizeLinear",
-                    format!("{name}_DequantizeLinear"),
-                    vec![quantized, scale, zero_point],
-                    vec![dequantized.clone()],
+                    "DequantizeLinear",
+                    params(quantized),
+                    clip.is_none(),
                     Self::axis_attr(q),
                 );
-                if let Some((lo, hi)) = q.clip {
-                    let lo = self.scalar(&name, "grid_min", lo);
-                    let hi = self.scalar(&name, "grid_max", hi);
-                    self.push_node(
-                        "Clip",
-                        format!("{name}_ClipToGrid"),
-                        vec![dequantized, lo, hi],
-                        vec![target.clone()],
-                        vec![],
-                    );
+                match clip {
+                    None => dequantized,
+                    Some((lo, hi)) => {
+                        let lo = self.scalar(&name, "grid_min", lo);
+                        let hi = self.scalar(&name, "grid_max", hi);
+                        emit(self, "Clip", "ClipToGrid", vec![dequantized, lo, hi], true, vec![])
+                    }
                 }
             }
         }
-        target
     }
 
     /// Graph inputs keep their names; quantized ones are read through their encoding.
@@ -517,31 +515,34 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
-    /// One node of the graph, its outputs followed by their encodings.
+    /// One node of the graph, its outputs followed by their encodings. As in onnxruntime's QDQ
+    /// models, the node's output keeps its name and consumers read the encoded value
+    /// (`<name>_DequantizeLinear_Output`), except for graph outputs, whose name goes to the
+    /// encoded value (the node writes `<name>_<first node>_Input`).
     fn node(&mut self, node: &Node) -> Result<(), ExportError> {
         let inputs = node.inputs.iter().map(|&id| self.read(id).map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
         let mut outputs = Vec::with_capacity(node.outputs.len());
         let mut encode = Vec::new();
         for &id in &node.outputs {
             let name = self.graph.name(id).to_string();
-            match self.repr(id, true)? {
-                Form::Float32 => outputs.push(name),
-                repr => {
-                    let float = self.fresh(format!("{name}_float"));
-                    outputs.push(float.clone());
-                    encode.push((id, repr, float, name));
-                }
+            let form = self.repr(id, true)?;
+            let is_output = self.graph.outputs.contains(&id);
+            let written = match &form {
+                Form::Float32 => name.clone(),
+                Form::Float16 if is_output => self.fresh(format!("{name}_CastToFloat16_Input")),
+                Form::Int(_) if is_output => self.fresh(format!("{name}_QuantizeLinear_Input")),
+                _ => name.clone(),
+            };
+            outputs.push(written.clone());
+            self.reads[id.index()] = Some(written.clone());
+            if !matches!(form, Form::Float32) {
+                encode.push((id, form, written, is_output.then_some(name)));
             }
         }
         self.op(node, inputs, outputs)?;
-        for (id, repr, float, name) in encode {
-            self.encode_activation(id, &repr, float, Some(name.clone()));
-            self.reads[id.index()] = Some(name);
-        }
-        for &id in &node.outputs {
-            if self.reads[id.index()].is_none() {
-                self.reads[id.index()] = Some(self.graph.name(id).to_string());
-            }
+        for (id, form, written, target) in encode {
+            let read = self.encode_activation(id, &form, written, target);
+            self.reads[id.index()] = Some(read);
         }
         Ok(())
     }
@@ -852,14 +853,18 @@ mod tests {
         let g = graph_of(&m);
         assert_eq!(g.input.iter().map(|v| v.name()).collect::<Vec<_>>(), ["x"]);
         assert_eq!(g.output.iter().map(|v| v.name()).collect::<Vec<_>>(), ["z"]);
-        // Consumers read the dequantized values under the graph's names.
+        // onnxruntime's naming: producers keep their output names, consumers read
+        // `<name>_DequantizeLinear_Output`; the graph output's name goes to the encoded value.
         let conv = node(&m, "conv");
-        assert_eq!(conv.input, ["x_dequantized", "w", "b"]);
-        assert_eq!(conv.output, ["y_float"]);
-        assert_eq!(node(&m, "y_CastToFloat16").output, ["y_float16"]);
-        assert_eq!(node(&m, "y_CastToFloat").output, ["y"]);
-        assert_eq!(node(&m, "relu").input, ["y"]);
-        assert_eq!(node(&m, "z_QuantizeLinear").input, ["z_float", "z_scale", "z_zero_point"]);
+        assert_eq!(conv.input, ["x_DequantizeLinear_Output", "w", "b"]);
+        assert_eq!(conv.output, ["y"]);
+        assert_eq!(node(&m, "x_QuantizeLinear").input, ["x", "x_scale", "x_zero_point"]);
+        assert_eq!(node(&m, "y_CastToFloat16").output, ["y_CastToFloat16_Output"]);
+        assert_eq!(node(&m, "y_CastToFloat").output, ["y_CastToFloat_Output"]);
+        assert_eq!(node(&m, "relu").input, ["y_CastToFloat_Output"]);
+        assert_eq!(node(&m, "relu").output, ["z_QuantizeLinear_Input"]);
+        assert_eq!(node(&m, "z_QuantizeLinear").input, ["z_QuantizeLinear_Input", "z_scale", "z_zero_point"]);
+        assert_eq!(node(&m, "z_QuantizeLinear").output, ["z_QuantizeLinear_Output"]);
         assert_eq!(node(&m, "z_DequantizeLinear").output, ["z"]);
         let attr = |n: &NodeProto, name: &str| n.attribute.iter().find(|a| a.name() == name).map(|a| a.i());
         assert_eq!(attr(node(&m, "w_DequantizeLinear"), "axis"), Some(0));
@@ -960,7 +965,7 @@ mod tests {
         assert_eq!(op_types(&m), ["Relu", "QuantizeLinear", "DequantizeLinear", "Clip"]);
         assert_eq!(raw(init(&m, "y_zero_point")), [8]);
         let clip = node(&m, "y_ClipToGrid");
-        assert_eq!(clip.input, ["y_unclipped", "y_grid_min", "y_grid_max"]);
+        assert_eq!(clip.input, ["y_DequantizeLinear_Output", "y_grid_min", "y_grid_max"]);
         assert_eq!(clip.output, ["y"]);
         assert_eq!(raw(init(&m, "y_grid_min")), (-4.0f32).to_le_bytes());
         assert_eq!(raw(init(&m, "y_grid_max")), 27.5f32.to_le_bytes());
@@ -998,14 +1003,15 @@ mod tests {
     fn generated_names_never_collide_with_the_graphs_own() {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[2]);
-        let taken = g.node("a", Op::Relu, &[x], "y_float", &[2]);
+        let taken = g.node("a", Op::Relu, &[x], "y_DequantizeLinear_Output", &[2]);
         let y = g.node("b", Op::Add, &[taken, x], "y", &[2]);
-        g.output(y);
+        let z = g.node("c", Op::Relu, &[y], "z", &[2]);
+        g.output(z);
         let m = export(g.finish(), &[("y", per_tensor(8, 0.1, 0))]).unwrap();
-        assert_eq!(node(&m, "a").output, ["y_float"]);
-        assert_eq!(node(&m, "b").output, ["y_float_1"]);
-        assert_eq!(node(&m, "y_QuantizeLinear").input[0], "y_float_1");
-        assert_eq!(node(&m, "y_DequantizeLinear").output, ["y"]);
+        assert_eq!(node(&m, "a").output, ["y_DequantizeLinear_Output"]);
+        assert_eq!(node(&m, "b").output, ["y"]);
+        assert_eq!(node(&m, "y_DequantizeLinear").output, ["y_DequantizeLinear_Output_1"]);
+        assert_eq!(node(&m, "c").input, ["y_DequantizeLinear_Output_1"]);
     }
 
     /// Opset 21 forms of ops whose IR variant holds what older opsets kept in attributes:
@@ -1040,8 +1046,9 @@ mod tests {
         assert_eq!(raw(init(&m, &back.input[1])), shape);
         assert_eq!(
             (node(&m, "convert").input.as_slice(), node(&m, "convert").output.as_slice()),
-            (&["s".to_string()][..], &["c_float".to_string()][..])
+            (&["s".to_string()][..], &["c".to_string()][..])
         );
+        assert_eq!(node(&m, "reshape").input, ["c_CastToFloat_Output", "reshape_shape"]);
         let reshape = init(&m, "reshape_shape");
         assert_eq!(
             (reshape.data_type, raw(reshape)),
