@@ -40,6 +40,10 @@
 //! and where the second layer's window lies inside the input: a zero-padded border of a Conv
 //! does not see the absorbed constant. AIMET ignores both, and so do we.
 //!
+//! A set any of whose changed tensors (weights, biases, outputs inside the set) carries an
+//! encoding from the model itself (`Graph::model_encodings`, a QDQ model's) is skipped: those
+//! encodings describe the values before equalization.
+//!
 //! Tensor names never change: weights and biases are rewritten in place (a shared one makes
 //! the set skip), and a Clip that becomes Relu keeps its node, input and output.
 
@@ -352,11 +356,23 @@ fn read_once(graph: &Graph, id: TensorId) -> bool {
     graph.nodes.iter().flat_map(|n| &n.inputs).filter(|&&t| t == id).count() == 1 && !graph.outputs.contains(&id)
 }
 
+/// The tensors whose values equalizing `set` changes: every weight and bias, and every
+/// output inside the set (the last layer's output keeps its values).
+fn changed_tensors<'a>(graph: &'a Graph, set: &'a Set) -> impl Iterator<Item = TensorId> + 'a {
+    let params = set.layers.iter().flat_map(|l| std::iter::once(l.weight).chain(l.bias));
+    let inner_nodes = set.layers.iter().rev().skip(1).map(|l| l.node).chain(set.activations.iter().flatten().copied());
+    let outputs = inner_nodes.filter_map(|n| graph.nodes.get(n)).flat_map(|n| n.outputs.iter().copied());
+    params.chain(outputs)
+}
+
 /// Scales one set in place; returns the scale of each pair, or `None` (graph untouched) when
 /// the set does not qualify (shared parameters, channel counts that disagree).
 fn scale_set(graph: &mut Graph, set: &Set) -> Option<Vec<Vec<f64>>> {
     let params = set.layers.iter().flat_map(|l| std::iter::once(l.weight).chain(l.bias));
     if !params.clone().all(|id| read_once(graph, id)) {
+        return None;
+    }
+    if changed_tensors(graph, set).any(|id| graph.model_encodings.contains_key(graph.name(id))) {
         return None;
     }
     let channels = set.layers.first()?.outputs;

@@ -157,6 +157,32 @@ fn shared_weight_or_second_reader_leaves_the_pair_alone() {
     assert_eq!(report.cle_pairs_equalized, 0);
 }
 
+/// A model encoding (from a QDQ model) on a tensor CLE would change keeps the set as it is.
+#[test]
+fn tensors_with_model_encodings_are_not_equalized() {
+    for name in ["conv1.weight", "conv2.bias", "h", "a"] {
+        let mut g = two_convs();
+        let enc = crate::ir::ModelEncoding {
+            scales: vec![0.5],
+            zero_points: vec![0],
+            axis: None,
+            bitwidth: 8,
+            signed: false,
+        };
+        g.model_encodings.insert(name.into(), enc);
+        let (after, report) = optimize_with(g.clone(), &CLE).unwrap();
+        assert_eq!(report.cle_pairs_equalized, 0, "{name}");
+        assert_eq!(after, g, "{name}");
+    }
+    // The last layer's output keeps its values: an encoding there does not stop CLE.
+    let mut g = two_convs();
+    let enc =
+        crate::ir::ModelEncoding { scales: vec![0.5], zero_points: vec![0], axis: None, bitwidth: 8, signed: false };
+    g.model_encodings.insert("y".into(), enc);
+    let (_, report) = optimize_with(g, &CLE).unwrap();
+    assert_eq!(report.cle_pairs_equalized, 1);
+}
+
 /// A Clip whose lower bound is not 0, or another activation, ends the chain.
 #[test]
 fn other_activations_end_the_chain() {
