@@ -239,3 +239,34 @@ fn bad_axis_values_are_diagnostics_with_exit_1() {
     p.write("qairt.toml", &unlabeled);
     sweep_fails(&p, &["--metric", "accuracy"], &["--metric accuracy needs labels"]);
 }
+
+#[test]
+fn configurations_that_fail_to_build_are_listed_last_and_the_sweep_exits_1() {
+    let p = Project::digits();
+    // A backend that cannot run the model's Gemm: every configuration fails in compile.
+    p.write("rules/nogemm.toml", &DSP8.replace("dsp8", "nogemm").replace("\"Gemm\", ", ""));
+    let toml =
+        crate::util::config(40).replace("[verify]", "[[target]]\nname = \"ng\"\nbackend = \"nogemm\"\n\n[verify]");
+    p.write("qairt.toml", &toml);
+    let args =
+        ["sweep", "--target", "ng", "--act-calibration", "min-max,mse", "--cle", "false", "--act-schema", "asymmetric"];
+    let mut json = args.to_vec();
+    json.extend(["--message-format", "json"]);
+    let b = Build::from(p.run(&json));
+    assert_eq!(b.status, 1, "{}", b.stderr);
+    assert!(b.stderr.contains("Gemm"), "the compile diagnostic is shown: {}", b.stderr);
+    let configs = configs(&b);
+    assert_eq!(configs.len(), 2);
+    assert!(configs.iter().all(|c| c["status"] == "failed" && c["rank"].is_null()), "{configs:?}");
+    let finished = b.events.last().unwrap();
+    assert_eq!((finished["ok"].clone(), finished["winner"].clone()), (Value::Bool(false), Value::Null));
+    let csv = p.read("out/sweep.csv");
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",failed")).count(), 2, "{csv}");
+    // No winner to write: an error, qairt.toml untouched.
+    let mut write = args.to_vec();
+    write.extend(["--write-winner", "best"]);
+    let out = p.run(&write);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no winner to write"));
+    assert_eq!(p.read("qairt.toml"), toml);
+}
