@@ -184,3 +184,55 @@ overrides = "fp16.json"
     let fp16 = assert_agrees(&project, "fp16", 40, &["FLOAT16"]);
     assert!(fp16.op_counts["Cast"].as_u64() >= Some(2), "{fp16:?}");
 }
+
+/// qairt's own QDQ import reads an exported model back with the optimized graph's tensor
+/// names: the encodings of a target built from `model.qdq.onnx` are keyed by the same names as
+/// those of the target that exported it (values may differ: they are calibrated again unless
+/// the model's own encodings are used).
+#[test]
+fn an_exported_model_imports_back_with_the_same_tensor_names() {
+    let first = Project::digits();
+    first.build().assert_ok();
+    let second = Project::empty();
+    std::fs::copy(first.path("out/htp-w8a8/model.qdq.onnx"), second.path("model.onnx")).unwrap();
+    crate::util::copy_dir(&first.path("digits/calib"), &second.path("calib"));
+    crate::util::copy_dir(&first.path("digits/test"), &second.path("test"));
+    second.write(
+        "qairt.toml",
+        r#"[project]
+name = "reimported"
+
+[model]
+path = "model.onnx"
+
+[calibration]
+input_list = "calib/input_list.txt"
+
+[[target]]
+name = "htp"
+backend = "htp"
+
+[verify]
+input_list = "test/input_list.txt"
+max_samples = 10
+"#,
+    );
+    second.build().assert_ok();
+    let a = first.path("out/htp-w8a8/encodings.json");
+    let b = second.path("out/htp/encodings.json");
+    let out =
+        second.command().args(["encodings", "compare", "--message-format", "json"]).arg(&a).arg(&b).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 2)),
+        "compare failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let one_sided: Vec<&str> = stdout.lines().filter(|l| l.contains(r#""field":"entry""#)).collect();
+    assert!(one_sided.is_empty(), "tensors present on one side only:\n{}", one_sided.join("\n"));
+    // The comparison did see the activations (a renamed graph would list each twice above).
+    let encodings = std::fs::read_to_string(&b).unwrap();
+    for name in ["/conv1/Conv_output_0", "/relu3/Relu_output_0", "logits", "conv1.weight", "fc2.bias"] {
+        assert!(encodings.contains(&format!("\"{name}\"")), "{name} missing from {}", b.display());
+    }
+}
