@@ -97,26 +97,16 @@ impl TensorRole {
     }
 }
 
-/// How an op's output gets its encoding on a quantized backend.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum OpQuantization {
-    /// From the calibration statistics of the output (the default).
-    Calibrated,
-    /// The output reuses the encoding of the op's first input (data movement ops).
-    PassThrough,
-    /// A fixed encoding range, whatever the data (e.g. Sigmoid on some accelerators).
-    FixedRange { min: f32, max: f32 },
-    /// The op runs in float; its output is not quantized.
-    Float,
-}
-
-// Sound: `FixedRange` bounds are validated finite when parsed, so no NaN ever lives here.
-impl Eq for OpQuantization {}
+pub use crate::quant::policy::{OpQuantization, QuantPolicy};
 
 /// Per-op rules of one backend (`[ops.<OpType>]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpRules {
     pub quantization: OpQuantization,
+    /// `propagate = true`: `float_fallback` carries an encoding through this op from input to
+    /// output (pass-through ops always do).
+    #[serde(default)]
+    pub propagate: bool,
 }
 
 /// Everything one backend accepts.
@@ -152,6 +142,16 @@ impl BackendRules {
     pub fn op_quantization(&self, op_type: &str) -> &OpQuantization {
         const DEFAULT: OpQuantization = OpQuantization::Calibrated;
         self.ops.get(op_type).map_or(&DEFAULT, |rules| &rules.quantization)
+    }
+
+    /// What `quantize` needs of these rules.
+    pub fn quant_policy(&self) -> QuantPolicy {
+        QuantPolicy {
+            ops: self.ops.iter().map(|(op, rules)| (op.clone(), rules.quantization.clone())).collect(),
+            propagating_ops: self.ops.iter().filter(|(_, rules)| rules.propagate).map(|(op, _)| op.clone()).collect(),
+            per_channel_ops: self.per_channel_ops.clone(),
+            float_bitwidth: self.float_bitwidths.iter().next().copied().unwrap_or(32),
+        }
     }
 
     /// Integer bitwidths accepted for a tensor of `role` (empty on a float backend).
@@ -275,6 +275,7 @@ struct BackendSection {
 struct OpSection {
     output_encoding: Option<Spanned<String>>,
     output_range: Option<Spanned<[f32; 2]>>,
+    propagate: Option<bool>,
 }
 
 const OUTPUT_ENCODINGS: &[&str] = &["calibrated", "pass-through", "fixed", "float"];
@@ -472,7 +473,10 @@ impl Validator<'_> {
                     Some("add `output_encoding = \"fixed\"`".into()),
                 ));
             }
-            return Ok(OpRules { quantization: OpQuantization::Calibrated });
+            return Ok(OpRules {
+                quantization: OpQuantization::Calibrated,
+                propagate: section.propagate.unwrap_or(false),
+            });
         };
         let kind_span = kind.span();
         let quantization = match kind.get_ref().as_str() {
@@ -530,7 +534,7 @@ impl Validator<'_> {
                 Some("per-op quantization rules apply to quantized backends only".into()),
             ));
         }
-        Ok(OpRules { quantization })
+        Ok(OpRules { quantization, propagate: section.propagate.unwrap_or(false) })
     }
 }
 
@@ -642,11 +646,16 @@ mod tests {
         let htp = &set.backends["htp"];
         assert!(htp.quantized);
         assert_eq!(htp.activation_bitwidths, BTreeSet::from([8, 16]));
-        assert_eq!(htp.weight_bitwidths, BTreeSet::from([4, 8]));
+        assert_eq!(htp.weight_bitwidths, BTreeSet::from([4, 8, 16]));
         assert_eq!(htp.bias_bitwidths, BTreeSet::from([8, 32]));
-        assert!(htp.float_bitwidths.is_empty());
-        assert_eq!(htp.per_channel_ops, BTreeSet::from(["Conv".to_string(), "Gemm".to_string()]));
+        assert_eq!(htp.float_bitwidths, BTreeSet::from([16]));
+        assert_eq!(htp.per_channel_ops, ["Conv", "Gemm", "MatMul"].map(String::from).into());
         assert_eq!(htp.op_quantization("Reshape"), &OpQuantization::PassThrough);
+        assert_eq!(htp.op_quantization("Sigmoid"), &OpQuantization::FixedRange { min: 0.0, max: 1.0 });
+        assert_eq!(htp.op_quantization("Tanh"), &OpQuantization::FixedRange { min: -1.0, max: 1.0 });
+        let policy = htp.quant_policy();
+        assert_eq!(policy.float_bitwidth, 16);
+        assert!(policy.propagating_ops.contains("Relu") && policy.propagating_ops.contains("Concat"));
         assert_eq!(htp.op_quantization("Conv"), &OpQuantization::Calibrated);
         assert_eq!(htp.quant_bitwidths(TensorRole::Constant), BTreeSet::from([4, 8, 16]));
         assert_eq!(set.backends["gpu"].float_bitwidths, BTreeSet::from([16, 32]));

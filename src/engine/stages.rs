@@ -93,6 +93,45 @@ pub fn optimize_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Graph>, 
     load(db, Stage::Optimize, None, &record, || compute_optimize(db, project))
 }
 
+/// Whether the target asks for cross-layer equalization, which gives it a graph of its own.
+fn uses_cle(db: &dyn Db, target: TargetInput) -> bool {
+    target.settings(db).algorithms.iter().any(|a| a == "cle")
+}
+
+/// The optimized graph with cross-layer equalization (`algorithms = ["cle"]`): equalization
+/// needs the BatchNorms the plain optimize folds away, so it starts from the parsed model.
+/// Keyed by content, so every CLE target of a project shares one store entry.
+#[salsa::tracked(returns(clone))]
+pub fn equalize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let parsed = parse_record(db, project)?;
+    let key = KeyBuilder::new(Stage::Optimize).digest("graph", &parsed.output).value("cle", &true).finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Optimize, Some(&name), key, || compute_equalize(db, project), |_| Vec::new())
+}
+
+fn compute_equalize(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
+    let graph = parse_value(db, project)?;
+    let options = crate::passes::OptimizeOptions { cle: true };
+    let (optimized, _report) = crate::passes::optimize_with((*graph).clone(), &options).map_err(convert::internal)?;
+    Ok(optimized)
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn equalize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<Graph>, Failed> {
+    let record = equalize_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Optimize, Some(&name), &record, || compute_equalize(db, project))
+}
+
+/// The optimize record a target's quantization starts from: the shared one, or its CLE graph.
+pub fn target_optimize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    if uses_cle(db, target) { equalize_record(db, project, target) } else { optimize_record(db, project) }
+}
+
+pub fn target_optimize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<Graph>, Failed> {
+    if uses_cle(db, target) { equalize_value(db, project, target) } else { optimize_value(db, project) }
+}
+
 // ---------------------------------------------------------------- calibrate
 
 fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) -> KeyBuilder {
@@ -129,12 +168,22 @@ pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_calibrate(db: &dyn Db, project: ProjectInput, list: DataList) -> Result<CalibrationStats, Failed> {
     let graph = optimize_value(db, project)?;
-    let samples = read_samples(db, &graph, list, project.calibration_max(db))?;
+    collect_stats(db, project, &graph, list)
+}
+
+/// Runs the float `graph` over the calibration samples, collecting every tensor's statistics.
+fn collect_stats(
+    db: &dyn Db,
+    project: ProjectInput,
+    graph: &Graph,
+    list: DataList,
+) -> Result<CalibrationStats, Failed> {
+    let samples = read_samples(db, graph, list, project.calibration_max(db))?;
     let progress = &db.services().progress;
     progress.start("calibrate", samples.len() as u64);
-    let mut collector = quant::StatsCollector::new(&graph);
+    let mut collector = quant::StatsCollector::new(graph);
     for inputs in &samples {
-        crate::runtime::interpret(&graph, inputs, &mut |id, t| collector.observe(id, t)).map_err(convert::internal)?;
+        crate::runtime::interpret(graph, inputs, &mut |id, t| collector.observe(id, t)).map_err(convert::internal)?;
         progress.advance();
     }
     progress.finish();
@@ -146,6 +195,71 @@ pub fn calibrate_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Calibra
     let record = calibrate_record(db, project)?;
     let list = calibration_list(db, project)?;
     load(db, Stage::Calibrate, None, &record, || compute_calibrate(db, project, list))
+}
+
+/// Statistics of a CLE target's own graph (equalization rescales activations per channel, so
+/// the shared histograms do not apply). Keyed by content like [`calibrate_record`].
+#[salsa::tracked(returns(clone))]
+pub fn equalized_calibrate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let graph = equalize_record(db, project, target)?;
+    let list = calibration_list(db, project)?;
+    let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &graph.output);
+    let key = list_key(key, db, list, project.calibration_max(db)).finish();
+    let name = target.name(db).clone();
+    let compute = || compute_equalized_calibrate(db, project, target, list);
+    memoize(db, Stage::Calibrate, Some(&name), key, compute, |_| Vec::new())
+}
+
+fn compute_equalized_calibrate(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    list: DataList,
+) -> Result<CalibrationStats, Failed> {
+    let graph = equalize_value(db, project, target)?;
+    collect_stats(db, project, &graph, list)
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn equalized_calibrate_value(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<Arc<CalibrationStats>, Failed> {
+    let record = equalized_calibrate_record(db, project, target)?;
+    let list = calibration_list(db, project)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Calibrate, Some(&name), &record, || compute_equalized_calibrate(db, project, target, list))
+}
+
+/// The calibrate record a target's quantization reads; `None` under `float_fallback`, which
+/// needs no calibration data.
+pub fn target_calibrate_record(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<Option<Record>, Failed> {
+    if target.settings(db).float_fallback {
+        Ok(None)
+    } else if uses_cle(db, target) {
+        equalized_calibrate_record(db, project, target).map(Some)
+    } else {
+        calibrate_record(db, project).map(Some)
+    }
+}
+
+fn target_calibrate_value(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<Option<Arc<CalibrationStats>>, Failed> {
+    if target.settings(db).float_fallback {
+        Ok(None)
+    } else if uses_cle(db, target) {
+        equalized_calibrate_value(db, project, target).map(Some)
+    } else {
+        calibrate_value(db, project).map(Some)
+    }
 }
 
 // ---------------------------------------------------------------- rules and overrides
@@ -223,12 +337,14 @@ pub fn is_quantized(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
 
 #[salsa::tracked(returns(clone))]
 pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
-    let optimized = optimize_record(db, project)?;
-    let stats = calibrate_record(db, project)?;
-    let mut key = KeyBuilder::new(Stage::Quantize)
-        .digest("graph", &optimized.output)
-        .digest("stats", &stats.output)
-        .value("settings", target.settings(db));
+    let optimized = target_optimize_record(db, project, target)?;
+    let stats = target_calibrate_record(db, project, target)?;
+    let policy = backend(db, project, target)?.quant_policy();
+    let mut key = KeyBuilder::new(Stage::Quantize).digest("graph", &optimized.output);
+    if let Some(stats) = stats {
+        key = key.digest("stats", &stats.output);
+    }
+    let mut key = key.value("settings", target.settings(db)).value("policy", &policy);
     if let Some(file) = target.overrides(db) {
         key = key.value("overrides", &*overrides(db, file)?);
     }
@@ -238,10 +354,11 @@ pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
 }
 
 fn compute_quantize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<QuantizedGraph, Failed> {
-    let graph = optimize_value(db, project)?;
-    let stats = calibrate_value(db, project)?;
+    let graph = target_optimize_value(db, project, target)?;
+    let stats = target_calibrate_value(db, project, target)?;
+    let policy = backend(db, project, target)?.quant_policy();
     let overrides = checked_overrides(db, target, &graph)?;
-    quant::quantize(&graph, &stats, target.settings(db), overrides.as_deref())
+    quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_deref(), &policy)
         .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))
 }
 
@@ -268,7 +385,7 @@ pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -
     let upstream = if rules.quantized {
         quantize_record(db, project, target)?.output
     } else {
-        optimize_record(db, project)?.output
+        target_optimize_record(db, project, target)?.output
     };
     let key = KeyBuilder::new(Stage::Compile)
         .value("quantized", &rules.quantized)
@@ -291,7 +408,7 @@ fn compute_compile(db: &dyn Db, project: ProjectInput, target: TargetInput) -> R
     let quantized = if rules.quantized {
         (*quantize_value(db, project, target)?).clone()
     } else {
-        let graph = optimize_value(db, project)?;
+        let graph = target_optimize_value(db, project, target)?;
         QuantizedGraph { graph: (*graph).clone(), encodings: BTreeMap::new() }
     };
     let program = compile::compile(&quantized, &rules)

@@ -113,8 +113,11 @@ struct RawQuant {
     percentile: Option<Spanned<f64>>,
     per_channel: Option<bool>,
     overrides: Option<Spanned<String>>,
-    float_fallback: Option<bool>,
+    float_fallback: Option<Spanned<bool>>,
     algorithms: Option<Spanned<Vec<String>>>,
+    per_row: Option<bool>,
+    restrict_quantization_steps: Option<Spanned<String>>,
+    ignore_encodings: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -208,16 +211,32 @@ fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> Qua
     if let Some(v) = &raw.bias_bitwidth {
         q.bias_bitwidth = check.one_of(v, &[8, 32], "bias_bitwidth");
     }
+    // A legacy name (`symmetric`) may imply a schema; an explicit `*_schema` key still wins.
+    let mut implied_act_schema = None;
+    let mut implied_param_schema = None;
     if let Some(v) = &raw.act_calibration {
         let names = CalibrationMethod::NAMES;
-        q.act_calibration =
-            check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.act_calibration);
+        if let Some((method, schema)) = check.name_in(v, "calibration method", names, CalibrationMethod::parse_legacy) {
+            if method == CalibrationMethod::Adjusted {
+                check.error(
+                    v,
+                    "the `adjusted` quantizer is for weights only",
+                    "use it as param_calibration; for activations use min-max, percentile, mse, sqnr or entropy",
+                );
+            }
+            q.act_calibration = method;
+            implied_act_schema = schema;
+        }
     }
     if let Some(v) = &raw.param_calibration {
         let names = CalibrationMethod::NAMES;
-        q.param_calibration =
-            check.name_in(v, "calibration method", names, CalibrationMethod::parse).unwrap_or(q.param_calibration);
+        if let Some((method, schema)) = check.name_in(v, "calibration method", names, CalibrationMethod::parse_legacy) {
+            q.param_calibration = method;
+            implied_param_schema = schema;
+        }
     }
+    q.act_schema = implied_act_schema.unwrap_or(q.act_schema);
+    q.param_schema = implied_param_schema.unwrap_or(q.param_schema);
     if let Some(v) = &raw.act_schema {
         q.act_schema = check.name_in(v, "schema", Schema::NAMES, Schema::parse).unwrap_or(q.act_schema);
     }
@@ -234,8 +253,47 @@ fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> Qua
     if let Some(v) = raw.per_channel {
         q.per_channel = v;
     }
-    if let Some(v) = raw.float_fallback {
-        q.float_fallback = v;
+    if let Some(v) = &raw.float_fallback {
+        q.float_fallback = *v.get_ref();
+    }
+    if let Some(v) = raw.per_row {
+        q.per_row = v;
+    }
+    if let Some(v) = &raw.ignore_encodings {
+        q.ignore_encodings = *v.get_ref();
+    }
+    if let Some(v) = &raw.restrict_quantization_steps {
+        match parse_restrict_steps(v.get_ref()) {
+            Ok(steps) => q.restrict_steps = Some(steps),
+            Err(problem) => check.error(
+                v,
+                format!("restrict_quantization_steps: {problem}"),
+                "write two signed hex numbers, e.g. \"-0x80 0x7F\" (8-bit) or \"-0x8000 0x7FFF\" (16-bit)",
+            ),
+        }
+    }
+    if q.param_calibration == CalibrationMethod::Adjusted
+        && q.weight_bitwidth != 8
+        && let Some(span) =
+            raw.weight_bitwidth.as_ref().map(|v| v.span()).or(raw.param_calibration.as_ref().map(|v| v.span()))
+    {
+        let spanned = Spanned::new(span, ());
+        check.error(
+            &spanned,
+            format!("the `adjusted` quantizer is for 8-bit weights, but weight_bitwidth is {}", q.weight_bitwidth),
+            "use weight_bitwidth = 8, or another param_calibration (min-max, mse, sqnr, ...)",
+        );
+    }
+    if q.float_fallback
+        && q.ignore_encodings
+        && let Some(v) = raw.ignore_encodings.as_ref().or(raw.float_fallback.as_ref())
+    {
+        check.error(
+            v,
+            "float_fallback and ignore_encodings cannot be combined",
+            "float_fallback takes every encoding from the overrides file and the model (the SDK rejects \
+             --floatFallback with --ignore_encodings); drop one of them",
+        );
     }
     if let Some(v) = &raw.algorithms {
         for name in v.get_ref() {
@@ -246,6 +304,35 @@ fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> Qua
         q.algorithms = v.get_ref().clone();
     }
     q
+}
+
+/// `"-0x80 0x7F"`: two hex literals with an optional minus sign, as the SDK's
+/// `--restrict_quantization_steps` takes them; the grid must contain zero.
+fn parse_restrict_steps(text: &str) -> Result<(i64, i64), String> {
+    let numbers: Vec<&str> = text.split_whitespace().collect();
+    let [min, max] = numbers[..] else {
+        return Err(format!("expected two numbers, found {}", numbers.len()));
+    };
+    let hex = |s: &str| -> Result<i64, String> {
+        let (negative, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let digits = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+            .ok_or_else(|| format!("\"{s}\" is not a hex literal (expected 0x...)"))?;
+        let value = i64::from_str_radix(digits, 16).map_err(|_| format!("\"{s}\" is not a hex literal"))?;
+        if value > 1 << 31 {
+            return Err(format!("\"{s}\" is beyond 32 bits"));
+        }
+        Ok(if negative { -value } else { value })
+    };
+    let (min, max) = (hex(min)?, hex(max)?);
+    if !(min < 0 && max > 0) {
+        return Err(format!("the grid [{min}, {max}] must run from a negative MIN to a positive MAX"));
+    }
+    Ok((min, max))
 }
 
 /// Parses and validates `qairt.toml`. `file` is its path (used for resolving relative paths
@@ -486,6 +573,49 @@ min_sqnr_db = 25.0
         let text = MINIMAL.replace("act_bitwidth = 16", "act_calibration = \"min_max\"");
         let diags = parse(&text).unwrap_err();
         assert!(diags[0].help.as_deref().unwrap().contains("did you mean \"min-max\""));
+    }
+
+    #[test]
+    fn legacy_quantizer_names_are_aliases() {
+        let target =
+            |keys: &str| parse(&MINIMAL.replace("act_bitwidth = 16", keys)).map(|c| c.targets[0].quant.clone());
+        let q = target("param_calibration = \"symmetric\"\nparam_schema = \"asymmetric\"").unwrap();
+        // An explicit schema wins over the one `symmetric` implies.
+        assert_eq!((q.param_calibration, q.param_schema), (CalibrationMethod::MinMax, Schema::Asymmetric));
+        let q = target("act_calibration = \"symmetric\"").unwrap();
+        assert_eq!((q.act_calibration, q.act_schema), (CalibrationMethod::MinMax, Schema::Symmetric));
+        assert_eq!(target("act_calibration = \"tf\"").unwrap().act_calibration, CalibrationMethod::MinMax);
+        assert_eq!(target("act_calibration = \"enhanced\"").unwrap().act_calibration, CalibrationMethod::Sqnr);
+        assert_eq!(target("param_calibration = \"adjusted\"").unwrap().param_calibration, CalibrationMethod::Adjusted);
+        let diags = target("act_calibration = \"adjusted\"").unwrap_err();
+        assert!(diags[0].message.contains("weights only"), "{}", diags[0].message);
+        let text = MINIMAL.replace("act_bitwidth = 16", "param_calibration = \"adjusted\"\nweight_bitwidth = 4");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].message.contains("8-bit weights"), "{}", diags[0].message);
+        assert_eq!(line_of(&text, &diags[0]), 18, "points at weight_bitwidth");
+    }
+
+    #[test]
+    fn restrict_quantization_steps_parse_as_signed_hex() {
+        let text =
+            |value: &str| MINIMAL.replace("act_bitwidth = 16", &format!("restrict_quantization_steps = \"{value}\""));
+        let target = |value: &str| parse(&text(value)).map(|c| c.targets[0].quant.restrict_steps);
+        assert_eq!(target("-0x80 0x7F").unwrap(), Some((-128, 127)));
+        assert_eq!(target("-0x8000 0x7FFF").unwrap(), Some((-32768, 32767)));
+        for bad in ["0x80 0x7F", "-128 127", "-0x80", "-0x80 0x7F 0x1", "-0xZZ 0x7F"] {
+            let diags = target(bad).unwrap_err();
+            assert_eq!(line_of(&text(bad), &diags[0]), 17, "{bad}");
+            assert!(diags[0].help.as_deref().unwrap().contains("-0x80 0x7F"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn float_fallback_and_ignore_encodings_exclude_each_other() {
+        let text = MINIMAL.replace("act_bitwidth = 16", "float_fallback = true\nignore_encodings = true");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].message.contains("cannot be combined"), "{}", diags[0].message);
+        let cfg = parse(&MINIMAL.replace("act_bitwidth = 16", "ignore_encodings = true\nper_row = true")).unwrap();
+        assert!(cfg.targets[0].quant.ignore_encodings && cfg.targets[0].quant.per_row);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Search {
             CalibrationMethod::Mse => Some(Search::Mse),
             CalibrationMethod::Sqnr => Some(Search::Sqnr),
             CalibrationMethod::Entropy => Some(Search::Entropy),
-            CalibrationMethod::MinMax | CalibrationMethod::Percentile => None,
+            CalibrationMethod::MinMax | CalibrationMethod::Percentile | CalibrationMethod::Adjusted => None,
         }
     }
 }

@@ -36,6 +36,20 @@
 //! the guide's files do not contain. A symmetric encoding therefore represents the signed grid
 //! of the SDK ("int#_t data with offset 0") on the unsigned convention: `q_signed = q - 2^(bw-1)`.
 //!
+//! ## Adjusted (the legacy `adjusted` quantizer, 8-bit weights)
+//!
+//! Same minimum-range and zero rules as asymmetric, but zero is made exact by *widening* the
+//! range instead of shifting it ("expanding max or lowering min if necessary"): with `z =
+//! round(-min / scale)` fixed, `scale = max(-min / z, max / (2^bw - 1 - z))`, so the grid
+//! `[-z * scale, (2^bw - 1 - z) * scale]` covers the whole `[min, max]` and nothing is clipped.
+//!
+//! ## Restricted steps (`restrict_quantization_steps = "MIN MAX"`)
+//!
+//! The SDK's option for 16-bit MatMul: a signed grid `[MIN, MAX]` (hex, e.g. `-0x8000 0x7FFF`),
+//! `scale = (max - min) / (MAX - MIN)` of the symmetric range `[-new_max, new_max]`, offset
+//! `MIN` on the unsigned convention. With `MAX - MIN = 2^bw - 1` this is
+//! `scale = 2 * new_max / (2^bw - 1)`, which clips nothing at either end.
+//!
 //! ## 32-bit (biases)
 //!
 //! QNN stores int32 biases as `SFIXED_POINT_32` with offset 0 and `scale = in_scale * w_scale`.
@@ -110,6 +124,41 @@ impl Encoding {
         let positive_steps = (symmetric_offset_magnitude(bitwidth) - 1).max(1) as f64;
         let scale = new_max / positive_steps;
         Encoding::from_scale_offset(bitwidth, scale as f32, -symmetric_offset_magnitude(bitwidth), true)
+    }
+
+    /// The legacy `adjusted` encoding of `[min, max]` (module docs, "Adjusted").
+    pub fn adjusted(min: f32, max: f32, bitwidth: u32) -> Encoding {
+        if bitwidth >= 32 {
+            return Encoding::symmetric(min, max, bitwidth);
+        }
+        let steps = grid_steps(bitwidth);
+        let lo = finite_or_zero(min).min(0.0);
+        let hi = finite_or_zero(max).max(lo + MIN_RANGE).max(0.0);
+        let mut scale = (hi - lo) / steps;
+        let zero = (-lo / scale).round().clamp(0.0, steps);
+        if zero > 0.0 {
+            scale = scale.max(-lo / zero);
+        }
+        if zero < steps {
+            scale = scale.max(hi / (steps - zero));
+        }
+        Encoding::from_scale_offset(bitwidth, scale as f32, -(zero as i64), false)
+    }
+
+    /// The symmetric encoding of `[min, max]` on the signed grid `[grid_min, grid_max]` (module
+    /// docs, "Restricted steps"); `None` when that grid does not fit `bitwidth` bits.
+    pub fn restricted(min: f32, max: f32, bitwidth: u32, (grid_min, grid_max): (i64, i64)) -> Option<Encoding> {
+        let half = symmetric_offset_magnitude(bitwidth);
+        if grid_min < -half || grid_max > half - 1 || grid_max <= grid_min || grid_min > 0 {
+            return None;
+        }
+        let lo = finite_or_zero(min);
+        let hi = finite_or_zero(max).max(lo + MIN_RANGE);
+        let new_max = lo.abs().max(hi.abs());
+        let scale = 2.0 * new_max / (grid_max - grid_min) as f64;
+        // The unsigned grid's offset is `grid_min`; a `grid_min` above `-2^(bw-1)` leaves the
+        // lowest codes unused, exactly as the SDK's signed grid does.
+        Some(Encoding::from_scale_offset(bitwidth, scale as f32, grid_min, true))
     }
 
     /// The encoding with this `scale` and `offset`; `min`/`max` are the float values of grid
@@ -197,6 +246,43 @@ pub fn round_to_f16(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adjusted_widens_instead_of_shifting() {
+        // [-1.0, 2.0] at 8 bits: scale 3/255 = 0.0117647, -min/scale = 85 exactly, so no
+        // adjustment is needed and it equals the asymmetric encoding.
+        let a = Encoding::adjusted(-1.0, 2.0, 8);
+        assert_eq!((a.offset, a.scale), (-85, (3.0f64 / 255.0) as f32));
+        // [-1.0, 1.51]: scale 2.51/255 = 0.00984314, -min/scale = 101.59 -> z = 102.
+        // Shifting (asymmetric) would give max = (255-102)*0.00984314 = 1.506 < 1.51 (clipped);
+        // widening keeps z = 102 and takes scale = max(1/102, 1.51/153) = 0.00986928.
+        let a = Encoding::adjusted(-1.0, 1.51, 8);
+        assert_eq!(a.offset, -102);
+        assert!((a.scale as f64 - 1.51 / 153.0).abs() < 1e-9, "{}", a.scale);
+        assert!(a.max >= 1.51 && a.min <= -1.0, "{a:?}");
+        let shifted = Encoding::asymmetric(-1.0, 1.51, 8);
+        assert!(shifted.max < 1.51, "asymmetric clips the top: {shifted:?}");
+        // All-positive data: zero is the grid's first point, as in asymmetric.
+        let a = Encoding::adjusted(0.5, 2.0, 8);
+        assert_eq!(a.offset, 0);
+        assert!((a.scale as f64 - 2.0 / 255.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn restricted_steps_follow_the_sdk_formula() {
+        // "-0x80 0x7F" on [-0.5, 1.0]: new_max 1.0, scale = 2 / 255, offset -128.
+        let e = Encoding::restricted(-0.5, 1.0, 8, (-0x80, 0x7F)).unwrap();
+        assert_eq!(e.offset, -128);
+        assert!((e.scale as f64 - 2.0 / 255.0).abs() < 1e-9);
+        assert!(e.symmetric);
+        // "-0x8000 0x7FFF" at 16 bits: scale = 2 * 3 / 65535.
+        let e = Encoding::restricted(-3.0, 2.0, 16, (-0x8000, 0x7FFF)).unwrap();
+        assert_eq!(e.offset, -32768);
+        assert!((e.scale as f64 - 6.0 / 65535.0).abs() < 1e-12);
+        // A 16-bit grid does not fit 8 bits.
+        assert_eq!(Encoding::restricted(-1.0, 1.0, 8, (-0x8000, 0x7FFF)), None);
+        assert_eq!(Encoding::restricted(-1.0, 1.0, 8, (0x10, 0x7F)), None);
+    }
 
     fn close(a: f32, b: f64, tol: f64) -> bool {
         (a as f64 - b).abs() <= tol

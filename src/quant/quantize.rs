@@ -1,20 +1,25 @@
 //! The quantize stage: an encoding for every float tensor of the graph, from calibration
-//! statistics, settings and overrides.
+//! statistics, settings, overrides and the backend's rules ([`QuantPolicy`]); and the convert
+//! ops mixed precision needs.
 //!
 //! Rules, tensor by tensor (an override always wins for its own tensor):
-//! - **Activations** (graph inputs and op outputs of dtype f32): per tensor, from the
-//!   statistics with `act_bitwidth`/`act_schema`/`act_calibration`. Outputs of data-movement
-//!   ops (`Op::is_data_movement`: Reshape, Transpose, MaxPool, ...) reuse their input's
-//!   encoding, as the SDK does.
-//! - **Weights**: Conv input 1 is per output channel (axis 0) when `per_channel`, and then
-//!   always symmetric with `offset = -2^(bw-1)` (the SDK requires it), else per tensor with
-//!   `param_schema`. Gemm input 1 and constant MatMul operands are per tensor (per-row is a
-//!   separate SDK option, `--use_per_row_quantization`, that the settings do not carry yet).
-//!   All at `weight_bitwidth`, range from `param_calibration` over the values.
+//! - **Activations** (graph inputs and op outputs of dtype f32): by the op's rule
+//!   (`[ops.X] output_encoding` in `rules/`): `calibrated` (the default) per tensor from the
+//!   statistics with `act_bitwidth`/`act_schema`/`act_calibration`; `pass-through` reuses the
+//!   input's encoding (Reshape, Transpose, MaxPool, ... as the SDK does); `fixed` takes the
+//!   declared range whatever the data (Sigmoid `[0, 1]`, Tanh `[-1, 1]` symmetric, Softmax);
+//!   `float` keeps the output in float at the backend's float bitwidth.
+//! - **Weights**: Conv input 1 is per output channel (axis 0) when `per_channel` and the backend
+//!   allows it, and then always symmetric with `offset = -2^(bw-1)` (the SDK requires it), else
+//!   per tensor with `param_schema`. Gemm input 1 and constant MatMul operands are per tensor, or
+//!   per row (per output column: Gemm axis 1, or 0 with `transB`; MatMul the last axis) with
+//!   `per_row` (the SDK's `--use_per_row_quantization`). All at `weight_bitwidth`, range from
+//!   `param_calibration` over the values (`adjusted`: widened so zero is exact).
 //! - **Biases** (Conv/Gemm input 2): with `bias_bitwidth = 32`, QNN's int32 bias, `scale =
 //!   in_scale * w_scale` (per channel when the weight is), offset 0 signed (`-2^31` here); if the
-//!   input or weight has no integer per-tensor/per-channel encoding (a float override), the
-//!   bias gets a symmetric 32-bit encoding of its own range. With `bias_bitwidth = 8`: per tensor
+//!   input or weight has no integer per-tensor/per-channel encoding (a float override), or a
+//!   bias value would overflow int32 at that scale (16-bit activations times 16-bit weights),
+//!   the bias gets a symmetric 32-bit encoding of its own range. With `bias_bitwidth = 8`: per tensor
 //!   from its values with `param_schema`.
 //! - **Other constants** read by ops (a Mul by a constant, a Concat with a constant, ...):
 //!   per tensor at `weight_bitwidth` with `param_schema`. BatchNormalization statistics (inputs
@@ -25,23 +30,35 @@
 //!   nothing else lends its output encoding to that input, so the producer and the activation
 //!   share one grid, as AIMET QuantSim's Conv+Relu / Gemm+Relu supergroups do. An override of
 //!   the producer's output, or a float producer output, still wins.
-//! - **Mixed precision** (SDK partial-override rule): when the output, weight or bias of a
-//!   Conv, Gemm or MatMul has a float override, the other two of that op become float at the
-//!   same bitwidth unless they have overrides of their own.
+//! - **Restricted steps** (`restrict_quantization_steps`): the inputs of every MatMul (and its
+//!   constant operands) take the symmetric encoding on the given signed grid, when the grid fits
+//!   their bitwidth (the SDK requires it for 16-bit MatMul).
+//! - **Mixed precision** (SDK rules): when the output, weight or bias of a Conv, Gemm or MatMul
+//!   has a float override, the other two of that op become float at the same bitwidth unless
+//!   they have overrides of their own; every op is then all-float or all-integer: a float op's
+//!   other constants are float too, and where a tensor of one precision feeds an op of the
+//!   other, a [`Op::Convert`] node is inserted, whose output carries the consumer's
+//!   representation (an integer encoding calibrated on the same statistics, or float).
+//! - **Float fallback** (`float_fallback = true`, the SDK's `--floatFallback`): no calibration
+//!   statistics; activations get encodings only from overrides (the file and the model's own),
+//!   carried forward through the ops the rules let propagate (pass-through ops, and those with
+//!   `propagate = true`: Relu, Concat), and backward through pass-through ops; whatever is still
+//!   without an encoding stays float, and its op with it.
 //! - **Calibration** (`act_calibration`, `param_calibration`): `min-max` and `percentile` here;
 //!   `mse`, `sqnr` and `entropy` search the tensor's histogram ([`crate::quant::calibration`];
 //!   parameters are binned on the same grid first). Per-channel weights search each channel
 //!   with the symmetric schema they are encoded with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ir::{DType, Graph, Node, Op, Tensor, TensorId};
+use crate::ir::{DType, Graph, Node, Op, Tensor, TensorId, TensorInfo};
 use crate::quant::aimet::{
     OverrideEncoding, OverrideError, Overrides, ResolvedOverrides, channel_axis, resolve_overrides,
 };
 use crate::quant::apply::ChannelMismatch;
 use crate::quant::calibration::{Search, search_range};
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
+use crate::quant::policy::{OpQuantization, QuantPolicy};
 use crate::quant::settings::{CalibrationMethod, QuantSettings, Schema};
 use crate::quant::stats::{CalibrationStats, TensorStats};
 
@@ -60,15 +77,30 @@ pub enum QuantError {
     Channels { tensor: String, source: ChannelMismatch },
 }
 
-/// Computes the encoding of every float tensor of `graph` (see the module docs). All problems
-/// are reported, not just the first.
+/// [`quantize_with`] under the standard HTP policy ([`QuantPolicy::default`]).
 pub fn quantize(
     graph: &Graph,
     stats: &CalibrationStats,
     settings: &QuantSettings,
     overrides: Option<&Overrides>,
 ) -> Result<QuantizedGraph, Vec<QuantError>> {
+    quantize_with(graph, Some(stats), settings, overrides, &QuantPolicy::default())
+}
+
+/// Computes the encoding of every float tensor of `graph` and inserts the convert ops mixed
+/// precision needs (see the module docs). `stats` is `None` only under `float_fallback`. All
+/// problems are reported, not just the first.
+pub fn quantize_with(
+    graph: &Graph,
+    stats: Option<&CalibrationStats>,
+    settings: &QuantSettings,
+    overrides: Option<&Overrides>,
+    policy: &QuantPolicy,
+) -> Result<QuantizedGraph, Vec<QuantError>> {
     let mut errors = check_settings(settings);
+    if stats.is_none() && !settings.float_fallback {
+        errors.push(QuantError::Settings("no calibration statistics (and float_fallback is off)".into()));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -83,23 +115,28 @@ pub fn quantize(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let empty = CalibrationStats::default();
     let mut q = Quantizer {
         graph,
-        stats,
+        stats: stats.unwrap_or(&empty),
         settings,
+        policy,
         forced_float: coupled_floats(graph, &resolved),
         resolved,
         encodings: BTreeMap::new(),
+        wanted: BTreeMap::new(),
         errors,
     };
     q.activations();
-    q.squash_relus();
-    q.params();
-    if q.errors.is_empty() {
-        Ok(QuantizedGraph { graph: graph.clone(), encodings: q.encodings })
-    } else {
-        Err(q.errors)
+    if settings.float_fallback {
+        q.propagate();
     }
+    q.squash_relus();
+    q.restrict_matmul_inputs();
+    let float_nodes = q.settle_precision();
+    q.params(&float_nodes);
+    let graph = q.insert_converts(&float_nodes);
+    if q.errors.is_empty() { Ok(QuantizedGraph { graph, encodings: q.encodings }) } else { Err(q.errors) }
 }
 
 fn check_settings(s: &QuantSettings) -> Vec<QuantError> {
@@ -115,6 +152,20 @@ fn check_settings(s: &QuantSettings) -> Vec<QuantError> {
     let uses_percentile = [s.act_calibration, s.param_calibration].contains(&CalibrationMethod::Percentile);
     if uses_percentile && !(90.0..=100.0).contains(&s.percentile) {
         errors.push(QuantError::Settings(format!("percentile = {}; allowed: 90..=100", s.percentile)));
+    }
+    if s.act_calibration == CalibrationMethod::Adjusted {
+        errors.push(QuantError::Settings("the `adjusted` quantizer is for weights only".into()));
+    }
+    if s.param_calibration == CalibrationMethod::Adjusted && s.weight_bitwidth != 8 {
+        errors.push(QuantError::Settings(format!(
+            "the `adjusted` quantizer is for 8-bit weights (weight_bitwidth = {})",
+            s.weight_bitwidth
+        )));
+    }
+    if let Some((lo, hi)) = s.restrict_steps
+        && !(lo < 0 && hi > 0)
+    {
+        errors.push(QuantError::Settings(format!("restrict_quantization_steps [{lo}, {hi}] must contain zero")));
     }
     errors
 }
@@ -155,10 +206,23 @@ enum ParamRole {
     Other,
 }
 
-fn param_role(op: &Op, position: usize, per_channel: bool) -> ParamRole {
-    match (op, position) {
+fn param_role(
+    graph: &Graph,
+    node: &Node,
+    position: usize,
+    settings: &QuantSettings,
+    policy: &QuantPolicy,
+) -> ParamRole {
+    let per_channel = settings.per_channel && policy.allows_per_channel(&node.op);
+    let per_row = settings.per_row && policy.allows_per_channel(&node.op);
+    match (&node.op, position) {
         (Op::Conv(_), 1) => ParamRole::Weight(per_channel.then_some(0)),
-        (Op::Gemm { .. }, 1) | (Op::MatMul, _) => ParamRole::Weight(None),
+        (Op::Gemm { trans_b, .. }, 1) => ParamRole::Weight(per_row.then_some(usize::from(!*trans_b))),
+        (Op::MatMul, 1) => {
+            let rank = node.inputs.get(1).map_or(0, |&b| graph.info(b).shape.len());
+            ParamRole::Weight((per_row && rank >= 2).then(|| rank - 1))
+        }
+        (Op::MatMul, _) => ParamRole::Weight(None),
         (Op::Conv(_) | Op::Gemm { .. }, 2) => ParamRole::Bias,
         (Op::BatchNormalization { .. }, 1..) => ParamRole::Float,
         _ => ParamRole::Other,
@@ -169,9 +233,13 @@ struct Quantizer<'a> {
     graph: &'a Graph,
     stats: &'a CalibrationStats,
     settings: &'a QuantSettings,
+    policy: &'a QuantPolicy,
     resolved: ResolvedOverrides,
     forced_float: BTreeMap<TensorId, u32>,
     encodings: BTreeMap<TensorId, TensorEncoding>,
+    /// Integer encodings asked for tensors that ended up float because their producer runs in
+    /// float; an integer consumer reads them through a convert op with this encoding.
+    wanted: BTreeMap<TensorId, TensorEncoding>,
     errors: Vec<QuantError>,
 }
 
@@ -182,6 +250,10 @@ impl Quantizer<'_> {
 
     fn is_float_activation(&self, id: TensorId) -> bool {
         !self.graph.is_constant(id) && self.graph.tensors.get(id.index()).is_some_and(|t| t.dtype == DType::F32)
+    }
+
+    fn is_float_encoding(&self, id: TensorId) -> bool {
+        matches!(self.encodings.get(&id), Some(TensorEncoding::Float { .. }) | None)
     }
 
     fn activations(&mut self) {
@@ -200,9 +272,12 @@ impl Quantizer<'_> {
             return;
         }
         let (bw, schema) = (self.settings.act_bitwidth, self.settings.act_schema);
+        let fallback = self.settings.float_fallback;
         let enc = match self.resolved.get(id).cloned() {
             Some(OverrideEncoding::Float { bitwidth }) => Some(TensorEncoding::Float { bitwidth }),
             Some(OverrideEncoding::Int(channels)) => channels.into_iter().next().map(TensorEncoding::PerTensor),
+            // Without calibration data a "calibrate this tensor" override cannot be honoured.
+            Some(OverrideEncoding::Calibrated { .. }) if fallback => None,
             Some(OverrideEncoding::Calibrated { bitwidth, symmetric }) => {
                 self.encoding_from_stats(id, bitwidth, schema_of(symmetric, schema))
             }
@@ -210,14 +285,96 @@ impl Quantizer<'_> {
             Some(OverrideEncoding::PerBlock { .. }) => None,
             None => match self.forced_float.get(&id) {
                 Some(&bitwidth) => Some(TensorEncoding::Float { bitwidth }),
-                None => match self.passthrough(producer) {
-                    Some(enc) => Some(enc),
-                    None => self.encoding_from_stats(id, bw, schema),
-                },
+                None => self.by_rule(id, producer, bw, schema),
             },
         };
         if let Some(enc) = enc {
             self.encodings.insert(id, enc);
+        }
+    }
+
+    /// The encoding the producer's op rule gives an output without an override.
+    fn by_rule(&mut self, id: TensorId, producer: Option<&Node>, bw: u32, schema: Schema) -> Option<TensorEncoding> {
+        let fallback = self.settings.float_fallback;
+        let Some(node) = producer else {
+            return if fallback { None } else { self.encoding_from_stats(id, bw, schema) };
+        };
+        match self.policy.op(&node.op).clone() {
+            OpQuantization::Float => Some(TensorEncoding::Float { bitwidth: self.policy.float_bitwidth }),
+            OpQuantization::FixedRange { min, max } => {
+                let encoding = if min < 0.0 && min == -max {
+                    Encoding::symmetric(min, max, bw)
+                } else {
+                    Encoding::from_range(min, max, bw, Schema::Asymmetric)
+                };
+                Some(TensorEncoding::PerTensor(encoding))
+            }
+            OpQuantization::PassThrough => match node.inputs.first().and_then(|i| self.encodings.get(i)) {
+                Some(enc) => Some(enc.clone()),
+                None if fallback => None,
+                None => self.encoding_from_stats(id, bw, schema),
+            },
+            OpQuantization::Calibrated if fallback => None,
+            OpQuantization::Calibrated => self.encoding_from_stats(id, bw, schema),
+        }
+    }
+
+    /// Float fallback: carries integer encodings through the ops the rules let propagate, to a
+    /// fixpoint; then whatever still has none stays float.
+    fn propagate(&mut self) {
+        let producers = self.graph.producers();
+        loop {
+            let mut changed = false;
+            for node in &self.graph.nodes {
+                if !self.policy.propagates(&node.op) {
+                    continue;
+                }
+                let inputs: Vec<TensorId> =
+                    node.inputs.iter().copied().filter(|&i| self.is_float_activation(i)).collect();
+                let Some(&output) = node.outputs.first() else { continue };
+                let known: Vec<Encoding> = inputs
+                    .iter()
+                    .filter_map(|i| match self.encodings.get(i) {
+                        Some(TensorEncoding::PerTensor(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                // Forward: every data input known -> the output (Concat: their union).
+                if !self.encodings.contains_key(&output)
+                    && !inputs.is_empty()
+                    && known.len() == inputs.len()
+                    && let Some(enc) = union_encoding(&known)
+                {
+                    self.encodings.insert(output, TensorEncoding::PerTensor(enc));
+                    changed = true;
+                }
+                // Backward, through pass-through ops only (the output holds the input's values).
+                if *self.policy.op(&node.op) == OpQuantization::PassThrough
+                    && let (Some(&input), Some(TensorEncoding::PerTensor(enc))) =
+                        (inputs.first(), self.encodings.get(&output).cloned())
+                    && !self.encodings.contains_key(&input)
+                    && self.resolved.get(input).is_none()
+                    && (producers.contains_key(&input) || self.graph.inputs.contains(&input))
+                {
+                    self.encodings.insert(input, TensorEncoding::PerTensor(enc));
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let bitwidth = self.policy.float_bitwidth;
+        let missing: Vec<TensorId> = self
+            .graph
+            .inputs
+            .iter()
+            .chain(self.graph.nodes.iter().flat_map(|n| &n.outputs))
+            .copied()
+            .filter(|&id| self.is_float_activation(id) && !self.encodings.contains_key(&id))
+            .collect();
+        for id in missing {
+            self.encodings.insert(id, TensorEncoding::Float { bitwidth });
         }
     }
 
@@ -240,7 +397,7 @@ impl Quantizer<'_> {
                 || self.graph.outputs.contains(&input)
                 || self.resolved.get(input).is_some()
                 || self.forced_float.contains_key(&input)
-                || matches!(self.encodings.get(&input), Some(TensorEncoding::Float { .. }))
+                || self.is_float_encoding(input)
             {
                 continue;
             }
@@ -250,13 +407,74 @@ impl Quantizer<'_> {
         }
     }
 
-    /// The input encoding a data-movement op passes through to its output.
-    fn passthrough(&self, producer: Option<&Node>) -> Option<TensorEncoding> {
-        let node = producer?;
-        if !node.op.is_data_movement() {
-            return None;
+    /// `restrict_quantization_steps`: the activation inputs of every MatMul move to the
+    /// restricted symmetric grid (module docs).
+    fn restrict_matmul_inputs(&mut self) {
+        let Some(steps) = self.settings.restrict_steps else { return };
+        for node in &self.graph.nodes {
+            if node.op != Op::MatMul {
+                continue;
+            }
+            for &input in &node.inputs {
+                if self.resolved.get(input).is_some() {
+                    continue;
+                }
+                if let Some(TensorEncoding::PerTensor(e)) = self.encodings.get(&input)
+                    && let Some(restricted) = Encoding::restricted(e.min, e.max, e.bitwidth, steps)
+                {
+                    self.encodings.insert(input, TensorEncoding::PerTensor(restricted));
+                }
+            }
         }
-        self.encodings.get(node.inputs.first()?).cloned()
+    }
+
+    /// Decides which nodes run in float: those whose rule says so, whose output is float, or
+    /// whose constant inputs were made float. Under float fallback an integer node reading a
+    /// float tensor it cannot get an encoding for (no statistics) becomes float too, to a
+    /// fixpoint; its output's integer encoding is kept in `wanted` for integer consumers.
+    fn settle_precision(&mut self) -> BTreeSet<usize> {
+        let mut float_nodes = BTreeSet::new();
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let output_float = node
+                .outputs
+                .first()
+                .is_some_and(|o| matches!(self.encodings.get(o), Some(TensorEncoding::Float { .. })));
+            let param_float = node.inputs.iter().any(|&t| {
+                self.graph.is_constant(t)
+                    && (matches!(self.resolved.get(t), Some(OverrideEncoding::Float { .. }))
+                        || self.forced_float.contains_key(&t))
+            });
+            if output_float || param_float || *self.policy.op(&node.op) == OpQuantization::Float {
+                float_nodes.insert(i);
+            }
+        }
+        if !self.settings.float_fallback {
+            return float_nodes;
+        }
+        loop {
+            let mut changed = false;
+            for (i, node) in self.graph.nodes.iter().enumerate() {
+                if float_nodes.contains(&i) {
+                    continue;
+                }
+                let reads_unencodable = node.inputs.iter().any(|&t| {
+                    self.is_float_activation(t) && self.is_float_encoding(t) && !self.wanted.contains_key(&t)
+                });
+                if reads_unencodable {
+                    float_nodes.insert(i);
+                    for &out in &node.outputs {
+                        if let Some(enc @ TensorEncoding::PerTensor(_)) = self.encodings.get(&out).cloned() {
+                            self.wanted.insert(out, enc);
+                            self.encodings.insert(out, TensorEncoding::Float { bitwidth: self.policy.float_bitwidth });
+                        }
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                return float_nodes;
+            }
+        }
     }
 
     fn encoding_from_stats(&mut self, id: TensorId, bitwidth: u32, schema: Schema) -> Option<TensorEncoding> {
@@ -287,18 +505,33 @@ impl Quantizer<'_> {
         range
     }
 
-    fn params(&mut self) {
-        for node in &self.graph.nodes {
+    fn params(&mut self, float_nodes: &BTreeSet<usize>) {
+        for (i, node) in self.graph.nodes.iter().enumerate() {
             for (position, &id) in node.inputs.iter().enumerate() {
                 let Some(t) = self.graph.constant(id) else { continue };
                 if t.dtype() != DType::F32 || self.encodings.contains_key(&id) {
                     continue;
                 }
-                let role = param_role(&node.op, position, self.settings.per_channel);
-                if let Some(enc) = self.param(node, id, t, role) {
+                let role = param_role(self.graph, node, position, self.settings, self.policy);
+                let enc = if float_nodes.contains(&i) && self.resolved.get(id).is_none() {
+                    // An all-float op: its constants follow its output's float bitwidth.
+                    (role != ParamRole::Float)
+                        .then(|| TensorEncoding::Float { bitwidth: self.node_float_bitwidth(node) })
+                } else {
+                    self.param(node, id, t, role)
+                };
+                if let Some(enc) = enc {
                     self.encodings.insert(id, enc);
                 }
             }
+        }
+    }
+
+    /// The float bitwidth a float node runs at: its output's, else the backend's.
+    fn node_float_bitwidth(&self, node: &Node) -> u32 {
+        match node.outputs.first().and_then(|o| self.encodings.get(o)) {
+            Some(TensorEncoding::Float { bitwidth }) => *bitwidth,
+            _ => self.policy.float_bitwidth,
         }
     }
 
@@ -317,8 +550,8 @@ impl Quantizer<'_> {
                 let schema = schema_of(symmetric, schema);
                 match role {
                     ParamRole::Bias if bitwidth == 32 => self.int32_bias(node, t),
-                    ParamRole::Weight(axis) => self.weight(t, axis, bitwidth, schema),
-                    _ => self.weight(t, None, bitwidth, schema),
+                    ParamRole::Weight(axis) => self.weight(node, t, axis, bitwidth, schema),
+                    _ => self.weight(node, t, None, bitwidth, schema),
                 }
             }
             Some(OverrideEncoding::PerBlock { .. }) => None,
@@ -328,18 +561,26 @@ impl Quantizer<'_> {
                 }
                 match role {
                     ParamRole::Float => None,
-                    ParamRole::Weight(axis) => self.weight(t, axis, weight_bw, schema),
+                    ParamRole::Weight(axis) => self.weight(node, t, axis, weight_bw, schema),
                     ParamRole::Bias if self.settings.bias_bitwidth == 32 => self.int32_bias(node, t),
-                    ParamRole::Bias => self.weight(t, None, self.settings.bias_bitwidth, schema),
-                    ParamRole::Other => self.weight(t, None, weight_bw, schema),
+                    ParamRole::Bias => self.weight(node, t, None, self.settings.bias_bitwidth, schema),
+                    ParamRole::Other => self.weight(node, t, None, weight_bw, schema),
                 }
             }
         }
     }
 
     /// A parameter's encoding from its own values: per channel (always symmetric) along
-    /// `axis`, or per tensor with `schema`.
-    fn weight(&self, t: &Tensor, axis: Option<usize>, bitwidth: u32, schema: Schema) -> Option<TensorEncoding> {
+    /// `axis`, or per tensor with `schema` (on the restricted grid for a MatMul operand when
+    /// `restrict_quantization_steps` is set and fits).
+    fn weight(
+        &self,
+        node: &Node,
+        t: &Tensor,
+        axis: Option<usize>,
+        bitwidth: u32,
+        schema: Schema,
+    ) -> Option<TensorEncoding> {
         let values = t.as_f32()?;
         match axis.and_then(|a| Some((a, *t.shape.get(a)?))).filter(|&(_, n)| n > 0) {
             Some((axis, n)) => {
@@ -352,7 +593,20 @@ impl Quantizer<'_> {
             }
             None => {
                 let (lo, hi) = self.param_range(values, bitwidth, schema);
-                Some(TensorEncoding::PerTensor(Encoding::from_range(lo, hi, bitwidth, schema)))
+                let restricted = match (self.settings.restrict_steps, &node.op) {
+                    (Some(steps), Op::MatMul) => Encoding::restricted(lo, hi, bitwidth, steps),
+                    _ => None,
+                };
+                let encoding = match restricted {
+                    Some(e) => e,
+                    None if self.settings.param_calibration == CalibrationMethod::Adjusted
+                        && schema == Schema::Asymmetric =>
+                    {
+                        Encoding::adjusted(lo, hi, bitwidth)
+                    }
+                    None => Encoding::from_range(lo, hi, bitwidth, schema),
+                };
+                Some(TensorEncoding::PerTensor(encoding))
             }
         }
     }
@@ -381,18 +635,119 @@ impl Quantizer<'_> {
             Some(TensorEncoding::PerChannel { channels, .. }) => Some(channels.iter().map(|e| e.scale).collect()),
             _ => None,
         };
+        let values = t.as_f32()?;
+        // `in_scale * w_scale` can be so fine (16-bit activations and weights: ~1e-9) that a
+        // bias overflows int32; then, rather than saturate it, the bias takes a 32-bit grid of
+        // its own range.
+        let fits = |scale: f32, bias: f32| scale > 0.0 && ((bias as f64) / (scale as f64)).abs() < i32::MAX as f64;
         match (in_scale, w_scales) {
-            (Some(s), Some(w)) if w.len() == 1 => Some(TensorEncoding::PerTensor(Encoding::int32_with_scale(s * w[0]))),
-            (Some(s), Some(w)) if t.shape.first() == Some(&w.len()) && t.shape.len() == 1 => {
+            (Some(s), Some(w)) if w.len() == 1 && values.iter().all(|&b| fits(s * w[0], b)) => {
+                Some(TensorEncoding::PerTensor(Encoding::int32_with_scale(s * w[0])))
+            }
+            (Some(s), Some(w))
+                if t.shape.first() == Some(&w.len())
+                    && t.shape.len() == 1
+                    && w.iter().zip(values).all(|(&ws, &b)| fits(s * ws, b)) =>
+            {
                 let channels = w.iter().map(|&ws| Encoding::int32_with_scale(s * ws)).collect();
                 Some(TensorEncoding::PerChannel { axis: 0, channels })
             }
             _ => {
-                let (lo, hi) = min_max(t.as_f32()?);
+                let (lo, hi) = min_max(values);
                 Some(TensorEncoding::PerTensor(Encoding::symmetric(lo, hi, 32)))
             }
         }
     }
+
+    /// The graph with a [`Op::Convert`] before every op input whose precision differs from the
+    /// op's (module docs). One convert per (tensor, representation), shared by its readers.
+    fn insert_converts(&mut self, float_nodes: &BTreeSet<usize>) -> Graph {
+        let mut graph = self.graph.clone();
+        let old_nodes = std::mem::take(&mut graph.nodes);
+        let mut made: BTreeMap<(TensorId, String), TensorId> = BTreeMap::new();
+        let mut used_names: BTreeSet<String> = graph.tensors.iter().map(|t| t.name.clone()).collect();
+        used_names.extend(old_nodes.iter().map(|n| n.name.clone()));
+        for (i, mut node) in old_nodes.into_iter().enumerate() {
+            let node_float = float_nodes.contains(&i);
+            let float_bw = self.node_float_bitwidth(&node);
+            for input in node.inputs.iter_mut() {
+                let t = *input;
+                if !self.is_float_activation(t) {
+                    continue;
+                }
+                let target = match (node_float, self.encodings.get(&t).cloned()) {
+                    (true, Some(TensorEncoding::Float { bitwidth })) if bitwidth == float_bw => continue,
+                    (true, None) if float_bw == 32 => continue,
+                    (true, _) => TensorEncoding::Float { bitwidth: float_bw },
+                    (false, Some(TensorEncoding::Float { .. })) => match self.integer_view(t) {
+                        Some(enc) => enc,
+                        None => continue,
+                    },
+                    // No encoding on an integer op's input: an error was already reported.
+                    (false, _) => continue,
+                };
+                let key = (t, format!("{target:?}"));
+                let converted = match made.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let base = format!("{}.convert_{}", graph.name(t), repr_suffix(&target));
+                        let name = unique_name(&mut used_names, base);
+                        let info = TensorInfo { name: name.clone(), ..graph.info(t).clone() };
+                        let id = graph.add_tensor(info);
+                        graph.nodes.push(Node { name, op: Op::Convert, inputs: vec![t], outputs: vec![id] });
+                        self.encodings.insert(id, target);
+                        made.insert(key, id);
+                        id
+                    }
+                };
+                *input = converted;
+            }
+            graph.nodes.push(node);
+        }
+        graph
+    }
+
+    /// The integer encoding an integer op reads a float tensor with: the one its float producer
+    /// was asked for, else one calibrated on the tensor's statistics (`None` without them).
+    fn integer_view(&mut self, t: TensorId) -> Option<TensorEncoding> {
+        if let Some(enc) = self.wanted.get(&t) {
+            return Some(enc.clone());
+        }
+        self.stats.get(t)?;
+        self.encoding_from_stats(t, self.settings.act_bitwidth, self.settings.act_schema)
+    }
+}
+
+/// The smallest encoding covering every one of `encodings` (identical ones give themselves).
+fn union_encoding(encodings: &[Encoding]) -> Option<Encoding> {
+    let first = encodings.first()?;
+    if encodings.iter().all(|e| e == first) {
+        return Some(first.clone());
+    }
+    let lo = encodings.iter().map(|e| e.min).fold(f32::INFINITY, f32::min);
+    let hi = encodings.iter().map(|e| e.max).fold(f32::NEG_INFINITY, f32::max);
+    let bitwidth = encodings.iter().map(|e| e.bitwidth).max()?;
+    let schema = if encodings.iter().all(|e| e.symmetric) { Schema::Symmetric } else { Schema::Asymmetric };
+    Some(Encoding::from_range(lo, hi, bitwidth, schema))
+}
+
+fn repr_suffix(enc: &TensorEncoding) -> String {
+    match enc {
+        TensorEncoding::Float { bitwidth } => format!("fp{bitwidth}"),
+        TensorEncoding::PerTensor(e) => format!("q{}", e.bitwidth),
+        TensorEncoding::PerChannel { channels, .. } => format!("q{}", channels.first().map_or(0, |e| e.bitwidth)),
+    }
+}
+
+fn unique_name(used: &mut BTreeSet<String>, base: String) -> String {
+    let mut name = base.clone();
+    let mut n = 1;
+    while used.contains(&name) {
+        n += 1;
+        name = format!("{base}_{n}");
+    }
+    used.insert(name.clone());
+    name
 }
 
 fn schema_of(symmetric: Option<bool>, default: Schema) -> Schema {

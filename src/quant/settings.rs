@@ -11,18 +11,37 @@ pub enum CalibrationMethod {
     Mse,
     Sqnr,
     Entropy,
+    /// The legacy `adjusted` ("TF Adjusted") quantizer, for 8-bit weights: the min-max range
+    /// with an exact zero reached by widening the range instead of shifting it (see
+    /// `Encoding::adjusted`).
+    Adjusted,
 }
 
 impl CalibrationMethod {
-    pub const NAMES: &'static [&'static str] = &["min-max", "percentile", "mse", "sqnr", "entropy"];
+    /// Every name `qairt.toml` accepts: the qairt-quantizer methods, then the legacy
+    /// `--param_quantizer`/`--act_quantizer` names (see [`CalibrationMethod::parse_legacy`]).
+    pub const NAMES: &'static [&'static str] =
+        &["min-max", "percentile", "mse", "sqnr", "entropy", "tf", "symmetric", "enhanced", "adjusted"];
 
     pub fn parse(name: &str) -> Option<CalibrationMethod> {
+        CalibrationMethod::parse_legacy(name).map(|(method, _)| method)
+    }
+
+    /// A method name, with the schema a legacy quantizer name implies:
+    /// - `tf`: the SDK's default, true min/max: `min-max`;
+    /// - `symmetric`: `new_max = max(|min|, |max|)`: `min-max` with the symmetric schema;
+    /// - `enhanced`: the range search that may clip long tails while keeping the minimum range
+    ///   and an exact zero: `sqnr` (AIMET's TF-Enhanced, the same noise-plus-clipping cost);
+    /// - `adjusted`: for 8-bit weights only, the min/max widened so that zero is exact.
+    pub fn parse_legacy(name: &str) -> Option<(CalibrationMethod, Option<Schema>)> {
         Some(match name {
-            "min-max" | "tf" => CalibrationMethod::MinMax,
-            "percentile" => CalibrationMethod::Percentile,
-            "mse" => CalibrationMethod::Mse,
-            "sqnr" => CalibrationMethod::Sqnr,
-            "entropy" => CalibrationMethod::Entropy,
+            "min-max" | "tf" => (CalibrationMethod::MinMax, None),
+            "symmetric" => (CalibrationMethod::MinMax, Some(Schema::Symmetric)),
+            "percentile" => (CalibrationMethod::Percentile, None),
+            "mse" => (CalibrationMethod::Mse, None),
+            "sqnr" | "enhanced" => (CalibrationMethod::Sqnr, None),
+            "entropy" => (CalibrationMethod::Entropy, None),
+            "adjusted" => (CalibrationMethod::Adjusted, None),
             _ => return None,
         })
     }
@@ -34,6 +53,7 @@ impl CalibrationMethod {
             CalibrationMethod::Mse => "mse",
             CalibrationMethod::Sqnr => "sqnr",
             CalibrationMethod::Entropy => "entropy",
+            CalibrationMethod::Adjusted => "adjusted",
         }
     }
 }
@@ -71,6 +91,19 @@ pub struct QuantSettings {
     pub per_channel: bool,
     pub float_fallback: bool,
     pub algorithms: Vec<String>,
+    /// Per-row (per output channel) weights for Gemm and constant MatMul operands, the SDK's
+    /// `--use_per_row_quantization` (off by default there too).
+    #[serde(default)]
+    pub per_row: bool,
+    /// `restrict_quantization_steps = "-0x80 0x7F"`: the signed grid `[min, max]` the inputs of
+    /// MatMul are restricted to (symmetric, `scale = 2 * absmax / (max - min)`, offset `min`),
+    /// which the SDK requires for 16-bit MatMul.
+    #[serde(default)]
+    pub restrict_steps: Option<(i64, i64)>,
+    /// `ignore_encodings = true`: the overrides file and the model's own encodings (from QDQ
+    /// pairs) are ignored; every tensor is calibrated.
+    #[serde(default)]
+    pub ignore_encodings: bool,
 }
 
 impl Default for QuantSettings {
@@ -87,6 +120,9 @@ impl Default for QuantSettings {
             per_channel: true,
             float_fallback: false,
             algorithms: Vec::new(),
+            per_row: false,
+            restrict_steps: None,
+            ignore_encodings: false,
         }
     }
 }

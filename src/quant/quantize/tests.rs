@@ -7,6 +7,7 @@
 use super::*;
 use crate::ir::{Conv, TensorInfo, Window};
 use crate::quant::aimet::{OverrideErrorKind, parse_overrides};
+use crate::quant::policy::{OpQuantization, QuantPolicy};
 
 struct Ids {
     x: TensorId,
@@ -342,4 +343,215 @@ fn a_relu_input_that_is_also_a_graph_output_keeps_its_own_encoding() {
     // y: [-5.1, 5.1] -> the guide's example: scale 10.2/255 = 0.04, offset -128.
     assert_eq!(per_tensor(&q, ids.y).offset, -128);
     assert!(close(per_tensor(&q, ids.y).scale, 0.04));
+}
+
+fn htp_policy() -> QuantPolicy {
+    let mut policy = QuantPolicy { float_bitwidth: 16, ..QuantPolicy::default() };
+    policy.ops.insert("Sigmoid".into(), OpQuantization::FixedRange { min: 0.0, max: 1.0 });
+    policy.ops.insert("Tanh".into(), OpQuantization::FixedRange { min: -1.0, max: 1.0 });
+    policy
+}
+
+#[test]
+fn per_row_quantizes_each_output_column_of_a_gemm() {
+    let (g, ids) = graph();
+    let settings = QuantSettings { per_row: true, ..QuantSettings::default() };
+    let q = quantize_with(&g, Some(&stats(&ids)), &settings, None, &htp_policy()).unwrap();
+    // fc.weight [3, 2] with trans_b: output rows on axis 0; max |row| = 0.8, 0.2, 0.3 -> /127.
+    let rows = per_channel(&q, ids.gb);
+    for (row, max) in rows.iter().zip([0.8, 0.2, 0.3]) {
+        assert_eq!(row.offset, -128);
+        assert!(close(row.scale, max / 127.0), "{row:?}");
+    }
+    // The int32 bias follows per row: in_scale (f = r's encoding: [0, 10] -> 10/255) * w_scale.
+    match &q.encodings[&ids.gc] {
+        TensorEncoding::PerChannel { axis: 0, channels } => {
+            assert!(close(channels[0].scale, 10.0 / 255.0 * 0.8 / 127.0), "{:?}", channels[0]);
+        }
+        other => panic!("expected a per-row bias, got {other:?}"),
+    }
+    // A backend that does not list Gemm keeps it per tensor.
+    let mut policy = htp_policy();
+    policy.per_channel_ops.remove("Gemm");
+    let q = quantize_with(&g, Some(&stats(&ids)), &settings, None, &policy).unwrap();
+    assert!(matches!(q.encodings[&ids.gb], TensorEncoding::PerTensor(_)));
+}
+
+#[test]
+fn fixed_range_rules_ignore_the_data() {
+    let mut b = crate::ir::test_graph::GraphBuilder::new();
+    let x = b.input("x", &[1, 4]);
+    let s = b.node("sig", Op::Sigmoid, &[x], "s", &[1, 4]);
+    let t = b.node("tanh", Op::Tanh, &[s], "t", &[1, 4]);
+    b.output(t);
+    let g = b.finish();
+    let mut st = CalibrationStats::default();
+    st.tensors.insert(x, observed(&[-3.0, 3.0]));
+    // Observed ranges that a calibrated encoding would follow; the rules must not.
+    st.tensors.insert(s, observed(&[0.2, 0.4]));
+    st.tensors.insert(t, observed(&[0.1, 0.3]));
+    let q = quantize_with(&g, Some(&st), &QuantSettings::default(), None, &htp_policy()).unwrap();
+    // Sigmoid [0, 1] asymmetric 8-bit: scale 1/255, offset 0.
+    let e = per_tensor(&q, s);
+    assert_eq!(e.offset, 0);
+    assert!(close(e.scale, 1.0 / 255.0));
+    // Tanh [-1, 1] symmetric: scale 1/127, offset -128.
+    let e = per_tensor(&q, t);
+    assert_eq!(e.offset, -128);
+    assert!(close(e.scale, 1.0 / 127.0));
+}
+
+#[test]
+fn a_float_op_gets_convert_ops_on_both_sides() {
+    let (g, ids) = graph();
+    // The Gemm's output is float16: its weight and bias follow (coupling), and it reads the
+    // integer f through a convert to float16; Mul (integer) reads z through a convert back.
+    let o = parse_overrides(
+        r#"{"activation_encodings": {"z": [{"bitwidth": 16, "dtype": "float"}]}, "param_encodings": {}}"#,
+    )
+    .unwrap();
+    let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), Some(&o), &htp_policy()).unwrap();
+    assert_eq!(q.encodings[&ids.z], TensorEncoding::Float { bitwidth: 16 });
+    assert_eq!(q.encodings[&ids.gb], TensorEncoding::Float { bitwidth: 16 });
+    let converts: Vec<&Node> = q.graph.nodes.iter().filter(|n| n.op == Op::Convert).collect();
+    assert_eq!(converts.len(), 2, "{:?}", q.graph.nodes);
+    let fc = q.graph.nodes.iter().find(|n| n.name == "fc").unwrap();
+    let fc_in = fc.inputs[0];
+    assert_eq!(q.graph.name(fc_in), "f.convert_fp16");
+    assert_eq!(q.encodings[&fc_in], TensorEncoding::Float { bitwidth: 16 });
+    let mul = q.graph.nodes.iter().find(|n| n.name == "mul").unwrap();
+    let mul_in = mul.inputs[0];
+    assert_eq!(q.graph.name(mul_in), "z.convert_q8");
+    // Calibrated on z's statistics [-20, -6]: all negative -> max 0, scale 20/255, offset -255.
+    let e = per_tensor(&q, mul_in);
+    assert_eq!(e.offset, -255);
+    assert!(close(e.scale, 20.0 / 255.0));
+    q.graph.validate().unwrap();
+    // Each convert sits right before its reader.
+    let pos = |name: &str| q.graph.nodes.iter().position(|n| n.name == name).unwrap();
+    assert_eq!(pos("f.convert_fp16") + 1, pos("fc"));
+    assert_eq!(pos("z.convert_q8") + 1, pos("mul"));
+}
+
+#[test]
+fn float_fallback_propagates_and_keeps_the_rest_float() {
+    let (g, ids) = graph();
+    // Only r has an encoding: it flows forward through the Reshape to f and backward nowhere
+    // (Relu is not pass-through); y, z and out have none and stay float.
+    let o = parse_overrides(
+        r#"{"activation_encodings": {"r": [{"bitwidth": 8, "min": 0.0, "max": 10.0}]}, "param_encodings": {}}"#,
+    )
+    .unwrap();
+    let settings = QuantSettings { float_fallback: true, ..QuantSettings::default() };
+    let q = quantize_with(&g, None, &settings, Some(&o), &htp_policy()).unwrap();
+    // r's override: [0, 10] at 8 bits.
+    let r = Encoding::from_range(0.0, 10.0, 8, Schema::Asymmetric);
+    assert_eq!(per_tensor(&q, ids.f), &r, "propagated through the Reshape");
+    for id in [ids.x, ids.y, ids.z, ids.out] {
+        assert_eq!(q.encodings[&id], TensorEncoding::Float { bitwidth: 16 }, "{}", g.name(id));
+    }
+    // The Conv is float (its output is), so its weight and bias are float too. The Relu would
+    // read y through a convert to integer, which needs statistics it does not have, so the
+    // Relu runs float as well, and r reaches the (integer) Reshape through a convert carrying
+    // the override's encoding.
+    assert_eq!(q.encodings[&ids.w], TensorEncoding::Float { bitwidth: 16 });
+    assert_eq!(q.encodings[&ids.r], TensorEncoding::Float { bitwidth: 16 });
+    let reshape = q.graph.nodes.iter().find(|n| n.name == "reshape").unwrap();
+    let reads = reshape.inputs[0];
+    assert_eq!(q.graph.name(reads), "r.convert_q8");
+    assert_eq!(per_tensor(&q, reads), &r);
+    // Without statistics nothing asks for calibration data.
+    assert!(quantize_with(&g, None, &QuantSettings::default(), None, &htp_policy()).is_err());
+}
+
+#[test]
+fn float_fallback_propagates_forward_through_relu_and_concat() {
+    let mut b = crate::ir::test_graph::GraphBuilder::new();
+    let x = b.input("x", &[1, 2]);
+    let a = b.node("relu", Op::Relu, &[x], "a", &[1, 2]);
+    let c = b.node("cat", Op::Concat { axis: 1 }, &[x, a], "c", &[1, 4]);
+    let r = b.node("reshape", Op::Reshape { shape: vec![4] }, &[c], "r", &[4]);
+    b.output(r);
+    let g = b.finish();
+    let o = parse_overrides(
+        r#"{"activation_encodings": {"x": [{"bitwidth": 8, "min": -1.0, "max": 2.0}]}, "param_encodings": {}}"#,
+    )
+    .unwrap();
+    let settings = QuantSettings { float_fallback: true, ..QuantSettings::default() };
+    let q = quantize_with(&g, None, &settings, Some(&o), &htp_policy()).unwrap();
+    let xe = per_tensor(&q, x).clone();
+    assert_eq!(per_tensor(&q, a), &xe);
+    assert_eq!(per_tensor(&q, c), &xe, "identical inputs give their own encoding");
+    assert_eq!(per_tensor(&q, r), &xe);
+    assert!(q.graph.nodes.iter().all(|n| n.op != Op::Convert));
+}
+
+#[test]
+fn restricted_steps_apply_to_matmul_inputs() {
+    let mut b = crate::ir::test_graph::GraphBuilder::new();
+    let x = b.input("x", &[1, 2]);
+    let w = b.constant("w", &[2, 2], vec![0.5, -1.0, 0.25, 0.75]);
+    let y = b.node("mm", Op::MatMul, &[x, w], "y", &[1, 2]);
+    b.output(y);
+    let g = b.finish();
+    let mut st = CalibrationStats::default();
+    st.tensors.insert(x, observed(&[-0.5, 2.0]));
+    st.tensors.insert(y, observed(&[-1.0, 1.0]));
+    let settings = QuantSettings { restrict_steps: Some((-0x80, 0x7F)), ..QuantSettings::default() };
+    let q = quantize_with(&g, Some(&st), &settings, None, &htp_policy()).unwrap();
+    // x: asymmetric [-0.5, 2.0] first (nudged: zero at 51 -> min -0.5, max 2.0), then the
+    // restricted grid: new_max 2.0, scale 4/255, offset -128.
+    let e = per_tensor(&q, x);
+    assert_eq!(e.offset, -128);
+    assert!(close(e.scale, 4.0 / 255.0), "{e:?}");
+    // w: max |w| = 1.0 -> scale 2/255 (not the default 1/127).
+    let e = per_tensor(&q, w);
+    assert_eq!(e.offset, -128);
+    assert!(close(e.scale, 2.0 / 255.0), "{e:?}");
+    // The output is not a MatMul input: calibrated as usual.
+    assert!(!per_tensor(&q, y).symmetric);
+}
+
+#[test]
+fn adjusted_weights_widen_to_keep_zero_exact() {
+    let (g, ids) = graph();
+    let settings = QuantSettings {
+        param_calibration: CalibrationMethod::Adjusted,
+        param_schema: Schema::Asymmetric,
+        per_channel: false,
+        ..QuantSettings::default()
+    };
+    let q = quantize(&g, &stats(&ids), &settings, None).unwrap();
+    // k = [2, -1, 0.5]: range [-1, 2], scale 3/255, -min/scale = 85 exactly -> offset -85.
+    let e = per_tensor(&q, ids.k);
+    assert_eq!(e.offset, -85);
+    assert!(close(e.scale, 3.0 / 255.0));
+    let bad = QuantSettings { weight_bitwidth: 4, ..settings };
+    assert!(quantize(&g, &stats(&ids), &bad, None).is_err());
+}
+
+#[test]
+fn a_bias_that_would_overflow_int32_gets_its_own_grid() {
+    let mut b = crate::ir::test_graph::GraphBuilder::new();
+    let x = b.input("x", &[1, 1]);
+    let w = b.constant("w", &[1, 1], vec![0.5]);
+    let c = b.constant("c", &[1], vec![5.0]);
+    let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+    let y = b.node("fc", gemm, &[x, w, c], "y", &[1, 1]);
+    b.output(y);
+    let g = b.finish();
+    let mut st = CalibrationStats::default();
+    st.tensors.insert(x, observed(&[-1.0, 1.0]));
+    st.tensors.insert(y, observed(&[4.0, 6.0]));
+    let settings = QuantSettings { act_bitwidth: 16, weight_bitwidth: 16, ..QuantSettings::default() };
+    let q = quantize(&g, &st, &settings, None).unwrap();
+    // in_scale ~ 2/65535 = 3.05e-5, w_scale = 0.5/32767 = 1.53e-5: 5.0 / 4.66e-10 = 1.07e10 codes,
+    // beyond int32; the bias takes scale 5 / (2^31 - 1) instead.
+    let e = per_tensor(&q, c);
+    assert_eq!((e.bitwidth, e.offset), (32, i32::MIN));
+    assert!(close(e.scale, 5.0 / 2147483647.0), "{e:?}");
+    // At 8 bits the product scale fits: QNN's in_scale * w_scale.
+    let q = quantize(&g, &st, &QuantSettings::default(), None).unwrap();
+    let (xs, ws) = (per_tensor(&q, x).scale, per_tensor(&q, w).scale);
+    assert_eq!(per_tensor(&q, c).scale, xs * ws);
 }

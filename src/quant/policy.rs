@@ -1,0 +1,83 @@
+//! What a backend's rules tell `quantize`: how each op's output gets its encoding, which ops'
+//! weights may be per channel, and the float bitwidth of ops kept in float. The engine builds a
+//! [`QuantPolicy`] from `rules/<backend>.toml` (`compile::rules::BackendRules::quant_policy`);
+//! `quant` itself knows nothing of rule files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::Op;
+
+/// How an op's output gets its encoding on a quantized backend (`[ops.X] output_encoding`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OpQuantization {
+    /// From the calibration statistics of the output (the default).
+    Calibrated,
+    /// The output reuses the encoding of the op's first input (data movement ops).
+    PassThrough,
+    /// A fixed encoding range, whatever the data (Sigmoid, Softmax, Tanh on the HTP).
+    FixedRange { min: f32, max: f32 },
+    /// The op runs in float; its output is not quantized.
+    Float,
+}
+
+// Sound: `FixedRange` bounds are validated finite when parsed, so no NaN ever lives here.
+impl Eq for OpQuantization {}
+
+/// The quantization-relevant part of one backend's rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantPolicy {
+    /// Per op type; ops absent here are [`OpQuantization::Calibrated`].
+    pub ops: BTreeMap<String, OpQuantization>,
+    /// Op types through which `float_fallback` carries an encoding from input to output
+    /// (`[ops.X] propagate = true`, and every pass-through op).
+    pub propagating_ops: BTreeSet<String>,
+    /// Op types whose weights may be per channel (Conv) or per row (Gemm, MatMul).
+    pub per_channel_ops: BTreeSet<String>,
+    /// The bitwidth of tensors kept in float by an op rule or by `float_fallback` (the
+    /// smallest float bitwidth the backend runs; 32 when it runs none).
+    pub float_bitwidth: u32,
+}
+
+impl Default for QuantPolicy {
+    /// The standard HTP behaviour, for callers without rules (tests, tools): data-movement
+    /// ops pass encodings through, weights of Conv/Gemm/MatMul may be per channel.
+    fn default() -> Self {
+        let movement = [
+            "Flatten",
+            "Reshape",
+            "Transpose",
+            "Squeeze",
+            "Unsqueeze",
+            "Identity",
+            "Dropout",
+            "MaxPool",
+            "GlobalMaxPool",
+        ];
+        let ops = movement.iter().map(|op| (op.to_string(), OpQuantization::PassThrough)).collect();
+        let mut propagating_ops: BTreeSet<String> = movement.iter().map(|op| op.to_string()).collect();
+        propagating_ops.extend(["Relu", "Concat"].map(String::from));
+        QuantPolicy {
+            ops,
+            propagating_ops,
+            per_channel_ops: ["Conv", "Gemm", "MatMul"].map(String::from).into(),
+            float_bitwidth: 32,
+        }
+    }
+}
+
+impl QuantPolicy {
+    pub fn op(&self, op: &Op) -> &OpQuantization {
+        const DEFAULT: OpQuantization = OpQuantization::Calibrated;
+        self.ops.get(op.type_name()).unwrap_or(&DEFAULT)
+    }
+
+    pub fn propagates(&self, op: &Op) -> bool {
+        self.propagating_ops.contains(op.type_name()) || *self.op(op) == OpQuantization::PassThrough
+    }
+
+    pub fn allows_per_channel(&self, op: &Op) -> bool {
+        self.per_channel_ops.contains(op.type_name())
+    }
+}
