@@ -7,7 +7,9 @@ graph optimizations, which fold each BatchNormalization into its Conv). Two vari
 
 * ``per_tensor``  -- uint8 activations (asymmetric), int8 weights (symmetric, one scale per
   tensor), int32 biases;
-* ``per_channel`` -- the same with one int8 weight scale per output channel (Conv and Gemm).
+* ``per_channel`` -- the same with one int8 weight scale per output channel (Conv and Gemm);
+* ``a16_per_channel`` -- ``per_channel`` with uint16 activations (onnxruntime upgrades the
+  model to opset 21 for the 16-bit QuantizeLinear/DequantizeLinear).
 
 Both keep the Relu nodes (``QDQKeepRemovableActivations``): without it onnxruntime deletes every
 Relu whose output encoding already clamps at zero, and the float model left after stripping the
@@ -149,7 +151,7 @@ def main() -> None:
         "source_model": "examples/digits/model.onnx",
         "calibration": "examples/digits/calib/input_list.txt",
         "tool": "onnxruntime.quantization.quantize_static (QuantFormat.QDQ, CalibrationMethod.MinMax, "
-        "activation QUInt8, weight QInt8, QDQKeepRemovableActivations) after quant_pre_process",
+        "activation QUInt8 or QUInt16, weight QInt8, QDQKeepRemovableActivations) after quant_pre_process",
         "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__},
         "inputs": ["input"],
         "outputs": ["logits"],
@@ -159,7 +161,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(DIGITS / "model.onnx"), str(pre))
-        for variant, per_channel in [("per_tensor", False), ("per_channel", True)]:
+        for variant, per_channel, activation_type in [
+            ("per_tensor", False, QuantType.QUInt8),
+            ("per_channel", True, QuantType.QUInt8),
+            ("a16_per_channel", True, QuantType.QUInt16),
+        ]:
             path = OUT / f"model_{variant}.onnx"
             quantize_static(
                 str(pre),
@@ -167,7 +173,7 @@ def main() -> None:
                 DigitsCalibration(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
+                activation_type=activation_type,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"QDQKeepRemovableActivations": True},
@@ -175,6 +181,7 @@ def main() -> None:
             model = onnx.load(str(path))
             entry = manifest_of(model)
             entry["model"] = path.name
+            entry["opset"] = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
             entry["op_types"] = sorted({n.op_type for n in model.graph.node})
             manifest["variants"][variant] = entry
 

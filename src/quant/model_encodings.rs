@@ -273,7 +273,7 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/digits_qdq");
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
-        for (variant, per_channel) in [("per_tensor", true), ("per_channel", false)] {
+        for (variant, per_channel) in [("per_tensor", true), ("per_channel", false), ("a16_per_channel", false)] {
             let v = &manifest["variants"][variant];
             let bytes = std::fs::read(root.join(v["model"].as_str().unwrap())).unwrap();
             let model = crate::onnx::decode_model(&bytes).unwrap();
@@ -305,18 +305,24 @@ mod tests {
         }
     }
 
-    /// With onnxruntime's encodings, qairt's compiled HTP program computes exactly what
-    /// onnxruntime computes for the QDQ model (its outputs on 5 test samples, in the fixture):
-    /// both dequantize, compute and requantize on the same grids. Observed: bit-identical
-    /// logits on all 50 values of both variants.
+    /// With onnxruntime's encodings, qairt's compiled HTP program computes what onnxruntime
+    /// computes for the QDQ model (its outputs on 5 test samples, in the fixture): both
+    /// dequantize, compute and requantize on the same grids. 8-bit activations: bit-identical
+    /// logits (all 50 values of both variants, as observed). 16-bit activations: within one
+    /// step of the logits grid (observed: 49 of 50 identical, one value one step apart,
+    /// accumulation order).
     #[test]
-    fn the_compiled_qdq_digits_model_matches_onnxruntime_bit_for_bit() {
+    fn the_compiled_qdq_digits_model_matches_onnxruntime() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/digits_qdq");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
         let read = |rel: String| -> Vec<f32> {
             let bytes = std::fs::read(root.join(rel)).unwrap();
             bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         };
-        for variant in ["per_tensor", "per_channel"] {
+        for variant in ["per_tensor", "per_channel", "a16_per_channel"] {
+            let step = manifest["variants"][variant]["activations"]["logits"]["scale"][0].as_f64().unwrap() as f32;
+            let tolerance = if variant.starts_with("a16") { step * 1.001 } else { 0.0 };
             let bytes = std::fs::read(root.join(format!("model_{variant}.onnx"))).unwrap();
             let model = crate::onnx::decode_model(&bytes).unwrap();
             let g = crate::onnx::import(&model, &BTreeMap::new(), &BTreeMap::new()).unwrap();
@@ -326,12 +332,19 @@ mod tests {
             let q = crate::quant::quantize(&g, &stats, &settings, Some(&model_overrides(&g))).unwrap();
             let rules = crate::compile::standard_rules();
             let program = crate::compile::compile(&q, rules.get("htp").unwrap()).unwrap();
+            let mut identical = 0;
             for k in 0..5 {
                 let x = Tensor::from_f32(vec![1, 1, 8, 8], read(format!("inputs/{k}/input.raw")));
                 let ours = crate::runtime::exec::execute(&program, &[x], &mut |_, _| {}).unwrap();
                 let ort = read(format!("outputs/{variant}/{k}/logits.raw"));
-                assert_eq!(ours[0].as_f32().unwrap(), &ort[..], "{variant} sample {k}");
+                let ours = ours[0].as_f32().unwrap();
+                assert_eq!(ours.len(), ort.len());
+                for (a, b) in ours.iter().zip(&ort) {
+                    assert!((a - b).abs() <= tolerance, "{variant} sample {k}: {ours:?} vs {ort:?}");
+                    identical += usize::from(a == b);
+                }
             }
+            assert!(identical >= 45, "{variant}: only {identical} of 50 values identical");
         }
     }
 }
