@@ -225,33 +225,32 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn run(args: SweepArgs) -> u8 {
-    let started = Instant::now();
-    let format = args.message_format;
-    let mut ws = match open(args.path.clone(), format == MessageFormat::Human) {
-        Ok(ws) => ws,
-        Err(code) => return code,
-    };
+/// What a sweep will build, decided before anything runs.
+struct Plan {
+    base: TargetConfig,
+    metric: Metric,
+    labels: bool,
+    overrides: Option<PathBuf>,
+    /// Every configuration, in grid order (generated ones and existing equal targets).
+    targets: Vec<TargetConfig>,
+}
+
+/// Checks the command line against the project and expands the grid; nothing is built.
+fn plan(ws: &mut Workspace, args: &SweepArgs) -> Result<(Plan, Vec<TargetConfig>), Vec<Diag>> {
     let labels = ws.config.verify.labels.is_some();
     let metric = args.metric.unwrap_or(if labels { Metric::Accuracy } else { Metric::Sqnr });
     if metric == Metric::Accuracy && !labels {
-        return fail(&[Diag::error("qairt::sweep::no_labels", "--metric accuracy needs labels to measure accuracy")
-            .in_file(&ws.config.file)
-            .with_help("add labels = \"<labels file>\" to [verify], or rank by sqnr, cosine or top1-agreement")]);
+        return Err(vec![
+            Diag::error("qairt::sweep::no_labels", "--metric accuracy needs labels to measure accuracy")
+                .in_file(&ws.config.file)
+                .with_help("add labels = \"<labels file>\" to [verify], or rank by sqnr, cosine or top1-agreement"),
+        ]);
     }
-    if let Some(name) = &args.write_winner
-        && let Err(d) = winner::check_name(&ws.config, name)
-    {
-        return fail(&[d]);
+    if let Some(name) = &args.write_winner {
+        winner::check_name(&ws.config, name).map_err(|d| vec![d])?;
     }
-    let base = match base_target(&mut ws, args.target.as_deref()) {
-        Ok(base) => base,
-        Err(diags) => return fail(&diags),
-    };
-    let rules = match ws.backend_rules(&base.name) {
-        Ok(rules) => rules,
-        Err(diags) => return fail(&diags),
-    };
+    let base = base_target(ws, args.target.as_deref())?;
+    let rules = ws.backend_rules(&base.name)?;
     let axes = grid::AxisArgs {
         act_calibration: args.act_calibration.clone(),
         param_calibration: args.param_calibration.clone(),
@@ -262,24 +261,103 @@ pub fn run(args: SweepArgs) -> u8 {
         act_bitwidth: args.act_bitwidth.clone(),
         weight_bitwidth: args.weight_bitwidth.clone(),
     };
-    let grid = match grid::Grid::new(&axes, &base.quant, &rules) {
-        Ok(grid) => grid,
-        Err(d) => return fail(&[d]),
-    };
+    let grid = grid::Grid::new(&axes, &base.quant, &rules).map_err(|d| vec![d])?;
     let overrides = if args.no_overrides { None } else { base.overrides.clone() };
-    let (targets, generated) = match place_configs(&ws, &base, grid.expand(&base.quant), overrides.clone()) {
-        Ok(split) => split,
-        Err(d) => return fail(&[d]),
+    let (targets, generated) =
+        place_configs(ws, &base, grid.expand(&base.quant), overrides.clone()).map_err(|d| vec![d])?;
+    Ok((Plan { base, metric, labels, overrides, targets }, generated))
+}
+
+/// What building the grid gave.
+struct Outcome {
+    rows: Vec<rank::Row>,
+    errors: Vec<Diag>,
+    built: usize,
+    cached: usize,
+}
+
+/// Builds every configuration, one at a time (so shared stages are reported once, by the
+/// first configuration that needs them), streaming stage events; rows come back ranked.
+fn build_all(ws: &mut Workspace, plan: &Plan, out: &mut impl Write, format: MessageFormat) -> Outcome {
+    let mut outcome = Outcome { rows: Vec::new(), errors: Vec::new(), built: 0, cached: 0 };
+    let key = plan.metric.key();
+    for (i, target) in plan.targets.iter().enumerate() {
+        let report = ws.build(std::slice::from_ref(&target.name));
+        outcome.built += report.built;
+        outcome.cached += report.cached;
+        let verified = print_build(out, &report, format);
+        for diag in report.errors {
+            if !outcome.errors.contains(&diag) {
+                outcome.errors.push(diag);
+            }
+        }
+        if format == MessageFormat::Human {
+            let shown = match &verified {
+                Some((m, _)) => format!("{key} {:.4}", m.get(key).copied().unwrap_or(f64::NAN)),
+                None => "failed".into(),
+            };
+            eprintln!(
+                "  [{}/{}] {:<32} {shown}  ({} built, {} cached)",
+                i + 1,
+                plan.targets.len(),
+                target.name,
+                report.built,
+                report.cached
+            );
+        }
+        let (metrics, passed) = match verified {
+            Some((m, p)) => (Some(m), p),
+            None => (None, false),
+        };
+        outcome.rows.push(rank::Row { name: target.name.clone(), settings: target.quant.clone(), metrics, passed });
+    }
+    rank::rank(&mut outcome.rows, plan.metric);
+    outcome
+}
+
+/// Writes the best row into `qairt.toml` as the target `name`.
+fn write_winner_of(ws: &Workspace, plan: &Plan, rows: &[rank::Row], name: &str) -> Result<(), Diag> {
+    let key = plan.metric.key();
+    let Some((row, value)) = rows.first().and_then(|r| r.metric(key).map(|v| (r, v))) else {
+        return Err(Diag::error("qairt::sweep::no_winner", "no configuration built: there is no winner to write")
+            .with_help("fix the errors above and sweep again"));
+    };
+    let w = winner::Winner {
+        name,
+        base: &plan.base.name,
+        backend: &plan.base.backend,
+        settings: &row.settings,
+        overrides: plan.overrides.as_deref(),
+        comment: format!(
+            "qairt sweep winner ({}): {key} = {value} over {} configurations of \"{}\"",
+            row.name,
+            rows.len(),
+            plan.base.name
+        ),
+    };
+    write_winner(&ws.config.file, &w)
+}
+
+pub fn run(args: SweepArgs) -> u8 {
+    let started = Instant::now();
+    let format = args.message_format;
+    let mut ws = match open(args.path.clone(), format == MessageFormat::Human) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    let (plan, generated) = match plan(&mut ws, &args) {
+        Ok(planned) => planned,
+        Err(diags) => return fail(&diags),
     };
     if format == MessageFormat::Human {
         eprintln!(
             "sweeping {} configurations of target \"{}\" (backend {}), ranked by {}",
-            targets.len(),
-            base.name,
-            base.backend,
-            metric.key()
+            plan.targets.len(),
+            plan.base.name,
+            plan.base.backend,
+            plan.metric.key()
         );
-        if let Some(path) = &overrides {
+        if let Some(path) = &plan.overrides {
             eprintln!(
                 "  the tensors named in {} keep their encodings in every configuration (--no-overrides to sweep without it)",
                 path.display()
@@ -287,93 +365,33 @@ pub fn run(args: SweepArgs) -> u8 {
         }
     }
     ws.set_generated_targets(generated);
-
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let (mut built, mut cached) = (0, 0);
-    let mut errors: Vec<Diag> = Vec::new();
-    let mut rows = Vec::new();
-    for (i, target) in targets.iter().enumerate() {
-        let report = ws.build(std::slice::from_ref(&target.name));
-        built += report.built;
-        cached += report.cached;
-        let outcome = print_build(&mut out, &report, format);
-        for diag in report.errors {
-            if !errors.contains(&diag) {
-                errors.push(diag);
-            }
-        }
-        if format == MessageFormat::Human {
-            let shown = match &outcome {
-                Some((m, _)) => format!("{} {:.4}", metric.key(), m.get(metric.key()).copied().unwrap_or(f64::NAN)),
-                None => "failed".into(),
-            };
-            eprintln!(
-                "  [{}/{}] {:<32} {shown}  ({} built, {} cached)",
-                i + 1,
-                targets.len(),
-                target.name,
-                report.built,
-                report.cached
-            );
-        }
-        let (metrics, passed) = match outcome {
-            Some((m, p)) => (Some(m), p),
-            None => (None, false),
-        };
-        rows.push(rank::Row { name: target.name.clone(), settings: target.quant.clone(), metrics, passed });
-    }
+    let Outcome { rows, mut errors, built, cached } = build_all(&mut ws, &plan, &mut out, format);
     ws.set_generated_targets(Vec::new());
-    rank::rank(&mut rows, metric);
     for diag in &errors {
         render::print(diag);
     }
 
     let csv_path = args.csv.clone().unwrap_or_else(|| ws.config.out_dir.join("sweep.csv"));
+    let mut late = Vec::new();
     if let Err(e) = write_atomically(&csv_path, rank::csv(&rows).as_bytes()) {
-        let d = Diag::error("qairt::io::write", format!("cannot write {}: {e}", csv_path.display()));
-        render::print(&d);
-        errors.push(d);
+        late.push(Diag::error("qairt::io::write", format!("cannot write {}: {e}", csv_path.display())));
     }
-
-    let best = rows.first().filter(|r| r.metric(metric.key()).is_some());
     let mut written = None;
     if let Some(name) = &args.write_winner {
-        match best {
-            Some(row) => {
-                let value = row.metric(metric.key()).unwrap_or(f64::NAN);
-                let w = winner::Winner {
-                    name,
-                    base: &base.name,
-                    backend: &base.backend,
-                    settings: &row.settings,
-                    overrides: overrides.as_deref(),
-                    comment: format!(
-                        "qairt sweep winner ({}): {} = {value} over {} configurations of \"{}\"",
-                        row.name,
-                        metric.key(),
-                        rows.len(),
-                        base.name
-                    ),
-                };
-                match write_winner(&ws.config.file, &w) {
-                    Ok(()) => written = Some(name.clone()),
-                    Err(d) => {
-                        render::print(&d);
-                        errors.push(d);
-                    }
-                }
-            }
-            None => {
-                let d = Diag::error("qairt::sweep::no_winner", "no configuration built: there is no winner to write")
-                    .with_help("fix the errors above and sweep again");
-                render::print(&d);
-                errors.push(d);
-            }
+        match write_winner_of(&ws, &plan, &rows, name) {
+            Ok(()) => written = Some(name.clone()),
+            Err(d) => late.push(d),
         }
     }
+    for diag in &late {
+        render::print(diag);
+    }
+    errors.extend(late);
 
     let ok = errors.is_empty();
+    let best = rows.first().filter(|r| r.metric(plan.metric.key()).is_some());
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match format {
         MessageFormat::Json => {
@@ -390,7 +408,7 @@ pub fn run(args: SweepArgs) -> u8 {
                 let _ = writeln!(out, "{line}");
             }
             let line = json!({
-                "event": "finished", "ok": ok, "base": base.name, "metric": metric.key(),
+                "event": "finished", "ok": ok, "base": plan.base.name, "metric": plan.metric.key(),
                 "configs": rows.len(), "winner": best.map(|r| r.name.clone()),
                 "csv": csv_path.display().to_string(), "written": written,
                 "built": built, "cached": cached, "ms": round(ms, 3),
@@ -398,7 +416,7 @@ pub fn run(args: SweepArgs) -> u8 {
             let _ = writeln!(out, "{line}");
         }
         MessageFormat::Human => {
-            let _ = write!(out, "{}", rank::table(&rows, metric, labels));
+            let _ = write!(out, "{}", rank::table(&rows, plan.metric, plan.labels));
             let _ = writeln!(out, "wrote {}", csv_path.display());
             if let Some(name) = &written {
                 let _ = writeln!(out, "added target \"{name}\" to {}", ws.config.file.display());
