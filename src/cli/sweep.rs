@@ -51,6 +51,9 @@ pub struct SweepArgs {
     /// Per-channel weights for the conv family [default: true,false where the backend allows]
     #[arg(long, value_name = "LIST")]
     per_channel: Option<String>,
+    /// Per-row weights for Gemm and MatMul [default: the base target's]
+    #[arg(long, value_name = "LIST")]
+    per_row: Option<String>,
     /// Cross-layer equalization [default: false,true]
     #[arg(long, value_name = "LIST")]
     cle: Option<String>,
@@ -192,7 +195,7 @@ fn settings_json(s: &crate::quant::settings::QuantSettings) -> serde_json::Value
     for (key, value) in rank::settings_columns(s) {
         let v = match key {
             "act_bitwidth" | "weight_bitwidth" => json!(value.parse::<u32>().unwrap_or(0)),
-            "per_channel" | "cle" => json!(value == "true"),
+            "per_channel" | "per_row" | "cle" => json!(value == "true"),
             _ => json!(value),
         };
         map.insert(key.to_string(), v);
@@ -257,6 +260,7 @@ fn plan(ws: &mut Workspace, args: &SweepArgs) -> Result<(Plan, Vec<TargetConfig>
         act_schema: args.act_schema.clone(),
         param_schema: args.param_schema.clone(),
         per_channel: args.per_channel.clone(),
+        per_row: args.per_row.clone(),
         cle: args.cle.clone(),
         act_bitwidth: args.act_bitwidth.clone(),
         weight_bitwidth: args.weight_bitwidth.clone(),

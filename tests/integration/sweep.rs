@@ -158,7 +158,8 @@ fn the_winner_written_into_qairt_toml_builds_from_the_cache_with_its_encodings()
     let csv = p.read("ranking.csv");
     let winner_line = csv.lines().nth(1).unwrap();
     let winner_name = winner_line.split(',').nth(1).unwrap();
-    let winner_sqnr: f64 = winner_line.split(',').nth(10).unwrap().parse().unwrap();
+    let sqnr_column = csv.lines().next().unwrap().split(',').position(|h| h == "sqnr_db").unwrap();
+    let winner_sqnr: f64 = winner_line.split(',').nth(sqnr_column).unwrap().parse().unwrap();
 
     // The new [[target]] follows the last target; the rest of the file is kept as it was.
     let written = p.read("qairt.toml");

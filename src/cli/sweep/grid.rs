@@ -17,6 +17,7 @@ pub struct AxisArgs {
     pub act_schema: Option<String>,
     pub param_schema: Option<String>,
     pub per_channel: Option<String>,
+    pub per_row: Option<String>,
     pub cle: Option<String>,
     pub act_bitwidth: Option<String>,
     pub weight_bitwidth: Option<String>,
@@ -30,6 +31,7 @@ pub struct Grid {
     pub act_schema: Vec<Schema>,
     pub param_schema: Vec<Schema>,
     pub per_channel: Vec<bool>,
+    pub per_row: Vec<bool>,
     pub cle: Vec<bool>,
     pub act_bitwidth: Vec<u32>,
     pub weight_bitwidth: Vec<u32>,
@@ -57,6 +59,7 @@ const PARAM_CALIBRATION: &str = "--param-calibration";
 const ACT_SCHEMA: &str = "--act-schema";
 const PARAM_SCHEMA: &str = "--param-schema";
 const PER_CHANNEL: &str = "--per-channel";
+const PER_ROW: &str = "--per-row";
 const CLE: &str = "--cle";
 const ACT_BITWIDTH: &str = "--act-bitwidth";
 const WEIGHT_BITWIDTH: &str = "--weight-bitwidth";
@@ -174,6 +177,16 @@ impl Grid {
             backend,
             "per-channel weights =",
         )?;
+        // Per-row weights are per-channel encodings of Gemm and MatMul operands.
+        let per_row = bools(PER_ROW, &args.per_row, vec![base.per_row])?;
+        let per_row = allowed_by_backend(
+            PER_ROW,
+            per_row,
+            args.per_row.is_some(),
+            |pr| !pr || backend.allows_per_channel("Gemm") || backend.allows_per_channel("MatMul"),
+            backend,
+            "per-row weights =",
+        )?;
         let cle = bools(CLE, &args.cle, vec![false, true])?;
 
         let act_bitwidth = match &args.act_bitwidth {
@@ -207,6 +220,7 @@ impl Grid {
             act_schema,
             param_schema,
             per_channel,
+            per_row,
             cle,
             act_bitwidth,
             weight_bitwidth,
@@ -223,7 +237,7 @@ impl Grid {
                     for &param_calibration in &self.param_calibration {
                         for &act_schema in &self.act_schema {
                             for &param_schema in &self.param_schema {
-                                for &per_channel in &self.per_channel {
+                                for (&per_channel, &per_row) in pairs(&self.per_channel, &self.per_row) {
                                     for &cle in &self.cle {
                                         let mut s = base.clone();
                                         s.act_bitwidth = act_bitwidth;
@@ -233,6 +247,7 @@ impl Grid {
                                         s.act_schema = act_schema;
                                         s.param_schema = param_schema;
                                         s.per_channel = per_channel;
+                                        s.per_row = per_row;
                                         s.algorithms.retain(|a| a != "cle");
                                         if cle {
                                             s.algorithms.push("cle".to_string());
@@ -250,6 +265,11 @@ impl Grid {
     }
 }
 
+/// Every (a, b) of two axes, `a` outermost.
+fn pairs<'a, A, B>(a: &'a [A], b: &'a [B]) -> impl Iterator<Item = (&'a A, &'a B)> {
+    a.iter().flat_map(move |x| b.iter().map(move |y| (x, y)))
+}
+
 fn method_tag(method: CalibrationMethod) -> String {
     method.name().replace('-', "")
 }
@@ -263,8 +283,8 @@ fn schema_tag(schema: Schema) -> &'static str {
 
 /// The name of a generated target, a function of the swept settings only:
 /// `sweep-a<act bits>w<weight bits>-<act calibration>-<act schema>-<pc|pt>`, then
-/// `-p<param calibration>` and `-p<param schema>` when those differ from the defaults
-/// (min-max, symmetric), and `-cle` with cross-layer equalization.
+/// `-pr` with per-row weights, `-p<param calibration>` and `-p<param schema>` when those
+/// differ from the defaults (min-max, symmetric), and `-cle` with cross-layer equalization.
 pub fn config_name(s: &QuantSettings) -> String {
     let mut name = format!(
         "sweep-a{}w{}-{}-{}-{}",
@@ -274,6 +294,9 @@ pub fn config_name(s: &QuantSettings) -> String {
         schema_tag(s.act_schema),
         if s.per_channel { "pc" } else { "pt" }
     );
+    if s.per_row {
+        name.push_str("-pr");
+    }
     if s.param_calibration != CalibrationMethod::MinMax {
         name.push_str(&format!("-p{}", method_tag(s.param_calibration)));
     }
@@ -346,7 +369,8 @@ mod tests {
         s.param_calibration = CalibrationMethod::Entropy;
         s.param_schema = Schema::Asymmetric;
         s.per_channel = false;
-        assert_eq!(config_name(&s), "sweep-a16w8-mse-sym-pt-pentropy-pasym-cle");
+        s.per_row = true;
+        assert_eq!(config_name(&s), "sweep-a16w8-mse-sym-pt-pr-pentropy-pasym-cle");
     }
 
     #[test]
@@ -384,6 +408,10 @@ mod tests {
         let defaults = Grid::new(&AxisArgs::default(), &QuantSettings::default(), &backend).unwrap();
         assert_eq!(defaults.act_bitwidth, [8]);
         assert_eq!(defaults.per_channel, [false]);
+        assert_eq!(defaults.per_row, [false], "the base's");
+        let per_row = args(|a| a.per_row = Some("false,true".into()));
+        let diag = Grid::new(&per_row, &QuantSettings::default(), &backend).unwrap_err();
+        assert!(diag.message.contains("per-row weights = true"), "{}", diag.message);
         let asked = args(|a| a.act_bitwidth = Some("16".into()));
         let diag = Grid::new(&asked, &QuantSettings::default(), &backend).unwrap_err();
         assert_eq!(diag.code, "qairt::sweep::not_allowed");
@@ -401,5 +429,28 @@ mod tests {
     fn repeated_values_count_once() {
         let a = args(|a| a.act_bitwidth = Some("8,8,16".into()));
         assert_eq!(Grid::new(&a, &QuantSettings::default(), &htp()).unwrap().act_bitwidth, [8, 16]);
+    }
+
+    #[test]
+    fn per_row_is_an_axis_when_asked_for() {
+        let a = args(|a| {
+            a.act_calibration = Some("mse".into());
+            a.act_bitwidth = Some("8".into());
+            a.act_schema = Some("asymmetric".into());
+            a.cle = Some("false".into());
+            a.per_row = Some("false,true".into());
+        });
+        let configs = Grid::new(&a, &QuantSettings::default(), &htp()).unwrap().expand(&QuantSettings::default());
+        let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "sweep-a8w8-mse-asym-pc",
+                "sweep-a8w8-mse-asym-pc-pr",
+                "sweep-a8w8-mse-asym-pt",
+                "sweep-a8w8-mse-asym-pt-pr"
+            ]
+        );
+        assert!(configs[1].settings.per_row && !configs[2].settings.per_row);
     }
 }

@@ -79,7 +79,7 @@ pub fn rank(rows: &mut [Row], metric: Metric) {
 }
 
 /// The settings that make up a row, as (column, value) pairs in a fixed order.
-pub fn settings_columns(s: &QuantSettings) -> [(&'static str, String); 8] {
+pub fn settings_columns(s: &QuantSettings) -> [(&'static str, String); 9] {
     [
         ("act_bitwidth", s.act_bitwidth.to_string()),
         ("weight_bitwidth", s.weight_bitwidth.to_string()),
@@ -88,6 +88,7 @@ pub fn settings_columns(s: &QuantSettings) -> [(&'static str, String); 8] {
         ("act_schema", schema_name(s.act_schema).to_string()),
         ("param_schema", schema_name(s.param_schema).to_string()),
         ("per_channel", s.per_channel.to_string()),
+        ("per_row", s.per_row.to_string()),
         ("cle", s.algorithms.iter().any(|a| a == "cle").to_string()),
     ]
 }
@@ -126,6 +127,7 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
         "calibration",
         "schema",
         "per-channel",
+        "per-row",
         "cle",
         "sqnr dB",
         "cosine",
@@ -147,6 +149,7 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
             format!("{}/{}", s.act_calibration.name(), s.param_calibration.name()),
             format!("{}/{}", schema_name(s.act_schema), schema_name(s.param_schema)),
             if s.per_channel { "yes" } else { "no" }.into(),
+            if s.per_row { "yes" } else { "no" }.into(),
             if s.algorithms.iter().any(|a| a == "cle") { "yes" } else { "no" }.into(),
             number("sqnr_db", 2),
             number("cosine", 5),
@@ -231,10 +234,10 @@ mod tests {
         assert_eq!(
             lines[0],
             "rank,name,act_bitwidth,weight_bitwidth,act_calibration,param_calibration,act_schema,param_schema,\
-             per_channel,cle,sqnr_db,cosine,top1_agreement,accuracy,reference_accuracy,passed,status"
+             per_channel,per_row,cle,sqnr_db,cosine,top1_agreement,accuracy,reference_accuracy,passed,status"
         );
-        assert_eq!(lines[1], "1,a,8,8,min-max,min-max,asymmetric,symmetric,true,false,31.25,0.99,,0.5,,true,ok");
-        assert_eq!(lines[2], ",f,8,8,min-max,min-max,asymmetric,symmetric,true,false,,,,,,,failed");
+        assert_eq!(lines[1], "1,a,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,31.25,0.99,,0.5,,true,ok");
+        assert_eq!(lines[2], ",f,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,,,,,,,failed");
         assert_eq!(lines.len(), 3);
     }
 

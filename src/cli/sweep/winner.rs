@@ -62,7 +62,7 @@ fn parse_target(file: &Path, text: &str, name: &str) -> Result<TargetConfig, Dia
 
 /// The swept keys of a target table: each key, the value `s` gives it, and whether that
 /// differs from the inherited `d`.
-fn swept_keys(s: &QuantSettings, d: &QuantSettings) -> [(&'static str, Item, bool); 8] {
+fn swept_keys(s: &QuantSettings, d: &QuantSettings) -> [(&'static str, Item, bool); 9] {
     [
         ("act_bitwidth", value(i64::from(s.act_bitwidth)), s.act_bitwidth != d.act_bitwidth),
         ("weight_bitwidth", value(i64::from(s.weight_bitwidth)), s.weight_bitwidth != d.weight_bitwidth),
@@ -71,6 +71,7 @@ fn swept_keys(s: &QuantSettings, d: &QuantSettings) -> [(&'static str, Item, boo
         ("act_schema", value(schema_name(s.act_schema)), s.act_schema != d.act_schema),
         ("param_schema", value(schema_name(s.param_schema)), s.param_schema != d.param_schema),
         ("per_channel", value(s.per_channel), s.per_channel != d.per_channel),
+        ("per_row", value(s.per_row), s.per_row != d.per_row),
         ("algorithms", value(s.algorithms.iter().collect::<Array>()), s.algorithms != d.algorithms),
     ]
 }
