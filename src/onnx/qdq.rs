@@ -643,14 +643,15 @@ impl<'g> Stripper<'g> {
             g.node.iter().enumerate().filter(|(i, _)| !self.dropped_nodes.contains(i)).collect();
         // Constant nodes and initializers nothing reads any more (the integer scales, zero
         // points and weights the Q/DQ nodes read): dropped, the importer cannot hold them.
-        let still_read: BTreeSet<&str> = kept
+        // Under their final names: a reader of a DQ output now reads the tensor behind it.
+        let still_read: BTreeSet<String> = kept
             .iter()
-            .flat_map(|(_, n)| n.input.iter().map(String::as_str))
-            .chain(self.graph_outputs.iter().copied())
+            .flat_map(|(_, n)| n.input.iter().filter(|x| !x.is_empty()).map(|x| self.final_name(x)))
+            .chain(self.graph_outputs.iter().map(|o| o.to_string()))
             .collect();
         let mut nodes = Vec::with_capacity(kept.len());
         for (i, n) in kept {
-            if n.op_type() == "Constant" && !n.output.iter().any(|o| still_read.contains(o.as_str())) {
+            if n.op_type() == "Constant" && !n.output.iter().any(|o| still_read.contains(&self.final_name(o))) {
                 continue;
             }
             let mut n = n.clone();
@@ -709,11 +710,12 @@ fn decode_ints(t: &TensorProto, int: IntType, external: &BTreeMap<String, Vec<u8
     let values: Vec<i64> = match bytes {
         Some(raw) => {
             let width = (int.bitwidth / 8) as usize;
-            if raw.len() != count * width {
+            let need = count.checked_mul(width);
+            if need != Some(raw.len()) {
                 return Err(malformed(format!(
                     "{what}: {count} {} elements need {} bytes, found {}",
                     int.name(),
-                    count * width,
+                    need.map_or("too many".to_string(), |n| n.to_string()),
                     raw.len()
                 )));
             }

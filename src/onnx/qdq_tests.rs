@@ -250,6 +250,50 @@ fn fan_out_to_several_dequantizers_and_int16_pairs() {
     assert_eq!(g.model_encodings["x"], enc(&[0.001], &[-5], None, 16, true));
 }
 
+/// Some exporters keep float weights and put a Q -> DQ pair after them: the pair goes, the
+/// weight keeps its float values and name, and the encoding is recorded for it.
+#[test]
+fn a_pair_on_a_float_weight_keeps_the_weight() {
+    let inits = vec![
+        f32_tensor("w", &[2, 2], &[0.5, -1.0, 1.5, 2.0]),
+        f32_tensor("ws", &[], &[0.0625]),
+        int_tensor("wz", DataType::Int8, &[], &[0]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "wq", &["w", "ws", "wz"], &["w_q"], vec![]),
+        node("DequantizeLinear", "wdq", &["w_q", "ws", "wz"], &["w_dq"], vec![]),
+        node("MatMul", "mm", &["x", "w_dq"], &["y"], vec![]),
+    ];
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[1, 2])], &["y"]));
+    assert_eq!(g.name(g.nodes[0].inputs[1]), "w");
+    assert_eq!(constant(&g, "w"), [0.5, -1.0, 1.5, 2.0], "a Q/DQ pair does not change the stored weight");
+    assert_eq!(g.model_encodings["w"], enc(&[0.0625], &[0], None, 8, true));
+    assert_eq!(g.model_encodings.len(), 1);
+}
+
+/// Scales and zero points from Constant nodes (as torch exports them): read, and the integer
+/// Constant nodes dropped with the pair.
+#[test]
+fn scales_and_zero_points_from_constant_nodes() {
+    let value = |t: TensorProto| AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(t),
+        ..Default::default()
+    };
+    let nodes = vec![
+        node("Constant", "cs", &[], &["s"], vec![value(f32_tensor("", &[], &[0.125]))]),
+        node("Constant", "cz", &[], &["z"], vec![value(int_tensor("", DataType::Uint8, &[], &[7]))]),
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s", "z"], &["xd"], vec![]),
+        node("Relu", "relu", &["xd"], &["y"], vec![]),
+    ];
+    let g = import_ok(&model(nodes, vec![], vec![input("x", DataType::Float, &[2])], &["y"]));
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.type_name()).collect();
+    assert_eq!(ops, ["Relu"]);
+    assert_eq!(g.model_encodings["x"], enc(&[0.125], &[7], None, 8, false));
+}
+
 #[test]
 fn a_lone_quantize_feeding_another_op_is_an_error() {
     let inits = vec![f32_tensor("s", &[], &[0.5]), int_tensor("z", DataType::Uint8, &[], &[0])];
