@@ -213,3 +213,23 @@ fn ignore_encodings_is_a_per_target_setting() {
     assert_eq!(channels(&ignored), Some(8));
     assert_eq!(channels(&kept), Some(1));
 }
+
+/// A QDQ model qairt cannot read (one pair dequantizes with another pair's scale) fails the
+/// build with exit status 1 and a diagnostic naming the node, never a panic.
+#[test]
+fn a_mismatched_qdq_pair_is_a_diagnostic() {
+    use prost::Message;
+    let p = qdq_project("per_tensor", "", "");
+    let bytes = std::fs::read(p.path("model_per_tensor.onnx")).unwrap();
+    let mut model = qairt::onnx::decode_model(&bytes).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let dq = graph.node.iter_mut().find(|n| n.name() == "input_DequantizeLinear").expect("fixture changed");
+    dq.input[1] = "/relu1/Relu_output_0_scale".to_string();
+    std::fs::write(p.path("model_per_tensor.onnx"), model.encode_to_vec()).unwrap();
+    let out = p.run(&["build"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("input_DequantizeLinear"), "{stderr}");
+    assert!(stderr.contains("must use the same scale"), "the hint: {stderr}");
+}
