@@ -328,6 +328,33 @@ fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<
     Ok(Some(parsed))
 }
 
+/// The encodings a target's quantization starts from, by precedence: the overrides file, then
+/// the model's own (from stripped QDQ pairs), then (absent here) calibration;
+/// `ignore_encodings = true` drops both.
+fn encodings_for(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Overrides>, Failed> {
+    if target.settings(db).ignore_encodings {
+        return Ok(None);
+    }
+    let file = checked_overrides(db, target, graph)?;
+    let skipped = quant::model_encodings::skipped_model_encodings(graph);
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.tensor, s.reason)).collect();
+        super::memo::warn(
+            db,
+            Diag::warning(
+                "qairt::quantize::model_encoding_skipped",
+                format!("{} of the model's own encodings are calibrated instead", skipped.len()),
+            )
+            .with_help(list.join("\n")),
+        );
+    }
+    let model = quant::model_encodings::model_overrides(graph);
+    if file.is_none() && model.activations.is_empty() && model.params.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(quant::model_encodings::layer_overrides(file.as_deref(), model)))
+}
+
 // ---------------------------------------------------------------- quantize
 
 /// Whether the target's backend runs quantized models (then it calibrates and quantizes).
@@ -357,8 +384,8 @@ fn compute_quantize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let graph = target_optimize_value(db, project, target)?;
     let stats = target_calibrate_value(db, project, target)?;
     let policy = backend(db, project, target)?.quant_policy();
-    let overrides = checked_overrides(db, target, &graph)?;
-    quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_deref(), &policy)
+    let overrides = encodings_for(db, target, &graph)?;
+    quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_ref(), &policy)
         .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))
 }
 

@@ -471,9 +471,15 @@ impl Workspace {
     pub fn stages_of(&self, target: &str) -> Result<Vec<Stage>, Failed> {
         let (project, input) = self.inputs_of(target)?;
         let quantized = stages::is_quantized(&self.db, project, input)?;
+        // float_fallback quantizes from encodings alone: no calibration data is read.
+        let calibrated = quantized && !input.settings(&self.db).float_fallback;
         Ok(Stage::VISIBLE
             .into_iter()
-            .filter(|s| quantized || !matches!(s, Stage::Calibrate | Stage::Quantize))
+            .filter(|s| match s {
+                Stage::Calibrate => calibrated,
+                Stage::Quantize => quantized,
+                _ => true,
+            })
             .collect())
     }
 
@@ -564,11 +570,13 @@ impl Workspace {
         }
         // Report every stage that succeeded, up to the one that failed (if any).
         for &stage in &stages {
+            let Ok(key) = self.stage_key(project, target, stage) else { break };
+            // A shared stage counts for this target only if it is this target's stage (a CLE
+            // target has an optimize and calibrate of its own).
             let built = own_built
                 .get(&stage)
-                .or_else(|| shared_built.get(&stage))
+                .or_else(|| shared_built.get(&stage).filter(|e| e.key == key))
                 .or_else(|| (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten());
-            let Ok(key) = self.stage_key(project, target, stage) else { break };
             let (built, ms) = match built {
                 Some(e) => (true, e.ms),
                 None => (false, 0.0),
@@ -601,8 +609,11 @@ impl Workspace {
         let db = &self.db;
         Ok(match stage {
             Stage::Parse => stages::parse_record(db, project)?.key,
-            Stage::Optimize => stages::optimize_record(db, project)?.key,
-            Stage::Calibrate => stages::calibrate_record(db, project)?.key,
+            Stage::Optimize => stages::target_optimize_record(db, project, target)?.key,
+            Stage::Calibrate => match stages::target_calibrate_record(db, project, target)? {
+                Some(record) => record.key,
+                None => stages::calibrate_record(db, project)?.key,
+            },
             Stage::Quantize => stages::quantize_record(db, project, target)?.key,
             Stage::Compile => stages::compile_record(db, project, target)?.key,
             Stage::Simulate => stages::simulate_record(db, project, target)?.key,

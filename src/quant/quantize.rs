@@ -132,6 +132,9 @@ pub fn quantize_with(
         q.propagate();
     }
     q.squash_relus();
+    if settings.float_fallback {
+        q.keep_the_rest_float();
+    }
     q.restrict_matmul_inputs();
     let float_nodes = q.settle_precision();
     q.params(&float_nodes);
@@ -320,7 +323,7 @@ impl Quantizer<'_> {
     }
 
     /// Float fallback: carries integer encodings through the ops the rules let propagate, to a
-    /// fixpoint; then whatever still has none stays float.
+    /// fixpoint.
     fn propagate(&mut self) {
         let producers = self.graph.producers();
         loop {
@@ -364,6 +367,11 @@ impl Quantizer<'_> {
                 break;
             }
         }
+    }
+
+    /// Float fallback, after propagation and Relu squashing: whatever still has no encoding
+    /// stays float.
+    fn keep_the_rest_float(&mut self) {
         let bitwidth = self.policy.float_bitwidth;
         let missing: Vec<TensorId> = self
             .graph
@@ -397,7 +405,7 @@ impl Quantizer<'_> {
                 || self.graph.outputs.contains(&input)
                 || self.resolved.get(input).is_some()
                 || self.forced_float.contains_key(&input)
-                || self.is_float_encoding(input)
+                || matches!(self.encodings.get(&input), Some(TensorEncoding::Float { .. }))
             {
                 continue;
             }

@@ -8,6 +8,7 @@ mod models;
 mod pipeline;
 mod qdq_export;
 mod qdq_input;
+mod quant_features;
 mod sweep;
 mod tidy;
 mod util;

@@ -436,8 +436,8 @@ fn a_float_op_gets_convert_ops_on_both_sides() {
 #[test]
 fn float_fallback_propagates_and_keeps_the_rest_float() {
     let (g, ids) = graph();
-    // Only r has an encoding: it flows forward through the Reshape to f and backward nowhere
-    // (Relu is not pass-through); y, z and out have none and stay float.
+    // Only r has an encoding: it flows forward through the Reshape to f, and to y by Relu
+    // squashing; x, z and out have none and stay float.
     let o = parse_overrides(
         r#"{"activation_encodings": {"r": [{"bitwidth": 8, "min": 0.0, "max": 10.0}]}, "param_encodings": {}}"#,
     )
@@ -446,19 +446,19 @@ fn float_fallback_propagates_and_keeps_the_rest_float() {
     let q = quantize_with(&g, None, &settings, Some(&o), &htp_policy()).unwrap();
     // r's override: [0, 10] at 8 bits.
     let r = Encoding::from_range(0.0, 10.0, 8, Schema::Asymmetric);
+    assert_eq!(per_tensor(&q, ids.r), &r);
     assert_eq!(per_tensor(&q, ids.f), &r, "propagated through the Reshape");
-    for id in [ids.x, ids.y, ids.z, ids.out] {
+    for id in [ids.x, ids.z, ids.out] {
         assert_eq!(q.encodings[&id], TensorEncoding::Float { bitwidth: 16 }, "{}", g.name(id));
     }
-    // The Conv is float (its output is), so its weight and bias are float too. The Relu would
-    // read y through a convert to integer, which needs statistics it does not have, so the
-    // Relu runs float as well, and r reaches the (integer) Reshape through a convert carrying
-    // the override's encoding.
+    // The Conv would read the float x through a convert to integer, which needs statistics it
+    // does not have: it runs float (weight and bias too), and its output y, squashed to r's
+    // encoding, reaches the integer Relu through a convert carrying that encoding.
+    assert_eq!(q.encodings[&ids.y], TensorEncoding::Float { bitwidth: 16 });
     assert_eq!(q.encodings[&ids.w], TensorEncoding::Float { bitwidth: 16 });
-    assert_eq!(q.encodings[&ids.r], TensorEncoding::Float { bitwidth: 16 });
-    let reshape = q.graph.nodes.iter().find(|n| n.name == "reshape").unwrap();
-    let reads = reshape.inputs[0];
-    assert_eq!(q.graph.name(reads), "r.convert_q8");
+    let relu = q.graph.nodes.iter().find(|n| n.name == "relu").unwrap();
+    let reads = relu.inputs[0];
+    assert_eq!(q.graph.name(reads), "y.convert_q8");
     assert_eq!(per_tensor(&q, reads), &r);
     // Without statistics nothing asks for calibration data.
     assert!(quantize_with(&g, None, &QuantSettings::default(), None, &htp_policy()).is_err());
