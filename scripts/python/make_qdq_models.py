@@ -9,7 +9,9 @@ graph optimizations, which fold each BatchNormalization into its Conv). Two vari
   tensor), int32 biases;
 * ``per_channel`` -- the same with one int8 weight scale per output channel (Conv and Gemm);
 * ``a16_per_channel`` -- ``per_channel`` with uint16 activations (onnxruntime upgrades the
-  model to opset 21 for the 16-bit QuantizeLinear/DequantizeLinear).
+  model to opset 21 for the 16-bit QuantizeLinear/DequantizeLinear);
+* ``w4_per_channel`` -- ``per_channel`` with int4 weights (onnxruntime keeps opset 13 and puts
+  the QuantizeLinear/DequantizeLinear nodes in its ``com.microsoft`` domain).
 
 Both keep the Relu nodes (``QDQKeepRemovableActivations``): without it onnxruntime deletes every
 Relu whose output encoding already clamps at zero, and the float model left after stripping the
@@ -63,9 +65,9 @@ OUT = ROOT / "tests" / "data" / "models" / "digits_qdq"
 TEST_SAMPLES = 5
 SHAPE = (1, 1, 8, 8)
 
-SIGNED = {onnx.TensorProto.INT8: True, onnx.TensorProto.INT16: True, onnx.TensorProto.INT32: True,
+SIGNED = {onnx.TensorProto.INT4: True, onnx.TensorProto.UINT4: False, onnx.TensorProto.INT8: True, onnx.TensorProto.INT16: True, onnx.TensorProto.INT32: True,
           onnx.TensorProto.UINT8: False, onnx.TensorProto.UINT16: False}
-BITS = {onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
+BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
         onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT32: 32}
 
 
@@ -151,7 +153,7 @@ def main() -> None:
         "source_model": "examples/digits/model.onnx",
         "calibration": "examples/digits/calib/input_list.txt",
         "tool": "onnxruntime.quantization.quantize_static (QuantFormat.QDQ, CalibrationMethod.MinMax, "
-        "activation QUInt8 or QUInt16, weight QInt8, QDQKeepRemovableActivations) after quant_pre_process",
+        "activation QUInt8 or QUInt16, weight QInt8 or QInt4, QDQKeepRemovableActivations) after quant_pre_process",
         "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__},
         "inputs": ["input"],
         "outputs": ["logits"],
@@ -161,10 +163,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(DIGITS / "model.onnx"), str(pre))
-        for variant, per_channel, activation_type in [
-            ("per_tensor", False, QuantType.QUInt8),
-            ("per_channel", True, QuantType.QUInt8),
-            ("a16_per_channel", True, QuantType.QUInt16),
+        for variant, per_channel, activation_type, weight_type in [
+            ("per_tensor", False, QuantType.QUInt8, QuantType.QInt8),
+            ("per_channel", True, QuantType.QUInt8, QuantType.QInt8),
+            ("a16_per_channel", True, QuantType.QUInt16, QuantType.QInt8),
+            ("w4_per_channel", True, QuantType.QUInt8, QuantType.QInt4),
         ]:
             path = OUT / f"model_{variant}.onnx"
             quantize_static(
@@ -174,7 +177,7 @@ def main() -> None:
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 activation_type=activation_type,
-                weight_type=QuantType.QInt8,
+                weight_type=weight_type,
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"QDQKeepRemovableActivations": True},
             )
@@ -182,6 +185,7 @@ def main() -> None:
             entry = manifest_of(model)
             entry["model"] = path.name
             entry["opset"] = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+            entry["qdq_domains"] = sorted({n.domain for n in model.graph.node if "QuantizeLinear" in n.op_type})
             entry["op_types"] = sorted({n.op_type for n in model.graph.node})
             manifest["variants"][variant] = entry
 

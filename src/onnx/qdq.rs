@@ -5,7 +5,7 @@
 //! model; after import, [`finish`] checks the recorded encodings against the imported shapes.
 //!
 //! What is recognised (domains `ai.onnx` and `com.microsoft`, every opset from 10 on; the
-//! integer types uint8, int8, uint16, int16 and int32; per tensor and per axis):
+//! integer types uint4, int4, uint8, int8, uint16, int16 and int32; per tensor and per axis):
 //! - **Q -> DQ on a float tensor** (activations, graph inputs, float weights): the pair goes,
 //!   readers of the DQ output read the float tensor before the Q, and the encoding is recorded
 //!   under that tensor's name. When the DQ output is a graph output, the float tensor takes the
@@ -25,7 +25,7 @@
 //! Anything else with a Q or DQ in it is an [`ImportError`] with a hint: a Q whose integer
 //! output reaches a non-DQ op or a graph output, a DQ of a non-constant that is not a Q output,
 //! a pair whose scales, zero points or types differ, a non-constant scale or zero point,
-//! block quantization, 4-bit and float8 types.
+//! block quantization, float8 types.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -162,6 +162,8 @@ impl IntType {
             Ok(DataType::Uint16) => (16, false),
             Ok(DataType::Int16) => (16, true),
             Ok(DataType::Int32) => (32, true),
+            Ok(DataType::Uint4) => (4, false),
+            Ok(DataType::Int4) => (4, true),
             _ => {
                 return Err(ImportError::new(
                     ErrorKind::UnsupportedDtype,
@@ -707,6 +709,9 @@ fn decode_ints(t: &TensorProto, int: IntType, external: &BTreeMap<String, Vec<u8
     } else {
         t.raw_data.as_deref()
     };
+    if int.bitwidth == 4 {
+        return decode_nibbles(t, int, bytes, count);
+    }
     let values: Vec<i64> = match bytes {
         Some(raw) => {
             let width = (int.bitwidth / 8) as usize;
@@ -739,4 +744,24 @@ fn decode_ints(t: &TensorProto, int: IntType, external: &BTreeMap<String, Vec<u8
         return Err(malformed(format!("{what} holds {bad}, outside the range of {}", int.name())));
     }
     Ok(values)
+}
+
+/// INT4/UINT4: two elements per byte, the first in the low nibble (ONNX's packing, in
+/// `raw_data` and, one byte per entry, in `int32_data`).
+fn decode_nibbles(t: &TensorProto, int: IntType, bytes: Option<&[u8]>, count: usize) -> Result<Vec<i64>, ImportError> {
+    let packed: Vec<u8> = match bytes {
+        Some(raw) => raw.to_vec(),
+        None => t.int32_data.iter().map(|&v| v as u8).collect(),
+    };
+    let need = count.div_ceil(2);
+    if packed.len() != need {
+        return Err(malformed(format!(
+            "tensor {:?}: {count} {} elements need {need} packed bytes, found {}",
+            t.name(),
+            int.name(),
+            packed.len()
+        )));
+    }
+    let nibble = |n: u8| if int.signed { ((n << 4) as i8 >> 4) as i64 } else { n as i64 };
+    Ok(packed.iter().flat_map(|&b| [nibble(b & 0x0F), nibble(b >> 4)]).take(count).collect())
 }

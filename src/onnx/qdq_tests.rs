@@ -352,10 +352,31 @@ fn a_non_constant_scale_is_an_error() {
     }
 }
 
+/// INT4 (onnxruntime's 4-bit weights): two elements per byte, the first in the low nibble.
+/// [-8, 7, -1] packs to 0x78, 0x0F; times scale 0.5: [-4, 3.5, -0.5].
 #[test]
-fn four_bit_types_and_block_quantization_are_errors() {
+fn int4_weights_are_unpacked() {
+    let packed = TensorProto {
+        name: Some("w_quantized".into()),
+        dims: vec![3],
+        data_type: Some(DataType::Int4 as i32),
+        raw_data: Some(vec![0x78, 0x0F]),
+        ..Default::default()
+    };
+    let inits = vec![packed, f32_tensor("s", &[], &[0.5])];
+    let nodes = vec![
+        node("DequantizeLinear", "dq", &["w_quantized", "s"], &["w_dq"], vec![]),
+        node("Mul", "m", &["x", "w_dq"], &["y"], vec![]),
+    ];
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[3])], &["y"]));
+    assert_eq!(constant(&g, "w"), [-4.0, 3.5, -0.5]);
+    assert_eq!(g.model_encodings["w"], enc(&[0.5], &[0], None, 4, true));
+}
+
+#[test]
+fn float8_types_and_block_quantization_are_errors() {
     let inits = vec![
-        int_tensor("w_quantized", DataType::Int4, &[2], &[0]),
+        int_tensor("w_quantized", DataType::Float8e4m3fn, &[2], &[0, 0]),
         f32_tensor("s", &[], &[0.5]),
         int_tensor("w2_quantized", DataType::Int8, &[2, 2], &[1, 2, 3, 4]),
         f32_tensor("s2", &[2, 1], &[0.5, 0.25]),
@@ -367,13 +388,16 @@ fn four_bit_types_and_block_quantization_are_errors() {
         ..Default::default()
     };
     let nodes = vec![
-        node("DequantizeLinear", "dq4", &["w_quantized", "s"], &["w"], vec![]),
+        node("DequantizeLinear", "dq8", &["w_quantized", "s"], &["w"], vec![]),
         node("DequantizeLinear", "dqb", &["w2_quantized", "s2"], &["w2"], vec![axis(0), block]),
         node("Mul", "m", &["x", "w"], &["y"], vec![]),
         node("MatMul", "mm", &["y", "w2"], &["z"], vec![]),
     ];
     let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["z"]));
-    assert!(errors.iter().any(|e| e.kind == ErrorKind::UnsupportedDtype && e.message.contains("INT4")), "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedDtype && e.message.contains("FLOAT8E4M3FN")),
+        "{errors:#?}"
+    );
     assert!(
         errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("block")),
         "{errors:#?}"
@@ -453,7 +477,7 @@ fn ints(v: &serde_json::Value) -> Vec<i64> {
 fn onnxruntime_qdq_digits_models_import_with_their_encodings() {
     let manifest = manifest();
     let variants = manifest["variants"].as_object().unwrap();
-    assert_eq!(variants.len(), 3);
+    assert_eq!(variants.len(), 4);
     for (variant, v) in variants {
         let g = import_fixture(v["model"].as_str().unwrap());
         let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.type_name()).collect();

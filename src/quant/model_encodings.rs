@@ -273,7 +273,9 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/digits_qdq");
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
-        for (variant, per_channel) in [("per_tensor", true), ("per_channel", false), ("a16_per_channel", false)] {
+        for (variant, per_channel) in
+            [("per_tensor", true), ("per_channel", false), ("a16_per_channel", false), ("w4_per_channel", false)]
+        {
             let v = &manifest["variants"][variant];
             let bytes = std::fs::read(root.join(v["model"].as_str().unwrap())).unwrap();
             let model = crate::onnx::decode_model(&bytes).unwrap();
@@ -307,8 +309,8 @@ mod tests {
 
     /// With onnxruntime's encodings, qairt's compiled HTP program computes what onnxruntime
     /// computes for the QDQ model (its outputs on 5 test samples, in the fixture): both
-    /// dequantize, compute and requantize on the same grids. 8-bit activations: bit-identical
-    /// logits (all 50 values of both variants, as observed). 16-bit activations: within one
+    /// dequantize, compute and requantize on the same grids. 8-bit activations (int8 or int4
+    /// weights): bit-identical logits (all 50 values of each of the three variants, as observed). 16-bit activations: within one
     /// step of the logits grid (observed: 49 of 50 identical, one value one step apart,
     /// accumulation order).
     #[test]
@@ -320,7 +322,7 @@ mod tests {
             let bytes = std::fs::read(root.join(rel)).unwrap();
             bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         };
-        for variant in ["per_tensor", "per_channel", "a16_per_channel"] {
+        for variant in ["per_tensor", "per_channel", "a16_per_channel", "w4_per_channel"] {
             let step = manifest["variants"][variant]["activations"]["logits"]["scale"][0].as_f64().unwrap() as f32;
             let tolerance = if variant.starts_with("a16") { step * 1.001 } else { 0.0 };
             let bytes = std::fs::read(root.join(format!("model_{variant}.onnx"))).unwrap();

@@ -152,6 +152,20 @@ fn a16_qdq_model_keeps_its_16_bit_activations() {
     assert_outputs_match_onnxruntime(&p, "a16_per_channel", 1.0);
 }
 
+/// int4 weights (QDQ nodes in onnxruntime's com.microsoft domain) under 8-bit settings: the
+/// model's 4-bit weight encodings win.
+#[test]
+fn w4_qdq_model_keeps_its_4_bit_weights() {
+    let p = qdq_project("w4_per_channel", "per_channel = true", "");
+    build_ok(&p);
+    let enc = encodings(&p);
+    for (section, name, e) in expected("w4_per_channel") {
+        assert_entry_is_onnxruntimes(&enc, section, &name, &e);
+    }
+    assert_eq!(enc["param_encodings"]["fc1.weight"][0]["bitwidth"], 4);
+    assert_outputs_match_onnxruntime(&p, "w4_per_channel", 0.0);
+}
+
 const OVERRIDES: &str = r#"{
   "activation_encodings": {
     "/relu1/Relu_output_0": [{"bitwidth": 16, "dtype": "float"}]
