@@ -16,6 +16,7 @@ use crate::quant::aimet::{self, AimetVersion, Difference, Overrides};
 
 use super::MessageFormat;
 use super::commands::find_project;
+use super::files::write_atomically;
 use super::render;
 
 #[derive(Subcommand, Debug)]
@@ -137,38 +138,6 @@ fn convert(input: &Path, output: &Path, to: Version) -> u8 {
     0
 }
 
-/// Writes to a temporary file next to `path`, then renames it over `path`: a reader never
-/// sees a half-written file under the final name.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".qairt-").suffix(".tmp");
-    // A temporary file is private (0600); the result gets the permissions of the file it
-    // replaces, or those of an ordinary new file.
-    if let Some(permissions) = std::fs::metadata(path).ok().map(|m| m.permissions()).or_else(new_file_permissions) {
-        builder.permissions(permissions);
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn new_file_permissions() -> Option<std::fs::Permissions> {
-    use std::os::unix::fs::PermissionsExt;
-    Some(std::fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn new_file_permissions() -> Option<std::fs::Permissions> {
-    None
-}
-
 fn validate(file: &Path, project: Option<PathBuf>) -> u8 {
     let (_, overrides) = match read(file) {
         Ok(read) => read,
@@ -274,24 +243,6 @@ fn table(differences: &[Difference], a: &Path, b: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_replaces_the_whole_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.json");
-        std::fs::write(&path, "old contents that are longer").unwrap();
-        write_atomically(&path, b"new").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file is left behind");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let fresh = dir.path().join("fresh.json");
-            write_atomically(&fresh, b"{}").unwrap();
-            assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
-        }
-    }
 
     #[test]
     fn the_table_aligns_columns() {

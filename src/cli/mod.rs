@@ -6,6 +6,7 @@
 
 mod commands;
 mod encodings;
+mod files;
 mod output;
 mod progress;
 pub mod render;

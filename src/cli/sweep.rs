@@ -24,6 +24,7 @@ use crate::project::TargetConfig;
 
 use super::MessageFormat;
 use super::commands::open;
+use super::files::write_atomically;
 use super::render;
 
 pub use rank::Metric;
@@ -201,31 +202,6 @@ fn settings_json(s: &crate::quant::settings::QuantSettings) -> serde_json::Value
         map.insert(key.to_string(), v);
     }
     serde_json::Value::Object(map)
-}
-
-/// Writes to a temporary file next to `path`, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".qairt-").suffix(".tmp");
-    if let Some(permissions) = std::fs::metadata(path).ok().map(|m| m.permissions()) {
-        builder.permissions(permissions);
-    } else {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o644));
-        }
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// What a sweep will build, decided before anything runs.
@@ -449,17 +425,6 @@ fn write_winner(file: &Path, w: &winner::Winner) -> Result<(), Diag> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_creates_the_directory_and_replaces_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out/sweep.csv");
-        write_atomically(&path, b"old").unwrap();
-        write_atomically(&path, b"new").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
-    }
 
     #[test]
     fn settings_are_reported_with_their_types() {
