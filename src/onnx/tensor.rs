@@ -122,7 +122,10 @@ pub(crate) fn decode_tensor(t: &TensorProto, external: &BTreeMap<String, Vec<u8>
 }
 
 /// The slice of an external file that holds `t`'s bytes.
-pub(crate) fn external_bytes<'a>(t: &TensorProto, external: &'a BTreeMap<String, Vec<u8>>) -> Result<&'a [u8], ImportError> {
+pub(crate) fn external_bytes<'a>(
+    t: &TensorProto,
+    external: &'a BTreeMap<String, Vec<u8>>,
+) -> Result<&'a [u8], ImportError> {
     let what = format!("tensor {:?}", t.name());
     let r = external_ref(t)?;
     let file = external.get(&r.location).ok_or_else(|| {
