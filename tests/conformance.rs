@@ -283,7 +283,14 @@ fn model_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(MODELS)
         .expect("tests/data/models")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.join("manifest.json").is_file())
+        // Float-model fixtures (made by scripts/python/make_models.py) name their model under
+        // "model"; other fixture directories (QDQ models, CLE) have manifests of their own.
+        .filter(|p| {
+            std::fs::read_to_string(p.join("manifest.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|manifest| manifest.get("model").is_some())
+        })
         .collect();
     dirs.sort();
     dirs
