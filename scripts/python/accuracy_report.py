@@ -173,6 +173,10 @@ def fmt_db(x) -> str:
     return f"{x:.2f}"
 
 
+def fmt_db3(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def fmt_top1(r: dict | None, labeled: bool) -> str:
     if r is None:
         return "n/a"
@@ -231,7 +235,7 @@ def cmd_table(args: argparse.Namespace) -> None:
             if r is None or r["sqnr_db"] < f["ort"]["sqnr_db"]:
                 losses.append(
                     f"{f['model']}, {f['point']}, qairt {'min-max' if kind == 'mm' else 'best'}: "
-                    f"{fmt_db(r and r['sqnr_db'])} dB vs ort {fmt_db(f['ort']['sqnr_db'])} dB"
+                    f"{fmt_db3(r and r['sqnr_db'])} dB vs ort {fmt_db3(f['ort']['sqnr_db'])} dB"
                 )
     print("\nSQNR points where qairt is below onnxruntime:" if losses else "\nqairt >= onnxruntime at every point")
     for line in losses:
