@@ -19,10 +19,30 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Whether `path` is a unit-test file: `tests.rs`, or `<name>_tests.rs` that a sibling declares
+/// with `#[cfg(test)] #[path = "<name>_tests.rs"]`.
+fn is_test_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    if name == "tests.rs" {
+        return true;
+    }
+    if !name.ends_with("_tests.rs") {
+        return false;
+    }
+    let declaration = format!("#[cfg(test)]\n#[path = \"{name}\"]");
+    let dir = path.parent().unwrap();
+    let declared = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .any(|text| text.contains(&declaration));
+    assert!(declared, "{name} looks like a test file but no sibling declares it under #[cfg(test)]");
+    true
+}
+
 /// The part of a file before its unit tests (tests may read fixtures and print).
 fn non_test_code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    if path.file_name().is_some_and(|n| n == "tests.rs") {
+    if is_test_file(path) {
         return String::new();
     }
     match text.find("#[cfg(test)]") {
