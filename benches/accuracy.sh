@@ -11,7 +11,7 @@
 #
 #   --qairt PATH   qairt binary to use (default: `cargo build --release`, then target/release/qairt;
 #                  target/debug/qairt is as good for this, its dependencies are optimized)
-#   --python PATH  Python with onnx, onnxruntime, scikit-learn, numpy, pillow (default:
+#   --python PATH  Python with torch, onnx, onnxruntime, scikit-learn, numpy, pillow (default:
 #                  $QAIRT_VENV/bin/python, else ~/.cache/qairt-venv/bin/python as made by
 #                  scripts/setup-python.sh, else /work/venv/bin/python)
 #   --no-doc       print the table only, leave docs/accuracy.md alone
