@@ -21,6 +21,8 @@
 //! [ops.Reshape]                     # optional per-op quantization behaviour
 //! output_encoding = "pass-through"  # calibrated (default) | pass-through | fixed | float
 //! # output_range = [0.0, 1.0]       # with "fixed": the output's encoding range
+//! # propagate = true                # float_fallback carries encodings through the op
+//! # squash = true                   # the op's input shares its output encoding (Relu)
 //! ```
 //!
 //! Unknown keys are errors; every error carries the byte span of the offending text so the
@@ -107,6 +109,10 @@ pub struct OpRules {
     /// output (pass-through ops always do).
     #[serde(default)]
     pub propagate: bool,
+    /// `squash = true`: the op's input takes its output encoding when nothing else reads it
+    /// (the SDK's Relu squashing; a Clip only with a non-negative lower bound).
+    #[serde(default)]
+    pub squash: bool,
 }
 
 /// Everything one backend accepts.
@@ -149,6 +155,7 @@ impl BackendRules {
         QuantPolicy {
             ops: self.ops.iter().map(|(op, rules)| (op.clone(), rules.quantization.clone())).collect(),
             propagating_ops: self.ops.iter().filter(|(_, rules)| rules.propagate).map(|(op, _)| op.clone()).collect(),
+            squashing_ops: self.ops.iter().filter(|(_, rules)| rules.squash).map(|(op, _)| op.clone()).collect(),
             per_channel_ops: self.per_channel_ops.clone(),
             float_bitwidth: self.float_bitwidths.iter().next().copied().unwrap_or(32),
         }
@@ -276,6 +283,7 @@ struct OpSection {
     output_encoding: Option<Spanned<String>>,
     output_range: Option<Spanned<[f32; 2]>>,
     propagate: Option<bool>,
+    squash: Option<bool>,
 }
 
 const OUTPUT_ENCODINGS: &[&str] = &["calibrated", "pass-through", "fixed", "float"];
@@ -476,6 +484,7 @@ impl Validator<'_> {
             return Ok(OpRules {
                 quantization: OpQuantization::Calibrated,
                 propagate: section.propagate.unwrap_or(false),
+                squash: section.squash.unwrap_or(false),
             });
         };
         let kind_span = kind.span();
@@ -534,7 +543,11 @@ impl Validator<'_> {
                 Some("per-op quantization rules apply to quantized backends only".into()),
             ));
         }
-        Ok(OpRules { quantization, propagate: section.propagate.unwrap_or(false) })
+        Ok(OpRules {
+            quantization,
+            propagate: section.propagate.unwrap_or(false),
+            squash: section.squash.unwrap_or(false),
+        })
     }
 }
 
@@ -656,6 +669,7 @@ mod tests {
         let policy = htp.quant_policy();
         assert_eq!(policy.float_bitwidth, 16);
         assert!(policy.propagating_ops.contains("Relu") && policy.propagating_ops.contains("Concat"));
+        assert_eq!(policy.squashing_ops, ["Clip", "Relu"].map(String::from).into());
         assert_eq!(htp.op_quantization("Conv"), &OpQuantization::Calibrated);
         assert_eq!(htp.quant_bitwidths(TensorRole::Constant), BTreeSet::from([4, 8, 16]));
         assert_eq!(set.backends["gpu"].float_bitwidths, BTreeSet::from([16, 32]));

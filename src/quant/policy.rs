@@ -33,6 +33,9 @@ pub struct QuantPolicy {
     /// Op types through which `float_fallback` carries an encoding from input to output
     /// (`[ops.X] propagate = true`, and every pass-through op).
     pub propagating_ops: BTreeSet<String>,
+    /// Op types squashed into their producer (`[ops.X] squash = true`): Relu, and Clip with a
+    /// non-negative lower bound.
+    pub squashing_ops: BTreeSet<String>,
     /// Op types whose weights may be per channel (Conv) or per row (Gemm, MatMul).
     pub per_channel_ops: BTreeSet<String>,
     /// The bitwidth of tensors kept in float by an op rule or by `float_fallback` (the
@@ -61,6 +64,7 @@ impl Default for QuantPolicy {
         QuantPolicy {
             ops,
             propagating_ops,
+            squashing_ops: ["Relu", "Clip"].map(String::from).into(),
             per_channel_ops: ["Conv", "Gemm", "MatMul"].map(String::from).into(),
             float_bitwidth: 32,
         }
@@ -75,6 +79,17 @@ impl QuantPolicy {
 
     pub fn propagates(&self, op: &Op) -> bool {
         self.propagating_ops.contains(op.type_name()) || *self.op(op) == OpQuantization::PassThrough
+    }
+
+    /// Whether `op` lends its output encoding to its input (a Clip only when it clips at a
+    /// non-negative bound: squashing a Clip that lets negatives through would be wrong).
+    pub fn squashes(&self, op: &Op) -> bool {
+        let clips_negatives = match op {
+            Op::Relu => true,
+            Op::Clip { min, .. } => *min >= 0.0,
+            _ => false,
+        };
+        clips_negatives && self.squashing_ops.contains(op.type_name())
     }
 
     pub fn allows_per_channel(&self, op: &Op) -> bool {

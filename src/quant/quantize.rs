@@ -392,11 +392,7 @@ impl Quantizer<'_> {
         let consumers = self.graph.consumers();
         let producers = self.graph.producers();
         for node in &self.graph.nodes {
-            let squashable = match &node.op {
-                Op::Relu => true,
-                Op::Clip { min, .. } => *min >= 0.0,
-                _ => false,
-            };
+            let squashable = self.policy.squashes(&node.op);
             let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
             let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
             if !squashable

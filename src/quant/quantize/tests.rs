@@ -555,3 +555,18 @@ fn a_bias_that_would_overflow_int32_gets_its_own_grid() {
     let (xs, ws) = (per_tensor(&q, x).scale, per_tensor(&q, w).scale);
     assert_eq!(per_tensor(&q, c).scale, xs * ws);
 }
+
+#[test]
+fn relu_squashing_follows_the_rules() {
+    let (g, ids) = graph();
+    // With the rule (the htp default) the Conv output y shares the Relu output's encoding:
+    // r observed [0, 10] -> scale 10/255, offset 0.
+    let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), None, &htp_policy()).unwrap();
+    assert_eq!(per_tensor(&q, ids.y), per_tensor(&q, ids.r));
+    // A backend whose rules do not squash keeps y's own range [-5.1, 5.1].
+    let mut policy = htp_policy();
+    policy.squashing_ops.clear();
+    let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), None, &policy).unwrap();
+    let y = per_tensor(&q, ids.y);
+    assert!(y.offset < 0 && close(y.scale, 10.2 / 255.0), "{y:?}");
+}
