@@ -160,21 +160,4 @@ impl Op {
             _ => &[],
         }
     }
-
-    /// Ops whose output values are a subset or rearrangement of their input values; an
-    /// encoding passes through them unchanged.
-    pub fn is_data_movement(&self) -> bool {
-        matches!(
-            self,
-            Op::Flatten { .. }
-                | Op::Reshape { .. }
-                | Op::Transpose { .. }
-                | Op::Squeeze { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Identity
-                | Op::Dropout
-                | Op::MaxPool(_)
-                | Op::GlobalMaxPool
-        )
-    }
 }
