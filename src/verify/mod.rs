@@ -9,6 +9,7 @@ mod metrics;
 mod report;
 mod summary;
 mod top1;
+pub mod verifiers;
 
 pub use error::VerifyError;
 pub use metrics::{MetricAccumulator, TensorMetrics};
