@@ -10,7 +10,22 @@ use crate::engine::{BuildReport, Event};
 use super::MessageFormat;
 use super::render;
 
-fn round(x: f64, digits: i32) -> f64 {
+/// The JSON line of a stage event (interface.md's event stream), shared by `build`, `watch` and
+/// `sweep`; `None` for other events.
+pub(super) fn stage_json(event: &Event) -> Option<serde_json::Value> {
+    let Event::Stage { target, stage, built, key, ms, peak_activation_bytes } = event else { return None };
+    let mut line = json!({
+        "event": "stage", "target": target, "stage": stage.name(),
+        "status": if *built { "built" } else { "cached" },
+        "key": key.to_hex().to_string(), "ms": round(*ms, 3),
+    });
+    if let Some(bytes) = peak_activation_bytes {
+        line["peak_activation_bytes"] = json!(bytes);
+    }
+    Some(line)
+}
+
+pub(super) fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
 }
@@ -23,16 +38,10 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
     for event in &report.events {
         match (event, format) {
             (Event::Warning(diag), _) => render::print(diag),
-            (Event::Stage { target, stage, built, key, ms, peak_activation_bytes }, MessageFormat::Json) => {
-                let mut line = json!({
-                    "event": "stage", "target": target, "stage": stage.name(),
-                    "status": if *built { "built" } else { "cached" },
-                    "key": key.to_hex().to_string(), "ms": round(*ms, 3),
-                });
-                if let Some(bytes) = peak_activation_bytes {
-                    line["peak_activation_bytes"] = json!(bytes);
+            (event @ Event::Stage { .. }, MessageFormat::Json) => {
+                if let Some(line) = stage_json(event) {
+                    let _ = writeln!(out, "{line}");
                 }
-                let _ = writeln!(out, "{line}");
             }
             (Event::Stage { target, stage, built, ms, peak_activation_bytes, .. }, MessageFormat::Human) => {
                 if last_target != Some(target) {

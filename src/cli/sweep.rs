@@ -25,6 +25,7 @@ use crate::project::TargetConfig;
 use super::MessageFormat;
 use super::commands::open;
 use super::files::write_atomically;
+use super::output::{round, stage_json};
 use super::render;
 
 pub use rank::Metric;
@@ -156,11 +157,6 @@ fn place_configs(
     Ok((all, generated))
 }
 
-fn round(x: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (x * scale).round() / scale
-}
-
 /// Prints one configuration's build: stage events (JSON) and warnings; returns its verify
 /// outcome, if it got that far.
 fn print_build(
@@ -172,16 +168,10 @@ fn print_build(
     for event in &report.events {
         match event {
             Event::Warning(diag) => render::print(diag),
-            Event::Stage { target, stage, built, key, ms, peak_activation_bytes } => {
-                if format == MessageFormat::Json {
-                    let mut line = json!({
-                        "event": "stage", "target": target, "stage": stage.name(),
-                        "status": if *built { "built" } else { "cached" },
-                        "key": key.to_hex().to_string(), "ms": round(*ms, 3),
-                    });
-                    if let Some(bytes) = peak_activation_bytes {
-                        line["peak_activation_bytes"] = json!(bytes);
-                    }
+            Event::Stage { .. } => {
+                if format == MessageFormat::Json
+                    && let Some(line) = stage_json(event)
+                {
                     let _ = writeln!(out, "{line}");
                 }
             }

@@ -13,7 +13,8 @@ use crate::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto, type_proto,
 };
-use crate::onnx::{ErrorKind, ImportError, decode_model, import};
+use crate::onnx::tests::{f32_tensor, import_err, import_ok, node};
+use crate::onnx::{ErrorKind, decode_model, import};
 
 // ---- builders ----
 
@@ -33,32 +34,11 @@ fn input(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
 fn axis(v: i64) -> AttributeProto {
     AttributeProto {
         name: Some("axis".into()),
         r#type: Some(AttributeType::Int as i32),
         i: Some(v),
-        ..Default::default()
-    }
-}
-
-fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(DataType::Float as i32),
-        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
         ..Default::default()
     }
 }
@@ -90,20 +70,6 @@ fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoPr
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-fn import_ok(m: &ModelProto) -> Graph {
-    match import(m, &BTreeMap::new(), &BTreeMap::new()) {
-        Ok(g) => g,
-        Err(errors) => panic!("import failed: {errors:#?}"),
-    }
-}
-
-fn import_err(m: &ModelProto) -> Vec<ImportError> {
-    match import(m, &BTreeMap::new(), &BTreeMap::new()) {
-        Ok(g) => panic!("import succeeded: {g:#?}"),
-        Err(errors) => errors,
     }
 }
 

@@ -57,7 +57,7 @@ fn output(name: &str) -> ValueInfoProto {
     ValueInfoProto { name: Some(name.into()), ..Default::default() }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+pub(super) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         op_type: Some(op.into()),
         name: Some(name.into()),
@@ -95,7 +95,7 @@ fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
     }
 }
 
-fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+pub(super) fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
     TensorProto {
         name: Some(name.into()),
         dims: dims.to_vec(),
@@ -143,14 +143,14 @@ fn no_symbols() -> BTreeMap<String, usize> {
     BTreeMap::new()
 }
 
-fn import_ok(m: &ModelProto) -> Graph {
+pub(super) fn import_ok(m: &ModelProto) -> Graph {
     match import(m, &no_files(), &no_symbols()) {
         Ok(g) => g,
         Err(errors) => panic!("import failed: {errors:#?}"),
     }
 }
 
-fn import_err(m: &ModelProto) -> Vec<ImportError> {
+pub(super) fn import_err(m: &ModelProto) -> Vec<ImportError> {
     match import(m, &no_files(), &no_symbols()) {
         Ok(g) => panic!("import succeeded: {g:#?}"),
         Err(errors) => errors,
