@@ -28,6 +28,8 @@ pub enum ExecError {
     Kernel { node: String, op: String, source: KernelError },
     #[error("node {node:?} ({op}) produced {message}")]
     KernelOutput { node: String, op: String, message: String },
+    #[error("tensor {name:?} must be seeded to run part of the program, and no value was given")]
+    MissingSeed { name: String },
     #[error("the activation arena of {bytes} bytes cannot be allocated on this machine")]
     ArenaTooLarge { bytes: u64 },
     #[error(transparent)]
@@ -113,7 +115,27 @@ impl<'p> Prepared<'p> {
 
     /// Runs the program on one sample; see [`execute`].
     pub fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError> {
+        self.run_steps(0..self.program.steps.len(), inputs, &|_| None, observe)
+    }
+
+    /// Runs only the steps in `steps` (program order) on one sample, for the accuracy
+    /// debugger's layerwise and cumulative modes. Every activation the range reads but does not
+    /// produce (and every program output it does not produce) is taken from `seed`, float32
+    /// values that are encoded into the tensor's representation exactly as a step's result
+    /// would be (so a seeded tensor is quantized with its own encoding); graph inputs come from
+    /// `inputs` as in [`Prepared::run`]. A tensor that must be seeded and is not is an error.
+    /// Returns the program outputs (seeded or computed).
+    pub fn run_steps(
+        &self,
+        steps: std::ops::Range<usize>,
+        inputs: &[Tensor],
+        seed: &dyn Fn(TensorId) -> Option<Vec<f32>>,
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Result<Vec<Tensor>, ExecError> {
         let program = self.program;
+        let selected = program.steps.get(steps.clone()).ok_or_else(|| {
+            InvalidProgram(format!("steps {steps:?} are outside the program's {} steps", program.steps.len()))
+        })?;
         if inputs.len() != program.inputs.len() {
             return Err(ExecError::InputCount { expected: program.inputs.len(), got: inputs.len() });
         }
@@ -148,66 +170,115 @@ impl<'p> Prepared<'p> {
             write(&mut arena, &region, values);
         }
 
-        for step in &program.steps {
-            // Decoded activations are owned here; constants are borrowed from `self`.
-            let mut decoded: Vec<Option<Tensor>> = Vec::with_capacity(step.inputs.len());
-            for &id in &step.inputs {
-                let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
-                decoded.push(if is_constant { None } else { Some(read(&arena, &self.region(id)?)) });
+        for id in self.seeded_tensors(selected) {
+            let region = self.region(id)?;
+            let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
+            if values.len() != region.info.elements() {
+                return Err(ExecError::InputShape {
+                    name: region.info.name.clone(),
+                    expected: region.info.shape.clone(),
+                    got: vec![values.len()],
+                });
             }
-            let mut args: Vec<&Tensor> = Vec::with_capacity(step.inputs.len());
-            for (&id, own) in step.inputs.iter().zip(&decoded) {
-                let tensor = match own {
+            write(&mut arena, &region, &values);
+        }
+
+        for step in selected {
+            self.run_step(step, &mut arena, observe)?;
+        }
+
+        program.outputs.iter().map(|&id| Ok(read(&arena, &self.region(id)?))).collect()
+    }
+
+    /// The activations `steps` read (or the program outputs) that neither a graph input nor a
+    /// step of `steps` produces, in first-use order, each once.
+    fn seeded_tensors(&self, steps: &[crate::compile::program::Step]) -> Vec<TensorId> {
+        let program = self.program;
+        let mut available: std::collections::BTreeSet<TensorId> = program.inputs.iter().copied().collect();
+        let mut seeded = Vec::new();
+        let need = |id: TensorId, available: &std::collections::BTreeSet<TensorId>, seeded: &mut Vec<TensorId>| {
+            let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
+            if !is_constant && !available.contains(&id) && !seeded.contains(&id) {
+                seeded.push(id);
+            }
+        };
+        for step in steps {
+            for &id in &step.inputs {
+                need(id, &available, &mut seeded);
+            }
+            available.extend(step.outputs.iter().copied());
+        }
+        for &id in &program.outputs {
+            need(id, &available, &mut seeded);
+        }
+        seeded
+    }
+
+    /// Runs one step: decodes its inputs from the arena, runs the kernel, encodes its outputs.
+    fn run_step(
+        &self,
+        step: &crate::compile::program::Step,
+        arena: &mut [u8],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Result<(), ExecError> {
+        // Decoded activations are owned here; constants are borrowed from `self`.
+        let mut decoded: Vec<Option<Tensor>> = Vec::with_capacity(step.inputs.len());
+        for &id in &step.inputs {
+            let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
+            decoded.push(if is_constant { None } else { Some(read(arena, &self.region(id)?)) });
+        }
+        let mut args: Vec<&Tensor> = Vec::with_capacity(step.inputs.len());
+        for (&id, own) in step.inputs.iter().zip(&decoded) {
+            let tensor =
+                match own {
                     Some(t) => t,
                     None => self.constants.get(id.index()).and_then(Option::as_ref).ok_or_else(|| {
                         InvalidProgram(format!("step {:?} reads {id:?}, which has no data", step.node))
                     })?,
                 };
-                args.push(tensor);
-            }
-            let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
-            let infos: Vec<TensorInfo> = regions.iter().map(|r| r.info.clone()).collect();
-            let op = step.op.type_name();
-            let results = run_op(&step.op, &args, &infos).map_err(|source| ExecError::Kernel {
+            args.push(tensor);
+        }
+        let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
+        let infos: Vec<TensorInfo> = regions.iter().map(|r| r.info.clone()).collect();
+        let op = step.op.type_name();
+        let results = run_op(&step.op, &args, &infos).map_err(|source| ExecError::Kernel {
+            node: step.node.clone(),
+            op: op.into(),
+            source,
+        })?;
+        if results.len() != regions.len() {
+            return Err(ExecError::KernelOutput {
                 node: step.node.clone(),
                 op: op.into(),
-                source,
-            })?;
-            if results.len() != regions.len() {
-                return Err(ExecError::KernelOutput {
-                    node: step.node.clone(),
-                    op: op.into(),
-                    message: format!("{} outputs, the program expects {}", results.len(), regions.len()),
-                });
-            }
-            for ((result, region), &id) in results.iter().zip(&regions).zip(&step.outputs) {
-                let values = match result.as_f32() {
-                    Some(v) if result.shape == region.info.shape && v.len() == region.info.elements() => v,
-                    _ => {
-                        return Err(ExecError::KernelOutput {
-                            node: step.node.clone(),
-                            op: op.into(),
-                            message: format!(
-                                "a {} tensor of shape {:?} for {:?}, expected float32 {:?}",
-                                result.dtype().name(),
-                                result.shape,
-                                region.info.name,
-                                region.info.shape
-                            ),
-                        });
-                    }
-                };
-                write(&mut arena, region, values);
-                if *region.repr == Repr::F32 {
-                    // Stored bit for bit: what the arena holds is the kernel's result.
-                    observe(id, result);
-                } else {
-                    observe(id, &read(&arena, region));
+                message: format!("{} outputs, the program expects {}", results.len(), regions.len()),
+            });
+        }
+        for ((result, region), &id) in results.iter().zip(&regions).zip(&step.outputs) {
+            let values = match result.as_f32() {
+                Some(v) if result.shape == region.info.shape && v.len() == region.info.elements() => v,
+                _ => {
+                    return Err(ExecError::KernelOutput {
+                        node: step.node.clone(),
+                        op: op.into(),
+                        message: format!(
+                            "a {} tensor of shape {:?} for {:?}, expected float32 {:?}",
+                            result.dtype().name(),
+                            result.shape,
+                            region.info.name,
+                            region.info.shape
+                        ),
+                    });
                 }
+            };
+            write(arena, region, values);
+            if *region.repr == Repr::F32 {
+                // Stored bit for bit: what the arena holds is the kernel's result.
+                observe(id, result);
+            } else {
+                observe(id, &read(arena, region));
             }
         }
-
-        program.outputs.iter().map(|&id| Ok(read(&arena, &self.region(id)?))).collect()
+        Ok(())
     }
 }
 
@@ -299,6 +370,51 @@ mod tests {
             let again = execute(&prepared, std::slice::from_ref(&x), &mut |_, _| {}).unwrap();
             assert_eq!(again, outputs);
         }
+    }
+
+    #[test]
+    fn a_step_range_runs_from_seeded_float_values() {
+        let (q, ids) = conv_relu_quantized();
+        let program = compile(&q, &backend("htp")).unwrap();
+        let prepared = prepare(&program).unwrap();
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let (whole, _) = observe_all(&program, std::slice::from_ref(&x));
+        let all =
+            prepared.run_steps(0..program.steps.len(), std::slice::from_ref(&x), &|_| None, &mut |_, _| {}).unwrap();
+        assert_eq!(all, whole, "the full range is the ordinary run");
+
+        // The Relu step alone, seeded with the Conv's float (unquantized) output from the hand
+        // computation of `the_quantized_conv_relu_matches_the_hand_computation`: the seed is
+        // quantized with y's encoding (scale 1/8, offset -32) to the same codes the full run
+        // stores, so z is the full run's z.
+        let relu = program.steps.iter().position(|s| s.outputs == [ids.z]).unwrap();
+        let y_float = vec![
+            0.849609375,
+            -1.400390625,
+            3.099609375,
+            0.568359375,
+            -0.4541015625,
+            0.3076171875,
+            -1.2158203125,
+            -0.35888671875,
+        ];
+        let mut seen = Vec::new();
+        let seed = |id: TensorId| (id == ids.y).then(|| y_float.clone());
+        let out =
+            prepared.run_steps(relu..relu + 1, std::slice::from_ref(&x), &seed, &mut |id, _| seen.push(id)).unwrap();
+        assert_eq!(out, whole);
+        assert_eq!(seen, [ids.z], "only the selected step runs");
+
+        // A seed off the grid is clamped like a step result: y = 100 -> code 223 -> 27.875,
+        // z = Relu(27.875) quantized with scale 1/4, offset 0 -> code 111.5 -> 112 -> 28.
+        let seed = |id: TensorId| (id == ids.y).then(|| vec![100.0; 8]);
+        let out = prepared.run_steps(relu..relu + 1, std::slice::from_ref(&x), &seed, &mut |_, _| {}).unwrap();
+        assert_eq!(out[0].as_f32().unwrap(), [28.0; 8]);
+
+        let missing = prepared.run_steps(relu..relu + 1, std::slice::from_ref(&x), &|_| None, &mut |_, _| {});
+        assert!(matches!(missing, Err(ExecError::MissingSeed { .. })), "{missing:?}");
+        let outside = prepared.run_steps(0..99, std::slice::from_ref(&x), &|_| None, &mut |_, _| {});
+        assert!(matches!(outside, Err(ExecError::InvalidProgram(_))), "{outside:?}");
     }
 
     #[test]

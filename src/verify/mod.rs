@@ -4,7 +4,10 @@
 //! Pure: no IO. The engine feeds tensors sample by sample through [`SummaryBuilder`] and
 //! writes the strings [`summary_json`] and [`summary_csv`] return.
 
+pub mod checker;
 mod error;
+pub mod golden;
+pub mod html;
 mod metrics;
 mod report;
 mod summary;

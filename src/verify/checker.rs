@@ -1,0 +1,1 @@
+//! The quantization checker (work in progress by its owner).
