@@ -1,0 +1,237 @@
+//! The six checker algorithms as pure formulas over plain slices (after the SDK's
+//! qnn-quantization-checker, digest `accuracy-tools-checker-evaluator.md` §1.4).
+//!
+//! Every function takes data that already went through [`nan_to_num`] and computes in f64
+//! (the inputs are f32, so every input value is exact in f64). None of them is called with
+//! an empty slice: [`super::check_param`] and friends turn empty tensors into N/A first.
+
+/// The SDK's `np.nan_to_num` on float32 data: NaN -> 0, +inf -> `f32::MAX`, -inf ->
+/// `f32::MIN` (the largest finite values of the array's dtype).
+pub fn nan_to_num(values: &[f32]) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&x| {
+            if x.is_nan() {
+                0.0
+            } else if x == f32::INFINITY {
+                f32::MAX
+            } else if x == f32::NEG_INFINITY {
+                f32::MIN
+            } else {
+                x
+            }
+        })
+        .collect()
+}
+
+/// `(min, max)` of a non-empty slice, in f64.
+pub fn min_max(values: &[f32]) -> (f64, f64) {
+    values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x as f64), hi.max(x as f64)))
+}
+
+/// `minmax`: `(|min(u) - min(d)|, |max(u) - max(d)|)`, where `(d_min, d_max)` is either the
+/// dequantized tensor's range or, for activations, the encoding's representable range.
+pub fn minmax(unquantized: &[f32], (d_min, d_max): (f64, f64)) -> (f64, f64) {
+    let (u_min, u_max) = min_max(unquantized);
+    ((u_min - d_min).abs(), (u_max - d_max).abs())
+}
+
+/// `maxdiff`: `max |u - d|` over elements (slices of equal length).
+pub fn maxdiff(unquantized: &[f32], dequantized: &[f32]) -> f64 {
+    unquantized.iter().zip(dequantized).map(|(&u, &d)| (u as f64 - d as f64).abs()).fold(0.0, f64::max)
+}
+
+/// `sqnr` in dB: `10 log10(mean(u^2) / mean((d - u)^2))`; `+inf` when the error is exactly
+/// zero (the SDK's `sqnr: inf`), `-inf` when the signal is zero but the error is not.
+pub fn sqnr(unquantized: &[f32], dequantized: &[f32]) -> f64 {
+    let n = unquantized.len().max(1) as f64;
+    let mse = unquantized.iter().zip(dequantized).map(|(&u, &d)| (d as f64 - u as f64).powi(2)).sum::<f64>() / n;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    let signal = unquantized.iter().map(|&u| (u as f64).powi(2)).sum::<f64>() / n;
+    10.0 * (signal / mse).log10()
+}
+
+/// The `stats` algorithm's numbers (numpy's definitions: population variance, the median
+/// averages the two middle values of an even count, the mode is the smallest of the most
+/// frequent values).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub skew: f64,
+    pub min: f64,
+    pub max: f64,
+    pub median: f64,
+    pub mean: f64,
+    pub variance: f64,
+    pub std_dev: f64,
+    pub mode: f64,
+}
+
+/// `stats`: `skew = mean(((x - mean) / std)^3)`, 0 when `std == 0`.
+pub fn stats(values: &[f32]) -> Stats {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let variance = values.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let std_dev = variance.sqrt();
+    let skew = if std_dev == 0.0 {
+        0.0
+    } else {
+        values.iter().map(|&x| ((x as f64 - mean) / std_dev).powi(3)).sum::<f64>() / n
+    };
+    let mut sorted: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    let median = match (sorted.len() % 2, sorted.get(mid)) {
+        (_, None) => 0.0,
+        (1, Some(&m)) => m,
+        (_, Some(&hi)) => (sorted.get(mid.wrapping_sub(1)).copied().unwrap_or(hi) + hi) / 2.0,
+    };
+    // Runs of equal values in sorted order; the first longest run is numpy's
+    // `vals[argmax(counts)]` over `np.unique` (sorted), i.e. the smallest most frequent value.
+    let (mut mode, mut best, mut run) = (sorted.first().copied().unwrap_or(0.0), 0usize, 0usize);
+    for (i, &x) in sorted.iter().enumerate() {
+        run = if i > 0 && sorted[i - 1] == x { run + 1 } else { 1 };
+        if run > best {
+            best = run;
+            mode = x;
+        }
+    }
+    Stats {
+        skew,
+        min: sorted.first().copied().unwrap_or(0.0),
+        max: sorted.last().copied().unwrap_or(0.0),
+        median,
+        mean,
+        variance,
+        std_dev,
+        mode,
+    }
+}
+
+/// `data_range_analyzer`: `(count(unique(int(x))), max(x) - min(x))`. `int(x)` truncates
+/// toward zero; we count distinct `trunc(x)` as floats, which equals numpy's count of
+/// distinct `astype(int)` wherever that cast is defined (`|x| < 2^63`).
+pub fn data_range(values: &[f32]) -> (usize, f64) {
+    let mut truncated: Vec<f64> = values.iter().map(|&x| (x as f64).trunc()).collect();
+    truncated.sort_by(f64::total_cmp);
+    // `==` (not `total_cmp`) so that -0.0 and 0.0 count once, as int 0 does.
+    truncated.dedup_by(|a, b| a == b);
+    let (lo, hi) = min_max(values);
+    (truncated.len(), hi - lo)
+}
+
+/// Upper bound on the histogram's bin count. Unreachable for f32 data: a value with a
+/// fractional part has `|x| < 2^23`, so `max - min + 1 < 2^24 + 1`. Kept so the function is
+/// total for any input; the bins are never allocated either way (see [`data_distribution`]).
+pub const MAX_BINS: u64 = 1 << 25;
+
+/// `data_distribution_analyzer`: over the values with a fractional part (`x != int(x)`),
+/// the largest `(count(bin) - 1) / N` of `np.histogram(values, bins = max(int(max - min +
+/// 1), 256))`; 0 when no value has a fractional part.
+///
+/// The SDK's `maxRatio` only depends on the fullest bin, so instead of allocating the bins
+/// this computes every value's bin index exactly as numpy does (uniform bins: `floor((x -
+/// first) / (last - first) * bins)`, then the one-ulp corrections against the `linspace`
+/// edges) and counts equal indices after sorting: same result, O(N) memory.
+pub fn data_distribution(values: &[f32]) -> f64 {
+    let fractional: Vec<f64> = values.iter().map(|&x| x as f64).filter(|x| x.fract() != 0.0).collect();
+    if fractional.is_empty() {
+        return 0.0;
+    }
+    let (mut first, mut last) =
+        fractional.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let bins = ((last - first + 1.0).trunc() as u64).clamp(256, MAX_BINS);
+    if first == last {
+        // numpy widens an empty range by 0.5 on each side.
+        first -= 0.5;
+        last += 0.5;
+    }
+    let step = (last - first) / bins as f64;
+    let edge = |i: u64| if i >= bins { last } else { i as f64 * step + first };
+    let mut indices: Vec<u64> = fractional
+        .iter()
+        .map(|&x| {
+            let mut i = (((x - first) / (last - first)) * bins as f64) as u64;
+            if i >= bins {
+                i = bins - 1;
+            }
+            if x < edge(i) {
+                i = i.saturating_sub(1);
+            }
+            if x >= edge(i + 1) && i != bins - 1 {
+                i += 1;
+            }
+            i
+        })
+        .collect();
+    indices.sort_unstable();
+    let mut fullest = 0usize;
+    for run in indices.chunk_by(|a, b| a == b) {
+        fullest = fullest.max(run.len());
+    }
+    (fullest.saturating_sub(1)) as f64 / fractional.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_to_num_follows_numpy_for_float32() {
+        assert_eq!(nan_to_num(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5]), vec![0.0, f32::MAX, f32::MIN, 1.5]);
+    }
+
+    /// u = [0, 1, 2, 3], d = [0, 1, 2, 2.5]: |0-0| = 0, |3-2.5| = 0.5, maxdiff 0.5,
+    /// mse = 0.25/4 = 0.0625, mean(u^2) = 14/4 = 3.5, sqnr = 10 log10(56) = 17.4818803 dB.
+    #[test]
+    fn comparisons_by_hand() {
+        let u = [0.0, 1.0, 2.0, 3.0];
+        let d = [0.0, 1.0, 2.0, 2.5];
+        assert_eq!(minmax(&u, min_max(&d)), (0.0, 0.5));
+        assert_eq!(maxdiff(&u, &d), 0.5);
+        assert!((sqnr(&u, &d) - 17.481_880_270_062_005).abs() < 1e-12);
+        assert_eq!(sqnr(&u, &u), f64::INFINITY);
+        assert_eq!(sqnr(&[0.0, 0.0], &[0.0, 1.0]), f64::NEG_INFINITY);
+    }
+
+    /// [1, 2, 2, 10]: mean 3.75, deviations -2.75 -1.75 -1.75 6.25, variance (7.5625 + 3.0625
+    /// + 3.0625 + 39.0625) / 4 = 13.1875, std 3.6314597, cubes of z: -0.4200 -0.1082 -0.1082
+    /// 5.0335 (z = dev / std), skew = mean = 1.0992727; median (2 + 2) / 2 = 2, mode 2.
+    #[test]
+    fn stats_by_hand() {
+        let s = stats(&[10.0, 2.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.max, s.median, s.mean, s.mode), (1.0, 10.0, 2.0, 3.75, 2.0));
+        assert!((s.variance - 13.1875).abs() < 1e-12);
+        let z = |dev: f64| dev / 13.1875f64.sqrt();
+        let skew = (z(-2.75).powi(3) + 2.0 * z(-1.75).powi(3) + z(6.25).powi(3)) / 4.0;
+        assert!((s.skew - skew).abs() < 1e-12 && (s.skew - 1.09927).abs() < 1e-5, "{}", s.skew);
+        // Constant data: std 0 -> skew 0; ties for the mode go to the smallest value.
+        assert_eq!(stats(&[4.0; 3]).skew, 0.0);
+        assert_eq!(stats(&[3.0, 1.0, 3.0, 1.0]).mode, 1.0);
+        assert_eq!(stats(&[3.0, 1.0, 2.0]).median, 2.0);
+    }
+
+    /// trunc: [-0.5, 0.5, 1.9, 2.0, -1.2] -> [-0, 0, 1, 2, -1]: 4 distinct; range 1.9 + 1.2 = 3.1.
+    #[test]
+    fn data_range_by_hand() {
+        let (uniques, range) = data_range(&[-0.5, 0.5, 1.9, 2.0, -1.2]);
+        assert_eq!(uniques, 4);
+        assert!((range - (1.9f32 as f64 + 1.2f32 as f64)).abs() < 1e-12);
+    }
+
+    /// Fractional values [0.25, 0.25, 0.25, 10.5]; integers are dropped. bins = max(int(10.25
+    /// + 1), 256) = 256 over [0.25, 10.5]: the three 0.25 share bin 0 -> (3 - 1) / 4 = 0.5.
+    /// One fractional value: the range is widened to [x - 0.5, x + 0.5], one bin holds it, (1
+    /// - 1) / 1 = 0. Only integers: 0.
+    #[test]
+    fn data_distribution_by_hand() {
+        assert_eq!(data_distribution(&[0.25, 0.25, 3.0, 0.25, 10.5, 7.0]), 0.5);
+        assert_eq!(data_distribution(&[0.5]), 0.0);
+        assert_eq!(data_distribution(&[1.0, -2.0]), 0.0);
+        // Wide range: [0.5, 4000000.5], bins = int(4e6 + 1) = 4000001 > 256, width =
+        // 4e6 / 4000001 = 0.99999975; (1000.5 - 0.5) / width = 1000.00025 and (1000.6 - 0.5) /
+        // width = 1000.10025: both in bin 1000, so 2 of the 4 share a bin -> (2 - 1) / 4.
+        assert_eq!(data_distribution(&[0.5, 1000.5, 1000.6, 4_000_000.5]), 0.25);
+    }
+}

@@ -1,0 +1,3 @@
+//! Tests of the checker: configuration, verdicts, graph walk, and the numpy reference.
+
+use super::*;
