@@ -408,3 +408,396 @@ pub fn decode_raw(bytes: &[u8]) -> Result<Vec<f32>, RawError> {
     }
     Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn want(name: &str, elements: usize) -> Wanted {
+        Wanted { name: name.to_string(), elements }
+    }
+
+    fn file(path: &str, bytes: u64) -> GoldenFile {
+        GoldenFile { relative_path: path.to_string(), bytes }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn mapping(pairs: &[(&str, &str)]) -> TensorMapping {
+        TensorMapping { entries: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    fn matched(m: &GoldenMatch) -> Vec<(&str, &str, MatchedBy)> {
+        m.matched.iter().map(|(t, f, by)| (t.as_str(), f.as_str(), *by)).collect()
+    }
+
+    /// The vendor docs' file-name examples (digest §1.3): `:` and `/` become `_`.
+    #[test]
+    fn sanitized_names_follow_the_vendor_examples() {
+        assert_eq!(
+            sanitize_name("InceptionV3/InceptionV3/Conv2d_1a_3x3/Relu:0"),
+            "InceptionV3_InceptionV3_Conv2d_1a_3x3_Relu_0"
+        );
+        assert_eq!(sanitize_name("InceptionV3/Conv2d_1a_3x3/Relu:0"), "InceptionV3_Conv2d_1a_3x3_Relu_0");
+        assert_eq!(subdirectory_form("inception_3a/1x1/bn/sc").as_deref(), Some("inception_3a/1x1/bn/sc"));
+        assert_eq!(subdirectory_form("/conv1/Conv_output_0").as_deref(), Some("conv1/Conv_output_0"));
+        assert_eq!(subdirectory_form("logits"), None);
+    }
+
+    #[test]
+    fn each_match_path_is_taken_and_named() {
+        let wanted = [
+            want("logits", 10),
+            want("inception_3a/1x1/bn/sc", 4),
+            want("InceptionV3/Conv2d_1a_3x3/Relu:0", 2),
+            want("Postprocessor/BatchMultiClassNonMaxSuppression_boxes", 3),
+        ];
+        let files = [
+            file("logits.raw", 40),
+            file("inception_3a/1x1/bn/sc.raw", 16),
+            file("InceptionV3_Conv2d_1a_3x3_Relu_0.raw", 8),
+            // The mapping's golden name `detection_boxes:0` (digest §2.3), found sanitized.
+            file("detection_boxes_0.raw", 12),
+        ];
+        let map = mapping(&[("Postprocessor/BatchMultiClassNonMaxSuppression_boxes", "detection_boxes:0")]);
+        let m = match_goldens(&wanted, &files, Some(&map));
+        assert_eq!(
+            matched(&m),
+            [
+                ("logits", "logits.raw", MatchedBy::Exact),
+                ("inception_3a/1x1/bn/sc", "inception_3a/1x1/bn/sc.raw", MatchedBy::Subdirectory),
+                ("InceptionV3/Conv2d_1a_3x3/Relu:0", "InceptionV3_Conv2d_1a_3x3_Relu_0.raw", MatchedBy::Sanitized),
+                ("Postprocessor/BatchMultiClassNonMaxSuppression_boxes", "detection_boxes_0.raw", MatchedBy::Mapping),
+            ]
+        );
+        assert!(m.unmatched_tensors.is_empty() && m.unmatched_files.is_empty(), "{m:?}");
+        assert!(m.wrong_size.is_empty() && m.collisions.is_empty(), "{m:?}");
+
+        // Without the mapping the last tensor and its file are left over, on both lists.
+        let m = match_goldens(&wanted, &files, None);
+        assert_eq!(m.unmatched_tensors, ["Postprocessor/BatchMultiClassNonMaxSuppression_boxes"]);
+        assert_eq!(m.unmatched_files, ["detection_boxes_0.raw"]);
+    }
+
+    /// A mapped golden name is looked up as written and in sub-directory form too.
+    #[test]
+    fn mapped_names_resolve_in_every_form() {
+        let wanted = [want("a", 1), want("b", 1)];
+        let files = [file("g1.raw", 4), file("dir/g2.raw", 4)];
+        let map = mapping(&[("a", "g1"), ("b", "/dir/g2")]);
+        let m = match_goldens(&wanted, &files, Some(&map));
+        assert_eq!(matched(&m), [("a", "g1.raw", MatchedBy::Mapping), ("b", "dir/g2.raw", MatchedBy::Mapping)]);
+    }
+
+    #[test]
+    fn earlier_stages_win_and_a_file_goes_to_one_tensor() {
+        // `a_b` is found exactly; `a.b` would sanitize to the same file, which is taken.
+        let m = match_goldens(&[want("a.b", 1), want("a_b", 1)], &[file("a_b.raw", 4)], None);
+        assert_eq!(matched(&m), [("a_b", "a_b.raw", MatchedBy::Exact)]);
+        assert_eq!(m.unmatched_tensors, ["a.b"]);
+        assert!(m.collisions.is_empty());
+
+        // The exact file wins over the mapping's; the mapping's file is then left over.
+        let map = mapping(&[("x", "y")]);
+        let m = match_goldens(&[want("x", 1)], &[file("x.raw", 4), file("y.raw", 4)], Some(&map));
+        assert_eq!(matched(&m), [("x", "x.raw", MatchedBy::Exact)]);
+        assert_eq!(m.unmatched_files, ["y.raw"]);
+    }
+
+    #[test]
+    fn sanitized_collisions_are_reported_not_picked() {
+        let wanted = [want("a:b", 2), want("a.b", 2), want("c", 2)];
+        let files = [file("a_b.raw", 8), file("c.raw", 8)];
+        let m = match_goldens(&wanted, &files, None);
+        assert_eq!(matched(&m), [("c", "c.raw", MatchedBy::Exact)]);
+        assert_eq!(m.unmatched_tensors, ["a:b", "a.b"]);
+        assert_eq!(m.unmatched_files, ["a_b.raw"]);
+        assert_eq!(
+            m.collisions,
+            [Collision { file: "a_b.raw".into(), tensors: strings(&["a:b", "a.b"]), by: MatchedBy::Sanitized }]
+        );
+
+        // A mapping entry settles it; the collision is still reported.
+        let map = mapping(&[("a.b", "a_b")]);
+        let m = match_goldens(&wanted, &files, Some(&map));
+        assert_eq!(matched(&m), [("a.b", "a_b.raw", MatchedBy::Mapping), ("c", "c.raw", MatchedBy::Exact)]);
+        assert_eq!(m.unmatched_tensors, ["a:b"]);
+        assert!(m.unmatched_files.is_empty());
+        assert_eq!(m.collisions.len(), 1);
+
+        // Two mapping entries naming one golden file: a collision too.
+        let map = mapping(&[("a.b", "g"), ("a:b", "g")]);
+        let m = match_goldens(&wanted, &[file("g.raw", 8)], Some(&map));
+        assert!(m.matched.is_empty());
+        assert_eq!(m.collisions.iter().map(|c| c.by).collect::<Vec<_>>(), [MatchedBy::Mapping]);
+    }
+
+    #[test]
+    fn wrong_sizes_are_reported_and_final() {
+        // 10 float32 values need 40 bytes; the exact file has 36. The sanitized one would fit,
+        // but a name match is final.
+        let wanted = [want("t.0", 10)];
+        let files = [file("t.0.raw", 36), file("t_0.raw", 40)];
+        let m = match_goldens(&wanted, &files, None);
+        assert!(m.matched.is_empty());
+        assert_eq!(m.wrong_size, [("t.0".to_string(), "t.0.raw".to_string(), 40, 36)]);
+        assert!(m.unmatched_tensors.is_empty());
+        assert_eq!(m.unmatched_files, ["t_0.raw"]);
+    }
+
+    #[test]
+    fn result_is_independent_of_file_order_and_ignores_other_files() {
+        let wanted = [want("/x/y", 1), want("z", 1), want("w", 1)];
+        let mut files = vec![
+            file("x/y.raw", 4),
+            file("README.md", 10),
+            file("z.raw", 4),
+            file("extra_b.raw", 4),
+            file("extra_a.raw", 4),
+            file("_x_y.raw", 4),
+        ];
+        let first = match_goldens(&wanted, &files, None);
+        files.reverse();
+        assert_eq!(match_goldens(&wanted, &files, None), first);
+        assert_eq!(matched(&first), [("/x/y", "x/y.raw", MatchedBy::Subdirectory), ("z", "z.raw", MatchedBy::Exact)]);
+        assert_eq!(first.unmatched_files, ["_x_y.raw", "extra_a.raw", "extra_b.raw"]);
+        assert_eq!(first.unmatched_tensors, ["w"]);
+    }
+
+    #[test]
+    fn closest_name_hints_for_unmatched_tensors() {
+        let wanted = [want("/conv1/Conv_output_0", 1), want("logits", 1)];
+        let files = [file("conv1_Conv_output_1.raw", 4), file("debug_probe.raw", 4)];
+        let m = match_goldens(&wanted, &files, None);
+        assert_eq!(m.unmatched_tensors.len(), 2);
+        // `_conv1_conv_output_0` vs `conv1_conv_output_1`: 2 edits in 20 characters = 0.9.
+        assert_eq!(m.closest, [("/conv1/Conv_output_0".to_string(), "conv1_Conv_output_1.raw".to_string())]);
+        assert_eq!(closest_file("logits", &strings(&["debug_probe.raw"])), None);
+    }
+
+    /// Where an error span starts, as (line, column).
+    fn at(text: &str, e: &MappingError) -> (usize, usize) {
+        e.span.line_column(text)
+    }
+
+    #[test]
+    fn mapping_files_parse() {
+        // The vendor docs' example (digest §2.3).
+        let text = r#"{
+  "Postprocessor/BatchMultiClassNonMaxSuppression_boxes": "detection_boxes:0",
+  "Postprocessor/BatchMultiClassNonMaxSuppression_scores": "detection_scores:0"
+}"#;
+        let m = parse_mapping(text).unwrap();
+        assert_eq!(m.entries.len(), 2);
+        assert_eq!(m.get("Postprocessor/BatchMultiClassNonMaxSuppression_scores"), Some("detection_scores:0"));
+        assert_eq!(m.get("detection_scores:0"), None);
+        // Serializes back as the plain object.
+        assert_eq!(serde_json::from_str::<TensorMapping>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
+        assert_eq!(parse_mapping("{}").unwrap(), TensorMapping::default());
+    }
+
+    #[test]
+    fn mapping_errors_point_at_the_culprit() {
+        // Duplicate key: the second one, line 3 column 3.
+        let text = "{\n  \"a\": \"x\",\n  \"a\": \"y\"\n}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!(at(text, &e), (3, 3));
+        assert_eq!(e.span.len, 3, "the quoted key");
+        assert!(e.message.contains("line 2, column 3"), "{}", e.message);
+
+        // A number value: line 2, column 8, two characters.
+        let text = "{\n  \"a\": 12\n}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!((at(text, &e), e.span.len), ((2, 8), 2));
+        assert!(e.message.contains("a number"), "{}", e.message);
+
+        let text = "{\"a\": null}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!((at(text, &e), e.span.len), ((1, 7), 4));
+
+        let text = "{\"a\": \"\"}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!(at(text, &e), (1, 7));
+        assert!(e.message.contains("empty"), "{}", e.message);
+
+        // A list is not a mapping.
+        let e = parse_mapping("[\"a\"]").unwrap_err();
+        assert_eq!(e.span, Span::new(0, 5));
+
+        // Strict JSON: the trailing comma's closing brace on line 3 column 1 is where
+        // serde_json stops (a non-ASCII key before it checks the byte/char conversion).
+        let text = "{\n  \"é\": \"x\",\n}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!(at(text, &e), (3, 1));
+        assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
+
+        let text = "{\n  // comment\n  \"a\": \"x\"\n}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!(at(text, &e).0, 2);
+
+        let e = parse_mapping("  \n").unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
+        let e = parse_mapping("{\"a\": 'x'}").unwrap_err();
+        assert_eq!(at("{\"a\": 'x'}", &e), (1, 7));
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(sample_dirs(&strings(&["a.raw", "conv1", "README.md"])), Ok(vec![]));
+        assert_eq!(sample_dirs(&[]), Ok(vec![]));
+        // Numeric order, not lexicographic: Result_10 comes after Result_9.
+        let mut entries: Vec<String> = (0..11).map(|n| format!("Result_{n}")).collect();
+        entries.sort();
+        entries.push("input_list.txt".into());
+        let dirs = sample_dirs(&entries).unwrap();
+        assert_eq!(dirs.len(), 11);
+        assert_eq!(dirs.get(9..).unwrap(), ["Result_9", "Result_10"]);
+        assert_eq!(
+            sample_dirs(&strings(&["Result_0", "Result_1", "Result_3"])),
+            Err(GoldenLayoutError::Gap { missing: 2, found: 3, last: 3 })
+        );
+        assert_eq!(sample_dirs(&strings(&["Result_1"])), Err(GoldenLayoutError::Gap { missing: 0, found: 1, last: 1 }));
+        for bad in ["Result_01", "Result_x", "Result_", "Result_-1"] {
+            assert_eq!(
+                sample_dirs(&strings(&["Result_0", bad])),
+                Err(GoldenLayoutError::BadName { name: bad.into() }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            sample_dirs(&strings(&["Result_0", "logits.raw"])),
+            Err(GoldenLayoutError::Mixed { file: "logits.raw".into() })
+        );
+        let e = GoldenLayoutError::Gap { missing: 2, found: 3, last: 3 };
+        assert!(e.to_string().starts_with("Result_2 is missing"), "{e}");
+    }
+
+    #[test]
+    fn raw_decoding() {
+        // 1.0 = 0x3F800000, -2.5 = 0xC0200000 (IEEE 754), little-endian byte order.
+        assert_eq!(decode_raw(&[0, 0, 0x80, 0x3F, 0, 0, 0x20, 0xC0]), Ok(vec![1.0, -2.5]));
+        assert_eq!(decode_raw(&[]), Ok(vec![]));
+        assert_eq!(decode_raw(&[0; 5]), Err(RawError { len: 5 }));
+    }
+
+    // The fixtures of tests/data/goldens/ (written by onnxruntime, scripts/python/dump_goldens.py).
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let read = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        read.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    /// Every file under `dir`, `/`-separated relative paths.
+    fn golden_files(dir: &Path) -> Vec<GoldenFile> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<GoldenFile>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(base, &path, out);
+                } else {
+                    let rel = path.strip_prefix(base).unwrap();
+                    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into()).collect();
+                    out.push(GoldenFile { relative_path: parts.join("/"), bytes: path.metadata().unwrap().len() });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    /// The digits model as qairt optimizes it (BN folded), its layer tensors in graph order.
+    fn digits_graph() -> (crate::ir::Graph, Vec<Wanted>) {
+        let bytes = std::fs::read(root().join("examples/digits/model.onnx")).unwrap();
+        let model = crate::onnx::decode_model(&bytes).unwrap();
+        let graph = crate::onnx::import(&model, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        let (graph, _) = crate::passes::optimize(graph).unwrap();
+        let wanted = graph
+            .nodes
+            .iter()
+            .flat_map(|n| &n.outputs)
+            .map(|&id| want(&graph.info(id).name, graph.info(id).elements()))
+            .collect();
+        (graph, wanted)
+    }
+
+    fn read_f32(path: &Path) -> Vec<f32> {
+        decode_raw(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    }
+
+    /// onnxruntime's dump of the BN-folded digits model: every layer tensor of qairt's
+    /// optimized graph is found (by sanitized name) in every Result_N, nothing is left over,
+    /// and the values are what qairt's interpreter computes for the same inputs.
+    #[test]
+    fn onnxruntime_dump_matches_every_layer_of_the_digits_graph() {
+        let dir = root().join("tests/data/goldens/digits_ort");
+        let (graph, wanted) = digits_graph();
+        assert_eq!(wanted.len(), 9, "Conv Relu Conv Relu MaxPool Flatten Gemm Relu Gemm");
+        let samples = sample_dirs(&entries(&dir)).unwrap();
+        assert_eq!(samples.len(), 8);
+        let list = std::fs::read_to_string(dir.join("input_list.txt")).unwrap();
+        let inputs: Vec<&str> = list.lines().collect();
+        assert_eq!(inputs.len(), samples.len());
+        let mut worst = 0f64;
+        for (n, (sample, input)) in samples.iter().zip(&inputs).enumerate() {
+            let m = match_goldens(&wanted, &golden_files(&dir.join(sample)), None);
+            assert_eq!(m.matched.len(), 9, "{sample}: {m:?}");
+            assert!(m.matched.iter().all(|(_, _, by)| *by == MatchedBy::Sanitized), "{m:?}");
+            assert!(m.unmatched_tensors.is_empty() && m.unmatched_files.is_empty(), "{m:?}");
+            assert!(m.wrong_size.is_empty() && m.collisions.is_empty(), "{m:?}");
+
+            let x = crate::ir::Tensor::from_f32(vec![1, 1, 8, 8], read_f32(&dir.join(input)));
+            let mut ours: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+            crate::runtime::interpret(&graph, &[x], &mut |id, t| {
+                ours.insert(graph.info(id).name.clone(), t.to_f32_vec());
+            })
+            .unwrap();
+            for (tensor, path, _) in &m.matched {
+                let golden = read_f32(&dir.join(sample).join(path));
+                let mine = &ours[tensor];
+                let scale = golden.iter().fold(0f64, |a, v| a.max(f64::from(v.abs())));
+                let diff = golden.iter().zip(mine).fold(0f64, |a, (g, o)| a.max(f64::from((g - o).abs())));
+                worst = worst.max(diff / scale.max(1e-12));
+            }
+            // The logits agree with the example's own onnxruntime run of the unfolded model.
+            let logits = read_f32(&dir.join(sample).join("logits.raw"));
+            let earlier = read_f32(&root().join(format!("examples/digits/test/ort/Result_{n}/logits.raw")));
+            assert_eq!(logits.len(), 10);
+            assert!(logits.iter().zip(&earlier).all(|(a, b)| (a - b).abs() <= 1e-4 * b.abs().max(1.0)));
+        }
+        println!("digits_ort: max relative |qairt - onnxruntime| over 9 layers x 8 samples: {worst:e}");
+        assert!(worst < 1e-5, "{worst}");
+    }
+
+    /// The renamed, flat variant: everything through mapping.json except the tensor whose
+    /// file was dropped; the extra file is left over.
+    #[test]
+    fn renamed_dump_needs_its_mapping_file() {
+        let dir = root().join("tests/data/goldens/digits_renamed");
+        let (_, wanted) = digits_graph();
+        assert_eq!(sample_dirs(&entries(&dir)), Ok(vec![]), "flat layout");
+        let map = parse_mapping(&std::fs::read_to_string(dir.join("mapping.json")).unwrap()).unwrap();
+        assert_eq!(map.entries.len(), 9);
+        let files = golden_files(&dir);
+        let m = match_goldens(&wanted, &files, Some(&map));
+        assert_eq!(m.matched.len(), 8, "{m:?}");
+        assert!(m.matched.iter().all(|(_, _, by)| *by == MatchedBy::Mapping), "{m:?}");
+        assert_eq!(m.unmatched_tensors, ["/pool/MaxPool_output_0"]);
+        assert_eq!(m.unmatched_files, ["golden__debug_probe.raw"]);
+        assert!(m.wrong_size.is_empty() && m.collisions.is_empty(), "{m:?}");
+
+        let m = match_goldens(&wanted, &files, None);
+        assert!(m.matched.is_empty());
+        assert_eq!(m.unmatched_tensors.len(), 9);
+        assert_eq!(m.unmatched_files.len(), 9);
+    }
+}
