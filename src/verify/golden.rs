@@ -641,6 +641,13 @@ mod tests {
         assert_eq!(at(text, &e), (3, 1));
         assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
 
+        // Same line, after a two-byte character: serde_json counts columns in bytes, the span
+        // must still land on the `}` (character 11 of the line).
+        let text = "{\"é\": \"x\",}";
+        let e = parse_mapping(text).unwrap_err();
+        assert_eq!(text.get(e.span.offset..e.span.offset + e.span.len), Some("}"));
+        assert_eq!(at(text, &e), (1, 11));
+
         let text = "{\n  // comment\n  \"a\": \"x\"\n}";
         let e = parse_mapping(text).unwrap_err();
         assert_eq!(at(text, &e).0, 2);
