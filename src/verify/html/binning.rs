@@ -1,0 +1,117 @@
+//! Pre-binning of tensor values for the report's histograms, so the report data stays small
+//! however large the tensors are.
+
+/// Bins the finite `values` into `bins` equal-width bins (at least one).
+///
+/// The range is `[min, max]` of the finite values, widened to include `include` (the encoding
+/// range) when it is finite, so the encoding lines fall inside the plot. NaN and ±inf values are
+/// skipped. Bins are half-open `[edge_i, edge_i+1)` except the last, which is closed, as in
+/// `numpy.histogram`. A zero-width range `[v, v]` is widened to `[v - 0.5, v + 0.5]`.
+///
+/// Returns `(edges, counts)` with `edges.len() == counts.len() + 1`, or two empty vectors when
+/// there is no finite value and no finite `include` range.
+pub fn histogram(values: &[f32], bins: usize, include: Option<(f64, f64)>) -> (Vec<f64>, Vec<u64>) {
+    let bins = bins.max(1);
+    let finite = || values.iter().map(|&v| f64::from(v)).filter(|v| v.is_finite());
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for v in finite() {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if let Some((a, b)) = include
+        && a.is_finite()
+        && b.is_finite()
+    {
+        lo = lo.min(a.min(b));
+        hi = hi.max(a.max(b));
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (Vec::new(), Vec::new());
+    }
+    if hi <= lo {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let width = hi - lo;
+    // Edges computed from the index (not by accumulation) so the last one is exactly `hi`.
+    let edges: Vec<f64> =
+        (0..=bins).map(|i| if i == bins { hi } else { lo + width * (i as f64) / (bins as f64) }).collect();
+    let mut counts = vec![0u64; bins];
+    for v in finite() {
+        let guess = ((v - lo) / width * bins as f64).floor();
+        let mut idx = if guess.is_finite() && guess > 0.0 { (guess as usize).min(bins - 1) } else { 0 };
+        // The division can round across an edge; settle against the stored edges.
+        while idx + 1 < bins && edges.get(idx + 1).is_some_and(|&e| v >= e) {
+            idx += 1;
+        }
+        while idx > 0 && edges.get(idx).is_some_and(|&e| v < e) {
+            idx -= 1;
+        }
+        if let Some(c) = counts.get_mut(idx) {
+            *c += 1;
+        }
+    }
+    (edges, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_numpy_semantics_on_integers() {
+        // numpy.histogram([0, 1, 2, 3, 4], bins=4) -> counts [1, 1, 1, 2], edges [0, 1, 2, 3, 4]:
+        // the last bin is closed, so 3 and 4 share it.
+        let (edges, counts) = histogram(&[0.0, 1.0, 2.0, 3.0, 4.0], 4, None);
+        assert_eq!(edges, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(counts, vec![1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn widens_to_the_encoding_range() {
+        // Range [-4, 4] from the encoding, 4 bins of width 2: edges -4, -2, 0, 2, 4.
+        // 0 and 1 fall in [0, 2), 2 and 3 in [2, 4].
+        let (edges, counts) = histogram(&[0.0, 1.0, 2.0, 3.0], 4, Some((-4.0, 4.0)));
+        assert_eq!(edges, vec![-4.0, -2.0, 0.0, 2.0, 4.0]);
+        assert_eq!(counts, vec![0, 0, 2, 2]);
+    }
+
+    #[test]
+    fn skips_non_finite_values() {
+        // Finite values 0.5 and 1.5 over 2 bins: edges 0.5, 1.0, 1.5 -> one in each bin.
+        let v = [f32::NAN, 0.5, f32::INFINITY, 1.5, f32::NEG_INFINITY];
+        let (edges, counts) = histogram(&v, 2, None);
+        assert_eq!(edges, vec![0.5, 1.0, 1.5]);
+        assert_eq!(counts, vec![1, 1]);
+        assert_eq!(counts.iter().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn constant_tensor_gets_a_unit_wide_range() {
+        let (edges, counts) = histogram(&[2.0, 2.0, 2.0], 2, None);
+        assert_eq!(edges, vec![1.5, 2.0, 2.5]);
+        // 2.0 is on the middle edge: half-open bins put it in the second.
+        assert_eq!(counts, vec![0, 3]);
+    }
+
+    #[test]
+    fn edge_values_are_binned_against_the_stored_edges() {
+        // Range [0, 1] in 10 bins: 0.3 as f32 is 0.30000001192..., just above edge 0.3 (= 3/10
+        // in f64, 0.29999999999999998...), so it belongs to bin 3 ([0.3, 0.4)); 0.7f32 is
+        // 0.69999998807..., just below edge 0.7, so bin 6.
+        let (_, counts) = histogram(&[0.0, 0.3, 0.7, 1.0], 10, None);
+        assert_eq!(counts, vec![1, 0, 0, 1, 0, 0, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn empty_and_degenerate_inputs() {
+        assert_eq!(histogram(&[], 8, None), (vec![], vec![]));
+        assert_eq!(histogram(&[f32::NAN], 8, None), (vec![], vec![]));
+        assert_eq!(histogram(&[f32::NAN], 8, Some((f64::NAN, 1.0))), (vec![], vec![]));
+        // Zero bins is treated as one.
+        assert_eq!(histogram(&[1.0, 3.0], 0, None), (vec![1.0, 3.0], vec![2]));
+        // Only the encoding range: all counts zero.
+        assert_eq!(histogram(&[], 2, Some((-1.0, 1.0))), (vec![-1.0, 0.0, 1.0], vec![0, 0]));
+    }
+}
