@@ -101,7 +101,7 @@ pub fn sqnr_chart(layers: &[LayerRow], threshold: Option<f64>, first_failing: Op
             .y_desc("SQNR (dB)")
             .label_style((FONT, 13).into_font().color(&AXIS_TEXT))
             .axis_desc_style((FONT, 14).into_font().color(&AXIS_TEXT))
-            .light_line_style(GRID.mix(0.6))
+            .light_line_style(GRID.mix(0.25))
             .bold_line_style(GRID)
             .draw()?;
 
@@ -160,7 +160,7 @@ pub fn sqnr_chart(layers: &[LayerRow], threshold: Option<f64>, first_failing: Op
         }))?;
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(SeriesLabelPosition::UpperRight)
             .label_font((FONT, 13).into_font().color(&AXIS_TEXT))
             .background_style(WHITE.mix(0.9))
             .border_style(GRID)
@@ -325,7 +325,8 @@ fn count_label(y: f64) -> String {
 
 /// Compact tick label: up to four significant digits, scientific for very large/small values.
 pub(crate) fn axis_number(v: f64) -> String {
-    if v == 0.0 {
+    // Tick positions like -2.7e-17 are rounding noise of a zero tick.
+    if v.abs() < 1e-15 {
         return "0".to_string();
     }
     let a = v.abs();

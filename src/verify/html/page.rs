@@ -155,7 +155,7 @@ fn layer_table(page: &mut String, data: &ReportData) {
         };
         let dims = l.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
         page.push_str(&format!(
-            "<tr id=\"layer-{i}\"{class}><td class=\"num\" data-v=\"{i}\">{i}</td><td class=\"name\">{}</td><td>{}</td><td class=\"num\" data-v=\"{}\">{}</td><td>[{}]</td>",
+            "<tr id=\"layer-{i}\"{class}><td class=\"num\" data-v=\"{i}\">{i}</td><td class=\"name\">{}</td><td>{}</td><td class=\"num\" data-v=\"{}\">{}</td><td class=\"dims\">[{}]</td>",
             escape(&l.name),
             escape(&l.layer_type),
             l.size,
