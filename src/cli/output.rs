@@ -25,6 +25,11 @@ pub(super) fn stage_json(event: &Event) -> Option<serde_json::Value> {
     Some(line)
 }
 
+/// An SQNR for people: `38.2 dB`, or `exact` for identical tensors.
+fn db_text(sqnr: f64) -> String {
+    if sqnr == f64::INFINITY { "exact".into() } else { format!("{:.1} dB", sqnr) }
+}
+
 pub(super) fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
@@ -55,9 +60,17 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                 let _ = writeln!(out, "  {:<10} {status}{time}{peak}", stage.name());
             }
             (Event::Verify { target, outcome }, MessageFormat::Json) => {
+                let worst: Vec<serde_json::Value> = outcome
+                    .worst
+                    .iter()
+                    .map(|(layer, op, sqnr)| json!({"layer": layer, "op": op, "sqnr_db": sqnr}))
+                    .collect();
+                let first_failing =
+                    outcome.first_failing.as_ref().map(|(layer, why)| json!({"layer": layer, "failed": why}));
                 let line = json!({
                     "event": "verify", "target": target, "passed": outcome.passed,
                     "metrics": outcome.metrics, "failures": outcome.failures,
+                    "mode": outcome.mode.name(), "first_failing_layer": first_failing, "worst_layers": worst,
                 });
                 let _ = writeln!(out, "{line}");
             }
@@ -68,6 +81,27 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                 let _ = writeln!(out, "  verify: {verdict}  {}", metrics.join("  "));
                 for failure in &outcome.failures {
                     let _ = writeln!(out, "    threshold not met: {failure}");
+                }
+                match &outcome.first_failing {
+                    Some((layer, why)) => {
+                        let _ = writeln!(
+                            out,
+                            "    first failing layer ({}): {layer}: {}",
+                            outcome.mode.name(),
+                            why.join(", ")
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "    every layer meets its metric thresholds ({})", outcome.mode.name());
+                    }
+                }
+                if !outcome.worst.is_empty() {
+                    let worst: Vec<String> = outcome
+                        .worst
+                        .iter()
+                        .map(|(layer, op, sqnr)| format!("{layer} ({op}) {}", db_text(*sqnr)))
+                        .collect();
+                    let _ = writeln!(out, "    largest error: {}", worst.join(", "));
                 }
             }
         }

@@ -96,6 +96,9 @@ pub struct ProjectInput {
     pub labels: Option<SourceFile>,
     #[returns(ref)]
     pub thresholds: Thresholds,
+    /// `[verify] mode` and `metrics`.
+    #[returns(ref)]
+    pub debug: crate::verify::DebugSettings,
     #[returns(copy)]
     pub rules: RulesInput,
 }

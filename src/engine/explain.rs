@@ -74,6 +74,7 @@ pub fn stage_inputs(
                 inputs.insert(k, v);
             }
             inputs.insert("[verify.thresholds]".into(), hash(project.thresholds(db)));
+            inputs.insert("[verify] mode, metrics".into(), hash(project.debug(db)));
         }
     }
     inputs

@@ -10,6 +10,7 @@ mod explain;
 mod inputs;
 mod materialize;
 mod memo;
+mod snoop;
 mod stages;
 mod stamps;
 mod store;

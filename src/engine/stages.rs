@@ -134,7 +134,7 @@ pub fn target_optimize_value(db: &dyn Db, project: ProjectInput, target: TargetI
 
 // ---------------------------------------------------------------- calibrate
 
-fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) -> KeyBuilder {
+pub(super) fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) -> KeyBuilder {
     let mut key = key.value("max", &max);
     for sample in list.samples(db).iter().take(max.unwrap_or(usize::MAX)) {
         key = key.value("entries", &sample.entries.len());
@@ -469,7 +469,7 @@ fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, F
 
 /// Runs `run` over every verify sample, recording outputs and intermediate tensors, with a
 /// progress bar labelled `label`.
-fn run_verify_samples(
+pub(super) fn run_verify_samples(
     db: &dyn Db,
     project: ProjectInput,
     graph: &Graph,

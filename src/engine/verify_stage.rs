@@ -7,13 +7,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::Diag;
-use crate::verify::{Summary, SummaryBuilder};
+use crate::ir::Tensor;
+use crate::quant::TensorEncoding;
+use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
 
 use super::convert;
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
 use super::inputs::read_file;
 use super::memo::{KeyBuilder, Record, encode, load, memoize};
-use super::stages;
+use super::snoop;
+use super::stages::{self, LayerValues, RunOutputs};
 
 /// The headline of a verification, kept in the action record so a cached build can report
 /// it without loading the summary.
@@ -22,11 +25,17 @@ pub struct VerifyOutcome {
     pub passed: bool,
     pub metrics: BTreeMap<String, f64>,
     pub failures: Vec<String>,
+    pub mode: Mode,
+    /// The first layer (graph order) that fails a metric threshold, with the failing metrics.
+    pub first_failing: Option<(String, Vec<String>)>,
+    /// The five layers with the largest error (lowest SQNR), worst first: name, op, SQNR dB.
+    pub worst: Vec<(String, String, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerifyResult {
     pub outcome: VerifyOutcome,
+    pub summary: Summary,
     pub json: String,
     pub csv: String,
 }
@@ -35,12 +44,27 @@ pub struct VerifyResult {
 pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
     let simulated = stages::simulate_record(db, project, target)?;
     let reference = stages::reference_record(db, project)?;
+    let layer_golden = snoop::target_reference_record(db, project, target)?;
+    let debug = project.debug(db);
+    let layer_runs = match debug.mode {
+        Mode::Oneshot => None,
+        Mode::Layerwise | Mode::Cumulative => Some(snoop::snoop_record(db, project, target)?.output),
+    };
+    let encodings = if stages::is_quantized(db, project, target)? {
+        Some(stages::quantize_record(db, project, target)?.output)
+    } else {
+        None
+    };
     let labels = project.labels(db).map(|f| f.digest(db));
     let key = KeyBuilder::new(Stage::Verify)
         .digest("simulated", &simulated.output)
         .digest("reference", &reference.output)
+        .digest("layer golden", &layer_golden.output)
+        .value("layer runs", &layer_runs.map(|d| *d.as_bytes()))
+        .value("encodings", &encodings.map(|d| *d.as_bytes()))
         .value("labels", &labels.map(|d| *d.as_bytes()))
         .value("thresholds", project.thresholds(db))
+        .value("debug", debug)
         .finish();
     let name = target.name(db).clone();
     memoize(
@@ -102,37 +126,148 @@ fn read_labels(db: &dyn Db, project: ProjectInput, samples: usize) -> Result<Opt
 fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<VerifyResult, Failed> {
     let simulated = stages::simulate_value(db, project, target)?;
     let reference = stages::reference_value(db, project)?;
-    let graph = stages::optimize_value(db, project)?;
+    let layer_golden = snoop::target_reference_value(db, project, target)?;
+    let debug = project.debug(db).clone();
+    let snooped = match debug.mode {
+        Mode::Oneshot => None,
+        Mode::Layerwise | Mode::Cumulative => Some(snoop::snoop_value(db, project, target)?),
+    };
+    let layer_target: &[LayerValues] = match &snooped {
+        Some(run) => &run.layers,
+        None => &simulated.layers,
+    };
+    let quantized = if stages::is_quantized(db, project, target)? {
+        Some(stages::quantize_value(db, project, target)?)
+    } else {
+        None
+    };
+    let graph = stages::target_optimize_value(db, project, target)?;
     let samples = reference.samples.len();
     let labels = read_labels(db, project, samples)?;
     let mut builder = SummaryBuilder::from_graph(&graph, project.thresholds(db).clone()).map_err(convert::internal)?;
-    let layer_names: std::collections::BTreeSet<&str> = reference.layers.iter().map(|l| l.name.as_str()).collect();
+    let target_of: BTreeMap<&str, &LayerValues> = layer_target.iter().map(|l| (l.name.as_str(), l)).collect();
+    let golden_of: BTreeMap<&str, &LayerValues> = layer_golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    let squashed = quantized.as_deref().map(squashed_into).unwrap_or_default();
+    let golden_of: BTreeMap<&str, &LayerValues> = layer_golden
+        .layers
+        .iter()
+        .map(|l| {
+            let compared = squashed.get(&l.name).and_then(|into| golden_of.get(into.as_str())).unwrap_or(&l);
+            (l.name.as_str(), *compared)
+        })
+        .collect();
+    let mut pairs: Vec<(&str, &LayerValues, &LayerValues)> = Vec::new();
+    for layer in &layer_golden.layers {
+        let (Some(golden), Some(actual)) = (golden_of.get(layer.name.as_str()), target_of.get(layer.name.as_str()))
+        else {
+            return Err(convert::internal(format!("layer {} has no quantized values", layer.name)));
+        };
+        pairs.push((&layer.name, golden, actual));
+    }
     for n in 0..samples {
         builder.begin_sample(labels.as_ref().map(|l| l[n])).map_err(convert::internal)?;
-        for (r, a) in reference.layers.iter().zip(&simulated.layers) {
-            let size: usize = r.shape.iter().product();
+        for (name, g, a) in &pairs {
+            let size: usize = g.shape.iter().product();
             let range = n * size..(n + 1) * size;
-            let (Some(rv), Some(av)) = (r.values.get(range.clone()), a.values.get(range)) else {
-                return Err(convert::internal(format!("layer {} has fewer values than samples", r.name)));
+            let (Some(gv), Some(av)) = (g.values.get(range.clone()), a.values.get(range)) else {
+                return Err(convert::internal(format!("layer {name} has fewer values than samples")));
             };
-            builder.add_tensor(&r.name, rv, av).map_err(convert::internal)?;
+            builder.add_layer(name, gv, av).map_err(convert::internal)?;
         }
         for (k, name) in reference.output_names.iter().enumerate() {
-            if layer_names.contains(name.as_str()) {
-                continue;
-            }
             let (Some(rt), Some(at)) = (reference.samples[n].get(k), simulated.samples[n].get(k)) else {
                 return Err(convert::internal(format!("output {name} is missing for sample {n}")));
             };
-            builder.add_tensor(name, &rt.to_f32_vec(), &at.to_f32_vec()).map_err(convert::internal)?;
+            builder.add_output(name, &rt.to_f32_vec(), &at.to_f32_vec()).map_err(convert::internal)?;
         }
     }
-    let summary = builder.finish().map_err(convert::internal)?;
+    let mut summary = builder.finish().map_err(convert::internal)?;
+    summary.mode = debug.mode;
+    for layer in &mut summary.layers {
+        layer.compared_with = squashed.get(&layer.name).cloned();
+    }
+    let metrics = debug.metrics();
+    let quantized_names = quantized.as_ref().map(|q| q.graph.names());
+    let encoding_range = |name: &str| -> Option<(f64, f64)> {
+        let q = quantized.as_ref()?;
+        let id = quantized_names.as_ref()?.get(name)?;
+        match q.encodings.get(id)? {
+            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
+            _ => None,
+        }
+    };
+    summary.attach_metrics(&metrics, |name| {
+        let (g, a) = (golden_of.get(name)?, target_of.get(name)?);
+        Some(LayerPair { golden: &g.values, target: &a.values, encoding_range: encoding_range(name) })
+    });
+    if let (Some(run), Some(first)) = (&snooped, metrics.first())
+        && run.mode == Mode::Cumulative
+    {
+        attach_cumulative(&mut summary, run, &reference, first, project.thresholds(db));
+    }
     Ok(VerifyResult {
         outcome: outcome(&summary),
         json: crate::verify::summary_json(&summary),
         csv: crate::verify::summary_csv(&summary),
+        summary,
     })
+}
+
+/// Op outputs squashed into the Relu/Clip that reads them (see `quant::quantize`): the tensor
+/// is quantized on the activation's grid, i.e. the target computes the fused op, so its golden
+/// value is the activation's output (the vendor tools show no row for the pre-activation
+/// tensor at all). Recognized by the encoding: the only reader is a Relu or Clip whose output
+/// has the very same per-tensor encoding. Maps the tensor to the activation output's name.
+fn squashed_into(q: &crate::quant::QuantizedGraph) -> BTreeMap<String, String> {
+    let consumers = q.graph.consumers();
+    let mut squashed = BTreeMap::new();
+    for node in &q.graph.nodes {
+        if !matches!(node.op, crate::ir::Op::Relu | crate::ir::Op::Clip { .. }) {
+            continue;
+        }
+        let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
+        let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
+        let same = match (q.encodings.get(&input), q.encodings.get(&output)) {
+            (Some(a @ TensorEncoding::PerTensor(_)), Some(b)) => a == b,
+            _ => false,
+        };
+        if sole_reader && same {
+            squashed.insert(q.graph.name(input).to_string(), q.graph.name(output).to_string());
+        }
+    }
+    squashed
+}
+
+/// Cumulative rows: the partition status and, per graph output, the first metric measured on
+/// the run the row comes from.
+fn attach_cumulative(
+    summary: &mut Summary,
+    run: &snoop::SnoopRun,
+    reference: &RunOutputs,
+    metric: &crate::verify::MetricSpec,
+    thresholds: &crate::verify::Thresholds,
+) {
+    let samples = reference.samples.len();
+    let golden_outputs: Vec<Vec<f32>> = (0..reference.output_names.len())
+        .map(|k| reference.samples.iter().flat_map(|s| s.get(k).map(Tensor::to_f32_vec).unwrap_or_default()).collect())
+        .collect();
+    let per_segment: Vec<BTreeMap<String, f64>> = run
+        .segments
+        .iter()
+        .map(|outputs| {
+            reference
+                .output_names
+                .iter()
+                .zip(&golden_outputs)
+                .zip(outputs)
+                .map(|((name, g), q)| (name.clone(), metric.evaluate(g, q, samples, None, thresholds).metric))
+                .collect()
+        })
+        .collect();
+    for layer in &mut summary.layers {
+        layer.status = Some(if run.partitioned.contains(&layer.name) { "part".into() } else { String::new() });
+        layer.final_outputs = run.segment_of.get(&layer.name).and_then(|&s| per_segment.get(s)).cloned();
+    }
 }
 
 fn outcome(summary: &Summary) -> VerifyOutcome {
@@ -154,5 +289,19 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
         .filter(|c| !c.passed)
         .map(|c| format!("{} = {:.4} on `{}` (limit {})", c.threshold.name(), c.measured, c.output, c.limit))
         .collect();
-    VerifyOutcome { passed: summary.passed, metrics, failures }
+    let first_failing = summary.layers.iter().find(|l| l.failed).map(|l| {
+        let why = l
+            .verifiers
+            .iter()
+            .filter(|v| v.passed == Some(false))
+            .map(|v| format!("{} = {:.4} (limit {})", v.column, v.metric, v.threshold.unwrap_or(f64::NAN)))
+            .collect();
+        (l.name.clone(), why)
+    });
+    let worst = summary
+        .worst_layers(5)
+        .into_iter()
+        .map(|l| (l.name.clone(), l.layer_type.clone(), l.metrics.sqnr_db))
+        .collect();
+    VerifyOutcome { passed: summary.passed, metrics, failures, mode: summary.mode, first_failing, worst }
 }

@@ -283,6 +283,9 @@ impl Workspace {
                 if *p.thresholds(db) != config.verify.thresholds {
                     p.set_thresholds(db).to(config.verify.thresholds.clone());
                 }
+                if *p.debug(db) != config.verify.debug {
+                    p.set_debug(db).to(config.verify.debug.clone());
+                }
                 let rules = p.rules(db);
                 if *rules.files(db) != rule_files {
                     rules.set_files(db).to(rule_files);
@@ -300,6 +303,7 @@ impl Workspace {
                     config.verify.max_samples,
                     labels,
                     config.verify.thresholds.clone(),
+                    config.verify.debug.clone(),
                     rules,
                 )
             }

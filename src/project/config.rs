@@ -58,9 +58,14 @@ pub struct VerifyConfig {
     pub golden: Option<PathBuf>,
     pub max_samples: Option<usize>,
     pub thresholds: Thresholds,
+    /// `[verify] tensor_mapping`: golden names for graph tensors, used with `golden`.
+    pub tensor_mapping: Option<PathBuf>,
+    /// `[verify] mode` and `metrics`.
+    pub debug: DebugSettings,
 }
 
 pub use crate::verify::Thresholds;
+use crate::verify::{DebugSettings, MetricSpec, Mode};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +131,10 @@ struct RawVerify {
     input_list: Spanned<String>,
     labels: Option<Spanned<String>>,
     golden: Option<Spanned<String>>,
+    tensor_mapping: Option<Spanned<String>>,
     max_samples: Option<Spanned<i64>>,
+    mode: Option<Spanned<String>>,
+    metrics: Option<Vec<Spanned<toml::Value>>>,
     #[serde(default)]
     thresholds: RawThresholds,
 }
@@ -459,12 +467,41 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
             "add labels = \"<labels file>\" to [verify], or remove this threshold",
         );
     }
+    let mode_names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+    let mode = v.mode.as_ref().and_then(|m| check.name_in(m, "mode", &mode_names, Mode::parse)).unwrap_or_default();
+    let mut metrics: Vec<MetricSpec> = Vec::new();
+    for entry in v.metrics.iter().flatten() {
+        match metric_spec_text(entry.get_ref()) {
+            Err(problem) => check.error(entry, problem, METRIC_HELP),
+            Ok(text) => match MetricSpec::parse(&text) {
+                Err(e) => check.error(entry, format!("invalid metric `{text}`: {e}"), METRIC_HELP),
+                Ok(spec) if metrics.iter().any(|m| m.column() == spec.column()) => {
+                    check.error(entry, format!("metric `{}` is listed twice", spec.column()), "list each verifier once")
+                }
+                Ok(spec) if matches!(spec.verifier, crate::verify::verifiers::Verifier::MeanIou { .. }) => check.error(
+                    entry,
+                    "MeanIOU compares detection outputs (boxes and classes), not one tensor per layer",
+                    "per-layer metrics take one tensor; MeanIOU is not available in [verify] metrics",
+                ),
+                Ok(spec) => metrics.push(spec),
+            },
+        }
+    }
+    if let (Some(mapping), None) = (&v.tensor_mapping, &v.golden) {
+        check.error(
+            mapping,
+            "tensor_mapping is only used with golden",
+            "add golden = \"<dump directory>\" to [verify]",
+        );
+    }
     let verify = VerifyConfig {
         input_list: resolve(&v.input_list),
         labels: v.labels.as_ref().map(resolve),
         golden: v.golden.as_ref().map(resolve),
         max_samples: check.count(&v.max_samples, "max_samples"),
         thresholds,
+        tensor_mapping: v.tensor_mapping.as_ref().map(resolve),
+        debug: DebugSettings { mode, metrics },
     };
 
     if !check.diags.is_empty() {
@@ -482,6 +519,40 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         targets,
         verify,
     })
+}
+
+const METRIC_HELP: &str = "a metric is \"name[,key,value]...\" (e.g. \"rtolatol,rtolmargin,0.02,threshold,5\") or a table (e.g. { name = \"sqnr\", threshold = 30.0 }); names: rtolatol, adjustedrtolatol, topk, l1error, mae, mse, cosinesimilarity, sqnr, scaleddiff, kld, maxerror";
+
+/// A `[verify] metrics` entry as the debugger's comma syntax: a string as it is, a table
+/// `{ name = "...", key = value, threshold = ... }` as `name,key,value,...`.
+fn metric_spec_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Table(table) => {
+            let Some(toml::Value::String(name)) = table.get("name") else {
+                return Err("a metric table needs name = \"<verifier>\"".into());
+            };
+            let mut parts = vec![name.clone()];
+            for (key, value) in table.iter().filter(|(k, _)| k.as_str() != "name") {
+                let text = match value {
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::String(s) => s.clone(),
+                    other => {
+                        return Err(format!(
+                            "`{key}` must be a number, a boolean or a string, not {}",
+                            other.type_str()
+                        ));
+                    }
+                };
+                parts.push(key.clone());
+                parts.push(text);
+            }
+            Ok(parts.join(","))
+        }
+        other => Err(format!("a metric must be a string or a table, not {}", other.type_str())),
+    }
 }
 
 fn toml_error(file: &Path, e: &toml::de::Error) -> Diag {

@@ -187,11 +187,33 @@ impl<'p> Prepared<'p> {
             self.run_step(step, &mut arena, observe)?;
         }
 
-        program.outputs.iter().map(|&id| Ok(read(&arena, &self.region(id)?))).collect()
+        // Program outputs the range did not produce are seeded last: their arena space may be
+        // shared with tensors the range used.
+        let produced: std::collections::BTreeSet<TensorId> =
+            selected.iter().flat_map(|s| s.outputs.iter().copied()).chain(program.inputs.iter().copied()).collect();
+        let mut outputs = Vec::with_capacity(program.outputs.len());
+        for &id in &program.outputs {
+            let region = self.region(id)?;
+            if produced.contains(&id) {
+                outputs.push(read(&arena, &region));
+                continue;
+            }
+            let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
+            if values.len() != region.info.elements() {
+                return Err(ExecError::InputShape {
+                    name: region.info.name.clone(),
+                    expected: region.info.shape.clone(),
+                    got: vec![values.len()],
+                });
+            }
+            write(&mut arena, &region, &values);
+            outputs.push(read(&arena, &region));
+        }
+        Ok(outputs)
     }
 
-    /// The activations `steps` read (or the program outputs) that neither a graph input nor a
-    /// step of `steps` produces, in first-use order, each once.
+    /// The activations `steps` read that neither a graph input nor a step of `steps` produces,
+    /// in first-use order, each once.
     fn seeded_tensors(&self, steps: &[crate::compile::program::Step]) -> Vec<TensorId> {
         let program = self.program;
         let mut available: std::collections::BTreeSet<TensorId> = program.inputs.iter().copied().collect();
@@ -207,9 +229,6 @@ impl<'p> Prepared<'p> {
                 need(id, &available, &mut seeded);
             }
             available.extend(step.outputs.iter().copied());
-        }
-        for &id in &program.outputs {
-            need(id, &available, &mut seeded);
         }
         seeded
     }
@@ -415,6 +434,34 @@ mod tests {
         assert!(matches!(missing, Err(ExecError::MissingSeed { .. })), "{missing:?}");
         let outside = prepared.run_steps(0..99, std::slice::from_ref(&x), &|_| None, &mut |_, _| {});
         assert!(matches!(outside, Err(ExecError::InvalidProgram(_))), "{outside:?}");
+    }
+
+    #[test]
+    fn every_step_alone_on_float_seeds_reproduces_a_float_run_despite_shared_arena_space() {
+        // branchy's memory plan shares arena space between tensors (its point); run each step
+        // alone, seeded from the float reference, on a float program: every output must be the
+        // reference's, bit for bit, and so must the program outputs each partial run returns.
+        let q = branchy();
+        let program = compile(&q, &backend("cpu")).unwrap();
+        assert!(program.arena_bytes < program.naive_activation_bytes, "the plan shares space");
+        let prepared = prepare(&program).unwrap();
+        let values: Vec<f32> = (0..256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let x = Tensor::from_f32(vec![1, 4, 8, 8], values);
+        let reference = run_reference(&q.graph, std::slice::from_ref(&x));
+        let seed = |id: TensorId| reference.get(&id).and_then(|t| t.as_f32()).map(<[f32]>::to_vec);
+        let final_output = &reference[&q.graph.outputs[0]];
+        for step in 0..program.steps.len() {
+            let mut seen = BTreeMap::new();
+            let outputs = prepared
+                .run_steps(step..step + 1, std::slice::from_ref(&x), &seed, &mut |id, t| {
+                    seen.insert(id, t.clone());
+                })
+                .unwrap();
+            for (id, t) in &seen {
+                assert_eq!(t, &reference[id], "step {step}");
+            }
+            assert_eq!(&outputs[0], final_output, "step {step}");
+        }
     }
 
     #[test]

@@ -10,15 +10,17 @@ pub mod golden;
 pub mod html;
 mod metrics;
 mod report;
+mod settings;
 mod summary;
 mod top1;
 pub mod verifiers;
 
 pub use error::VerifyError;
 pub use metrics::{MetricAccumulator, TensorMetrics};
-pub use report::{CSV_COLUMNS, summary_csv, summary_json};
+pub use report::{CSV_LEADING_COLUMNS, CSV_TRAILING_COLUMNS, summary_csv, summary_json};
+pub use settings::{DebugSettings, MetricSpec, MetricValue, Mode, default_metrics};
 pub use summary::{
-    Accuracy, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder, ThresholdCheck,
+    Accuracy, LayerPair, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder, ThresholdCheck,
     ThresholdKind, Thresholds,
 };
 pub use top1::{Top1, argmax};

@@ -4,29 +4,19 @@
 //!   order, floats in shortest round-trip form; non-finite floats are `null` (see
 //!   [`super::metrics`] for how to read a `null` SQNR).
 //! - CSV: the accuracy debugger's `summary.csv` layout, one row per layer in graph order:
-//!   `Name,LayerType,Size,Tensor_dims,sqnr,cosinesimilarity,mse,maxerror,golden_min,golden_max,target_min,target_max`.
-//!   Metric columns use the SDK's lower-case verifier names (`sqnr` in dB with the reference
-//!   as signal, `cosinesimilarity`, `mse`) and the evaluator's `maxerror` (max |error|).
+//!   `Name,LayerType,Size,Tensor_dims,<one column per metric>,golden_min,golden_max,target_min,target_max`.
+//!   Metric columns use the SDK's lower-case verifier names (`sqnr`, `cosinesimilarity`, `mse`,
+//!   `rtolatol`, ...) with the debugger's definitions (see `docs/verifiers.md`; the default set
+//!   is `sqnr,cosinesimilarity,mse,maxerror`).
 //!   `Tensor_dims` is printed as the SDK does, `[1, 10]`; non-finite values are `inf`,
 //!   `-inf` and `nan` (which Python's `float()` reads); fields are quoted per RFC 4180.
 
 use super::summary::Summary;
 
-/// The CSV header, in order.
-pub const CSV_COLUMNS: [&str; 12] = [
-    "Name",
-    "LayerType",
-    "Size",
-    "Tensor_dims",
-    "sqnr",
-    "cosinesimilarity",
-    "mse",
-    "maxerror",
-    "golden_min",
-    "golden_max",
-    "target_min",
-    "target_max",
-];
+/// The CSV columns before the metric columns.
+pub const CSV_LEADING_COLUMNS: [&str; 4] = ["Name", "LayerType", "Size", "Tensor_dims"];
+/// The CSV columns after the metric columns.
+pub const CSV_TRAILING_COLUMNS: [&str; 4] = ["golden_min", "golden_max", "target_min", "target_max"];
 
 /// Pretty JSON, ending with a newline.
 pub fn summary_json(s: &Summary) -> String {
@@ -36,26 +26,30 @@ pub fn summary_json(s: &Summary) -> String {
     json
 }
 
-/// The per-layer table as CSV (`\n` line ends, header first).
+/// The per-layer table as CSV (`\n` line ends, header first): the leading columns, one column
+/// per metric (`Summary::verifier_columns`), then the golden/target ranges.
 pub fn summary_csv(s: &Summary) -> String {
-    let mut out = CSV_COLUMNS.join(",");
+    let header: Vec<&str> = CSV_LEADING_COLUMNS
+        .iter()
+        .copied()
+        .chain(s.verifier_columns.iter().map(String::as_str))
+        .chain(CSV_TRAILING_COLUMNS)
+        .collect();
+    let mut out = header.iter().map(|h| field(h)).collect::<Vec<_>>().join(",");
     out.push('\n');
     for layer in &s.layers {
-        let m = &layer.metrics;
-        let fields = [
-            field(&layer.name),
-            field(&layer.layer_type),
-            layer.size.to_string(),
-            field(&dims(&layer.dims)),
-            number(m.sqnr_db),
-            number(m.cosine),
-            number(m.mse),
-            number(m.max_abs_error),
+        let mut fields =
+            vec![field(&layer.name), field(&layer.layer_type), layer.size.to_string(), field(&dims(&layer.dims))];
+        for column in &s.verifier_columns {
+            let value = layer.verifiers.iter().find(|v| &v.column == column).map_or(f64::NAN, |v| v.metric);
+            fields.push(number(value));
+        }
+        fields.extend([
             number32(layer.golden_min),
             number32(layer.golden_max),
             number32(layer.target_min),
             number32(layer.target_max),
-        ];
+        ]);
         out.push_str(&fields.join(","));
         out.push('\n');
     }
@@ -95,7 +89,7 @@ fn number32(x: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::{LayerSpec, OutputSpec, SummaryBuilder, Thresholds};
+    use crate::verify::{LayerPair, LayerSpec, OutputSpec, SummaryBuilder, Thresholds};
 
     fn summary() -> Summary {
         let outputs = vec![OutputSpec { name: "logits".into(), shape: vec![1, 2] }];
@@ -111,7 +105,13 @@ mod tests {
         // mse = 6.25 / 2 = 3.125, maxerror = 2.
         b.add_tensor("conv,1", &[3.0, 4.0], &[4.5, 6.0]).unwrap();
         b.add_tensor("logits", &[0.5, -0.25], &[0.5, -0.25]).unwrap();
-        b.finish().unwrap()
+        let mut s = b.finish().unwrap();
+        s.attach_metrics(&crate::verify::default_metrics(), |name| match name {
+            "conv,1" => Some(LayerPair { golden: &[3.0, 4.0], target: &[4.5, 6.0], encoding_range: None }),
+            "logits" => Some(LayerPair { golden: &[0.5, -0.25], target: &[0.5, -0.25], encoding_range: None }),
+            _ => None,
+        });
+        s
     }
 
     #[test]
@@ -122,8 +122,12 @@ mod tests {
             lines[0],
             "Name,LayerType,Size,Tensor_dims,sqnr,cosinesimilarity,mse,maxerror,golden_min,golden_max,target_min,target_max"
         );
-        assert_eq!(lines[1], "\"conv,1\",Conv,2,\"[1, 1, 2]\",6.020599913279624,1.0,3.125,2.0,3.0,4.0,4.5,6.0");
-        assert_eq!(lines[2], "logits,Gemm,2,\"[1, 2]\",inf,1.0,0.0,0.0,-0.25,0.5,-0.25,0.5");
+        // The sqnr column is the debugger's SQNR, signal from the inference tensor:
+        // mean(i^2) = (20.25 + 36) / 2 = 28.125, mse 3.125 -> 10 log10(9) = 9.542425094393248.
+        assert_eq!(lines[1], "\"conv,1\",Conv,2,\"[1, 1, 2]\",9.542425094393248,1.0,3.125,2.0,3.0,4.0,4.5,6.0");
+        // Identical tensors: cosine = 0.3125 / (sqrt(0.3125) * sqrt(0.3125)) = 0.9999999999999998
+        // in float64 (numpy: np.dot(g, g) / (np.linalg.norm(g) * np.linalg.norm(g))).
+        assert_eq!(lines[2], "logits,Gemm,2,\"[1, 2]\",inf,0.9999999999999998,0.0,0.0,-0.25,0.5,-0.25,0.5");
         assert_eq!(lines.len(), 3);
     }
 
@@ -140,7 +144,9 @@ mod tests {
         assert_eq!(value["layers"][0]["metrics"]["mse"], serde_json::json!(3.125));
         assert_eq!(value["thresholds"]["min_cosine"], serde_json::Value::Null);
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 6);
+        assert_eq!(keys.len(), 9);
+        assert_eq!(value["first_failing"], serde_json::json!("conv,1"), "9.5 dB < the 20 dB threshold");
+        assert_eq!(value["layers"][0]["verifiers"][0]["column"], serde_json::json!("sqnr"));
         assert!(json.find("\"passed\"") < json.find("\"layers\""), "declaration order is kept");
     }
 }

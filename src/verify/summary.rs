@@ -19,6 +19,7 @@ use crate::ir::{DType, Graph};
 
 use super::error::VerifyError;
 use super::metrics::{MetricAccumulator, TensorMetrics};
+use super::settings::{MetricSpec, MetricValue, Mode};
 use super::top1::Top1;
 
 /// Limits from `[verify.thresholds]`; any that is set and not met fails the build.
@@ -139,6 +140,19 @@ pub struct LayerSummary {
     /// Range of the actual values over all samples.
     pub target_min: f32,
     pub target_max: f32,
+    /// One per metric, in [`Summary::verifier_columns`] order.
+    pub verifiers: Vec<MetricValue>,
+    /// Whether a metric with a threshold failed on this layer.
+    pub failed: bool,
+    /// The golden tensor this row is compared with when it is not the layer's own: an op
+    /// output squashed into the Relu/Clip after it is compared with that activation's output.
+    pub compared_with: Option<String>,
+    /// Cumulative mode: `part` when the quantized run was restarted from float values after
+    /// this layer (its output differs from the float run), empty otherwise.
+    pub status: Option<String>,
+    /// Cumulative mode: the first metric on every graph output, measured on the run this row
+    /// comes from (the debugger's "Orig Outputs").
+    pub final_outputs: Option<BTreeMap<String, f64>>,
 }
 
 /// The outcome of verification.
@@ -152,6 +166,64 @@ pub struct Summary {
     pub outputs: Vec<OutputSummary>,
     /// In graph order.
     pub layers: Vec<LayerSummary>,
+    /// How the per-layer rows were produced.
+    pub mode: Mode,
+    /// The metric columns of the per-layer table.
+    pub verifier_columns: Vec<String>,
+    /// The first layer (graph order) that fails a metric threshold.
+    pub first_failing: Option<String>,
+}
+
+/// One layer's values for [`Summary::attach_metrics`]: every sample back to back.
+pub struct LayerPair<'a> {
+    pub golden: &'a [f32],
+    pub target: &'a [f32],
+    /// The output encoding's representable range, for ScaledDiff.
+    pub encoding_range: Option<(f64, f64)>,
+}
+
+impl Summary {
+    /// Evaluates `metrics` on every layer `values` gives (by name), records the columns, each
+    /// layer's verdict and the first failing layer in graph order. Layers `values` does not
+    /// know get NaN metrics.
+    pub fn attach_metrics<'a>(
+        &mut self,
+        metrics: &[MetricSpec],
+        mut values: impl FnMut(&str) -> Option<LayerPair<'a>>,
+    ) {
+        self.verifier_columns = metrics.iter().map(|m| m.column().to_string()).collect();
+        for layer in &mut self.layers {
+            let pair = values(&layer.name);
+            layer.verifiers = metrics
+                .iter()
+                .map(|spec| match &pair {
+                    Some(p) => spec.evaluate(p.golden, p.target, self.samples, p.encoding_range, &self.thresholds),
+                    None => MetricValue {
+                        column: spec.column().to_string(),
+                        metric: f64::NAN,
+                        threshold: spec.effective_threshold(&self.thresholds),
+                        passed: None,
+                        lower_is_better: spec.verifier.units().1,
+                        note: Some("no values for this layer".into()),
+                    },
+                })
+                .collect();
+            layer.failed = layer.verifiers.iter().any(|v| v.passed == Some(false));
+        }
+        self.first_failing = self.layers.iter().find(|l| l.failed).map(|l| l.name.clone());
+    }
+
+    /// The `count` layers with the lowest output-referenced SQNR (largest relative error),
+    /// worst first; NaN rows (nothing comparable) last.
+    pub fn worst_layers(&self, count: usize) -> Vec<&LayerSummary> {
+        let mut layers: Vec<&LayerSummary> = self.layers.iter().collect();
+        layers.sort_by(|a, b| {
+            let key = |l: &LayerSummary| if l.metrics.sqnr_db.is_nan() { f64::INFINITY } else { l.metrics.sqnr_db };
+            key(a).total_cmp(&key(b))
+        });
+        layers.truncate(count);
+        layers
+    }
 }
 
 struct OutputState {
@@ -165,12 +237,21 @@ struct LayerState {
     metrics: MetricAccumulator,
 }
 
-/// Where a declared name goes, and whether the current sample has it yet.
+/// Where a declared name goes, and whether the current sample has it yet in each role.
 struct Slot {
     output: Option<usize>,
     layer: Option<usize>,
     elements: usize,
-    given: bool,
+    given_output: bool,
+    given_layer: bool,
+}
+
+/// Which role(s) of a declared name a value is for.
+#[derive(Clone, Copy)]
+enum Role {
+    Both,
+    Output,
+    Layer,
 }
 
 /// Accumulates a [`Summary`] sample by sample (see the module docs).
@@ -200,13 +281,19 @@ impl SummaryBuilder {
                 return Err(VerifyError::DuplicateName { name: spec.name.clone(), role: "an output" });
             }
             let elements = spec.shape.iter().product();
-            slots.insert(spec.name.clone(), Slot { output: Some(index), layer: None, elements, given: false });
+            slots.insert(
+                spec.name.clone(),
+                Slot { output: Some(index), layer: None, elements, given_output: false, given_layer: false },
+            );
         }
         for (index, spec) in layers.iter().enumerate() {
             let elements = spec.dims.iter().product();
             match slots.get_mut(&spec.name) {
                 None => {
-                    slots.insert(spec.name.clone(), Slot { output: None, layer: Some(index), elements, given: false });
+                    slots.insert(
+                        spec.name.clone(),
+                        Slot { output: None, layer: Some(index), elements, given_output: false, given_layer: false },
+                    );
                 }
                 Some(slot) if slot.layer.is_some() => {
                     return Err(VerifyError::DuplicateName { name: spec.name.clone(), role: "a layer" });
@@ -271,7 +358,8 @@ impl SummaryBuilder {
             return Err(VerifyError::InconsistentLabels { sample: self.samples, has_label });
         }
         for slot in self.slots.values_mut() {
-            slot.given = false;
+            slot.given_output = false;
+            slot.given_layer = false;
         }
         self.label = label;
         self.samples += 1;
@@ -279,8 +367,23 @@ impl SummaryBuilder {
     }
 
     /// Compares the current sample's reference and actual values of the declared tensor
-    /// `name` (flattened, row-major, as in a `.raw` file).
+    /// `name` (flattened, row-major, as in a `.raw` file), in every role it was declared in.
     pub fn add_tensor(&mut self, name: &str, reference: &[f32], actual: &[f32]) -> Result<(), VerifyError> {
+        self.add(name, Role::Both, reference, actual)
+    }
+
+    /// Like [`add_tensor`](Self::add_tensor), for the graph-output role of `name` only (when a
+    /// layer row of the same tensor comes from another run, e.g. the layerwise mode).
+    pub fn add_output(&mut self, name: &str, reference: &[f32], actual: &[f32]) -> Result<(), VerifyError> {
+        self.add(name, Role::Output, reference, actual)
+    }
+
+    /// Like [`add_tensor`](Self::add_tensor), for the per-layer role of `name` only.
+    pub fn add_layer(&mut self, name: &str, reference: &[f32], actual: &[f32]) -> Result<(), VerifyError> {
+        self.add(name, Role::Layer, reference, actual)
+    }
+
+    fn add(&mut self, name: &str, role: Role, reference: &[f32], actual: &[f32]) -> Result<(), VerifyError> {
         let Some(slot) = self.slots.get_mut(name) else {
             let suggestion = closest(name, self.slots.keys());
             return Err(VerifyError::UnknownTensor { name: name.to_string(), suggestion });
@@ -297,14 +400,18 @@ impl SummaryBuilder {
                 actual: actual.len(),
             });
         }
-        if std::mem::replace(&mut slot.given, true) {
+        let as_output = matches!(role, Role::Both | Role::Output) && slot.output.is_some();
+        let as_layer = matches!(role, Role::Both | Role::Layer) && slot.layer.is_some();
+        if (as_output && slot.given_output) || (as_layer && slot.given_layer) || (!as_output && !as_layer) {
             return Err(VerifyError::GivenTwice { name: name.to_string(), sample });
         }
-        if let Some(output) = slot.output.and_then(|i| self.outputs.get_mut(i)) {
+        if as_output && let Some(output) = slot.output.and_then(|i| self.outputs.get_mut(i)) {
+            slot.given_output = true;
             output.metrics.add(reference, actual);
             output.top1.add(reference, actual, self.label);
         }
-        if let Some(layer) = slot.layer.and_then(|i| self.layers.get_mut(i)) {
+        if as_layer && let Some(layer) = slot.layer.and_then(|i| self.layers.get_mut(i)) {
+            slot.given_layer = true;
             layer.metrics.add(reference, actual);
         }
         Ok(())
@@ -342,12 +449,17 @@ impl SummaryBuilder {
             checks,
             outputs,
             layers,
+            mode: Mode::default(),
+            verifier_columns: Vec::new(),
+            first_failing: None,
         })
     }
 
     fn check_sample_complete(&self) -> Result<(), VerifyError> {
         let Some(sample) = self.samples.checked_sub(1) else { return Ok(()) };
-        match self.slots.iter().find(|(_, slot)| !slot.given) {
+        let incomplete =
+            |slot: &Slot| (slot.output.is_some() && !slot.given_output) || (slot.layer.is_some() && !slot.given_layer);
+        match self.slots.iter().find(|(_, slot)| incomplete(slot)) {
             Some((name, _)) => Err(VerifyError::Missing { name: name.clone(), sample }),
             None => Ok(()),
         }
@@ -381,6 +493,11 @@ fn layer_summary(state: &LayerState) -> LayerSummary {
         golden_max,
         target_min,
         target_max,
+        verifiers: Vec::new(),
+        failed: false,
+        compared_with: None,
+        status: None,
+        final_outputs: None,
     }
 }
 

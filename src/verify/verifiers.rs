@@ -43,7 +43,7 @@ pub enum VerifierError {
 }
 
 /// One verifier with its parameters (defaults from the debugger docs, see `docs/verifiers.md`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Verifier {
     /// Percent of elements with `|i - g| > atol + rtol * |g|`.
     RtolAtol { rtol_margin: f64, atol_margin: f64 },
