@@ -407,15 +407,16 @@ mod tests {
         // quantized with y's encoding (scale 1/8, offset -32) to the same codes the full run
         // stores, so z is the full run's z.
         let relu = program.steps.iter().position(|s| s.outputs == [ids.z]).unwrap();
+        // In units of the bias scales 1/1024 (channel 0) and 1/2048 (channel 1).
         let y_float = vec![
-            0.849609375,
-            -1.400390625,
-            3.099609375,
-            0.568359375,
-            -0.4541015625,
-            0.3076171875,
-            -1.2158203125,
-            -0.35888671875,
+            870.0 / 1024.0,
+            -1434.0 / 1024.0,
+            3174.0 / 1024.0,
+            582.0 / 1024.0,
+            -930.0 / 2048.0,
+            630.0 / 2048.0,
+            -2490.0 / 2048.0,
+            -735.0 / 2048.0,
         ];
         let mut seen = Vec::new();
         let seed = |id: TensorId| (id == ids.y).then(|| y_float.clone());
