@@ -53,11 +53,12 @@ pub fn open(path: Option<PathBuf>, progress: bool) -> Result<Workspace, u8> {
     Workspace::open(&config, bars).map_err(|d| fail(&d))
 }
 
-pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -> u8 {
+pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat, debug: engine::DebugOverride) -> u8 {
     let mut ws = match open(path, format == MessageFormat::Human) {
         Ok(ws) => ws,
         Err(code) => return code,
     };
+    ws.set_debug_override(debug);
     let report = ws.build(targets);
     print_report(&report, format)
 }

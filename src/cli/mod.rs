@@ -10,6 +10,7 @@ mod files;
 mod output;
 mod progress;
 pub mod render;
+mod suggest;
 mod sweep;
 mod watch;
 
@@ -46,6 +47,13 @@ enum Command {
         targets: Vec<String>,
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
+        /// How per-layer rows are produced: oneshot, cumulative or layerwise (replaces [verify] mode)
+        #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+        mode: Option<crate::verify::Mode>,
+        /// A per-layer metric, the debugger's name[,key,value]... syntax, optionally with
+        /// threshold,<value> (repeatable; replaces [verify] metrics)
+        #[arg(long = "metric", value_name = "SPEC", value_parser = parse_metric)]
+        metrics: Vec<crate::verify::MetricSpec>,
     },
     /// Build, then rebuild on every change to any input until interrupted
     Watch {
@@ -76,6 +84,9 @@ enum Command {
     },
     /// Build a grid of quantization configurations of one target and rank them
     Sweep(Box<sweep::SweepArgs>),
+    /// Rank layers by how much higher precision helps; write overrides for the fewest layers
+    /// that meet the thresholds, and measure them with a build
+    Suggest(Box<suggest::SuggestArgs>),
     /// Convert, validate or compare AIMET encodings files
     Encodings {
         #[command(subcommand)]
@@ -97,6 +108,17 @@ enum CacheAction {
     Verify { path: Option<PathBuf> },
 }
 
+fn parse_mode(text: &str) -> Result<crate::verify::Mode, String> {
+    crate::verify::Mode::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a mode (allowed: oneshot, cumulative, layerwise)"))
+}
+
+fn parse_metric(text: &str) -> Result<crate::verify::MetricSpec, String> {
+    crate::verify::MetricSpec::parse(text).map_err(|e| {
+        format!("{e} (a metric is name[,key,value]..., e.g. sqnr,threshold,30 or rtolatol,rtolmargin,0.02)")
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -107,7 +129,14 @@ pub fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Build { path, targets, message_format } => commands::build(path, &targets, message_format),
+        Command::Build { path, targets, message_format, mode, metrics } => {
+            let debug = crate::engine::DebugOverride {
+                mode,
+                metrics: (!metrics.is_empty()).then_some(metrics),
+                precision: None,
+            };
+            commands::build(path, &targets, message_format, debug)
+        }
         Command::Watch { path, targets, message_format } => watch::watch(path, &targets, message_format),
         Command::Explain { path, target, stage } => commands::explain(path, target, stage),
         Command::Clean { path, cache } => commands::clean(path, cache),
@@ -117,6 +146,7 @@ pub fn main() -> ExitCode {
             CacheAction::Verify { path } => commands::cache_verify(path),
         },
         Command::Sweep(args) => sweep::run(*args),
+        Command::Suggest(args) => suggest::run(*args),
         Command::Encodings { action } => encodings::run(action),
     };
     ExitCode::from(code)

@@ -11,9 +11,13 @@ use crate::quant::aimet::sanitize_name;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
 use super::memo::KeyBuilder;
+use super::sensitivity_stage;
 use super::stages;
 use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
 use super::verify_stage;
+
+/// The file `qairt suggest` writes (and every later build keeps) under `out/<target>/verify/`.
+pub const SUGGESTED_OVERRIDES: &str = "suggested_overrides.json";
 use super::workspace::Workspace;
 
 fn write_error(path: &Path, e: std::io::Error) -> Failed {
@@ -26,6 +30,7 @@ fn render(
     project: ProjectInput,
     target: TargetInput,
     quantized: bool,
+    project_name: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, Failed> {
     let mut files = Vec::new();
     if quantized {
@@ -54,6 +59,28 @@ fn render(
     let summary = verify_stage::verify_value(db, project, target)?;
     files.push(("verify/summary.json".to_string(), summary.json.clone().into_bytes()));
     files.push(("verify/summary.csv".to_string(), summary.csv.clone().into_bytes()));
+    let sensitivity = sensitivity_stage::cached_sensitivity(db, project, target).map(|(_, r)| r);
+    let mut overrides_path = None;
+    if let Some(result) = sensitivity.as_deref().filter(|r| !r.chosen.is_empty()) {
+        let (base, graph) = sensitivity_stage::suggest_inputs(db, project, target)?;
+        let suggested = sensitivity_stage::suggested_overrides(base.as_ref(), &graph, result);
+        let json =
+            crate::quant::aimet::write_overrides_json(&suggested, crate::quant::aimet::AimetVersion::V0_6_1, None)
+                .map_err(super::convert::internal)?;
+        let rel = format!("verify/{SUGGESTED_OVERRIDES}");
+        overrides_path = Some(format!("out/{}/{rel}", target.name(db)));
+        files.push((rel, json.into_bytes()));
+    }
+    let page = crate::verify::report_page::report_data(crate::verify::report_page::ReportInput {
+        project: project_name,
+        target: target.name(db),
+        summary: &summary.summary,
+        checker: summary.checker.as_ref(),
+        histograms: summary.histograms.clone(),
+        sensitivity: sensitivity.as_deref(),
+        overrides_path,
+    });
+    files.push(("verify/report.html".to_string(), crate::verify::html::render_report(&page).into_bytes()));
     Ok(files)
 }
 
@@ -106,6 +133,9 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     for stage in ws.stages_of(&name)? {
         key = key.digest(stage.name(), &ws.stage_key(project, target, stage)?);
     }
+    if let Some((digest, _)) = sensitivity_stage::cached_sensitivity(&ws.db, project, target) {
+        key = key.digest("sensitivity", &digest);
+    }
     let key = key.finish();
     let manifest: Option<Vec<(String, [u8; 32])>> =
         ws.store().lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok());
@@ -113,7 +143,7 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
         files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
     });
     if !complete {
-        let files = render(&ws.db, project, target, quantized)?;
+        let files = render(&ws.db, project, target, quantized, &ws.config.name)?;
         let mut manifest = Vec::with_capacity(files.len());
         std::fs::create_dir_all(&tmp).map_err(|e| write_error(&tmp, e))?;
         let mut made_dirs = std::collections::HashSet::new();

@@ -175,6 +175,24 @@ where
     Ok(Arc::new(value))
 }
 
+/// The value (and its digest) an earlier run stored under `key`, without computing anything:
+/// `None` when it is not in the cache (or does not decode).
+pub fn lookup<T>(db: &dyn Db, key: &super::store::Digest) -> Option<(super::store::Digest, Arc<T>)>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    let services = db.services();
+    let record = services.store.lookup(key).ok()??;
+    let output = record.output_digest();
+    if let Some(value) = lock(&services.fresh).get(&output).cloned()
+        && let Ok(value) = value.downcast::<T>()
+    {
+        return Some((output, value));
+    }
+    let bytes = services.store.get(&output).ok()??;
+    postcard::from_bytes::<T>(&bytes).ok().map(|v| (output, Arc::new(v)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod explain;
 mod inputs;
 mod materialize;
 mod memo;
+mod sensitivity_stage;
 mod snoop;
 mod stages;
 mod stamps;
@@ -22,7 +23,7 @@ pub use db::{Progress, Stage};
 pub use explain::explain;
 pub use store::{Digest, Store};
 pub use verify_stage::VerifyOutcome;
-pub use workspace::{BuildReport, Event, Workspace};
+pub use workspace::{BuildReport, DebugOverride, Event, SuggestReport, Workspace};
 
 /// Sizes and counts of the store, for `qairt cache stats`.
 pub struct CacheStats {

@@ -248,7 +248,7 @@ pub fn target_calibrate_record(
     }
 }
 
-fn target_calibrate_value(
+pub(super) fn target_calibrate_value(
     db: &dyn Db,
     project: ProjectInput,
     target: TargetInput,
@@ -331,7 +331,7 @@ fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<
 /// The encodings a target's quantization starts from, by precedence: the overrides file, then
 /// the model's own (from stripped QDQ pairs), then (absent here) calibration;
 /// `ignore_encodings = true` drops both.
-fn encodings_for(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Overrides>, Failed> {
+pub(super) fn encodings_for(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Overrides>, Failed> {
     if target.settings(db).ignore_encodings {
         return Ok(None);
     }
@@ -380,7 +380,11 @@ pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
     memoize(db, Stage::Quantize, Some(&name), key, || compute_quantize(db, project, target), |_| Vec::new())
 }
 
-fn compute_quantize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<QuantizedGraph, Failed> {
+pub(super) fn compute_quantize(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<QuantizedGraph, Failed> {
     let graph = target_optimize_value(db, project, target)?;
     let stats = target_calibrate_value(db, project, target)?;
     let policy = backend(db, project, target)?.quant_policy();

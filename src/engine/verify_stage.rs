@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Diag;
 use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
+use crate::verify::checker::{self, CheckerConfig, CheckerReport};
+use crate::verify::html::{self, Histogram, HistogramKind};
 use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
 
 use super::convert;
@@ -30,12 +32,18 @@ pub struct VerifyOutcome {
     pub first_failing: Option<(String, Vec<String>)>,
     /// The five layers with the largest error (lowest SQNR), worst first: name, op, SQNR dB.
     pub worst: Vec<(String, String, f64)>,
+    /// The quantization checker: tensors failing, tensors analyzed.
+    pub checker: Option<(usize, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerifyResult {
     pub outcome: VerifyOutcome,
     pub summary: Summary,
+    /// The quantization checker's report (quantized targets).
+    pub checker: Option<CheckerReport>,
+    /// Weight and activation histograms with their encoding ranges, for `report.html`.
+    pub histograms: Vec<Histogram>,
     pub json: String,
     pub csv: String,
 }
@@ -64,7 +72,8 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         .value("encodings", &encodings.map(|d| *d.as_bytes()))
         .value("labels", &labels.map(|d| *d.as_bytes()))
         .value("thresholds", project.thresholds(db))
-        .value("debug", debug)
+        .value("mode", &debug.mode)
+        .value("metrics", &debug.metrics)
         .finish();
     let name = target.name(db).clone();
     memoize(
@@ -84,7 +93,7 @@ pub fn verify_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     load(db, Stage::Verify, Some(&name), &record, || compute_verify(db, project, target))
 }
 
-fn read_labels(db: &dyn Db, project: ProjectInput, samples: usize) -> Result<Option<Vec<usize>>, Failed> {
+pub(super) fn read_labels(db: &dyn Db, project: ProjectInput, samples: usize) -> Result<Option<Vec<usize>>, Failed> {
     let Some(file) = project.labels(db) else { return Ok(None) };
     let bytes = read_file(db, file)?;
     let path = file.path(db).clone();
@@ -205,12 +214,77 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     {
         attach_cumulative(&mut summary, run, &reference, first, project.thresholds(db));
     }
+    let (checker, histograms) = match &quantized {
+        Some(q) => {
+            let float_of = |name: &str| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone());
+            let report = checker::check_graph(q, &float_of, &CheckerConfig::default());
+            (Some(report), histograms(q, &layer_golden.layers, &summary))
+        }
+        None => (None, Vec::new()),
+    };
+    let mut outcome = outcome(&summary);
+    outcome.checker = checker.as_ref().map(|c| (c.failed, c.analyzed));
     Ok(VerifyResult {
-        outcome: outcome(&summary),
+        outcome,
         json: crate::verify::summary_json(&summary),
         csv: crate::verify::summary_csv(&summary),
         summary,
+        checker,
+        histograms,
     })
+}
+
+/// At most this many histograms of each kind in `report.html` (the worst layers first).
+const MAX_HISTOGRAMS: usize = 12;
+const HISTOGRAM_BINS: usize = 48;
+
+/// Weight histograms (ops with a constant weight, graph order) and activation histograms (the
+/// layers with the lowest SQNR), each with its encoding's representable range; for a
+/// per-channel weight the range spans every channel's.
+fn histograms(q: &crate::quant::QuantizedGraph, golden: &[LayerValues], summary: &Summary) -> Vec<Histogram> {
+    let range = |encoding: &TensorEncoding| -> Option<(f64, f64)> {
+        match encoding {
+            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
+            TensorEncoding::PerChannel { channels, .. } => {
+                let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
+                let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
+                (lo <= hi).then_some((lo, hi))
+            }
+            TensorEncoding::Float { .. } => None,
+        }
+    };
+    let mut out = Vec::new();
+    let weights = q.graph.nodes.iter().filter_map(|n| {
+        let &w = n.inputs.get(1)?;
+        let t = q.graph.constant(w)?;
+        matches!(n.op, crate::ir::Op::Conv { .. } | crate::ir::Op::Gemm { .. } | crate::ir::Op::MatMul)
+            .then_some((w, t))
+    });
+    for (w, t) in weights.take(MAX_HISTOGRAMS) {
+        let Some(values) = t.as_f32() else { continue };
+        let encoding = q.encodings.get(&w).and_then(range);
+        let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+        out.push(Histogram {
+            tensor: q.graph.name(w).to_string(),
+            kind: HistogramKind::Weight,
+            edges,
+            counts,
+            encoding,
+        });
+    }
+    let names = q.graph.names();
+    let mut worst: Vec<&str> = summary.worst_layers(MAX_HISTOGRAMS).iter().map(|l| l.name.as_str()).collect();
+    // Back to graph order.
+    worst.sort_by_key(|name| summary.layers.iter().position(|l| l.name == *name));
+    for name in worst {
+        // A squashed producer is on its activation's grid: show the values it is compared with.
+        let compared = summary.layers.iter().find(|l| l.name == name).and_then(|l| l.compared_with.as_deref());
+        let Some(layer) = golden.iter().find(|l| l.name == compared.unwrap_or(name)) else { continue };
+        let encoding = names.get(name).and_then(|id| q.encodings.get(id)).and_then(range);
+        let (edges, counts) = html::histogram(&layer.values, HISTOGRAM_BINS, encoding);
+        out.push(Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding });
+    }
+    out
 }
 
 /// Op outputs squashed into the Relu/Clip that reads them (see `quant::quantize`): the tensor
@@ -303,5 +377,5 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
         .into_iter()
         .map(|l| (l.name.clone(), l.layer_type.clone(), l.metrics.sqnr_db))
         .collect();
-    VerifyOutcome { passed: summary.passed, metrics, failures, mode: summary.mode, first_failing, worst }
+    VerifyOutcome { passed: summary.passed, metrics, failures, mode: summary.mode, first_failing, worst, checker: None }
 }

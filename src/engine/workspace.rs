@@ -73,6 +73,26 @@ pub struct Workspace {
     generated: Vec<TargetConfig>,
     /// Every path the last load read, for the watcher.
     watched: BTreeSet<PathBuf>,
+    /// Command-line replacements for `[verify] mode`, `metrics` and `suggest_precision`.
+    debug_override: DebugOverride,
+}
+
+/// What the command line replaces in `[verify]` (each `None` keeps qairt.toml's value).
+#[derive(Clone, Debug, Default)]
+pub struct DebugOverride {
+    pub mode: Option<crate::verify::Mode>,
+    pub metrics: Option<Vec<crate::verify::MetricSpec>>,
+    pub precision: Option<crate::verify::sensitivity::Precision>,
+}
+
+/// What `qairt suggest` found for one target.
+#[derive(Clone, Debug)]
+pub struct SuggestReport {
+    pub result: Arc<crate::verify::sensitivity::SensitivityResult>,
+    /// `out/<target>/verify/suggested_overrides.json`, when a layer was suggested.
+    pub overrides_path: Option<PathBuf>,
+    pub report_path: PathBuf,
+    pub built: bool,
 }
 
 fn io_diag(path: &Path, e: &std::io::Error, what: &str) -> Diag {
@@ -112,7 +132,59 @@ impl Workspace {
             targets: BTreeMap::new(),
             generated: Vec::new(),
             watched: BTreeSet::new(),
+            debug_override: DebugOverride::default(),
         })
+    }
+
+    /// Replaces `[verify]` settings for every later load (the command line's `--mode`,
+    /// `--metric` and `--precision`).
+    pub fn set_debug_override(&mut self, debug: DebugOverride) {
+        self.debug_override = debug;
+    }
+
+    /// `[verify]`'s debug settings with the command-line replacements applied.
+    fn debug_settings(&self) -> crate::verify::DebugSettings {
+        let mut debug = self.config.verify.debug.clone();
+        if let Some(mode) = self.debug_override.mode {
+            debug.mode = mode;
+        }
+        if let Some(metrics) = &self.debug_override.metrics {
+            debug.metrics = metrics.clone();
+        }
+        if let Some(precision) = self.debug_override.precision {
+            debug.precision = precision;
+        }
+        debug
+    }
+
+    /// Runs (or reads from the cache) the sensitivity analysis of a quantized target, then
+    /// re-materializes `out/<target>/`, which then holds the suggested overrides and a
+    /// `report.html` that shows them.
+    pub fn suggest(&mut self, target: &str) -> Result<SuggestReport, Vec<Diag>> {
+        let lock = self
+            .store()
+            .lock()
+            .map_err(|e| vec![Diag::error("qairt::cache::lock", format!("cannot lock the cache: {e}"))])?;
+        self.load()?;
+        let (project, input) = self.inputs_of(target).map_err(|f| f.0)?;
+        // The build first, so the report has the verify summary it shows the suggestion beside.
+        super::verify_stage::verify_record(&self.db, project, input).map_err(|f| f.0)?;
+        let result = super::sensitivity_stage::sensitivity_value(&self.db, project, input).map_err(|f| f.0);
+        let (built, _warnings) = self.db.drain_log();
+        let result = result?;
+        let built = built.iter().any(|e| e.stage == Stage::Verify);
+        if !self.is_generated(target) {
+            materialize::materialize(self, project, input).map_err(|f| f.0)?;
+        }
+        let dir = self.config.out_dir.join(target).join("verify");
+        let overrides_path = (!result.chosen.is_empty()).then(|| dir.join(materialize::SUGGESTED_OVERRIDES));
+        let stamps_path = self.config.cache_dir.join("stamps");
+        let tmp = self.config.cache_dir.join("tmp");
+        // Stamps only save work for the next build; failing to save them is not an error here.
+        let _ = self.stamps.save(&stamps_path, &tmp);
+        drop(lock);
+        self.db.forget_fresh_values();
+        Ok(SuggestReport { result, overrides_path, report_path: dir.join("report.html"), built })
     }
 
     /// Adds targets that `qairt.toml` does not name (the configurations of `qairt sweep`),
@@ -260,6 +332,7 @@ impl Workspace {
         if !diags.is_empty() {
             return Err(diags);
         }
+        let debug = self.debug_settings();
 
         let project = match self.project {
             Some(p) => {
@@ -283,8 +356,8 @@ impl Workspace {
                 if *p.thresholds(db) != config.verify.thresholds {
                     p.set_thresholds(db).to(config.verify.thresholds.clone());
                 }
-                if *p.debug(db) != config.verify.debug {
-                    p.set_debug(db).to(config.verify.debug.clone());
+                if *p.debug(db) != debug {
+                    p.set_debug(db).to(debug);
                 }
                 let rules = p.rules(db);
                 if *rules.files(db) != rule_files {
@@ -303,7 +376,7 @@ impl Workspace {
                     config.verify.max_samples,
                     labels,
                     config.verify.thresholds.clone(),
-                    config.verify.debug.clone(),
+                    debug,
                     rules,
                 )
             }

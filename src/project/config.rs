@@ -65,6 +65,7 @@ pub struct VerifyConfig {
 }
 
 pub use crate::verify::Thresholds;
+use crate::verify::sensitivity::Precision;
 use crate::verify::{DebugSettings, MetricSpec, Mode};
 
 #[derive(Deserialize)]
@@ -135,6 +136,7 @@ struct RawVerify {
     max_samples: Option<Spanned<i64>>,
     mode: Option<Spanned<String>>,
     metrics: Option<Vec<Spanned<toml::Value>>>,
+    suggest_precision: Option<Spanned<String>>,
     #[serde(default)]
     thresholds: RawThresholds,
 }
@@ -467,6 +469,12 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
             "add labels = \"<labels file>\" to [verify], or remove this threshold",
         );
     }
+    let precision_names: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+    let precision = v
+        .suggest_precision
+        .as_ref()
+        .and_then(|p| check.name_in(p, "suggest_precision", &precision_names, Precision::parse))
+        .unwrap_or_default();
     let mode_names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
     let mode = v.mode.as_ref().and_then(|m| check.name_in(m, "mode", &mode_names, Mode::parse)).unwrap_or_default();
     let mut metrics: Vec<MetricSpec> = Vec::new();
@@ -501,7 +509,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         max_samples: check.count(&v.max_samples, "max_samples"),
         thresholds,
         tensor_mapping: v.tensor_mapping.as_ref().map(resolve),
-        debug: DebugSettings { mode, metrics },
+        debug: DebugSettings { mode, metrics, precision },
     };
 
     if !check.diags.is_empty() {

@@ -10,6 +10,8 @@ pub mod golden;
 pub mod html;
 mod metrics;
 mod report;
+pub mod report_page;
+pub mod sensitivity;
 mod settings;
 mod summary;
 mod top1;

@@ -219,6 +219,8 @@ pub struct DebugSettings {
     pub mode: Mode,
     /// Empty means [`default_metrics`].
     pub metrics: Vec<MetricSpec>,
+    /// What `qairt suggest` raises layers to.
+    pub precision: super::sensitivity::Precision,
 }
 
 impl DebugSettings {

@@ -1,0 +1,146 @@
+//! Assembles the [`html::ReportData`] of `report.html` from what verify computed: the summary,
+//! the quantization checker's report, the histograms and (when `qairt suggest` has run) the
+//! sensitivity analysis.
+
+use super::checker::{Algorithm, CheckerReport};
+use super::html::{self, CheckerRow, CheckerTable, Headline, LayerRow, ReportData, SensitivityRow, Suggestion};
+use super::sensitivity::SensitivityResult;
+use super::summary::{Summary, ThresholdKind};
+
+/// Where the page's data comes from.
+pub struct ReportInput<'a> {
+    pub project: &'a str,
+    pub target: &'a str,
+    pub summary: &'a Summary,
+    pub checker: Option<&'a CheckerReport>,
+    pub histograms: Vec<html::Histogram>,
+    pub sensitivity: Option<&'a SensitivityResult>,
+    /// Where `qairt suggest` wrote the suggested overrides (relative to the project).
+    pub overrides_path: Option<String>,
+}
+
+pub fn report_data(input: ReportInput<'_>) -> ReportData {
+    let s = input.summary;
+    let mut headline = Vec::new();
+    if let Some(first) = s.outputs.first() {
+        let check = |kind: ThresholdKind| s.checks.iter().find(|c| c.threshold == kind && c.output == first.name);
+        let mut push = |name: &str, value: f64, kind: Option<ThresholdKind>, lower_is_better: bool| {
+            let c = kind.and_then(check);
+            headline.push(Headline {
+                name: name.to_string(),
+                value,
+                threshold: c.map(|c| c.limit),
+                passed: c.map(|c| c.passed),
+                lower_is_better,
+            });
+        };
+        push("output SQNR (dB)", first.metrics.sqnr_db, Some(ThresholdKind::MinSqnrDb), false);
+        push("output cosine", first.metrics.cosine, Some(ThresholdKind::MinCosine), false);
+        push("top-1 agreement", first.top1_agreement, Some(ThresholdKind::MinTop1Agreement), false);
+        if let Some(acc) = &first.accuracy {
+            push("accuracy drop", acc.drop, Some(ThresholdKind::MaxAccuracyDrop), true);
+            push("accuracy", acc.actual, None, false);
+            push("float accuracy", acc.reference, None, false);
+        }
+        push("output max |error|", first.metrics.max_abs_error, None, true);
+    }
+    let finite = |x: f32| f64::from(x).is_finite().then_some(f64::from(x));
+    let layers: Vec<LayerRow> = s
+        .layers
+        .iter()
+        .map(|l| LayerRow {
+            name: l.name.clone(),
+            layer_type: l.layer_type.clone(),
+            size: l.size,
+            dims: l.dims.clone(),
+            values: s
+                .verifier_columns
+                .iter()
+                .map(|c| l.verifiers.iter().find(|v| &v.column == c).map(|v| v.metric).filter(|m| !m.is_nan()))
+                .collect(),
+            sqnr_db: Some(l.metrics.sqnr_db),
+            golden_min: finite(l.golden_min),
+            golden_max: finite(l.golden_max),
+            target_min: finite(l.target_min),
+            target_max: finite(l.target_max),
+            failed: l.failed,
+        })
+        .collect();
+    let first_failing = s.layers.iter().position(|l| l.failed);
+    let sqnr_threshold =
+        s.layers.first().and_then(|l| l.verifiers.iter().find(|v| v.column == "sqnr")).and_then(|v| v.threshold);
+    let checker = input.checker.map(|report| CheckerTable {
+        columns: Algorithm::COLUMNS.iter().map(|a| a.column_title().to_string()).collect(),
+        rows: report
+            .tensors
+            .iter()
+            .map(|t| CheckerRow {
+                op: t.op_name.clone(),
+                tensor: t.tensor.clone(),
+                class: t.class.title().to_string(),
+                cells: Algorithm::COLUMNS.iter().map(|&a| t.verdict(a).label().to_string()).collect(),
+                failed: t.failed(),
+            })
+            .collect(),
+        analyzed: report.analyzed,
+        failed: report.failed,
+    });
+    let (sensitivity, suggestion) = match input.sensitivity {
+        None => (Vec::new(), None),
+        Some(r) => {
+            let rows = r
+                .ranking
+                .iter()
+                .map(|g| SensitivityRow {
+                    layer: g.layer.clone(),
+                    precision: r.precision.name().to_string(),
+                    metric_before: r.baseline.sqnr_db,
+                    metric_after: g.measurement.sqnr_db,
+                    gain: g.gain_db,
+                })
+                .collect();
+            let suggestion = Suggestion {
+                layers: r.chosen.clone(),
+                precision: r.precision.name().to_string(),
+                before: r.baseline.sqnr_db,
+                after: r.result.sqnr_db,
+                metric_name: "output SQNR (dB)".into(),
+                overrides_path: input.overrides_path.clone(),
+                meets_thresholds: r.meets,
+            };
+            (rows, Some(suggestion))
+        }
+    };
+    let mut notes = vec![format!(
+        "Per-layer rows compare the quantized run ({} mode) with the target's own float run; \
+         the sqnr column is the debugger's (signal = quantized tensor), the chart plots SQNR with the float tensor as signal.",
+        s.mode.name()
+    )];
+    let fused: Vec<String> =
+        s.layers.iter().filter_map(|l| l.compared_with.as_ref().map(|c| format!("{} (with {c})", l.name))).collect();
+    if !fused.is_empty() {
+        notes.push(format!(
+            "Squashed into the activation that follows (the target computes the fused op), so compared with its output: {}.",
+            fused.join(", ")
+        ));
+    }
+    ReportData {
+        title: format!("qairt verify: {} / {}", input.project, input.target),
+        project: input.project.to_string(),
+        target: input.target.to_string(),
+        mode: s.mode.name().to_string(),
+        samples: s.samples,
+        passed: s.passed,
+        headline,
+        verifier_columns: s.verifier_columns.clone(),
+        layers,
+        first_failing,
+        sqnr_threshold,
+        histograms: input.histograms,
+        checker,
+        sensitivity,
+        sensitivity_metric: input.sensitivity.map(|_| "output SQNR (dB)".to_string()),
+        suggestion,
+        notes,
+    }
+}
