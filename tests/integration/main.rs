@@ -2,6 +2,8 @@
 //! scikit-learn's digits, onnxruntime references). One test binary, one link step.
 
 mod bad_input;
+mod browser;
+mod debugging;
 mod encodings;
 mod incremental;
 mod models;

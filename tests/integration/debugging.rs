@@ -1,0 +1,1 @@
+//! Accuracy debugging end to end: verify modes, metrics, report.html, qairt suggest.
