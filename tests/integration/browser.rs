@@ -50,8 +50,20 @@ pub struct Inspection {
     pub log: PathBuf,
 }
 
-/// The Chromium binary: `/usr/bin/chromium`, else `chromium` on `PATH`.
+/// The Chromium binary: `/usr/bin/chromium`, else `chromium` on `PATH`; when neither is there,
+/// `scripts/setup-browser.sh` installs Debian's package first (once per test run).
 pub fn chromium() -> Option<PathBuf> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    if find_chromium().is_none() {
+        INSTALL.call_once(|| {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-browser.sh");
+            let _ = std::process::Command::new("bash").arg(script).status();
+        });
+    }
+    find_chromium()
+}
+
+fn find_chromium() -> Option<PathBuf> {
     let default = PathBuf::from("/usr/bin/chromium");
     if default.is_file() {
         return Some(default);
