@@ -72,6 +72,14 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                     "metrics": outcome.metrics, "failures": outcome.failures,
                     "mode": outcome.mode.name(), "first_failing_layer": first_failing, "worst_layers": worst,
                 });
+                let mut line = line;
+                if let Some((failed, analyzed)) = outcome.checker {
+                    line["checker"] = json!({"failed": failed, "analyzed": analyzed});
+                }
+                if let Some((matched, tensors, files)) = &outcome.golden {
+                    line["golden"] =
+                        json!({"matched": matched, "unmatched_tensors": tensors, "unmatched_files": files});
+                }
                 let _ = writeln!(out, "{line}");
             }
             (Event::Verify { outcome, .. }, MessageFormat::Human) => {
@@ -94,6 +102,18 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                     None => {
                         let _ = writeln!(out, "    every layer meets its metric thresholds ({})", outcome.mode.name());
                     }
+                }
+                if let Some((matched, tensors, files)) = &outcome.golden {
+                    let _ = writeln!(out, "    golden dump: {matched} tensors matched");
+                    if !tensors.is_empty() {
+                        let _ = writeln!(out, "    no golden file for: {}", tensors.join(", "));
+                    }
+                    if !files.is_empty() {
+                        let _ = writeln!(out, "    golden files matching no tensor: {}", files.join(", "));
+                    }
+                }
+                if let Some((failed, analyzed)) = outcome.checker {
+                    let _ = writeln!(out, "    quantization checker: {failed} of {analyzed} tensors fail a check");
                 }
                 if !outcome.worst.is_empty() {
                     let worst: Vec<String> = outcome

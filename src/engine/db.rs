@@ -79,6 +79,18 @@ pub struct TargetInput {
     pub overrides: Option<SourceFile>,
 }
 
+/// `[verify] golden`: another tool's dump to compare against, every file under it by path
+/// relative to the directory ('/'-separated), and `[verify] tensor_mapping`.
+#[salsa::input(debug)]
+pub struct GoldenInput {
+    #[returns(ref)]
+    pub dir: PathBuf,
+    #[returns(ref)]
+    pub files: Vec<(String, SourceFile)>,
+    #[returns(copy)]
+    pub mapping: Option<SourceFile>,
+}
+
 /// Project-wide inputs shared by every target.
 #[salsa::input(debug)]
 pub struct ProjectInput {
@@ -99,6 +111,8 @@ pub struct ProjectInput {
     /// `[verify] mode` and `metrics`.
     #[returns(ref)]
     pub debug: crate::verify::DebugSettings,
+    #[returns(copy)]
+    pub golden: Option<GoldenInput>,
     #[returns(copy)]
     pub rules: RulesInput,
 }

@@ -7,6 +7,7 @@
 mod convert;
 mod db;
 mod explain;
+mod golden_stage;
 mod inputs;
 mod materialize;
 mod memo;

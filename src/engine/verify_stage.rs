@@ -10,11 +10,13 @@ use crate::diag::Diag;
 use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
 use crate::verify::checker::{self, CheckerConfig, CheckerReport};
+use crate::verify::golden;
 use crate::verify::html::{self, Histogram, HistogramKind};
 use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
 
 use super::convert;
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::golden_stage;
 use super::inputs::read_file;
 use super::memo::{KeyBuilder, Record, encode, load, memoize};
 use super::snoop;
@@ -34,6 +36,8 @@ pub struct VerifyOutcome {
     pub worst: Vec<(String, String, f64)>,
     /// The quantization checker: tensors failing, tensors analyzed.
     pub checker: Option<(usize, usize)>,
+    /// `[verify] golden`: tensors matched, graph tensors with no file, files with no tensor.
+    pub golden: Option<(usize, Vec<String>, Vec<String>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,7 +68,12 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         None
     };
     let labels = project.labels(db).map(|f| f.digest(db));
+    let golden: Option<(Vec<(String, [u8; 32])>, Option<[u8; 32]>)> = project.golden(db).map(|g| {
+        let files = g.files(db).iter().map(|(p, f)| (p.clone(), *f.digest(db).as_bytes())).collect();
+        (files, g.mapping(db).map(|m| *m.digest(db).as_bytes()))
+    });
     let key = KeyBuilder::new(Stage::Verify)
+        .value("golden", &golden)
         .digest("simulated", &simulated.output)
         .digest("reference", &reference.output)
         .digest("layer golden", &layer_golden.output)
@@ -153,12 +162,29 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     let graph = stages::target_optimize_value(db, project, target)?;
     let samples = reference.samples.len();
     let labels = read_labels(db, project, samples)?;
-    let mut builder = SummaryBuilder::from_graph(&graph, project.thresholds(db).clone()).map_err(convert::internal)?;
+    // `[verify] golden`: the dump replaces the float run wherever a tensor matched.
+    let external = match project.golden(db) {
+        Some(input) => Some(golden_stage::read_golden(db, input, &wanted(&graph), samples)?),
+        None => None,
+    };
+    let external_layers: Option<Vec<LayerValues>> = external.as_ref().map(|e| {
+        layer_golden
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let values = e.values.get(&l.name)?.clone();
+                Some(LayerValues { name: l.name.clone(), op: l.op.clone(), shape: l.shape.clone(), values })
+            })
+            .collect()
+    });
+    let golden_layers: &[LayerValues] = external_layers.as_deref().unwrap_or(&layer_golden.layers);
+    let kept: std::collections::BTreeSet<&str> = golden_layers.iter().map(|l| l.name.as_str()).collect();
+    let mut builder = SummaryBuilder::from_graph_keeping(&graph, project.thresholds(db).clone(), |n| kept.contains(n))
+        .map_err(convert::internal)?;
     let target_of: BTreeMap<&str, &LayerValues> = layer_target.iter().map(|l| (l.name.as_str(), l)).collect();
-    let golden_of: BTreeMap<&str, &LayerValues> = layer_golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    let golden_of: BTreeMap<&str, &LayerValues> = golden_layers.iter().map(|l| (l.name.as_str(), l)).collect();
     let squashed = quantized.as_deref().map(squashed_into).unwrap_or_default();
-    let golden_of: BTreeMap<&str, &LayerValues> = layer_golden
-        .layers
+    let golden_of: BTreeMap<&str, &LayerValues> = golden_layers
         .iter()
         .map(|l| {
             let compared = squashed.get(&l.name).and_then(|into| golden_of.get(into.as_str())).unwrap_or(&l);
@@ -166,7 +192,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         })
         .collect();
     let mut pairs: Vec<(&str, &LayerValues, &LayerValues)> = Vec::new();
-    for layer in &layer_golden.layers {
+    for layer in golden_layers {
         let (Some(golden), Some(actual)) = (golden_of.get(layer.name.as_str()), target_of.get(layer.name.as_str()))
         else {
             return Err(convert::internal(format!("layer {} has no quantized values", layer.name)));
@@ -187,11 +213,19 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
             let (Some(rt), Some(at)) = (reference.samples[n].get(k), simulated.samples[n].get(k)) else {
                 return Err(convert::internal(format!("output {name} is missing for sample {n}")));
             };
-            builder.add_output(name, &rt.to_f32_vec(), &at.to_f32_vec()).map_err(convert::internal)?;
+            let golden = match external.as_ref().and_then(|e| e.values.get(name)) {
+                Some(values) => {
+                    let size = rt.shape.iter().product::<usize>();
+                    values.get(n * size..(n + 1) * size).map(<[f32]>::to_vec).unwrap_or_default()
+                }
+                None => rt.to_f32_vec(),
+            };
+            builder.add_output(name, &golden, &at.to_f32_vec()).map_err(convert::internal)?;
         }
     }
     let mut summary = builder.finish().map_err(convert::internal)?;
     summary.mode = debug.mode;
+    summary.golden = external.as_ref().map(|e| e.report.clone());
     for layer in &mut summary.layers {
         layer.compared_with = squashed.get(&layer.name).cloned();
     }
@@ -232,6 +266,20 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         checker,
         histograms,
     })
+}
+
+/// The tensors an external golden dump may provide: every float layer and graph output, graph
+/// order, with their element counts.
+fn wanted(graph: &crate::ir::Graph) -> Vec<golden::Wanted> {
+    let mut wanted: Vec<golden::Wanted> = Vec::new();
+    let ids = graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).chain(graph.outputs.iter().copied());
+    for id in ids {
+        let info = graph.info(id);
+        if info.dtype == crate::ir::DType::F32 && !wanted.iter().any(|w| w.name == info.name) {
+            wanted.push(golden::Wanted { name: info.name.clone(), elements: info.shape.iter().product() });
+        }
+    }
+    wanted
 }
 
 /// At most this many histograms of each kind in `report.html` (the worst layers first).
@@ -372,10 +420,21 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
             .collect();
         (l.name.clone(), why)
     });
+    let golden =
+        summary.golden.as_ref().map(|g| (g.matched.len(), g.unmatched_tensors.clone(), g.unmatched_files.clone()));
     let worst = summary
         .worst_layers(5)
         .into_iter()
         .map(|l| (l.name.clone(), l.layer_type.clone(), l.metrics.sqnr_db))
         .collect();
-    VerifyOutcome { passed: summary.passed, metrics, failures, mode: summary.mode, first_failing, worst, checker: None }
+    VerifyOutcome {
+        passed: summary.passed,
+        metrics,
+        failures,
+        mode: summary.mode,
+        first_failing,
+        worst,
+        checker: None,
+        golden,
+    }
 }

@@ -22,8 +22,8 @@ use crate::diag::Diag;
 use crate::project::{ProjectConfig, TargetConfig, parse_config, parse_input_list};
 
 use super::db::{
-    BuiltEvent, DataList, Database, Db, Failed, ModelInput, Progress, ProjectInput, RulesInput, SampleEntry,
-    SampleFiles, SourceFile, Stage, TargetInput,
+    BuiltEvent, DataList, Database, Db, Failed, GoldenInput, ModelInput, Progress, ProjectInput, RulesInput,
+    SampleEntry, SampleFiles, SourceFile, Stage, TargetInput,
 };
 use super::materialize;
 use super::stages;
@@ -312,6 +312,10 @@ impl Workspace {
             },
             None => None,
         };
+        let golden = match &config.verify.golden {
+            Some(dir) => self.golden(dir, config.verify.tensor_mapping.as_deref(), &mut diags),
+            None => None,
+        };
         let rule_files = self.rule_files(&mut diags);
         let all_targets = self.all_targets(&config, &mut diags);
         let mut target_overrides = Vec::new();
@@ -359,6 +363,9 @@ impl Workspace {
                 if *p.debug(db) != debug {
                     p.set_debug(db).to(debug);
                 }
+                if p.golden(db) != golden {
+                    p.set_golden(db).to(golden);
+                }
                 let rules = p.rules(db);
                 if *rules.files(db) != rule_files {
                     rules.set_files(db).to(rule_files);
@@ -377,6 +384,7 @@ impl Workspace {
                     labels,
                     config.verify.thresholds.clone(),
                     debug,
+                    golden,
                     rules,
                 )
             }
@@ -519,6 +527,79 @@ impl Workspace {
             .flat_map(|s| s.entries.iter().map(|e| e.file.path(&self.db).clone()))
             .collect();
         files.iter().any(|path| self.file(path).is_err())
+    }
+
+    /// Every file under the golden directory (sorted, '/'-separated relative paths) and the
+    /// mapping file, as a salsa input (the existing one updated in place).
+    fn golden(&mut self, dir: &Path, mapping: Option<&Path>, diags: &mut Vec<Diag>) -> Option<GoldenInput> {
+        let config = self.config.clone();
+        if !dir.is_dir() {
+            let e = std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory");
+            diags.push(missing(&config, dir, &e, "the golden directory"));
+            return None;
+        }
+        self.watched.insert(dir.to_path_buf());
+        let mut paths = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(current) = pending.pop() {
+            let entries = match std::fs::read_dir(&current) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    diags.push(io_diag(&current, &e, "the golden directory"));
+                    return None;
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    paths.push(path);
+                }
+            }
+        }
+        paths.sort();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            let name: Vec<String> =
+                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let file = match self.file(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    diags.push(io_diag(&path, &e, "the golden file"));
+                    continue;
+                }
+            };
+            files.push((name.join("/"), file));
+        }
+        let mapping = match mapping {
+            Some(path) => match self.file(path) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    diags.push(missing(&config, path, &e, "the tensor mapping file"));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let existing = self.project.and_then(|p| p.golden(&self.db));
+        Some(match existing {
+            Some(g) => {
+                let db = &mut self.db;
+                if *g.dir(db) != dir {
+                    g.set_dir(db).to(dir.to_path_buf());
+                }
+                if *g.files(db) != files {
+                    g.set_files(db).to(files);
+                }
+                if g.mapping(db) != mapping {
+                    g.set_mapping(db).to(mapping);
+                }
+                g
+            }
+            None => GoldenInput::new(&self.db, dir.to_path_buf(), files, mapping),
+        })
     }
 
     fn rule_files(&mut self, diags: &mut Vec<Diag>) -> Vec<(String, Arc<str>)> {

@@ -22,7 +22,7 @@ pub use metrics::{MetricAccumulator, TensorMetrics};
 pub use report::{CSV_LEADING_COLUMNS, CSV_TRAILING_COLUMNS, summary_csv, summary_json};
 pub use settings::{DebugSettings, MetricSpec, MetricValue, Mode, default_metrics};
 pub use summary::{
-    Accuracy, LayerPair, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder, ThresholdCheck,
-    ThresholdKind, Thresholds,
+    Accuracy, GoldenReport, LayerPair, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder,
+    ThresholdCheck, ThresholdKind, Thresholds,
 };
 pub use top1::{Top1, argmax};

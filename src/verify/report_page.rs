@@ -124,6 +124,16 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
             fused.join(", ")
         ));
     }
+    if let Some(g) = &s.golden {
+        notes.push(format!(
+            "Golden values from {} ({} sample(s)): {} tensors matched; no golden file for: {}; files matching no tensor: {}.",
+            g.dir,
+            g.samples,
+            g.matched.len(),
+            if g.unmatched_tensors.is_empty() { "none".to_string() } else { g.unmatched_tensors.join(", ") },
+            if g.unmatched_files.is_empty() { "none".to_string() } else { g.unmatched_files.join(", ") },
+        ));
+    }
     ReportData {
         title: format!("qairt verify: {} / {}", input.project, input.target),
         project: input.project.to_string(),

@@ -172,6 +172,23 @@ pub struct Summary {
     pub verifier_columns: Vec<String>,
     /// The first layer (graph order) that fails a metric threshold.
     pub first_failing: Option<String>,
+    /// `[verify] golden`: the external dump compared against, and how its names matched.
+    pub golden: Option<GoldenReport>,
+}
+
+/// What an external golden dump gave, and how its file names matched the graph's tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GoldenReport {
+    pub dir: String,
+    pub samples: usize,
+    /// (tensor, file relative to a sample directory, how it matched), graph order.
+    pub matched: Vec<(String, String, super::golden::MatchedBy)>,
+    /// Graph tensors with no golden file (left out of the per-layer table).
+    pub unmatched_tensors: Vec<String>,
+    /// Golden files that matched no tensor.
+    pub unmatched_files: Vec<String>,
+    /// (tensor, likely file) hints for unmatched tensors.
+    pub closest: Vec<(String, String)>,
 }
 
 /// One layer's values for [`Summary::attach_metrics`]: every sample back to back.
@@ -328,6 +345,15 @@ impl SummaryBuilder {
     /// Declares the graph's outputs, and every float tensor a node writes as a layer (node
     /// order, the op type as layer type; graph outputs are layers too).
     pub fn from_graph(graph: &Graph, thresholds: Thresholds) -> Result<Self, VerifyError> {
+        SummaryBuilder::from_graph_keeping(graph, thresholds, |_| true)
+    }
+
+    /// [`from_graph`](Self::from_graph) with only the layers `keep` accepts (by name).
+    pub fn from_graph_keeping(
+        graph: &Graph,
+        thresholds: Thresholds,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Self, VerifyError> {
         let mut outputs: Vec<OutputSpec> = Vec::new();
         for &id in &graph.outputs {
             let info = graph.info(id);
@@ -339,7 +365,7 @@ impl SummaryBuilder {
             .nodes
             .iter()
             .flat_map(|node| node.outputs.iter().map(move |&id| (node, id)))
-            .filter(|&(_, id)| graph.info(id).dtype == DType::F32)
+            .filter(|&(_, id)| graph.info(id).dtype == DType::F32 && keep(graph.name(id)))
             .map(|(node, id)| LayerSpec {
                 name: graph.name(id).to_string(),
                 layer_type: node.op.type_name().to_string(),
@@ -452,6 +478,7 @@ impl SummaryBuilder {
             mode: Mode::default(),
             verifier_columns: Vec::new(),
             first_failing: None,
+            golden: None,
         })
     }
 
