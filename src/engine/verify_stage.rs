@@ -68,8 +68,10 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         None
     };
     let labels = project.labels(db).map(|f| f.digest(db));
-    let golden: Option<(Vec<(String, [u8; 32])>, Option<[u8; 32]>)> = project.golden(db).map(|g| {
-        let files = g.files(db).iter().map(|(p, f)| (p.clone(), *f.digest(db).as_bytes())).collect();
+    // Every file of the dump and the mapping, by content.
+    let golden = project.golden(db).map(|g| {
+        let files: Vec<(String, [u8; 32])> =
+            g.files(db).iter().map(|(p, f)| (p.clone(), *f.digest(db).as_bytes())).collect();
         (files, g.mapping(db).map(|m| *m.digest(db).as_bytes()))
     });
     let key = KeyBuilder::new(Stage::Verify)

@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(value["layers"][0]["metrics"]["mse"], serde_json::json!(3.125));
         assert_eq!(value["thresholds"]["min_cosine"], serde_json::Value::Null);
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 9);
+        assert_eq!(keys.len(), 10);
         assert_eq!(value["first_failing"], serde_json::json!("conv,1"), "9.5 dB < the 20 dB threshold");
         assert_eq!(value["layers"][0]["verifiers"][0]["column"], serde_json::json!("sqnr"));
         assert!(json.find("\"passed\"") < json.find("\"layers\""), "declaration order is kept");

@@ -694,3 +694,23 @@ fn suggest_on_the_float_target_fails_clearly() {
     }
     assert!(!Path::new(&p.path("out/cpu/verify/suggested_overrides.json")).exists());
 }
+
+/// The reason printed for a failing layer must show a value that visibly fails its limit. A
+/// small metric (an MSE of 1.9e-5 against a limit of 1e-5) must not read "mse = 0.0000
+/// (limit 0.00001)".
+#[test]
+fn the_reason_a_layer_fails_shows_a_value_beyond_its_limit() {
+    let p = digits(40, 20.0, "");
+    let b = build_with(&p, &["--target", "htp-w8a8", "--metric", "mse,threshold,0.00001"]);
+    b.assert_ok();
+    let first = &b.verify("htp-w8a8")["first_failing_layer"];
+    let mse = Table::read(&p, "htp-w8a8").value(first["layer"].as_str().unwrap(), "mse");
+    assert!(mse > 1e-5, "the layer fails: {mse}");
+    for reason in first["failed"].as_array().unwrap() {
+        let reason = reason.as_str().unwrap();
+        // "mse = <value> (limit <limit>)"
+        let value = reason.strip_prefix("mse = ").and_then(|r| r.split(' ').next()).unwrap_or_default();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("unexpected reason {reason:?}"));
+        assert!(value > 1e-5, "{reason:?} shows a value within the limit for a layer whose mse is {mse}");
+    }
+}
