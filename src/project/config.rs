@@ -621,6 +621,60 @@ min_sqnr_db = 25.0
     }
 
     #[test]
+    fn verify_metrics_mode_and_precision_parse_in_both_forms() {
+        let text = MINIMAL.replace(
+            "input_list = \"test/input_list.txt\"\n",
+            "input_list = \"test/input_list.txt\"\nmode = \"cumulative-layerwise\"\nsuggest_precision = \"float16\"\n\
+             metrics = [\"sqnr,threshold,30\", { name = \"RtolAtol\", rtolmargin = 0.02, threshold = 5 }, \"topk,k,3\"]\n",
+        );
+        let debug = parse(&text).unwrap().verify.debug;
+        assert_eq!(debug.mode, Mode::Cumulative);
+        assert_eq!(debug.precision, Precision::Float16);
+        let columns: Vec<&str> = debug.metrics.iter().map(|m| m.column()).collect();
+        assert_eq!(columns, ["sqnr", "rtolatol", "topk"]);
+        assert_eq!(debug.metrics[0].threshold, Some(30.0));
+        assert_eq!(
+            debug.metrics[1].verifier,
+            crate::verify::verifiers::Verifier::RtolAtol { rtol_margin: 0.02, atol_margin: 0.01 }
+        );
+        assert_eq!(debug.metrics[1].threshold, Some(5.0));
+        let default = parse(MINIMAL).unwrap().verify.debug;
+        assert_eq!((default.mode, default.metrics.len()), (Mode::Oneshot, 0));
+    }
+
+    #[test]
+    fn bad_verify_metrics_point_at_the_entry() {
+        let with = |metrics: &str| {
+            let text = MINIMAL.replace(
+                "input_list = \"test/input_list.txt\"\n",
+                &format!("input_list = \"test/input_list.txt\"\nmetrics = [\n  \"mse\",\n  {metrics},\n]\n"),
+            );
+            let diags = parse(&text).unwrap_err();
+            (line_of(&text, &diags[0]), diags[0].message.clone(), diags[0].help.clone().unwrap_or_default())
+        };
+        // MINIMAL's [verify] input_list is line 24: `metrics = [` 25, "mse" 26, the entry 27.
+        let (line, message, help) = with("\"snr\"");
+        assert_eq!(line, 27);
+        assert!(message.contains("snr") && help.contains("sqnr"), "{message} / {help}");
+        let (line, message, _) = with("{ name = \"mse\", threshold = 1 }");
+        assert_eq!(line, 27);
+        assert!(message.contains("listed twice"), "{message}");
+        let (_, message, _) = with("{ rtolmargin = 1 }");
+        assert!(message.contains("needs name"), "{message}");
+        let (_, message, _) = with("\"rtolatol,rtolmargin\"");
+        assert!(message.contains("rtolatol"), "{message}");
+        let (_, message, _) = with("\"meaniou\"");
+        assert!(message.contains("MeanIOU"), "{message}");
+        let (_, message, _) = with("3");
+        assert!(message.contains("string or a table"), "{message}");
+        let text = MINIMAL.replace("[verify.thresholds]", "mode = \"partial\"\n[verify.thresholds]");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].help.as_deref().unwrap().contains("oneshot, cumulative, layerwise"));
+        let text = MINIMAL.replace("[verify.thresholds]", "tensor_mapping = \"m.json\"\n[verify.thresholds]");
+        assert!(parse(&text).unwrap_err()[0].message.contains("only used with golden"));
+    }
+
+    #[test]
     fn targets_inherit_defaults_and_override_them() {
         let cfg = parse(MINIMAL).unwrap();
         assert_eq!(cfg.targets[0].quant.act_bitwidth, 16);
