@@ -95,6 +95,15 @@ pub fn read_golden(
             "golden files are raw little-endian float32 of the tensor's whole shape",
         ));
     }
+    if matched.is_empty() {
+        let files: Vec<&str> = listed.iter().map(|f| f.relative_path.as_str()).take(5).collect();
+        return Err(layout_error(
+            &dir,
+            format!("no golden file matches a tensor of the model (files: {}, ...)", files.join(", ")),
+            "files are named <tensor>.raw, with the SDK's sanitized name, or / as sub-directories; \
+             otherwise give [verify] tensor_mapping = \"<json: graph tensor -> golden name>\"",
+        ));
+    }
     let mut unmatched_tensors = unmatched_tensors;
     for c in &collisions {
         unmatched_tensors

@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod debugging;
 mod encodings;
+mod golden;
 mod incremental;
 mod models;
 mod pipeline;
