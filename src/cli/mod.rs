@@ -114,9 +114,13 @@ fn parse_mode(text: &str) -> Result<crate::verify::Mode, String> {
 }
 
 fn parse_metric(text: &str) -> Result<crate::verify::MetricSpec, String> {
-    crate::verify::MetricSpec::parse(text).map_err(|e| {
+    let spec = crate::verify::MetricSpec::parse(text).map_err(|e| {
         format!("{e} (a metric is name[,key,value]..., e.g. sqnr,threshold,30 or rtolatol,rtolmargin,0.02)")
-    })
+    })?;
+    if matches!(spec.verifier, crate::verify::verifiers::Verifier::MeanIou { .. }) {
+        return Err("MeanIOU compares detection outputs (boxes and classes), not one tensor per layer".into());
+    }
+    Ok(spec)
 }
 
 pub fn main() -> ExitCode {
@@ -130,6 +134,15 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Build { path, targets, message_format, mode, metrics } => {
+            let mut columns: Vec<&str> = metrics.iter().map(|m| m.column()).collect();
+            columns.sort_unstable();
+            if let Some(twice) = columns.windows(2).find(|w| w[0] == w[1]) {
+                let diag =
+                    crate::diag::Diag::error("qairt::cli::metric", format!("--metric {} is given twice", twice[0]))
+                        .with_help("give each verifier once (its parameters and threshold in one spec)");
+                render::print(&diag);
+                return ExitCode::from(1);
+            }
             let debug = crate::engine::DebugOverride {
                 mode,
                 metrics: (!metrics.is_empty()).then_some(metrics),

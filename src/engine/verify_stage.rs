@@ -394,6 +394,12 @@ fn attach_cumulative(
     }
 }
 
+/// A metric for people: four decimals, or four significant digits in scientific notation for
+/// values too small for that to show (an MSE of 1.9e-5 must not read as 0.0000).
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || x.abs() >= 0.01 { format!("{x:.4}") } else { format!("{x:.3e}") }
+}
+
 fn outcome(summary: &Summary) -> VerifyOutcome {
     let mut metrics = BTreeMap::new();
     if let Some(first) = summary.outputs.first() {
@@ -418,15 +424,17 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
             .verifiers
             .iter()
             .filter(|v| v.passed == Some(false))
-            .map(|v| format!("{} = {:.4} (limit {})", v.column, v.metric, v.threshold.unwrap_or(f64::NAN)))
+            .map(|v| format!("{} = {} (limit {})", v.column, significant(v.metric), v.threshold.unwrap_or(f64::NAN)))
             .collect();
         (l.name.clone(), why)
     });
     let golden =
         summary.golden.as_ref().map(|g| (g.matched.len(), g.unmatched_tensors.clone(), g.unmatched_files.clone()));
+    // Exact layers (infinite SQNR) have no error to rank.
     let worst = summary
         .worst_layers(5)
         .into_iter()
+        .filter(|l| l.metrics.sqnr_db != f64::INFINITY)
         .map(|l| (l.name.clone(), l.layer_type.clone(), l.metrics.sqnr_db))
         .collect();
     VerifyOutcome {

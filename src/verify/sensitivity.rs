@@ -137,10 +137,11 @@ pub fn search<E>(
         return Ok(done(Vec::new(), baseline, baseline.meets(thresholds), measured));
     }
 
-    // Greedy: add in rank order until the thresholds are met.
+    // Greedy: add in rank order until the thresholds are met. A layer that gains nothing alone
+    // is not tried: raising it would cost precision for no measured benefit.
     let mut chosen: Vec<String> = Vec::new();
     let mut result = baseline;
-    for gain in &ranking {
+    for gain in ranking.iter().filter(|g| g.gain_db > 0.0) {
         chosen.push(gain.layer.clone());
         result = measure(&chosen)?;
         measured += 1;
@@ -148,8 +149,9 @@ pub fn search<E>(
             break;
         }
     }
-    if !result.meets(thresholds) {
-        return Ok(done(chosen, result, false, measured));
+    if !result.meets(thresholds) || chosen.is_empty() {
+        let meets = result.meets(thresholds);
+        return Ok(done(chosen, result, meets, measured));
     }
     // Prune: least useful first, drop every layer the thresholds do not need.
     for index in (0..chosen.len()).rev() {
@@ -243,6 +245,18 @@ mod tests {
         assert!(!r.meets);
         assert_eq!(r.chosen, ["b", "a"]);
         assert_eq!(r.result.sqnr_db, 35.0);
+    }
+
+    #[test]
+    fn layers_that_gain_nothing_are_never_suggested() {
+        // "p" gains nothing (a MaxPool on an already-quantized grid, say); the threshold is
+        // out of reach: the suggestion is the useful layers only.
+        let t = Thresholds { min_sqnr_db: Some(60.0), ..Default::default() };
+        let r = search(Precision::Int16, &candidates(&["p", "a", "b"]), m(30.0), &t, &mut additive).unwrap();
+        assert!(!r.meets);
+        assert_eq!(r.chosen, ["b", "a"]);
+        let nothing = search(Precision::Int16, &candidates(&["p"]), m(30.0), &t, &mut additive).unwrap();
+        assert!(!nothing.meets && nothing.chosen.is_empty());
     }
 
     #[test]

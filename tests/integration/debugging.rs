@@ -307,6 +307,7 @@ fn an_invalid_metric_on_the_command_line_exits_1_naming_the_problem() {
         ("rtolatol,rtolmargin", "expected key,value pairs"),
         ("sqnr,threshold,high", "\"high\" is not a finite number"),
         ("mse,k,3", "\"k\""),
+        ("meaniou", "detection outputs"),
     ] {
         let out = p.run(&["build", "--metric", spec]);
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -316,6 +317,11 @@ fn an_invalid_metric_on_the_command_line_exits_1_naming_the_problem() {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!p.path("out").exists(), "nothing is built");
     }
+    let out = p.run(&["build", "--metric", "sqnr", "--metric", "sqnr,threshold,40"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--metric sqnr is given twice"), "{stderr}");
+    assert!(!p.path("out").exists(), "nothing is built");
     let out = p.run(&["build", "--mode", "partial"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
