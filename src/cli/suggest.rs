@@ -160,11 +160,17 @@ fn print_human(out: &mut impl Write, target: &str, r: &SensitivityResult, built:
         r.ranking.len(),
         r.measured
     );
-    let _ = writeln!(out, "  {:>4}  {:<36} {:<10} {:>10} {:>9}", "rank", "layer", "op", "SQNR dB", "gain dB");
+    let name_width = r.ranking.iter().map(|g| g.layer.chars().count()).max().unwrap_or(0).max(5);
+    let op_width = r.ranking.iter().map(|g| g.op.len()).max().unwrap_or(0).max(2);
+    let _ = writeln!(
+        out,
+        "  {:>4}  {:<name_width$}  {:<op_width$} {:>10} {:>9}",
+        "rank", "layer", "op", "SQNR dB", "gain dB"
+    );
     for (i, g) in r.ranking.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  {:>4}  {:<36} {:<10} {:>10.2} {:>+9.2}",
+            "  {:>4}  {:<name_width$}  {:<op_width$} {:>10.2} {:>+9.2}",
             i + 1,
             g.layer,
             g.op,

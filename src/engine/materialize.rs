@@ -59,6 +59,11 @@ fn render(
     let summary = verify_stage::verify_value(db, project, target)?;
     files.push(("verify/summary.json".to_string(), summary.json.clone().into_bytes()));
     files.push(("verify/summary.csv".to_string(), summary.csv.clone().into_bytes()));
+    if let Some(checker) = &summary.checker {
+        let mut json = serde_json::to_string_pretty(checker).map_err(super::convert::internal)?;
+        json.push('\n');
+        files.push(("verify/checker.json".to_string(), json.into_bytes()));
+    }
     let sensitivity = sensitivity_stage::cached_sensitivity(db, project, target).map(|(_, r)| r);
     let mut overrides_path = None;
     if let Some(result) = sensitivity.as_deref().filter(|r| !r.chosen.is_empty()) {

@@ -252,7 +252,23 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     }
     let (checker, histograms) = match &quantized {
         Some(q) => {
-            let float_of = |name: &str| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone());
+            // Graph inputs are not node outputs: their float values are the verify samples.
+            let inputs = super::inputs::read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+            let input_values: BTreeMap<&str, Vec<f32>> = graph
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, &id)| {
+                    let values = inputs.iter().filter_map(|s| s.get(k)).flat_map(Tensor::to_f32_vec).collect();
+                    (graph.name(id), values)
+                })
+                .collect();
+            let float_of = |name: &str| {
+                input_values
+                    .get(name)
+                    .cloned()
+                    .or_else(|| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone()))
+            };
             let report = checker::check_graph(q, &float_of, &CheckerConfig::default());
             (Some(report), histograms(q, &layer_golden.layers, &summary))
         }
