@@ -75,6 +75,16 @@ pub fn stage_inputs(
             }
             inputs.insert("[verify.thresholds]".into(), hash(project.thresholds(db)));
             inputs.insert("[verify] mode, metrics".into(), hash(project.debug(db)));
+            if let Some(golden) = project.golden(db) {
+                for (_, file) in golden.files(db) {
+                    let (k, v) = entry("golden", *file);
+                    inputs.insert(k, v);
+                }
+                if let Some(mapping) = golden.mapping(db) {
+                    let (k, v) = entry("tensor_mapping", mapping);
+                    inputs.insert(k, v);
+                }
+            }
         }
     }
     inputs
