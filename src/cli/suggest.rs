@@ -74,7 +74,9 @@ pub fn run(args: SuggestArgs) -> u8 {
     let mut out = stdout.lock();
     match args.message_format {
         MessageFormat::Json => {
-            let _ = writeln!(out, "{}", suggest_json(&target, result, suggested.overrides_path.as_ref().map(&shown)));
+            let mut line = suggest_json(&target, result, suggested.overrides_path.as_ref().map(&shown));
+            line["from_cache"] = json!(!suggested.built);
+            let _ = writeln!(out, "{line}");
         }
         MessageFormat::Human => print_human(&mut out, &target, result, suggested.built),
     }

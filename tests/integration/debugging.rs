@@ -600,6 +600,7 @@ fn suggest_finds_the_layers_that_meet_the_threshold_and_measures_them() {
         assert!((r["gain_db"].as_f64().unwrap() - want).abs() < 1e-9, "{r}");
     }
     assert_eq!(ranking[0]["layer"].as_str(), Some(chosen[0].as_str()), "the best layer is chosen first");
+    assert_eq!(sug["from_cache"], false);
 
     // The confirming build measures what the analysis predicted.
     let measured = event(&s, "suggest_measured");
@@ -643,6 +644,10 @@ fn suggest_finds_the_layers_that_meet_the_threshold_and_measures_them() {
     assert!(stdout.contains("(from the cache)"), "{stdout}");
     assert!(stdout.contains("finished: 0 built"), "{stdout}");
     assert!(stdout.contains(&format!("suggestion: keep {} layer(s) at int16", chosen.len())), "{stdout}");
+    let json_again = p.run(&["suggest", "--no-build", "--message-format", "json"]);
+    let line = String::from_utf8(json_again.stdout).unwrap();
+    let cached: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(cached["from_cache"], true, "{line}");
 
     // The report shows the suggestion in its Sensitivity section.
     let html = p.read("out/htp-w8a8/verify/report.html");
