@@ -29,17 +29,10 @@ while [[ $# -gt 0 ]]; do
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-if [[ -z "$qairt" ]]; then
-    cargo build --release --quiet
-    qairt=$repo/target/release/qairt
-fi
-qairt=$(cd "$(dirname "$qairt")" && pwd)/$(basename "$qairt")
-if [[ -z "$python" ]]; then
-    for candidate in "${QAIRT_VENV:-$HOME/.cache/qairt-venv}/bin/python" /work/venv/bin/python; do
-        if [[ -x "$candidate" ]]; then python=$candidate; break; fi
-    done
-fi
-[[ -n "$python" && -x "$python" ]] || { echo "no Python venv found: run scripts/setup-python.sh or pass --python" >&2; exit 1; }
+# shellcheck source=benches/common.sh
+source "$repo/benches/common.sh"
+resolve_qairt "$qairt"
+resolve_python "$python"
 
 work=$(mktemp -d -t qairt-suggest.XXXXXX)
 if [[ $keep -eq 1 ]]; then echo "work directory: $work" >&2; else trap 'rm -rf "$work"' EXIT; fi

@@ -171,16 +171,7 @@ impl<'p> Prepared<'p> {
         }
 
         for id in self.seeded_tensors(selected) {
-            let region = self.region(id)?;
-            let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
-            if values.len() != region.info.elements() {
-                return Err(ExecError::InputShape {
-                    name: region.info.name.clone(),
-                    expected: region.info.shape.clone(),
-                    got: vec![values.len()],
-                });
-            }
-            write(&mut arena, &region, &values);
+            self.write_seed(&mut arena, id, seed)?;
         }
 
         for step in selected {
@@ -193,23 +184,32 @@ impl<'p> Prepared<'p> {
             selected.iter().flat_map(|s| s.outputs.iter().copied()).chain(program.inputs.iter().copied()).collect();
         let mut outputs = Vec::with_capacity(program.outputs.len());
         for &id in &program.outputs {
-            let region = self.region(id)?;
-            if produced.contains(&id) {
-                outputs.push(read(&arena, &region));
-                continue;
+            if !produced.contains(&id) {
+                self.write_seed(&mut arena, id, seed)?;
             }
-            let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
-            if values.len() != region.info.elements() {
-                return Err(ExecError::InputShape {
-                    name: region.info.name.clone(),
-                    expected: region.info.shape.clone(),
-                    got: vec![values.len()],
-                });
-            }
-            write(&mut arena, &region, &values);
-            outputs.push(read(&arena, &region));
+            outputs.push(read(&arena, &self.region(id)?));
         }
         Ok(outputs)
+    }
+
+    /// Encodes `seed(id)` into the arena region of `id`, as a step result would be.
+    fn write_seed(
+        &self,
+        arena: &mut [u8],
+        id: TensorId,
+        seed: &dyn Fn(TensorId) -> Option<Vec<f32>>,
+    ) -> Result<(), ExecError> {
+        let region = self.region(id)?;
+        let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
+        if values.len() != region.info.elements() {
+            return Err(ExecError::InputShape {
+                name: region.info.name.clone(),
+                expected: region.info.shape.clone(),
+                got: vec![values.len()],
+            });
+        }
+        write(arena, &region, &values);
+        Ok(())
     }
 
     /// The activations `steps` read that neither a graph input nor a step of `steps` produces,
