@@ -11,7 +11,7 @@ use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
 use crate::verify::checker::{self, CheckerConfig, CheckerReport};
 use crate::verify::golden;
-use crate::verify::html::{self, Histogram, HistogramKind};
+use crate::verify::html::Histogram;
 use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
 
 use super::convert;
@@ -185,7 +185,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         .map_err(convert::internal)?;
     let target_of: BTreeMap<&str, &LayerValues> = layer_target.iter().map(|l| (l.name.as_str(), l)).collect();
     let golden_of: BTreeMap<&str, &LayerValues> = golden_layers.iter().map(|l| (l.name.as_str(), l)).collect();
-    let squashed = quantized.as_deref().map(squashed_into).unwrap_or_default();
+    let squashed = quantized.as_deref().map(crate::quant::quantize::squashed_producers).unwrap_or_default();
     let golden_of: BTreeMap<&str, &LayerValues> = golden_layers
         .iter()
         .map(|l| {
@@ -270,7 +270,14 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
                     .or_else(|| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone()))
             };
             let report = checker::check_graph(q, &float_of, &CheckerConfig::default());
-            (Some(report), histograms(q, &layer_golden.layers, &summary))
+            (
+                Some(report),
+                crate::verify::report_page::histograms(
+                    q,
+                    |name| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.as_slice()),
+                    &summary,
+                ),
+            )
         }
         None => (None, Vec::new()),
     };
@@ -298,84 +305,6 @@ fn wanted(graph: &crate::ir::Graph) -> Vec<golden::Wanted> {
         }
     }
     wanted
-}
-
-/// At most this many histograms of each kind in `report.html` (the worst layers first).
-const MAX_HISTOGRAMS: usize = 12;
-const HISTOGRAM_BINS: usize = 48;
-
-/// Weight histograms (ops with a constant weight, graph order) and activation histograms (the
-/// layers with the lowest SQNR), each with its encoding's representable range; for a
-/// per-channel weight the range spans every channel's.
-fn histograms(q: &crate::quant::QuantizedGraph, golden: &[LayerValues], summary: &Summary) -> Vec<Histogram> {
-    let range = |encoding: &TensorEncoding| -> Option<(f64, f64)> {
-        match encoding {
-            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
-            TensorEncoding::PerChannel { channels, .. } => {
-                let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
-                let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
-                (lo <= hi).then_some((lo, hi))
-            }
-            TensorEncoding::Float { .. } => None,
-        }
-    };
-    let mut out = Vec::new();
-    let weights = q.graph.nodes.iter().filter_map(|n| {
-        let &w = n.inputs.get(1)?;
-        let t = q.graph.constant(w)?;
-        matches!(n.op, crate::ir::Op::Conv { .. } | crate::ir::Op::Gemm { .. } | crate::ir::Op::MatMul)
-            .then_some((w, t))
-    });
-    for (w, t) in weights.take(MAX_HISTOGRAMS) {
-        let Some(values) = t.as_f32() else { continue };
-        let encoding = q.encodings.get(&w).and_then(range);
-        let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
-        out.push(Histogram {
-            tensor: q.graph.name(w).to_string(),
-            kind: HistogramKind::Weight,
-            edges,
-            counts,
-            encoding,
-        });
-    }
-    let names = q.graph.names();
-    let mut worst: Vec<&str> = summary.worst_layers(MAX_HISTOGRAMS).iter().map(|l| l.name.as_str()).collect();
-    // Back to graph order.
-    worst.sort_by_key(|name| summary.layers.iter().position(|l| l.name == *name));
-    for name in worst {
-        // A squashed producer is on its activation's grid: show the values it is compared with.
-        let compared = summary.layers.iter().find(|l| l.name == name).and_then(|l| l.compared_with.as_deref());
-        let Some(layer) = golden.iter().find(|l| l.name == compared.unwrap_or(name)) else { continue };
-        let encoding = names.get(name).and_then(|id| q.encodings.get(id)).and_then(range);
-        let (edges, counts) = html::histogram(&layer.values, HISTOGRAM_BINS, encoding);
-        out.push(Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding });
-    }
-    out
-}
-
-/// Op outputs squashed into the Relu/Clip that reads them (see `quant::quantize`): the tensor
-/// is quantized on the activation's grid, i.e. the target computes the fused op, so its golden
-/// value is the activation's output (the vendor tools show no row for the pre-activation
-/// tensor at all). Recognized by the encoding: the only reader is a Relu or Clip whose output
-/// has the very same per-tensor encoding. Maps the tensor to the activation output's name.
-fn squashed_into(q: &crate::quant::QuantizedGraph) -> BTreeMap<String, String> {
-    let consumers = q.graph.consumers();
-    let mut squashed = BTreeMap::new();
-    for node in &q.graph.nodes {
-        if !matches!(node.op, crate::ir::Op::Relu | crate::ir::Op::Clip { .. }) {
-            continue;
-        }
-        let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
-        let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
-        let same = match (q.encodings.get(&input), q.encodings.get(&output)) {
-            (Some(a @ TensorEncoding::PerTensor(_)), Some(b)) => a == b,
-            _ => false,
-        };
-        if sole_reader && same {
-            squashed.insert(q.graph.name(input).to_string(), q.graph.name(output).to_string());
-        }
-    }
-    squashed
 }
 
 /// Cumulative rows: the partition status and, per graph output, the first metric measured on

@@ -799,5 +799,30 @@ fn channel_slices(values: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>>
     slices
 }
 
+/// Op outputs squashed into the Relu/Clip that reads them (see the module docs): the tensor
+/// is quantized on the activation's grid, i.e. the target computes the fused op, so its golden
+/// value is the activation's output (the vendor tools show no row for the pre-activation
+/// tensor at all). Recognized by the encoding: the only reader is a Relu or Clip whose output
+/// has the very same per-tensor encoding. Maps the tensor to the activation output's name.
+pub fn squashed_producers(q: &QuantizedGraph) -> std::collections::BTreeMap<String, String> {
+    let consumers = q.graph.consumers();
+    let mut squashed = std::collections::BTreeMap::new();
+    for node in &q.graph.nodes {
+        if !matches!(node.op, Op::Relu | Op::Clip { .. }) {
+            continue;
+        }
+        let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
+        let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
+        let same = match (q.encodings.get(&input), q.encodings.get(&output)) {
+            (Some(a @ TensorEncoding::PerTensor(_)), Some(b)) => a == b,
+            _ => false,
+        };
+        if sole_reader && same {
+            squashed.insert(q.graph.name(input).to_string(), q.graph.name(output).to_string());
+        }
+    }
+    squashed
+}
+
 #[cfg(test)]
 mod tests;

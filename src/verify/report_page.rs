@@ -2,8 +2,13 @@
 //! the quantization checker's report, the histograms and (when `qairt suggest` has run) the
 //! sensitivity analysis.
 
+use crate::ir::Op;
+use crate::quant::{QuantizedGraph, TensorEncoding};
+
 use super::checker::{Algorithm, CheckerReport};
-use super::html::{self, CheckerRow, CheckerTable, Headline, LayerRow, ReportData, SensitivityRow, Suggestion};
+use super::html::{
+    self, CheckerRow, CheckerTable, Headline, HistogramKind, LayerRow, ReportData, SensitivityRow, Suggestion,
+};
 use super::sensitivity::SensitivityResult;
 use super::summary::{Summary, ThresholdKind};
 
@@ -153,4 +158,66 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
         suggestion,
         notes,
     }
+}
+
+/// At most this many histograms of each kind in `report.html` (the worst layers first).
+const MAX_HISTOGRAMS: usize = 12;
+const HISTOGRAM_BINS: usize = 48;
+
+/// Weight histograms for `report.html` (ops with a constant weight, graph order) and activation histograms (the
+/// layers with the lowest SQNR; `golden` gives a layer's float values), each with its encoding's representable range; for a
+/// per-channel weight the range spans every channel's.
+pub fn histograms<'a>(
+    q: &QuantizedGraph,
+    golden: impl Fn(&str) -> Option<&'a [f32]>,
+    summary: &Summary,
+) -> Vec<html::Histogram> {
+    let range = |encoding: &TensorEncoding| -> Option<(f64, f64)> {
+        match encoding {
+            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
+            TensorEncoding::PerChannel { channels, .. } => {
+                let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
+                let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
+                (lo <= hi).then_some((lo, hi))
+            }
+            TensorEncoding::Float { .. } => None,
+        }
+    };
+    let mut out: Vec<html::Histogram> = Vec::new();
+    let weights = q.graph.nodes.iter().filter_map(|n| {
+        let &w = n.inputs.get(1)?;
+        let t = q.graph.constant(w)?;
+        matches!(n.op, Op::Conv { .. } | Op::Gemm { .. } | Op::MatMul).then_some((w, t))
+    });
+    for (w, t) in weights.take(MAX_HISTOGRAMS) {
+        let Some(values) = t.as_f32() else { continue };
+        let encoding = q.encodings.get(&w).and_then(range);
+        let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+        out.push(html::Histogram {
+            tensor: q.graph.name(w).to_string(),
+            kind: HistogramKind::Weight,
+            edges,
+            counts,
+            encoding,
+        });
+    }
+    let names = q.graph.names();
+    let mut worst: Vec<&str> = summary.worst_layers(MAX_HISTOGRAMS).iter().map(|l| l.name.as_str()).collect();
+    // Back to graph order.
+    worst.sort_by_key(|name| summary.layers.iter().position(|l| l.name == *name));
+    for name in worst {
+        // A squashed producer is on its activation's grid: show the values it is compared with.
+        let compared = summary.layers.iter().find(|l| l.name == name).and_then(|l| l.compared_with.as_deref());
+        let Some(values) = golden(compared.unwrap_or(name)) else { continue };
+        let encoding = names.get(name).and_then(|id| q.encodings.get(id)).and_then(range);
+        let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+        out.push(html::Histogram {
+            tensor: name.to_string(),
+            kind: HistogramKind::Activation,
+            edges,
+            counts,
+            encoding,
+        });
+    }
+    out
 }

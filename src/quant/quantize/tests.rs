@@ -563,10 +563,14 @@ fn relu_squashing_follows_the_rules() {
     // r observed [0, 10] -> scale 10/255, offset 0.
     let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), None, &htp_policy()).unwrap();
     assert_eq!(per_tensor(&q, ids.y), per_tensor(&q, ids.r));
+    // ... and verify finds that pair from the encodings alone.
+    let pairs: Vec<(String, String)> = super::squashed_producers(&q).into_iter().collect();
+    assert_eq!(pairs, [(g.name(ids.y).to_string(), g.name(ids.r).to_string())]);
     // A backend whose rules do not squash keeps y's own range [-5.1, 5.1].
     let mut policy = htp_policy();
     policy.squashing_ops.clear();
     let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), None, &policy).unwrap();
     let y = per_tensor(&q, ids.y);
     assert!(y.offset < 0 && close(y.scale, 10.2 / 255.0), "{y:?}");
+    assert!(super::squashed_producers(&q).is_empty());
 }
