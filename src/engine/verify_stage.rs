@@ -263,7 +263,10 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
                     (graph.name(id), values)
                 })
                 .collect();
+            // A squashed producer is checked against the fused op's float output, the values
+            // its (activation's) encoding was made for.
             let float_of = |name: &str| {
+                let name = squashed.get(name).map_or(name, String::as_str);
                 input_values
                     .get(name)
                     .cloned()

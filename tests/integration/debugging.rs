@@ -725,3 +725,42 @@ fn the_reason_a_layer_fails_shows_a_value_beyond_its_limit() {
         assert!(value > 1e-5, "{reason:?} shows a value within the limit for a layer whose mse is {mse}");
     }
 }
+
+#[test]
+fn the_quantization_checker_writes_every_result_and_checks_fused_ops_as_fused() {
+    let p = digits(40, 20.0, "");
+    let b = build_with(&p, &[]);
+    b.assert_ok();
+    for target in ["htp-w8a8", "htp-w8a16"] {
+        let report: Value = serde_json::from_str(&p.read(&format!("out/{target}/verify/checker.json"))).unwrap();
+        let tensors = report["tensors"].as_array().unwrap();
+        let failed = tensors
+            .iter()
+            .filter(|t| {
+                t["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["verdict"] == "fail" && r["algorithm"] != "data_distribution_analyzer")
+            })
+            .count();
+        assert_eq!(report["failed"].as_u64(), Some(failed as u64), "{target}");
+        let event = &b.verify(target)["checker"];
+        assert_eq!(event["failed"], report["failed"], "{target}");
+        assert_eq!(event["analyzed"], report["analyzed"], "{target}");
+        // Weights and biases of every Conv/Gemm are there (digits: 2 Conv + 2 Gemm), and the
+        // graph input is analysed from the verify samples.
+        let class_count = |class: &str| tensors.iter().filter(|t| t["class"] == class).count();
+        assert_eq!((class_count("weight"), class_count("bias"), class_count("input")), (4, 4, 1), "{target}");
+        let input = tensors.iter().find(|t| t["class"] == "input").unwrap();
+        assert_eq!(input["results"][0]["verdict"], "pass", "{input}");
+        // fc1's output is squashed into relu3 (their encodings are one): its range check is
+        // against the fused op's values, so the negative pre-Relu minimum is no failure.
+        let fc1 = tensors
+            .iter()
+            .find(|t| t["tensor"] == "/fc1/Gemm_output_0" && t["class"] == "activation")
+            .expect("fc1's output is checked");
+        let minmax = fc1["results"].as_array().unwrap().iter().find(|r| r["algorithm"] == "minmax").unwrap();
+        assert_eq!(minmax["verdict"], "pass", "{target}: {fc1}");
+    }
+}
