@@ -107,7 +107,7 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let golden = target_reference_value(db, project, target)?;
     let graph = stages::target_optimize_value(db, project, target)?;
     let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
-    let seeds = Seeds::new(&program, &golden)?;
+    let seeds = Seeds::new(&program, &golden);
     let progress = &db.services().progress;
     let label = format!("{} {}", mode.name(), target.name(db));
     let mut recorder = Recorder::new(&golden.layers);
@@ -215,7 +215,7 @@ struct Seeds {
 }
 
 impl Seeds {
-    fn new(program: &Program, golden: &RunOutputs) -> Result<Seeds, Failed> {
+    fn new(program: &Program, golden: &RunOutputs) -> Seeds {
         let by_name: BTreeMap<&str, &LayerValues> = golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut values = BTreeMap::new();
         for step in &program.steps {
@@ -231,7 +231,7 @@ impl Seeds {
                 }
             }
         }
-        Ok(Seeds { values })
+        Seeds { values }
     }
 
     fn sample(&self, id: TensorId, n: usize) -> Option<Vec<f32>> {
