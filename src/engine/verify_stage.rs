@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::diag::Diag;
 use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
-use crate::verify::checker::{self, CheckerConfig, CheckerReport};
+use crate::verify::checker::{self, CheckerReport};
 use crate::verify::golden;
 use crate::verify::html::Histogram;
 use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
@@ -85,6 +85,8 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         .value("thresholds", project.thresholds(db))
         .value("mode", &debug.mode)
         .value("metrics", &debug.metrics)
+        // The checker runs on quantized targets only.
+        .value("checker", &encodings.map(|_| &debug.checker))
         .finish();
     let name = target.name(db).clone();
     memoize(
@@ -272,7 +274,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
                     .cloned()
                     .or_else(|| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone()))
             };
-            let report = checker::check_graph(q, &float_of, &CheckerConfig::default());
+            let report = checker::check_graph(q, &float_of, &debug.checker);
             (
                 Some(report),
                 crate::verify::report_page::histograms(

@@ -65,6 +65,7 @@ pub struct VerifyConfig {
 }
 
 pub use crate::verify::Thresholds;
+use crate::verify::checker::{Algorithm, CheckerConfig, TensorClass};
 use crate::verify::sensitivity::Precision;
 use crate::verify::{DebugSettings, MetricSpec, Mode};
 
@@ -137,6 +138,9 @@ struct RawVerify {
     mode: Option<Spanned<String>>,
     metrics: Option<Vec<Spanned<toml::Value>>>,
     suggest_precision: Option<Spanned<String>>,
+    /// `[verify.checker.<class>] <algorithm> = <threshold> | true | false`.
+    #[serde(default)]
+    checker: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
     #[serde(default)]
     thresholds: RawThresholds,
 }
@@ -509,7 +513,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         max_samples: check.count(&v.max_samples, "max_samples"),
         thresholds,
         tensor_mapping: v.tensor_mapping.as_ref().map(resolve),
-        debug: DebugSettings { mode, metrics, precision },
+        debug: DebugSettings { mode, metrics, precision, checker: checker_config(&v.checker, &mut check) },
     };
 
     if !check.diags.is_empty() {
@@ -527,6 +531,62 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         targets,
         verify,
     })
+}
+
+/// `[verify.checker.<class>]` tables over the SDK checker's defaults: a number sets an
+/// algorithm's threshold, `true` turns it on with its default, `false` turns it off.
+fn checker_config(
+    raw: &BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    check: &mut Checker<'_>,
+) -> CheckerConfig {
+    let mut config = CheckerConfig::default();
+    for (class_name, algorithms) in raw {
+        let class = match class_name.get_ref().as_str() {
+            "weight" => TensorClass::Weight,
+            "bias" => TensorClass::Bias,
+            "activation" => TensorClass::Activation,
+            "input" => TensorClass::Input,
+            other => {
+                check.error(
+                    class_name,
+                    format!("[verify.checker.{other}] is not a tensor class"),
+                    "classes: weight, bias, activation, input",
+                );
+                continue;
+            }
+        };
+        for (algorithm_name, value) in algorithms {
+            let Some(algorithm) = Algorithm::parse(algorithm_name.get_ref()) else {
+                check.error(
+                    algorithm_name,
+                    format!("`{}` is not a quantization checker algorithm", algorithm_name.get_ref()),
+                    "algorithms: minmax, maxdiff, sqnr, stats, data_range_analyzer, data_distribution_analyzer",
+                );
+                continue;
+            };
+            let result = match value.get_ref() {
+                toml::Value::Boolean(true) => config.enable(class, algorithm),
+                toml::Value::Boolean(false) => {
+                    config.disable(class, algorithm);
+                    Ok(())
+                }
+                toml::Value::Float(t) => config.set_threshold(class, algorithm, *t),
+                toml::Value::Integer(t) => config.set_threshold(class, algorithm, *t as f64),
+                other => {
+                    check.error(
+                        value,
+                        format!("expected a threshold or true/false, found {}", other.type_str()),
+                        "e.g. sqnr = 30.0 (a threshold), stats = false (off)",
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                check.error(value, e.to_string(), "see docs/checker.md for each algorithm's classes and thresholds");
+            }
+        }
+    }
+    config
 }
 
 const METRIC_HELP: &str = "a metric is \"name[,key,value]...\" (e.g. \"rtolatol,rtolmargin,0.02,threshold,5\") or a table (e.g. { name = \"sqnr\", threshold = 30.0 }); names: rtolatol, adjustedrtolatol, topk, l1error, mae, mse, cosinesimilarity, sqnr, scaleddiff, kld, maxerror";
@@ -640,6 +700,33 @@ min_sqnr_db = 25.0
         assert_eq!(debug.metrics[1].threshold, Some(5.0));
         let default = parse(MINIMAL).unwrap().verify.debug;
         assert_eq!((default.mode, default.metrics.len()), (Mode::Oneshot, 0));
+    }
+
+    #[test]
+    fn checker_tables_change_the_sdk_defaults_and_refuse_what_does_not_apply() {
+        let with =
+            |tables: &str| parse(&MINIMAL.replace("[verify.thresholds]", &format!("{tables}\n[verify.thresholds]")));
+        let cfg = with("[verify.checker.weight]\nsqnr = 30\nstats = false\n[verify.checker.activation]\nstats = true")
+            .unwrap();
+        let checker = cfg.verify.debug.checker;
+        assert_eq!(checker.class(TensorClass::Weight).thresholds.get(&Algorithm::Sqnr), Some(&30.0));
+        assert!(!checker.class(TensorClass::Weight).enabled(Algorithm::Stats));
+        assert!(checker.class(TensorClass::Activation).enabled(Algorithm::Stats));
+        assert_eq!(checker.class(TensorClass::Bias), CheckerConfig::default().class(TensorClass::Bias));
+
+        let text =
+            MINIMAL.replace("[verify.thresholds]", "[verify.checker.activation]\nmaxdiff = 1.0\n[verify.thresholds]");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(line_of(&text, &diags[0]), 26, "{}", diags[0].message);
+        assert!(diags[0].message.contains("maxdiff does not apply"), "{}", diags[0].message);
+        let diags = with("[verify.checker.weights]\nsqnr = 30").unwrap_err();
+        assert!(diags[0].message.contains("not a tensor class"), "{}", diags[0].message);
+        let diags = with("[verify.checker.weight]\nsnr = 30").unwrap_err();
+        assert!(diags[0].help.as_deref().unwrap().contains("data_range_analyzer"));
+        let diags = with("[verify.checker.weight]\ndata_range_analyzer = 256").unwrap_err();
+        assert!(diags[0].message.contains("cannot be set"), "{}", diags[0].message);
+        let diags = with("[verify.checker.weight]\nsqnr = \"high\"").unwrap_err();
+        assert!(diags[0].message.contains("found string"), "{}", diags[0].message);
     }
 
     #[test]

@@ -221,6 +221,8 @@ pub struct DebugSettings {
     pub metrics: Vec<MetricSpec>,
     /// What `qairt suggest` raises layers to.
     pub precision: super::sensitivity::Precision,
+    /// `[verify.checker]`: the quantization checker's algorithms and thresholds.
+    pub checker: super::checker::CheckerConfig,
 }
 
 impl DebugSettings {

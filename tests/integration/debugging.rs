@@ -764,3 +764,29 @@ fn the_quantization_checker_writes_every_result_and_checks_fused_ops_as_fused() 
         assert_eq!(minmax["verdict"], "pass", "{target}: {fc1}");
     }
 }
+
+#[test]
+fn checker_thresholds_from_qairt_toml_rerun_only_verify() {
+    let p = digits(40, 20.0, "");
+    build_with(&p, &[]).assert_ok();
+    let failed = |p: &Project| -> u64 {
+        let report: Value = serde_json::from_str(&p.read("out/htp-w8a16/verify/checker.json")).unwrap();
+        report["failed"].as_u64().unwrap()
+    };
+    assert_eq!(failed(&p), 0);
+    // 60 dB is more than 8-bit weights give (about 6 dB per bit): every weight fails sqnr.
+    p.write("qairt.toml", &toml_with(40, 20.0, "[verify.checker.weight]\nsqnr = 60.0\n"));
+    let b = build_with(&p, &[]);
+    b.assert_ok();
+    // The float target has no checker: nothing of it re-runs.
+    assert_only_built(&b, &[("htp-w8a8", "verify"), ("htp-w8a16", "verify")]);
+    let report: Value = serde_json::from_str(&p.read("out/htp-w8a16/verify/checker.json")).unwrap();
+    let weights: Vec<&Value> =
+        report["tensors"].as_array().unwrap().iter().filter(|t| t["class"] == "weight").collect();
+    assert_eq!(weights.len(), 4);
+    for w in &weights {
+        let sqnr = w["results"].as_array().unwrap().iter().find(|r| r["algorithm"] == "sqnr").unwrap();
+        assert_eq!((sqnr["verdict"].as_str(), sqnr["threshold"].as_f64()), (Some("fail"), Some(60.0)), "{w}");
+    }
+    assert_eq!(failed(&p), 4);
+}
