@@ -2,7 +2,8 @@
 //! (`scripts/python/checker_reference.py` -> `tests/data/checker/reference.json`).
 
 use super::*;
-use crate::ir::{Conv, DType, Graph, Tensor, TensorInfo, Window};
+use crate::ir::test_graph::GraphBuilder;
+use crate::ir::{Conv, Tensor, Window};
 use serde_json::Value;
 
 fn all_enabled(class: TensorClass) -> CheckerConfig {
@@ -202,39 +203,24 @@ fn python_style_numbers() {
     assert_eq!(py(-0.0001), "-0.0001");
 }
 
-fn info(name: &str, shape: Vec<usize>) -> TensorInfo {
-    TensorInfo { name: name.into(), dtype: DType::F32, shape }
-}
-
 /// x -> Conv(w, b) -> y -> Convert -> z -> Relu -> r. w [2, 1, 1, 1] per-channel; b kept
 /// float; y per-tensor; z has no recorded data; r float.
 #[test]
 fn graph_walk_orders_and_classifies() {
-    let mut g = Graph::default();
-    let x = g.add_tensor(info("x", vec![1, 1, 1, 1]));
-    let w = g.add_tensor(info("w", vec![2, 1, 1, 1]));
-    let b = g.add_tensor(info("b", vec![2]));
-    let y = g.add_tensor(info("y", vec![1, 2, 1, 1]));
-    let z = g.add_tensor(info("z", vec![1, 2, 1, 1]));
-    let r = g.add_tensor(info("r", vec![1, 2, 1, 1]));
-    g.constants.insert(w, Tensor::from_f32(vec![2, 1, 1, 1], vec![0.3, -2.0]));
-    g.constants.insert(b, Tensor::from_f32(vec![2], vec![0.1, 0.2]));
-    g.inputs = vec![x];
-    g.outputs = vec![r];
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 1, 1, 1]);
+    let w = b.constant("w", &[2, 1, 1, 1], vec![0.3, -2.0]);
+    let bias = b.constant("b", &[2], vec![0.1, 0.2]);
     let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
-    g.nodes.push(Node {
-        name: "conv".into(),
-        op: Op::Conv(Conv { window, group: 1 }),
-        inputs: vec![x, w, b],
-        outputs: vec![y],
-    });
-    g.nodes.push(Node { name: "cvt".into(), op: Op::Convert, inputs: vec![y], outputs: vec![z] });
-    g.nodes.push(Node { name: "relu".into(), op: Op::Relu, inputs: vec![z], outputs: vec![r] });
-    g.validate().unwrap();
+    let y = b.node("conv", Op::Conv(Conv { window, group: 1 }), &[x, w, bias], "y", &[1, 2, 1, 1]);
+    let z = b.node("cvt", Op::Convert, &[y], "z", &[1, 2, 1, 1]);
+    let r = b.node("relu", Op::Relu, &[z], "r", &[1, 2, 1, 1]);
+    b.output(r);
+    let g = b.finish();
     let sym = |s: f32| Encoding::from_scale_offset(8, s, -128, true);
     let mut encodings = BTreeMap::new();
     encodings.insert(w, TensorEncoding::PerChannel { axis: 0, channels: vec![sym(0.1), sym(0.5)] });
-    encodings.insert(b, TensorEncoding::Float { bitwidth: 32 });
+    encodings.insert(bias, TensorEncoding::Float { bitwidth: 32 });
     encodings.insert(y, TensorEncoding::PerTensor(Encoding::from_scale_offset(8, 0.01, 0, false)));
     encodings.insert(x, TensorEncoding::PerTensor(Encoding::from_scale_offset(8, 0.01, 0, false)));
     let q = QuantizedGraph { graph: g, encodings };
