@@ -19,7 +19,7 @@ use super::program::{InvalidProgram, Program};
 
 pub const MAGIC: [u8; 8] = *b"QAIRTBIN";
 /// Bumped whenever the serialized shape of [`Program`] (or of the IR types it embeds) changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
 

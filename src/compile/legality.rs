@@ -26,7 +26,7 @@ pub(crate) fn check(q: &QuantizedGraph, backend: &BackendRules) -> Result<Vec<(U
     let graph = &q.graph;
     for node in &graph.nodes {
         let op = node.op.type_name();
-        if !backend.supports(op) && node.op != Op::Convert {
+        if !backend.supports(op) && node.op != Op::Convert(crate::ops::Convert) {
             return Err(CompileError::UnsupportedOp {
                 node: node.name.clone(),
                 op: op.to_string(),
@@ -103,10 +103,10 @@ fn uses(graph: &Graph) -> Vec<Use> {
 
 /// The role of a constant read at input `position` of `op`.
 fn constant_role(op: &Op, position: usize) -> TensorRole {
-    let is_bias = matches!(op, Op::Conv(_) | Op::Gemm { .. }) && position == 2;
+    let is_bias = matches!(op, Op::Conv(_) | Op::Gemm(_)) && position == 2;
     if is_bias {
         TensorRole::Bias
-    } else if op.param_inputs().contains(&position) {
+    } else if op.is_param_input(position) {
         TensorRole::Weight
     } else {
         TensorRole::Constant
@@ -202,8 +202,8 @@ fn may_stay_float(graph: &Graph, id: TensorId) -> bool {
     graph.is_constant(id)
         && graph.nodes.iter().all(|node| {
             node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| match node.op {
-                Op::Conv(_) | Op::Gemm { .. } => position == 2,
-                Op::BatchNormalization { .. } => position >= 1,
+                Op::Conv(_) | Op::Gemm(_) => position == 2,
+                Op::BatchNormalization(_) => position >= 1,
                 _ => false,
             })
         })

@@ -22,8 +22,7 @@ pub use format::{FORMAT_VERSION, MAGIC, ModelBinError};
 pub use program::{InvalidProgram, Program, ProgramTensor, Step, Storage};
 pub use repr::{QuantParams, Repr};
 pub use rules::{
-    BackendRules, KNOWN_OP_TYPES, OpQuantization, OpRules, RuleSet, RulesError, TensorRole, UnknownBackend,
-    parse_rules, standard_rules,
+    BackendRules, OpQuantization, OpRules, RuleSet, RulesError, TensorRole, UnknownBackend, parse_rules, standard_rules,
 };
 
 use crate::ir::{Graph, TensorId};

@@ -16,16 +16,18 @@
 //! bias_bitwidths = [8, 32]          # optional; empty: biases stay float32
 //! float_bitwidths = []              # float tensors it runs (16 | 32); required if not quantized
 //! per_channel_ops = ["Conv"]        # ops whose weights may carry per-channel encodings
-//! supported_ops = ["Conv", ...]     # ONNX op types of the IR
+//! # supported_ops = ["Conv", ...]   # ONNX op types it runs; absent: every op qairt imports
 //!
-//! [ops.Reshape]                     # optional per-op quantization behaviour
-//! output_encoding = "pass-through"  # calibrated (default) | pass-through | fixed | float
+//! [ops.Reshape]                     # optional: overrides the op's default behaviour
+//! output_encoding = "pass-through"  # calibrated | pass-through | fixed | float
 //! # output_range = [0.0, 1.0]       # with "fixed": the output's encoding range
 //! # propagate = true                # float_fallback carries encodings through the op
 //! # squash = true                   # the op's input shares its output encoding (Relu)
 //! ```
 //!
-//! Unknown keys are errors; every error carries the byte span of the offending text so the
+//! Every op starts from the default quantization behaviour its registry entry declares
+//! (`crate::ops`, listed in `docs/operators.md`); an `[ops.X]` table changes only the keys it
+//! sets. Unknown keys are errors; every error carries the byte span of the offending text so the
 //! CLI can point at line and column. New per-op keys can be added to `[ops.<OpType>]` without
 //! breaking existing files.
 
@@ -35,37 +37,12 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-/// Every op type of the IR, as [`crate::ir::Op::type_name`] spells it.
-pub const KNOWN_OP_TYPES: &[&str] = &[
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Relu",
-    "Clip",
-    "Sigmoid",
-    "Tanh",
-    "HardSigmoid",
-    "HardSwish",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "BatchNormalization",
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Softmax",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
-    "Pad",
-];
+/// Every op type a model's IR node can have (the registry's, `crate::ops`), sorted.
+pub fn known_op_types() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = crate::ops::model_op_types().collect();
+    all.sort_unstable();
+    all
+}
 
 /// The standard rule files, shipped inside the binary: (file name, text).
 const STANDARD_FILES: &[(&str, &str)] = &[
@@ -145,20 +122,27 @@ impl BackendRules {
     }
 
     /// How `op_type`'s output is quantized on this backend.
-    pub fn op_quantization(&self, op_type: &str) -> &OpQuantization {
-        const DEFAULT: OpQuantization = OpQuantization::Calibrated;
-        self.ops.get(op_type).map_or(&DEFAULT, |rules| &rules.quantization)
+    pub fn op_quantization(&self, op_type: &str) -> OpQuantization {
+        self.op_rules(op_type).quantization
     }
 
     /// What `quantize` needs of these rules.
     pub fn quant_policy(&self) -> QuantPolicy {
         QuantPolicy {
-            ops: self.ops.iter().map(|(op, rules)| (op.clone(), rules.quantization.clone())).collect(),
-            propagating_ops: self.ops.iter().filter(|(_, rules)| rules.propagate).map(|(op, _)| op.clone()).collect(),
-            squashing_ops: self.ops.iter().filter(|(_, rules)| rules.squash).map(|(op, _)| op.clone()).collect(),
+            ops: self.supported_ops.iter().map(|op| (op.clone(), self.op_rules(op).quantization)).collect(),
+            propagating_ops: self.supported_ops.iter().filter(|op| self.op_rules(op).propagate).cloned().collect(),
+            squashing_ops: self.supported_ops.iter().filter(|op| self.op_rules(op).squash).cloned().collect(),
             per_channel_ops: self.per_channel_ops.clone(),
             float_bitwidth: self.float_bitwidths.iter().next().copied().unwrap_or(32),
         }
+    }
+
+    /// The rules of one op: its `[ops.X]` table, else the registry's default.
+    pub fn op_rules(&self, op: &str) -> OpRules {
+        self.ops.get(op).cloned().unwrap_or_else(|| {
+            let default = crate::ops::quant_default(op);
+            OpRules { quantization: default.output.clone(), propagate: default.propagate, squash: default.squash }
+        })
     }
 
     /// Integer bitwidths accepted for a tensor of `role` (empty on a float backend).
@@ -274,7 +258,7 @@ struct BackendSection {
     bias_bitwidths: Option<Spanned<Vec<Spanned<u32>>>>,
     float_bitwidths: Option<Spanned<Vec<Spanned<u32>>>>,
     per_channel_ops: Option<Spanned<Vec<Spanned<String>>>>,
-    supported_ops: Spanned<Vec<Spanned<String>>>,
+    supported_ops: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -334,7 +318,10 @@ impl Validator<'_> {
             ));
         }
 
-        let supported = self.op_list(section.supported_ops, "supported_ops", None)?;
+        let supported = match section.supported_ops {
+            Some(list) => self.op_list(list, "supported_ops", None)?,
+            None => known_op_types().into_iter().map(String::from).collect(),
+        };
         let per_channel = match section.per_channel_ops {
             Some(list) => {
                 if !quantized && !list.get_ref().is_empty() {
@@ -426,12 +413,13 @@ impl Validator<'_> {
 
     fn known_op(&self, name: &Spanned<String>) -> Result<String, RulesError> {
         let op = name.get_ref();
-        if KNOWN_OP_TYPES.contains(&op.as_str()) {
+        let known = known_op_types();
+        if known.contains(&op.as_str()) {
             return Ok(op.clone());
         }
-        let help = match closest(op, KNOWN_OP_TYPES.iter().copied()) {
+        let help = match closest(op, known.iter().copied()) {
             Some(near) => format!("did you mean \"{near}\"?"),
-            None => format!("known op types: {}", KNOWN_OP_TYPES.join(", ")),
+            None => format!("known op types: {}", known.join(", ")),
         };
         Err(self.error(name.span(), format!("unknown op type {op:?}"), Some(help)))
     }
@@ -473,6 +461,7 @@ impl Validator<'_> {
         float: &BTreeSet<u32>,
         table_span: Range<usize>,
     ) -> Result<OpRules, RulesError> {
+        let default = crate::ops::quant_default(op);
         let Some(kind) = section.output_encoding else {
             if let Some(range) = section.output_range {
                 return Err(self.error(
@@ -482,9 +471,9 @@ impl Validator<'_> {
                 ));
             }
             return Ok(OpRules {
-                quantization: OpQuantization::Calibrated,
-                propagate: section.propagate.unwrap_or(false),
-                squash: section.squash.unwrap_or(false),
+                quantization: default.output.clone(),
+                propagate: section.propagate.unwrap_or(default.propagate),
+                squash: section.squash.unwrap_or(default.squash),
             });
         };
         let kind_span = kind.span();
@@ -545,8 +534,8 @@ impl Validator<'_> {
         }
         Ok(OpRules {
             quantization,
-            propagate: section.propagate.unwrap_or(false),
-            squash: section.squash.unwrap_or(false),
+            propagate: section.propagate.unwrap_or(default.propagate),
+            squash: section.squash.unwrap_or(default.squash),
         })
     }
 }
@@ -563,93 +552,22 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Conv, Op, PadMode, Pool, Window};
-
-    /// One op of every variant; the match below stops compiling when a variant is added, so
-    /// `KNOWN_OP_TYPES` cannot silently fall behind the IR.
-    fn one_of_each_op() -> Vec<Op> {
-        let window = Window { kernel: vec![1], strides: vec![1], pads: vec![0, 0], dilations: vec![1] };
-        let pool = Pool { window: window.clone(), ceil_mode: false, count_include_pad: false };
-        let ops = vec![
-            Op::Conv(Conv { window, group: 1 }),
-            Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false },
-            Op::MatMul,
-            Op::Add,
-            Op::Sub,
-            Op::Mul,
-            Op::Div,
-            Op::Relu,
-            Op::Clip { min: 0.0, max: 6.0 },
-            Op::Sigmoid,
-            Op::Tanh,
-            Op::HardSigmoid { alpha: 0.2, beta: 0.5 },
-            Op::HardSwish,
-            Op::MaxPool(pool.clone()),
-            Op::AveragePool(pool),
-            Op::GlobalAveragePool,
-            Op::GlobalMaxPool,
-            Op::BatchNormalization { epsilon: 1e-5 },
-            Op::Flatten { axis: 1 },
-            Op::Reshape { shape: vec![1] },
-            Op::Transpose { perm: vec![0] },
-            Op::Concat { axis: 0 },
-            Op::Softmax { axis: 1, coerce_2d: false },
-            Op::Squeeze { axes: vec![0] },
-            Op::Unsqueeze { axes: vec![0] },
-            Op::Identity,
-            Op::Dropout,
-            Op::Pad { pads: vec![0, 0], mode: PadMode::Constant, value: 0.0 },
-        ];
-        for op in &ops {
-            match op {
-                Op::Conv(_)
-                | Op::Gemm { .. }
-                | Op::MatMul
-                | Op::Add
-                | Op::Sub
-                | Op::Mul
-                | Op::Div
-                | Op::Relu
-                | Op::Clip { .. }
-                | Op::Sigmoid
-                | Op::Tanh
-                | Op::HardSigmoid { .. }
-                | Op::HardSwish
-                | Op::MaxPool(_)
-                | Op::AveragePool(_)
-                | Op::GlobalAveragePool
-                | Op::GlobalMaxPool
-                | Op::BatchNormalization { .. }
-                | Op::Flatten { .. }
-                | Op::Reshape { .. }
-                | Op::Transpose { .. }
-                | Op::Concat { .. }
-                | Op::Softmax { .. }
-                | Op::Squeeze { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Identity
-                | Op::Dropout
-                | Op::Pad { .. } => {}
-                // Inserted by quantize, never in a model: legal on every backend.
-                Op::Convert => {}
-            }
-        }
-        ops
-    }
 
     #[test]
-    fn known_op_types_are_exactly_the_ir_ops() {
-        let names: BTreeSet<&str> = one_of_each_op().iter().map(Op::type_name).collect();
-        let known: BTreeSet<&str> = KNOWN_OP_TYPES.iter().copied().collect();
-        assert_eq!(names, known);
-        assert_eq!(KNOWN_OP_TYPES.len(), known.len(), "no duplicates");
+    fn known_op_types_come_from_the_registry() {
+        let known = known_op_types();
+        assert!(known.contains(&"Conv") && known.contains(&"Softmax"));
+        assert!(!known.contains(&"Convert"), "an IR-only op is not a model op type");
+        assert!(!known.contains(&"Shape"), "an op folded at import leaves no IR node");
+        let unique: BTreeSet<&str> = known.iter().copied().collect();
+        assert_eq!(unique.len(), known.len(), "no duplicates");
     }
 
     #[test]
     fn standard_rules_define_cpu_gpu_and_htp() {
         let set = standard_rules();
         assert_eq!(set.backends.keys().collect::<Vec<_>>(), ["cpu", "gpu", "htp"]);
-        let all: BTreeSet<String> = KNOWN_OP_TYPES.iter().map(|s| s.to_string()).collect();
+        let all: BTreeSet<String> = known_op_types().into_iter().map(String::from).collect();
         for rules in set.backends.values() {
             assert_eq!(rules.supported_ops, all, "{} supports every IR op", rules.name);
         }
@@ -663,14 +581,14 @@ mod tests {
         assert_eq!(htp.bias_bitwidths, BTreeSet::from([8, 32]));
         assert_eq!(htp.float_bitwidths, BTreeSet::from([16]));
         assert_eq!(htp.per_channel_ops, ["Conv", "Gemm", "MatMul"].map(String::from).into());
-        assert_eq!(htp.op_quantization("Reshape"), &OpQuantization::PassThrough);
-        assert_eq!(htp.op_quantization("Sigmoid"), &OpQuantization::FixedRange { min: 0.0, max: 1.0 });
-        assert_eq!(htp.op_quantization("Tanh"), &OpQuantization::FixedRange { min: -1.0, max: 1.0 });
+        assert_eq!(htp.op_quantization("Reshape"), OpQuantization::PassThrough);
+        assert_eq!(htp.op_quantization("Sigmoid"), OpQuantization::FixedRange { min: 0.0, max: 1.0 });
+        assert_eq!(htp.op_quantization("Tanh"), OpQuantization::FixedRange { min: -1.0, max: 1.0 });
         let policy = htp.quant_policy();
         assert_eq!(policy.float_bitwidth, 16);
         assert!(policy.propagating_ops.contains("Relu") && policy.propagating_ops.contains("Concat"));
         assert_eq!(policy.squashing_ops, ["Clip", "Relu"].map(String::from).into());
-        assert_eq!(htp.op_quantization("Conv"), &OpQuantization::Calibrated);
+        assert_eq!(htp.op_quantization("Conv"), OpQuantization::Calibrated);
         assert_eq!(htp.quant_bitwidths(TensorRole::Constant), BTreeSet::from([4, 8, 16]));
         assert_eq!(set.backends["gpu"].float_bitwidths, BTreeSet::from([16, 32]));
     }
@@ -753,7 +671,7 @@ supported_ops = ["Conv", "Relu", "Sigmoid"]
         let set = parse_rules("rules/npu.toml", &ok).unwrap();
         assert_eq!(
             set.get("npu").unwrap().op_quantization("Sigmoid"),
-            &OpQuantization::FixedRange { min: 0.0, max: 1.0 }
+            OpQuantization::FixedRange { min: 0.0, max: 1.0 }
         );
 
         let no_range = format!("{MINIMAL}\n[ops.Sigmoid]\noutput_encoding = \"fixed\"\n");

@@ -103,7 +103,7 @@ mod tests {
     }
 
     fn node(name: &str, inputs: Vec<TensorId>, outputs: Vec<TensorId>) -> Node {
-        Node { name: name.into(), op: Op::Relu, inputs, outputs }
+        Node { name: name.into(), op: Op::Unary(crate::ops::Unary::Relu), inputs, outputs }
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub(crate) fn conv_relu() -> (Builder, ConvRelu) {
     let w = b.constant("conv.weight", &[2, 1, 1, 1], vec![1.5, -0.51]);
     let bias = b.constant("conv.bias", &[2], vec![0.1, -0.2]);
     let y = b.node("conv", conv_1x1(1), &[x, w, bias], "y", &[1, 2, 2, 2]);
-    let z = b.node("relu", Op::Relu, &[y], "z", &[1, 2, 2, 2]);
+    let z = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[y], "z", &[1, 2, 2, 2]);
     b.output(z);
     (b, ConvRelu { x, w, b: bias, y, z })
 }
@@ -116,13 +116,13 @@ pub(crate) fn branchy() -> QuantizedGraph {
     let shape = [1, 4, 8, 8];
     let x = b.input("x", &shape);
     let k = b.constant("k", &[1], vec![0.75]);
-    let r1 = b.node("r1", Op::Relu, &[x], "r1_out", &shape);
-    let s = b.node("s", Op::Sigmoid, &[r1], "s_out", &shape);
-    let r2 = b.node("r2", Op::Relu, &[s], "r2_out", &shape);
-    let a = b.node("a", Op::Add, &[r1, r2], "a_out", &shape);
-    let m = b.node("m", Op::Mul, &[a, k], "m_out", &shape);
-    let t = b.node("t", Op::Relu, &[m], "t_out", &shape);
-    let out = b.node("out", Op::Add, &[t, x], "out", &shape);
+    let r1 = b.node("r1", Op::Unary(crate::ops::Unary::Relu), &[x], "r1_out", &shape);
+    let s = b.node("s", Op::Unary(crate::ops::Unary::Sigmoid), &[r1], "s_out", &shape);
+    let r2 = b.node("r2", Op::Unary(crate::ops::Unary::Relu), &[s], "r2_out", &shape);
+    let a = b.node("a", Op::Binary(crate::ops::Binary::Add), &[r1, r2], "a_out", &shape);
+    let m = b.node("m", Op::Binary(crate::ops::Binary::Mul), &[a, k], "m_out", &shape);
+    let t = b.node("t", Op::Unary(crate::ops::Unary::Relu), &[m], "t_out", &shape);
+    let out = b.node("out", Op::Binary(crate::ops::Binary::Add), &[t, x], "out", &shape);
     b.output(out);
     b.finish()
 }

@@ -147,7 +147,7 @@ fn candidates(q: &QuantizedGraph, precision: Precision) -> Vec<(String, String)>
     q.graph
         .nodes
         .iter()
-        .filter(|node| node.op != Op::Convert)
+        .filter(|node| node.op != Op::Convert(crate::ops::Convert))
         .filter_map(|node| {
             let &output = node.outputs.first()?;
             let raisable = match q.encodings.get(&output)? {
@@ -172,7 +172,7 @@ pub fn raise(overrides: &mut Overrides, graph: &Graph, layer: &str, precision: P
     overrides.activations.insert(layer.to_string(), activation);
     let producer = graph.nodes.iter().find(|n| n.outputs.iter().any(|&o| graph.name(o) == layer));
     let weight = producer
-        .filter(|n| matches!(n.op, Op::Conv { .. } | Op::Gemm { .. } | Op::MatMul))
+        .filter(|n| matches!(n.op, Op::Conv { .. } | Op::Gemm(_) | Op::MatMul(crate::ops::MatMul)))
         .and_then(|n| n.inputs.get(1))
         .filter(|&&w| graph.is_constant(w));
     if let Some(&w) = weight {

@@ -224,7 +224,7 @@ impl Seeds {
                 if let Some(layer) = by_name.get(name) {
                     let size: usize = layer.shape.iter().product();
                     values.insert(id, (Arc::from(layer.values.as_slice()), size));
-                } else if step.op == Op::Convert
+                } else if step.op == Op::Convert(crate::ops::Convert)
                     && let Some(source) = step.inputs.get(k).and_then(|i| values.get(i)).cloned()
                 {
                     values.insert(id, source);

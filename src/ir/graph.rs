@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::model_encoding::ModelEncoding;
-use super::op::Op;
 use super::tensor::{DType, Tensor};
+use crate::ops::Op;
 
 /// Index into [`Graph::tensors`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -224,7 +224,12 @@ mod tests {
         let y = g.add_tensor(info("y"));
         g.inputs = vec![x];
         g.outputs = vec![y];
-        g.nodes.push(Node { name: "r".into(), op: Op::Relu, inputs: vec![x], outputs: vec![y] });
+        g.nodes.push(Node {
+            name: "r".into(),
+            op: Op::Unary(crate::ops::Unary::Relu),
+            inputs: vec![x],
+            outputs: vec![y],
+        });
         let enc = ModelEncoding { scales: vec![0.5], zero_points: vec![3], axis: None, bitwidth: 8, signed: false };
         g.model_encodings.insert("y".into(), enc.clone());
         g.compact();
@@ -242,8 +247,18 @@ mod tests {
         let z = g.add_tensor(info("z"));
         g.inputs = vec![x];
         g.outputs = vec![z];
-        g.nodes.push(Node { name: "a".into(), op: Op::Relu, inputs: vec![y], outputs: vec![z] });
-        g.nodes.push(Node { name: "b".into(), op: Op::Relu, inputs: vec![x], outputs: vec![y] });
+        g.nodes.push(Node {
+            name: "a".into(),
+            op: Op::Unary(crate::ops::Unary::Relu),
+            inputs: vec![y],
+            outputs: vec![z],
+        });
+        g.nodes.push(Node {
+            name: "b".into(),
+            op: Op::Unary(crate::ops::Unary::Relu),
+            inputs: vec![x],
+            outputs: vec![y],
+        });
         assert!(g.validate().unwrap_err().0.contains("before it is defined"));
     }
 }

@@ -5,13 +5,12 @@
 
 mod graph;
 mod model_encoding;
-mod op;
 pub mod shape;
 mod tensor;
 #[cfg(test)]
 pub mod test_graph;
 
+pub use crate::ops::{Conv, Op, PadMode, Pool, Window};
 pub use graph::{Graph, InvalidGraph, Node, TensorId, TensorInfo};
 pub use model_encoding::ModelEncoding;
-pub use op::{Conv, Op, PadMode, Pool, Window};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData, strides_of};

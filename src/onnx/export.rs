@@ -52,7 +52,8 @@ use super::proto::{
     ValueInfoProto, type_proto,
 };
 use super::tensor::onnx_code;
-use crate::ir::{DType, Graph, Node, Op, PadMode, Pool, Tensor, TensorData, TensorId, Window};
+use crate::ir::{DType, Graph, Node, Tensor, TensorData, TensorId};
+use crate::ops::{ExportCx, ExportHost};
 use crate::quant::apply::quantize_tensor;
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
 use crate::quant::math::symmetric_offset_magnitude;
@@ -547,130 +548,50 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
-    /// The ONNX node(s) of one IR op, reading `inputs` and writing `outputs`.
-    fn op(&mut self, node: &Node, mut inputs: Vec<String>, outputs: Vec<String>) -> Result<(), ExportError> {
-        let name = node.name.as_str();
-        let op_type = node.op.type_name();
-        let attrs = match &node.op {
-            Op::Conv(conv) => {
-                let mut attrs = window_attrs(&conv.window);
-                attrs.push(attr_int("group", conv.group as i64));
-                attrs
-            }
-            Op::Gemm { alpha, beta, trans_a, trans_b } => vec![
-                attr_float("alpha", *alpha),
-                attr_float("beta", *beta),
-                attr_int("transA", i64::from(*trans_a)),
-                attr_int("transB", i64::from(*trans_b)),
-            ],
-            Op::MaxPool(pool) => pool_attrs(pool, false),
-            Op::AveragePool(pool) => pool_attrs(pool, true),
-            Op::Clip { min, max } => {
-                // Opset 11+: the bounds are inputs; an infinite one is simply omitted.
-                let min = if min.is_finite() { self.scalar(name, "min", *min) } else { String::new() };
-                let max = if max.is_finite() { Some(self.scalar(name, "max", *max)) } else { None };
-                match max {
-                    Some(max) => inputs.extend([min, max]),
-                    None if !min.is_empty() => inputs.push(min),
-                    None => {}
-                }
-                vec![]
-            }
-            Op::HardSigmoid { alpha, beta } => vec![attr_float("alpha", *alpha), attr_float("beta", *beta)],
-            Op::BatchNormalization { epsilon } => vec![attr_float("epsilon", *epsilon)],
-            Op::Flatten { axis } => vec![attr_int("axis", *axis as i64)],
-            Op::Reshape { shape } => {
-                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-                inputs.push(self.int64s(name, "shape", &dims));
-                vec![]
-            }
-            Op::Transpose { perm } => vec![attr_ints("perm", &perm.iter().map(|&p| p as i64).collect::<Vec<_>>())],
-            Op::Concat { axis } => vec![attr_int("axis", *axis as i64)],
-            Op::Softmax { axis, coerce_2d } => {
-                let rank = node.inputs.first().map_or(0, |&id| self.graph.info(id).shape.len());
-                if *coerce_2d && *axis + 1 < rank {
-                    return self.softmax_2d(node, *axis, inputs, outputs);
-                }
-                vec![attr_int("axis", *axis as i64)]
-            }
-            Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
-                let axes: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
-                inputs.push(self.int64s(name, "axes", &axes));
-                vec![]
-            }
-            Op::Pad { pads, mode, value } => {
-                inputs.push(self.int64s(name, "pads", pads));
-                let mode = match mode {
-                    PadMode::Constant => {
-                        inputs.push(self.scalar(name, "constant_value", *value));
-                        "constant"
-                    }
-                    PadMode::Reflect => "reflect",
-                    PadMode::Edge => "edge",
-                };
-                vec![attr_string("mode", mode)]
-            }
-            Op::MatMul
-            | Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Relu
-            | Op::Sigmoid
-            | Op::HardSwish
-            | Op::GlobalAveragePool
-            | Op::GlobalMaxPool
-            | Op::Identity
-            | Op::Dropout => vec![],
-            // Variants added to the IR after this exporter, matched by their ONNX name so that
-            // this file compiles whichever of them exist.
-            #[allow(unreachable_patterns)]
-            other => match other.type_name() {
-                // `Convert` changes only the representation, which the output's encoding
-                // (QDQ or Cast pair, emitted by the caller) carries: the value passes through.
-                "Convert" => {
-                    self.push_graph_node("Identity", name, inputs, outputs, vec![]);
-                    return Ok(());
-                }
-                "Tanh" => vec![],
-                unknown => {
-                    return Err(ExportError::UnsupportedOp { node: node.name.clone(), op: unknown.to_string() });
-                }
-            },
-        };
-        self.push_graph_node(op_type, name, inputs, outputs, attrs);
+    /// The ONNX node(s) of one IR op, reading `inputs` and writing `outputs`: the op's own
+    /// export (`crate::ops`).
+    fn op(&mut self, node: &Node, inputs: Vec<String>, outputs: Vec<String>) -> Result<(), ExportError> {
+        let shapes = |ids: &[TensorId]| ids.iter().map(|&id| self.graph.info(id).shape.clone()).collect::<Vec<_>>();
+        let (input_shapes, output_shapes) = (shapes(&node.inputs), shapes(&node.outputs));
+        let mut cx = ExportCx { host: self, name: &node.name, inputs, outputs, input_shapes, output_shapes };
+        node.op.export(&mut cx);
         Ok(())
     }
+}
 
-    /// Softmax with the opset < 13 meaning (flatten to 2-D at `axis`, normalize the rows) in
-    /// opset 13+ terms: Flatten, Softmax over axis 1, Reshape back.
-    fn softmax_2d(
+impl ExportHost for Builder<'_> {
+    fn int64s(&mut self, node: &str, role: &str, values: &[i64]) -> String {
+        Builder::int64s(self, node, role, values)
+    }
+
+    fn scalar(&mut self, node: &str, role: &str, value: f32) -> String {
+        Builder::scalar(self, node, role, value)
+    }
+
+    fn fresh(&mut self, base: String) -> String {
+        Builder::fresh(self, base)
+    }
+
+    fn push_node(
         &mut self,
-        node: &Node,
-        axis: usize,
+        op_type: &str,
+        name: String,
         inputs: Vec<String>,
         outputs: Vec<String>,
-    ) -> Result<(), ExportError> {
-        let name = node.name.as_str();
-        let out_id = node
-            .outputs
-            .first()
-            .copied()
-            .ok_or_else(|| ExportError::InvalidGraph(format!("Softmax node \"{name}\" has no output")))?;
-        let shape: Vec<i64> = self.graph.info(out_id).shape.iter().map(|&d| d as i64).collect();
-        let flat = self.fresh(format!("{name}_flattened"));
-        let normalized = self.fresh(format!("{name}_softmax_2d"));
-        self.push_node(
-            "Flatten",
-            format!("{name}_Flatten"),
-            inputs,
-            vec![flat.clone()],
-            vec![attr_int("axis", axis as i64)],
-        );
-        self.push_graph_node("Softmax", name, vec![flat], vec![normalized.clone()], vec![attr_int("axis", 1)]);
-        let shape = self.int64s(name, "shape", &shape);
-        self.push_node("Reshape", format!("{name}_Reshape"), vec![normalized, shape], outputs, vec![]);
-        Ok(())
+        attrs: Vec<AttributeProto>,
+    ) {
+        Builder::push_node(self, op_type, name, inputs, outputs, attrs)
+    }
+
+    fn push_graph_node(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) {
+        Builder::push_graph_node(self, op_type, name, inputs, outputs, attrs)
     }
 }
 
@@ -716,25 +637,6 @@ fn value_info(name: &str, dtype: DType, shape: &[usize]) -> ValueInfoProto {
     }
 }
 
-fn window_attrs(w: &Window) -> Vec<AttributeProto> {
-    let ints = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
-    vec![
-        attr_ints("kernel_shape", &ints(&w.kernel)),
-        attr_ints("strides", &ints(&w.strides)),
-        attr_ints("pads", &ints(&w.pads)),
-        attr_ints("dilations", &ints(&w.dilations)),
-    ]
-}
-
-fn pool_attrs(p: &Pool, average: bool) -> Vec<AttributeProto> {
-    let mut attrs = window_attrs(&p.window);
-    attrs.push(attr_int("ceil_mode", i64::from(p.ceil_mode)));
-    if average {
-        attrs.push(attr_int("count_include_pad", i64::from(p.count_include_pad)));
-    }
-    attrs
-}
-
 fn attr(name: &str, kind: AttributeType) -> AttributeProto {
     AttributeProto { name: Some(name.to_string()), r#type: Some(kind as i32), ..Default::default() }
 }
@@ -743,20 +645,9 @@ fn attr_int(name: &str, value: i64) -> AttributeProto {
     AttributeProto { i: Some(value), ..attr(name, AttributeType::Int) }
 }
 
-fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto { ints: values.to_vec(), ..attr(name, AttributeType::Ints) }
-}
-
-fn attr_float(name: &str, value: f32) -> AttributeProto {
-    AttributeProto { f: Some(value), ..attr(name, AttributeType::Float) }
-}
-
-fn attr_string(name: &str, value: &str) -> AttributeProto {
-    AttributeProto { s: Some(value.as_bytes().to_vec()), ..attr(name, AttributeType::String) }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::ir::{Op, PadMode};
     use std::collections::BTreeMap;
 
     use super::*;
@@ -810,7 +701,7 @@ mod tests {
         let b = g.constant("b", &[2], vec![0.12, -0.3]);
         let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
         let y = g.node("conv", Op::Conv(Conv { window, group: 1 }), &[x, w, b], "y", &[1, 2, 1, 2]);
-        let z = g.node("relu", Op::Relu, &[y], "z", &[1, 2, 1, 2]);
+        let z = g.node("relu", Op::Unary(crate::ops::Unary::Relu), &[y], "z", &[1, 2, 1, 2]);
         g.output(z);
         g.finish()
     }
@@ -938,7 +829,7 @@ mod tests {
             let mut g = GraphBuilder::new();
             let x = g.input("x", &[1, 2]);
             let w = g.constant("w", &[1, 2], w);
-            let y = g.node("mul", Op::Mul, &[x, w], "y", &[1, 2]);
+            let y = g.node("mul", Op::Binary(crate::ops::Binary::Mul), &[x, w], "y", &[1, 2]);
             g.output(y);
             g.finish()
         };
@@ -959,7 +850,7 @@ mod tests {
     fn narrow_activation_grids_are_clipped_after_dequantization() {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[4]);
-        let y = g.node("relu", Op::Relu, &[x], "y", &[4]);
+        let y = g.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "y", &[4]);
         g.output(y);
         let m = export(g.finish(), &[("y", per_tensor(6, 0.5, -8))]).unwrap();
         assert_eq!(op_types(&m), ["Relu", "QuantizeLinear", "DequantizeLinear", "Clip"]);
@@ -974,7 +865,7 @@ mod tests {
     fn relu_graph() -> Graph {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[4]);
-        let y = g.node("relu", Op::Relu, &[x], "y", &[4]);
+        let y = g.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "y", &[4]);
         g.output(y);
         g.finish()
     }
@@ -1003,9 +894,9 @@ mod tests {
     fn generated_names_never_collide_with_the_graphs_own() {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[2]);
-        let taken = g.node("a", Op::Relu, &[x], "y_DequantizeLinear_Output", &[2]);
-        let y = g.node("b", Op::Add, &[taken, x], "y", &[2]);
-        let z = g.node("c", Op::Relu, &[y], "z", &[2]);
+        let taken = g.node("a", Op::Unary(crate::ops::Unary::Relu), &[x], "y_DequantizeLinear_Output", &[2]);
+        let y = g.node("b", Op::Binary(crate::ops::Binary::Add), &[taken, x], "y", &[2]);
+        let z = g.node("c", Op::Unary(crate::ops::Unary::Relu), &[y], "z", &[2]);
         g.output(z);
         let m = export(g.finish(), &[("y", per_tensor(8, 0.1, 0))]).unwrap();
         assert_eq!(node(&m, "a").output, ["y_DequantizeLinear_Output"]);
@@ -1022,14 +913,19 @@ mod tests {
     fn ops_get_their_opset_21_form() {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[2, 3, 4]);
-        let a = g.node("clip", Op::Clip { min: 0.0, max: f32::INFINITY }, &[x], "a", &[2, 3, 4]);
-        let s = g.node("softmax", Op::Softmax { axis: 1, coerce_2d: true }, &[a], "s", &[2, 3, 4]);
-        let c = g.node("convert", Op::Convert, &[s], "c", &[2, 3, 4]);
-        let r = g.node("reshape", Op::Reshape { shape: vec![6, 4] }, &[c], "r", &[6, 4]);
-        let q = g.node("squeeze", Op::Unsqueeze { axes: vec![0] }, &[r], "u", &[1, 6, 4]);
+        let a = g.node("clip", Op::Clip(crate::ops::Clip { min: 0.0, max: f32::INFINITY }), &[x], "a", &[2, 3, 4]);
+        let s = g.node("softmax", Op::Softmax(crate::ops::Softmax { axis: 1, coerce_2d: true }), &[a], "s", &[2, 3, 4]);
+        let c = g.node("convert", Op::Convert(crate::ops::Convert), &[s], "c", &[2, 3, 4]);
+        let r = g.node("reshape", Op::Reshape(crate::ops::Reshape { shape: vec![6, 4] }), &[c], "r", &[6, 4]);
+        let q = g.node("squeeze", Op::Unsqueeze(crate::ops::Unsqueeze { axes: vec![0] }), &[r], "u", &[1, 6, 4]);
         let pads = vec![0, 1, 0, 0, 1, 0];
-        let p =
-            g.node("pad", Op::Pad { pads: pads.clone(), mode: PadMode::Constant, value: 0.5 }, &[q], "p", &[1, 8, 4]);
+        let p = g.node(
+            "pad",
+            Op::Pad(crate::ops::Pad { pads: pads.clone(), mode: PadMode::Constant, value: 0.5 }),
+            &[q],
+            "p",
+            &[1, 8, 4],
+        );
         g.output(p);
         let m = export(g.finish(), &[("c", TensorEncoding::Float { bitwidth: 16 })]).unwrap();
         assert_eq!(
@@ -1067,7 +963,7 @@ mod tests {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[1]);
         let k = g.constant("k", &[1], vec![0.1]);
-        let y = g.node("mul", Op::Mul, &[x, k], "y", &[1]);
+        let y = g.node("mul", Op::Binary(crate::ops::Binary::Mul), &[x, k], "y", &[1]);
         g.output(y);
         let m = export(g.finish(), &[("k", TensorEncoding::Float { bitwidth: 16 })]).unwrap();
         let k = init(&m, "k_float16");

@@ -89,7 +89,10 @@ pub(crate) fn eval_int(
     }
     let values: Vec<Vec<i64>> = inputs.iter().map(|t| t.to_i64_vec()).collect::<Option<_>>()?;
     let result = match op {
-        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+        Op::Binary(crate::ops::Binary::Add)
+        | Op::Binary(crate::ops::Binary::Sub)
+        | Op::Binary(crate::ops::Binary::Mul)
+        | Op::Binary(crate::ops::Binary::Div) => {
             let ([a, b], [va, vb]) = (inputs, &values[..]) else { return None };
             let ia = strided_indices(out_shape, 0, &broadcast_steps(&a.shape, out_shape));
             let ib = strided_indices(out_shape, 0, &broadcast_steps(&b.shape, out_shape));
@@ -98,9 +101,9 @@ pub(crate) fn eval_int(
                 .map(|(&i, &j)| {
                     let (x, y) = (va[i], vb[j]);
                     match op {
-                        Op::Add => x.checked_add(y),
-                        Op::Sub => x.checked_sub(y),
-                        Op::Mul => x.checked_mul(y),
+                        Op::Binary(crate::ops::Binary::Add) => x.checked_add(y),
+                        Op::Binary(crate::ops::Binary::Sub) => x.checked_sub(y),
+                        Op::Binary(crate::ops::Binary::Mul) => x.checked_mul(y),
                         // Integer division truncates toward zero, as onnxruntime's does.
                         _ => x.checked_div(y),
                     }
@@ -108,7 +111,7 @@ pub(crate) fn eval_int(
                 })
                 .collect::<Result<Vec<i64>, String>>()
         }
-        Op::Concat { axis } => {
+        Op::Concat(crate::ops::Concat { axis }) => {
             let inner: usize = out_shape.get(axis + 1..).map_or(1, |s| s.iter().product());
             let outer: usize = out_shape[..*axis].iter().product();
             let mut out = Vec::with_capacity(out_shape.iter().product());
@@ -120,19 +123,19 @@ pub(crate) fn eval_int(
             }
             Ok(out)
         }
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout => Ok(values.first()?.clone()),
-        Op::Transpose { perm } => {
+        Op::Reshape(_)
+        | Op::Flatten(_)
+        | Op::Squeeze(_)
+        | Op::Unsqueeze(_)
+        | Op::Identity(crate::ops::Identity)
+        | Op::Dropout(crate::ops::Dropout) => Ok(values.first()?.clone()),
+        Op::Transpose(crate::ops::Transpose { perm }) => {
             let (t, v) = (inputs.first()?, values.first()?);
             let strides = strides_of(&t.shape);
             let steps: Vec<isize> = perm.iter().map(|&p| strides[p] as isize).collect();
             Ok(strided_indices(out_shape, 0, &steps).iter().map(|&i| v[i]).collect())
         }
-        Op::Relu => Ok(values.first()?.iter().map(|&x| x.max(0)).collect()),
+        Op::Unary(crate::ops::Unary::Relu) => Ok(values.first()?.iter().map(|&x| x.max(0)).collect()),
         _ => return None,
     };
     Some(result.and_then(|v| from_i64(out_dtype, out_shape.to_vec(), v)))
@@ -277,23 +280,28 @@ mod tests {
         // [2,1] * [3] -> [[1*10, 1*20, 1*30], [2*10, 2*20, 2*30]]
         let a = i64s(&[2, 1], &[1, 2]);
         let b = i64s(&[3], &[10, 20, 30]);
-        let got = eval_int(&Op::Mul, &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
+        let got = eval_int(&Op::Binary(crate::ops::Binary::Mul), &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
         assert_eq!(got, i64s(&[2, 3], &[10, 20, 30, 20, 40, 60]));
         // -7 / 2 truncates to -3 (C semantics).
-        let got = eval_int(&Op::Div, &[&i64s(&[1], &[-7]), &i64s(&[], &[2])], DType::I64, &[1]);
+        let got =
+            eval_int(&Op::Binary(crate::ops::Binary::Div), &[&i64s(&[1], &[-7]), &i64s(&[], &[2])], DType::I64, &[1]);
         assert_eq!(got.unwrap().unwrap(), i64s(&[1], &[-3]));
-        let zero = eval_int(&Op::Div, &[&i64s(&[1], &[1]), &i64s(&[1], &[0])], DType::I64, &[1]);
+        let zero =
+            eval_int(&Op::Binary(crate::ops::Binary::Div), &[&i64s(&[1], &[1]), &i64s(&[1], &[0])], DType::I64, &[1]);
         assert!(zero.unwrap().is_err());
-        assert!(eval_int(&Op::Add, &[&a, &a], DType::F32, &[2, 1]).is_none());
+        assert!(eval_int(&Op::Binary(crate::ops::Binary::Add), &[&a, &a], DType::F32, &[2, 1]).is_none());
     }
 
     #[test]
     fn concat_and_transpose() {
         let a = i64s(&[2, 1], &[1, 2]);
         let b = i64s(&[2, 2], &[3, 4, 5, 6]);
-        let got = eval_int(&Op::Concat { axis: 1 }, &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
+        let got =
+            eval_int(&Op::Concat(crate::ops::Concat { axis: 1 }), &[&a, &b], DType::I64, &[2, 3]).unwrap().unwrap();
         assert_eq!(got, i64s(&[2, 3], &[1, 3, 4, 2, 5, 6]));
-        let t = eval_int(&Op::Transpose { perm: vec![1, 0] }, &[&b], DType::I64, &[2, 2]).unwrap().unwrap();
+        let t = eval_int(&Op::Transpose(crate::ops::Transpose { perm: vec![1, 0] }), &[&b], DType::I64, &[2, 2])
+            .unwrap()
+            .unwrap();
         assert_eq!(t, i64s(&[2, 2], &[3, 5, 4, 6]));
     }
 

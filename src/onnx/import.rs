@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::error::{ErrorKind, ImportError, malformed};
 use super::fold;
-use super::ops::{self, InputView, Lowered, NodeCx};
 use super::proto::tensor_shape_proto::dimension::Value as Dim;
 use super::proto::type_proto::Value as TypeValue;
 use super::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use super::qdq;
 use super::tensor::{decode_tensor, dtype_from_onnx, onnx_code, onnx_dtype_name};
 use crate::ir::{self, DType, Graph, Node, Tensor, TensorId, TensorInfo};
+use crate::ops::{self, InputView, Lowered, NodeCx};
 
 /// Oldest `ai.onnx` opset imported (Clip, Pad and friends took their current form in 11).
 pub const MIN_OPSET: i64 = 11;
@@ -422,14 +422,14 @@ impl<'m> Importer<'m> {
             "ai.onnx" => "",
             d => d,
         };
-        if domain.is_empty() && ops::is_supported(op_type) {
+        if domain.is_empty() && ops::onnx_op(op_type).is_some_and(|op| op.import.is_some()) {
             return Ok(());
         }
         let shown = if domain.is_empty() { "ai.onnx" } else { domain };
         let version = self.opsets.get(domain).map_or("not imported".to_string(), |v| v.to_string());
         let hint = if domain.is_empty() {
             format!("qairt imports: {}", {
-                let mut all: Vec<&str> = ops::IR_OP_TYPES.iter().chain(ops::FOLDED_OP_TYPES).copied().collect();
+                let mut all: Vec<&str> = ops::registry().filter(|op| op.import.is_some()).map(|op| op.name).collect();
                 all.sort_unstable();
                 all.join(", ")
             })
@@ -557,7 +557,7 @@ impl<'m> Importer<'m> {
             })
             .collect::<Result<_, ImportError>>()?;
         let info_refs: Vec<&TensorInfo> = infos.iter().collect();
-        let inferred = ir::shape::infer(&op, &info_refs).map_err(|e| ImportError::new(ErrorKind::ShapeError, e))?;
+        let inferred = op.infer(&info_refs).map_err(|e| ImportError::new(ErrorKind::ShapeError, e))?;
         let Some((dtype, shape)) = inferred.into_iter().next() else {
             return Err(malformed("shape inference produced no output"));
         };

@@ -7,14 +7,12 @@
 //! - [`import`]: the model -> an [`ir::Graph`](crate::ir::Graph) with static shapes,
 //!   ONNX tensor names kept, shape arithmetic evaluated, every error collected.
 
-mod attrs;
-mod error;
+pub(crate) mod error;
 pub mod export;
-mod fold;
+pub(crate) mod fold;
 mod import;
-mod ops;
 pub mod qdq;
-mod tensor;
+pub(crate) mod tensor;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub, rustdoc::all)]
 #[rustfmt::skip]
@@ -29,7 +27,6 @@ use prost::Message;
 
 pub use error::{ErrorKind, ImportError};
 pub use import::{MAX_OPSET, MIN_OPSET};
-pub use ops::{FOLDED_OP_TYPES, IR_OP_TYPES};
 
 /// Decodes a serialized `ModelProto`. Truncated or garbage bytes give an error (never a
 /// panic), and so does a message that decodes but holds no graph.

@@ -242,8 +242,8 @@ fn opset_11_clip_takes_bounds_from_constant_inputs() {
     ];
     let inits = vec![f32_tensor("six", &[], &[6.0]), f32_tensor("five", &[], &[5.0])];
     let g = import_ok(&model(11, graph(nodes, inits, vec![f32_input("x", &[1, 3])], &["y"])));
-    assert_eq!(g.nodes[0].op, Op::Clip { min: 0.0, max: 6.0 });
-    assert_eq!(g.nodes[1].op, Op::Clip { min: f32::NEG_INFINITY, max: 5.0 });
+    assert_eq!(g.nodes[0].op, Op::Clip(crate::ops::Clip { min: 0.0, max: 6.0 }));
+    assert_eq!(g.nodes[1].op, Op::Clip(crate::ops::Clip { min: f32::NEG_INFINITY, max: 5.0 }));
     // The bounds are attributes now: no constant tensors remain.
     assert!(g.constants.is_empty());
     assert_eq!(g.tensors.len(), 3);
@@ -254,7 +254,10 @@ fn opset_11_pad_takes_pads_and_value_from_inputs() {
     let nodes = vec![node("Pad", "pad", &["x", "pads", "v"], &["y"], vec![])];
     let inits = vec![i64_tensor("pads", &[8], &[0, 0, 1, 2, 0, 0, 3, -1]), f32_tensor("v", &[], &[0.25])];
     let g = import_ok(&model(11, graph(nodes, inits, vec![f32_input("x", &[1, 1, 4, 4])], &["y"])));
-    assert_eq!(g.nodes[0].op, Op::Pad { pads: vec![0, 0, 1, 2, 0, 0, 3, -1], mode: PadMode::Constant, value: 0.25 });
+    assert_eq!(
+        g.nodes[0].op,
+        Op::Pad(crate::ops::Pad { pads: vec![0, 0, 1, 2, 0, 0, 3, -1], mode: PadMode::Constant, value: 0.25 })
+    );
     // H: 4 + 1 + 3 = 8; W: 4 + 2 - 1 = 5.
     assert_eq!(shape_of(&g, "y"), vec![1, 1, 8, 5]);
     assert_eq!(g.tensors.len(), 2);
@@ -269,9 +272,9 @@ fn softmax_default_axis_and_coercion_depend_on_the_opset() {
         )
     };
     // Opset 11: axis defaults to 1 and the input is coerced to 2-D there.
-    assert_eq!(import_ok(&m(11)).nodes[0].op, Op::Softmax { axis: 1, coerce_2d: true });
+    assert_eq!(import_ok(&m(11)).nodes[0].op, Op::Softmax(crate::ops::Softmax { axis: 1, coerce_2d: true }));
     // Opset 13: axis defaults to -1 (normalized to 2), no coercion.
-    assert_eq!(import_ok(&m(13)).nodes[0].op, Op::Softmax { axis: 2, coerce_2d: false });
+    assert_eq!(import_ok(&m(13)).nodes[0].op, Op::Softmax(crate::ops::Softmax { axis: 2, coerce_2d: false }));
 }
 
 /// `x.view(x.size(0), -1)` as torch exports it (opset 11):
@@ -295,7 +298,7 @@ fn torch_shape_arithmetic_is_evaluated_at_import() {
     let g = import_ok(&torch_flatten_model());
     // Only the float ops remain; the target [2, -1] resolved to [2, 48].
     assert_eq!(node_ops(&g), ["Relu", "Reshape"]);
-    assert_eq!(g.nodes[1].op, Op::Reshape { shape: vec![2, 48] });
+    assert_eq!(g.nodes[1].op, Op::Reshape(crate::ops::Reshape { shape: vec![2, 48] }));
     assert_eq!(shape_of(&g, "y"), vec![2, 48]);
     assert!(g.tensors.iter().all(|t| t.dtype == DType::F32));
     assert_eq!(g.tensors.len(), 3);
@@ -327,7 +330,7 @@ fn integer_arithmetic_on_shapes_folds_but_float_constants_stay() {
     ];
     let g = import_ok(&model(13, graph(nodes, inits, vec![f32_input("x", &[1, 6, 4])], &["y"])));
     assert_eq!(node_ops(&g), ["Reshape", "Add", "Add"]);
-    assert_eq!(g.nodes[0].op, Op::Reshape { shape: vec![1, 6, 4] });
+    assert_eq!(g.nodes[0].op, Op::Reshape(crate::ops::Reshape { shape: vec![1, 6, 4] }));
     assert!(g.is_constant(g.names()["k"]));
     assert!(!g.names().contains_key("target"));
 }
@@ -662,7 +665,7 @@ fn torch_exports_fold_their_shape_arithmetic() {
         g.nodes
             .iter()
             .filter_map(|n| match &n.op {
-                Op::Reshape { shape } => Some(shape.clone()),
+                Op::Reshape(crate::ops::Reshape { shape }) => Some(shape.clone()),
                 _ => None,
             })
             .collect::<Vec<_>>()
@@ -673,8 +676,11 @@ fn torch_exports_fold_their_shape_arithmetic() {
     assert!(g.tensors.iter().all(|t| t.dtype == DType::F32));
     // F.pad(x, (1, 0, 1, 0)) pads W on the left and H on the top by one:
     // ONNX pads [N, C, H, W begins, N, C, H, W ends] = [0, 0, 1, 1, 0, 0, 0, 0].
-    let pads: Vec<&Op> = g.nodes.iter().filter(|n| matches!(n.op, Op::Pad { .. })).map(|n| &n.op).collect();
-    assert_eq!(pads, [&Op::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 0], mode: PadMode::Reflect, value: 0.0 }]);
+    let pads: Vec<&Op> = g.nodes.iter().filter(|n| matches!(n.op, Op::Pad(_))).map(|n| &n.op).collect();
+    assert_eq!(
+        pads,
+        [&Op::Pad(crate::ops::Pad { pads: vec![0, 0, 1, 1, 0, 0, 0, 0], mode: PadMode::Reflect, value: 0.0 })]
+    );
     // x.view(x.size(0), -1) on [1, 4, 5, 5], then fc(y).reshape(x.shape[0], 2, 5).
     assert_eq!(reshapes(&g), [vec![1, 100], vec![1, 2, 5]]);
 

@@ -80,7 +80,7 @@ fn plan_fold(
     consumers: &HashMap<TensorId, Vec<usize>>,
 ) -> Option<Fold> {
     let node = &graph.nodes[bn];
-    let Op::BatchNormalization { epsilon } = node.op else { return None };
+    let Op::BatchNormalization(crate::ops::BatchNormalization { epsilon }) = node.op else { return None };
     let [x, gamma, beta, mean, var] = node.inputs.as_slice() else { return None };
     let [bn_output] = node.outputs.as_slice() else { return None };
     if graph.outputs.contains(x) || consumers.get(x).map(Vec::as_slice) != Some(&[bn]) {
@@ -109,14 +109,14 @@ fn plan_fold(
             let (weight, bias) = fold_conv(graph, w, b, &params, x_shape)?;
             (weight, bias, conv_or_gemm.op.clone())
         }
-        &Op::Gemm { alpha, beta: beta_g, trans_a, trans_b } => {
+        &Op::Gemm(crate::ops::Gemm { alpha, beta: beta_g, trans_a, trans_b }) => {
             let (b, c) = match conv_or_gemm.inputs.as_slice() {
                 [_, b] => (*b, None),
                 [_, b, c] => (*b, Some(*c)),
                 _ => return None,
             };
             let (weight, bias) = fold_gemm(graph, b, c, beta_g, trans_b, &params, x_shape)?;
-            (weight, bias, Op::Gemm { alpha, beta: 1.0, trans_a, trans_b })
+            (weight, bias, Op::Gemm(crate::ops::Gemm { alpha, beta: 1.0, trans_a, trans_b }))
         }
         _ => return None,
     };
@@ -135,8 +135,8 @@ fn plan_fold(
 fn weight_channels(op: &Op, weight: &Tensor) -> Option<usize> {
     match op {
         Op::Conv(_) => weight.shape.first().copied(),
-        Op::Gemm { trans_b: true, .. } => weight.shape.first().copied(),
-        Op::Gemm { trans_b: false, .. } => weight.shape.get(1).copied(),
+        Op::Gemm(crate::ops::Gemm { trans_b: true, .. }) => weight.shape.first().copied(),
+        Op::Gemm(crate::ops::Gemm { trans_b: false, .. }) => weight.shape.get(1).copied(),
         _ => None,
     }
 }
@@ -375,12 +375,12 @@ mod tests {
         let var = b.constant("bn.var", &[2], vec![3.0, 0.0]);
         let y = b.node(
             "bn",
-            Op::BatchNormalization { epsilon: 1.0 },
+            Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1.0 }),
             &[c, gamma, beta, mean, var],
             "bn_out",
             &[1, 2, 2, 2],
         );
-        let r = b.node("relu", Op::Relu, &[y], "relu_out", &[1, 2, 2, 2]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[y], "relu_out", &[1, 2, 2, 2]);
         b.output(r);
         b.finish()
     }
@@ -452,7 +452,7 @@ mod tests {
         let extra = g.add_tensor(TensorInfo { name: "extra".into(), dtype: DType::F32, shape: vec![1, 2, 2, 2] });
         g.nodes.push(crate::ir::Node {
             name: "sig".into(),
-            op: Op::Sigmoid,
+            op: Op::Unary(crate::ops::Unary::Sigmoid),
             inputs: vec![conv_out],
             outputs: vec![extra],
         });
@@ -465,7 +465,13 @@ mod tests {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 1, 2]);
         let p: Vec<TensorId> = ["g", "b", "m", "v"].iter().map(|n| b.constant(n, &[1], vec![1.0])).collect();
-        let y = b.node("bn", Op::BatchNormalization { epsilon: 1e-5 }, &[x, p[0], p[1], p[2], p[3]], "y", &[1, 1, 2]);
+        let y = b.node(
+            "bn",
+            Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1e-5 }),
+            &[x, p[0], p[1], p[2], p[3]],
+            "y",
+            &[1, 1, 2],
+        );
         b.output(y);
         let mut g = b.finish();
         assert_eq!(fold_batchnorms(&mut g, &mut FoldedBatchNorms::new()), 0);
@@ -484,13 +490,19 @@ mod tests {
         };
         let w = b.constant("fc.weight", &shape, data);
         let c = b.constant("fc.bias", &[3], vec![1.0, 2.0, 4.0]);
-        let op = Op::Gemm { alpha: 2.0, beta: 0.5, trans_a: false, trans_b };
+        let op = Op::Gemm(crate::ops::Gemm { alpha: 2.0, beta: 0.5, trans_a: false, trans_b });
         let x = b.node("fc", op, &[a, w, c], "fc_out", &[1, 3]);
         let gamma = b.constant("bn.gamma", &[3], vec![2.0, 1.0, 6.0]);
         let beta = b.constant("bn.beta", &[3], vec![0.0, 1.0, -1.0]);
         let mean = b.constant("bn.mean", &[3], vec![1.0, 0.0, 2.0]);
         let var = b.constant("bn.var", &[3], vec![0.0, 3.0, 8.0]);
-        let y = b.node("bn", Op::BatchNormalization { epsilon: 1.0 }, &[x, gamma, beta, mean, var], "logits", &[1, 3]);
+        let y = b.node(
+            "bn",
+            Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1.0 }),
+            &[x, gamma, beta, mean, var],
+            "logits",
+            &[1, 3],
+        );
         b.output(y);
         b.finish()
     }
@@ -510,7 +522,7 @@ mod tests {
                 if trans_b { &[2.0, 4.0, 1.5, 2.0, 10.0, 12.0] } else { &[2.0, 1.5, 10.0, 4.0, 2.0, 12.0] };
             assert_close(&values(&g, "fc.weight"), want_w);
             assert_close(&values(&g, "fc.bias"), &[-1.0, 1.5, -1.0]);
-            assert_eq!(g.nodes[0].op, Op::Gemm { alpha: 2.0, beta: 1.0, trans_a: false, trans_b });
+            assert_eq!(g.nodes[0].op, Op::Gemm(crate::ops::Gemm { alpha: 2.0, beta: 1.0, trans_a: false, trans_b }));
             assert_eq!(g.name(g.outputs[0]), "logits");
             assert_eq!(g.nodes[0].outputs, g.outputs);
         }

@@ -74,9 +74,9 @@ pub(super) fn equalize(graph: &mut Graph, folded_bns: &FoldedBatchNorms) -> CleC
         counts.pairs_equalized += set.layers.len() - 1;
         for &activation in set.activations.iter().flatten() {
             if let Some(node) = graph.nodes.get_mut(activation)
-                && matches!(node.op, Op::Clip { .. })
+                && matches!(node.op, Op::Clip(_))
             {
-                node.op = Op::Relu;
+                node.op = Op::Unary(crate::ops::Unary::Relu);
                 counts.relu6_rewritten += 1;
             }
         }
@@ -189,7 +189,7 @@ fn as_layer(graph: &Graph, index: usize) -> Option<Layer> {
                 return None;
             }
         }
-        &Op::Gemm { alpha, beta, trans_a: false, trans_b } => {
+        &Op::Gemm(crate::ops::Gemm { alpha, beta, trans_a: false, trans_b }) => {
             let &[r0, r1] = w.shape.as_slice() else { return None };
             let (n, k) = if trans_b { (r0, r1) } else { (r1, r0) };
             (Kind::Dense { trans_b, k, n, alpha, beta }, n)
@@ -234,8 +234,8 @@ fn next_in_chain(
     }
     let activation = graph.nodes.get(reader)?;
     let is_relu_like = match activation.op {
-        Op::Relu => true,
-        Op::Clip { min, max } => min == 0.0 && max > 0.0,
+        Op::Unary(crate::ops::Unary::Relu) => true,
+        Op::Clip(crate::ops::Clip { min, max }) => min == 0.0 && max > 0.0,
         _ => false,
     };
     let &[act_out] = activation.outputs.as_slice() else { return None };

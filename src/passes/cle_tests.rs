@@ -57,7 +57,7 @@ fn two_convs() -> Graph {
     let w1 = b.constant("conv1.weight", &[2, 1, 1, 1], vec![4.0, 1.0]);
     let b1 = b.constant("conv1.bias", &[2], vec![2.0, -1.0]);
     let h = b.node("conv1", conv_op(1, 0, 1), &[x, w1, b1], "h", &[1, 2, 1, 1]);
-    let a = b.node("relu6", Op::Clip { min: 0.0, max: 6.0 }, &[h], "a", &[1, 2, 1, 1]);
+    let a = b.node("relu6", Op::Clip(crate::ops::Clip { min: 0.0, max: 6.0 }), &[h], "a", &[1, 2, 1, 1]);
     let w2 = b.constant("conv2.weight", &[1, 2, 1, 1], vec![1.0, 4.0]);
     let b2 = b.constant("conv2.bias", &[1], vec![0.5]);
     let y = b.node("conv2", conv_op(1, 0, 1), &[a, w2, b2], "y", &[1, 1, 1, 1]);
@@ -76,7 +76,7 @@ fn two_convs_equalize_as_computed_by_hand() {
     assert_eq!(values_of(&g, "conv1.bias"), [1.0, -2.0]);
     assert_eq!(values_of(&g, "conv2.weight"), [2.0, 2.0]);
     assert_eq!(values_of(&g, "conv2.bias"), [0.5]);
-    assert_eq!(g.nodes[1].op, Op::Relu, "the Relu6 between equalized convs becomes Relu");
+    assert_eq!(g.nodes[1].op, Op::Unary(crate::ops::Unary::Relu), "the Relu6 between equalized convs becomes Relu");
     assert_eq!((report.cle_pairs_equalized, report.cle_relu6_rewritten, report.cle_biases_absorbed), (1, 1, 0));
     // Names, node order and wiring are untouched.
     assert_eq!(g.tensors, original.tensors);
@@ -147,7 +147,7 @@ fn shared_weight_or_second_reader_leaves_the_pair_alone() {
     let (after, report) = optimize_with(g.clone(), &CLE).unwrap();
     assert_eq!(report.cle_pairs_equalized, 0);
     assert_eq!(after.constants, g.constants);
-    assert!(matches!(after.nodes[1].op, Op::Clip { .. }), "a Clip outside an equalized set stays");
+    assert!(matches!(after.nodes[1].op, Op::Clip(_)), "a Clip outside an equalized set stays");
 
     // The activation is also a graph output: the chain ends there.
     let mut g = two_convs();
@@ -186,7 +186,7 @@ fn tensors_with_model_encodings_are_not_equalized() {
 /// A Clip whose lower bound is not 0, or another activation, ends the chain.
 #[test]
 fn other_activations_end_the_chain() {
-    for op in [Op::Clip { min: -1.0, max: 6.0 }, Op::Sigmoid] {
+    for op in [Op::Clip(crate::ops::Clip { min: -1.0, max: 6.0 }), Op::Unary(crate::ops::Unary::Sigmoid)] {
         let mut g = two_convs();
         g.nodes[1].op = op.clone();
         let (after, report) = optimize_with(g.clone(), &CLE).unwrap();
@@ -202,12 +202,12 @@ fn two_gemms() -> Graph {
     let x = b.input("x", &[1, 2]);
     let w1 = b.constant("fc1.weight", &[2, 2], vec![4.0, 0.0, 0.0, 1.0]);
     let c1 = b.constant("fc1.bias", &[2], vec![2.0, -1.0]);
-    let op1 = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+    let op1 = Op::Gemm(crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true });
     let h = b.node("fc1", op1, &[x, w1, c1], "h", &[1, 2]);
-    let a = b.node("relu", Op::Relu, &[h], "a", &[1, 2]);
+    let a = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[h], "a", &[1, 2]);
     let w2 = b.constant("fc2.weight", &[2, 1], vec![1.0, 4.0]);
     let c2 = b.constant("fc2.bias", &[1], vec![1.0]);
-    let op2 = Op::Gemm { alpha: 2.0, beta: 0.5, trans_a: false, trans_b: false };
+    let op2 = Op::Gemm(crate::ops::Gemm { alpha: 2.0, beta: 0.5, trans_a: false, trans_b: false });
     let y = b.node("fc2", op2, &[a, w2, c2], "y", &[1, 1]);
     b.output(y);
     b.finish()
@@ -254,16 +254,16 @@ fn triple_keeps_the_float_function_and_equalizes_ranges() {
     let wa = b.constant("a.weight", &[4, 3, 3, 3], wa);
     let ba = b.constant("a.bias", &[4], lcg_values(&mut seed, 4, -0.1, 0.1));
     let h = b.node("a", conv_op(3, 1, 1), &[x, wa, ba], "a_out", &[1, 4, 6, 6]);
-    let h = b.node("relu_a", Op::Relu, &[h], "a_act", &[1, 4, 6, 6]);
+    let h = b.node("relu_a", Op::Unary(crate::ops::Unary::Relu), &[h], "a_act", &[1, 4, 6, 6]);
     let wb = b.constant("b.weight", &[4, 1, 3, 3], lcg_values(&mut seed, 36, -2.0, 2.0));
     let bb = b.constant("b.bias", &[4], lcg_values(&mut seed, 4, -0.1, 0.1));
     let h = b.node("b", conv_op(3, 1, 4), &[h, wb, bb], "b_out", &[1, 4, 6, 6]);
-    let h = b.node("relu_b", Op::Clip { min: 0.0, max: 1e6 }, &[h], "b_act", &[1, 4, 6, 6]);
+    let h = b.node("relu_b", Op::Clip(crate::ops::Clip { min: 0.0, max: 1e6 }), &[h], "b_act", &[1, 4, 6, 6]);
     let wc = b.constant("c.weight", &[5, 4, 1, 1], lcg_values(&mut seed, 20, -1.0, 1.0));
     let h = b.node("c", conv_op(1, 0, 1), &[h, wc], "c_out", &[1, 5, 6, 6]);
     let wd = b.constant("d.weight", &[5, 1, 3, 3], lcg_values(&mut seed, 45, -1.0, 1.0));
     let h = b.node("d", conv_op(3, 1, 5), &[h, wd], "d_out", &[1, 5, 6, 6]);
-    let h = b.node("relu_d", Op::Relu, &[h], "d_act", &[1, 5, 6, 6]);
+    let h = b.node("relu_d", Op::Unary(crate::ops::Unary::Relu), &[h], "d_act", &[1, 5, 6, 6]);
     let we = b.constant("e.weight", &[2, 5, 1, 1], lcg_values(&mut seed, 10, -1.0, 1.0));
     let be = b.constant("e.bias", &[2], lcg_values(&mut seed, 2, -0.1, 0.1));
     let y = b.node("e", conv_op(1, 0, 1), &[h, we, be], "y", &[1, 2, 6, 6]);
@@ -314,7 +314,13 @@ fn high_bias_absorption_without_activation_is_exact() {
     // mean = 0: the folded bias is then all beta, and all of it moves to c2.
     let mean = b.constant("bn.mean", &[4], vec![0.0; 4]);
     let var = b.constant("bn.var", &[4], vec![1.0, 0.5, 2.0, 1.5]);
-    let h = b.node("bn", Op::BatchNormalization { epsilon: 1e-5 }, &[h, gamma, beta, mean, var], "h_bn", &[1, 4, 4, 4]);
+    let h = b.node(
+        "bn",
+        Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1e-5 }),
+        &[h, gamma, beta, mean, var],
+        "h_bn",
+        &[1, 4, 4, 4],
+    );
     let w2 = b.constant("c2.weight", &[2, 4, 1, 1], lcg_values(&mut seed, 8, -1.0, 1.0));
     let b2 = b.constant("c2.bias", &[2], vec![0.3, -0.3]);
     let y = b.node("c2", conv_op(1, 0, 1), &[h, w2, b2], "y", &[1, 2, 4, 4]);
@@ -343,15 +349,25 @@ fn folded_statistics_compose() {
         .iter()
         .map(|&(n, v)| b.constant(n, &[1], vec![v]))
         .collect();
-    let h =
-        b.node("bn1", Op::BatchNormalization { epsilon: 0.0 }, &[h, p1[0], p1[1], p1[2], p1[3]], "h1", &[1, 1, 1, 1]);
+    let h = b.node(
+        "bn1",
+        Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 0.0 }),
+        &[h, p1[0], p1[1], p1[2], p1[3]],
+        "h1",
+        &[1, 1, 1, 1],
+    );
     let p2: Vec<_> = [("g2", 2.0), ("b2", 0.5), ("m2", 1.0), ("v2", 4.0)]
         .iter()
         .map(|&(n, v)| b.constant(n, &[1], vec![v]))
         .collect();
-    let h =
-        b.node("bn2", Op::BatchNormalization { epsilon: 0.0 }, &[h, p2[0], p2[1], p2[2], p2[3]], "h2", &[1, 1, 1, 1]);
-    let y = b.node("r", Op::Relu, &[h], "y", &[1, 1, 1, 1]);
+    let h = b.node(
+        "bn2",
+        Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 0.0 }),
+        &[h, p2[0], p2[1], p2[2], p2[3]],
+        "h2",
+        &[1, 1, 1, 1],
+    );
+    let y = b.node("r", Op::Unary(crate::ops::Unary::Relu), &[h], "y", &[1, 1, 1, 1]);
     b.output(y);
     let mut g = b.finish();
     let mut record = FoldedBatchNorms::new();

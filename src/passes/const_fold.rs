@@ -7,7 +7,6 @@
 //! a real failure and is returned.
 
 use crate::ir::{DType, Graph, Tensor, TensorInfo};
-use crate::runtime::kernels::run_op;
 
 use super::PassError;
 
@@ -40,7 +39,7 @@ fn fold_node(graph: &Graph, index: usize) -> Result<Option<Vec<Tensor>>, PassErr
         return Ok(None);
     };
     let infos: Vec<TensorInfo> = node.outputs.iter().map(|&id| graph.info(id).clone()).collect();
-    let values = match run_op(&node.op, &inputs, &infos) {
+    let values = match node.op.run(&inputs, &infos) {
         Ok(values) => values,
         Err(_) if touches_non_float(&inputs, &infos) => return Ok(None),
         Err(source) => return Err(PassError::ConstFold { node: node.name.clone(), source }),
@@ -83,9 +82,9 @@ mod tests {
         let x = b.input("x", &[1, 4]);
         let a = b.constant("a", &[1, 4], vec![1.0, 3.0, -1.0, 2.5]);
         let bb = b.constant("b", &[1, 4], vec![2.0, 2.0, 0.0, 0.0]);
-        let d = b.node("sub", Op::Sub, &[a, bb], "d", &[1, 4]);
-        let c = b.node("relu", Op::Relu, &[d], "c", &[1, 4]);
-        let y = b.node("add", Op::Add, &[x, c], "y", &[1, 4]);
+        let d = b.node("sub", Op::Binary(crate::ops::Binary::Sub), &[a, bb], "d", &[1, 4]);
+        let c = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[d], "c", &[1, 4]);
+        let y = b.node("add", Op::Binary(crate::ops::Binary::Add), &[x, c], "y", &[1, 4]);
         b.output(y);
         b.finish()
     }
@@ -109,8 +108,8 @@ mod tests {
         let x = b.input("x", &[1, 4]);
         let a = b.constant("a", &[1, 4], vec![1.0; 4]);
         let c = b.constant("c", &[1, 3], vec![1.0; 3]);
-        let d = b.node("bad_add", Op::Add, &[a, c], "d", &[1, 4]);
-        let y = b.node("add", Op::Add, &[x, d], "y", &[1, 4]);
+        let d = b.node("bad_add", Op::Binary(crate::ops::Binary::Add), &[a, c], "d", &[1, 4]);
+        let y = b.node("add", Op::Binary(crate::ops::Binary::Add), &[x, d], "y", &[1, 4]);
         b.output(y);
         let mut g = b.finish();
         assert!(matches!(fold_constants(&mut g), Err(PassError::ConstFold { node, .. }) if node == "bad_add"));
@@ -129,8 +128,8 @@ mod tests {
         let y = b.graph.add_tensor(int("y"));
         let node =
             |name: &str, op, inputs, output| crate::ir::Node { name: name.into(), op, inputs, outputs: vec![output] };
-        b.graph.nodes.push(node("int_relu", Op::Relu, vec![a], d));
-        b.graph.nodes.push(node("add", Op::Add, vec![x, d], y));
+        b.graph.nodes.push(node("int_relu", Op::Unary(crate::ops::Unary::Relu), vec![a], d));
+        b.graph.nodes.push(node("add", Op::Binary(crate::ops::Binary::Add), vec![x, d], y));
         b.output(y);
         let mut g = b.finish();
         assert_eq!(fold_constants(&mut g), Ok(0));
@@ -141,7 +140,7 @@ mod tests {
     fn node_writing_a_graph_output_is_not_folded() {
         let mut b = GraphBuilder::new();
         let a = b.constant("a", &[2], vec![1.0, -1.0]);
-        let y = b.node("relu", Op::Relu, &[a], "y", &[2]);
+        let y = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[a], "y", &[2]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(fold_constants(&mut g), Ok(0));
@@ -152,8 +151,8 @@ mod tests {
     fn node_with_a_runtime_input_is_not_folded() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[2]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[2]);
-        let y = b.node("sig", Op::Sigmoid, &[r], "y", &[2]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[2]);
+        let y = b.node("sig", Op::Unary(crate::ops::Unary::Sigmoid), &[r], "y", &[2]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(fold_constants(&mut g), Ok(0));

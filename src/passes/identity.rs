@@ -23,7 +23,7 @@ fn removable(
     consumers: &HashMap<TensorId, Vec<usize>>,
     graph_outputs: &HashSet<TensorId>,
 ) -> Option<(TensorId, TensorId)> {
-    if !matches!(node.op, Op::Identity | Op::Dropout) {
+    if !matches!(node.op, Op::Identity(crate::ops::Identity) | Op::Dropout(crate::ops::Dropout)) {
         return None;
     }
     let [x] = node.inputs.as_slice() else { return None };
@@ -101,10 +101,10 @@ mod tests {
     fn internal_identity_is_bypassed() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[1, 4]);
-        let i = b.node("id", Op::Identity, &[r], "i", &[1, 4]);
-        let d = b.node("drop", Op::Dropout, &[i], "d", &[1, 4]);
-        let y = b.node("sig", Op::Sigmoid, &[d], "y", &[1, 4]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, 4]);
+        let i = b.node("id", Op::Identity(crate::ops::Identity), &[r], "i", &[1, 4]);
+        let d = b.node("drop", Op::Dropout(crate::ops::Dropout), &[i], "d", &[1, 4]);
+        let y = b.node("sig", Op::Unary(crate::ops::Unary::Sigmoid), &[d], "y", &[1, 4]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(remove_identities(&mut g), 2);
@@ -117,8 +117,8 @@ mod tests {
     fn identity_writing_a_graph_output_keeps_the_output_name() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[1, 4]);
-        let y = b.node("id", Op::Identity, &[r], "logits", &[1, 4]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, 4]);
+        let y = b.node("id", Op::Identity(crate::ops::Identity), &[r], "logits", &[1, 4]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(remove_identities(&mut g), 1);
@@ -134,9 +134,9 @@ mod tests {
     fn identity_stays_when_its_input_has_other_readers() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[1, 4]);
-        let y = b.node("id", Op::Identity, &[r], "out", &[1, 4]);
-        let s = b.node("sig", Op::Sigmoid, &[r], "s", &[1, 4]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, 4]);
+        let y = b.node("id", Op::Identity(crate::ops::Identity), &[r], "out", &[1, 4]);
+        let s = b.node("sig", Op::Unary(crate::ops::Unary::Sigmoid), &[r], "s", &[1, 4]);
         b.output(y);
         b.output(s);
         let mut g = b.finish();
@@ -148,7 +148,7 @@ mod tests {
     fn identity_of_a_graph_input_to_a_graph_output_stays() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let y = b.node("id", Op::Identity, &[x], "y", &[1, 4]);
+        let y = b.node("id", Op::Identity(crate::ops::Identity), &[x], "y", &[1, 4]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(remove_identities(&mut g), 0);
@@ -159,8 +159,8 @@ mod tests {
     fn identity_whose_input_is_also_a_graph_output_stays() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[1, 4]);
-        let y = b.node("id", Op::Identity, &[r], "y", &[1, 4]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, 4]);
+        let y = b.node("id", Op::Identity(crate::ops::Identity), &[r], "y", &[1, 4]);
         b.output(r);
         b.output(y);
         let mut g = b.finish();
@@ -171,9 +171,9 @@ mod tests {
     fn chain_of_identities_into_a_graph_output_collapses() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 4]);
-        let r = b.node("relu", Op::Relu, &[x], "r", &[1, 4]);
-        let i = b.node("id1", Op::Identity, &[r], "i", &[1, 4]);
-        let y = b.node("id2", Op::Identity, &[i], "y", &[1, 4]);
+        let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, 4]);
+        let i = b.node("id1", Op::Identity(crate::ops::Identity), &[r], "i", &[1, 4]);
+        let y = b.node("id2", Op::Identity(crate::ops::Identity), &[i], "y", &[1, 4]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(remove_identities(&mut g), 2);
@@ -189,8 +189,13 @@ mod tests {
         let x = b.input("x", &[1, 4]);
         let y = b.tensor("y", &[1, 4]);
         let mask = b.tensor("mask", &[1, 4]);
-        b.graph.nodes.push(Node { name: "drop".into(), op: Op::Dropout, inputs: vec![x], outputs: vec![y, mask] });
-        let s = b.node("sig", Op::Sigmoid, &[y], "s", &[1, 4]);
+        b.graph.nodes.push(Node {
+            name: "drop".into(),
+            op: Op::Dropout(crate::ops::Dropout),
+            inputs: vec![x],
+            outputs: vec![y, mask],
+        });
+        let s = b.node("sig", Op::Unary(crate::ops::Unary::Sigmoid), &[y], "s", &[1, 4]);
         b.output(s);
         b.output(mask);
         let mut g = b.finish();

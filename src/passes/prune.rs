@@ -36,9 +36,9 @@ mod tests {
         let x = b.input("x", &[1, 2]);
         let c = b.constant("c", &[1, 2], vec![1.0, 2.0]);
         let unused = b.constant("unused", &[1, 2], vec![3.0, 4.0]);
-        let dead1 = b.node("dead_add", Op::Add, &[x, c], "dead1", &[1, 2]);
-        let _dead2 = b.node("dead_relu", Op::Relu, &[dead1], "dead2", &[1, 2]);
-        let y = b.node("relu", Op::Relu, &[x], "y", &[1, 2]);
+        let dead1 = b.node("dead_add", Op::Binary(crate::ops::Binary::Add), &[x, c], "dead1", &[1, 2]);
+        let _dead2 = b.node("dead_relu", Op::Unary(crate::ops::Unary::Relu), &[dead1], "dead2", &[1, 2]);
+        let y = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "y", &[1, 2]);
         b.output(y);
         let _ = unused;
         let mut g = b.finish();
@@ -56,8 +56,8 @@ mod tests {
     fn a_node_with_one_live_output_stays() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 2]);
-        let a = b.node("a", Op::Relu, &[x], "a", &[1, 2]);
-        let y = b.node("b", Op::Sigmoid, &[a], "y", &[1, 2]);
+        let a = b.node("a", Op::Unary(crate::ops::Unary::Relu), &[x], "a", &[1, 2]);
+        let y = b.node("b", Op::Unary(crate::ops::Unary::Sigmoid), &[a], "y", &[1, 2]);
         b.output(y);
         let mut g = b.finish();
         assert_eq!(prune(&mut g), 0);

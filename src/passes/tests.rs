@@ -63,23 +63,24 @@ fn every_pass_graph() -> Graph {
         .collect();
     let bn1_out = b.node(
         "bn1",
-        Op::BatchNormalization { epsilon: 1e-5 },
+        Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1e-5 }),
         &[c, bn1[0], bn1[1], bn1[2], bn1[3]],
         "bn1_out",
         &[1, 3, 4, 4],
     );
-    let i = b.node("id", Op::Identity, &[bn1_out], "id_out", &[1, 3, 4, 4]);
-    let r = b.node("relu", Op::Relu, &[i], "relu_out", &[1, 3, 4, 4]);
-    let pool = Op::MaxPool(Pool {
+    let i = b.node("id", Op::Identity(crate::ops::Identity), &[bn1_out], "id_out", &[1, 3, 4, 4]);
+    let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[i], "relu_out", &[1, 3, 4, 4]);
+    let pool = Op::Pool(Pool {
+        kind: crate::ops::PoolKind::Max,
         window: Window { kernel: vec![2, 2], strides: vec![2, 2], pads: vec![0; 4], dilations: vec![1, 1] },
         ceil_mode: false,
         count_include_pad: false,
     });
     let p = b.node("pool", pool, &[r], "pool_out", &[1, 3, 2, 2]);
-    let f = b.node("flatten", Op::Flatten { axis: 1 }, &[p], "flat", &[1, 12]);
+    let f = b.node("flatten", Op::Flatten(crate::ops::Flatten { axis: 1 }), &[p], "flat", &[1, 12]);
     let fw = b.constant("fc.weight", &[5, 12], rng.values(60, -1.0, 1.0));
     let fb = b.constant("fc.bias", &[5], rng.values(5, -0.5, 0.5));
-    let gemm = Op::Gemm { alpha: 0.5, beta: 2.0, trans_a: false, trans_b: true };
+    let gemm = Op::Gemm(crate::ops::Gemm { alpha: 0.5, beta: 2.0, trans_a: false, trans_b: true });
     let g = b.node("fc", gemm, &[f, fw, fb], "fc_out", &[1, 5]);
     let bn2: Vec<_> = [("g", 0.5, 1.5), ("b", -0.5, 0.5), ("m", -0.5, 0.5), ("v", 0.5, 1.5)]
         .iter()
@@ -87,18 +88,18 @@ fn every_pass_graph() -> Graph {
         .collect();
     let bn2_out = b.node(
         "bn2",
-        Op::BatchNormalization { epsilon: 1e-3 },
+        Op::BatchNormalization(crate::ops::BatchNormalization { epsilon: 1e-3 }),
         &[g, bn2[0], bn2[1], bn2[2], bn2[3]],
         "bn2_out",
         &[1, 5],
     );
-    let d = b.node("drop", Op::Dropout, &[bn2_out], "drop_out", &[1, 5]);
+    let d = b.node("drop", Op::Dropout(crate::ops::Dropout), &[bn2_out], "drop_out", &[1, 5]);
     let ca = b.constant("a", &[5], rng.values(5, -1.0, 1.0));
     let cc = b.constant("b", &[5], rng.values(5, -1.0, 1.0));
-    let m = b.node("mul", Op::Mul, &[ca, cc], "c", &[5]);
-    let out = b.node("add", Op::Add, &[d, m], "out", &[1, 5]);
-    let out2 = b.node("id2", Op::Identity, &[r], "out2", &[1, 3, 4, 4]);
-    let _dead = b.node("dead", Op::Sigmoid, &[x], "dead_out", &[1, 2, 4, 4]);
+    let m = b.node("mul", Op::Binary(crate::ops::Binary::Mul), &[ca, cc], "c", &[5]);
+    let out = b.node("add", Op::Binary(crate::ops::Binary::Add), &[d, m], "out", &[1, 5]);
+    let out2 = b.node("id2", Op::Identity(crate::ops::Identity), &[r], "out2", &[1, 3, 4, 4]);
+    let _dead = b.node("dead", Op::Unary(crate::ops::Unary::Sigmoid), &[x], "dead_out", &[1, 2, 4, 4]);
     b.output(out);
     b.output(out2);
     b.finish()

@@ -172,8 +172,13 @@ mod tests {
         let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
         let conv = Op::Conv(Conv { window, group: 1 });
         g.nodes.push(Node { name: "conv".into(), op: conv, inputs: vec![x, w, b], outputs: vec![y] });
-        g.nodes.push(Node { name: "flat".into(), op: Op::Flatten { axis: 1 }, inputs: vec![y], outputs: vec![f] });
-        let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+        g.nodes.push(Node {
+            name: "flat".into(),
+            op: Op::Flatten(crate::ops::Flatten { axis: 1 }),
+            inputs: vec![y],
+            outputs: vec![f],
+        });
+        let gemm = Op::Gemm(crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true });
         g.nodes.push(Node { name: "fc".into(), op: gemm, inputs: vec![f, fw], outputs: vec![z] });
         g
     }

@@ -10,20 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::ir::Op;
 
 /// How an op's output gets its encoding on a quantized backend (`[ops.X] output_encoding`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum OpQuantization {
-    /// From the calibration statistics of the output (the default).
-    Calibrated,
-    /// The output reuses the encoding of the op's first input (data movement ops).
-    PassThrough,
-    /// A fixed encoding range, whatever the data (Sigmoid, Softmax, Tanh on the HTP).
-    FixedRange { min: f32, max: f32 },
-    /// The op runs in float; its output is not quantized.
-    Float,
-}
-
-// Sound: `FixedRange` bounds are validated finite when parsed, so no NaN ever lives here.
-impl Eq for OpQuantization {}
+pub use crate::ops::OutputEncoding as OpQuantization;
 
 /// The quantization-relevant part of one backend's rules.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,28 +31,16 @@ pub struct QuantPolicy {
 }
 
 impl Default for QuantPolicy {
-    /// The standard HTP behaviour, for callers without rules (tests, tools): data-movement
-    /// ops pass encodings through, weights of Conv/Gemm/MatMul may be per channel.
+    /// Every op's registry default (`crate::ops`), for callers without rules (tests, tools);
+    /// weights of Conv, Gemm and MatMul may be per channel.
     fn default() -> Self {
-        let movement = [
-            "Flatten",
-            "Reshape",
-            "Transpose",
-            "Squeeze",
-            "Unsqueeze",
-            "Identity",
-            "Dropout",
-            "MaxPool",
-            "GlobalMaxPool",
-        ];
-        let ops = movement.iter().map(|op| (op.to_string(), OpQuantization::PassThrough)).collect();
-        let mut propagating_ops: BTreeSet<String> = movement.iter().map(|op| op.to_string()).collect();
-        propagating_ops.extend(["Relu", "Concat"].map(String::from));
+        let ops: Vec<&'static str> = crate::ops::model_op_types().collect();
+        let default = |op: &str| crate::ops::quant_default(op);
         QuantPolicy {
-            ops,
-            propagating_ops,
-            squashing_ops: ["Relu", "Clip"].map(String::from).into(),
-            per_channel_ops: ["Conv", "Gemm", "MatMul"].map(String::from).into(),
+            ops: ops.iter().map(|&op| (op.to_string(), default(op).output.clone())).collect(),
+            propagating_ops: ops.iter().filter(|&&op| default(op).propagate).map(|op| op.to_string()).collect(),
+            squashing_ops: ops.iter().filter(|&&op| default(op).squash).map(|op| op.to_string()).collect(),
+            per_channel_ops: ops.iter().filter(|&&op| default(op).per_channel).map(|op| op.to_string()).collect(),
             float_bitwidth: 32,
         }
     }
@@ -85,8 +60,8 @@ impl QuantPolicy {
     /// non-negative bound: squashing a Clip that lets negatives through would be wrong).
     pub fn squashes(&self, op: &Op) -> bool {
         let clips_negatives = match op {
-            Op::Relu => true,
-            Op::Clip { min, .. } => *min >= 0.0,
+            Op::Unary(crate::ops::Unary::Relu) => true,
+            Op::Clip(crate::ops::Clip { min, .. }) => *min >= 0.0,
             _ => false,
         };
         clips_negatives && self.squashing_ops.contains(op.type_name())

@@ -37,7 +37,7 @@
 //!   has a float override, the other two of that op become float at the same bitwidth unless
 //!   they have overrides of their own; every op is then all-float or all-integer: a float op's
 //!   other constants are float too, and where a tensor of one precision feeds an op of the
-//!   other, a [`Op::Convert`] node is inserted, whose output carries the consumer's
+//!   other, a [`Op::Convert(crate::ops::Convert)`] node is inserted, whose output carries the consumer's
 //!   representation (an integer encoding calibrated on the same statistics, or float).
 //! - **Float fallback** (`float_fallback = true`, the SDK's `--floatFallback`): no calibration
 //!   statistics; activations get encodings only from overrides (the file and the model's own),
@@ -178,7 +178,7 @@ fn check_settings(s: &QuantSettings) -> Vec<QuantError> {
 fn coupled_floats(graph: &Graph, resolved: &ResolvedOverrides) -> BTreeMap<TensorId, u32> {
     let mut forced = BTreeMap::new();
     for node in &graph.nodes {
-        if !matches!(node.op, Op::Conv(_) | Op::Gemm { .. } | Op::MatMul) {
+        if !matches!(node.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(crate::ops::MatMul)) {
             continue;
         }
         let params = node.inputs.iter().skip(1).filter(|&&i| graph.is_constant(i));
@@ -220,14 +220,14 @@ fn param_role(
     let per_row = settings.per_row && policy.allows_per_channel(&node.op);
     match (&node.op, position) {
         (Op::Conv(_), 1) => ParamRole::Weight(per_channel.then_some(0)),
-        (Op::Gemm { trans_b, .. }, 1) => ParamRole::Weight(per_row.then_some(usize::from(!*trans_b))),
-        (Op::MatMul, 1) => {
+        (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => ParamRole::Weight(per_row.then_some(usize::from(!*trans_b))),
+        (Op::MatMul(crate::ops::MatMul), 1) => {
             let rank = node.inputs.get(1).map_or(0, |&b| graph.info(b).shape.len());
             ParamRole::Weight((per_row && rank >= 2).then(|| rank - 1))
         }
-        (Op::MatMul, _) => ParamRole::Weight(None),
-        (Op::Conv(_) | Op::Gemm { .. }, 2) => ParamRole::Bias,
-        (Op::BatchNormalization { .. }, 1..) => ParamRole::Float,
+        (Op::MatMul(crate::ops::MatMul), _) => ParamRole::Weight(None),
+        (Op::Conv(_) | Op::Gemm(_), 2) => ParamRole::Bias,
+        (Op::BatchNormalization(_), 1..) => ParamRole::Float,
         _ => ParamRole::Other,
     }
 }
@@ -416,7 +416,7 @@ impl Quantizer<'_> {
     fn restrict_matmul_inputs(&mut self) {
         let Some(steps) = self.settings.restrict_steps else { return };
         for node in &self.graph.nodes {
-            if node.op != Op::MatMul {
+            if node.op != Op::MatMul(crate::ops::MatMul) {
                 continue;
             }
             for &input in &node.inputs {
@@ -598,7 +598,7 @@ impl Quantizer<'_> {
             None => {
                 let (lo, hi) = self.param_range(values, bitwidth, schema);
                 let restricted = match (self.settings.restrict_steps, &node.op) {
-                    (Some(steps), Op::MatMul) => Encoding::restricted(lo, hi, bitwidth, steps),
+                    (Some(steps), Op::MatMul(crate::ops::MatMul)) => Encoding::restricted(lo, hi, bitwidth, steps),
                     _ => None,
                 };
                 let encoding = match restricted {
@@ -663,7 +663,7 @@ impl Quantizer<'_> {
         }
     }
 
-    /// The graph with a [`Op::Convert`] before every op input whose precision differs from the
+    /// The graph with a [`Op::Convert(crate::ops::Convert)`] before every op input whose precision differs from the
     /// op's (module docs). One convert per (tensor, representation), shared by its readers.
     fn insert_converts(&mut self, float_nodes: &BTreeSet<usize>) -> Graph {
         let mut graph = self.graph.clone();
@@ -698,7 +698,12 @@ impl Quantizer<'_> {
                         let name = unique_name(&mut used_names, base);
                         let info = TensorInfo { name: name.clone(), ..graph.info(t).clone() };
                         let id = graph.add_tensor(info);
-                        graph.nodes.push(Node { name, op: Op::Convert, inputs: vec![t], outputs: vec![id] });
+                        graph.nodes.push(Node {
+                            name,
+                            op: Op::Convert(crate::ops::Convert),
+                            inputs: vec![t],
+                            outputs: vec![id],
+                        });
                         self.encodings.insert(id, target);
                         made.insert(key, id);
                         id
@@ -808,7 +813,7 @@ pub fn squashed_producers(q: &QuantizedGraph) -> std::collections::BTreeMap<Stri
     let consumers = q.graph.consumers();
     let mut squashed = std::collections::BTreeMap::new();
     for node in &q.graph.nodes {
-        if !matches!(node.op, Op::Relu | Op::Clip { .. }) {
+        if !matches!(node.op, Op::Unary(crate::ops::Unary::Relu) | Op::Clip(_)) {
             continue;
         }
         let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };

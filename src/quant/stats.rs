@@ -451,7 +451,12 @@ mod tests {
         g.constants.insert(w, Tensor::from_f32(vec![2], vec![1.0, 2.0]));
         g.inputs = vec![x];
         g.outputs = vec![y];
-        g.nodes.push(Node { name: "m".into(), op: Op::Mul, inputs: vec![x, w], outputs: vec![y] });
+        g.nodes.push(Node {
+            name: "m".into(),
+            op: Op::Binary(crate::ops::Binary::Mul),
+            inputs: vec![x, w],
+            outputs: vec![y],
+        });
         let mut c = StatsCollector::new(&g);
         c.observe(x, &Tensor::from_f32(vec![2], vec![-1.0, 4.0]));
         c.observe(w, &Tensor::from_f32(vec![2], vec![1.0, 2.0]));

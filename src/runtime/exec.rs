@@ -13,7 +13,7 @@
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
 use crate::ir::{DType, Tensor, TensorId, TensorInfo};
-use crate::runtime::kernels::{KernelError, run_op};
+use crate::runtime::kernels::KernelError;
 
 /// Why a program could not run on the given inputs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,7 +260,7 @@ impl<'p> Prepared<'p> {
         let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
         let infos: Vec<TensorInfo> = regions.iter().map(|r| r.info.clone()).collect();
         let op = step.op.type_name();
-        let results = run_op(&step.op, &args, &infos).map_err(|source| ExecError::Kernel {
+        let results = step.op.run(&args, &infos).map_err(|source| ExecError::Kernel {
             node: step.node.clone(),
             op: op.into(),
             source,
@@ -338,7 +338,7 @@ mod tests {
         for node in &graph.nodes {
             let args: Vec<&Tensor> = node.inputs.iter().map(|id| &values[id]).collect();
             let infos: Vec<TensorInfo> = node.outputs.iter().map(|&id| graph.info(id).clone()).collect();
-            let outs = run_op(&node.op, &args, &infos).unwrap();
+            let outs = node.op.run(&args, &infos).unwrap();
             for (&id, t) in node.outputs.iter().zip(outs) {
                 values.insert(id, t);
             }

@@ -126,7 +126,7 @@ fn execute(
             })
             .collect::<Result<Vec<&Tensor>, _>>()?;
         let declared = node.outputs.iter().map(|&id| info(id).cloned()).collect::<Result<Vec<_>, _>>()?;
-        let results = kernels::run_op(&node.op, &args, &declared).map_err(|source| RuntimeError::Kernel {
+        let results = node.op.run(&args, &declared).map_err(|source| RuntimeError::Kernel {
             node: node.name.clone(),
             op: node.op.type_name(),
             source,
@@ -232,9 +232,9 @@ mod tests {
         g.inputs = vec![x];
         g.outputs = vec![y];
         g.nodes = vec![
-            Node { name: "mul".into(), op: Op::Mul, inputs: vec![x, w], outputs: vec![p] },
-            Node { name: "relu".into(), op: Op::Relu, inputs: vec![p], outputs: vec![r] },
-            Node { name: "add".into(), op: Op::Add, inputs: vec![r, x], outputs: vec![y] },
+            Node { name: "mul".into(), op: Op::Binary(crate::ops::Binary::Mul), inputs: vec![x, w], outputs: vec![p] },
+            Node { name: "relu".into(), op: Op::Unary(crate::ops::Unary::Relu), inputs: vec![p], outputs: vec![r] },
+            Node { name: "add".into(), op: Op::Binary(crate::ops::Binary::Add), inputs: vec![r, x], outputs: vec![y] },
         ];
         g.validate().unwrap();
         (g, [x, w, p, r, y])
@@ -303,16 +303,31 @@ mod tests {
         let mut g = Graph::default();
         let x = g.add_tensor(f32_info("x", &[1]));
         let first = g.add_tensor(f32_info("t1", &[1]));
-        g.nodes.push(Node { name: "r1".into(), op: Op::Relu, inputs: vec![x], outputs: vec![first] });
+        g.nodes.push(Node {
+            name: "r1".into(),
+            op: Op::Unary(crate::ops::Unary::Relu),
+            inputs: vec![x],
+            outputs: vec![first],
+        });
         let mut prev = first;
         for k in 2..=n {
             let t = g.add_tensor(f32_info(&format!("t{k}"), &[1]));
-            g.nodes.push(Node { name: format!("r{k}"), op: Op::Relu, inputs: vec![prev], outputs: vec![t] });
+            g.nodes.push(Node {
+                name: format!("r{k}"),
+                op: Op::Unary(crate::ops::Unary::Relu),
+                inputs: vec![prev],
+                outputs: vec![t],
+            });
             prev = t;
         }
         if skip {
             let y = g.add_tensor(f32_info("y", &[1]));
-            g.nodes.push(Node { name: "add".into(), op: Op::Add, inputs: vec![prev, first], outputs: vec![y] });
+            g.nodes.push(Node {
+                name: "add".into(),
+                op: Op::Binary(crate::ops::Binary::Add),
+                inputs: vec![prev, first],
+                outputs: vec![y],
+            });
             prev = y;
         }
         g.inputs = vec![x];

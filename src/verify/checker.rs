@@ -668,9 +668,7 @@ fn integer_bitwidth(encoding: Option<&TensorEncoding>) -> Option<u32> {
 /// The weight (input 1) and bias (input 2) positions of ops that carry parameters.
 fn param_positions(op: &Op) -> &'static [(usize, TensorClass)] {
     match op {
-        Op::Conv(_) | Op::Gemm { .. } | Op::BatchNormalization { .. } => {
-            &[(1, TensorClass::Weight), (2, TensorClass::Bias)]
-        }
+        Op::Conv(_) | Op::Gemm(_) | Op::BatchNormalization(_) => &[(1, TensorClass::Weight), (2, TensorClass::Bias)],
         _ => &[],
     }
 }
@@ -738,7 +736,7 @@ pub fn check_graph(
         });
     }
     for node in &graph.nodes {
-        if node.op == Op::Convert {
+        if node.op == Op::Convert(crate::ops::Convert) {
             continue;
         }
         for &(position, class) in param_positions(&node.op) {

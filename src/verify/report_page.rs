@@ -187,7 +187,7 @@ pub fn histograms<'a>(
     let weights = q.graph.nodes.iter().filter_map(|n| {
         let &w = n.inputs.get(1)?;
         let t = q.graph.constant(w)?;
-        matches!(n.op, Op::Conv { .. } | Op::Gemm { .. } | Op::MatMul).then_some((w, t))
+        matches!(n.op, Op::Conv { .. } | Op::Gemm(_) | Op::MatMul(crate::ops::MatMul)).then_some((w, t))
     });
     for (w, t) in weights.take(MAX_HISTOGRAMS) {
         let Some(values) = t.as_f32() else { continue };

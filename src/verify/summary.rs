@@ -693,8 +693,18 @@ mod tests {
         let y = g.add_tensor(f32("y", vec![1, 4]));
         g.inputs = vec![x];
         g.outputs = vec![y];
-        g.nodes.push(Node { name: "relu".into(), op: Op::Relu, inputs: vec![x], outputs: vec![r] });
-        g.nodes.push(Node { name: "sig".into(), op: Op::Sigmoid, inputs: vec![r], outputs: vec![y] });
+        g.nodes.push(Node {
+            name: "relu".into(),
+            op: Op::Unary(crate::ops::Unary::Relu),
+            inputs: vec![x],
+            outputs: vec![r],
+        });
+        g.nodes.push(Node {
+            name: "sig".into(),
+            op: Op::Unary(crate::ops::Unary::Sigmoid),
+            inputs: vec![r],
+            outputs: vec![y],
+        });
         let mut b = SummaryBuilder::from_graph(&g, Thresholds::default()).unwrap();
         b.begin_sample(None).unwrap();
         b.add_tensor("y", &[0.0; 4], &[0.0; 4]).unwrap();

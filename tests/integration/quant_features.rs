@@ -11,7 +11,7 @@ fn program(p: &Project, target: &str) -> qairt::compile::Program {
 }
 
 fn converts(program: &qairt::compile::Program) -> Vec<String> {
-    program.steps.iter().filter(|s| s.op == qairt::ir::Op::Convert).map(|s| s.node.clone()).collect()
+    program.steps.iter().filter(|s| matches!(s.op, qairt::ir::Op::Convert(_))).map(|s| s.node.clone()).collect()
 }
 
 fn sqnr(build: &crate::util::Build, target: &str) -> f64 {

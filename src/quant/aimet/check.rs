@@ -150,8 +150,8 @@ pub fn channel_axis(graph: &Graph, id: TensorId) -> usize {
     for node in &graph.nodes {
         let Some(pos) = node.inputs.iter().position(|&i| i == id) else { continue };
         return match (&node.op, pos) {
-            (Op::Gemm { trans_b, .. }, 1) => usize::from(!*trans_b),
-            (Op::MatMul, 1) => graph.info(id).shape.len().saturating_sub(1),
+            (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => usize::from(!*trans_b),
+            (Op::MatMul(crate::ops::MatMul), 1) => graph.info(id).shape.len().saturating_sub(1),
             _ => 0,
         };
     }
@@ -243,8 +243,13 @@ mod tests {
             inputs: vec![x, w, b],
             outputs: vec![y],
         });
-        g.nodes.push(Node { name: "flat".into(), op: Op::Flatten { axis: 1 }, inputs: vec![y], outputs: vec![f] });
-        let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+        g.nodes.push(Node {
+            name: "flat".into(),
+            op: Op::Flatten(crate::ops::Flatten { axis: 1 }),
+            inputs: vec![y],
+            outputs: vec![f],
+        });
+        let gemm = Op::Gemm(crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true });
         g.nodes.push(Node { name: "fc".into(), op: gemm, inputs: vec![f, gb], outputs: vec![z] });
         g
     }

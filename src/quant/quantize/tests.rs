@@ -58,15 +58,15 @@ fn graph() -> (Graph, Ids) {
     };
     g.nodes = vec![
         node("conv", Op::Conv(Conv { window, group: 1 }), vec![ids.x, ids.w, ids.b], ids.y),
-        node("relu", Op::Relu, vec![ids.y], ids.r),
-        node("reshape", Op::Reshape { shape: vec![1, 2] }, vec![ids.r], ids.f),
+        node("relu", Op::Unary(crate::ops::Unary::Relu), vec![ids.y], ids.r),
+        node("reshape", Op::Reshape(crate::ops::Reshape { shape: vec![1, 2] }), vec![ids.r], ids.f),
         node(
             "fc",
-            Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true },
+            Op::Gemm(crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true }),
             vec![ids.f, ids.gb, ids.gc],
             ids.z,
         ),
-        node("mul", Op::Mul, vec![ids.z, ids.k], ids.out),
+        node("mul", Op::Binary(crate::ops::Binary::Mul), vec![ids.z, ids.k], ids.out),
     ];
     g.validate().unwrap();
     (g, ids)
@@ -381,8 +381,8 @@ fn per_row_quantizes_each_output_column_of_a_gemm() {
 fn fixed_range_rules_ignore_the_data() {
     let mut b = crate::ir::test_graph::GraphBuilder::new();
     let x = b.input("x", &[1, 4]);
-    let s = b.node("sig", Op::Sigmoid, &[x], "s", &[1, 4]);
-    let t = b.node("tanh", Op::Tanh, &[s], "t", &[1, 4]);
+    let s = b.node("sig", Op::Unary(crate::ops::Unary::Sigmoid), &[x], "s", &[1, 4]);
+    let t = b.node("tanh", Op::Unary(crate::ops::Unary::Tanh), &[s], "t", &[1, 4]);
     b.output(t);
     let g = b.finish();
     let mut st = CalibrationStats::default();
@@ -413,7 +413,7 @@ fn a_float_op_gets_convert_ops_on_both_sides() {
     let q = quantize_with(&g, Some(&stats(&ids)), &QuantSettings::default(), Some(&o), &htp_policy()).unwrap();
     assert_eq!(q.encodings[&ids.z], TensorEncoding::Float { bitwidth: 16 });
     assert_eq!(q.encodings[&ids.gb], TensorEncoding::Float { bitwidth: 16 });
-    let converts: Vec<&Node> = q.graph.nodes.iter().filter(|n| n.op == Op::Convert).collect();
+    let converts: Vec<&Node> = q.graph.nodes.iter().filter(|n| n.op == Op::Convert(crate::ops::Convert)).collect();
     assert_eq!(converts.len(), 2, "{:?}", q.graph.nodes);
     let fc = q.graph.nodes.iter().find(|n| n.name == "fc").unwrap();
     let fc_in = fc.inputs[0];
@@ -468,9 +468,9 @@ fn float_fallback_propagates_and_keeps_the_rest_float() {
 fn float_fallback_propagates_forward_through_relu_and_concat() {
     let mut b = crate::ir::test_graph::GraphBuilder::new();
     let x = b.input("x", &[1, 2]);
-    let a = b.node("relu", Op::Relu, &[x], "a", &[1, 2]);
-    let c = b.node("cat", Op::Concat { axis: 1 }, &[x, a], "c", &[1, 4]);
-    let r = b.node("reshape", Op::Reshape { shape: vec![4] }, &[c], "r", &[4]);
+    let a = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[x], "a", &[1, 2]);
+    let c = b.node("cat", Op::Concat(crate::ops::Concat { axis: 1 }), &[x, a], "c", &[1, 4]);
+    let r = b.node("reshape", Op::Reshape(crate::ops::Reshape { shape: vec![4] }), &[c], "r", &[4]);
     b.output(r);
     let g = b.finish();
     let o = parse_overrides(
@@ -483,7 +483,7 @@ fn float_fallback_propagates_forward_through_relu_and_concat() {
     assert_eq!(per_tensor(&q, a), &xe);
     assert_eq!(per_tensor(&q, c), &xe, "identical inputs give their own encoding");
     assert_eq!(per_tensor(&q, r), &xe);
-    assert!(q.graph.nodes.iter().all(|n| n.op != Op::Convert));
+    assert!(q.graph.nodes.iter().all(|n| n.op != Op::Convert(crate::ops::Convert)));
 }
 
 #[test]
@@ -491,7 +491,7 @@ fn restricted_steps_apply_to_matmul_inputs() {
     let mut b = crate::ir::test_graph::GraphBuilder::new();
     let x = b.input("x", &[1, 2]);
     let w = b.constant("w", &[2, 2], vec![0.5, -1.0, 0.25, 0.75]);
-    let y = b.node("mm", Op::MatMul, &[x, w], "y", &[1, 2]);
+    let y = b.node("mm", Op::MatMul(crate::ops::MatMul), &[x, w], "y", &[1, 2]);
     b.output(y);
     let g = b.finish();
     let mut st = CalibrationStats::default();
@@ -536,7 +536,7 @@ fn a_bias_that_would_overflow_int32_gets_its_own_grid() {
     let x = b.input("x", &[1, 1]);
     let w = b.constant("w", &[1, 1], vec![0.5]);
     let c = b.constant("c", &[1], vec![5.0]);
-    let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+    let gemm = Op::Gemm(crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false });
     let y = b.node("fc", gemm, &[x, w, c], "y", &[1, 1]);
     b.output(y);
     let g = b.finish();

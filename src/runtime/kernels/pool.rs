@@ -168,6 +168,7 @@ mod tests {
         include: bool,
     ) -> Pool {
         Pool {
+            kind: crate::ops::PoolKind::Max,
             window: Window {
                 kernel: kernel.to_vec(),
                 strides: strides.to_vec(),

@@ -213,8 +213,8 @@ fn graph_walk_orders_and_classifies() {
     let bias = b.constant("b", &[2], vec![0.1, 0.2]);
     let window = Window { kernel: vec![1, 1], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
     let y = b.node("conv", Op::Conv(Conv { window, group: 1 }), &[x, w, bias], "y", &[1, 2, 1, 1]);
-    let z = b.node("cvt", Op::Convert, &[y], "z", &[1, 2, 1, 1]);
-    let r = b.node("relu", Op::Relu, &[z], "r", &[1, 2, 1, 1]);
+    let z = b.node("cvt", Op::Convert(crate::ops::Convert), &[y], "z", &[1, 2, 1, 1]);
+    let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[z], "r", &[1, 2, 1, 1]);
     b.output(r);
     let g = b.finish();
     let sym = |s: f32| Encoding::from_scale_offset(8, s, -128, true);

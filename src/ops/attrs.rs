@@ -2,9 +2,9 @@
 //! found. Unknown attribute names are rejected: silently ignoring one could change what the
 //! op computes.
 
-use super::error::{ImportError, bad_attribute};
-use super::proto::attribute_proto::AttributeType;
-use super::proto::{AttributeProto, NodeProto, TensorProto};
+use crate::onnx::error::{ImportError, bad_attribute};
+use crate::onnx::proto::attribute_proto::AttributeType;
+use crate::onnx::proto::{AttributeProto, NodeProto, TensorProto};
 
 pub(crate) struct Attrs<'a> {
     list: &'a [AttributeProto],

@@ -1,0 +1,155 @@
+//! ONNX import of the registered ops: attributes, constant inputs and opset differences.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::ir::Tensor;
+use crate::onnx::ErrorKind;
+use crate::onnx::proto::AttributeProto;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::proto::attribute_proto::AttributeType;
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
+}
+
+fn string_attr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: usize, attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        input: (0..inputs).map(|i| format!("in{i}")).collect(),
+        output: vec!["out".into()],
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn view<'a>(name: &'a str, shape: &'a [usize], value: Option<&'a Tensor>) -> Option<InputView<'a>> {
+    let dtype = value.map_or(DType::F32, Tensor::dtype);
+    Some(InputView { name, dtype, shape, value })
+}
+
+fn lower_ir(node: &NodeProto, opset: i64, inputs: Vec<Option<InputView>>) -> Result<(Op, Vec<usize>), ImportError> {
+    let external = BTreeMap::new();
+    let cx = NodeCx { node, opset, inputs, external: &external };
+    match lower(&cx)? {
+        Lowered::Ir { op, inputs } => Ok((op, inputs)),
+        Lowered::Known(_) => panic!("expected an IR op"),
+    }
+}
+
+#[test]
+fn same_upper_and_lower_put_the_odd_pad_cell_at_opposite_ends() {
+    // in 5, k 4, s 1: out 5, total = 4*1 + 3 + 1 - 5 = 3 -> UPPER (1, 2), LOWER (2, 1).
+    for (mode, begin, end) in [("SAME_UPPER", 1, 2), ("SAME_LOWER", 2, 1)] {
+        let n = node("MaxPool", 1, vec![ints_attr("kernel_shape", &[4]), string_attr("auto_pad", mode)]);
+        let (op, _) = lower_ir(&n, 13, vec![view("x", &[1, 1, 5], None)]).unwrap();
+        let Op::Pool(pool) = op else { panic!("{op:?}") };
+        assert_eq!(pool.window.pads, vec![begin, end], "{mode}");
+    }
+    // in 7, k 3, s 2: out 4, total = 3*2 + 2 + 1 - 7 = 2 -> (1, 1).
+    let n = node("Conv", 2, vec![ints_attr("strides", &[2]), string_attr("auto_pad", "SAME_UPPER")]);
+    let (op, inputs) = lower_ir(&n, 13, vec![view("x", &[1, 1, 7], None), view("w", &[1, 1, 3], None)]).unwrap();
+    let Op::Conv(c) = op else { panic!() };
+    assert_eq!((c.window.kernel, c.window.pads, inputs), (vec![3], vec![1, 1], vec![0, 1]));
+}
+
+#[test]
+fn clip_reads_attributes_before_opset_11_and_inputs_after() {
+    let n = node("Clip", 1, vec![float_attr("min", -1.0), float_attr("max", 6.0)]);
+    let (op, _) = lower_ir(&n, 6, vec![view("x", &[2], None)]).unwrap();
+    assert_eq!(op, Op::Clip(Clip { min: -1.0, max: 6.0 }));
+    let lo = Tensor::scalar_f32(0.0);
+    let mut n = node("Clip", 3, vec![]);
+    n.input[2] = String::new(); // max omitted
+    let (op, inputs) = lower_ir(&n, 11, vec![view("x", &[2], None), view("lo", &[], Some(&lo)), None]).unwrap();
+    assert_eq!((op, inputs), (Op::Clip(Clip { min: 0.0, max: f32::INFINITY }), vec![0]));
+    let err = lower_ir(&n, 11, vec![view("x", &[2], None), view("lo", &[], None), None]).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadAttribute);
+}
+
+#[test]
+fn reshape_resolves_zero_and_minus_one() {
+    let target = Tensor::from_i64(vec![3], vec![0, -1, 2]);
+    let n = node("Reshape", 2, vec![]);
+    // [2, 3, 4] -> [2 (copied), 24 / (2*2) = 6, 2]
+    let (op, _) = lower_ir(&n, 13, vec![view("x", &[2, 3, 4], None), view("s", &[3], Some(&target))]).unwrap();
+    assert_eq!(op, Op::Reshape(Reshape { shape: vec![2, 6, 2] }));
+    let bad = Tensor::from_i64(vec![2], vec![-1, -1]);
+    let err = lower_ir(&n, 13, vec![view("x", &[2, 3, 4], None), view("s", &[2], Some(&bad))]).unwrap_err();
+    assert!(err.message.contains("more than one -1"), "{}", err.message);
+}
+
+#[test]
+fn pad_attributes_before_11_and_axes_from_18() {
+    let n = node("Pad", 1, vec![ints_attr("pads", &[0, 1, 0, 2]), string_attr("mode", "edge")]);
+    let (op, _) = lower_ir(&n, 2, vec![view("x", &[2, 2], None)]).unwrap();
+    assert_eq!(op, Op::Pad(Pad { pads: vec![0, 1, 0, 2], mode: PadMode::Edge, value: 0.0 }));
+    // axes [-1] on rank 3 = axis 2: pads [1, 2] -> [0, 0, 1, 0, 0, 2]
+    let pads = Tensor::from_i64(vec![2], vec![1, 2]);
+    let value = Tensor::from_f32(vec![], vec![0.5]);
+    let ax = Tensor::from_i64(vec![1], vec![-1]);
+    let n = node("Pad", 4, vec![]);
+    let inputs = vec![
+        view("x", &[1, 2, 3], None),
+        view("p", &[2], Some(&pads)),
+        view("v", &[], Some(&value)),
+        view("a", &[1], Some(&ax)),
+    ];
+    let (op, inputs) = lower_ir(&n, 18, inputs).unwrap();
+    assert_eq!(op, Op::Pad(Pad { pads: vec![0, 0, 1, 0, 0, 2], mode: PadMode::Constant, value: 0.5 }));
+    assert_eq!(inputs, vec![0]);
+    let n = node("Pad", 2, vec![string_attr("mode", "wrap")]);
+    let err = lower_ir(&n, 19, vec![view("x", &[3], None), view("p", &[2], Some(&pads))]).unwrap_err();
+    assert!(err.message.contains("\"wrap\""), "{}", err.message);
+}
+
+#[test]
+fn squeeze_and_unsqueeze_axes_by_opset() {
+    let n = node("Unsqueeze", 1, vec![ints_attr("axes", &[-1])]);
+    let (op, _) = lower_ir(&n, 11, vec![view("x", &[3], None)]).unwrap();
+    assert_eq!(op, Op::Unsqueeze(Unsqueeze { axes: vec![1] }));
+    let n = node("Squeeze", 1, vec![]);
+    let (op, _) = lower_ir(&n, 13, vec![view("x", &[1, 3, 1], None)]).unwrap();
+    assert_eq!(op, Op::Squeeze(Squeeze { axes: vec![0, 2] }));
+    let n = node("Unsqueeze", 1, vec![ints_attr("axes", &[0])]);
+    assert!(lower_ir(&n, 13, vec![view("x", &[3], None)]).is_err());
+}
+
+#[test]
+fn unknown_attributes_and_bad_axes_are_reported() {
+    let n = node("Softmax", 1, vec![ints_attr("axes", &[1])]);
+    let err = lower_ir(&n, 13, vec![view("x", &[1, 10], None)]).unwrap_err();
+    assert!(err.message.contains("unknown attribute \"axes\""), "{}", err.message);
+    let mut n = node("Flatten", 1, vec![]);
+    n.attribute.push(AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(-4),
+        ..Default::default()
+    });
+    let err = lower_ir(&n, 13, vec![view("x", &[1, 2, 3], None)]).unwrap_err();
+    assert!(err.message.contains("out of range [-3, 3]"), "{}", err.message);
+}

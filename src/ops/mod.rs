@@ -1,0 +1,353 @@
+//! The operator registry: everything qairt knows about each ONNX operator, one op (or one
+//! family of alike ops) per module.
+//!
+//! A module owns, for its ops: the IR variant and its attributes, the ONNX import (attributes,
+//! constant inputs, opset differences), type and shape inference, the kernel call, the
+//! quantization role of every input, the QDQ export and the op's default quantization
+//! behaviour (the rule entry a backend gets unless its `rules/*.toml` says otherwise). The
+//! [`ops!`] invocation below registers each module once: it declares the module, the variants
+//! of [`Op`] and the module's ONNX table ([`OnnxOp`]). Every central list derives from it:
+//! the importer's dispatch ([`onnx_op`]), the op types the rules know ([`model_op_types`]), the
+//! default quantization policy, `docs/operators.md`.
+//!
+//! Dispatch over [`Op`] goes through the [`OpDef`] trait, which every op type implements with
+//! no default methods: an op that forgets one does not compile.
+//!
+//! **Invariant:** an op's attributes are fully resolved at import (negative axes normalized,
+//! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
+
+mod attrs;
+mod elementwise;
+mod export;
+mod import;
+mod layout;
+mod linear;
+mod norm;
+mod pool;
+mod values;
+mod window;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{DType, Tensor, TensorInfo};
+use crate::onnx::ImportError;
+use crate::runtime::kernels::KernelError;
+
+pub use elementwise::{Binary, Clip, Unary};
+pub use export::{ExportCx, ExportHost};
+pub(crate) use import::{InputView, Lowered, NodeCx};
+pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
+pub use linear::{Conv, Gemm, MatMul};
+pub use norm::{BatchNormalization, Softmax};
+pub use pool::{GlobalPool, Pool, PoolKind};
+pub use values::{Convert, Dropout, Identity};
+pub use window::Window;
+
+/// What an op input is to quantization: whether it gets an encoding, and which kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InputRole {
+    /// Data flowing through the network: quantized with an activation encoding (a constant
+    /// read here, such as the operand of an Add, is quantized like a parameter).
+    Activation,
+    /// A weight: a parameter encoding; `channel_axis` is the axis per-channel (Conv) or
+    /// per-row (Gemm, MatMul) encodings run along, when the op allows them.
+    Weight { channel_axis: Option<usize> },
+    /// A bias, quantized at `input scale × weight scale` (int32) or its own bitwidth.
+    Bias,
+    /// A parameter the quantizer leaves in float (BatchNormalization statistics).
+    FloatParam,
+    /// Integer data that selects or counts (indices, shapes, axes): never quantized.
+    Index,
+}
+
+/// How an op's output gets its encoding on a quantized backend (`[ops.X] output_encoding`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OutputEncoding {
+    /// From the calibration statistics of the output (the default).
+    Calibrated,
+    /// The output reuses the encoding of the op's first input (data movement ops).
+    PassThrough,
+    /// A fixed encoding range, whatever the data (Sigmoid, Softmax, Tanh on the HTP).
+    FixedRange { min: f32, max: f32 },
+    /// The op runs in float; its output is not quantized.
+    Float,
+}
+
+// Sound: `FixedRange` bounds are finite (validated when parsed, constants in the registry).
+impl Eq for OutputEncoding {}
+
+/// An op's default quantization behaviour: the rule entry every backend starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantDefault {
+    pub output: OutputEncoding,
+    /// `float_fallback` carries an encoding from the op's input to its output.
+    pub propagate: bool,
+    /// The op's input takes its output encoding (the SDK's Relu squashing).
+    pub squash: bool,
+    /// The op's weights may carry per-channel (per-row) encodings.
+    pub per_channel: bool,
+}
+
+impl QuantDefault {
+    /// Calibrated output, no propagation, no squashing, per-tensor weights.
+    pub const CALIBRATED: QuantDefault =
+        QuantDefault { output: OutputEncoding::Calibrated, propagate: false, squash: false, per_channel: false };
+    /// Data movement: the output keeps the input's encoding.
+    pub const PASS_THROUGH: QuantDefault =
+        QuantDefault { output: OutputEncoding::PassThrough, propagate: true, squash: false, per_channel: false };
+
+    pub const fn fixed(min: f32, max: f32) -> QuantDefault {
+        QuantDefault { output: OutputEncoding::FixedRange { min, max }, ..QuantDefault::CALIBRATED }
+    }
+}
+
+/// How one ONNX op type is imported.
+pub(crate) type ImportFn = fn(&NodeCx) -> Result<Lowered, ImportError>;
+
+/// One row of the registry: an ONNX op type (or an IR-only op, with no import).
+pub struct OnnxOp {
+    /// The ONNX op type, which is also the IR op's [`OpDef::type_name`].
+    pub name: &'static str,
+    /// `None` for ops that exist only in the IR (Convert).
+    pub(crate) import: Option<ImportFn>,
+    /// The default quantization behaviour of the IR op of this name.
+    pub quant: QuantDefault,
+    /// Import only: the op leaves no node (its value is computed at import).
+    pub folded: bool,
+}
+
+impl OnnxOp {
+    /// Whether models can contain this op (IR-only ops such as Convert cannot).
+    pub fn is_imported(&self) -> bool {
+        self.import.is_some()
+    }
+
+    /// An op imported into an IR node.
+    pub(crate) const fn ir(name: &'static str, import: ImportFn, quant: QuantDefault) -> OnnxOp {
+        OnnxOp { name, import: Some(import), quant, folded: false }
+    }
+
+    /// An op evaluated at import.
+    pub(crate) const fn folded(name: &'static str, import: ImportFn) -> OnnxOp {
+        OnnxOp { name, import: Some(import), quant: QuantDefault::CALIBRATED, folded: true }
+    }
+}
+
+/// The behaviour every op type implements (see the module docs).
+pub trait OpDef {
+    /// The ONNX op type (diagnostics, rules, reports); registered in its module's table.
+    fn type_name(&self) -> &'static str;
+    /// Output `(dtype, shape)` of every output from the infos of its inputs. Errors are plain
+    /// strings that start with the op type and name what disagrees.
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String>;
+    /// Computes the outputs. `outputs` are the declared output infos (empty when unknown):
+    /// an op with optional outputs produces as many as are declared. Input data lengths have
+    /// been checked against their shapes.
+    fn run(&self, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError>;
+    /// What input `position` (of rank `rank`) is to quantization.
+    fn input_role(&self, position: usize, rank: usize) -> InputRole;
+    /// Writes the op as ONNX node(s) of the exported QDQ model.
+    fn export(&self, cx: &mut ExportCx<'_>);
+}
+
+/// Declares the op modules' variants of [`Op`] and their ONNX tables, once.
+macro_rules! ops {
+    ($($module:ident: $($variant:ident($ty:ty)),+;)+) => {
+        /// The closed set of operations the IR carries, with their attributes resolved.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum Op {
+            $($($variant($ty),)+)+
+        }
+
+        impl Op {
+            fn def(&self) -> &dyn OpDef {
+                match self {
+                    $($(Op::$variant(op) => op,)+)+
+                }
+            }
+        }
+
+        /// Every module's ONNX table, in registration order.
+        const TABLES: &[&[OnnxOp]] = &[$($module::ONNX),+];
+    };
+}
+
+ops! {
+    linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
+    elementwise: Binary(Binary), Unary(Unary), Clip(Clip);
+    pool: Pool(Pool), GlobalPool(GlobalPool);
+    norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
+    layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
+        Unsqueeze(Unsqueeze), Pad(Pad);
+    values: Identity(Identity), Dropout(Dropout), Convert(Convert);
+}
+
+impl Op {
+    /// The ONNX op type this op corresponds to (used in diagnostics, rules and reports).
+    pub fn type_name(&self) -> &'static str {
+        self.def().type_name()
+    }
+
+    /// Output dtypes and shapes; see [`OpDef::infer`].
+    pub fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
+        self.def().infer(inputs)
+    }
+
+    /// What input `position` (of rank `rank`) is to quantization.
+    pub fn input_role(&self, position: usize, rank: usize) -> InputRole {
+        self.def().input_role(position, rank)
+    }
+
+    /// Whether input `position` is a parameter (weight, bias, statistics) rather than an
+    /// activation: parameters live in `param_encodings`.
+    pub fn is_param_input(&self, position: usize) -> bool {
+        matches!(self.input_role(position, 0), InputRole::Weight { .. } | InputRole::Bias | InputRole::FloatParam)
+    }
+
+    /// Writes the op as ONNX node(s); see [`OpDef::export`].
+    pub fn export(&self, cx: &mut ExportCx<'_>) {
+        self.def().export(cx)
+    }
+
+    /// Runs the op: checks every input's data against its shape, runs the kernel and checks
+    /// the outputs against the declared infos (when `outputs` is not empty), so that a
+    /// disagreement between shape inference and a kernel is an error, never wrong data.
+    pub fn run(&self, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
+        let name = self.type_name();
+        for (i, input) in inputs.iter().enumerate() {
+            if crate::runtime::kernels::checked_product(&input.shape) != Some(input.len()) {
+                return Err(KernelError::new(
+                    name,
+                    format!("input {i} has shape {:?} but {} elements", input.shape, input.len()),
+                ));
+            }
+        }
+        let results = self.def().run(inputs, outputs)?;
+        check_outputs(name, &results, outputs)?;
+        Ok(results)
+    }
+}
+
+/// Checks the produced tensors against the declared infos (when there are any).
+fn check_outputs(op: &'static str, results: &[Tensor], outputs: &[TensorInfo]) -> Result<(), KernelError> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    if outputs.len() != results.len() {
+        return Err(KernelError::new(
+            op,
+            format!("produces {} outputs but {} are declared", results.len(), outputs.len()),
+        ));
+    }
+    for (result, info) in results.iter().zip(outputs) {
+        if result.shape != info.shape || result.dtype() != info.dtype {
+            return Err(KernelError::new(
+                op,
+                format!(
+                    "output {:?} is declared {} {:?} but the kernel computes {} {:?}",
+                    info.name,
+                    info.dtype.name(),
+                    info.shape,
+                    result.dtype().name(),
+                    result.shape
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every registry row, in registration order.
+pub fn registry() -> impl Iterator<Item = &'static OnnxOp> {
+    TABLES.iter().flat_map(|table| table.iter())
+}
+
+/// The registry row of an ONNX op type.
+pub fn onnx_op(op_type: &str) -> Option<&'static OnnxOp> {
+    registry().find(|op| op.name == op_type)
+}
+
+/// Every op type an IR node of an imported model can have, as [`Op::type_name`] spells it
+/// (IR-only ops such as Convert excluded).
+pub fn model_op_types() -> impl Iterator<Item = &'static str> {
+    registry().filter(|op| !op.folded && op.is_imported()).map(|op| op.name)
+}
+
+/// Imports one node through its registry row. The caller has checked the domain and that no
+/// input failed.
+pub(crate) fn lower(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    match onnx_op(cx.op_type()).and_then(|op| op.import) {
+        Some(import) => import(cx),
+        None => Err(ImportError::new(
+            crate::onnx::ErrorKind::UnsupportedOp,
+            format!("op type {:?} is not supported", cx.op_type()),
+        )),
+    }
+}
+
+/// The default quantization behaviour of an IR op type (calibrated if unknown).
+pub fn quant_default(op_type: &str) -> &'static QuantDefault {
+    static CALIBRATED: QuantDefault = QuantDefault::CALIBRATED;
+    onnx_op(op_type).filter(|op| !op.folded).map_or(&CALIBRATED, |op| &op.quant)
+}
+
+#[cfg(test)]
+#[path = "import_tests.rs"]
+mod import_tests;
+#[cfg(test)]
+#[path = "infer_tests.rs"]
+mod infer_tests;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_registered_name_is_unique() {
+        let mut seen = BTreeSet::new();
+        for op in registry() {
+            assert!(seen.insert(op.name), "{} is registered twice", op.name);
+        }
+    }
+
+    fn info(shape: &[usize]) -> TensorInfo {
+        TensorInfo { name: "y".into(), dtype: DType::F32, shape: shape.to_vec() }
+    }
+
+    #[test]
+    fn an_input_whose_data_disagrees_with_its_shape_is_an_error() {
+        let bad = Tensor { shape: vec![2, 2], data: crate::ir::TensorData::F32(vec![1.0; 3]) };
+        let err = Op::Unary(Unary::Relu).run(&[&bad], &[]).unwrap_err();
+        assert!(err.message.contains("3 elements"), "{err}");
+    }
+
+    #[test]
+    fn an_output_that_disagrees_with_the_declared_info_is_an_error() {
+        let x = Tensor::from_f32(vec![2], vec![-1.0, 1.0]);
+        let relu = Op::Unary(Unary::Relu);
+        let err = relu.run(&[&x], &[info(&[3])]).unwrap_err();
+        assert!(err.message.contains("declared"), "{err}");
+        // The matching declaration passes: relu([-1, 1]) = [0, 1].
+        let y = relu.run(&[&x], &[info(&[2])]).unwrap();
+        assert_eq!(y[0].as_f32().unwrap(), &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn dropout_emits_its_mask_only_when_declared() {
+        let x = Tensor::from_f32(vec![2], vec![3.0, 4.0]);
+        let mask = TensorInfo { name: "m".into(), dtype: DType::Bool, shape: vec![2] };
+        let both = Op::Dropout(Dropout).run(&[&x], &[info(&[2]), mask]).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].data, crate::ir::TensorData::Bool(vec![1, 1]));
+        assert_eq!(Op::Dropout(Dropout).run(&[&x], &[info(&[2])]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ir_only_ops_have_no_import_and_imported_ones_do() {
+        for op in registry() {
+            assert_eq!(op.import.is_none(), op.name == "Convert", "{}", op.name);
+        }
+    }
+}
