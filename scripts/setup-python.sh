@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Create the Python venv that regenerates qairt's test fixtures (see scripts/python/README.md).
 #
-# Usage: scripts/setup-python.sh [--aimet | --test]
+# Usage: scripts/setup-python.sh [--aimet | --test | --zoo]
 #
 #   (default)  venv at ${QAIRT_VENV:-$HOME/.cache/qairt-venv} with scripts/python/requirements.txt
 #              (torch, onnx, onnxruntime, scikit-learn, numpy): for make_digits.py,
 #              make_overrides.py, make_models.py, vendor_node_tests.py.
 #   --aimet    venv at ${QAIRT_AIMET_VENV:-$HOME/.cache/qairt-aimet-venv} with
 #              scripts/python/requirements-aimet.txt (aimet-onnx): for make_aimet.py.
+#   --zoo      venv at ${QAIRT_ZOO_VENV:-$HOME/.cache/qairt-zoo-venv} with
+#              scripts/python/requirements-zoo.txt (torch, torchvision, transformers, tokenizers,
+#              ultralytics, onnx, onnxruntime, scikit-learn): for make_zoo.py (tests/data/zoo/).
 #   --test     light venv at ${QAIRT_TEST_VENV:-$HOME/.cache/qairt-test-venv} with
 #              scripts/python/requirements-test.txt (numpy, onnx, onnxruntime; no torch): for
 #              qdq_check.py, which the integration tests run. Idempotent and quick: pip runs only
@@ -30,6 +33,9 @@ python="${PYTHON:-python3}"
 if [[ "${1:-}" == "--aimet" ]]; then
     venv="${QAIRT_AIMET_VENV:-$HOME/.cache/qairt-aimet-venv}"
     requirements="$repo_root/scripts/python/requirements-aimet.txt"
+elif [[ "${1:-}" == "--zoo" ]]; then
+    venv="${QAIRT_ZOO_VENV:-$HOME/.cache/qairt-zoo-venv}"
+    requirements="$repo_root/scripts/python/requirements-zoo.txt"
 elif [[ "${1:-}" == "--test" ]]; then
     venv="${QAIRT_TEST_VENV:-$HOME/.cache/qairt-test-venv}"
     requirements="$repo_root/scripts/python/requirements-test.txt"
@@ -37,7 +43,7 @@ elif [[ $# -eq 0 ]]; then
     venv="${QAIRT_VENV:-$HOME/.cache/qairt-venv}"
     requirements="$repo_root/scripts/python/requirements.txt"
 else
-    echo "usage: $0 [--aimet | --test]" >&2
+    echo "usage: $0 [--aimet | --test | --zoo]" >&2
     exit 2
 fi
 
