@@ -3,6 +3,7 @@
 //! **Invariant:** plain data. No salsa, no IO, no miette: every other layer builds on this
 //! one, and it knows nothing about where graphs come from or where they go.
 
+pub mod float8;
 mod graph;
 mod model_encoding;
 pub mod shape;

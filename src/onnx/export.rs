@@ -52,7 +52,7 @@ use super::proto::{
     ValueInfoProto, type_proto,
 };
 use super::tensor::onnx_code;
-use crate::ir::{DType, Graph, Node, Tensor, TensorData, TensorId};
+use crate::ir::{DType, Graph, Node, Tensor, TensorId};
 use crate::ops::{ExportCx, ExportHost};
 use crate::quant::apply::quantize_tensor;
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
@@ -611,12 +611,8 @@ fn fresh_in(taken: &mut BTreeSet<String>, base: String) -> String {
 
 /// A constant in its own element type, as `raw_data`.
 fn plain_raw(t: &Tensor) -> (DataType, Vec<u8>) {
-    match &t.data {
-        TensorData::F32(v) => (DataType::Float, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        TensorData::I64(v) => (DataType::Int64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        TensorData::I32(v) => (DataType::Int32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        TensorData::Bool(v) => (DataType::Bool, v.iter().map(|&x| u8::from(x != 0)).collect()),
-    }
+    let code = DataType::try_from(super::tensor::onnx_code(t.dtype())).unwrap_or(DataType::Undefined);
+    (code, super::tensor::onnx_raw_bytes(&t.data))
 }
 
 fn value_info(name: &str, dtype: DType, shape: &[usize]) -> ValueInfoProto {

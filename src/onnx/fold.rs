@@ -47,16 +47,6 @@ fn strided_indices(out_shape: &[usize], base: isize, steps: &[isize]) -> Vec<usi
     }
 }
 
-/// The elements of `data` at `indices` (each in range by construction).
-fn take(data: &TensorData, indices: &[usize]) -> TensorData {
-    match data {
-        TensorData::F32(v) => TensorData::F32(indices.iter().map(|&i| v[i]).collect()),
-        TensorData::I64(v) => TensorData::I64(indices.iter().map(|&i| v[i]).collect()),
-        TensorData::I32(v) => TensorData::I32(indices.iter().map(|&i| v[i]).collect()),
-        TensorData::Bool(v) => TensorData::Bool(indices.iter().map(|&i| v[i]).collect()),
-    }
-}
-
 fn tensor(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
     Tensor::new(shape, data).map_err(|e| e.to_string())
 }
@@ -151,8 +141,8 @@ fn from_i64(dtype: DType, shape: Vec<usize>, values: Vec<i64>) -> Result<Tensor,
                 .map(|&v| i32::try_from(v).map_err(|_| format!("{v} does not fit in int32")))
                 .collect::<Result<_, _>>()?,
         ),
-        DType::Bool => TensorData::Bool(values.iter().map(|&v| u8::from(v != 0)).collect()),
-        DType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+        other => TensorData::ints_from_i64(other, &values)
+            .ok_or_else(|| format!("{} is not an integer type", other.name()))?,
     };
     tensor(shape, data)
 }
@@ -181,7 +171,7 @@ pub(crate) fn gather(data: &Tensor, indices: &Tensor, axis: usize) -> Result<Ten
             sources.extend(start..start + inner);
         }
     }
-    tensor(shape, take(&data.data, &sources))
+    tensor(shape, data.data.gather(&sources))
 }
 
 /// ONNX Slice with `axes` already normalized; `starts`/`ends` are clamped as the spec says
@@ -235,24 +225,27 @@ pub(crate) fn slice(
         step_of[axis] = if len > 1 { step as isize * strides[axis] as isize } else { 0 };
     }
     let sources = strided_indices(&out_shape, base, &step_of);
-    tensor(out_shape, take(&data.data, &sources))
+    tensor(out_shape, data.data.gather(&sources))
 }
 
-/// ONNX Cast between the IR's element types (float -> int truncates toward zero).
-pub(crate) fn cast(t: &Tensor, to: DType) -> Tensor {
-    let data = match (&t.data, to) {
-        (data, to) if data.dtype() == to => data.clone(),
-        (TensorData::F32(v), DType::I64) => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
-        (TensorData::F32(v), DType::I32) => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
-        (TensorData::F32(v), DType::Bool) => TensorData::Bool(v.iter().map(|&x| u8::from(x != 0.0)).collect()),
-        (data, DType::F32) => TensorData::F32(Tensor { shape: vec![], data: data.clone() }.to_f32_vec()),
-        (data, int) => {
-            let v = Tensor { shape: vec![], data: data.clone() }.to_i64_vec().unwrap_or_default();
-            match int {
-                DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
-                DType::Bool => TensorData::Bool(v.iter().map(|&x| u8::from(x != 0)).collect()),
-                _ => TensorData::I64(v),
-            }
+/// ONNX Cast between element types: float to integer truncates toward zero (saturating, as
+/// Rust's `as` does), integers wrap as a C cast does, anything to bool is "non-zero", float
+/// to float rounds to nearest even (float8 saturating when `saturate`).
+pub(crate) fn cast(t: &Tensor, to: DType, saturate: bool) -> Tensor {
+    let data = match &t.data {
+        data if data.dtype() == to => data.clone(),
+        data if to.is_float() => {
+            let values = data.to_f64_vec();
+            TensorData::floats_from_f64(to, &values, saturate).unwrap_or_else(|| data.clone())
+        }
+        data if to == DType::Bool => TensorData::Bool(data.to_f64_vec().iter().map(|&x| u8::from(x != 0.0)).collect()),
+        data => {
+            let values: Vec<i64> = match data.to_i64_vec() {
+                Some(v) => v,
+                // NaN becomes 0; out-of-range floats saturate (f64 -> i64 `as`).
+                None => data.to_f64_vec().iter().map(|&x| x as i64).collect(),
+            };
+            TensorData::ints_from_i64(to, &values).unwrap_or_else(|| data.clone())
         }
     };
     Tensor { shape: t.shape.clone(), data }
@@ -264,7 +257,7 @@ pub(crate) fn fill(shape: Vec<usize>, value: &Tensor) -> Result<Tensor, String> 
         return Err(format!("value must hold one element, got {}", value.len()));
     }
     let count = folded_count(&shape)?;
-    tensor(shape, take(&value.data, &vec![0; count]))
+    tensor(shape, value.data.repeat(0, count))
 }
 
 #[cfg(test)]
@@ -338,9 +331,9 @@ mod tests {
     #[test]
     fn cast_and_fill() {
         let f = Tensor::from_f32(vec![3], vec![-1.7, 0.0, 2.9]);
-        assert_eq!(cast(&f, DType::I64), i64s(&[3], &[-1, 0, 2]));
-        assert_eq!(cast(&i64s(&[1], &[5]), DType::F32), Tensor::from_f32(vec![1], vec![5.0]));
-        assert_eq!(cast(&i64s(&[2], &[0, 5]), DType::Bool).data, TensorData::Bool(vec![0, 1]));
+        assert_eq!(cast(&f, DType::I64, true), i64s(&[3], &[-1, 0, 2]));
+        assert_eq!(cast(&i64s(&[1], &[5]), DType::F32, true), Tensor::from_f32(vec![1], vec![5.0]));
+        assert_eq!(cast(&i64s(&[2], &[0, 5]), DType::Bool, true).data, TensorData::Bool(vec![0, 1]));
         let filled = fill(vec![2, 2], &Tensor::from_f32(vec![1], vec![0.5])).unwrap();
         assert_eq!(filled, Tensor::from_f32(vec![2, 2], vec![0.5; 4]));
         // A hostile size is refused before anything is allocated.

@@ -8,20 +8,44 @@ use super::proto::TensorProto;
 use super::proto::tensor_proto::{DataLocation, DataType};
 use crate::ir::{DType, Tensor, TensorData};
 
+/// The IR element type and the ONNX code of each, in one table.
+const TYPES: &[(DType, DataType)] = &[
+    (DType::F32, DataType::Float),
+    (DType::I64, DataType::Int64),
+    (DType::I32, DataType::Int32),
+    (DType::Bool, DataType::Bool),
+    (DType::F64, DataType::Double),
+    (DType::F16, DataType::Float16),
+    (DType::BF16, DataType::Bfloat16),
+    (DType::I8, DataType::Int8),
+    (DType::I16, DataType::Int16),
+    (DType::U8, DataType::Uint8),
+    (DType::U16, DataType::Uint16),
+    (DType::U32, DataType::Uint32),
+    (DType::U64, DataType::Uint64),
+    (DType::F8E4M3FN, DataType::Float8e4m3fn),
+    (DType::F8E4M3FNUZ, DataType::Float8e4m3fnuz),
+    (DType::F8E5M2, DataType::Float8e5m2),
+    (DType::F8E5M2FNUZ, DataType::Float8e5m2fnuz),
+    (DType::I4, DataType::Int4),
+    (DType::U4, DataType::Uint4),
+    (DType::I2, DataType::Int2),
+    (DType::U2, DataType::Uint2),
+];
+
 /// The IR element type for an ONNX `TensorProto.DataType` code.
 pub(crate) fn dtype_from_onnx(code: i32, what: &str) -> Result<DType, ImportError> {
+    if let Some(&(dtype, _)) = TYPES.iter().find(|(_, t)| *t as i32 == code) {
+        return Ok(dtype);
+    }
     match DataType::try_from(code) {
-        Ok(DataType::Float) => Ok(DType::F32),
-        Ok(DataType::Int64) => Ok(DType::I64),
-        Ok(DataType::Int32) => Ok(DType::I32),
-        Ok(DataType::Bool) => Ok(DType::Bool),
         Ok(DataType::Undefined) => Err(malformed(format!("{what} has no element type"))),
         _ => Err(ImportError::new(
             ErrorKind::UnsupportedDtype,
             format!("{what} has element type {}", onnx_dtype_name(code)),
         )
         .with_hint(
-            "qairt imports float32 models (int64/int32/bool only for shape arithmetic); convert the model to float32",
+            "qairt runs numeric and bool tensors; strings, complex numbers, float4 and float8e8m0 are not supported",
         )),
     }
 }
@@ -34,15 +58,32 @@ pub(crate) fn onnx_dtype_name(code: i32) -> String {
     }
 }
 
-/// The ONNX code of an IR element type (for comparing with declared types).
+/// The ONNX code of an IR element type.
 pub(crate) fn onnx_code(dtype: DType) -> i32 {
-    let t = match dtype {
-        DType::F32 => DataType::Float,
-        DType::I64 => DataType::Int64,
-        DType::I32 => DataType::Int32,
-        DType::Bool => DataType::Bool,
-    };
-    t as i32
+    TYPES.iter().find(|(d, _)| *d == dtype).map_or(DataType::Undefined, |&(_, t)| t) as i32
+}
+
+/// How many elements of `dtype` ONNX packs into one byte of `raw_data` (int4: 2, int2: 4).
+fn per_byte(dtype: DType) -> usize {
+    match dtype {
+        DType::I4 | DType::U4 => 2,
+        DType::I2 | DType::U2 => 4,
+        _ => 1,
+    }
+}
+
+/// ONNX `raw_data` bytes of `data`: the raw-file layout, with 4- and 2-bit integers packed
+/// (element `k` of a byte in bits `k*w..(k+1)*w`, the first in the low bits).
+pub(crate) fn onnx_raw_bytes(data: &TensorData) -> Vec<u8> {
+    let dtype = data.dtype();
+    let n = per_byte(dtype);
+    let plain = data.to_le_bytes();
+    if n == 1 {
+        return plain;
+    }
+    let width = 8 / n;
+    let mask = (1u8 << width) - 1;
+    plain.chunks(n).map(|c| c.iter().enumerate().fold(0u8, |acc, (k, &v)| acc | ((v & mask) << (k * width)))).collect()
 }
 
 /// Whether an external-data `location` stays inside the model's directory: relative, with no
@@ -157,8 +198,11 @@ pub(crate) fn external_bytes<'a>(
     }
 }
 
+/// Decodes ONNX `raw_data` (or external bytes): the raw-file layout, with 4- and 2-bit
+/// integers packed several to a byte.
 fn from_le_bytes(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result<TensorData, ImportError> {
-    let want = count.checked_mul(dtype.size_bytes());
+    let n = per_byte(dtype);
+    let want = if n == 1 { count.checked_mul(dtype.size_bytes()) } else { Some(count.div_ceil(n)) };
     if want != Some(bytes.len()) {
         return Err(malformed(format!(
             "{what}: {count} {} elements need {} bytes, found {}",
@@ -167,40 +211,61 @@ fn from_le_bytes(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result
             bytes.len()
         )));
     }
-    Ok(match dtype {
-        DType::F32 => {
-            TensorData::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-        }
-        DType::I32 => {
-            TensorData::I32(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-        }
-        DType::I64 => TensorData::I64(
-            bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-        ),
-        DType::Bool => TensorData::Bool(bytes.iter().map(|&b| u8::from(b != 0)).collect()),
-    })
+    let plain: Vec<u8> = if n == 1 {
+        bytes.to_vec()
+    } else {
+        let width = 8 / n;
+        let mask = (1u8 << width) - 1;
+        (0..count).map(|i| (bytes[i / n] >> ((i % n) * width)) & mask).collect()
+    };
+    TensorData::from_le_bytes(dtype, &plain).map_err(|e| malformed(format!("{what}: {e}")))
 }
 
-/// The typed repeated fields: `float_data` for FLOAT, `int64_data` for INT64, `int32_data`
-/// for INT32 and BOOL (the ONNX spec packs the small integer types into `int32_data`).
+/// The typed repeated fields: `float_data`, `double_data`, `int64_data`, `uint64_data`
+/// (uint32, uint64) and `int32_data` for every narrower type (the 16-bit floats as their bit
+/// patterns, float8 as codes, 4- and 2-bit integers packed as in `raw_data`).
 fn from_typed_fields(t: &TensorProto, dtype: DType, count: usize, what: &str) -> Result<TensorData, ImportError> {
-    let (data, field, found) = match dtype {
-        DType::F32 => (TensorData::F32(t.float_data.clone()), "float_data", t.float_data.len()),
-        DType::I64 => (TensorData::I64(t.int64_data.clone()), "int64_data", t.int64_data.len()),
-        DType::I32 => (TensorData::I32(t.int32_data.clone()), "int32_data", t.int32_data.len()),
-        DType::Bool => (
-            TensorData::Bool(t.int32_data.iter().map(|&v| u8::from(v != 0)).collect()),
-            "int32_data",
-            t.int32_data.len(),
-        ),
+    let check = |field: &str, found: usize, expected: usize| {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(malformed(format!("{what}: shape {:?} needs {expected} values in {field}, it holds {found}", t.dims)))
+        }
     };
-    if found != count {
-        return Err(malformed(format!("{what}: shape {:?} needs {count} elements, {field} holds {found}", t.dims)));
+    match dtype {
+        DType::F32 => {
+            check("float_data", t.float_data.len(), count)?;
+            Ok(TensorData::F32(t.float_data.clone()))
+        }
+        DType::F64 => {
+            check("double_data", t.double_data.len(), count)?;
+            Ok(TensorData::F64(t.double_data.clone()))
+        }
+        DType::I64 => {
+            check("int64_data", t.int64_data.len(), count)?;
+            Ok(TensorData::I64(t.int64_data.clone()))
+        }
+        DType::U32 => {
+            check("uint64_data", t.uint64_data.len(), count)?;
+            Ok(TensorData::U32(t.uint64_data.iter().map(|&v| v as u32).collect()))
+        }
+        DType::U64 => {
+            check("uint64_data", t.uint64_data.len(), count)?;
+            Ok(TensorData::U64(t.uint64_data.clone()))
+        }
+        DType::I32 => {
+            check("int32_data", t.int32_data.len(), count)?;
+            Ok(TensorData::I32(t.int32_data.clone()))
+        }
+        _ => {
+            // Each int32 holds one element's bits (one packed byte for 4- and 2-bit types).
+            let n = per_byte(dtype);
+            check("int32_data", t.int32_data.len(), if n == 1 { count } else { count.div_ceil(n) })?;
+            let size = if n == 1 { dtype.size_bytes() } else { 1 };
+            let bytes: Vec<u8> = t.int32_data.iter().flat_map(|&v| v.to_le_bytes()[..size].to_vec()).collect();
+            from_le_bytes(dtype, &bytes, count, what)
+        }
     }
-    Ok(data)
 }
 
 #[cfg(test)]
@@ -242,7 +307,7 @@ mod tests {
         let short = TensorProto { int32_data: vec![1], ..t };
         let err = decode_tensor(&short, &BTreeMap::new()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Malformed);
-        assert!(err.message.contains("needs 3 elements, int32_data holds 1"), "{}", err.message);
+        assert!(err.message.contains("needs 3 values in int32_data, it holds 1"), "{}", err.message);
     }
 
     #[test]
@@ -284,12 +349,12 @@ mod tests {
         let t = TensorProto {
             name: Some("h".into()),
             dims: vec![1],
-            data_type: Some(DataType::Float16 as i32),
-            raw_data: Some(vec![0, 0]),
+            data_type: Some(DataType::Complex64 as i32),
+            raw_data: Some(vec![0; 8]),
             ..Default::default()
         };
         let err = decode_tensor(&t, &BTreeMap::new()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::UnsupportedDtype);
-        assert!(err.message.contains("FLOAT16"), "{}", err.message);
+        assert!(err.message.contains("COMPLEX64"), "{}", err.message);
     }
 }

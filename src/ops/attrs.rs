@@ -72,6 +72,11 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// A 0/1 flag with a default.
+    pub fn flag_or(&self, name: &str, default: bool) -> Result<bool, ImportError> {
+        if self.has(name) { self.flag(name) } else { Ok(default) }
+    }
+
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
         Ok(self.typed(name, AttributeType::Ints, |a| !a.ints.is_empty())?.map(|a| a.ints.clone()))
     }

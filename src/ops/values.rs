@@ -257,9 +257,10 @@ fn import_cast(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let to = a.int("to")?.ok_or_else(|| bad_attribute("attribute \"to\" is required"))?;
     let to = i32::try_from(to).map_err(|_| bad_attribute(format!("\"to\" = {to} is not an element type")))?;
     let to = dtype_from_onnx(to, "the Cast target")?;
+    let saturate = a.flag_or("saturate", true)?;
     let x = cx.input(0, "input")?;
     match x.value {
-        Some(t) => Ok(Lowered::Known(vec![fold::cast(t, to)])),
+        Some(t) => Ok(Lowered::Known(vec![fold::cast(t, to, saturate)])),
         None if x.dtype == to => Lowered::ir(Identity, vec![0]),
         None => Err(cx.run_time_input(x.name)),
     }

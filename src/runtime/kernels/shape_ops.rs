@@ -5,49 +5,7 @@
 
 use super::{KernelError, checked_product, element_count, expect_inputs, input, tensor};
 use crate::ir::{DType, PadMode, Tensor, TensorData, strides_of};
-
-/// An element type the data-movement kernels are generic over.
-trait Element: Copy {
-    fn slice(data: &TensorData) -> Option<&[Self]>;
-    fn wrap(values: Vec<Self>) -> TensorData;
-    /// Pad's constant `value` in this type (truncating for integers, nonzero-is-true for bool).
-    fn from_f32(value: f32) -> Self;
-}
-
-macro_rules! impl_element {
-    ($t:ty, $variant:ident, $from:expr) => {
-        impl Element for $t {
-            fn slice(data: &TensorData) -> Option<&[Self]> {
-                match data {
-                    TensorData::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn wrap(values: Vec<Self>) -> TensorData {
-                TensorData::$variant(values)
-            }
-            fn from_f32(value: f32) -> Self {
-                $from(value)
-            }
-        }
-    };
-}
-impl_element!(f32, F32, |v: f32| v);
-impl_element!(i64, I64, |v: f32| v as i64);
-impl_element!(i32, I32, |v: f32| v as i32);
-impl_element!(u8, Bool, |v: f32| u8::from(v != 0.0));
-
-/// Calls the generic `$f::<T>(args)` for the Rust type of `$dtype`.
-macro_rules! by_dtype {
-    ($dtype:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
-        match $dtype {
-            DType::F32 => $f::<f32>($($arg),*),
-            DType::I64 => $f::<i64>($($arg),*),
-            DType::I32 => $f::<i32>($($arg),*),
-            DType::Bool => $f::<u8>($($arg),*),
-        }
-    };
-}
+use crate::map_data;
 
 /// The single data input of a shape-only op, after checking the input count.
 fn only_input<'a>(op: &'static str, inputs: &[&'a Tensor]) -> Result<&'a Tensor, KernelError> {
@@ -158,16 +116,10 @@ pub fn transpose(perm: &[usize], inputs: &[&Tensor]) -> Result<Tensor, KernelErr
         return Err(KernelError::new(OP, format!("perm {perm:?} is not a permutation of rank {rank}")));
     }
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
-    let data = by_dtype!(x.dtype(), transpose_typed(&x.data, &x.shape, &perm));
-    tensor(OP, shape, data)
-}
-
-fn transpose_typed<T: Element>(data: &TensorData, shape: &[usize], perm: &[usize]) -> TensorData {
-    let x = T::slice(data).unwrap_or(&[]);
-    let in_strides = strides_of(shape);
-    let dims: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let in_strides = strides_of(&x.shape);
     let steps: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    T::wrap(gather_strided(x, &dims, &steps))
+    let data = map_data!(&x.data, v => gather_strided(v, &shape, &steps));
+    tensor(OP, shape, data)
 }
 
 /// Walks `dims` in row-major order, reading `x` at `sum(index[i] * steps[i])`.
@@ -241,21 +193,24 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     }
     element_count(OP, &shape)?;
     let outer: usize = first.shape[..axis].iter().product();
-    let data = by_dtype!(first.dtype(), concat_typed(inputs, axis, outer));
-    tensor(OP, shape, data)
-}
-
-fn concat_typed<T: Element>(inputs: &[&Tensor], axis: usize, outer: usize) -> TensorData {
-    let parts: Vec<(&[T], usize)> =
-        inputs.iter().map(|x| (T::slice(&x.data).unwrap_or(&[]), x.shape[axis..].iter().product())).collect();
-    let total: usize = parts.iter().map(|(data, _)| data.len()).sum();
-    let mut out = Vec::with_capacity(total);
+    // Every input's elements one after the other, then each output row picks its chunks.
+    let datas: Vec<&TensorData> = inputs.iter().map(|x| &x.data).collect();
+    let joined = TensorData::concat(&datas)
+        .ok_or_else(|| KernelError::new(OP, "inputs of different element types cannot be concatenated"))?;
+    let mut starts = Vec::with_capacity(inputs.len());
+    let mut at = 0usize;
+    for x in inputs {
+        starts.push(at);
+        at += x.len();
+    }
+    let mut indices = Vec::with_capacity(at);
     for o in 0..outer {
-        for &(data, chunk) in &parts {
-            out.extend_from_slice(&data[o * chunk..(o + 1) * chunk]);
+        for (x, &start) in inputs.iter().zip(&starts) {
+            let chunk: usize = x.shape[axis..].iter().product();
+            indices.extend(start + o * chunk..start + (o + 1) * chunk);
         }
     }
-    T::wrap(out)
+    tensor(OP, shape, joined.gather(&indices))
 }
 
 /// Pad: `pads` holds all begins then all ends and may be negative (cropping).
@@ -285,8 +240,13 @@ pub fn pad(pads: &[i64], mode: PadMode, value: f32, inputs: &[&Tensor]) -> Resul
         shape.push(out);
     }
     element_count(OP, &shape)?;
-    let data = by_dtype!(x.dtype(), pad_typed(&x.data, &x.shape, &shape, &pads[..rank], mode, value));
-    tensor(OP, shape, data)
+    // The constant goes after the input's elements; padded cells read it from there.
+    let fill = constant_of(x.dtype(), value)
+        .ok_or_else(|| KernelError::new(OP, format!("cannot pad {} data", x.dtype().name())))?;
+    let indices = pad_indices(&x.shape, &shape, &pads[..rank], mode, x.len());
+    let extended = TensorData::concat(&[&x.data, &fill])
+        .ok_or_else(|| KernelError::new(OP, "internal: the pad value has another type"))?;
+    tensor(OP, shape, extended.gather(&indices))
 }
 
 /// The input coordinate output coordinate `o` reads on an axis of length `len` padded by
@@ -313,20 +273,22 @@ fn pad_source(o: usize, begin: i64, len: usize, mode: PadMode) -> Option<usize> 
     }
 }
 
-fn pad_typed<T: Element>(
-    data: &TensorData,
-    in_shape: &[usize],
-    out_shape: &[usize],
-    begins: &[i64],
-    mode: PadMode,
-    value: f32,
-) -> TensorData {
-    let x = T::slice(data).unwrap_or(&[]);
-    let fill = T::from_f32(value);
+/// One element of `dtype` holding `value` (truncated for integers, non-zero is true for bool).
+fn constant_of(dtype: DType, value: f32) -> Option<TensorData> {
+    if dtype.is_float() {
+        TensorData::floats_from_f64(dtype, &[f64::from(value)], true)
+    } else {
+        TensorData::ints_from_i64(dtype, &[value as i64])
+    }
+}
+
+/// For every output element of a pad, the input element it copies, or `fill` (the index of
+/// the constant) for a constant cell.
+fn pad_indices(in_shape: &[usize], out_shape: &[usize], begins: &[i64], mode: PadMode, fill: usize) -> Vec<usize> {
     let total: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(total);
     if total == 0 {
-        return T::wrap(out);
+        return out;
     }
     let strides = strides_of(in_shape);
     // Per axis, the input offset each output coordinate reads (None: the constant).
@@ -340,20 +302,20 @@ fn pad_typed<T: Element>(
         })
         .collect();
     let Some((inner, outer)) = maps.split_last() else {
-        out.extend_from_slice(x);
-        return T::wrap(out);
+        out.push(0);
+        return out;
     };
     let mut index = vec![0usize; outer.len()];
     loop {
         let base = outer.iter().zip(&index).try_fold(0usize, |acc, (map, &i)| map[i].map(|off| acc + off));
         match base {
-            Some(base) => out.extend(inner.iter().map(|off| off.map_or(fill, |off| x[base + off]))),
+            Some(base) => out.extend(inner.iter().map(|off| off.map_or(fill, |off| base + off))),
             None => out.extend(std::iter::repeat_n(fill, inner.len())),
         }
         let mut level = outer.len();
         loop {
             if level == 0 {
-                return T::wrap(out);
+                return out;
             }
             level -= 1;
             index[level] += 1;
