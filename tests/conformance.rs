@@ -90,33 +90,9 @@ impl Tolerance {
     }
 }
 
-/// Decodes a TensorProto (raw_data or the typed repeated fields) into a tensor.
+/// Decodes a TensorProto (raw_data or the typed repeated fields, any element type).
 fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
-    let shape = proto
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim {d}")))
-        .collect::<Result<Vec<usize>, _>>()?;
-    let raw = proto.raw_data.as_deref().unwrap_or(&[]);
-    let from_raw = !raw.is_empty() || shape.contains(&0);
-    let data = match proto.data_type.unwrap_or(0) {
-        1 if from_raw => {
-            TensorData::F32(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-        }
-        1 => TensorData::F32(proto.float_data.clone()),
-        7 if from_raw => TensorData::I64(
-            raw.chunks_exact(8).map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect(),
-        ),
-        7 => TensorData::I64(proto.int64_data.clone()),
-        6 if from_raw => {
-            TensorData::I32(raw.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-        }
-        6 => TensorData::I32(proto.int32_data.clone()),
-        9 if from_raw => TensorData::Bool(raw.to_vec()),
-        9 => TensorData::Bool(proto.int32_data.iter().map(|&v| u8::from(v != 0)).collect()),
-        other => return Err(format!("unsupported TensorProto data_type {other}")),
-    };
-    Tensor::new(shape, data).map_err(|e| e.to_string())
+    qairt::onnx::decode_tensor(proto, &BTreeMap::new()).map_err(|e| e.to_string())
 }
 
 fn read_tensor_proto(path: &Path) -> Result<TensorProto, String> {
@@ -149,11 +125,14 @@ fn compare(test: &str, index: usize, got: &Tensor, expected: &Tensor, tolerance:
             expected.shape
         ));
     }
-    let (g, e) = match (&got.data, &expected.data) {
-        (TensorData::F32(g), TensorData::F32(e)) => (g.as_slice(), e.as_slice()),
+    let (g, e): (Vec<f32>, Vec<f32>) = match (&got.data, &expected.data) {
+        (TensorData::F32(g), TensorData::F32(e)) => (g.clone(), e.clone()),
+        // Other float types compare as floats, within the same tolerance.
+        _ if got.dtype().is_float() => (got.to_f32_vec(), expected.to_f32_vec()),
         _ if got.data == expected.data => return Ok(()),
         _ => return Err(format!("{test}: output {index}: got {:?}, expected {:?}", got.data, expected.data)),
     };
+    let (g, e) = (g.as_slice(), e.as_slice());
     let bad: Vec<usize> = (0..g.len()).filter(|&i| !tolerance.accepts(g[i], e[i])).collect();
     if let Some(&first) = bad.first() {
         return Err(format!(

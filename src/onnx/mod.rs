@@ -51,6 +51,15 @@ pub fn decode_model(bytes: &[u8]) -> Result<proto::ModelProto, ImportError> {
     Ok(model)
 }
 
+/// Decodes one `TensorProto` (any element type qairt carries; external bytes from
+/// `external`, keyed by location) into an IR tensor.
+pub fn decode_tensor(
+    proto: &proto::TensorProto,
+    external: &BTreeMap<String, Vec<u8>>,
+) -> Result<crate::ir::Tensor, ImportError> {
+    tensor::decode_tensor(proto, external)
+}
+
 /// Relative `location`s of external-data files the model references, sorted, deduplicated.
 /// Locations that are absolute or climb out of the model's directory are left out (import
 /// reports them as malformed), so the caller never reads outside the model's directory.
