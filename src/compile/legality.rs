@@ -52,10 +52,9 @@ pub(crate) fn check(q: &QuantizedGraph, backend: &BackendRules) -> Result<Vec<(U
             continue;
         }
         if info.dtype != DType::F32 {
-            return Err(CompileError::NonFloatTensor {
-                tensor: info.name.clone(),
-                dtype: info.dtype.name().to_string(),
-            });
+            // Integer, bool and non-float32 float tensors run in their own type, unquantized.
+            result.push((use_, Repr::Native(info.dtype)));
+            continue;
         }
         let role = match use_ {
             Use::Constant(role) => role,

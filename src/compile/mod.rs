@@ -158,15 +158,23 @@ pub fn compile(q: &QuantizedGraph, backend: &BackendRules) -> Result<Program, Co
                 let tensor = graph
                     .constant(id)
                     .ok_or_else(|| CompileError::Internal(format!("constant {:?} has no data", info.name)))?;
-                let values = tensor.as_f32().ok_or_else(|| CompileError::NonFloatTensor {
-                    tensor: info.name.clone(),
-                    dtype: tensor.dtype().name().to_string(),
-                })?;
-                let bytes = repr
-                    .bytes_for(values.len())
-                    .ok_or_else(|| CompileError::InvalidGraph(format!("constant {:?} is too large", info.name)))?;
-                let mut data = vec![0u8; bytes];
-                repr::encode(&repr, &info.shape, values, &mut data);
+                let data = match (&repr, tensor.as_f32()) {
+                    (Repr::Native(_), _) => tensor.data.to_le_bytes(),
+                    (_, Some(values)) => {
+                        let bytes = repr.bytes_for(values.len()).ok_or_else(|| {
+                            CompileError::InvalidGraph(format!("constant {:?} is too large", info.name))
+                        })?;
+                        let mut data = vec![0u8; bytes];
+                        repr::encode(&repr, &info.shape, values, &mut data);
+                        data
+                    }
+                    (_, None) => {
+                        return Err(CompileError::NonFloatTensor {
+                            tensor: info.name.clone(),
+                            dtype: tensor.dtype().name().to_string(),
+                        });
+                    }
+                };
                 Storage::Constant { data }
             }
         };

@@ -107,8 +107,17 @@ impl Program {
         let fail = |msg: String| Err(InvalidProgram(msg));
         for (i, t) in self.tensors.iter().enumerate() {
             let name = &t.info.name;
-            if t.info.dtype != DType::F32 {
-                return fail(format!("tensor {name:?} has dtype {}", t.info.dtype.name()));
+            // float32 tensors are float or quantized; every other type is stored natively.
+            let native_ok = match t.repr {
+                Repr::Native(dtype) => dtype == t.info.dtype && dtype != DType::F32,
+                _ => t.info.dtype == DType::F32,
+            };
+            if !native_ok {
+                return fail(format!(
+                    "tensor {name:?} of dtype {} has representation {:?}",
+                    t.info.dtype.name(),
+                    t.repr
+                ));
             }
             let Some(elements) = t.info.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
                 return fail(format!("tensor {name:?}: shape {:?} overflows", t.info.shape));

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ir::{DType, TensorData};
+
 /// Affine integer encoding of a tensor: one `(scale, offset)` pair per tensor, or one per
 /// slice along `axis` (per-channel weights).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,10 @@ pub enum Repr {
         bitwidth: u32,
     },
     Quant(QuantParams),
+    /// The tensor's own element type, as raw little-endian elements: integer and bool tensors
+    /// (never quantized) and float tensors of a type other than float32 (float64, float16,
+    /// bfloat16, float8). Its data is never dequantized: kernels see the typed values.
+    Native(DType),
 }
 
 impl Repr {
@@ -48,6 +54,7 @@ impl Repr {
     /// The storage layout of one element.
     pub fn layout(&self) -> Layout {
         match self {
+            Repr::Native(dtype) => Layout::Native(*dtype),
             Repr::Float { bitwidth: 16 } => Layout::F16,
             Repr::Float { .. } => Layout::F32,
             Repr::Quant(q) => match q.bitwidth {
@@ -67,6 +74,7 @@ impl Repr {
     /// Checks the representation against the shape of its tensor.
     pub fn check(&self, shape: &[usize]) -> Result<(), String> {
         match self {
+            Repr::Native(_) => Ok(()),
             Repr::Float { bitwidth: 16 | 32 } => Ok(()),
             Repr::Float { bitwidth } => Err(format!("float bitwidth {bitwidth} (expected 16 or 32)")),
             Repr::Quant(q) => {
@@ -104,11 +112,14 @@ pub enum Layout {
     U8,
     U16,
     U32,
+    /// Raw elements of this type.
+    Native(DType),
 }
 
 impl Layout {
     pub fn bytes_for(self, elements: usize) -> Option<usize> {
         match self {
+            Layout::Native(dtype) => elements.checked_mul(dtype.size_bytes()),
             Layout::Nibble => Some(elements.div_ceil(2)),
             Layout::U8 => Some(elements),
             Layout::U16 | Layout::F16 => elements.checked_mul(2),
@@ -167,6 +178,20 @@ impl Channels {
 /// which must hold exactly `repr.bytes_for(values.len())` bytes.
 pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
     match repr {
+        Repr::Native(dtype) => {
+            // Float values converted to the type (integers truncate, as a Cast would).
+            let wide: Vec<f64> = values.iter().map(|&x| f64::from(x)).collect();
+            let data = if dtype.is_float() {
+                TensorData::floats_from_f64(*dtype, &wide, true)
+            } else {
+                TensorData::ints_from_i64(*dtype, &wide.iter().map(|&x| x as i64).collect::<Vec<_>>())
+            };
+            if let Some(data) = data {
+                let bytes = data.to_le_bytes();
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+            }
+        }
         Repr::Float { bitwidth: 16 } => {
             for (chunk, &x) in out.chunks_exact_mut(2).zip(values) {
                 chunk.copy_from_slice(&half::f16::from_f32(x).to_le_bytes());
@@ -203,7 +228,7 @@ pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
                         chunk.copy_from_slice(&(code(i, x) as u16).to_le_bytes());
                     }
                 }
-                Layout::U32 | Layout::F32 | Layout::F16 => {
+                Layout::U32 | Layout::F32 | Layout::F16 | Layout::Native(_) => {
                     for (i, (chunk, &x)) in out.chunks_exact_mut(4).zip(values).enumerate() {
                         chunk.copy_from_slice(&code(i, x).to_le_bytes());
                     }
@@ -223,15 +248,25 @@ pub fn unpack_codes(layout: Layout, bytes: &[u8], elements: usize) -> Vec<u32> {
         Layout::U16 | Layout::F16 => {
             bytes.chunks_exact(2).take(elements).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
         }
-        Layout::U32 | Layout::F32 => {
+        Layout::U32 | Layout::F32 | Layout::Native(_) => {
             bytes.chunks_exact(4).take(elements).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         }
     }
 }
 
+/// The typed data of a [`Repr::Native`] tensor stored in `bytes` (`None` when `bytes` is not
+/// a whole number of elements, which validated programs exclude).
+pub fn decode_native(dtype: DType, bytes: &[u8]) -> Option<TensorData> {
+    TensorData::from_le_bytes(dtype, bytes).ok()
+}
+
 /// Reads `elements` values of a tensor of `shape` from `bytes`, dequantized to float32.
 pub fn decode(repr: &Repr, shape: &[usize], bytes: &[u8], elements: usize) -> Vec<f32> {
     match repr {
+        Repr::Native(dtype) => {
+            let values = decode_native(*dtype, bytes).map(|d| d.to_f64_vec()).unwrap_or_default();
+            values.into_iter().take(elements).map(|x| x as f32).collect()
+        }
         Repr::Float { bitwidth: 16 } => {
             bytes.chunks_exact(2).take(elements).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
         }

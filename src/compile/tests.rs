@@ -325,15 +325,26 @@ supported_ops = ["Conv"]
 }
 
 #[test]
-fn integer_tensors_are_refused() {
-    let mut b = Builder::default();
-    let x = b.input("x", &[2]);
-    let y = b.node("id", Op::Identity(crate::ops::Identity), &[x], "y", &[2]);
-    b.output(y);
-    b.graph.graph.tensors[x.index()].dtype = DType::I64;
-    b.graph.graph.tensors[y.index()].dtype = DType::I64;
-    let err = compile(&b.finish(), &backend("cpu")).unwrap_err();
-    assert_eq!(err, CompileError::NonFloatTensor { tensor: "x".into(), dtype: "int64".into() });
+fn integer_tensors_run_in_their_own_type_on_every_backend() {
+    for name in ["cpu", "htp"] {
+        let mut b = Builder::default();
+        let x = b.input("x", &[2]);
+        let y = b.node("id", Op::Identity(crate::ops::Identity), &[x], "y", &[2]);
+        b.output(y);
+        b.graph.graph.tensors[x.index()].dtype = DType::I64;
+        b.graph.graph.tensors[y.index()].dtype = DType::I64;
+        let program = compile(&b.finish(), &backend(name)).unwrap();
+        assert_eq!(program.tensor(y).unwrap().repr, Repr::Native(DType::I64), "{name}");
+        assert!(matches!(program.tensor(y).unwrap().storage, Storage::Arena { bytes: 16, .. }));
+        // Values beyond float32's 24-bit mantissa survive: nothing goes through float.
+        let input = crate::ir::Tensor::from_i64(vec![2], vec![(1 << 53) + 1, -7]);
+        let out = crate::runtime::exec::execute(&program, &[input.clone()], &mut |_, _| {}).unwrap();
+        assert_eq!(out, vec![input], "{name}");
+        // A float32 value for the int64 input is refused, naming the types.
+        let wrong = crate::ir::Tensor::from_f32(vec![2], vec![1.0, 2.0]);
+        let err = crate::runtime::exec::execute(&program, &[wrong], &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("int64"), "{err}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::diag::{Diag, closest};
-use crate::ir::{DType, Graph, Tensor};
+use crate::ir::{Graph, Tensor, TensorData};
 
 use super::db::{DataList, Db, Failed, SourceFile};
 
@@ -89,38 +89,38 @@ pub fn read_samples(
                     continue;
                 }
             };
-            let expected = info.elements() * DType::F32.size_bytes();
-            if info.dtype != DType::F32 {
-                diags.push(
-                    Diag::error(
-                        "qairt::input_list::dtype",
-                        format!("input \"{}\" is {}, raw inputs are read as float32", info.name, info.dtype.name()),
-                    )
-                    .in_file(&list_path)
-                    .at(entry.span.0, entry.span.1, "this input"),
-                );
-                continue;
-            }
+            // Raw files hold the input's own element type (the SDK's native input files).
+            let expected = info.elements() * info.dtype.size_bytes();
             if bytes.len() != expected {
                 diags.push(
                     Diag::error(
                         "qairt::input_list::raw_size",
                         format!(
-                            "{} has {} bytes, but input \"{}\" of shape {:?} float32 needs {expected}",
+                            "{} has {} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
                             entry.file.path(db).display(),
                             bytes.len(),
                             info.name,
-                            info.shape
+                            info.shape,
+                            info.dtype.name()
                         ),
                     )
                     .in_file(&list_path)
                     .at(entry.span.0, entry.span.1, format!("{} bytes, expected {expected}", bytes.len()))
-                    .with_help("raw files are headerless little-endian float32 in the model's input layout"),
+                    .with_help(format!(
+                        "raw files are headerless little-endian {} (the input's own element type) in the \
+                         model's input layout",
+                        info.dtype.name()
+                    )),
                 );
                 continue;
             }
-            let values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            tensors[slot] = Some(Tensor::from_f32(info.shape.clone(), values));
+            let data = TensorData::from_le_bytes(info.dtype, &bytes).map_err(|e| {
+                Failed(vec![Diag::error(
+                    "qairt::input_list::raw_size",
+                    format!("{}: {e}", entry.file.path(db).display()),
+                )])
+            })?;
+            tensors[slot] = Some(Tensor { shape: info.shape.clone(), data });
         }
         let missing: Vec<&str> =
             tensors.iter().zip(&input_names).filter(|(t, _)| t.is_none()).map(|(_, n)| *n).collect();

@@ -51,7 +51,8 @@ fn render(
     ] {
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
-                let bytes = tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
+                // Each output in its own element type, as the SDK's native output files.
+                let bytes = tensor.data.to_le_bytes();
                 files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
             }
         }

@@ -12,7 +12,7 @@
 
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
-use crate::ir::{DType, Tensor, TensorId, TensorInfo};
+use crate::ir::{Tensor, TensorId, TensorInfo};
 use crate::runtime::kernels::KernelError;
 
 /// Why a program could not run on the given inputs.
@@ -51,11 +51,7 @@ pub fn prepare(program: &Program) -> Result<Prepared<'_>, ExecError> {
         .tensors
         .iter()
         .map(|t| match &t.storage {
-            Storage::Constant { data } => {
-                let elements = t.info.elements();
-                let values = repr::decode(&t.repr, &t.info.shape, data, elements);
-                Some(Tensor::from_f32(t.info.shape.clone(), values))
-            }
+            Storage::Constant { data } => Some(decode_tensor(&t.info, &t.repr, data)),
             _ => None,
         })
         .collect();
@@ -153,21 +149,21 @@ impl<'p> Prepared<'p> {
                     got: tensor.shape.clone(),
                 });
             }
-            let Some(values) = tensor.as_f32() else {
+            if tensor.dtype() != region.info.dtype {
                 return Err(ExecError::InputDType {
                     name: name.clone(),
-                    expected: DType::F32.name().into(),
+                    expected: region.info.dtype.name().into(),
                     got: tensor.dtype().name().into(),
                 });
-            };
-            if values.len() != region.info.elements() {
+            }
+            if tensor.len() != region.info.elements() {
                 return Err(ExecError::InputShape {
                     name: name.clone(),
                     expected: region.info.shape.clone(),
-                    got: vec![values.len()],
+                    got: vec![tensor.len()],
                 });
             }
-            write(&mut arena, &region, values);
+            write(&mut arena, &region, tensor);
         }
 
         for id in self.seeded_tensors(selected) {
@@ -208,7 +204,7 @@ impl<'p> Prepared<'p> {
                 got: vec![values.len()],
             });
         }
-        write(arena, &region, &values);
+        write(arena, &region, &Tensor::from_f32(region.info.shape.clone(), values));
         Ok(())
     }
 
@@ -273,24 +269,25 @@ impl<'p> Prepared<'p> {
             });
         }
         for ((result, region), &id) in results.iter().zip(&regions).zip(&step.outputs) {
-            let values = match result.as_f32() {
-                Some(v) if result.shape == region.info.shape && v.len() == region.info.elements() => v,
-                _ => {
-                    return Err(ExecError::KernelOutput {
-                        node: step.node.clone(),
-                        op: op.into(),
-                        message: format!(
-                            "a {} tensor of shape {:?} for {:?}, expected float32 {:?}",
-                            result.dtype().name(),
-                            result.shape,
-                            region.info.name,
-                            region.info.shape
-                        ),
-                    });
-                }
-            };
-            write(arena, region, values);
-            if *region.repr == Repr::F32 {
+            let fits = result.shape == region.info.shape
+                && result.dtype() == region.info.dtype
+                && result.len() == region.info.elements();
+            if !fits {
+                return Err(ExecError::KernelOutput {
+                    node: step.node.clone(),
+                    op: op.into(),
+                    message: format!(
+                        "a {} tensor of shape {:?} for {:?}, expected {} {:?}",
+                        result.dtype().name(),
+                        result.shape,
+                        region.info.name,
+                        region.info.dtype.name(),
+                        region.info.shape
+                    ),
+                });
+            }
+            write(arena, region, result);
+            if matches!(region.repr, Repr::Native(_)) || *region.repr == Repr::F32 {
                 // Stored bit for bit: what the arena holds is the kernel's result.
                 observe(id, result);
             } else {
@@ -301,19 +298,40 @@ impl<'p> Prepared<'p> {
     }
 }
 
-fn write(arena: &mut [u8], region: &Region<'_>, values: &[f32]) {
-    if let Some(bytes) = arena.get_mut(region.start..region.end) {
-        repr::encode(region.repr, &region.info.shape, values, bytes);
+/// Stores `tensor` (of the region's dtype and shape) in its region, in the region's
+/// representation: raw elements for a native tensor, else encoded from float32.
+fn write(arena: &mut [u8], region: &Region<'_>, tensor: &Tensor) {
+    let Some(bytes) = arena.get_mut(region.start..region.end) else { return };
+    match (region.repr, tensor.as_f32()) {
+        (Repr::Native(_), _) => {
+            let raw = tensor.data.to_le_bytes();
+            let n = raw.len().min(bytes.len());
+            bytes[..n].copy_from_slice(&raw[..n]);
+        }
+        (repr, Some(values)) => repr::encode(repr, &region.info.shape, values, bytes),
+        (repr, None) => repr::encode(repr, &region.info.shape, &tensor.to_f32_vec(), bytes),
     }
 }
 
+/// The tensor a region holds: typed for a native tensor, else dequantized to float32.
 fn read(arena: &[u8], region: &Region<'_>) -> Tensor {
-    let elements = region.info.elements();
     let bytes = arena.get(region.start..region.end).unwrap_or(&[]);
-    let mut values = repr::decode(region.repr, &region.info.shape, bytes, elements);
+    decode_tensor(region.info, region.repr, bytes)
+}
+
+/// A tensor stored as `bytes` in `repr` (validated: the byte count fits the shape).
+fn decode_tensor(info: &TensorInfo, repr: &Repr, bytes: &[u8]) -> Tensor {
+    let elements = info.elements();
+    if let Repr::Native(dtype) = repr
+        && let Some(data) = repr::decode_native(*dtype, bytes)
+        && data.len() == elements
+    {
+        return Tensor { shape: info.shape.clone(), data };
+    }
+    let mut values = repr::decode(repr, &info.shape, bytes, elements);
     // Only a region shorter than its tensor (excluded by validation) could leave it short.
     values.resize(elements, 0.0);
-    Tensor::from_f32(region.info.shape.clone(), values)
+    Tensor::from_f32(info.shape.clone(), values)
 }
 
 #[cfg(test)]
