@@ -338,7 +338,7 @@ fn integer_tensors_run_in_their_own_type_on_every_backend() {
         assert!(matches!(program.tensor(y).unwrap().storage, Storage::Arena { bytes: 16, .. }));
         // Values beyond float32's 24-bit mantissa survive: nothing goes through float.
         let input = crate::ir::Tensor::from_i64(vec![2], vec![(1 << 53) + 1, -7]);
-        let out = crate::runtime::exec::execute(&program, &[input.clone()], &mut |_, _| {}).unwrap();
+        let out = crate::runtime::exec::execute(&program, std::slice::from_ref(&input), &mut |_, _| {}).unwrap();
         assert_eq!(out, vec![input], "{name}");
         // A float32 value for the int64 input is refused, naming the types.
         let wrong = crate::ir::Tensor::from_f32(vec![2], vec![1.0, 2.0]);
