@@ -5,7 +5,7 @@
 //! them, and only after comparing digests (a salsa setter always starts a new revision).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -56,8 +56,9 @@ pub struct ModelInput {
     /// External-data files (location as written in the model, file).
     #[returns(ref)]
     pub externals: Vec<(String, SourceFile)>,
+    /// `[model] define_symbols` and `input_dims`.
     #[returns(ref)]
-    pub symbols: BTreeMap<String, usize>,
+    pub shapes: crate::onnx::InputShapes,
 }
 
 /// Backend rule files: the standard set shipped in the binary plus the project's `rules/`.

@@ -44,7 +44,7 @@ pub fn stage_inputs(
                 let (k, v) = entry("external data", *ext);
                 inputs.insert(k, v);
             }
-            inputs.insert("[model] define_symbols".into(), hash(model.symbols(db)));
+            inputs.insert("[model] define_symbols, input_dims".into(), hash(model.shapes(db)));
         }
         Stage::Optimize => {}
         Stage::Calibrate => {

@@ -48,7 +48,7 @@ pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed
     for (location, file) in model.externals(db) {
         key = key.bytes("external", location.as_bytes()).digest("bytes", &file.digest(db));
     }
-    let key = key.value("symbols", model.symbols(db)).finish();
+    let key = key.value("shapes", model.shapes(db)).finish();
     memoize(db, Stage::Parse, None, key, || compute_parse(db, project), |_| Vec::new())
 }
 
@@ -62,7 +62,7 @@ fn compute_parse(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
     for (location, ext) in model.externals(db) {
         external.insert(location.clone(), read_file(db, *ext)?.to_vec());
     }
-    crate::onnx::import(&proto, &external, model.symbols(db))
+    crate::onnx::import_with_shapes(&proto, &external, model.shapes(db))
         .map_err(|errors| Failed(errors.into_iter().map(|e| convert::import_error(&path, e)).collect()))
 }
 

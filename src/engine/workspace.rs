@@ -268,6 +268,10 @@ impl Workspace {
         let model_file =
             self.file(&config.model.path).map_err(|e| vec![missing(&config, &config.model.path, &e, "the model")])?;
         let externals = self.externals(model_file, &config.model.path)?;
+        let shapes = crate::onnx::InputShapes {
+            symbols: config.model.define_symbols.clone(),
+            inputs: config.model.input_dims.clone(),
+        };
         let model = match self.project {
             Some(p) => {
                 let m = p.model(&self.db);
@@ -277,12 +281,12 @@ impl Workspace {
                 if *m.externals(&self.db) != externals {
                     m.set_externals(&mut self.db).to(externals);
                 }
-                if *m.symbols(&self.db) != config.model.define_symbols {
-                    m.set_symbols(&mut self.db).to(config.model.define_symbols.clone());
+                if *m.shapes(&self.db) != shapes {
+                    m.set_shapes(&mut self.db).to(shapes);
                 }
                 m
             }
-            None => ModelInput::new(&self.db, model_file, externals, config.model.define_symbols.clone()),
+            None => ModelInput::new(&self.db, model_file, externals, shapes),
         };
 
         let calibration = match &config.calibration {

@@ -44,17 +44,26 @@ struct Importer<'m> {
     declared: BTreeMap<&'m str, &'m ValueInfoProto>,
     /// Names read by some node or listed as graph outputs.
     consumed: BTreeSet<&'m str>,
-    symbols: &'m BTreeMap<String, usize>,
+    shapes: &'m InputShapes,
     external: &'m BTreeMap<String, Vec<u8>>,
     opset: i64,
     opsets: BTreeMap<&'m str, i64>,
     errors: Vec<ImportError>,
 }
 
+/// Concrete sizes for a model's dynamic input dims: values of symbolic dims (`[model]
+/// define_symbols`) and whole shapes of named inputs (`[model] input_dims`, like the SDK
+/// converter's `--input_dim`), which win over symbols.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct InputShapes {
+    pub symbols: BTreeMap<String, usize>,
+    pub inputs: BTreeMap<String, Vec<usize>>,
+}
+
 pub(crate) fn import(
     model: &ModelProto,
     external: &BTreeMap<String, Vec<u8>>,
-    symbols: &BTreeMap<String, usize>,
+    shapes: &InputShapes,
 ) -> Result<Graph, Vec<ImportError>> {
     let opsets = opset_versions(model);
     let opset = default_opset(&opsets).map_err(|e| vec![e])?;
@@ -72,7 +81,7 @@ pub(crate) fn import(
         slots: BTreeMap::new(),
         declared: BTreeMap::new(),
         consumed: BTreeSet::new(),
-        symbols,
+        shapes,
         external,
         opset,
         opsets,
@@ -220,6 +229,21 @@ fn check_size(name: &str, dtype: DType, shape: &[usize]) -> Result<(), ImportErr
     Ok(())
 }
 
+/// A declared input shape as text, e.g. `[batch, 3, ?, 224]` (`?`: no size, no name).
+fn declared_dims(shape: &super::proto::TensorShapeProto) -> String {
+    let dims: Vec<String> = shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(Dim::DimValue(v)) if *v >= 0 => v.to_string(),
+            Some(Dim::DimParam(p)) if !p.is_empty() => p.clone(),
+            Some(Dim::DimValue(v)) => v.to_string(),
+            _ => "?".to_string(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
 /// A TOML key for `name`: bare when it can be, else quoted.
 fn toml_key(name: &str) -> String {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -292,6 +316,27 @@ impl<'m> Importer<'m> {
                 }
             }
         }
+        let inputs: Vec<&str> = g
+            .input
+            .iter()
+            .map(|vi| vi.name())
+            .filter(|n| !self.slots.get(n).is_some_and(|s| matches!(s, Slot::Known { .. } | Slot::Broken(_))))
+            .collect();
+        for given in self.shapes.inputs.keys() {
+            if !inputs.contains(&given.as_str()) {
+                let mut hint = format!("the model's inputs are: {}", inputs.join(", "));
+                if let Some(near) = crate::diag::closest(given, inputs.iter().copied()) {
+                    hint = format!("did you mean {near:?}? ({hint})");
+                }
+                self.errors.push(
+                    ImportError::new(
+                        ErrorKind::UnresolvedSymbol,
+                        format!("[model] input_dims names {given:?}, which is not a graph input"),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
         for (symbol, places) in unresolved {
             self.errors.push(
                 ImportError::new(
@@ -328,29 +373,69 @@ impl<'m> Importer<'m> {
             return Err(ImportError::new(ErrorKind::ShapeError, format!("graph input {name:?} declares no shape"))
                 .with_hint("re-export the model with static input shapes"));
         };
+        // A shape given in input_dims wins; it must keep the rank and every fixed size.
+        if let Some(given) = self.shapes.inputs.get(name) {
+            let fixed_differs =
+                shape.dim.iter().zip(given).enumerate().find_map(|(axis, (dim, &size))| match dim.value {
+                    Some(Dim::DimValue(v)) if v >= 0 && v as usize != size => Some((axis, v)),
+                    _ => None,
+                });
+            if given.len() != shape.dim.len() || fixed_differs.is_some() {
+                let declared = declared_dims(shape);
+                let why = match fixed_differs {
+                    Some((axis, v)) => format!("axis {axis} is fixed at {v}"),
+                    None => format!("the model declares rank {}", shape.dim.len()),
+                };
+                return Err(ImportError::new(
+                    ErrorKind::ShapeError,
+                    format!("[model] input_dims gives {name:?} the shape {given:?}, but {why} (declared {declared})"),
+                )
+                .with_hint("give a shape of the declared rank that keeps every fixed size"));
+            }
+            if given.contains(&0) {
+                return Err(ImportError::new(
+                    ErrorKind::ShapeError,
+                    format!("[model] input_dims gives {name:?} an empty dim: {given:?}"),
+                ));
+            }
+            return Ok(Some((dtype, given.clone())));
+        }
         let mut dims = Vec::with_capacity(shape.dim.len());
         let mut complete = true;
+        let mut anonymous = Vec::new();
         for (axis, dim) in shape.dim.iter().enumerate() {
             match &dim.value {
-                Some(Dim::DimValue(v)) => match usize::try_from(*v) {
-                    Ok(v) => dims.push(v),
-                    Err(_) => return Err(malformed(format!("graph input {name:?} has dimension {v} on axis {axis}"))),
-                },
-                Some(Dim::DimParam(p)) if !p.is_empty() => match self.symbols.get(p) {
+                Some(Dim::DimValue(v)) if *v >= 0 => dims.push(*v as usize),
+                Some(Dim::DimParam(p)) if !p.is_empty() => match self.shapes.symbols.get(p) {
                     Some(&v) => dims.push(v),
                     None => {
                         unresolved.entry(p.as_str()).or_default().push(format!("input {name:?} axis {axis}"));
                         complete = false;
+                        dims.push(1);
                     }
                 },
+                // `-1` (some exporters write it) or no size and no name: only input_dims can say.
                 _ => {
-                    return Err(ImportError::new(
-                        ErrorKind::UnresolvedSymbol,
-                        format!("axis {axis} of graph input {name:?} has neither a size nor a symbol name"),
-                    )
-                    .with_hint("re-export the model with a static size (or a named dynamic axis) for this dimension"));
+                    anonymous.push(axis);
+                    dims.push(1);
                 }
             }
+        }
+        if !anonymous.is_empty() {
+            let axes = anonymous.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+            let suggestion = dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+            return Err(ImportError::new(
+                ErrorKind::UnresolvedSymbol,
+                format!(
+                    "graph input {name:?} ({}) has no size on axis {axes}: the dim is -1 or has neither a size nor a \
+                     symbol name",
+                    declared_dims(shape)
+                ),
+            )
+            .with_hint(format!(
+                "give the input a concrete shape in qairt.toml: [model] input_dims = {{ {} = [{suggestion}] }}",
+                toml_key(name)
+            )));
         }
         Ok(complete.then_some((dtype, dims)))
     }
@@ -381,7 +466,7 @@ impl<'m> Importer<'m> {
         let fits = declared.dim.len() == shape.len()
             && declared.dim.iter().zip(shape).all(|(dim, &got)| match &dim.value {
                 Some(Dim::DimValue(v)) => *v == got as i64,
-                Some(Dim::DimParam(p)) => self.symbols.get(p).is_none_or(|&v| v == got),
+                Some(Dim::DimParam(p)) => self.shapes.symbols.get(p).is_none_or(|&v| v == got),
                 None => true,
             });
         if !fits {

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 pub use error::{ErrorKind, ImportError};
-pub use import::{MAX_OPSET, MIN_OPSET};
+pub use import::{InputShapes, MAX_OPSET, MIN_OPSET};
 
 /// Decodes a serialized `ModelProto`. Truncated or garbage bytes give an error (never a
 /// panic), and so does a message that decodes but holds no graph.
@@ -87,5 +87,14 @@ pub fn import(
     external: &BTreeMap<String, Vec<u8>>,
     symbols: &BTreeMap<String, usize>,
 ) -> Result<crate::ir::Graph, Vec<ImportError>> {
-    import::import(model, external, symbols)
+    import::import(model, external, &InputShapes { symbols: symbols.clone(), inputs: BTreeMap::new() })
+}
+
+/// [`import`] with concrete shapes for named inputs too (`[model] input_dims`).
+pub fn import_with_shapes(
+    model: &proto::ModelProto,
+    external: &BTreeMap<String, Vec<u8>>,
+    shapes: &InputShapes,
+) -> Result<crate::ir::Graph, Vec<ImportError>> {
+    import::import(model, external, shapes)
 }

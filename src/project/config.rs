@@ -35,6 +35,8 @@ pub struct ProjectConfig {
 pub struct ModelConfig {
     pub path: PathBuf,
     pub define_symbols: BTreeMap<String, usize>,
+    /// Whole shapes of named inputs (`input_dims`), which win over `define_symbols`.
+    pub input_dims: BTreeMap<String, Vec<usize>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +96,8 @@ struct RawModel {
     path: Spanned<String>,
     #[serde(default)]
     define_symbols: BTreeMap<String, Spanned<i64>>,
+    #[serde(default)]
+    input_dims: BTreeMap<String, Spanned<Vec<Spanned<i64>>>>,
 }
 
 #[derive(Deserialize)]
@@ -381,7 +385,27 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         }
         define_symbols.insert(name.clone(), (*value.get_ref()).max(1) as usize);
     }
-    let model = ModelConfig { path: resolve(&raw_model.path), define_symbols };
+    let mut input_dims = BTreeMap::new();
+    for (name, dims) in &raw_model.input_dims {
+        if dims.get_ref().is_empty() {
+            check.error(
+                dims,
+                format!("input `{name}` needs at least one dim"),
+                "e.g. input_dims = { input = [1, 3, 224, 224] }",
+            );
+        }
+        for dim in dims.get_ref() {
+            if *dim.get_ref() < 1 {
+                check.error(
+                    dim,
+                    format!("dim {} of input `{name}` must be a positive size", dim.get_ref()),
+                    "e.g. input_dims = { input = [1, 3, 224, 224] }",
+                );
+            }
+        }
+        input_dims.insert(name.clone(), dims.get_ref().iter().map(|d| (*d.get_ref()).max(1) as usize).collect());
+    }
+    let model = ModelConfig { path: resolve(&raw_model.path), define_symbols, input_dims };
 
     let calibration = raw.calibration.as_ref().map(|c| CalibrationConfig {
         input_list: resolve(&c.input_list),

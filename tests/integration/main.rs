@@ -12,6 +12,7 @@ mod pipeline;
 mod qdq_export;
 mod qdq_input;
 mod quant_features;
+mod real_inputs;
 mod sweep;
 mod tidy;
 mod util;

@@ -1,0 +1,54 @@
+//! Real-world input shapes: a model exported with an anonymous (`-1`) batch dim (the zoo's
+//! `digits_dynbatch`, made by `scripts/python/make_zoo.py`) is refused with a diagnostic that
+//! names the input and shows the `input_dims` line to add; with that line it builds and
+//! matches onnxruntime's float outputs (the fixture's `reference/` dump).
+
+use crate::util::{Project, copy_dir, read_f32, repo_root};
+
+/// The diagnostic text with miette's line wrapping and box drawing undone.
+fn flat(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr).split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ")
+}
+
+fn dynbatch() -> Project {
+    let p = Project::empty();
+    copy_dir(&repo_root().join("tests/data/zoo/digits_dynbatch"), p.dir.path());
+    p
+}
+
+#[test]
+fn an_anonymous_batch_dim_names_the_input_and_the_line_to_add() {
+    let p = dynbatch();
+    let out = p.run(&["build", "--target", "cpu"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = flat(&out.stderr);
+    assert!(stderr.contains("graph input \"input\""), "{stderr}");
+    assert!(stderr.contains("input_dims = { input = [1, 1, 8, 8] }"), "{stderr}");
+}
+
+#[test]
+fn input_dims_give_a_concrete_shape_and_the_cpu_target_matches_onnxruntime() {
+    let p = dynbatch();
+    let toml = p
+        .read("qairt.toml")
+        .replace("path = \"model.onnx\"", "path = \"model.onnx\"\ninput_dims = { input = [1, 1, 8, 8] }");
+    p.write("qairt.toml", &toml);
+    let out = p.run(&["build", "--target", "cpu"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for n in 0..8 {
+        let got = read_f32(&p.path(&format!("out/cpu/outputs/Result_{n}/logits.raw")));
+        let want = read_f32(&p.path(&format!("reference/Result_{n}/logits.raw")));
+        assert_eq!(got.len(), want.len());
+        let noise: f64 = got.iter().zip(&want).map(|(g, w)| f64::from(g - w).powi(2)).sum();
+        let signal: f64 = want.iter().map(|w| f64::from(*w).powi(2)).sum();
+        let sqnr = 10.0 * (signal / noise.max(1e-30)).log10();
+        assert!(sqnr >= 80.0, "sample {n}: SQNR {sqnr:.1} dB against onnxruntime");
+    }
+
+    // A shape that breaks a fixed dim of the model is refused, naming it.
+    p.write("qairt.toml", &toml.replace("[1, 1, 8, 8]", "[1, 3, 8, 8]"));
+    let out = p.run(&["build", "--target", "cpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = flat(&out.stderr);
+    assert!(stderr.contains("axis 1 is fixed at 1"), "{stderr}");
+}
