@@ -39,8 +39,26 @@ const PRECISION_OF_EXPECTED: &[(&str, Tolerance, &str)] = &[(
 /// Op inputs that the IR holds as attributes: the importer needs them constant. Node tests
 /// feed them as graph inputs, so the harness turns their test data into initializers (what
 /// a real model would carry) before importing.
-const ATTRIBUTE_INPUTS: &[(&str, &[usize])] =
-    &[("Clip", &[1, 2]), ("Pad", &[1, 2, 3]), ("Reshape", &[1]), ("Squeeze", &[1]), ("Unsqueeze", &[1])];
+const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
+    ("Clip", &[1, 2]),
+    ("CumProd", &[1]),
+    ("CumSum", &[1]),
+    ("Pad", &[1, 2, 3]),
+    ("ReduceL1", &[1]),
+    ("ReduceL2", &[1]),
+    ("ReduceLogSum", &[1]),
+    ("ReduceLogSumExp", &[1]),
+    ("ReduceMax", &[1]),
+    ("ReduceMean", &[1]),
+    ("ReduceMin", &[1]),
+    ("ReduceProd", &[1]),
+    ("ReduceSum", &[1]),
+    ("ReduceSumSquare", &[1]),
+    ("Reshape", &[1]),
+    ("Squeeze", &[1]),
+    ("TopK", &[1]),
+    ("Unsqueeze", &[1]),
+];
 
 /// How closely a node test's outputs must match ONNX's expected outputs.
 #[derive(Clone, Copy, Debug, PartialEq)]

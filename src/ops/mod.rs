@@ -23,7 +23,9 @@ mod import;
 mod layout;
 mod linear;
 mod norm;
+mod normalize;
 mod pool;
+mod reduce;
 mod values;
 mod window;
 
@@ -39,7 +41,11 @@ pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
+pub use normalize::{
+    GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
+};
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -180,6 +186,10 @@ ops! {
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
+    reduce: Reduce(Reduce), ArgReduce(ArgReduce), Cumulative(Cumulative), TopK(TopK);
+    normalize: LayerNormalization(LayerNormalization), GroupNormalization(GroupNormalization),
+        LpNormalization(LpNormalization), MeanVarianceNormalization(MeanVarianceNormalization), Lrn(Lrn),
+        SoftmaxLike(SoftmaxLike);
 }
 
 impl Op {

@@ -15,7 +15,9 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod norm;
+pub mod normalize;
 pub mod pool;
+pub mod reduce;
 pub mod shape_ops;
 mod window;
 
