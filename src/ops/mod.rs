@@ -24,6 +24,7 @@ mod layout;
 mod linear;
 mod norm;
 mod pool;
+mod unary;
 mod values;
 mod window;
 
@@ -33,13 +34,14 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
-pub use elementwise::{Binary, Clip, Unary};
+pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -174,7 +176,8 @@ macro_rules! ops {
 
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
-    elementwise: Binary(Binary), Unary(Unary), Clip(Clip);
+    elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
+    unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
