@@ -735,3 +735,183 @@ impl OpDef for ClipBounds {
         cx.emit("Clip", vec![]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::kernels::elementwise::broadcast_shape;
+
+    fn binary(op: Binary, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+        Op::Binary(op).run(inputs, &[]).map(|mut v| v.remove(0))
+    }
+
+    fn f32s(t: &Tensor) -> &[f32] {
+        t.as_f32().unwrap()
+    }
+
+    #[test]
+    fn broadcast_shape_follows_numpy() {
+        assert_eq!(broadcast_shape(&[2, 3, 4], &[4]), Some(vec![2, 3, 4]));
+        assert_eq!(broadcast_shape(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
+        assert_eq!(broadcast_shape(&[], &[5]), Some(vec![5]));
+        assert_eq!(broadcast_shape(&[2, 3], &[2]), None);
+        assert_eq!(broadcast_shape(&[0, 3], &[1, 3]), Some(vec![0, 3]));
+    }
+
+    #[test]
+    fn add_same_shape() {
+        let a = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]);
+        let b = Tensor::from_f32(vec![3], vec![10.0, 20.0, 30.0]);
+        let y = binary(Binary::Add, &[&a, &b]).unwrap();
+        assert_eq!(f32s(&y), &[11.0, 22.0, 33.0]);
+    }
+
+    #[test]
+    fn sub_broadcasts_a_per_channel_bias_over_nchw() {
+        // x[n,c,h,w] = 100n + 10c + (2h + w) with N=2, C=2, H=W=2; b[c] = c + 1, shape [2,1,1].
+        let x: Vec<f32> = (0..16).map(|i| (100 * (i / 8) + 10 * ((i / 4) % 2) + i % 4) as f32).collect();
+        let a = Tensor::from_f32(vec![2, 2, 2, 2], x);
+        let b = Tensor::from_f32(vec![2, 1, 1], vec![1.0, 2.0]);
+        let y = binary(Binary::Sub, &[&a, &b]).unwrap();
+        assert_eq!(y.shape, vec![2, 2, 2, 2]);
+        #[rustfmt::skip]
+        let expected = [
+            -1.0, 0.0, 1.0, 2.0,        // n0 c0: [0,1,2,3] - 1
+            8.0, 9.0, 10.0, 11.0,       // n0 c1: [10..13] - 2
+            99.0, 100.0, 101.0, 102.0,  // n1 c0: [100..103] - 1
+            108.0, 109.0, 110.0, 111.0, // n1 c1: [110..113] - 2
+        ];
+        assert_eq!(f32s(&y), &expected);
+    }
+
+    #[test]
+    fn mul_broadcasts_both_operands() {
+        // [3,1] * [1,2] -> [3,2]: outer product of [1,2,3] and [10,100].
+        let a = Tensor::from_f32(vec![3, 1], vec![1.0, 2.0, 3.0]);
+        let b = Tensor::from_f32(vec![1, 2], vec![10.0, 100.0]);
+        let y = binary(Binary::Mul, &[&a, &b]).unwrap();
+        assert_eq!(y.shape, vec![3, 2]);
+        assert_eq!(f32s(&y), &[10.0, 100.0, 20.0, 200.0, 30.0, 300.0]);
+    }
+
+    #[test]
+    fn div_by_a_scalar_on_the_left_and_right() {
+        let a = Tensor::scalar_f32(12.0);
+        let b = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        // 12 / [1,2,3,4] = [12, 6, 4, 3]
+        assert_eq!(f32s(&binary(Binary::Div, &[&a, &b]).unwrap()), &[12.0, 6.0, 4.0, 3.0]);
+        // [1,2,3,4] / 12 computed as x / 12 exactly as in f32
+        let expected: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|x| x / 12.0).collect();
+        assert_eq!(f32s(&binary(Binary::Div, &[&b, &a]).unwrap()), &expected[..]);
+    }
+
+    #[test]
+    fn broadcast_a_middle_axis() {
+        // a [2,3,2] = 0..12, b [2,1,2] = [[1,2]],[[3,4]]: b repeats over the middle axis.
+        let a = Tensor::from_f32(vec![2, 3, 2], (0..12).map(|i| i as f32).collect());
+        let b = Tensor::from_f32(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let y = binary(Binary::Add, &[&a, &b]).unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            1.0, 3.0, 3.0, 5.0, 5.0, 7.0,     // [0,1],[2,3],[4,5] + [1,2]
+            9.0, 11.0, 11.0, 13.0, 13.0, 15.0, // [6,7],[8,9],[10,11] + [3,4]
+        ];
+        assert_eq!(f32s(&y), &expected);
+    }
+
+    #[test]
+    fn integer_arithmetic_wraps_and_truncates() {
+        let a = Tensor::from_i64(vec![4], vec![7, -7, i64::MAX, 6]);
+        let b = Tensor::from_i64(vec![4], vec![2, 2, 1, -4]);
+        let div = binary(Binary::Div, &[&a, &b]).unwrap();
+        // 7/2 = 3, -7/2 = -3 (toward zero), MAX/1 = MAX, 6/-4 = -1
+        assert_eq!(div.data, TensorData::I64(vec![3, -3, i64::MAX, -1]));
+        let add = binary(Binary::Add, &[&a, &b]).unwrap();
+        // MAX + 1 wraps to MIN
+        assert_eq!(add.data, TensorData::I64(vec![9, -5, i64::MIN, 2]));
+        let i32s = |v: Vec<i32>| Tensor::new(vec![v.len()], TensorData::I32(v)).unwrap();
+        let mul = binary(Binary::Mul, &[&i32s(vec![3, -4]), &i32s(vec![5])]).unwrap();
+        assert_eq!(mul.data, TensorData::I32(vec![15, -20]));
+    }
+
+    #[test]
+    fn integer_division_by_zero_is_an_error() {
+        let a = Tensor::from_i64(vec![2], vec![1, 2]);
+        let b = Tensor::from_i64(vec![2], vec![1, 0]);
+        assert!(binary(Binary::Div, &[&a, &b]).unwrap_err().message.contains("by zero"));
+    }
+
+    #[test]
+    fn mismatched_dtypes_and_shapes_are_errors() {
+        let a = Tensor::from_i64(vec![2], vec![1, 2]);
+        let b = Tensor::from_f32(vec![2], vec![1.0, 2.0]);
+        assert!(binary(Binary::Add, &[&a, &b]).unwrap_err().message.contains("different dtypes"));
+        let c = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]);
+        assert!(binary(Binary::Add, &[&b, &c]).unwrap_err().message.contains("do not broadcast"));
+    }
+
+    #[test]
+    fn integer_mod_follows_the_divisor_or_the_dividend() {
+        // Python: -7 % 3 = 2, 7 % -3 = -2; C fmod: -7 % 3 = -1, 7 % -3 = 1.
+        let a = Tensor::from_i64(vec![2], vec![-7, 7]);
+        let b = Tensor::from_i64(vec![2], vec![3, -3]);
+        assert_eq!(binary(Binary::Mod { fmod: false }, &[&a, &b]).unwrap().data, TensorData::I64(vec![2, -2]));
+        assert_eq!(binary(Binary::Mod { fmod: true }, &[&a, &b]).unwrap().data, TensorData::I64(vec![-1, 1]));
+    }
+
+    #[test]
+    fn integer_pow_and_shifts() {
+        // 3^4 = 81, 2^-1 truncates to 0, (-1)^-3 = -1; u8: 1 << 9 (past the width) = 0, 128 >> 7 = 1.
+        let a = Tensor::from_i64(vec![3], vec![3, 2, -1]);
+        let b = Tensor::from_i64(vec![3], vec![4, -1, -3]);
+        assert_eq!(binary(Binary::Pow, &[&a, &b]).unwrap().data, TensorData::I64(vec![81, 0, -1]));
+        let u = |v: Vec<u8>| Tensor::new(vec![v.len()], TensorData::U8(v)).unwrap();
+        let left = binary(Binary::BitShift { left: true }, &[&u(vec![1, 1]), &u(vec![9, 3])]).unwrap();
+        assert_eq!(left.data, TensorData::U8(vec![0, 8]));
+        let right = binary(Binary::BitShift { left: false }, &[&u(vec![128]), &u(vec![7])]).unwrap();
+        assert_eq!(right.data, TensorData::U8(vec![1]));
+    }
+
+    #[test]
+    fn where_broadcasts_three_ways() {
+        // c [2,1] = [[1],[0]], x [3] = [1,2,3], y scalar 9 -> [[1,2,3],[9,9,9]].
+        let c = Tensor::new(vec![2, 1], TensorData::Bool(vec![1, 0])).unwrap();
+        let x = Tensor::new(vec![3], TensorData::I16(vec![1, 2, 3])).unwrap();
+        let y = Tensor::new(vec![], TensorData::I16(vec![9])).unwrap();
+        let out = Op::Where(Where).run(&[&c, &x, &y], &[]).unwrap().remove(0);
+        assert_eq!((out.shape, out.data), (vec![2, 3], TensorData::I16(vec![1, 2, 3, 9, 9, 9])));
+    }
+
+    #[test]
+    fn clip_bounds_read_at_run_time_on_integers() {
+        // int8 [-100, 0, 100] clipped to [-5, 5] -> [-5, 0, 5]; only a max of 5 -> [-100, 0, 5].
+        let i8s = |v: Vec<i8>| Tensor::new(vec![v.len()], TensorData::I8(v)).unwrap();
+        let x = i8s(vec![-100, 0, 100]);
+        let (lo, hi) = (Tensor::new(vec![], TensorData::I8(vec![-5])).unwrap(), i8s(vec![5]));
+        let both = Op::ClipBounds(ClipBounds { min: true, max: true }).run(&[&x, &lo, &hi], &[]).unwrap();
+        assert_eq!(both[0].data, TensorData::I8(vec![-5, 0, 5]));
+        let max_only = Op::ClipBounds(ClipBounds { min: false, max: true }).run(&[&x, &hi], &[]).unwrap();
+        assert_eq!(max_only[0].data, TensorData::I8(vec![-100, 0, 5]));
+        // A bound of another type is an error, not a panic.
+        let f = Tensor::scalar_f32(1.0);
+        assert!(Op::ClipBounds(ClipBounds { min: true, max: false }).run(&[&x, &f], &[]).is_err());
+    }
+
+    #[test]
+    fn variadic_ops_broadcast_and_propagate_nan() {
+        // Max([1, NaN], [[0], [5]]) = [[1, NaN], [5, NaN]]; Mean([2], [4], [9]) = [5].
+        let a = Tensor::from_f32(vec![2], vec![1.0, f32::NAN]);
+        let b = Tensor::from_f32(vec![2, 1], vec![0.0, 5.0]);
+        let max = Op::Variadic(Variadic::Max).run(&[&a, &b], &[]).unwrap().remove(0);
+        let got = max.as_f32().unwrap();
+        assert_eq!((got[0], got[2]), (1.0, 5.0));
+        assert!(got[1].is_nan() && got[3].is_nan());
+        let (p, q, r) = (
+            Tensor::from_f32(vec![1], vec![2.0]),
+            Tensor::from_f32(vec![1], vec![4.0]),
+            Tensor::from_f32(vec![1], vec![9.0]),
+        );
+        let mean = Op::Variadic(Variadic::Mean).run(&[&p, &q, &r], &[]).unwrap().remove(0);
+        assert_eq!(mean.as_f32().unwrap(), &[5.0]);
+    }
+}

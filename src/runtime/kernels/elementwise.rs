@@ -85,11 +85,11 @@ pub trait Num: Copy + PartialOrd + 'static {
 
     /// numpy's `minimum`: NaN propagates.
     fn min_nan(self, other: Self) -> Self {
-        if self.is_nan() || other < self { other } else { self }
+        if self.is_nan() || !(other.is_nan() || other < self) { self } else { other }
     }
     /// numpy's `maximum`: NaN propagates.
     fn max_nan(self, other: Self) -> Self {
-        if self.is_nan() || other > self { other } else { self }
+        if self.is_nan() || !(other.is_nan() || other > self) { self } else { other }
     }
     /// -1, 0 or 1 (NaN stays NaN).
     fn sign(self) -> Self {
