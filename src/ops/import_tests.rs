@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::ir::Tensor;
-use crate::onnx::ErrorKind;
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::proto::NodeProto;
 use crate::onnx::proto::attribute_proto::AttributeType;
