@@ -40,7 +40,6 @@ const PRECISION_OF_EXPECTED: &[(&str, Tolerance, &str)] = &[(
 /// feed them as graph inputs, so the harness turns their test data into initializers (what
 /// a real model would carry) before importing.
 const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
-    ("Clip", &[1, 2]),
     ("CumProd", &[1]),
     ("CumSum", &[1]),
     ("Pad", &[1, 2, 3]),
@@ -73,8 +72,12 @@ impl Tolerance {
     /// The tolerance for one op type.
     fn of_op(op: &str) -> Tolerance {
         match op {
-            "Add" | "Sub" | "Mul" | "Div" | "Relu" | "Clip" | "MaxPool" | "GlobalMaxPool" | "Flatten" | "Reshape"
-            | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Pad" => Tolerance::Exact,
+            "Add" | "Sub" | "Mul" | "Div" | "Relu" | "Clip" | "Abs" | "Neg" | "Sign" | "Ceil" | "Floor" | "Round"
+            | "Not" | "BitwiseNot" | "IsNaN" | "IsInf" | "And" | "Or" | "Xor" | "BitwiseAnd" | "BitwiseOr"
+            | "BitwiseXor" | "BitShift" | "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Min"
+            | "Max" | "Where" | "Mod" | "PRelu" | "LeakyRelu" | "ThresholdedRelu" | "Shrink" | "MaxPool"
+            | "GlobalMaxPool" | "Flatten" | "Reshape" | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze"
+            | "Identity" | "Dropout" | "Pad" => Tolerance::Exact,
             // exp / multiply-add against numpy's float32: a few ulp.
             "Sigmoid" | "HardSigmoid" | "HardSwish" => Tolerance::Close { rtol: 1e-6, atol: 1e-7 },
             // Sums accumulated in a different order than the reference (sgemm blocking,

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::ir::Tensor;
-use crate::onnx::ErrorKind;
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::proto::NodeProto;
 use crate::onnx::proto::attribute_proto::AttributeType;
@@ -86,8 +85,9 @@ fn clip_reads_attributes_before_opset_11_and_inputs_after() {
     n.input[2] = String::new(); // max omitted
     let (op, inputs) = lower_ir(&n, 11, vec![view("x", &[2], None), view("lo", &[], Some(&lo)), None]).unwrap();
     assert_eq!((op, inputs), (Op::Clip(Clip { min: 0.0, max: f32::INFINITY }), vec![0]));
-    let err = lower_ir(&n, 11, vec![view("x", &[2], None), view("lo", &[], None), None]).unwrap_err();
-    assert_eq!(err.kind, ErrorKind::BadAttribute);
+    // A bound computed at run time is read as an input.
+    let (op, inputs) = lower_ir(&n, 11, vec![view("x", &[2], None), view("lo", &[], None), None]).unwrap();
+    assert_eq!((op, inputs), (Op::ClipBounds(crate::ops::ClipBounds { min: true, max: false }), vec![0, 1]));
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod norm;
 mod normalize;
 mod pool;
 mod reduce;
+mod unary;
 mod values;
 mod window;
 
@@ -35,7 +36,7 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
-pub use elementwise::{Binary, Clip, Unary};
+pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
@@ -46,6 +47,7 @@ pub use normalize::{
 };
 pub use pool::{GlobalPool, Pool, PoolKind};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
+pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -180,7 +182,8 @@ macro_rules! ops {
 
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
-    elementwise: Binary(Binary), Unary(Unary), Clip(Clip);
+    elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
+    unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),

@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn kernel_failure_on_a_non_float_node_leaves_it_in_place() {
-        // The float32 Relu kernel rejects integers: the expected "unsupported" case.
+        // The Sigmoid kernel rejects integers: the expected "unsupported" case.
         let mut b = GraphBuilder::new();
         let int = |name: &str| TensorInfo { name: name.into(), dtype: DType::I32, shape: vec![2] };
         let x = b.graph.add_tensor(int("x"));
@@ -128,7 +128,7 @@ mod tests {
         let y = b.graph.add_tensor(int("y"));
         let node =
             |name: &str, op, inputs, output| crate::ir::Node { name: name.into(), op, inputs, outputs: vec![output] };
-        b.graph.nodes.push(node("int_relu", Op::Unary(crate::ops::Unary::Relu), vec![a], d));
+        b.graph.nodes.push(node("int_relu", Op::Unary(crate::ops::Unary::Sigmoid), vec![a], d));
         b.graph.nodes.push(node("add", Op::Binary(crate::ops::Binary::Add), vec![x, d], y));
         b.output(y);
         let mut g = b.finish();

@@ -1,33 +1,20 @@
-//! Elementwise kernels: Add/Sub/Mul/Div with numpy broadcasting (float32, int64 and int32,
-//! since constant folding evaluates shape arithmetic with them) and the float activations
-//! Relu, Clip, Sigmoid, HardSigmoid and HardSwish.
+//! Elementwise kernel machinery shared by the element-wise op families (`crate::ops`):
+//! numpy broadcasting of two operands, the numeric traits the generic kernels are written
+//! against ([`Num`] for every numeric element type, [`Int`] for the integers, [`Real`] for the
+//! float math of float32 and float64) and the dtype dispatch macros that monomorphize one
+//! generic kernel per element type (float16 and bfloat16 computed in float32 and rounded back,
+//! as onnxruntime does).
 //!
 //! Broadcasting merges adjacent dimensions that both operands walk the same way, so the
 //! common cases (same shape, scalar operand, per-channel bias over `H*W`) run as one tight
-//! loop over a contiguous row with the other operand fixed or walking in step.
+//! loop over a contiguous row with the other operand fixed or walking in step. The op is
+//! chosen once per call, outside the loops: every loop body is a closure inlined into its own
+//! monomorphized loop, never a call through a pointer per element.
 
-use super::{KernelError, expect_inputs, f32_input, input, tensor};
+use half::{bf16, f16};
+
+use super::{KernelError, tensor};
 use crate::ir::{Tensor, TensorData};
-
-/// The binary arithmetic ops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinaryOp {
-    fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "Add",
-            BinaryOp::Sub => "Sub",
-            BinaryOp::Mul => "Mul",
-            BinaryOp::Div => "Div",
-        }
-    }
-}
 
 /// The numpy broadcast of two shapes, or `None` when a dimension pair is neither equal nor 1.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
@@ -47,96 +34,478 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// Runs a binary op with numpy broadcasting. Both inputs must share a dtype.
-pub fn binary(op: BinaryOp, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
-    let name = op.name();
-    expect_inputs(name, inputs, 2, 2)?;
-    let (a, b) = (input(name, inputs, 0, "A")?, input(name, inputs, 1, "B")?);
-    let shape = broadcast_shape(&a.shape, &b.shape)
-        .ok_or_else(|| KernelError::new(name, format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape)))?;
-    let data = match (&a.data, &b.data) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            // One call per op, so each closure is inlined into its own loop (a shared
-            // `fn` pointer would cost an indirect call per element).
-            let (xs, ys) = (&a.shape, &b.shape);
-            TensorData::F32(match op {
-                BinaryOp::Add => broadcast(x, xs, y, ys, &shape, |p, q| p + q),
-                BinaryOp::Sub => broadcast(x, xs, y, ys, &shape, |p, q| p - q),
-                BinaryOp::Mul => broadcast(x, xs, y, ys, &shape, |p, q| p * q),
-                BinaryOp::Div => broadcast(x, xs, y, ys, &shape, |p, q| p / q),
-            })
-        }
-        (TensorData::I64(x), TensorData::I64(y)) => {
-            TensorData::I64(integer_binary(op, x, &a.shape, y, &b.shape, &shape)?)
-        }
-        (TensorData::I32(x), TensorData::I32(y)) => {
-            TensorData::I32(integer_binary(op, x, &a.shape, y, &b.shape, &shape)?)
-        }
-        (x, y) if x.dtype() != y.dtype() => {
-            return Err(KernelError::new(
-                name,
-                format!("inputs have different dtypes: {} and {}", x.dtype().name(), y.dtype().name()),
-            ));
-        }
-        (x, _) => {
-            return Err(KernelError::new(name, format!("unsupported dtype {}", x.dtype().name())));
-        }
-    };
-    tensor(name, shape, data)
+/// The broadcast shape of two inputs as a kernel error when they do not broadcast.
+pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<Vec<usize>, KernelError> {
+    broadcast_shape(&a.shape, &b.shape)
+        .ok_or_else(|| KernelError::new(op, format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape)))
 }
 
-/// Integer arithmetic as onnxruntime does it: two's-complement wrapping, division truncating
-/// toward zero; a zero divisor is an error rather than a crash.
-trait Integer: Copy + PartialEq {
+/// The error for operands whose element types differ.
+pub(crate) fn mismatch(op: &'static str, a: &TensorData, b: &TensorData) -> KernelError {
+    KernelError::new(op, format!("inputs have different dtypes: {} and {}", a.dtype().name(), b.dtype().name()))
+}
+
+/// The error for an element type the op does not take.
+pub(crate) fn unsupported(op: &'static str, data: &TensorData) -> KernelError {
+    KernelError::new(op, format!("unsupported dtype {}", data.dtype().name()))
+}
+
+/// A tensor of `shape` from data computed elementwise.
+pub(crate) fn output(op: &'static str, shape: Vec<usize>, data: TensorData) -> Result<Tensor, KernelError> {
+    tensor(op, shape, data)
+}
+
+/// Arithmetic on every numeric element type: floats are IEEE, integers wrap (two's
+/// complement) and divide truncating toward zero, as onnxruntime's C++ does.
+pub trait Num: Copy + PartialOrd + 'static {
     const ZERO: Self;
+    const ONE: Self;
+    const IS_INT: bool;
     fn add(self, other: Self) -> Self;
     fn sub(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
+    /// Integers: toward zero, `MIN / -1` wraps; the caller rejects a zero divisor (0 here).
     fn div(self, other: Self) -> Self;
+    /// The remainder with the sign of the dividend (C `fmod`, `%`); 0 for a zero integer divisor.
+    fn rem_trunc(self, other: Self) -> Self;
+    /// The remainder with the sign of the divisor (Python's `%`); 0 for a zero integer divisor.
+    fn rem_floor(self, other: Self) -> Self {
+        let r = self.rem_trunc(other);
+        if r != Self::ZERO && ((r < Self::ZERO) != (other < Self::ZERO)) { r.add(other) } else { r }
+    }
+    fn neg(self) -> Self;
+    fn abs(self) -> Self;
+    fn is_nan(self) -> bool;
+    /// A value converted as a C cast does (truncating, saturating for floats into integers).
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    /// The data as this element type, if it is of this type's variant.
+    fn slice(data: &TensorData) -> Option<&[Self]>;
+    fn wrap(values: Vec<Self>) -> TensorData;
+
+    /// numpy's `minimum`: NaN propagates.
+    fn min_nan(self, other: Self) -> Self {
+        if self.is_nan() || !(other.is_nan() || other < self) { self } else { other }
+    }
+    /// numpy's `maximum`: NaN propagates.
+    fn max_nan(self, other: Self) -> Self {
+        if self.is_nan() || !(other.is_nan() || other > self) { self } else { other }
+    }
+    /// -1, 0 or 1 (NaN stays NaN).
+    fn sign(self) -> Self {
+        if self > Self::ZERO {
+            Self::ONE
+        } else if self < Self::ZERO {
+            Self::ZERO.sub(Self::ONE)
+        } else if self.is_nan() {
+            self
+        } else {
+            Self::ZERO
+        }
+    }
 }
 
-macro_rules! impl_integer {
-    ($t:ty) => {
-        impl Integer for $t {
-            const ZERO: Self = 0;
-            fn add(self, other: Self) -> Self {
-                self.wrapping_add(other)
+macro_rules! int_common {
+    ($t:ty, $variant:ident) => {
+        const ZERO: Self = 0;
+        const ONE: Self = 1;
+        const IS_INT: bool = true;
+        fn add(self, other: Self) -> Self {
+            self.wrapping_add(other)
+        }
+        fn sub(self, other: Self) -> Self {
+            self.wrapping_sub(other)
+        }
+        fn mul(self, other: Self) -> Self {
+            self.wrapping_mul(other)
+        }
+        fn div(self, other: Self) -> Self {
+            if other == 0 { 0 } else { self.wrapping_div(other) }
+        }
+        fn rem_trunc(self, other: Self) -> Self {
+            if other == 0 { 0 } else { self.wrapping_rem(other) }
+        }
+        fn is_nan(self) -> bool {
+            false
+        }
+        fn from_f64(x: f64) -> Self {
+            x as $t
+        }
+        fn to_f64(self) -> f64 {
+            self as f64
+        }
+        fn slice(data: &TensorData) -> Option<&[Self]> {
+            match data {
+                TensorData::$variant(v) => Some(v),
+                _ => None,
             }
-            fn sub(self, other: Self) -> Self {
-                self.wrapping_sub(other)
-            }
-            fn mul(self, other: Self) -> Self {
-                self.wrapping_mul(other)
-            }
-            fn div(self, other: Self) -> Self {
-                // Callers reject zero divisors first; MIN / -1 wraps to MIN.
-                if other == 0 { 0 } else { self.wrapping_div(other) }
-            }
+        }
+        fn wrap(values: Vec<Self>) -> TensorData {
+            TensorData::$variant(values)
         }
     };
 }
-impl_integer!(i64);
-impl_integer!(i32);
 
-fn integer_binary<T: Integer>(
-    op: BinaryOp,
-    x: &[T],
-    x_shape: &[usize],
-    y: &[T],
-    y_shape: &[usize],
-    shape: &[usize],
-) -> Result<Vec<T>, KernelError> {
-    Ok(match op {
-        BinaryOp::Add => broadcast(x, x_shape, y, y_shape, shape, T::add),
-        BinaryOp::Sub => broadcast(x, x_shape, y, y_shape, shape, T::sub),
-        BinaryOp::Mul => broadcast(x, x_shape, y, y_shape, shape, T::mul),
-        BinaryOp::Div => {
-            if y.contains(&T::ZERO) {
-                return Err(KernelError::new("Div", "integer division by zero"));
+macro_rules! signed_num {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Num for $t {
+            int_common!($t, $variant);
+            fn neg(self) -> Self {
+                self.wrapping_neg()
             }
-            broadcast(x, x_shape, y, y_shape, shape, T::div)
+            fn abs(self) -> Self {
+                self.wrapping_abs()
+            }
         }
-    })
+    )*};
+}
+
+macro_rules! unsigned_num {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Num for $t {
+            int_common!($t, $variant);
+            fn neg(self) -> Self {
+                self.wrapping_neg()
+            }
+            fn abs(self) -> Self {
+                self
+            }
+        }
+    )*};
+}
+
+signed_num!(i8 => I8, i16 => I16, i32 => I32, i64 => I64);
+unsigned_num!(u8 => U8, u16 => U16, u32 => U32, u64 => U64);
+
+macro_rules! float_num {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Num for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const IS_INT: bool = false;
+            fn add(self, other: Self) -> Self {
+                self + other
+            }
+            fn sub(self, other: Self) -> Self {
+                self - other
+            }
+            fn mul(self, other: Self) -> Self {
+                self * other
+            }
+            fn div(self, other: Self) -> Self {
+                self / other
+            }
+            fn rem_trunc(self, other: Self) -> Self {
+                self % other
+            }
+            fn neg(self) -> Self {
+                -self
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+    )*};
+}
+
+float_num!(f32 => F32, f64 => F64);
+
+/// float16 and bfloat16: each operation in float32, rounded back to nearest even.
+macro_rules! half_num {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Num for $t {
+            const ZERO: Self = <$t>::ZERO;
+            const ONE: Self = <$t>::ONE;
+            const IS_INT: bool = false;
+            fn add(self, other: Self) -> Self {
+                <$t>::from_f32(self.to_f32() + other.to_f32())
+            }
+            fn sub(self, other: Self) -> Self {
+                <$t>::from_f32(self.to_f32() - other.to_f32())
+            }
+            fn mul(self, other: Self) -> Self {
+                <$t>::from_f32(self.to_f32() * other.to_f32())
+            }
+            fn div(self, other: Self) -> Self {
+                <$t>::from_f32(self.to_f32() / other.to_f32())
+            }
+            fn rem_trunc(self, other: Self) -> Self {
+                <$t>::from_f32(self.to_f32() % other.to_f32())
+            }
+            fn neg(self) -> Self {
+                -self
+            }
+            fn abs(self) -> Self {
+                <$t>::from_bits(self.to_bits() & 0x7FFF)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            fn from_f64(x: f64) -> Self {
+                <$t>::from_f64(x)
+            }
+            fn to_f64(self) -> f64 {
+                <$t>::to_f64(self)
+            }
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+    )*};
+}
+
+half_num!(f16 => F16, bf16 => BF16);
+
+/// Bitwise operations of the integer types.
+pub trait Int: Num + Eq {
+    const BITS: u32;
+    fn and(self, other: Self) -> Self;
+    fn or(self, other: Self) -> Self;
+    fn xor(self, other: Self) -> Self;
+    fn not(self) -> Self;
+    /// `self << n`, 0 once `n` reaches the width (onnxruntime's BitShift).
+    fn shl(self, n: Self) -> Self;
+    /// `self >> n` (logical for the unsigned types BitShift takes), 0 once `n` reaches the width.
+    fn shr(self, n: Self) -> Self;
+    /// Wrapping integer power for a non-negative exponent.
+    fn pow_wrapping(self, exponent: u64) -> Self {
+        let (mut base, mut e, mut acc) = (self, exponent, Self::ONE);
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = acc.mul(base);
+            }
+            base = base.mul(base);
+            e >>= 1;
+        }
+        acc
+    }
+}
+
+macro_rules! int_bits {
+    ($($t:ty),*) => {$(
+        impl Int for $t {
+            const BITS: u32 = <$t>::BITS;
+            fn and(self, other: Self) -> Self {
+                self & other
+            }
+            fn or(self, other: Self) -> Self {
+                self | other
+            }
+            fn xor(self, other: Self) -> Self {
+                self ^ other
+            }
+            fn not(self) -> Self {
+                !self
+            }
+            fn shl(self, n: Self) -> Self {
+                match u32::try_from(n) {
+                    Ok(n) if n < Self::BITS => self << n,
+                    _ => 0,
+                }
+            }
+            fn shr(self, n: Self) -> Self {
+                match u32::try_from(n) {
+                    Ok(n) if n < Self::BITS => self >> n,
+                    _ => 0,
+                }
+            }
+        }
+    )*};
+}
+
+int_bits!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+/// The float math of float32 and float64 (float16 and bfloat16 compute in float32).
+pub trait Real:
+    Num
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    fn sqrt(self) -> Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn tan(self) -> Self;
+    fn asin(self) -> Self;
+    fn acos(self) -> Self;
+    fn atan(self) -> Self;
+    fn sinh(self) -> Self;
+    fn cosh(self) -> Self;
+    fn tanh(self) -> Self;
+    fn asinh(self) -> Self;
+    fn acosh(self) -> Self;
+    fn atanh(self) -> Self;
+    fn floor(self) -> Self;
+    fn ceil(self) -> Self;
+    /// Round half to even.
+    fn round_even(self) -> Self;
+    fn erf(self) -> Self;
+    fn powf(self, exponent: Self) -> Self;
+    /// A constant of the computation type.
+    fn of(x: f64) -> Self {
+        Self::from_f64(x)
+    }
+}
+
+macro_rules! real {
+    ($($t:ty: $erf:expr),*) => {$(
+        impl Real for $t {
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            fn exp(self) -> Self { <$t>::exp(self) }
+            fn ln(self) -> Self { <$t>::ln(self) }
+            fn ln_1p(self) -> Self { <$t>::ln_1p(self) }
+            fn sin(self) -> Self { <$t>::sin(self) }
+            fn cos(self) -> Self { <$t>::cos(self) }
+            fn tan(self) -> Self { <$t>::tan(self) }
+            fn asin(self) -> Self { <$t>::asin(self) }
+            fn acos(self) -> Self { <$t>::acos(self) }
+            fn atan(self) -> Self { <$t>::atan(self) }
+            fn sinh(self) -> Self { <$t>::sinh(self) }
+            fn cosh(self) -> Self { <$t>::cosh(self) }
+            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn asinh(self) -> Self { <$t>::asinh(self) }
+            fn acosh(self) -> Self { <$t>::acosh(self) }
+            fn atanh(self) -> Self { <$t>::atanh(self) }
+            fn floor(self) -> Self { <$t>::floor(self) }
+            fn ceil(self) -> Self { <$t>::ceil(self) }
+            fn round_even(self) -> Self { <$t>::round_ties_even(self) }
+            fn erf(self) -> Self { $erf(self) }
+            fn powf(self, exponent: Self) -> Self { <$t>::powf(self, exponent) }
+        }
+    )*};
+}
+
+real!(f32: |x: f32| erf(f64::from(x)) as f32, f64: erf);
+
+/// The error function in float64: for `|x| < 2.5` the series
+/// `erf(x) = 2/sqrt(pi) * exp(-x^2) * sum_n 2^n x^(2n+1) / (1*3*...*(2n+1))` (all terms
+/// positive, so no cancellation); beyond, `1 - erfc(x)` with erfc's continued fraction
+/// `erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))`
+/// evaluated bottom-up (Abramowitz & Stegun 7.1.6 and 7.1.14).
+pub fn erf(x: f64) -> f64 {
+    const FRAC_2_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    let value = if a < 2.5 {
+        let x2 = a * a;
+        let (mut term, mut sum, mut n) = (a, a, 0.0f64);
+        while term > sum * 1e-17 {
+            n += 1.0;
+            term *= 2.0 * x2 / (2.0 * n + 1.0);
+            sum += term;
+        }
+        FRAC_2_SQRT_PI * (-x2).exp() * sum
+    } else if a < 6.0 {
+        // 60 levels of the continued fraction are plenty from 2.5 on.
+        let mut fraction = a;
+        for k in (1..=60).rev() {
+            fraction = a + (f64::from(k) / 2.0) / fraction;
+        }
+        1.0 - (-a * a).exp() / (fraction * std::f64::consts::PI.sqrt())
+    } else {
+        1.0
+    };
+    if x < 0.0 { -value } else { value }
+}
+
+/// Dispatches `$data` over the numeric element types, binding `$v` to the element slice;
+/// `$body` is a generic call monomorphized per type, `$else` runs for other types.
+macro_rules! numeric {
+    ($data:expr, $v:ident => $body:expr, $else:expr) => {
+        match $data {
+            $crate::ir::TensorData::F32($v) => $body,
+            $crate::ir::TensorData::F64($v) => $body,
+            $crate::ir::TensorData::F16($v) => $body,
+            $crate::ir::TensorData::BF16($v) => $body,
+            $crate::ir::TensorData::I8($v) => $body,
+            $crate::ir::TensorData::I16($v) => $body,
+            $crate::ir::TensorData::I32($v) => $body,
+            $crate::ir::TensorData::I64($v) => $body,
+            $crate::ir::TensorData::U8($v) => $body,
+            $crate::ir::TensorData::U16($v) => $body,
+            $crate::ir::TensorData::U32($v) => $body,
+            $crate::ir::TensorData::U64($v) => $body,
+            _ => $else,
+        }
+    };
+}
+pub(crate) use numeric;
+
+/// [`numeric!`] over the integer types.
+macro_rules! integer {
+    ($data:expr, $v:ident => $body:expr, $else:expr) => {
+        match $data {
+            $crate::ir::TensorData::I8($v) => $body,
+            $crate::ir::TensorData::I16($v) => $body,
+            $crate::ir::TensorData::I32($v) => $body,
+            $crate::ir::TensorData::I64($v) => $body,
+            $crate::ir::TensorData::U8($v) => $body,
+            $crate::ir::TensorData::U16($v) => $body,
+            $crate::ir::TensorData::U32($v) => $body,
+            $crate::ir::TensorData::U64($v) => $body,
+            _ => $else,
+        }
+    };
+}
+pub(crate) use integer;
+
+/// Float math over float32 and float64 natively and float16/bfloat16 in float32 (rounded
+/// back): `$body` maps `$v` (a slice of f32 or f64) to a `Vec` of the same type.
+macro_rules! real_map {
+    ($data:expr, $v:ident => $body:expr, $else:expr) => {
+        match $data {
+            $crate::ir::TensorData::F32($v) => $crate::ir::TensorData::F32($body),
+            $crate::ir::TensorData::F64($v) => $crate::ir::TensorData::F64($body),
+            $crate::ir::TensorData::F16(narrow) => {
+                let wide: Vec<f32> = narrow.iter().map(|x| x.to_f32()).collect();
+                let $v = &wide;
+                $crate::ir::TensorData::F16(($body).into_iter().map(half::f16::from_f32).collect())
+            }
+            $crate::ir::TensorData::BF16(narrow) => {
+                let wide: Vec<f32> = narrow.iter().map(|x| x.to_f32()).collect();
+                let $v = &wide;
+                $crate::ir::TensorData::BF16(($body).into_iter().map(half::bf16::from_f32).collect())
+            }
+            _ => $else,
+        }
+    };
+}
+pub(crate) use real_map;
+
+/// `f` over every element.
+pub(crate) fn map<T: Copy, U>(x: &[T], f: impl Fn(T) -> U) -> Vec<U> {
+    x.iter().map(|&v| f(v)).collect()
 }
 
 /// Strides of `shape` (right-aligned into `out_rank` dimensions) with 0 for broadcast axes.
@@ -185,16 +554,16 @@ fn broadcast_axes(a_shape: &[usize], b_shape: &[usize], out_shape: &[usize]) -> 
     axes
 }
 
-/// Applies `f` over the numpy broadcast of `a` and `b`. The caller guarantees that the data
+/// Applies `f` over the numpy broadcast of `a` and `b` (operands and result may differ in type). The caller guarantees that the data
 /// lengths match the shapes and that `out_shape` is their broadcast.
-pub(crate) fn broadcast<T: Copy>(
-    a: &[T],
+pub(crate) fn broadcast<A: Copy, B: Copy, U>(
+    a: &[A],
     a_shape: &[usize],
-    b: &[T],
+    b: &[B],
     b_shape: &[usize],
     out_shape: &[usize],
-    f: impl Fn(T, T) -> T,
-) -> Vec<T> {
+    f: impl Fn(A, B) -> U,
+) -> Vec<U> {
     let total: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(total);
     if total == 0 {
@@ -239,178 +608,5 @@ pub(crate) fn broadcast<T: Copy>(
             at_a -= axis.step_a * axis.len;
             at_b -= axis.step_b * axis.len;
         }
-    }
-}
-
-/// Runs a float activation over its single input.
-pub fn unary(op: &'static str, inputs: &[&Tensor], f: impl Fn(f32) -> f32) -> Result<Tensor, KernelError> {
-    expect_inputs(op, inputs, 1, 1)?;
-    let x = f32_input(op, inputs, 0, "X")?;
-    let shape = input(op, inputs, 0, "X")?.shape.clone();
-    tensor(op, shape, TensorData::F32(x.iter().map(|&v| f(v)).collect()))
-}
-
-/// `max(x, 0)`; NaN and -0 map to +0 as onnxruntime's vector max does.
-pub fn relu(x: f32) -> f32 {
-    if x > 0.0 { x } else { 0.0 }
-}
-
-/// `min(max(x, min), max)`, in that order (onnxruntime's order when `min > max`).
-pub fn clip(x: f32, min: f32, max: f32) -> f32 {
-    let low = if x < min { min } else { x };
-    if low > max { max } else { low }
-}
-
-/// `1 / (1 + exp(-x))`.
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// `max(0, min(1, alpha * x + beta))`.
-pub fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
-    clip(alpha * x + beta, 0.0, 1.0)
-}
-
-/// `x * HardSigmoid(x, alpha = 1/6, beta = 0.5)` as ONNX defines HardSwish.
-pub fn hard_swish(x: f32) -> f32 {
-    x * hard_sigmoid(x, 1.0 / 6.0, 0.5)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn f32s(t: &Tensor) -> &[f32] {
-        t.as_f32().unwrap()
-    }
-
-    #[test]
-    fn broadcast_shape_follows_numpy() {
-        assert_eq!(broadcast_shape(&[2, 3, 4], &[4]), Some(vec![2, 3, 4]));
-        assert_eq!(broadcast_shape(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
-        assert_eq!(broadcast_shape(&[], &[5]), Some(vec![5]));
-        assert_eq!(broadcast_shape(&[2, 3], &[2]), None);
-        assert_eq!(broadcast_shape(&[0, 3], &[1, 3]), Some(vec![0, 3]));
-    }
-
-    #[test]
-    fn add_same_shape() {
-        let a = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]);
-        let b = Tensor::from_f32(vec![3], vec![10.0, 20.0, 30.0]);
-        let y = binary(BinaryOp::Add, &[&a, &b]).unwrap();
-        assert_eq!(f32s(&y), &[11.0, 22.0, 33.0]);
-    }
-
-    #[test]
-    fn sub_broadcasts_a_per_channel_bias_over_nchw() {
-        // x[n,c,h,w] = 100n + 10c + (2h + w) with N=2, C=2, H=W=2; b[c] = c + 1, shape [2,1,1].
-        let x: Vec<f32> = (0..16).map(|i| (100 * (i / 8) + 10 * ((i / 4) % 2) + i % 4) as f32).collect();
-        let a = Tensor::from_f32(vec![2, 2, 2, 2], x);
-        let b = Tensor::from_f32(vec![2, 1, 1], vec![1.0, 2.0]);
-        let y = binary(BinaryOp::Sub, &[&a, &b]).unwrap();
-        assert_eq!(y.shape, vec![2, 2, 2, 2]);
-        #[rustfmt::skip]
-        let expected = [
-            -1.0, 0.0, 1.0, 2.0,        // n0 c0: [0,1,2,3] - 1
-            8.0, 9.0, 10.0, 11.0,       // n0 c1: [10..13] - 2
-            99.0, 100.0, 101.0, 102.0,  // n1 c0: [100..103] - 1
-            108.0, 109.0, 110.0, 111.0, // n1 c1: [110..113] - 2
-        ];
-        assert_eq!(f32s(&y), &expected);
-    }
-
-    #[test]
-    fn mul_broadcasts_both_operands() {
-        // [3,1] * [1,2] -> [3,2]: outer product of [1,2,3] and [10,100].
-        let a = Tensor::from_f32(vec![3, 1], vec![1.0, 2.0, 3.0]);
-        let b = Tensor::from_f32(vec![1, 2], vec![10.0, 100.0]);
-        let y = binary(BinaryOp::Mul, &[&a, &b]).unwrap();
-        assert_eq!(y.shape, vec![3, 2]);
-        assert_eq!(f32s(&y), &[10.0, 100.0, 20.0, 200.0, 30.0, 300.0]);
-    }
-
-    #[test]
-    fn div_by_a_scalar_on_the_left_and_right() {
-        let a = Tensor::scalar_f32(12.0);
-        let b = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
-        // 12 / [1,2,3,4] = [12, 6, 4, 3]
-        assert_eq!(f32s(&binary(BinaryOp::Div, &[&a, &b]).unwrap()), &[12.0, 6.0, 4.0, 3.0]);
-        // [1,2,3,4] / 12 computed as x / 12 exactly as in f32
-        let expected: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|x| x / 12.0).collect();
-        assert_eq!(f32s(&binary(BinaryOp::Div, &[&b, &a]).unwrap()), &expected[..]);
-    }
-
-    #[test]
-    fn broadcast_a_middle_axis() {
-        // a [2,3,2] = 0..12, b [2,1,2] = [[1,2]],[[3,4]]: b repeats over the middle axis.
-        let a = Tensor::from_f32(vec![2, 3, 2], (0..12).map(|i| i as f32).collect());
-        let b = Tensor::from_f32(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
-        let y = binary(BinaryOp::Add, &[&a, &b]).unwrap();
-        #[rustfmt::skip]
-        let expected = [
-            1.0, 3.0, 3.0, 5.0, 5.0, 7.0,     // [0,1],[2,3],[4,5] + [1,2]
-            9.0, 11.0, 11.0, 13.0, 13.0, 15.0, // [6,7],[8,9],[10,11] + [3,4]
-        ];
-        assert_eq!(f32s(&y), &expected);
-    }
-
-    #[test]
-    fn integer_arithmetic_wraps_and_truncates() {
-        let a = Tensor::from_i64(vec![4], vec![7, -7, i64::MAX, 6]);
-        let b = Tensor::from_i64(vec![4], vec![2, 2, 1, -4]);
-        let div = binary(BinaryOp::Div, &[&a, &b]).unwrap();
-        // 7/2 = 3, -7/2 = -3 (toward zero), MAX/1 = MAX, 6/-4 = -1
-        assert_eq!(div.data, TensorData::I64(vec![3, -3, i64::MAX, -1]));
-        let add = binary(BinaryOp::Add, &[&a, &b]).unwrap();
-        // MAX + 1 wraps to MIN
-        assert_eq!(add.data, TensorData::I64(vec![9, -5, i64::MIN, 2]));
-        let i32s = |v: Vec<i32>| Tensor::new(vec![v.len()], TensorData::I32(v)).unwrap();
-        let mul = binary(BinaryOp::Mul, &[&i32s(vec![3, -4]), &i32s(vec![5])]).unwrap();
-        assert_eq!(mul.data, TensorData::I32(vec![15, -20]));
-    }
-
-    #[test]
-    fn integer_division_by_zero_is_an_error() {
-        let a = Tensor::from_i64(vec![2], vec![1, 2]);
-        let b = Tensor::from_i64(vec![2], vec![1, 0]);
-        assert!(binary(BinaryOp::Div, &[&a, &b]).unwrap_err().message.contains("by zero"));
-    }
-
-    #[test]
-    fn mismatched_dtypes_and_shapes_are_errors() {
-        let a = Tensor::from_i64(vec![2], vec![1, 2]);
-        let b = Tensor::from_f32(vec![2], vec![1.0, 2.0]);
-        assert!(binary(BinaryOp::Add, &[&a, &b]).unwrap_err().message.contains("different dtypes"));
-        let c = Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]);
-        assert!(binary(BinaryOp::Add, &[&b, &c]).unwrap_err().message.contains("do not broadcast"));
-    }
-
-    #[test]
-    fn activations() {
-        assert_eq!(relu(-2.0), 0.0);
-        assert_eq!(relu(3.5), 3.5);
-        assert_eq!(clip(-7.0, -1.0, 6.0), -1.0);
-        assert_eq!(clip(7.0, -1.0, 6.0), 6.0);
-        assert_eq!(clip(2.0, -1.0, 6.0), 2.0);
-        // sigmoid(0) = 1/2; sigmoid(ln 3) = 1/(1 + 1/3) = 0.75
-        assert_eq!(sigmoid(0.0), 0.5);
-        assert!((sigmoid(3.0f32.ln()) - 0.75).abs() < 1e-7);
-        // HardSigmoid(alpha 0.2, beta 0.5): x=1 -> 0.7, x=-5 -> clamp(-0.5) = 0, x=5 -> clamp(1.5) = 1
-        assert!((hard_sigmoid(1.0, 0.2, 0.5) - 0.7).abs() < 1e-7);
-        assert_eq!(hard_sigmoid(-5.0, 0.2, 0.5), 0.0);
-        assert_eq!(hard_sigmoid(5.0, 0.2, 0.5), 1.0);
-        // HardSwish: x=3 -> 3 * min(1, 3/6 + 0.5) = 3; x=-3 -> -3 * 0 = 0; x=1 -> 1 * (1/6 + 1/2) = 2/3
-        assert_eq!(hard_swish(3.0), 3.0);
-        assert_eq!(hard_swish(-3.0), 0.0);
-        assert!((hard_swish(1.0) - 2.0 / 3.0).abs() < 1e-7);
-    }
-
-    #[test]
-    fn unary_keeps_the_shape_and_rejects_integers() {
-        let x = Tensor::from_f32(vec![2, 1], vec![-1.0, 2.0]);
-        let y = unary("Relu", &[&x], relu).unwrap();
-        assert_eq!((y.shape.clone(), f32s(&y).to_vec()), (vec![2, 1], vec![0.0, 2.0]));
-        let i = Tensor::from_i64(vec![1], vec![1]);
-        assert!(unary("Relu", &[&i], relu).is_err());
     }
 }
