@@ -543,7 +543,6 @@ impl<'m> Importer<'m> {
         op: ir::Op,
         positions: &[usize],
     ) -> Result<(), ImportError> {
-        self.check_extra_outputs(node, 1)?;
         let input_names: Vec<&'m str> = positions
             .iter()
             .map(|&p| node.input.get(p).map(String::as_str).filter(|n| !n.is_empty()))
@@ -558,14 +557,29 @@ impl<'m> Importer<'m> {
             .collect::<Result<_, ImportError>>()?;
         let info_refs: Vec<&TensorInfo> = infos.iter().collect();
         let inferred = op.infer(&info_refs).map_err(|e| ImportError::new(ErrorKind::ShapeError, e))?;
-        let Some((dtype, shape)) = inferred.into_iter().next() else {
+        if inferred.is_empty() {
             return Err(malformed("shape inference produced no output"));
-        };
+        }
+        // The op produces one output per inferred info (Split: several); later outputs the
+        // model reads cannot be provided.
+        self.check_extra_outputs(node, inferred.len())?;
+        if node.output.len() < inferred.len() {
+            return Err(malformed(format!(
+                "the node lists {} outputs but {} computes {}",
+                node.output.len(),
+                op.type_name(),
+                inferred.len()
+            )));
+        }
         let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
             return Err(malformed("the node has no output"));
         };
-        check_size(out, dtype, &shape)?;
-        self.check_declared(out, dtype, &shape)?;
+        for (o, (dtype, shape)) in node.output.iter().zip(&inferred) {
+            if !o.is_empty() {
+                check_size(o, *dtype, shape)?;
+                self.check_declared(o, *dtype, shape)?;
+            }
+        }
 
         // Integer shape arithmetic on known values is evaluated now and leaves no node.
         let known: Option<Vec<&Tensor>> = input_names
@@ -575,8 +589,8 @@ impl<'m> Importer<'m> {
                 _ => None,
             })
             .collect();
-        if let Some(values) = known
-            && let Some(result) = fold::eval_int(&op, &values, dtype, &shape)
+        if let (Some(values), [(dtype, shape)]) = (known, &inferred[..])
+            && let Some(result) = fold::eval_int(&op, &values, *dtype, shape)
         {
             let tensor =
                 result.map_err(|e| ImportError::new(ErrorKind::ShapeError, format!("evaluating at import: {e}")))?;
@@ -584,12 +598,20 @@ impl<'m> Importer<'m> {
         }
 
         let inputs = input_names.iter().map(|n| self.materialize(n)).collect::<Result<Vec<_>, _>>()?;
-        if self.slots.contains_key(out) {
-            return Err(malformed(format!("tensor {out:?} is defined more than once")));
+        let mut outputs = Vec::with_capacity(inferred.len());
+        for (i, (o, (dtype, shape))) in node.output.iter().zip(inferred).enumerate() {
+            if !o.is_empty() && self.slots.contains_key(o.as_str()) {
+                return Err(malformed(format!("tensor {o:?} is defined more than once")));
+            }
+            // An omitted (unnamed) output still needs a tensor of its own in the IR.
+            let tensor_name = if o.is_empty() { format!("{name}:{i}") } else { o.clone() };
+            let id = self.graph.add_tensor(TensorInfo { name: tensor_name, dtype, shape });
+            if !o.is_empty() {
+                self.slots.insert(o, Slot::Tensor(id));
+            }
+            outputs.push(id);
         }
-        let id = self.graph.add_tensor(TensorInfo { name: out.to_string(), dtype, shape });
-        self.slots.insert(out, Slot::Tensor(id));
-        self.graph.nodes.push(Node { name: name.to_string(), op, inputs, outputs: vec![id] });
+        self.graph.nodes.push(Node { name: name.to_string(), op, inputs, outputs });
         Ok(())
     }
 
