@@ -39,8 +39,22 @@ const PRECISION_OF_EXPECTED: &[(&str, Tolerance, &str)] = &[(
 /// Op inputs that the IR holds as attributes: the importer needs them constant. Node tests
 /// feed them as graph inputs, so the harness turns their test data into initializers (what
 /// a real model would carry) before importing.
-const ATTRIBUTE_INPUTS: &[(&str, &[usize])] =
-    &[("Clip", &[1, 2]), ("Pad", &[1, 2, 3]), ("Reshape", &[1]), ("Squeeze", &[1]), ("Unsqueeze", &[1])];
+const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
+    ("CenterCropPad", &[1]),
+    ("Clip", &[1, 2]),
+    ("Compress", &[1]),
+    ("Expand", &[1]),
+    ("OneHot", &[1]),
+    ("Pad", &[1, 2, 3]),
+    ("Range", &[0, 1, 2]),
+    ("Reshape", &[1]),
+    ("Slice", &[1, 2, 3, 4]),
+    ("Split", &[1]),
+    ("Squeeze", &[1]),
+    ("Tile", &[1]),
+    ("Trilu", &[1]),
+    ("Unsqueeze", &[1]),
+];
 
 /// How closely a node test's outputs must match ONNX's expected outputs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,7 +70,10 @@ impl Tolerance {
     fn of_op(op: &str) -> Tolerance {
         match op {
             "Add" | "Sub" | "Mul" | "Div" | "Relu" | "Clip" | "MaxPool" | "GlobalMaxPool" | "Flatten" | "Reshape"
-            | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Pad" => Tolerance::Exact,
+            | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Pad" | "Gather"
+            | "GatherElements" | "GatherND" | "Slice" | "Split" | "Expand" | "Tile" | "Trilu" | "DepthToSpace"
+            | "SpaceToDepth" | "CenterCropPad" | "Cast" | "EyeLike" | "OneHot" | "Compress" | "ReverseSequence"
+            | "ScatterElements" | "ScatterND" => Tolerance::Exact,
             // exp / multiply-add against numpy's float32: a few ulp.
             "Sigmoid" | "HardSigmoid" | "HardSwish" => Tolerance::Close { rtol: 1e-6, atol: 1e-7 },
             // Sums accumulated in a different order than the reference (sgemm blocking,

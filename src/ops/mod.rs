@@ -20,6 +20,7 @@ mod attrs;
 mod elementwise;
 mod export;
 mod import;
+mod index;
 mod layout;
 mod linear;
 mod norm;
@@ -37,11 +38,12 @@ use crate::runtime::kernels::KernelError;
 pub use elementwise::{Binary, Clip, Unary};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
+pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
 pub use pool::{GlobalPool, Pool, PoolKind};
-pub use tensor::{BlockRearrange, Cast, CenterCropPad, EyeLike, Expand, Gather, Slice, Split, Tile, Trilu};
+pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -184,6 +186,8 @@ ops! {
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
     tensor: Gather(Gather), Slice(Slice), Split(Split), Expand(Expand), Tile(Tile), Trilu(Trilu),
         BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), EyeLike(EyeLike);
+    index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
+        ReverseSequence(ReverseSequence);
 }
 
 impl Op {

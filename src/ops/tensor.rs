@@ -459,9 +459,10 @@ fn import_trilu(cx: &NodeCx) -> Result<Lowered, ImportError> {
 
 fn blocksize(cx: &NodeCx, a: &super::import::Attrs) -> Result<usize, ImportError> {
     let b = a.int("blocksize")?.ok_or_else(|| bad_attribute("attribute \"blocksize\" is required"))?;
-    usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| {
-        bad_attribute(format!("{}: blocksize must be positive, got {b}", cx.op_type()))
-    })
+    usize::try_from(b)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| bad_attribute(format!("{}: blocksize must be positive, got {b}", cx.op_type())))
 }
 
 fn import_depth_to_space(cx: &NodeCx) -> Result<Lowered, ImportError> {
@@ -498,7 +499,8 @@ fn import_center_crop_pad(cx: &NodeCx) -> Result<Lowered, ImportError> {
     }
     let mut shape = x.shape.to_vec();
     for (&axis, &d) in ax.iter().zip(&listed) {
-        shape[axis] = usize::try_from(d).map_err(|_| bad_attribute(format!("shape {listed:?} has a negative entry")))?;
+        shape[axis] =
+            usize::try_from(d).map_err(|_| bad_attribute(format!("shape {listed:?} has a negative entry")))?;
     }
     fold_or_ir(cx, CenterCropPad { shape }, vec![0])
 }
@@ -602,7 +604,11 @@ impl OpDef for Gather {
         require_index("Gather", indices)?;
         let axis = self.axis;
         if axis >= data.shape.len() {
-            return Err(format!("Gather: axis {axis} is out of range for {:?} of rank {}", data.name, data.shape.len()));
+            return Err(format!(
+                "Gather: axis {axis} is out of range for {:?} of rank {}",
+                data.name,
+                data.shape.len()
+            ));
         }
         let mut shape = data.shape[..axis].to_vec();
         shape.extend(&indices.shape);
@@ -658,8 +664,12 @@ impl OpDef for Slice {
 
     fn export(&self, cx: &mut ExportCx<'_>) {
         let axes: Vec<i64> = self.axes.iter().map(|&a| a as i64).collect();
-        let extra =
-            vec![cx.int64s("starts", &self.starts), cx.int64s("ends", &self.ends), cx.int64s("axes", &axes), cx.int64s("steps", &self.steps)];
+        let extra = vec![
+            cx.int64s("starts", &self.starts),
+            cx.int64s("ends", &self.ends),
+            cx.int64s("axes", &axes),
+            cx.int64s("steps", &self.steps),
+        ];
         cx.emit_with("Slice", extra, vec![]);
     }
 }
@@ -671,12 +681,14 @@ impl OpDef for Split {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         let [x] = exactly("Split", inputs)?;
-        let dim = *x
-            .shape
-            .get(self.axis)
-            .ok_or_else(|| format!("Split: axis {} is out of range for {:?} of rank {}", self.axis, x.name, x.shape.len()))?;
+        let dim = *x.shape.get(self.axis).ok_or_else(|| {
+            format!("Split: axis {} is out of range for {:?} of rank {}", self.axis, x.name, x.shape.len())
+        })?;
         if self.sizes.iter().sum::<usize>() != dim || self.sizes.is_empty() {
-            return Err(format!("Split: sizes {:?} do not add up to axis {} of {:?} (size {dim})", self.sizes, self.axis, x.name));
+            return Err(format!(
+                "Split: sizes {:?} do not add up to axis {} of {:?} (size {dim})",
+                self.sizes, self.axis, x.name
+            ));
         }
         Ok(self
             .sizes
@@ -779,7 +791,10 @@ impl OpDef for Tile {
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         let [x] = exactly("Tile", inputs)?;
         if self.repeats.len() != x.shape.len() {
-            return Err(format!("Tile: repeats {:?} must have one entry per axis of {:?} {:?}", self.repeats, x.name, x.shape));
+            return Err(format!(
+                "Tile: repeats {:?} must have one entry per axis of {:?} {:?}",
+                self.repeats, x.name, x.shape
+            ));
         }
         let shape = x
             .shape
@@ -948,7 +963,10 @@ impl OpDef for CenterCropPad {
         const OP: &str = "CenterCropPad";
         let x = one_input(OP, inputs)?;
         if x.shape.len() != self.shape.len() {
-            return Err(KernelError::new(OP, format!("rank of {:?} differs from the target {:?}", x.shape, self.shape)));
+            return Err(KernelError::new(
+                OP,
+                format!("rank of {:?} differs from the target {:?}", x.shape, self.shape),
+            ));
         }
         let count = element_count(OP, &self.shape)?;
         let strides = strides_of(&x.shape);
@@ -962,7 +980,8 @@ impl OpDef for CenterCropPad {
             .map(|(a, (&din, &dout))| {
                 (0..dout)
                     .map(|j| {
-                        let src = if dout <= din { Some(j + (din - dout) / 2) } else { j.checked_sub((dout - din) / 2) };
+                        let src =
+                            if dout <= din { Some(j + (din - dout) / 2) } else { j.checked_sub((dout - din) / 2) };
                         src.filter(|&s| s < din).map(|s| s * strides[a])
                     })
                     .collect()
@@ -1042,8 +1061,7 @@ impl OpDef for EyeLike {
         let &[n, m] = &x.shape[..] else {
             return Err(KernelError::new(OP, format!("shape {:?} is not 2-D", x.shape)));
         };
-        let ones: Vec<i64> =
-            (0..n * m).map(|p| i64::from((p % m) as i64 - (p / m) as i64 == self.k)).collect();
+        let ones: Vec<i64> = (0..n * m).map(|p| i64::from((p % m) as i64 - (p / m) as i64 == self.k)).collect();
         let data = if self.dtype.is_float() {
             TensorData::floats_from_f64(self.dtype, &ones.iter().map(|&v| v as f64).collect::<Vec<_>>(), true)
         } else {

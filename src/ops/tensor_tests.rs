@@ -51,7 +51,11 @@ fn slice_follows_the_onnx_clamping_rules() {
     let h = fold::cast(&m, DType::F16, true);
     let got = run1(slice(&[0], &[1], &[0], &[1]), &[&h]).unwrap();
     assert_eq!(got, fold::cast(&i64s(&[1, 3], &[0, 1, 2]), DType::F16, true));
-    assert!(slice(&[0], &[1], &[0], &[0]).infer(&[&TensorInfo { name: "x".into(), dtype: DType::F32, shape: vec![3] }]).is_err());
+    assert!(
+        slice(&[0], &[1], &[0], &[0])
+            .infer(&[&TensorInfo { name: "x".into(), dtype: DType::F32, shape: vec![3] }])
+            .is_err()
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn split_produces_one_output_per_piece() {
 #[test]
 fn expand_tile_and_trilu() {
     let col = i64s(&[2, 1], &[1, 2]);
-    assert_eq!(run1(Expand { shape: vec![2, 2, 3] }, &[&col]).unwrap(), i64s(&[2, 2, 3], &[1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2]));
+    assert_eq!(
+        run1(Expand { shape: vec![2, 2, 3] }, &[&col]).unwrap(),
+        i64s(&[2, 2, 3], &[1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2])
+    );
     assert!(run1(Expand { shape: vec![3, 3] }, &[&col]).is_err());
     // np.tile([[1],[2]], (2, 2)) = [[1,1],[2,2],[1,1],[2,2]]
     assert_eq!(run1(Tile { repeats: vec![2, 2] }, &[&col]).unwrap(), i64s(&[4, 2], &[1, 1, 2, 2, 1, 1, 2, 2]));
