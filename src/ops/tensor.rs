@@ -882,13 +882,16 @@ impl OpDef for Trilu {
     }
 }
 
+/// The 6-D view of a block rearrangement's input, its permutation and the output shape.
+type BlockPlan = (Vec<usize>, [usize; 6], Vec<usize>);
+
 impl BlockRearrange {
     fn name(&self) -> &'static str {
         if self.to_depth { "SpaceToDepth" } else { "DepthToSpace" }
     }
 
     /// The 6-D view of the input, the permutation and the output shape.
-    fn plan(&self, shape: &[usize]) -> Result<(Vec<usize>, [usize; 6], Vec<usize>), String> {
+    fn plan(&self, shape: &[usize]) -> Result<BlockPlan, String> {
         let name = self.name();
         let &[n, c, h, w] = shape else {
             return Err(format!("{name}: the input has shape {shape:?}, expected rank 4"));
