@@ -40,9 +40,14 @@ const PRECISION_OF_EXPECTED: &[(&str, Tolerance, &str)] = &[(
 /// feed them as graph inputs, so the harness turns their test data into initializers (what
 /// a real model would carry) before importing.
 const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
+    ("CenterCropPad", &[1]),
+    ("Compress", &[1]),
     ("CumProd", &[1]),
     ("CumSum", &[1]),
+    ("Expand", &[1]),
+    ("OneHot", &[1]),
     ("Pad", &[1, 2, 3]),
+    ("Range", &[0, 1, 2]),
     ("ReduceL1", &[1]),
     ("ReduceL2", &[1]),
     ("ReduceLogSum", &[1]),
@@ -54,8 +59,12 @@ const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
     ("ReduceSum", &[1]),
     ("ReduceSumSquare", &[1]),
     ("Reshape", &[1]),
+    ("Slice", &[1, 2, 3, 4]),
+    ("Split", &[1]),
     ("Squeeze", &[1]),
+    ("Tile", &[1]),
     ("TopK", &[1]),
+    ("Trilu", &[1]),
     ("Unsqueeze", &[1]),
 ];
 
@@ -77,7 +86,10 @@ impl Tolerance {
             | "BitwiseXor" | "BitShift" | "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Min"
             | "Max" | "Where" | "Mod" | "PRelu" | "LeakyRelu" | "ThresholdedRelu" | "Shrink" | "MaxPool"
             | "GlobalMaxPool" | "Flatten" | "Reshape" | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze"
-            | "Identity" | "Dropout" | "Pad" => Tolerance::Exact,
+            | "Identity" | "Dropout" | "Pad" | "Gather"
+            | "GatherElements" | "GatherND" | "Slice" | "Split" | "Expand" | "Tile" | "Trilu" | "DepthToSpace"
+            | "SpaceToDepth" | "CenterCropPad" | "Cast" | "EyeLike" | "OneHot" | "Compress" | "ReverseSequence"
+            | "ScatterElements" | "ScatterND" => Tolerance::Exact,
             // exp / multiply-add against numpy's float32: a few ulp.
             "Sigmoid" | "HardSigmoid" | "HardSwish" => Tolerance::Close { rtol: 1e-6, atol: 1e-7 },
             // Sums accumulated in a different order than the reference (sgemm blocking,

@@ -1,6 +1,6 @@
 //! Evaluation at import time of the values exporters compute from static shapes: integer
-//! arithmetic on `Shape` outputs, `Gather`/`Slice` of shape vectors, `Cast`,
-//! `ConstantOfShape`. Float math is never evaluated here (the optimize stage folds it).
+//! arithmetic on `Shape` outputs, `Cast`, `ConstantOfShape` (Gather, Slice and the other data
+//! movement ops run their kernels at import when their inputs are known: `ops::tensor`). Float math is never evaluated here (the optimize stage folds it).
 
 use crate::ir::{DType, Op, Tensor, TensorData, strides_of};
 
@@ -147,87 +147,6 @@ fn from_i64(dtype: DType, shape: Vec<usize>, values: Vec<i64>) -> Result<Tensor,
     tensor(shape, data)
 }
 
-/// ONNX Gather: `out = data[..axis] ++ indices.shape ++ data[axis+1..]`; negative indices
-/// count from the end.
-pub(crate) fn gather(data: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, String> {
-    let Some(idx) = indices.to_i64_vec().filter(|_| indices.dtype() != DType::Bool) else {
-        return Err(format!("indices must be int64 or int32, got {}", indices.dtype().name()));
-    };
-    let dim =
-        *data.shape.get(axis).ok_or_else(|| format!("axis {axis} is out of range for rank {}", data.shape.len()))?;
-    let outer: usize = data.shape[..axis].iter().product();
-    let inner: usize = data.shape[axis + 1..].iter().product();
-    let mut shape = data.shape[..axis].to_vec();
-    shape.extend(&indices.shape);
-    shape.extend(&data.shape[axis + 1..]);
-    let mut sources = Vec::with_capacity(folded_count(&shape)?);
-    for o in 0..outer {
-        for &k in &idx {
-            let k = if k < 0 { k + dim as i64 } else { k };
-            if k < 0 || k >= dim as i64 {
-                return Err(format!("index {k} is out of range for an axis of size {dim}"));
-            }
-            let start = (o * dim + k as usize) * inner;
-            sources.extend(start..start + inner);
-        }
-    }
-    tensor(shape, data.data.gather(&sources))
-}
-
-/// ONNX Slice with `axes` already normalized; `starts`/`ends` are clamped as the spec says
-/// (negative values count from the end; INT64_MAX/MIN mean "to the end").
-pub(crate) fn slice(
-    data: &Tensor,
-    starts: &[i64],
-    ends: &[i64],
-    axes: &[usize],
-    steps: &[i64],
-) -> Result<Tensor, String> {
-    let rank = data.shape.len();
-    if starts.len() != ends.len() || starts.len() != axes.len() || starts.len() != steps.len() {
-        return Err(format!(
-            "starts, ends, axes and steps must have one entry per sliced axis (got {}, {}, {}, {})",
-            starts.len(),
-            ends.len(),
-            axes.len(),
-            steps.len()
-        ));
-    }
-    let strides = strides_of(&data.shape);
-    let mut out_shape = data.shape.clone();
-    let mut step_of = strides.iter().map(|&s| s as isize).collect::<Vec<_>>();
-    let mut base = 0isize;
-    let mut seen = vec![false; rank];
-    for (((&axis, &start), &end), &step) in axes.iter().zip(starts).zip(ends).zip(steps) {
-        if axis >= rank || std::mem::replace(&mut seen[axis], true) {
-            return Err(format!("axis {axis} is out of range or repeated"));
-        }
-        if step == 0 {
-            return Err("steps must be non-zero".into());
-        }
-        let dim = data.shape[axis] as i64;
-        let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
-        let (start, end) = if step > 0 {
-            (norm(start).clamp(0, dim), norm(end).clamp(0, dim))
-        } else {
-            (norm(start).clamp(0, (dim - 1).max(0)), norm(end).clamp(-1, dim - 1))
-        };
-        // ceil(distance / |step|) without overflow: steps may be as large as i64::MAX/MIN.
-        let len = match (step > 0, start, end) {
-            _ if dim == 0 => 0,
-            (true, s, e) if e > s => (e - s - 1) as u64 / step.unsigned_abs() + 1,
-            (false, s, e) if s > e => (s - e - 1) as u64 / step.unsigned_abs() + 1,
-            _ => 0,
-        };
-        out_shape[axis] = len as usize;
-        base += start as isize * strides[axis] as isize;
-        // With two or more elements, |step| * (len - 1) < dim, so the product fits.
-        step_of[axis] = if len > 1 { step as isize * strides[axis] as isize } else { 0 };
-    }
-    let sources = strided_indices(&out_shape, base, &step_of);
-    tensor(out_shape, data.data.gather(&sources))
-}
-
 /// ONNX Cast between element types: float to integer truncates toward zero (saturating, as
 /// Rust's `as` does), integers wrap as a C cast does, anything to bool is "non-zero", float
 /// to float rounds to nearest even (float8 saturating when `saturate`).
@@ -296,36 +215,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(t, i64s(&[2, 2], &[3, 5, 4, 6]));
-    }
-
-    #[test]
-    fn gather_picks_along_an_axis() {
-        let shape = i64s(&[4], &[1, 3, 224, 224]);
-        let scalar = i64s(&[], &[0]);
-        assert_eq!(gather(&shape, &scalar, 0).unwrap(), i64s(&[], &[1]));
-        assert_eq!(gather(&shape, &i64s(&[2], &[-1, 1]), 0).unwrap(), i64s(&[2], &[224, 3]));
-        // data [[1,2],[3,4],[5,6]], axis 1, indices [1] -> [[2],[4],[6]]
-        let m = Tensor::from_f32(vec![3, 2], vec![1., 2., 3., 4., 5., 6.]);
-        let got = gather(&m, &i64s(&[1], &[1]), 1).unwrap();
-        assert_eq!(got, Tensor::from_f32(vec![3, 1], vec![2., 4., 6.]));
-        assert!(gather(&shape, &i64s(&[1], &[4]), 0).is_err());
-    }
-
-    #[test]
-    fn slice_follows_the_onnx_clamping_rules() {
-        let v = i64s(&[4], &[1, 3, 224, 224]);
-        // v[2:INT64_MAX] = [224, 224]
-        assert_eq!(slice(&v, &[2], &[i64::MAX], &[0], &[1]).unwrap(), i64s(&[2], &[224, 224]));
-        // v[-1:-5:-2]: start 3, end clamps to -1, step -2 -> indices 3, 1
-        assert_eq!(slice(&v, &[-1], &[i64::MIN], &[0], &[-2]).unwrap(), i64s(&[2], &[224, 3]));
-        // Empty slice.
-        assert_eq!(slice(&v, &[3], &[1], &[0], &[1]).unwrap(), i64s(&[0], &[]));
-        // Extreme steps: v[0::INT64_MAX] = [1]; v[::INT64_MIN] = [224] (start clamps to 3).
-        assert_eq!(slice(&v, &[0], &[i64::MAX], &[0], &[i64::MAX]).unwrap(), i64s(&[1], &[1]));
-        assert_eq!(slice(&v, &[i64::MAX], &[i64::MIN], &[0], &[i64::MIN]).unwrap(), i64s(&[1], &[224]));
-        // 2-D: [[0,1,2],[3,4,5]][:, 1:] = [[1,2],[4,5]]
-        let m = i64s(&[2, 3], &[0, 1, 2, 3, 4, 5]);
-        assert_eq!(slice(&m, &[1], &[3], &[1], &[1]).unwrap(), i64s(&[2, 2], &[1, 2, 4, 5]));
     }
 
     #[test]

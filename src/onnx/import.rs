@@ -679,9 +679,10 @@ impl<'m> Importer<'m> {
         let inputs = input_names.iter().map(|n| self.materialize(n)).collect::<Result<Vec<_>, _>>()?;
         let mut outputs = Vec::with_capacity(named);
         for (i, (o, (dtype, shape))) in node.output.iter().zip(inferred).take(named).enumerate() {
-            if self.slots.contains_key(o.as_str()) {
+            if !o.is_empty() && self.slots.contains_key(o.as_str()) {
                 return Err(malformed(format!("tensor {o:?} is defined more than once")));
             }
+            // An omitted (unnamed) output still needs a tensor of its own in the IR.
             let tensor_name = if o.is_empty() { format!("{name}_unused_output_{i}") } else { o.clone() };
             let id = self.graph.add_tensor(TensorInfo { name: tensor_name, dtype, shape });
             if !o.is_empty() {

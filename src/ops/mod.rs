@@ -20,6 +20,7 @@ mod attrs;
 mod elementwise;
 mod export;
 mod import;
+mod index;
 mod layout;
 mod linear;
 mod norm;
@@ -27,6 +28,7 @@ mod normalize;
 mod pool;
 mod reduce;
 mod unary;
+mod tensor;
 mod values;
 mod window;
 
@@ -39,6 +41,7 @@ use crate::runtime::kernels::KernelError;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
+pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
@@ -48,6 +51,7 @@ pub use normalize::{
 pub use pool::{GlobalPool, Pool, PoolKind};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use unary::Unary;
+pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -193,6 +197,10 @@ ops! {
     normalize: LayerNormalization(LayerNormalization), GroupNormalization(GroupNormalization),
         LpNormalization(LpNormalization), MeanVarianceNormalization(MeanVarianceNormalization), Lrn(Lrn),
         SoftmaxLike(SoftmaxLike);
+    tensor: Gather(Gather), Slice(Slice), Split(Split), Expand(Expand), Tile(Tile), Trilu(Trilu),
+        BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), EyeLike(EyeLike);
+    index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
+        ReverseSequence(ReverseSequence);
 }
 
 impl Op {

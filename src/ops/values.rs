@@ -1,18 +1,18 @@
 //! Ops whose output is their input: Identity, Dropout (inference), Convert (a change of
 //! representation inserted by `quantize`); and the ops evaluated at import: Constant, Shape,
-//! Size, Gather, Slice, Cast and ConstantOfShape on values known then.
+//! Size and ConstantOfShape on values known then.
 
 use serde::{Deserialize, Serialize};
 
 use super::export::ExportCx;
-use super::import::{Lowered, NodeCx, axes, axis, shape_error};
+use super::import::{Lowered, NodeCx, shape_error};
 use super::{InputRole, OnnxOp, Op, OpDef, QuantDefault};
 use crate::ir::shape::exactly;
 use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::{ErrorKind, bad_attribute};
 use crate::onnx::fold;
-use crate::onnx::tensor::{decode_tensor, dtype_from_onnx};
+use crate::onnx::tensor::decode_tensor;
 use crate::runtime::kernels::{KernelError, shape_ops};
 
 pub(super) const ONNX: &[OnnxOp] = &[
@@ -22,9 +22,6 @@ pub(super) const ONNX: &[OnnxOp] = &[
     OnnxOp::folded("Constant", import_constant),
     OnnxOp::folded("Shape", import_shape),
     OnnxOp::folded("Size", import_size),
-    OnnxOp::folded("Gather", import_gather),
-    OnnxOp::folded("Slice", import_slice),
-    OnnxOp::folded("Cast", import_cast),
     OnnxOp::folded("ConstantOfShape", import_constant_of_shape),
 ];
 
@@ -222,48 +219,6 @@ fn import_size(cx: &NodeCx) -> Result<Lowered, ImportError> {
     cx.attrs(&[])?;
     let count = cx.input(0, "data")?.shape.iter().product::<usize>() as i64;
     Ok(Lowered::Known(vec![Tensor::from_i64(vec![], vec![count])]))
-}
-
-fn import_gather(cx: &NodeCx) -> Result<Lowered, ImportError> {
-    cx.arity(2, 2)?;
-    let a = cx.attrs(&["axis"])?;
-    let (data, indices) = (cx.folded_input(0, "data")?, cx.folded_input(1, "indices")?);
-    let axis = axis(a.int_or("axis", 0)?, data.shape.len(), false, "axis")?;
-    let out = fold::gather(data, indices, axis).map_err(|e| shape_error(format!("Gather: {e}")))?;
-    Ok(Lowered::Known(vec![out]))
-}
-
-fn import_slice(cx: &NodeCx) -> Result<Lowered, ImportError> {
-    cx.arity(3, 5)?;
-    cx.attrs(&[])?;
-    let data = cx.folded_input(0, "data")?;
-    cx.folded_input(1, "starts")?;
-    cx.folded_input(2, "ends")?;
-    let starts = cx.constant_ints(1, "starts")?.unwrap_or_default();
-    let ends = cx.constant_ints(2, "ends")?.unwrap_or_default();
-    let rank = data.shape.len();
-    let axes = match cx.constant_ints(3, "axes")? {
-        Some(v) => axes(&v, rank, "axis")?,
-        None => (0..starts.len()).collect(),
-    };
-    let steps = cx.constant_ints(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
-    let out = fold::slice(data, &starts, &ends, &axes, &steps).map_err(|e| shape_error(format!("Slice: {e}")))?;
-    Ok(Lowered::Known(vec![out]))
-}
-
-fn import_cast(cx: &NodeCx) -> Result<Lowered, ImportError> {
-    cx.arity(1, 1)?;
-    let a = cx.attrs(&["to", "saturate", "round_mode"])?;
-    let to = a.int("to")?.ok_or_else(|| bad_attribute("attribute \"to\" is required"))?;
-    let to = i32::try_from(to).map_err(|_| bad_attribute(format!("\"to\" = {to} is not an element type")))?;
-    let to = dtype_from_onnx(to, "the Cast target")?;
-    let saturate = a.flag_or("saturate", true)?;
-    let x = cx.input(0, "input")?;
-    match x.value {
-        Some(t) => Ok(Lowered::Known(vec![fold::cast(t, to, saturate)])),
-        None if x.dtype == to => Lowered::ir(Identity, vec![0]),
-        None => Err(cx.run_time_input(x.name)),
-    }
 }
 
 fn import_constant_of_shape(cx: &NodeCx) -> Result<Lowered, ImportError> {
