@@ -39,8 +39,15 @@ const PRECISION_OF_EXPECTED: &[(&str, Tolerance, &str)] = &[(
 /// Op inputs that the IR holds as attributes: the importer needs them constant. Node tests
 /// feed them as graph inputs, so the harness turns their test data into initializers (what
 /// a real model would carry) before importing.
-const ATTRIBUTE_INPUTS: &[(&str, &[usize])] =
-    &[("Clip", &[1, 2]), ("Pad", &[1, 2, 3]), ("Reshape", &[1]), ("Squeeze", &[1]), ("Unsqueeze", &[1])];
+const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
+    ("Clip", &[1, 2]),
+    ("Pad", &[1, 2, 3]),
+    ("Reshape", &[1]),
+    ("Resize", &[1, 2, 3]),
+    ("Squeeze", &[1]),
+    ("Unsqueeze", &[1]),
+    ("Upsample", &[1]),
+];
 
 /// How closely a node test's outputs must match ONNX's expected outputs.
 #[derive(Clone, Copy, Debug, PartialEq)]

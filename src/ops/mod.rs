@@ -24,6 +24,7 @@ mod layout;
 mod linear;
 mod norm;
 mod pool;
+mod resize;
 mod values;
 mod window;
 
@@ -40,6 +41,7 @@ pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Uns
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -180,6 +182,7 @@ ops! {
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
+    resize: Resize(Resize);
 }
 
 impl Op {

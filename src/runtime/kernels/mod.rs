@@ -16,6 +16,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
+pub mod resize;
 pub mod shape_ops;
 mod window;
 
