@@ -17,6 +17,7 @@
 //! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
 
 mod attrs;
+mod conv_transpose;
 mod elementwise;
 mod export;
 mod import;
@@ -34,6 +35,7 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
+pub use conv_transpose::ConvTranspose;
 pub use elementwise::{Binary, Clip, Unary};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
@@ -183,6 +185,7 @@ ops! {
         Unsqueeze(Unsqueeze), Pad(Pad);
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
     resize: Resize(Resize);
+    conv_transpose: ConvTranspose(ConvTranspose);
 }
 
 impl Op {

@@ -144,14 +144,15 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
 }
 
 /// The output-channel axis of a parameter, from the first op that reads it: Conv weight `[M,
-/// C/g, k...]` -> 0; Gemm `B` -> 0 when `trans_b` (B is `[N, K]`) else 1; MatMul right operand
-/// `[.., K, N]` -> its last axis; anything else (biases included) -> 0.
+/// C/g, k...]` -> 0; ConvTranspose weight `[C, M, k...]` -> 1; Gemm `B` -> 0 when `trans_b` (B
+/// is `[N, K]`) else 1; MatMul right operand `[.., K, N]` -> its last axis; anything else
+/// (biases included) -> 0.
 pub fn channel_axis(graph: &Graph, id: TensorId) -> usize {
     for node in &graph.nodes {
         let Some(pos) = node.inputs.iter().position(|&i| i == id) else { continue };
-        return match (&node.op, pos) {
-            (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => usize::from(!*trans_b),
-            (Op::MatMul(crate::ops::MatMul), 1) => graph.info(id).shape.len().saturating_sub(1),
+        // The op's input role knows the axis (ConvTranspose `[C, M/g, k...]` -> 1).
+        return match node.op.input_role(pos, graph.info(id).shape.len()) {
+            crate::ops::InputRole::Weight { channel_axis: Some(axis) } => axis,
             _ => 0,
         };
     }

@@ -12,6 +12,7 @@
 //! [`pool`], [`norm`] (BatchNormalization and Softmax) and [`shape_ops`].
 
 pub mod conv;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod gemm;
 pub mod norm;
