@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name};
-use crate::ir::{DType, Graph, Op, TensorId};
+use crate::ir::{DType, Graph, TensorId};
 
 /// One override that names a graph tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -217,7 +217,7 @@ impl<'g> NameIndex<'g> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Conv, Node, Tensor, TensorInfo, Window};
+    use crate::ir::{Conv, Node, Op, Tensor, TensorInfo, Window};
     use crate::quant::aimet::parse_overrides;
 
     /// x -> Conv(w [4,1,1,1], b [4]) -> y -> Gemm(B [3,4], trans_b) -> z.

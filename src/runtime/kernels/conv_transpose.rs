@@ -143,3 +143,29 @@ pub fn conv_transpose(op: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, 
     };
     tensor(OP, out_shape, data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_1d_float16_with_pads_and_bias() {
+        // y_full[2i + t] = x[i] for taps [1, 1]: [1, 1, 2, 2, 3, 3]; pads [1, 0] drop y_full[0];
+        // bias 0.5.
+        let h = |v: &[f32]| TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect());
+        let x = Tensor::new(vec![1, 1, 3], h(&[1.0, 2.0, 3.0])).unwrap();
+        let w = Tensor::new(vec![1, 1, 2], h(&[1.0, 1.0])).unwrap();
+        let b = Tensor::new(vec![1], h(&[0.5])).unwrap();
+        let op = ConvTranspose {
+            kernel: vec![2],
+            strides: vec![2],
+            dilations: vec![1],
+            pads: vec![1, 0],
+            output: vec![5],
+            group: 1,
+        };
+        let y = conv_transpose(&op, &[&x, &w, &b]).unwrap();
+        assert_eq!(y.shape, vec![1, 1, 5]);
+        assert_eq!(y.data, h(&[1.5, 2.5, 2.5, 3.5, 3.5]));
+    }
+}

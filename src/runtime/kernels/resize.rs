@@ -245,11 +245,12 @@ fn pass<T: Sample>(src: &[T], (outer, input, inner): (usize, usize, usize), t: &
                 row.fill(extrapolation);
                 continue;
             }
-            for k in o * t.taps..(o + 1) * t.taps {
-                if t.weight[k] == 0.0 {
+            let taps = o * t.taps..(o + 1) * t.taps;
+            let tap_list = t.index[taps.clone()].iter().zip(&t.weight[taps.clone()]).zip(&weights[taps]);
+            for ((&i, &exact), &w) in tap_list {
+                if exact == 0.0 {
                     continue;
                 }
-                let (i, w) = (t.index[k], weights[k]);
                 for (y, &v) in row.iter_mut().zip(&s[i * inner..(i + 1) * inner]) {
                     *y = *y + w * v;
                 }
@@ -367,4 +368,49 @@ pub fn resize(op: &Resize, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         },
     };
     tensor(OP, out_shape, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(mode: ResizeMode, coord: CoordMode, scales: Vec<f64>, sizes: Vec<usize>, roi: Vec<f64>) -> Resize {
+        Resize {
+            mode,
+            coord,
+            exclude_outside: false,
+            antialias: false,
+            extrapolation_value: 7.0,
+            scales,
+            sizes,
+            roi,
+            from_scales: false,
+            upsample: false,
+        }
+    }
+
+    #[test]
+    fn nearest_crop_on_integers_extrapolates_outside_the_roi() {
+        // Width 4 -> 3 over roi [-0.5, 1]: x_ori = o * 1.5 * 3 / 2 - 1.5 = -1.5 (outside: 7),
+        // 0.75 (round_prefer_floor -> 1: 20), 3 (40).
+        let x = Tensor::new(vec![4], TensorData::I64(vec![10, 20, 30, 40])).unwrap();
+        let r = op(
+            ResizeMode::Nearest(NearestMode::RoundPreferFloor),
+            CoordMode::TfCropAndResize,
+            vec![0.75],
+            vec![3],
+            vec![-0.5, 1.0],
+        );
+        let y = resize(&r, &[&x]).unwrap();
+        assert_eq!(y.data, TensorData::I64(vec![7, 20, 40]));
+    }
+
+    #[test]
+    fn linear_half_pixel_upsampling_in_float64() {
+        // x_ori = (o + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25; edges clamp: [0, 1, 3, 4].
+        let x = Tensor::new(vec![2], TensorData::F64(vec![0.0, 4.0])).unwrap();
+        let r = op(ResizeMode::Linear, CoordMode::HalfPixel, vec![2.0], vec![4], vec![]);
+        let y = resize(&r, &[&x]).unwrap();
+        assert_eq!(y.data, TensorData::F64(vec![0.0, 1.0, 3.0, 4.0]));
+    }
 }
