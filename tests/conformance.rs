@@ -59,6 +59,7 @@ const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
     ("ReduceSum", &[1]),
     ("ReduceSumSquare", &[1]),
     ("Reshape", &[1]),
+    ("Resize", &[1, 2, 3]),
     ("Slice", &[1, 2, 3, 4]),
     ("Split", &[1]),
     ("Squeeze", &[1]),
@@ -66,6 +67,7 @@ const ATTRIBUTE_INPUTS: &[(&str, &[usize])] = &[
     ("TopK", &[1]),
     ("Trilu", &[1]),
     ("Unsqueeze", &[1]),
+    ("Upsample", &[1]),
 ];
 
 /// How closely a node test's outputs must match ONNX's expected outputs.
@@ -86,10 +88,9 @@ impl Tolerance {
             | "BitwiseXor" | "BitShift" | "Equal" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual" | "Min"
             | "Max" | "Where" | "Mod" | "PRelu" | "LeakyRelu" | "ThresholdedRelu" | "Shrink" | "MaxPool"
             | "GlobalMaxPool" | "Flatten" | "Reshape" | "Transpose" | "Concat" | "Squeeze" | "Unsqueeze"
-            | "Identity" | "Dropout" | "Pad" | "Gather"
-            | "GatherElements" | "GatherND" | "Slice" | "Split" | "Expand" | "Tile" | "Trilu" | "DepthToSpace"
-            | "SpaceToDepth" | "CenterCropPad" | "Cast" | "EyeLike" | "OneHot" | "Compress" | "ReverseSequence"
-            | "ScatterElements" | "ScatterND" => Tolerance::Exact,
+            | "Identity" | "Dropout" | "Pad" | "Gather" | "GatherElements" | "GatherND" | "Slice" | "Split"
+            | "Expand" | "Tile" | "Trilu" | "DepthToSpace" | "SpaceToDepth" | "CenterCropPad" | "Cast" | "EyeLike"
+            | "OneHot" | "Compress" | "ReverseSequence" | "ScatterElements" | "ScatterND" => Tolerance::Exact,
             // exp / multiply-add against numpy's float32: a few ulp.
             "Sigmoid" | "HardSigmoid" | "HardSwish" => Tolerance::Close { rtol: 1e-6, atol: 1e-7 },
             // Sums accumulated in a different order than the reference (sgemm blocking,

@@ -102,7 +102,7 @@ fn uses(graph: &Graph) -> Vec<Use> {
 
 /// The role of a constant read at input `position` of `op`.
 fn constant_role(op: &Op, position: usize) -> TensorRole {
-    let is_bias = matches!(op, Op::Conv(_) | Op::Gemm(_)) && position == 2;
+    let is_bias = op.input_role(position, 0) == crate::ops::InputRole::Bias;
     if is_bias {
         TensorRole::Bias
     } else if op.is_param_input(position) {
@@ -196,12 +196,12 @@ fn representation(
 }
 
 /// Whether a constant may stay float32 without an encoding on a quantized backend: every
-/// read of it is a Conv/Gemm bias or a BatchNormalization parameter.
+/// read of it is a Conv/ConvTranspose/Gemm bias or a BatchNormalization parameter.
 fn may_stay_float(graph: &Graph, id: TensorId) -> bool {
     graph.is_constant(id)
         && graph.nodes.iter().all(|node| {
             node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| match node.op {
-                Op::Conv(_) | Op::Gemm(_) => position == 2,
+                Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => position == 2,
                 Op::BatchNormalization(_) => position >= 1,
                 _ => false,
             })

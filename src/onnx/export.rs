@@ -396,6 +396,13 @@ impl<'g> Builder<'g> {
         self.initializer(name, DataType::Float, &[], value.to_le_bytes().to_vec())
     }
 
+    /// A 1-D float32 initializer (Resize's roi and scales) named after `node` and `role`.
+    fn floats(&mut self, node: &str, role: &str, values: &[f32]) -> String {
+        let name = self.fresh(format!("{node}_{role}"));
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer(name, DataType::Float, &[values.len()], raw)
+    }
+
     /// The scale and zero-point initializers of an encoding of tensor `name`.
     fn quant_params(&mut self, name: &str, q: &OnnxQuant) -> (String, String) {
         let dims: Vec<usize> = if q.axis.is_some() { vec![q.scales.len()] } else { vec![] };
@@ -566,6 +573,10 @@ impl ExportHost for Builder<'_> {
 
     fn scalar(&mut self, node: &str, role: &str, value: f32) -> String {
         Builder::scalar(self, node, role, value)
+    }
+
+    fn floats(&mut self, node: &str, role: &str, values: &[f32]) -> String {
+        Builder::floats(self, node, role, values)
     }
 
     fn fresh(&mut self, base: String) -> String {

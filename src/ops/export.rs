@@ -11,6 +11,8 @@ pub trait ExportHost {
     fn int64s(&mut self, node: &str, role: &str, values: &[i64]) -> String;
     /// A float32 scalar initializer named after `node` and `role`.
     fn scalar(&mut self, node: &str, role: &str, value: f32) -> String;
+    /// A 1-D float32 initializer (Resize's roi and scales) named after `node` and `role`.
+    fn floats(&mut self, node: &str, role: &str, values: &[f32]) -> String;
     /// A name no tensor of the model has yet, based on `base`.
     fn fresh(&mut self, base: String) -> String;
     /// A node the graph did not have (a helper node): its name is made unique.
@@ -68,6 +70,11 @@ impl ExportCx<'_> {
     /// A float32 scalar initializer for this node.
     pub fn scalar(&mut self, role: &str, value: f32) -> String {
         self.host.scalar(self.name, role, value)
+    }
+
+    /// A 1-D float32 initializer for this node.
+    pub fn floats(&mut self, role: &str, values: &[f32]) -> String {
+        self.host.floats(self.name, role, values)
     }
 }
 

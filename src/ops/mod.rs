@@ -17,6 +17,7 @@
 //! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
 
 mod attrs;
+mod conv_transpose;
 mod elementwise;
 mod export;
 mod import;
@@ -27,8 +28,9 @@ mod norm;
 mod normalize;
 mod pool;
 mod reduce;
-mod unary;
+mod resize;
 mod tensor;
+mod unary;
 mod values;
 mod window;
 
@@ -38,10 +40,11 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
+pub use conv_transpose::ConvTranspose;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
-pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction, ReverseSequence, Scatter};
+pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
@@ -50,8 +53,9 @@ pub use normalize::{
 };
 pub use pool::{GlobalPool, Pool, PoolKind};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
-pub use unary::Unary;
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
+pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -201,6 +205,8 @@ ops! {
         BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), EyeLike(EyeLike);
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
+    resize: Resize(Resize);
+    conv_transpose: ConvTranspose(ConvTranspose);
 }
 
 impl Op {

@@ -219,14 +219,19 @@ fn param_role(
     let per_channel = settings.per_channel && policy.allows_per_channel(&node.op);
     let per_row = settings.per_row && policy.allows_per_channel(&node.op);
     match (&node.op, position) {
-        (Op::Conv(_), 1) => ParamRole::Weight(per_channel.then_some(0)),
+        // Conv weights `[M, C/g, k...]` run per channel along axis 0, ConvTranspose weights
+        // `[C, M/g, k...]` along axis 1 (without groups): the op's input role says which.
+        (Op::Conv(_) | Op::ConvTranspose(_), 1) => match node.op.input_role(1, 0) {
+            crate::ops::InputRole::Weight { channel_axis } => ParamRole::Weight(channel_axis.filter(|_| per_channel)),
+            _ => ParamRole::Weight(None),
+        },
         (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => ParamRole::Weight(per_row.then_some(usize::from(!*trans_b))),
         (Op::MatMul(crate::ops::MatMul), 1) => {
             let rank = node.inputs.get(1).map_or(0, |&b| graph.info(b).shape.len());
             ParamRole::Weight((per_row && rank >= 2).then(|| rank - 1))
         }
         (Op::MatMul(crate::ops::MatMul), _) => ParamRole::Weight(None),
-        (Op::Conv(_) | Op::Gemm(_), 2) => ParamRole::Bias,
+        (Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_), 2) => ParamRole::Bias,
         (Op::BatchNormalization(_), 1..) => ParamRole::Float,
         _ => ParamRole::Other,
     }

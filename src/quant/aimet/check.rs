@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name};
-use crate::ir::{DType, Graph, Op, TensorId};
+use crate::ir::{DType, Graph, TensorId};
 
 /// One override that names a graph tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,14 +144,15 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
 }
 
 /// The output-channel axis of a parameter, from the first op that reads it: Conv weight `[M,
-/// C/g, k...]` -> 0; Gemm `B` -> 0 when `trans_b` (B is `[N, K]`) else 1; MatMul right operand
-/// `[.., K, N]` -> its last axis; anything else (biases included) -> 0.
+/// C/g, k...]` -> 0; ConvTranspose weight `[C, M, k...]` -> 1; Gemm `B` -> 0 when `trans_b` (B
+/// is `[N, K]`) else 1; MatMul right operand `[.., K, N]` -> its last axis; anything else
+/// (biases included) -> 0.
 pub fn channel_axis(graph: &Graph, id: TensorId) -> usize {
     for node in &graph.nodes {
         let Some(pos) = node.inputs.iter().position(|&i| i == id) else { continue };
-        return match (&node.op, pos) {
-            (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => usize::from(!*trans_b),
-            (Op::MatMul(crate::ops::MatMul), 1) => graph.info(id).shape.len().saturating_sub(1),
+        // The op's input role knows the axis (ConvTranspose `[C, M/g, k...]` -> 1).
+        return match node.op.input_role(pos, graph.info(id).shape.len()) {
+            crate::ops::InputRole::Weight { channel_axis: Some(axis) } => axis,
             _ => 0,
         };
     }
@@ -216,7 +217,7 @@ impl<'g> NameIndex<'g> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Conv, Node, Tensor, TensorInfo, Window};
+    use crate::ir::{Conv, Node, Op, Tensor, TensorInfo, Window};
     use crate::quant::aimet::parse_overrides;
 
     /// x -> Conv(w [4,1,1,1], b [4]) -> y -> Gemm(B [3,4], trans_b) -> z.

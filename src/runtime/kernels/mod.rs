@@ -12,12 +12,14 @@
 //! [`pool`], [`norm`] (BatchNormalization and Softmax) and [`shape_ops`].
 
 pub mod conv;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod gemm;
 pub mod norm;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod shape_ops;
 mod window;
 
