@@ -536,6 +536,10 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
+    /// Adds the IR node of `op`. An op whose inference gives N outputs produces the node's
+    /// outputs up to the last one the model names (at most N): an unnamed optional output
+    /// before a named one (LSTM's `Y` when only `Y_h` is used) gets an internal tensor, so the
+    /// kernel sees its declared outputs by position.
     fn add_ir_node(
         &mut self,
         name: &str,
@@ -543,7 +547,6 @@ impl<'m> Importer<'m> {
         op: ir::Op,
         positions: &[usize],
     ) -> Result<(), ImportError> {
-        self.check_extra_outputs(node, 1)?;
         let input_names: Vec<&'m str> = positions
             .iter()
             .map(|&p| node.input.get(p).map(String::as_str).filter(|n| !n.is_empty()))
@@ -558,14 +561,28 @@ impl<'m> Importer<'m> {
             .collect::<Result<_, ImportError>>()?;
         let info_refs: Vec<&TensorInfo> = infos.iter().collect();
         let inferred = op.infer(&info_refs).map_err(|e| ImportError::new(ErrorKind::ShapeError, e))?;
-        let Some((dtype, shape)) = inferred.into_iter().next() else {
+        if inferred.is_empty() {
             return Err(malformed("shape inference produced no output"));
-        };
+        }
+        self.check_extra_outputs(node, inferred.len())?;
         let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
             return Err(malformed("the node has no output"));
         };
-        check_size(out, dtype, &shape)?;
-        self.check_declared(out, dtype, &shape)?;
+        // Outputs 0..count: up to the last named one the op produces.
+        let count = node.output.iter().take(inferred.len()).rposition(|o| !o.is_empty()).map_or(1, |i| i + 1);
+        let mut outputs: Vec<(String, DType, Vec<usize>)> = Vec::with_capacity(count);
+        for (i, (dtype, shape)) in inferred.into_iter().take(count).enumerate() {
+            let named = node.output.get(i).map(String::as_str).filter(|o| !o.is_empty());
+            let tensor_name = match named {
+                Some(o) => {
+                    check_size(o, dtype, &shape)?;
+                    self.check_declared(o, dtype, &shape)?;
+                    o.to_string()
+                }
+                None => format!("{name}/unused_output_{i}"),
+            };
+            outputs.push((tensor_name, dtype, shape));
+        }
 
         // Integer shape arithmetic on known values is evaluated now and leaves no node.
         let known: Option<Vec<&Tensor>> = input_names
@@ -575,8 +592,8 @@ impl<'m> Importer<'m> {
                 _ => None,
             })
             .collect();
-        if let Some(values) = known
-            && let Some(result) = fold::eval_int(&op, &values, dtype, &shape)
+        if let (Some(values), [(_, dtype, shape)]) = (known, &outputs[..])
+            && let Some(result) = fold::eval_int(&op, &values, *dtype, shape)
         {
             let tensor =
                 result.map_err(|e| ImportError::new(ErrorKind::ShapeError, format!("evaluating at import: {e}")))?;
@@ -584,12 +601,19 @@ impl<'m> Importer<'m> {
         }
 
         let inputs = input_names.iter().map(|n| self.materialize(n)).collect::<Result<Vec<_>, _>>()?;
-        if self.slots.contains_key(out) {
-            return Err(malformed(format!("tensor {out:?} is defined more than once")));
+        let mut ids = Vec::with_capacity(outputs.len());
+        for (i, (tensor_name, dtype, shape)) in outputs.into_iter().enumerate() {
+            let named = node.output.get(i).map(String::as_str).filter(|o| !o.is_empty());
+            if named.is_some_and(|o| self.slots.contains_key(o)) {
+                return Err(malformed(format!("tensor {tensor_name:?} is defined more than once")));
+            }
+            let id = self.graph.add_tensor(TensorInfo { name: tensor_name, dtype, shape });
+            if let Some(o) = named {
+                self.slots.insert(o, Slot::Tensor(id));
+            }
+            ids.push(id);
         }
-        let id = self.graph.add_tensor(TensorInfo { name: out.to_string(), dtype, shape });
-        self.slots.insert(out, Slot::Tensor(id));
-        self.graph.nodes.push(Node { name: name.to_string(), op, inputs, outputs: vec![id] });
+        self.graph.nodes.push(Node { name: name.to_string(), op, inputs, outputs: ids });
         Ok(())
     }
 

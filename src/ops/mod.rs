@@ -16,6 +16,7 @@
 //! **Invariant:** an op's attributes are fully resolved at import (negative axes normalized,
 //! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
 
+mod attention;
 mod attrs;
 mod elementwise;
 mod export;
@@ -33,6 +34,7 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
+pub use attention::{Attention, QkOutput};
 pub use elementwise::{Binary, Clip, Unary};
 pub use export::{ExportCx, ExportHost};
 pub(crate) use import::{InputView, Lowered, NodeCx};
@@ -180,6 +182,7 @@ ops! {
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
+    attention: Attention(Attention);
 }
 
 impl Op {
