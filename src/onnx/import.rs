@@ -565,11 +565,11 @@ impl<'m> Importer<'m> {
             return Err(malformed("shape inference produced no output"));
         }
         self.check_extra_outputs(node, inferred.len())?;
-        let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
+        // Outputs 0..count: up to the last named one the op produces.
+        let Some(last) = node.output.iter().take(inferred.len()).rposition(|o| !o.is_empty()) else {
             return Err(malformed("the node has no output"));
         };
-        // Outputs 0..count: up to the last named one the op produces.
-        let count = node.output.iter().take(inferred.len()).rposition(|o| !o.is_empty()).map_or(1, |i| i + 1);
+        let count = last + 1;
         let mut outputs: Vec<(String, DType, Vec<usize>)> = Vec::with_capacity(count);
         for (i, (dtype, shape)) in inferred.into_iter().take(count).enumerate() {
             let named = node.output.get(i).map(String::as_str).filter(|o| !o.is_empty());
@@ -592,7 +592,7 @@ impl<'m> Importer<'m> {
                 _ => None,
             })
             .collect();
-        if let (Some(values), [(_, dtype, shape)]) = (known, &outputs[..])
+        if let (Some(values), [(_, dtype, shape)], Some(out)) = (known, &outputs[..], node.output.first())
             && let Some(result) = fold::eval_int(&op, &values, *dtype, shape)
         {
             let tensor =

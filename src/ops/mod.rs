@@ -25,6 +25,7 @@ mod layout;
 mod linear;
 mod norm;
 mod pool;
+mod recurrent;
 mod values;
 mod window;
 
@@ -42,6 +43,7 @@ pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Uns
 pub use linear::{Conv, Gemm, MatMul};
 pub use norm::{BatchNormalization, Softmax};
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
 
@@ -183,6 +185,7 @@ ops! {
         Unsqueeze(Unsqueeze), Pad(Pad);
     values: Identity(Identity), Dropout(Dropout), Convert(Convert);
     attention: Attention(Attention);
+    recurrent: Recurrent(Recurrent);
 }
 
 impl Op {
