@@ -117,6 +117,12 @@ fn import_attention(cx: &NodeCx) -> Result<Lowered, ImportError> {
     Lowered::ir(op, cx.present(&[0, 1, 2, 3, 4, 5, 6]))
 }
 
+/// Q, K, V, attn_mask, (past_key, past_value), nonpad_kv_seqlen.
+type Roles<'t, T> = (&'t T, &'t T, &'t T, Option<&'t T>, Option<(&'t T, &'t T)>, Option<&'t T>);
+
+/// The past key and value caches as f32.
+type Cache<'a> = (Cow<'a, [f32]>, Cow<'a, [f32]>);
+
 /// The sizes of one Attention call.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
@@ -150,10 +156,7 @@ struct Shapes<'a> {
 
 impl Attention {
     /// Splits the inputs (of any element type) by role.
-    fn roles<'t, T>(
-        &self,
-        inputs: &'t [T],
-    ) -> Result<(&'t T, &'t T, &'t T, Option<&'t T>, Option<(&'t T, &'t T)>, Option<&'t T>), String> {
+    fn roles<'t, T>(&self, inputs: &'t [T]) -> Result<Roles<'t, T>, String> {
         let expected = 3 + usize::from(self.mask) + 2 * usize::from(self.past) + usize::from(self.nonpad);
         if inputs.len() != expected {
             return Err(format!("Attention: expects {expected} inputs, got {}", inputs.len()));
@@ -426,7 +429,7 @@ struct AttentionData<'a> {
     k: &'a [f32],
     v: &'a [f32],
     mask: Option<(&'a Tensor, Vec<f32>)>,
-    past: Option<(Cow<'a, [f32]>, Cow<'a, [f32]>)>,
+    past: Option<Cache<'a>>,
     nonpad: Option<&'a [i64]>,
     qk_wanted: bool,
 }

@@ -258,7 +258,7 @@ fn import_recurrent(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let activations =
         names.iter().map(|n| Activation::parse(n, &mut alphas, &mut betas)).collect::<Result<Vec<_>, _>>()?;
     let clip = a.float("clip")?;
-    if clip.is_some_and(|c| !(c > 0.0)) {
+    if clip.is_some_and(|c| c.is_nan() || c <= 0.0) {
         return Err(bad_attribute(format!("clip must be positive, got {clip:?}")));
     }
     let batch_first = a.flag("layout")?;
