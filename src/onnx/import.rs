@@ -621,6 +621,10 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
+    /// Adds the IR node of `op`. An op whose inference gives N outputs produces the node's
+    /// outputs up to the last one the model names (at most N): an unnamed optional output
+    /// before a named one (LSTM's `Y` when only `Y_h` is used) gets an internal tensor, so the
+    /// kernel sees its declared outputs by position.
     fn add_ir_node(
         &mut self,
         name: &str,

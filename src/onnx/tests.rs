@@ -337,10 +337,10 @@ fn integer_arithmetic_on_shapes_folds_but_float_constants_stay() {
 
 #[test]
 fn every_unsupported_op_is_reported_at_once() {
-    // LSTM (unsupported) feeds StringNormalizer (unsupported, still reported) feeds Relu (supported:
+    // Scan (unsupported) feeds StringNormalizer (unsupported, still reported) feeds Relu (supported:
     // skipped quietly); a com.microsoft op and a Conv with a bad attribute are separate.
     let nodes = vec![
-        node("LSTM", "lstm", &["x"], &["h"], vec![]),
+        node("Scan", "scan", &["x"], &["h"], vec![]),
         node("StringNormalizer", "", &["h"], &["e"], vec![]),
         node("Relu", "relu_after", &["e"], &["y1"], vec![]),
         NodeProto { domain: Some("com.microsoft".into()), ..node("FusedConv", "fused", &["x"], &["y2"], vec![]) },
@@ -355,7 +355,7 @@ fn every_unsupported_op_is_reported_at_once() {
     assert_eq!(
         listed,
         [
-            (Some("lstm"), Some("LSTM")),
+            (Some("scan"), Some("Scan")),
             (Some("StringNormalizer_1"), Some("StringNormalizer")),
             (Some("fused"), Some("FusedConv")),
             (Some("gs"), Some("GridSample")),
@@ -693,4 +693,16 @@ fn torch_exports_fold_their_shape_arithmetic() {
     let g = import_file_with(rel, &BTreeMap::from([("batch".to_string(), 3)])).unwrap();
     assert_eq!(shapes(&g), [vec![3, 5, 2], vec![3, 200]]);
     assert_eq!(reshapes(&g), [vec![3, 100], vec![3, 2, 5]]);
+}
+
+#[test]
+fn multi_output_ops_produce_every_used_output() {
+    // RNN with only Y_h named: Y gets an internal tensor so Y_h stays output #1.
+    let rnn = node("RNN", "rnn", &["x", "w", "r"], &["", "h"], vec![attr_int("hidden_size", 2)]);
+    let inputs = vec![f32_input("x", &[3, 1, 4]), f32_input("w", &[1, 2, 4]), f32_input("r", &[1, 2, 2])];
+    let g = import_ok(&model(14, graph(vec![rnn], vec![], inputs, &["h"])));
+    assert_eq!(g.nodes.len(), 1);
+    assert_eq!(g.nodes[0].outputs.len(), 2);
+    assert_eq!(shape_of(&g, "h"), vec![1, 1, 2]);
+    assert_eq!(g.info(g.nodes[0].outputs[1]).name, "h");
 }

@@ -16,6 +16,7 @@
 //! **Invariant:** an op's attributes are fully resolved at import (negative axes normalized,
 //! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
 
+mod attention;
 mod attrs;
 mod conv_transpose;
 mod elementwise;
@@ -27,6 +28,7 @@ mod linear;
 mod norm;
 mod normalize;
 mod pool;
+mod recurrent;
 mod reduce;
 mod resize;
 mod tensor;
@@ -40,6 +42,7 @@ use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
+pub use attention::{Attention, QkOutput};
 pub use conv_transpose::ConvTranspose;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
@@ -52,6 +55,7 @@ pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
 };
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
@@ -207,6 +211,8 @@ ops! {
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
     conv_transpose: ConvTranspose(ConvTranspose);
+    attention: Attention(Attention);
+    recurrent: Recurrent(Recurrent);
 }
 
 impl Op {
