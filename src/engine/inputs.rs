@@ -90,7 +90,12 @@ pub fn read_samples(
                 }
             };
             // Raw files hold the input's own element type (the SDK's native input files).
-            let expected = info.elements() * info.dtype.size_bytes();
+            let per_byte = TensorData::per_byte(info.dtype);
+            let expected = if per_byte == 1 {
+                info.elements() * info.dtype.size_bytes()
+            } else {
+                info.elements().div_ceil(per_byte)
+            };
             if bytes.len() != expected {
                 diags.push(
                     Diag::error(
@@ -114,7 +119,7 @@ pub fn read_samples(
                 );
                 continue;
             }
-            let data = TensorData::from_le_bytes(info.dtype, &bytes).map_err(|e| {
+            let data = TensorData::from_packed_bytes(info.dtype, &bytes, info.elements()).map_err(|e| {
                 Failed(vec![Diag::error(
                     "qairt::input_list::raw_size",
                     format!("{}: {e}", entry.file.path(db).display()),

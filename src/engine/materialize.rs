@@ -52,7 +52,7 @@ fn render(
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
                 // Each output in its own element type, as the SDK's native output files.
-                let bytes = tensor.data.to_le_bytes();
+                let bytes = tensor.data.to_packed_bytes();
                 files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
             }
         }

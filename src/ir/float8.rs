@@ -82,7 +82,14 @@ fn positive_codes(dtype: DType) -> &'static [(f32, u8)] {
 /// The code of `x` in the float8 format `dtype` (see the module docs for rounding).
 pub fn encode(dtype: DType, x: f32, saturate: bool) -> u8 {
     let f = format(dtype);
-    let nan = if f.unsigned_zero { 0x80 } else { 0x7F };
+    // ONNX's NaN codes: 0x80 (FNUZ), S.11111.10 (E5M2), S.1111.111 (E4M3FN).
+    let nan = if f.unsigned_zero {
+        0x80
+    } else if f.ieee_specials {
+        0x7E
+    } else {
+        0x7F
+    };
     if x.is_nan() {
         return nan;
     }

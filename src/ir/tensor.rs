@@ -391,6 +391,53 @@ impl TensorData {
         }
     }
 
+    /// Elements of `dtype` packed into one byte of the raw file and ONNX `raw_data` layout:
+    /// 2 for the 4-bit integers, 4 for the 2-bit ones, else 1.
+    pub fn per_byte(dtype: DType) -> usize {
+        match dtype {
+            DType::I4 | DType::U4 => 2,
+            DType::I2 | DType::U2 => 4,
+            _ => 1,
+        }
+    }
+
+    /// The packed raw bytes (ONNX `raw_data`, the SDK's raw files): [`TensorData::to_le_bytes`]
+    /// with 4- and 2-bit integers packed, element `k` of a byte in its bits `k*w..(k+1)*w`.
+    pub fn to_packed_bytes(&self) -> Vec<u8> {
+        let n = TensorData::per_byte(self.dtype());
+        let plain = self.to_le_bytes();
+        if n == 1 {
+            return plain;
+        }
+        let width = 8 / n;
+        let mask = (1u8 << width) - 1;
+        plain
+            .chunks(n)
+            .map(|c| c.iter().enumerate().fold(0u8, |acc, (k, &v)| acc | ((v & mask) << (k * width))))
+            .collect()
+    }
+
+    /// Decodes `count` packed elements (the inverse of [`TensorData::to_packed_bytes`]).
+    pub fn from_packed_bytes(dtype: DType, bytes: &[u8], count: usize) -> Result<TensorData, String> {
+        let n = TensorData::per_byte(dtype);
+        let want = if n == 1 { count.checked_mul(dtype.size_bytes()) } else { Some(count.div_ceil(n)) };
+        if want != Some(bytes.len()) {
+            return Err(format!(
+                "{count} {} elements need {} bytes, found {}",
+                dtype.name(),
+                want.map_or("too many".to_string(), |w| w.to_string()),
+                bytes.len()
+            ));
+        }
+        if n == 1 {
+            return TensorData::from_le_bytes(dtype, bytes);
+        }
+        let width = 8 / n;
+        let mask = (1u8 << width) - 1;
+        let plain: Vec<u8> = (0..count).map(|i| (bytes[i / n] >> ((i % n) * width)) & mask).collect();
+        TensorData::from_le_bytes(dtype, &plain)
+    }
+
     /// Every element as f64 (exact for every type but int64/uint64 beyond 2^53; float8 codes
     /// decoded).
     pub fn to_f64_vec(&self) -> Vec<f64> {

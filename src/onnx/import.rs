@@ -653,9 +653,9 @@ impl<'m> Importer<'m> {
         // The IR node produces output 0 and every later output the node names, up to the last
         // one named (an unnamed optional output in between gets a fresh name).
         let named = node.output.iter().take(inferred.len()).rposition(|o| !o.is_empty()).map_or(0, |i| i + 1);
-        let Some(out) = node.output.first().map(String::as_str).filter(|o| !o.is_empty()) else {
+        if named == 0 {
             return Err(malformed("the node has no output"));
-        };
+        }
         for (o, (dtype, shape)) in node.output.iter().zip(&inferred).take(named) {
             if !o.is_empty() {
                 check_size(o, *dtype, shape)?;
@@ -672,6 +672,7 @@ impl<'m> Importer<'m> {
             })
             .collect();
         if named == 1
+            && let Some(out) = node.output.first().map(String::as_str)
             && let Some(values) = known
             && let Some(result) = fold::eval_int(&op, &values, inferred[0].0, &inferred[0].1)
         {

@@ -63,27 +63,9 @@ pub(crate) fn onnx_code(dtype: DType) -> i32 {
     TYPES.iter().find(|(d, _)| *d == dtype).map_or(DataType::Undefined, |&(_, t)| t) as i32
 }
 
-/// How many elements of `dtype` ONNX packs into one byte of `raw_data` (int4: 2, int2: 4).
-fn per_byte(dtype: DType) -> usize {
-    match dtype {
-        DType::I4 | DType::U4 => 2,
-        DType::I2 | DType::U2 => 4,
-        _ => 1,
-    }
-}
-
-/// ONNX `raw_data` bytes of `data`: the raw-file layout, with 4- and 2-bit integers packed
-/// (element `k` of a byte in bits `k*w..(k+1)*w`, the first in the low bits).
+/// ONNX `raw_data` bytes of `data` (4- and 2-bit integers packed).
 pub(crate) fn onnx_raw_bytes(data: &TensorData) -> Vec<u8> {
-    let dtype = data.dtype();
-    let n = per_byte(dtype);
-    let plain = data.to_le_bytes();
-    if n == 1 {
-        return plain;
-    }
-    let width = 8 / n;
-    let mask = (1u8 << width) - 1;
-    plain.chunks(n).map(|c| c.iter().enumerate().fold(0u8, |acc, (k, &v)| acc | ((v & mask) << (k * width)))).collect()
+    data.to_packed_bytes()
 }
 
 /// Whether an external-data `location` stays inside the model's directory: relative, with no
@@ -201,24 +183,7 @@ pub(crate) fn external_bytes<'a>(
 /// Decodes ONNX `raw_data` (or external bytes): the raw-file layout, with 4- and 2-bit
 /// integers packed several to a byte.
 fn from_le_bytes(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result<TensorData, ImportError> {
-    let n = per_byte(dtype);
-    let want = if n == 1 { count.checked_mul(dtype.size_bytes()) } else { Some(count.div_ceil(n)) };
-    if want != Some(bytes.len()) {
-        return Err(malformed(format!(
-            "{what}: {count} {} elements need {} bytes, found {}",
-            dtype.name(),
-            want.map_or("too many".to_string(), |w| w.to_string()),
-            bytes.len()
-        )));
-    }
-    let plain: Vec<u8> = if n == 1 {
-        bytes.to_vec()
-    } else {
-        let width = 8 / n;
-        let mask = (1u8 << width) - 1;
-        (0..count).map(|i| (bytes[i / n] >> ((i % n) * width)) & mask).collect()
-    };
-    TensorData::from_le_bytes(dtype, &plain).map_err(|e| malformed(format!("{what}: {e}")))
+    TensorData::from_packed_bytes(dtype, bytes, count).map_err(|e| malformed(format!("{what}: {e}")))
 }
 
 /// The typed repeated fields: `float_data`, `double_data`, `int64_data`, `uint64_data`
@@ -259,7 +224,7 @@ fn from_typed_fields(t: &TensorProto, dtype: DType, count: usize, what: &str) ->
         }
         _ => {
             // Each int32 holds one element's bits (one packed byte for 4- and 2-bit types).
-            let n = per_byte(dtype);
+            let n = TensorData::per_byte(dtype);
             check("int32_data", t.int32_data.len(), if n == 1 { count } else { count.div_ceil(n) })?;
             let size = if n == 1 { dtype.size_bytes() } else { 1 };
             let bytes: Vec<u8> = t.int32_data.iter().flat_map(|&v| v.to_le_bytes()[..size].to_vec()).collect();
