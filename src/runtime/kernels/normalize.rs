@@ -94,7 +94,7 @@ pub fn layer_norm(
             Some(b) => Some(broadcast_to(&reals::<F>(op, b)?, &b.shape, norm_shape).ok_or_else(|| bad("B", b))?),
             None => None,
         };
-        let rows_count = if n == 0 { 0 } else { xv.len() / n };
+        let rows_count = xv.len().checked_div(n).unwrap_or(0);
         let mut y = Vec::with_capacity(xv.len());
         let (mut means, mut invs) = (Vec::new(), Vec::new());
         for row in xv.chunks_exact(n.max(1)).take(rows_count) {
