@@ -13,7 +13,7 @@
 #                  target/debug/qairt is as good for this, its dependencies are optimized)
 #   --python PATH  Python with torch, onnx, onnxruntime, scikit-learn, numpy, pillow (default:
 #                  $QAIRT_VENV/bin/python, else ~/.cache/qairt-venv/bin/python as made by
-#                  scripts/setup-python.sh, else /work/venv/bin/python)
+#                  scripts/setup-python.sh)
 #   --no-doc       print the table only, leave docs/accuracy.md alone
 #   --keep         keep the temporary directory (projects, outputs, JSON) and print its path
 #

@@ -1,6 +1,6 @@
 # Shared by the bench scripts (sourced, not run): finds the qairt binary and the Python venv.
 #   resolve_qairt PATH    -> $qairt (absolute; `cargo build --release` first when PATH is empty)
-#   resolve_python PATH   -> $python ($QAIRT_VENV, ~/.cache/qairt-venv or /work/venv when empty)
+#   resolve_python PATH   -> $python ($QAIRT_VENV, ~/.cache/qairt-venv when empty)
 
 resolve_qairt() {
     qairt=$1
@@ -15,7 +15,7 @@ resolve_qairt() {
 resolve_python() {
     python=$1
     if [[ -z "$python" ]]; then
-        for candidate in "${QAIRT_VENV:-$HOME/.cache/qairt-venv}/bin/python" /work/venv/bin/python; do
+        for candidate in "${QAIRT_VENV:-$HOME/.cache/qairt-venv}/bin/python"; do
             if [[ -x "$candidate" ]]; then python=$candidate; break; fi
         done
     fi

@@ -10,7 +10,7 @@
 #   --qairt PATH   qairt binary (default: `cargo build --release`, then target/release/qairt;
 #                  target/debug/qairt works too, its dependencies are optimized)
 #   --python PATH  Python with torch, onnx, onnxruntime, scikit-learn (default: $QAIRT_VENV,
-#                  ~/.cache/qairt-venv or /work/venv, as made by scripts/setup-python.sh)
+#                  ~/.cache/qairt-venv, as made by scripts/setup-python.sh)
 #   --keep         keep the temporary project (its out/<target>/verify/report.html shows the
 #                  ranking and the suggestion) and print its path
 set -euo pipefail
