@@ -6,7 +6,7 @@ same way) and the (min, max) each method chooses by the definitions in docs/quan
 The implementation here is deliberately naive (explicit candidate loops, P/Q arrays built in
 full, KL summed directly) so that it checks the Rust code (prefix sums) independently.
 
-Run from the repository root: /work/venv/bin/python scripts/python/calibration_reference.py
+Run from the repository root: $QAIRT_VENV/bin/python scripts/python/calibration_reference.py
 (only numpy is needed).
 """
 

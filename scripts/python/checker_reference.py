@@ -19,7 +19,7 @@ Everything is computed in float64 from the float32 inputs. Quantization: q = cla
 round_half_even(x / scale) - offset, 0, 2^bw-1) in float32 (float64 for bw > 24),
 dequantized = (q + offset) * scale.
 
-Usage: /work/venv/bin/python scripts/python/checker_reference.py  (numpy only)
+Usage: $QAIRT_VENV/bin/python scripts/python/checker_reference.py  (numpy only)
 """
 
 import json

@@ -17,7 +17,7 @@ that graph, this script:
 4. writes tests/data/goldens/digits_ort/Result_<N>/<sanitized name>.raw (float32 LE) plus an
    input_list.txt and a README.md, and the mapping variant tests/data/goldens/digits_renamed/.
 
-Run from the repository root:  /work/venv/bin/python scripts/python/dump_goldens.py
+Run from the repository root:  $QAIRT_VENV/bin/python scripts/python/dump_goldens.py
 """
 
 import os
@@ -191,7 +191,7 @@ def write_readme(ort_dir, renamed_dir, names, shapes, lines, worst, mapping):
     )
     text = f"""# External-golden fixtures (made by onnxruntime)
 
-Made by `scripts/python/dump_goldens.py` (run `/work/venv/bin/python scripts/python/dump_goldens.py`
+Made by `scripts/python/dump_goldens.py` (run `$QAIRT_VENV/bin/python scripts/python/dump_goldens.py`
 from the repository root) with Python {sys.version.split()[0]}, onnx {onnx.__version__},
 onnxruntime {ort.__version__} (CPUExecutionProvider, graph optimizations disabled) and
 numpy {np.__version__}. Nothing here is written by qairt.

@@ -10,7 +10,7 @@ The definitions follow docs/verifiers.md (itself from the vendor source digest i
 element-wise metric is computed over the positions where both tensors are finite; the other
 positions are counted in `non_finite`. TopK ranks the whole tensor (NaN last).
 
-Usage: /work/venv/bin/python scripts/python/verifier_reference.py  (numpy only)
+Usage: $QAIRT_VENV/bin/python scripts/python/verifier_reference.py  (numpy only)
 """
 
 import json

@@ -194,7 +194,7 @@ mod tests {
     /// sum r^2 = 30, sum e^2 = 1 -> SQNR = 10 log10(30) = 14.771212547196624 dB.
     /// r.a = 1 + 4 + 9 + 20 = 34, |a|^2 = 39 -> cosine = 34 / sqrt(30 * 39) = 34 / 34.2052... = 0.99399909...
     /// mse = 1/4, max |e| = 1.
-    /// numpy cross-check (/work/venv/bin/python, numpy 2.4.6):
+    /// numpy cross-check ($QAIRT_VENV/bin/python, numpy 2.4.6):
     ///   r=np.array([1,2,3,4.]); a=np.array([1,2,3,5.])
     ///   10*np.log10((r**2).sum()/((a-r)**2).sum())  -> 14.771212547196624
     ///   r@a/np.linalg.norm(r)/np.linalg.norm(a)      -> 0.9939990885479665
