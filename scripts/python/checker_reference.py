@@ -8,7 +8,7 @@ bitwidth, axis), the dequantized values and, per algorithm, the expected pass fl
 number and detail numbers. The Rust test in src/verify/checker/tests.rs re-runs the checker on
 the same inputs and compares (1e-6 relative).
 
-Formulas from the digest /work/shared/reference/accuracy-tools-checker-evaluator.md section
+Formulas from the digest of the vendor accuracy checker documentation, section
 1.4 (the SDK's qnn-quantization-checker), written independently here and documented in
 docs/checker.md: nan_to_num first; minmax |min(u)-min(d)|, |max(u)-max(d)| (activations: d is
 the encoding range [offset*scale, (2^bw-1+offset)*scale]); maxdiff max|u-d|; sqnr

@@ -6,7 +6,7 @@ and, for each pair, the metric every verifier must report. The Rust unit tests i
 src/verify/verifiers.rs compare against these numbers (1e-6 relative).
 
 The definitions follow docs/verifiers.md (itself from the vendor source digest in
-/work/shared/reference/accuracy-tools-checker-evaluator.md section 4.5). Shared rule: every
+of the vendor accuracy checker documentation, section 4.5). Shared rule: every
 element-wise metric is computed over the positions where both tensors are finite; the other
 positions are counted in `non_finite`. TopK ranks the whole tensor (NaN last).
 
