@@ -20,11 +20,7 @@ const NODE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/onnx-n
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/models");
 
 /// Node tests left out of the conformance run, and why. None of these is a kernel defect.
-const EXCLUDED: &[(&str, &str)] = &[(
-    "test_constant",
-    "the importer rejects a graph output that is a constant (nothing to run: the IR keeps graph \
-     outputs non-constant)",
-)];
+const EXCLUDED: &[(&str, &str)] = &[];
 
 /// Node tests whose expected outputs are less precise than the op's tolerance, with the
 /// tolerance their data supports.

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use crate::diag::{Diag, closest};
-use crate::ir::{Graph, Tensor, TensorData};
+use std::path::Path;
 
-use super::db::{DataList, Db, Failed, SourceFile};
+use crate::ir::{BoundInput, Graph, Tensor, TensorData, TensorInfo};
+
+use super::db::{DataList, Db, Failed, SampleEntry, SampleFiles, SourceFile};
 
 /// Reads a file's bytes and checks them against the digest the build was keyed on: a file
 /// edited mid-build is an error to retry, never a silently mixed result.
@@ -24,7 +26,76 @@ pub fn read_file(db: &dyn Db, file: SourceFile) -> Result<Arc<[u8]>, Failed> {
     Ok(bytes.into())
 }
 
+/// What an input-list entry feeds: a model input (by its index in `graph.inputs`) or a graph
+/// input the graph was specialized on.
+#[derive(Clone, Copy)]
+enum Feeds<'g> {
+    Input(usize),
+    Bound(&'g BoundInput),
+}
+
+/// The model's graph inputs in the model's order (the order of files on a bare line),
+/// bound inputs included.
+fn model_inputs(graph: &Graph) -> Vec<(&str, Feeds<'_>)> {
+    let total = graph.inputs.len() + graph.bound_inputs.len();
+    let mut free = graph.inputs.iter().enumerate();
+    (0..total)
+        .filter_map(|position| match graph.bound_inputs.iter().find(|b| b.position == position) {
+            Some(bound) => Some((bound.name.as_str(), Feeds::Bound(bound))),
+            None => free.next().map(|(slot, &id)| (graph.name(id), Feeds::Input(slot))),
+        })
+        .collect()
+}
+
+/// Reads one raw file as a tensor of `info`'s type and shape; a size mismatch is a
+/// diagnostic pointing at the entry in its list.
+pub fn read_raw(db: &dyn Db, list_path: &Path, entry: &SampleEntry, info: &TensorInfo) -> Result<Tensor, Failed> {
+    let bytes = read_file(db, entry.file)?;
+    // Raw files hold the input's own element type (the SDK's native input files).
+    let per_byte = TensorData::per_byte(info.dtype);
+    let expected =
+        if per_byte == 1 { info.elements() * info.dtype.size_bytes() } else { info.elements().div_ceil(per_byte) };
+    if bytes.len() != expected {
+        return Err(Failed(vec![
+            Diag::error(
+                "qairt::input_list::raw_size",
+                format!(
+                    "{} has {} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
+                    entry.file.path(db).display(),
+                    bytes.len(),
+                    info.name,
+                    info.shape,
+                    info.dtype.name()
+                ),
+            )
+            .in_file(list_path)
+            .at(entry.span.0, entry.span.1, format!("{} bytes, expected {expected}", bytes.len()))
+            .with_help(format!(
+                "raw files are headerless little-endian {} (the input's own element type) in the model's input \
+                 layout",
+                info.dtype.name()
+            )),
+        ]));
+    }
+    let data = TensorData::from_packed_bytes(info.dtype, &bytes, info.elements()).map_err(|e| {
+        Failed(vec![Diag::error("qairt::input_list::raw_size", format!("{}: {e}", entry.file.path(db).display()))])
+    })?;
+    Ok(Tensor { shape: info.shape.clone(), data })
+}
+
+/// The entry of `sample` that feeds the model input `name` at `position` (files given by
+/// name, or by position on a bare line).
+pub fn entry_for<'s>(sample: &'s SampleFiles, name: &str, position: usize) -> Option<&'s SampleEntry> {
+    if sample.entries.iter().all(|e| e.name.is_none()) {
+        sample.entries.get(position)
+    } else {
+        sample.entries.iter().find(|e| e.name.as_deref() == Some(name))
+    }
+}
+
 /// Reads the raw tensors of up to `max` samples of `list`, in the order of `graph.inputs`.
+/// A file given for a bound input (one the graph is specialized on) must hold the value the
+/// graph was specialized on.
 pub fn read_samples(
     db: &dyn Db,
     graph: &Graph,
@@ -32,13 +103,15 @@ pub fn read_samples(
     max: Option<usize>,
 ) -> Result<Vec<Vec<Tensor>>, Failed> {
     let list_path = list.list(db).path(db).clone();
-    let input_names: Vec<&str> = graph.inputs.iter().map(|&id| graph.name(id)).collect();
+    let feeds = model_inputs(graph);
+    let input_names: Vec<&str> = feeds.iter().map(|(name, _)| *name).collect();
     let mut samples = Vec::new();
     let mut diags = Vec::new();
     for sample in list.samples(db).iter().take(max.unwrap_or(usize::MAX)) {
         let mut tensors: Vec<Option<Tensor>> = vec![None; graph.inputs.len()];
+        let mut given = vec![false; feeds.len()];
         let bare = sample.entries.iter().all(|e| e.name.is_none());
-        if bare && sample.entries.len() != graph.inputs.len() {
+        if bare && sample.entries.len() != feeds.len() {
             diags.push(
                 Diag::error(
                     "qairt::input_list::arity",
@@ -46,7 +119,7 @@ pub fn read_samples(
                         "line {} gives {} file(s), the model has {} input(s)",
                         sample.line,
                         sample.entries.len(),
-                        graph.inputs.len()
+                        feeds.len()
                     ),
                 )
                 .in_file(&list_path)
@@ -59,10 +132,10 @@ pub fn read_samples(
             continue;
         }
         for (position, entry) in sample.entries.iter().enumerate() {
-            let slot = match &entry.name {
+            let index = match &entry.name {
                 None => position,
                 Some(name) => match input_names.iter().position(|n| n == name) {
-                    Some(slot) => slot,
+                    Some(index) => index,
                     None => {
                         let mut help = format!("the model's inputs are: {}", input_names.join(", "));
                         if let Some(near) = closest(name, input_names.iter().copied()) {
@@ -81,54 +154,43 @@ pub fn read_samples(
                     }
                 },
             };
-            let info = graph.info(graph.inputs[slot]);
-            let bytes = match read_file(db, entry.file) {
-                Ok(bytes) => bytes,
-                Err(failed) => {
-                    diags.extend(failed.0);
-                    continue;
-                }
-            };
-            // Raw files hold the input's own element type (the SDK's native input files).
-            let per_byte = TensorData::per_byte(info.dtype);
-            let expected = if per_byte == 1 {
-                info.elements() * info.dtype.size_bytes()
-            } else {
-                info.elements().div_ceil(per_byte)
-            };
-            if bytes.len() != expected {
-                diags.push(
-                    Diag::error(
-                        "qairt::input_list::raw_size",
-                        format!(
-                            "{} has {} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
-                            entry.file.path(db).display(),
-                            bytes.len(),
-                            info.name,
-                            info.shape,
-                            info.dtype.name()
+            given[index] = true;
+            match feeds[index].1 {
+                Feeds::Input(slot) => match read_raw(db, &list_path, entry, graph.info(graph.inputs[slot])) {
+                    Ok(tensor) => tensors[slot] = Some(tensor),
+                    Err(failed) => diags.extend(failed.0),
+                },
+                Feeds::Bound(bound) => {
+                    let info = TensorInfo {
+                        name: bound.name.clone(),
+                        dtype: bound.value.dtype(),
+                        shape: bound.value.shape.clone(),
+                    };
+                    match read_raw(db, &list_path, entry, &info) {
+                        Ok(tensor) if tensor == bound.value => {}
+                        Ok(_) => diags.push(
+                            Diag::error(
+                                "qairt::input_list::specialized_input",
+                                format!(
+                                    "line {} gives input \"{}\" another value than the one the model was \
+                                     specialized on",
+                                    sample.line, bound.name
+                                ),
+                            )
+                            .in_file(&list_path)
+                            .at(entry.span.0, entry.span.1, "a different value")
+                            .with_help(format!(
+                                "\"{}\" decides shapes in the model, so qairt compiles it for one value; give \
+                                 every inference the same \"{}\"",
+                                bound.name, bound.name
+                            )),
                         ),
-                    )
-                    .in_file(&list_path)
-                    .at(entry.span.0, entry.span.1, format!("{} bytes, expected {expected}", bytes.len()))
-                    .with_help(format!(
-                        "raw files are headerless little-endian {} (the input's own element type) in the \
-                         model's input layout",
-                        info.dtype.name()
-                    )),
-                );
-                continue;
+                        Err(failed) => diags.extend(failed.0),
+                    }
+                }
             }
-            let data = TensorData::from_packed_bytes(info.dtype, &bytes, info.elements()).map_err(|e| {
-                Failed(vec![Diag::error(
-                    "qairt::input_list::raw_size",
-                    format!("{}: {e}", entry.file.path(db).display()),
-                )])
-            })?;
-            tensors[slot] = Some(Tensor { shape: info.shape.clone(), data });
         }
-        let missing: Vec<&str> =
-            tensors.iter().zip(&input_names).filter(|(t, _)| t.is_none()).map(|(_, n)| *n).collect();
+        let missing: Vec<&str> = given.iter().zip(&input_names).filter(|(g, _)| !**g).map(|(_, n)| *n).collect();
         if diags.is_empty() && !missing.is_empty() {
             diags.push(
                 Diag::error(

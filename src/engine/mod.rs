@@ -13,6 +13,7 @@ mod materialize;
 mod memo;
 mod sensitivity_stage;
 mod snoop;
+mod specialize;
 mod stages;
 mod stamps;
 mod store;

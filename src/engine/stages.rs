@@ -20,6 +20,7 @@ use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
 use super::inputs::{read_file, read_samples};
 use super::memo::{KeyBuilder, Record, load, memoize};
+use super::specialize;
 
 /// What `simulate` and the reference run produce: the outputs of every sample and the values
 /// of every intermediate tensor (concatenated over samples) for per-layer verification.
@@ -41,18 +42,76 @@ pub struct LayerValues {
 
 // ---------------------------------------------------------------- parse
 
-#[salsa::tracked(returns(clone))]
-pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+/// The key of the unspecialized import: the model, its external data, its input shapes.
+fn parse_key(db: &dyn Db, project: ProjectInput) -> super::store::Digest {
     let model = project.model(db);
     let mut key = KeyBuilder::new(Stage::Parse).digest("model", &model.file(db).digest(db));
     for (location, file) in model.externals(db) {
         key = key.bytes("external", location.as_bytes()).digest("bytes", &file.digest(db));
     }
-    let key = key.value("shapes", model.shapes(db)).finish();
-    memoize(db, Stage::Parse, None, key, || compute_parse(db, project), |_| Vec::new())
+    key.value("shapes", model.shapes(db)).finish()
 }
 
-fn compute_parse(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
+/// Imports the model. A model whose shapes depend on graph inputs is specialized on the
+/// values the project's data gives them (`specialize`); its record's meta lists them.
+#[salsa::tracked(returns(clone))]
+pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let key = parse_key(db, project);
+    if let Some(needs) = specialize::recorded_needs(db, &key) {
+        return specialized_parse(db, project, key, needs);
+    }
+    let mut needs = None;
+    let result = memoize(
+        db,
+        Stage::Parse,
+        None,
+        key,
+        || compute_parse(db, project, &BTreeMap::new(), &mut needs),
+        |_| Vec::new(),
+    );
+    match (result, needs) {
+        (Err(_), Some(needs)) => {
+            specialize::record_needs(db, &key, &needs)?;
+            specialized_parse(db, project, key, needs)
+        }
+        (result, _) => result,
+    }
+}
+
+/// The import specialized on the inputs in `needs`, growing the set while each round's
+/// import names more (an input may only be reachable once another is known).
+fn specialized_parse(
+    db: &dyn Db,
+    project: ProjectInput,
+    unspecialized: super::store::Digest,
+    mut needs: Vec<crate::onnx::RunTimeInput>,
+) -> Result<Record, Failed> {
+    loop {
+        let bound = specialize::bind_from_data(db, project, &needs)?;
+        let key = KeyBuilder::new(Stage::Parse)
+            .digest("unspecialized", &unspecialized)
+            .value("bound inputs", &bound)
+            .finish();
+        let mut more = None;
+        let meta = super::memo::encode(&needs);
+        let result = memoize(db, Stage::Parse, None, key, || compute_parse(db, project, &bound, &mut more), |_| meta);
+        let new: Vec<_> = more.into_iter().flatten().filter(|m| !needs.iter().any(|n| n.name == m.name)).collect();
+        if result.is_ok() || new.is_empty() {
+            return result;
+        }
+        needs.extend(new);
+        specialize::record_needs(db, &unspecialized, &needs)?;
+    }
+}
+
+/// Imports the model with `bound` inputs as constants. A failure that values of more graph
+/// inputs would fix sets `needs` to them (and still returns the import's diagnostics).
+fn compute_parse(
+    db: &dyn Db,
+    project: ProjectInput,
+    bound: &BTreeMap<String, Tensor>,
+    needs: &mut Option<Vec<crate::onnx::RunTimeInput>>,
+) -> Result<Graph, Failed> {
     let model = project.model(db);
     let file = model.file(db);
     let bytes = read_file(db, file)?;
@@ -62,14 +121,25 @@ fn compute_parse(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
     for (location, ext) in model.externals(db) {
         external.insert(location.clone(), read_file(db, *ext)?.to_vec());
     }
-    crate::onnx::import_with_shapes(&proto, &external, model.shapes(db))
-        .map_err(|errors| Failed(errors.into_iter().map(|e| convert::import_error(&path, e)).collect()))
+    crate::onnx::import_bound(&proto, &external, model.shapes(db), bound).map_err(|failure| {
+        if !failure.run_time_inputs.is_empty() {
+            *needs = Some(failure.run_time_inputs);
+        }
+        Failed(failure.errors.into_iter().map(|e| convert::import_error(&path, e)).collect())
+    })
 }
 
 #[salsa::tracked(returns(clone))]
 pub fn parse_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Graph>, Failed> {
     let record = parse_record(db, project)?;
-    load(db, Stage::Parse, None, &record, || compute_parse(db, project))
+    load(db, Stage::Parse, None, &record, || {
+        // A specialized record's meta lists the inputs it was specialized on.
+        let bound = match postcard::from_bytes::<Vec<crate::onnx::RunTimeInput>>(&record.meta) {
+            Ok(needs) if !needs.is_empty() => specialize::bind_from_data(db, project, &needs)?,
+            _ => BTreeMap::new(),
+        };
+        compute_parse(db, project, &bound, &mut None)
+    })
 }
 
 // ---------------------------------------------------------------- optimize

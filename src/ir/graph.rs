@@ -61,6 +61,21 @@ pub struct Graph {
     /// them valid; an entry whose tensor a pass removed is simply not used.
     #[serde(default)]
     pub model_encodings: BTreeMap<String, ModelEncoding>,
+    /// Graph inputs that decide shapes (Reshape's shape, Expand's shape, Reduce axes fed as
+    /// inputs...): the graph was specialized on the one value the project's data gives them,
+    /// so they are constants here, not entries of `inputs`.
+    #[serde(default)]
+    pub bound_inputs: Vec<BoundInput>,
+}
+
+/// A graph input the graph was specialized on (see [`Graph::bound_inputs`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundInput {
+    pub name: String,
+    /// Its place among the model's graph inputs (initializers excluded), for input lists
+    /// whose lines give files by position.
+    pub position: usize,
+    pub value: Tensor,
 }
 
 /// A broken structural invariant; only a bug in an importer or pass produces one.

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     MissingExternalData,
     /// Shape inference failed, or disagrees with a shape the model declares.
     ShapeError,
+    /// An input whose value must be known at import (a shape, axes, pads, a count) is
+    /// computed at run time from a graph input.
+    RunTimeValue,
 }
 
 impl ErrorKind {
@@ -42,6 +45,7 @@ impl ErrorKind {
             ErrorKind::UnresolvedSymbol => "unresolved-symbol",
             ErrorKind::MissingExternalData => "missing-external-data",
             ErrorKind::ShapeError => "shape-error",
+            ErrorKind::RunTimeValue => "run-time-value",
         }
     }
 }
@@ -60,6 +64,9 @@ pub struct ImportError {
     pub op_type: Option<String>,
     /// What the user can do about it.
     pub hint: Option<String>,
+    /// For [`ErrorKind::RunTimeValue`]: the tensor whose value was needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_value_of: Option<String>,
 }
 
 fn node_prefix(node: &Option<String>, op_type: &Option<String>) -> String {
@@ -73,12 +80,22 @@ fn node_prefix(node: &Option<String>, op_type: &Option<String>) -> String {
 
 impl ImportError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ImportError {
-        ImportError { kind, message: message.into(), node: None, op_type: None, hint: None }
+        ImportError { kind, message: message.into(), node: None, op_type: None, hint: None, needs_value_of: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> ImportError {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// An input of a node must be known at import, but `tensor` is computed at run time.
+    pub fn needs_value(tensor: &str, message: impl Into<String>) -> ImportError {
+        ImportError { needs_value_of: Some(tensor.to_string()), ..ImportError::new(ErrorKind::RunTimeValue, message) }
+            .with_hint(
+                "qairt compiles static-shape programs: a value computed at run time cannot decide shapes. Small graph \
+                 inputs that decide them are specialized on the value the input lists give; a value computed from \
+                 the data itself (a data-dependent shape) cannot be",
+            )
     }
 
     /// Attaches the node's name and op type, unless the error already names a node.

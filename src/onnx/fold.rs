@@ -9,7 +9,7 @@ use crate::ir::{DType, Op, Tensor, TensorData, strides_of};
 pub(crate) const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
 
 /// Element count of `shape`, if it fits under [`MAX_FOLDED_ELEMENTS`].
-fn folded_count(shape: &[usize]) -> Result<usize, String> {
+pub(crate) fn folded_count(shape: &[usize]) -> Result<usize, String> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -45,6 +45,8 @@ struct Importer<'m> {
     /// Names read by some node or listed as graph outputs.
     consumed: BTreeSet<&'m str>,
     shapes: &'m InputShapes,
+    /// Values of graph inputs the graph is specialized on (see [`import_bound`]).
+    bound: &'m BTreeMap<String, Tensor>,
     external: &'m BTreeMap<String, Vec<u8>>,
     opset: i64,
     opsets: BTreeMap<&'m str, i64>,
@@ -65,10 +67,52 @@ pub(crate) fn import(
     external: &BTreeMap<String, Vec<u8>>,
     shapes: &InputShapes,
 ) -> Result<Graph, Vec<ImportError>> {
+    import_bound(model, external, shapes, &BTreeMap::new()).map_err(|failure| failure.errors)
+}
+
+/// A graph input whose value the import needs: it feeds, through import-time arithmetic, an
+/// input that must be known (a shape, axes, pads, a count, scales).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunTimeInput {
+    pub name: String,
+    /// Its place among the graph inputs that are not initializers.
+    pub position: usize,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+/// Why an import failed, and which graph inputs would let it succeed if their values were
+/// known (empty unless every error is such a value).
+#[derive(Debug)]
+pub struct ImportFailure {
+    pub errors: Vec<ImportError>,
+    pub run_time_inputs: Vec<RunTimeInput>,
+}
+
+impl From<Vec<ImportError>> for ImportFailure {
+    fn from(errors: Vec<ImportError>) -> ImportFailure {
+        ImportFailure { errors, run_time_inputs: Vec::new() }
+    }
+}
+
+/// The largest graph input the importer offers to specialize on. Shape-deciding inputs
+/// (shapes, axes, scales, counts) are short vectors; a data tensor that reaches a shape
+/// (a data-dependent shape) is never one to freeze.
+const MAX_BOUND_ELEMENTS: usize = 64;
+
+/// [`import`] with some graph inputs replaced by known values (`bound`): the graph is
+/// specialized on them, as the SDK's converter needs static shapes. The bound inputs are
+/// listed in [`Graph::bound_inputs`].
+pub(crate) fn import_bound(
+    model: &ModelProto,
+    external: &BTreeMap<String, Vec<u8>>,
+    shapes: &InputShapes,
+    bound: &BTreeMap<String, Tensor>,
+) -> Result<Graph, ImportFailure> {
     let opsets = opset_versions(model);
     let opset = default_opset(&opsets).map_err(|e| vec![e])?;
     let Some(g) = model.graph.as_ref() else {
-        return Err(vec![malformed("the model has no graph")]);
+        return Err(vec![malformed("the model has no graph")].into());
     };
     // QuantizeLinear/DequantizeLinear pairs go first; the rest of the import sees a float model.
     let (stripped, model_encodings) = match qdq::strip(g, external)? {
@@ -82,6 +126,7 @@ pub(crate) fn import(
         declared: BTreeMap::new(),
         consumed: BTreeSet::new(),
         shapes,
+        bound,
         external,
         opset,
         opsets,
@@ -107,7 +152,8 @@ pub(crate) fn import(
     }
     cx.add_outputs(g);
     if !cx.errors.is_empty() {
-        return Err(cx.errors);
+        let run_time_inputs = cx.run_time_inputs(g);
+        return Err(ImportFailure { errors: cx.errors, run_time_inputs });
     }
     let mut graph = cx.graph;
     for slot in cx.slots.into_values() {
@@ -281,8 +327,19 @@ impl<'m> Importer<'m> {
     fn add_inputs(&mut self, g: &'m GraphProto) {
         // symbol -> where it occurs, so each missing symbol is reported once.
         let mut unresolved: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+        let mut position = 0;
         for vi in &g.input {
             let name = vi.name();
+            if !initializers.contains(name) {
+                position += 1;
+            }
+            if let Some(value) = self.bound.get(name)
+                && !initializers.contains(name)
+            {
+                self.bind_input(vi, position - 1, value, &mut unresolved);
+                continue;
+            }
             if let Some(slot) = self.slots.get(name) {
                 if matches!(slot, Slot::Tensor(_) | Slot::Failed) {
                     self.errors.push(malformed(format!("graph input {name:?} is listed twice")));
@@ -316,12 +373,7 @@ impl<'m> Importer<'m> {
                 }
             }
         }
-        let inputs: Vec<&str> = g
-            .input
-            .iter()
-            .map(|vi| vi.name())
-            .filter(|n| !self.slots.get(n).is_some_and(|s| matches!(s, Slot::Known { .. } | Slot::Broken(_))))
-            .collect();
+        let inputs: Vec<&str> = g.input.iter().map(|vi| vi.name()).filter(|n| !initializers.contains(n)).collect();
         for given in self.shapes.inputs.keys() {
             if !inputs.contains(&given.as_str()) {
                 let mut hint = format!("the model's inputs are: {}", inputs.join(", "));
@@ -349,6 +401,89 @@ impl<'m> Importer<'m> {
                 )),
             );
         }
+    }
+
+    /// A graph input the import is specialized on: a known value of the declared type.
+    fn bind_input(
+        &mut self,
+        vi: &'m ValueInfoProto,
+        position: usize,
+        value: &Tensor,
+        unresolved: &mut BTreeMap<&'m str, Vec<String>>,
+    ) {
+        let name = vi.name();
+        match self.input_info(vi, unresolved) {
+            Ok(Some((dtype, shape))) if dtype == value.dtype() && shape == value.shape => {
+                self.graph.bound_inputs.push(ir::BoundInput { name: name.to_string(), position, value: value.clone() });
+                self.slots.insert(name, Slot::Known { tensor: value.clone(), id: None });
+            }
+            Ok(Some((dtype, shape))) => {
+                self.errors.push(ImportError::new(
+                    ErrorKind::ShapeError,
+                    format!(
+                        "graph input {name:?} is {} {shape:?}, but the value it is specialized on is {} {:?}",
+                        dtype.name(),
+                        value.dtype().name(),
+                        value.shape
+                    ),
+                ));
+                self.slots.insert(name, Slot::Failed);
+            }
+            Ok(None) => {
+                self.slots.insert(name, Slot::Failed);
+            }
+            Err(e) => {
+                self.errors.push(e);
+                self.slots.insert(name, Slot::Failed);
+            }
+        }
+    }
+
+    /// The graph inputs whose values would resolve every error, when every error is a value
+    /// needed at import ([`ErrorKind::RunTimeValue`]): the small graph inputs each needed
+    /// tensor is computed from. Empty when some error is of another kind.
+    fn run_time_inputs(&self, g: &'m GraphProto) -> Vec<RunTimeInput> {
+        let needed: Option<Vec<&str>> = self.errors.iter().map(|e| e.needs_value_of.as_deref()).collect();
+        let Some(needed) = needed else { return Vec::new() };
+        let producers: BTreeMap<&str, &NodeProto> =
+            g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+        let mut seen = BTreeSet::new();
+        let mut stack = needed;
+        let mut found = BTreeSet::new();
+        while let Some(name) = stack.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if let Some(Slot::Tensor(id)) = self.slots.get(name)
+                && self.graph.inputs.contains(id)
+            {
+                found.insert(*id);
+            } else if let Some(node) = producers.get(name) {
+                stack.extend(node.input.iter().filter(|i| !i.is_empty()).map(String::as_str));
+            }
+        }
+        let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+        let positions: BTreeMap<&str, usize> = g
+            .input
+            .iter()
+            .map(|vi| vi.name())
+            .filter(|n| !initializers.contains(n))
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        found
+            .into_iter()
+            .map(|id| self.graph.info(id))
+            .filter(|info| info.elements() <= MAX_BOUND_ELEMENTS)
+            .filter_map(|info| {
+                Some(RunTimeInput {
+                    name: info.name.clone(),
+                    position: *positions.get(info.name.as_str())?,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Dtype and static shape of a graph input; `Ok(None)` when a symbol is unresolved
@@ -673,12 +808,37 @@ impl<'m> Importer<'m> {
             .collect();
         if named == 1
             && let Some(out) = node.output.first().map(String::as_str)
-            && let Some(values) = known
-            && let Some(result) = fold::eval_int(&op, &values, inferred[0].0, &inferred[0].1)
+            && let Some(values) = &known
+            && let Some(result) = fold::eval_int(&op, values, inferred[0].0, &inferred[0].1)
         {
             let tensor =
                 result.map_err(|e| ImportError::new(ErrorKind::ShapeError, format!("evaluating at import: {e}")))?;
             return self.define(out, Slot::Known { tensor, id: None });
+        }
+        // Any other op on known values with integer or bool results (comparisons, logic,
+        // selection in shape computations) runs its kernel now. Float results are left to the
+        // optimize stage, which folds them where quantization allows.
+        if let Some(values) = known
+            && inferred.iter().all(|(dtype, shape)| !dtype.is_float() && fold::folded_count(shape).is_ok())
+        {
+            let infos: Vec<TensorInfo> = inferred
+                .iter()
+                .enumerate()
+                .map(|(i, (dtype, shape))| TensorInfo {
+                    name: format!("{name}:{i}"),
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                })
+                .collect();
+            let results = op
+                .run(&values, &infos)
+                .map_err(|e| ImportError::new(ErrorKind::ShapeError, format!("evaluating at import: {e}")))?;
+            for (out, tensor) in node.output.iter().zip(results).take(named) {
+                if !out.is_empty() {
+                    self.define(out, Slot::Known { tensor, id: None })?;
+                }
+            }
+            return Ok(());
         }
 
         let inputs = input_names.iter().map(|n| self.materialize(n)).collect::<Result<Vec<_>, _>>()?;
@@ -717,6 +877,29 @@ impl<'m> Importer<'m> {
         }
     }
 
+    /// A graph output whose value is known at import (it does not depend on the inputs, or
+    /// only on bound ones): an Identity of the constant writes it, so it is produced, named
+    /// and typed like any output.
+    fn add_constant_output(&mut self, name: &str) {
+        let constant = match self.materialize(name) {
+            Ok(id) => id,
+            Err(e) => return self.errors.push(e),
+        };
+        let info = self.graph.info(constant).clone();
+        if let Err(e) = self.check_declared(name, info.dtype, &info.shape) {
+            return self.errors.push(e);
+        }
+        self.graph.tensors[constant.index()].name = format!("{name}_constant");
+        let output = self.graph.add_tensor(TensorInfo { name: name.to_string(), ..info });
+        self.graph.nodes.push(Node {
+            name: format!("{name}_output"),
+            op: ir::Op::Identity(ops::Identity),
+            inputs: vec![constant],
+            outputs: vec![output],
+        });
+        self.graph.outputs.push(output);
+    }
+
     fn add_outputs(&mut self, g: &'m GraphProto) {
         if g.output.is_empty() {
             self.errors.push(malformed("the graph has no outputs"));
@@ -733,15 +916,7 @@ impl<'m> Importer<'m> {
                     }
                     self.graph.outputs.push(id);
                 }
-                Some(Slot::Known { .. }) => self.errors.push(
-                    ImportError::new(
-                        ErrorKind::UnsupportedFeature,
-                        format!("graph output {name:?} is a constant: it does not depend on any graph input"),
-                    )
-                    .with_hint(
-                        "qairt needs every output to be computed from the inputs; remove this output from the model",
-                    ),
-                ),
+                Some(Slot::Known { .. }) => self.add_constant_output(name),
                 Some(Slot::Broken(_)) => {
                     if let Some(Slot::Broken(e)) = self.slots.insert(name, Slot::Failed) {
                         self.errors.push(e);

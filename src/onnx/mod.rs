@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 pub use error::{ErrorKind, ImportError};
-pub use import::{InputShapes, MAX_OPSET, MIN_OPSET};
+pub use import::{ImportFailure, InputShapes, MAX_OPSET, MIN_OPSET, RunTimeInput};
 
 /// Decodes a serialized `ModelProto`. Truncated or garbage bytes give an error (never a
 /// panic), and so does a message that decodes but holds no graph.
@@ -97,4 +97,16 @@ pub fn import_with_shapes(
     shapes: &InputShapes,
 ) -> Result<crate::ir::Graph, Vec<ImportError>> {
     import::import(model, external, shapes)
+}
+
+/// [`import_with_shapes`] specialized on known values of some graph inputs (`bound`): those
+/// that decide shapes. A failure that such values would fix lists the inputs
+/// ([`ImportFailure::run_time_inputs`]).
+pub fn import_bound(
+    model: &proto::ModelProto,
+    external: &BTreeMap<String, Vec<u8>>,
+    shapes: &InputShapes,
+    bound: &BTreeMap<String, crate::ir::Tensor>,
+) -> Result<crate::ir::Graph, ImportFailure> {
+    import::import_bound(model, external, shapes, bound)
 }

@@ -493,10 +493,15 @@ fn shape_errors_name_the_node() {
 }
 
 #[test]
-fn constant_outputs_and_dangling_names_are_reported() {
+fn constant_outputs_are_written_by_an_identity_and_dangling_names_are_reported() {
+    // Shape of a static input is known at import; the output is still produced, under its name.
     let nodes = vec![node("Shape", "s", &["x"], &["shape"], vec![])];
-    let errors = import_err(&model(13, graph(nodes, vec![], vec![f32_input("x", &[2])], &["shape"])));
-    assert_eq!(errors[0].kind, ErrorKind::UnsupportedFeature);
+    let g = import_ok(&model(13, graph(nodes, vec![], vec![f32_input("x", &[2, 3])], &["shape"])));
+    assert_eq!(node_ops(&g), ["Identity"]);
+    let output = g.outputs[0];
+    assert_eq!(g.name(output), "shape");
+    let constant = g.nodes[0].inputs[0];
+    assert_eq!(g.constants[&constant], Tensor::from_i64(vec![2], vec![2, 3]));
     let nodes = vec![node("Relu", "r", &["nope"], &["y"], vec![])];
     let errors = import_err(&model(13, graph(nodes, vec![], vec![f32_input("x", &[2])], &["y"])));
     assert_eq!(errors[0].kind, ErrorKind::Malformed);
@@ -638,8 +643,6 @@ fn onnx_backend_node_tests_import_with_the_reference_output_shapes() {
     let manifest = std::fs::read_to_string(root.join("manifest.txt")).unwrap();
     let names: Vec<&str> = manifest.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     assert!(names.len() >= 150, "{} tests", names.len());
-    // The one test whose graph output is a constant, which qairt refuses by design.
-    let refused = [("test_constant", ErrorKind::UnsupportedFeature)];
     let mut failures = Vec::new();
     for name in &names {
         let (m, want) = node_test_model(&root.join(name), false);
@@ -651,16 +654,14 @@ fn onnx_backend_node_tests_import_with_the_reference_output_shapes() {
             let (baked, _) = node_test_model(&root.join(name), true);
             imported = import(&baked, &no_files(), &no_symbols());
         }
-        match (imported, refused.iter().find(|(n, _)| n == name)) {
-            (Ok(g), None) => {
+        match imported {
+            Ok(g) => {
                 let got: Vec<Vec<usize>> = g.outputs.iter().map(|&o| g.info(o).shape.clone()).collect();
                 if got != want {
                     failures.push(format!("{name}: shapes {got:?}, reference {want:?}"));
                 }
             }
-            (Err(errors), Some((_, kind))) if errors.iter().all(|e| e.kind == *kind) => {}
-            (Err(errors), _) => failures.push(format!("{name}: {errors:?}")),
-            (Ok(_), Some(_)) => failures.push(format!("{name}: imported, expected a refusal")),
+            Err(errors) => failures.push(format!("{name}: {errors:?}")),
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
@@ -713,4 +714,45 @@ fn multi_output_ops_produce_every_used_output() {
     assert_eq!(g.nodes[0].outputs.len(), 2);
     assert_eq!(shape_of(&g, "h"), vec![1, 1, 2]);
     assert_eq!(g.info(g.nodes[0].outputs[1]).name, "h");
+}
+
+#[test]
+fn a_graph_input_that_decides_a_shape_is_named_and_can_be_bound() {
+    // Reshape(x, shape) with `shape` a graph input: the import names `shape` (position 1 among
+    // the inputs) as the value it needs; bound to [3, 2] it imports with x reshaped to [3, 2].
+    let nodes = vec![node("Reshape", "r", &["x", "shape"], &["y"], vec![])];
+    let inputs = vec![f32_input("x", &[2, 3]), value_info("shape", DataType::Int64, &[D::N(2)])];
+    let m = model(13, graph(nodes, vec![], inputs, &["y"]));
+    let failure = super::import_bound(&m, &no_files(), &Default::default(), &BTreeMap::new()).unwrap_err();
+    assert_eq!(failure.errors[0].kind, ErrorKind::RunTimeValue);
+    let needs: Vec<(&str, usize, DType, &[usize])> =
+        failure.run_time_inputs.iter().map(|r| (r.name.as_str(), r.position, r.dtype, r.shape.as_slice())).collect();
+    assert_eq!(needs, [("shape", 1, DType::I64, &[2][..])]);
+
+    let bound = BTreeMap::from([("shape".to_string(), Tensor::from_i64(vec![2], vec![3, 2]))]);
+    let g = super::import_bound(&m, &no_files(), &Default::default(), &bound).unwrap();
+    assert_eq!(g.inputs.len(), 1);
+    assert_eq!(shape_of(&g, "y"), [3, 2]);
+    assert_eq!(g.bound_inputs.len(), 1);
+    assert_eq!((g.bound_inputs[0].name.as_str(), g.bound_inputs[0].position), ("shape", 1));
+
+    // A value of the wrong shape is refused.
+    let wrong = BTreeMap::from([("shape".to_string(), Tensor::from_i64(vec![3], vec![3, 2, 1]))]);
+    let failure = super::import_bound(&m, &no_files(), &Default::default(), &wrong).unwrap_err();
+    assert_eq!(failure.errors[0].kind, ErrorKind::ShapeError);
+}
+
+#[test]
+fn a_data_dependent_shape_is_not_offered_for_binding() {
+    // Reshape(x, Cast(ReduceMax(x))): the shape comes from the data tensor itself, which is too
+    // large to freeze; the error stands and no input is offered.
+    let nodes = vec![
+        node("ReduceMax", "m", &["x"], &["mx"], vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)]),
+        node("Cast", "c", &["mx"], &["s"], vec![attr_int("to", DataType::Int64 as i64)]),
+        node("Reshape", "r", &["x", "s"], &["y"], vec![]),
+    ];
+    let m = model(13, graph(nodes, vec![], vec![f32_input("x", &[1, 100])], &["y"]));
+    let failure = super::import_bound(&m, &no_files(), &Default::default(), &BTreeMap::new()).unwrap_err();
+    assert!(failure.errors.iter().all(|e| e.kind == ErrorKind::RunTimeValue), "{:?}", failure.errors);
+    assert!(failure.run_time_inputs.is_empty());
 }

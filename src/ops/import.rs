@@ -81,12 +81,15 @@ impl<'a> NodeCx<'a> {
         let Some(view) = self.opt(i) else { return Ok(None) };
         match view.value {
             Some(t) => Ok(Some(t)),
-            None => Err(bad_attribute(format!(
-                "{} input #{i} ({role}) {:?} must be a constant or computable at import, but it \
-                 is computed at run time",
-                self.op_type(),
-                view.name
-            ))),
+            None => Err(ImportError::needs_value(
+                view.name,
+                format!(
+                    "{} input #{i} ({role}) {:?} must be a constant or computable at import, but it \
+                     is computed at run time",
+                    self.op_type(),
+                    view.name
+                ),
+            )),
         }
     }
 
@@ -123,11 +126,10 @@ impl<'a> NodeCx<'a> {
     /// The error for an input that is computed at run time where only a known value works.
     pub fn run_time_input(&self, name: &str) -> ImportError {
         let op = self.op_type();
-        ImportError::new(
-            ErrorKind::UnsupportedOp,
-            format!("{op} on {name:?}, which is computed at run time, is not supported"),
-        )
-        .with_hint(format!("qairt evaluates {op} only at import, on values known then (constants and static shapes)"))
+        ImportError::needs_value(name, format!("{op} on {name:?}, which is computed at run time, is not supported"))
+            .with_hint(format!(
+                "qairt evaluates {op} only at import, on values known then (constants and static shapes)"
+            ))
     }
 
     /// An input of a fold-only op, which must be known at import.
