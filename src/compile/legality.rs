@@ -4,6 +4,7 @@
 //! bitwidth for the tensor's role). The result is each tensor's use and representation.
 
 use crate::ir::{DType, Graph, Op, TensorId};
+use crate::ops::InputRole;
 use crate::quant::encoding::{QuantizedGraph, TensorEncoding};
 
 use super::CompileError;
@@ -196,14 +197,18 @@ fn representation(
 }
 
 /// Whether a constant may stay float32 without an encoding on a quantized backend: every
-/// read of it is a Conv/ConvTranspose/Gemm bias or a BatchNormalization parameter.
+/// read of it is a Conv/ConvTranspose/Gemm bias or a parameter its op declares float
+/// (BatchNormalization statistics, a recurrent op's B, Clip bounds: `InputRole::FloatParam`).
 fn may_stay_float(graph: &Graph, id: TensorId) -> bool {
+    let rank = graph.info(id).shape.len();
     graph.is_constant(id)
         && graph.nodes.iter().all(|node| {
-            node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| match node.op {
-                Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => position == 2,
-                Op::BatchNormalization(_) => position >= 1,
-                _ => false,
+            node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| {
+                match node.op.input_role(position, rank) {
+                    InputRole::FloatParam => true,
+                    InputRole::Bias => matches!(node.op, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_)),
+                    _ => false,
+                }
             })
         })
 }

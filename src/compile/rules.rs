@@ -580,7 +580,10 @@ mod tests {
         assert_eq!(htp.weight_bitwidths, BTreeSet::from([4, 8, 16]));
         assert_eq!(htp.bias_bitwidths, BTreeSet::from([8, 32]));
         assert_eq!(htp.float_bitwidths, BTreeSet::from([16]));
-        assert_eq!(htp.per_channel_ops, ["Conv", "ConvTranspose", "Gemm", "MatMul"].map(String::from).into());
+        assert_eq!(
+            htp.per_channel_ops,
+            ["Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"].map(String::from).into()
+        );
         assert_eq!(htp.op_quantization("Reshape"), OpQuantization::PassThrough);
         assert_eq!(htp.op_quantization("Sigmoid"), OpQuantization::FixedRange { min: 0.0, max: 1.0 });
         assert_eq!(htp.op_quantization("Tanh"), OpQuantization::FixedRange { min: -1.0, max: 1.0 });

@@ -13,6 +13,9 @@ use super::attention::{f32_data, f32_result};
 use super::export::{ExportCx, attr_float, attr_int, attr_string};
 use super::import::{Lowered, NodeCx};
 use super::{InputRole, OnnxOp, Op, OpDef, QuantDefault};
+
+/// Calibrated output; W and R may take per-row encodings (the backend's `per_channel_ops`).
+const WEIGHTED: QuantDefault = QuantDefault { per_channel: true, ..QuantDefault::CALIBRATED };
 use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::bad_attribute;
@@ -20,9 +23,9 @@ use crate::onnx::proto::AttributeProto;
 use crate::runtime::kernels::{KernelError, element_count, gemm::sgemm};
 
 pub(super) const ONNX: &[OnnxOp] = &[
-    OnnxOp::ir("LSTM", import_recurrent, QuantDefault::CALIBRATED),
-    OnnxOp::ir("GRU", import_recurrent, QuantDefault::CALIBRATED),
-    OnnxOp::ir("RNN", import_recurrent, QuantDefault::CALIBRATED),
+    OnnxOp::ir("LSTM", import_recurrent, WEIGHTED),
+    OnnxOp::ir("GRU", import_recurrent, WEIGHTED),
+    OnnxOp::ir("RNN", import_recurrent, WEIGHTED),
 ];
 
 /// Which cell.
@@ -388,7 +391,9 @@ impl OpDef for Recurrent {
 
     fn input_role(&self, position: usize, _rank: usize) -> InputRole {
         match self.onnx_inputs.get(position) {
-            Some(1 | 2) => InputRole::Weight { channel_axis: None },
+            // W and R are [directions, gates × hidden, ·]: one row per gate unit, whose
+            // ranges differ from gate to gate, so per-row encodings run along axis 1.
+            Some(1 | 2) => InputRole::Weight { channel_axis: Some(1) },
             // B adds to both X·Wᵀ and H·Rᵀ, two products of different scales: the int32
             // `input scale × weight scale` bias rule fits neither half, so it stays float, as
             // do the peepholes (multiplied with the cell state, not a matmul operand).

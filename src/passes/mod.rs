@@ -16,6 +16,7 @@ pub mod cle;
 mod const_fold;
 mod identity;
 mod prune;
+mod untie;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,9 @@ pub struct OptimizeReport {
     /// moved into the second layer's bias.
     #[serde(default)]
     pub cle_biases_absorbed: usize,
+    /// Parameters read by several ops that got a copy per reader (see `untie`).
+    #[serde(default)]
+    pub untied_parameters: usize,
 }
 
 /// Which optional optimizations [`optimize_with`] runs besides the always-on passes.
@@ -113,6 +117,7 @@ pub fn optimize_with(mut graph: Graph, options: &OptimizeOptions) -> Result<(Gra
         report.cle_relu6_rewritten = counts.relu6_rewritten;
         report.cle_biases_absorbed = counts.biases_absorbed;
     }
+    report.untied_parameters = untie::untie_parameters(&mut graph);
     graph.compact();
     graph.validate().map_err(PassError::InvalidOutput)?;
     Ok((graph, report))

@@ -52,6 +52,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ir::{DType, Graph, Node, Op, Tensor, TensorId, TensorInfo};
+use crate::ops::InputRole;
 use crate::quant::aimet::{
     OverrideEncoding, OverrideError, Overrides, ResolvedOverrides, channel_axis, resolve_overrides,
 };
@@ -204,7 +205,7 @@ enum ParamRole {
     /// A weight; per channel along this axis when `Some`.
     Weight(Option<usize>),
     Bias,
-    /// Left in float (BatchNorm statistics).
+    /// Left in float (BatchNorm statistics and other `FloatParam` inputs).
     Float,
     Other,
 }
@@ -216,24 +217,24 @@ fn param_role(
     settings: &QuantSettings,
     policy: &QuantPolicy,
 ) -> ParamRole {
-    let per_channel = settings.per_channel && policy.allows_per_channel(&node.op);
-    let per_row = settings.per_row && policy.allows_per_channel(&node.op);
-    match (&node.op, position) {
-        // Conv weights `[M, C/g, k...]` run per channel along axis 0, ConvTranspose weights
-        // `[C, M/g, k...]` along axis 1 (without groups): the op's input role says which.
-        (Op::Conv(_) | Op::ConvTranspose(_), 1) => match node.op.input_role(1, 0) {
-            crate::ops::InputRole::Weight { channel_axis } => ParamRole::Weight(channel_axis.filter(|_| per_channel)),
-            _ => ParamRole::Weight(None),
-        },
-        (Op::Gemm(crate::ops::Gemm { trans_b, .. }), 1) => ParamRole::Weight(per_row.then_some(usize::from(!*trans_b))),
-        (Op::MatMul(crate::ops::MatMul), 1) => {
-            let rank = node.inputs.get(1).map_or(0, |&b| graph.info(b).shape.len());
-            ParamRole::Weight((per_row && rank >= 2).then(|| rank - 1))
-        }
-        (Op::MatMul(crate::ops::MatMul), _) => ParamRole::Weight(None),
-        (Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_), 2) => ParamRole::Bias,
-        (Op::BatchNormalization(_), 1..) => ParamRole::Float,
-        _ => ParamRole::Other,
+    let rank = node.inputs.get(position).map_or(0, |&t| graph.info(t).shape.len());
+    // Gemm and MatMul weights run per row (`per_row`, the SDK's `--use_per_row_quantization`),
+    // the others per channel (`per_channel`); the backend must allow it for the op.
+    let wanted = match node.op {
+        Op::Gemm(_) | Op::MatMul(_) => settings.per_row,
+        _ => settings.per_channel,
+    };
+    let per_axis = wanted && policy.allows_per_channel(&node.op);
+    match node.op.input_role(position, rank) {
+        InputRole::Weight { channel_axis } => ParamRole::Weight(channel_axis.filter(|_| per_axis)),
+        // The int32 `input scale × weight scale` grid fits a bias added to the accumulator of
+        // a product of the op's input and weight; other ops' offsets (LayerNorm's beta, ...)
+        // are quantized on a grid of their own.
+        InputRole::Bias if matches!(node.op, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_)) => ParamRole::Bias,
+        InputRole::Bias | InputRole::Activation => ParamRole::Other,
+        // BatchNorm statistics, a recurrent op's B and peepholes, Clip bounds: float32, as
+        // compile's legality allows for these roles.
+        InputRole::FloatParam | InputRole::Index => ParamRole::Float,
     }
 }
 

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""The model zoo's acceptance table (docs/accuracy.md, "Model zoo"): builds every fixture of
+tests/data/zoo with the qairt binary given, in a scratch copy of each project, and compares
+
+* the ``cpu`` target with onnxruntime's float outputs (``reference/``): SQNR per output, the bar
+  is 80 dB on every output;
+* ``htp-w8a8`` / ``htp-w8a16`` with the same reference, next to onnxruntime's own
+  ``quantize_static`` SQNR from ``ort_quant.json`` (same calibration data): the bar is at most
+  1 dB below it;
+* for BERT, the mean cosine of the pooled embedding (``pooler_output``) to float per target.
+
+It also reports ``simulate`` time per inference (from the JSON event stream; wall-clock, so only
+for reading, never asserted). Standard library only; the references were made by
+scripts/python/make_zoo.py.
+
+    python3 benches/zoo.py target/release/qairt [model ...] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+from array import array
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = ROOT / "tests" / "data" / "zoo"
+QUANT_TARGETS = {"htp-w8a8": "w8a8", "htp-w8a16": "w8a16"}
+# Lines a fixture's qairt.toml leaves out on purpose: digits_dynbatch has an anonymous batch dim
+# (its integration test checks the diagnostic that asks for this line).
+EXTRA_MODEL_LINES = {"digits_dynbatch": "input_dims = { input = [1, 1, 8, 8] }"}
+
+
+def read_f32(path: Path) -> array:
+    values = array("f")
+    values.frombytes(path.read_bytes())
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+def sqnr(pairs: list[tuple[array, array]]) -> float:
+    signal = noise = 0.0
+    for got, want in pairs:
+        if len(got) != len(want):
+            return float("nan")
+        for g, w in zip(got, want):
+            signal += w * w
+            noise += (g - w) * (g - w)
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def cosine(a: array, b: array) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else float("nan")
+
+
+def outputs_of(result_dir: Path) -> dict[str, array]:
+    return {p.stem: read_f32(p) for p in sorted(result_dir.glob("*.raw"))}
+
+
+def evaluate(qairt: Path, name: str) -> dict:
+    src = ZOO / name
+    row: dict = {"model": name}
+    with tempfile.TemporaryDirectory(prefix=f"qairt-zoo-{name}-") as tmp:
+        project = Path(tmp) / name
+        shutil.copytree(src, project, ignore=shutil.ignore_patterns("out", "cache", "ort_quant"))
+        if name in EXTRA_MODEL_LINES:
+            toml = project / "qairt.toml"
+            text = toml.read_text().replace('path = "model.onnx"', 'path = "model.onnx"\n' + EXTRA_MODEL_LINES[name], 1)
+            toml.write_text(text)
+        run = subprocess.run(
+            [str(qairt), "build", "--message-format", "json"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
+        events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        row["exit"] = run.returncode
+        if run.returncode != 0:
+            row["error"] = " ".join(run.stderr.split())[:400]
+        samples = sorted((src / "reference").glob("Result_*"), key=lambda p: int(p.name.split("_")[1]))
+        ort = json.loads((src / "ort_quant.json").read_text())["configs"]
+        for target in ["cpu", *QUANT_TARGETS]:
+            out = project / "out" / target / "outputs"
+            if not out.is_dir():
+                continue
+            per_output: dict[str, list] = {}
+            cosines = []
+            for ref_dir in samples:
+                want = outputs_of(ref_dir)
+                got = outputs_of(out / ref_dir.name)
+                for key, w in want.items():
+                    per_output.setdefault(key, []).append((got.get(key, array("f")), w))
+                if "pooler_output" in want and "pooler_output" in got:
+                    cosines.append(cosine(got["pooler_output"], want["pooler_output"]))
+            entry = {
+                "per_output_sqnr_db": {k: sqnr(v) for k, v in per_output.items()},
+                "sqnr_db": sqnr([pair for pairs in per_output.values() for pair in pairs]),
+            }
+            if cosines:
+                entry["pooled_cosine"] = sum(cosines) / len(cosines)
+            simulate = [e for e in events if e.get("event") == "stage" and e.get("stage") == "simulate"
+                        and e.get("target") == target and e.get("status") == "built"]
+            if simulate and samples:
+                entry["simulate_ms_per_inference"] = simulate[0].get("ms", 0.0) / len(samples)
+            if target in QUANT_TARGETS:
+                entry["ort_sqnr_db"] = ort[QUANT_TARGETS[target]]["sqnr_db"]
+            row[target] = entry
+    return row
+
+
+def fmt(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "∞" if x == math.inf else f"{x:.1f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | cpu: min SQNR vs onnxruntime float (dB) | htp-w8a8 qairt / onnxruntime (dB) | "
+        "htp-w8a16 qairt / onnxruntime (dB) | simulate ms/inference (cpu, w8a8) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("exit") and "cpu" not in r:
+            lines.append(f"| {r['model']} | build failed: {r.get('error', '')[:120]} | | | |")
+            continue
+        cpu = r.get("cpu", {})
+        cells = [fmt(min(cpu["per_output_sqnr_db"].values())) if cpu else "–"]
+        for t in QUANT_TARGETS:
+            e = r.get(t)
+            if e:
+                extra = f" (cos {e['pooled_cosine']:.3f})" if "pooled_cosine" in e else ""
+                cells.append(f"{fmt(e['sqnr_db'])} / {fmt(e['ort_sqnr_db'])}{extra}")
+            else:
+                cells.append("–")
+        times = [fmt(r.get(t, {}).get("simulate_ms_per_inference")) for t in ("cpu", "htp-w8a8")]
+        cells.append(" / ".join(times))
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("qairt", type=Path, help="the qairt binary")
+    parser.add_argument("models", nargs="*", help="zoo models (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    names = args.models or sorted(p.name for p in ZOO.iterdir() if (p / "qairt.toml").exists())
+    rows = []
+    for name in names:
+        row = evaluate(args.qairt.resolve(), name)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
