@@ -25,7 +25,11 @@ use qairt::onnx::proto::type_proto::Value as TypeValue;
 use qairt::onnx::proto::{ModelProto, TensorProto, ValueInfoProto};
 use serde_json::json;
 
+#[path = "node_tests/operators_doc.rs"]
+mod operators_doc;
+
 const NODE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/onnx-node");
+const OPERATORS_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operators.md");
 /// A hang detector, not a speed check: the slowest test takes well under a second.
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 const THREADS: usize = 2;
@@ -735,8 +739,11 @@ fn onnx_node_tests_through_the_cli() {
         }
     }
     let stale: Vec<&String> = expected.keys().filter(|n| !cases.iter().any(|c| &c.name == *n)).collect();
+    let doc = operators_doc(&cases, &outcomes);
+    let doc_is_current = std::fs::read_to_string(OPERATORS_DOC).is_ok_and(|committed| committed == doc);
     if update {
         write_status(&cases, &outcomes);
+        std::fs::write(OPERATORS_DOC, &doc).unwrap();
     }
 
     let passed = |g: Group| cases.iter().zip(&outcomes).filter(|(c, o)| c.group == g && **o == Outcome::Pass).count();
@@ -776,6 +783,9 @@ fn onnx_node_tests_through_the_cli() {
                 newly_passing.join("\n  ")
             );
         }
+        if !doc_is_current {
+            message += &format!("\ndocs/operators.md is not what the registry and this run give ({how})\n");
+        }
         if !unlisted.is_empty() || !stale.is_empty() {
             message += &format!(
                 "\nstatus.txt lacks {} tests and lists {} that are not in corpus.tsv ({how}); first: {:?} {:?}\n",
@@ -787,6 +797,36 @@ fn onnx_node_tests_through_the_cli() {
         }
     }
     assert!(message.is_empty(), "{total}\n{message}");
+}
+
+/// Element types of a test's graph inputs and outputs, lower-case as ONNX spells them.
+fn test_types(case: &Case) -> std::collections::BTreeSet<String> {
+    let path = Path::new(NODE_TESTS).join(&case.name).join("model.onnx");
+    let Ok(bytes) = std::fs::read(path) else { return Default::default() };
+    let Ok(model) = ModelProto::decode(bytes.as_slice()) else { return Default::default() };
+    let Some(graph) = model.graph else { return Default::default() };
+    graph.input.iter().chain(&graph.output).filter_map(tensor_elem_type).map(|t| type_name(t).to_lowercase()).collect()
+}
+
+fn operators_doc(cases: &[Case], outcomes: &[Outcome]) -> String {
+    let results: Vec<operators_doc::TestResult> = cases
+        .iter()
+        .zip(outcomes)
+        .map(|(case, outcome)| {
+            let pass = *outcome == Outcome::Pass;
+            operators_doc::TestResult {
+                group: case.group.name(),
+                ops: &case.ops,
+                pass,
+                reason: match outcome {
+                    Outcome::Diagnostic { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                },
+                types: if pass && case.group == Group::Single { test_types(case) } else { Default::default() },
+            }
+        })
+        .collect();
+    operators_doc::render(&results, qairt::onnx::MIN_OPSET, qairt::onnx::MAX_OPSET)
 }
 
 fn tensor(data_type: DataType, dims: &[i64], raw: Vec<u8>) -> TensorProto {

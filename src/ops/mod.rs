@@ -187,8 +187,8 @@ macro_rules! ops {
             }
         }
 
-        /// Every module's ONNX table, in registration order.
-        const TABLES: &[&[OnnxOp]] = &[$($module::ONNX),+];
+        /// Every module's name and ONNX table, in registration order.
+        const TABLES: &[(&str, &[OnnxOp])] = &[$((stringify!($module), $module::ONNX)),+];
     };
 }
 
@@ -292,7 +292,12 @@ fn check_outputs(op: &'static str, results: &[Tensor], outputs: &[TensorInfo]) -
 
 /// Every registry row, in registration order.
 pub fn registry() -> impl Iterator<Item = &'static OnnxOp> {
-    TABLES.iter().flat_map(|table| table.iter())
+    TABLES.iter().flat_map(|(_, table)| table.iter())
+}
+
+/// Every registry row with the name of the module (`src/ops/<module>.rs`) that owns it.
+pub fn registry_by_module() -> impl Iterator<Item = (&'static str, &'static OnnxOp)> {
+    TABLES.iter().flat_map(|&(module, table)| table.iter().map(move |op| (module, op)))
 }
 
 /// The registry row of an ONNX op type.
