@@ -245,6 +245,14 @@ impl Op {
         matches!(self.input_role(position, 0), InputRole::Weight { .. } | InputRole::Bias | InputRole::FloatParam)
     }
 
+    /// Whether input `position` is a scale of a quantized compute op (QuantizeLinear,
+    /// DequantizeLinear, QLinearMatMul, QLinearConv): a float parameter that stays float32 and
+    /// unquantized on every backend, whether constant or computed.
+    pub fn reads_quant_scale(&self, position: usize) -> bool {
+        matches!(self, Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::QLinearMatMul(_) | Op::QLinearConv(_))
+            && self.input_role(position, 0) == InputRole::FloatParam
+    }
+
     /// Writes the op as ONNX node(s); see [`OpDef::export`].
     pub fn export(&self, cx: &mut ExportCx<'_>) {
         self.def().export(cx)
