@@ -159,3 +159,18 @@ fn scales_are_float_parameters_and_zero_points_integer_data() {
         assert_eq!(super::super::quant_default(name).output, OutputEncoding::Float);
     }
 }
+
+#[test]
+fn dynamic_quantize_linear_follows_the_onnx_example_and_onnxruntime() {
+    // The ONNX example: range [min(0, -3), max(0, 2)] = [-3, 2], scale 5/255, zero point
+    // round(3 / scale) = 153; y = saturate(round(x / scale) + 153).
+    let x = f32s(&[6], &[0.0, 2.0, -3.0, -2.5, 1.34, 0.5]);
+    let out = Op::from(DynamicQuantizeLinear).run(&[&x], &[]).unwrap();
+    assert_eq!(out[0].data, TensorData::U8(vec![153, 255, 0, 26, 221, 179]));
+    assert_eq!(out[1].as_f32().unwrap(), &[5.0f32 / 255.0]);
+    assert_eq!(out[2].data, TensorData::U8(vec![153]));
+    // An empty range: onnxruntime's scale 1 (not 0), zero point 0.
+    let out = Op::from(DynamicQuantizeLinear).run(&[&f32s(&[2], &[0.0, 0.0])], &[]).unwrap();
+    assert_eq!(out[1].as_f32().unwrap(), &[1.0]);
+    assert_eq!((out[0].data.clone(), out[2].data.clone()), (TensorData::U8(vec![0, 0]), TensorData::U8(vec![0])));
+}

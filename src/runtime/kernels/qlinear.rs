@@ -201,10 +201,18 @@ fn requantize(
     let inner = inner.max(1);
     macro_rules! run {
         ($t:ty, $variant:ident) => {{
+            let q = |v: i32, m: f64| ((f64::from(v) * m).round_ties_even() + zp).clamp(lo, hi) as $t;
             let mut out: Vec<$t> = Vec::with_capacity(acc.len());
-            for (i, run) in acc.chunks(inner).enumerate() {
-                let m = mult[i % channels];
-                out.extend(run.iter().map(|&v| ((f64::from(v) * m).round_ties_even() + zp).clamp(lo, hi) as $t));
+            if inner == 1 {
+                // One multiplier per element of each row (per column of a matmul).
+                for row in acc.chunks(channels) {
+                    out.extend(row.iter().zip(mult).map(|(&v, &m)| q(v, m)));
+                }
+            } else {
+                for (i, run) in acc.chunks(inner).enumerate() {
+                    let m = mult[i % channels];
+                    out.extend(run.iter().map(|&v| q(v, m)));
+                }
             }
             TensorData::$variant(out)
         }};
