@@ -196,21 +196,30 @@ fn representation(
     Ok(repr)
 }
 
-/// Whether a constant may stay float32 without an encoding on a quantized backend: every
-/// read of it is a Conv/ConvTranspose/Gemm bias or a parameter its op declares float
-/// (BatchNormalization statistics, a recurrent op's B, Clip bounds: `InputRole::FloatParam`).
+/// Whether a tensor may stay float32 without an encoding on a quantized backend: it is not a
+/// graph output and every read of it is the scale of a quantized compute op (QuantizeLinear,
+/// QLinearConv, ...); or it is a constant and every read is a Conv/ConvTranspose/Gemm bias or
+/// a parameter its op declares float (BatchNormalization statistics, a recurrent op's B, Clip
+/// bounds, quantization scales: `InputRole::FloatParam`).
 fn may_stay_float(graph: &Graph, id: TensorId) -> bool {
     let rank = graph.info(id).shape.len();
-    graph.is_constant(id)
-        && graph.nodes.iter().all(|node| {
-            node.inputs.iter().enumerate().filter(|&(_, &input)| input == id).all(|(position, _)| {
-                match node.op.input_role(position, rank) {
-                    InputRole::FloatParam => true,
-                    InputRole::Bias => matches!(node.op, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_)),
-                    _ => false,
-                }
-            })
+    let reads: Vec<(&Op, usize)> = graph
+        .nodes
+        .iter()
+        .flat_map(|node| {
+            node.inputs.iter().enumerate().filter(move |&(_, &input)| input == id).map(move |(p, _)| (&node.op, p))
         })
+        .collect();
+    let scale = !reads.is_empty()
+        && !graph.outputs.contains(&id)
+        && reads.iter().all(|&(op, position)| op.reads_quant_scale(position));
+    scale
+        || graph.is_constant(id)
+            && reads.iter().all(|&(op, position)| match op.input_role(position, rank) {
+                InputRole::FloatParam => true,
+                InputRole::Bias => matches!(op, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_)),
+                _ => false,
+            })
 }
 
 /// Why `id` may not carry a per-channel encoding on `backend` (None: it may).

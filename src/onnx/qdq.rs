@@ -22,10 +22,15 @@
 //! `conv1.bias`), and user overrides written against that model still match. Otherwise (other
 //! tools, or a clash) it keeps the DQ output's name.
 //!
-//! Anything else with a Q or DQ in it is an [`ImportError`] with a hint: a Q whose integer
-//! output reaches a non-DQ op or a graph output, a DQ of a non-constant that is not a Q output,
-//! a pair whose scales, zero points or types differ, a non-constant scale or zero point,
-//! block quantization, float8 types.
+//! **What is not stripped stays a compute op.** A Q or DQ that cannot become an encoding is
+//! left in the graph and imported as the registry ops `QuantizeLinear` / `DequantizeLinear`
+//! (`ops::quantize`), with ONNX's exact semantics: a Q whose integer output reaches a non-DQ
+//! op or a graph output (and the DQs that read it), a DQ of a graph input or of any other
+//! run-time tensor, a pair whose scales, zero points or types differ, non-constant scales or
+//! zero points, block quantization, float8, int2/uint2 and other code types. A kept DQ of a
+//! constant is evaluated at import like any op on constants. Malformed parameters (zero
+//! points out of range, per-axis counts that do not fit) and a tensor quantized twice with
+//! different parameters remain [`ImportError`]s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -217,6 +222,26 @@ impl QParams {
     }
 }
 
+/// Why a Q or DQ is not stripped.
+enum Reject {
+    /// Valid ONNX that makes no encoding (run-time or non-float32 scales, block quantization,
+    /// code types other than uint4..int32): the node stays a compute op.
+    Keep,
+    /// A malformed model.
+    Fail(ImportError),
+}
+
+impl From<ImportError> for Reject {
+    fn from(e: ImportError) -> Reject {
+        Reject::Fail(e)
+    }
+}
+
+/// An unsupported code type keeps the node; other errors fail.
+fn keep_if_unsupported<T>(r: Result<T, ImportError>) -> Result<T, Reject> {
+    r.map_err(|e| if e.kind == ErrorKind::UnsupportedDtype { Reject::Keep } else { Reject::Fail(e) })
+}
+
 /// Where a tensor name comes from.
 enum Source<'g> {
     Constant(&'g TensorProto),
@@ -244,6 +269,8 @@ struct Stripper<'g> {
     /// Names in use: initializers, inputs, node outputs, folded constants.
     taken: BTreeSet<String>,
     dropped_nodes: BTreeSet<usize>,
+    /// Q nodes that stay compute ops (their DQ readers stay too).
+    kept_q: BTreeSet<usize>,
     /// Encodings found by DQ nodes, under the name they read, recorded once every alias is known.
     pending: Vec<(usize, String, RawEncoding)>,
     errors: Vec<ImportError>,
@@ -290,6 +317,7 @@ impl<'g> Stripper<'g> {
             encodings: BTreeMap::new(),
             taken,
             dropped_nodes: BTreeSet::new(),
+            kept_q: BTreeSet::new(),
             pending: Vec::new(),
             errors: Vec::new(),
         }
@@ -302,6 +330,9 @@ impl<'g> Stripper<'g> {
                 self.quantize_node(i, n);
             }
         }
+        self.check_pairs();
+        let stripped_q: Vec<usize> = self.params.keys().copied().collect();
+        self.dropped_nodes.extend(stripped_q);
         for (i, n) in g.node.iter().enumerate() {
             if qdq_kind(n) == Some(QdqKind::Dequantize) {
                 self.dequantize_node(i, n);
@@ -321,47 +352,54 @@ impl<'g> Stripper<'g> {
         self.errors.push(e.at_node(&node_name(n, index), n.op_type()));
     }
 
-    /// A Q node: its integer output must be read only by DQ nodes.
+    /// A Q node: stripped when its integer output is read only by DQ nodes and its
+    /// parameters make an encoding; else it stays a compute op.
     fn quantize_node(&mut self, index: usize, n: &'g NodeProto) {
-        self.dropped_nodes.insert(index);
         let out = n.output.first().map(String::as_str).unwrap_or("");
-        let bad_reader = self.readers.get(out).and_then(|rs| {
-            rs.iter().copied().find(|&r| self.g.node.get(r).and_then(qdq_kind) != Some(QdqKind::Dequantize))
-        });
-        let hint = "qairt reads QDQ models in which every QuantizeLinear feeds DequantizeLinear nodes only \
-                    (as onnxruntime's quantize_static with QuantFormat.QDQ writes them)";
-        if let Some(r) = bad_reader {
-            let reader = &self.g.node[r];
-            let e = ImportError::new(
-                ErrorKind::UnsupportedFeature,
-                format!(
-                    "its integer output {out:?} is read by node {:?} ({}), not by a DequantizeLinear",
-                    node_name(reader, r),
-                    reader.op_type()
-                ),
-            )
-            .with_hint(hint);
-            return self.fail(index, e);
-        }
-        if self.graph_outputs.contains(out) {
-            let e = ImportError::new(
-                ErrorKind::UnsupportedFeature,
-                format!("its integer output {out:?} is a graph output"),
-            )
-            .with_hint(hint);
-            return self.fail(index, e);
+        let only_dq = self
+            .readers
+            .get(out)
+            .is_none_or(|rs| rs.iter().all(|&r| self.g.node.get(r).and_then(qdq_kind) == Some(QdqKind::Dequantize)));
+        if !only_dq || self.graph_outputs.contains(out) {
+            self.kept_q.insert(index);
+            return;
         }
         match self.node_params(n, None) {
             Ok(p) => {
                 self.params.insert(index, p);
             }
-            Err(e) => self.fail(index, e),
+            Err(Reject::Keep) => {
+                self.kept_q.insert(index);
+            }
+            Err(Reject::Fail(e)) => self.fail(index, e),
+        }
+    }
+
+    /// A Q whose DQ readers do not all dequantize with its own parameters stays a compute
+    /// op, and so do they.
+    fn check_pairs(&mut self) {
+        let g = self.g;
+        let candidates: Vec<usize> = self.params.keys().copied().collect();
+        for q in candidates {
+            let out = g.node[q].output.first().map(String::as_str).unwrap_or("");
+            let qp = self.params[&q].clone();
+            let mut keep = false;
+            for &r in self.readers.get(out).map_or(&[][..], Vec::as_slice) {
+                match self.node_params(&g.node[r], Some(qp.int)) {
+                    Ok(dp) if dp.same_as(&qp) => {}
+                    Ok(_) | Err(Reject::Keep) => keep = true,
+                    Err(Reject::Fail(_)) => {} // Reported by the DQ itself.
+                }
+            }
+            if keep {
+                self.params.remove(&q);
+                self.kept_q.insert(q);
+            }
         }
     }
 
     /// A DQ node: of a constant (folded) or of a Q output (the pair is stripped).
     fn dequantize_node(&mut self, index: usize, n: &'g NodeProto) {
-        self.dropped_nodes.insert(index);
         let Some(x) = n.input.first().map(String::as_str).filter(|x| !x.is_empty()) else {
             return self.fail(index, malformed("DequantizeLinear has no input"));
         };
@@ -374,48 +412,33 @@ impl<'g> Stripper<'g> {
                 let t: &'g TensorProto = t;
                 match self.fold_constant(n, t, out) {
                     Ok((name, folded, params)) => {
+                        self.dropped_nodes.insert(index);
                         self.alias.insert(out.to_string(), name.clone());
                         self.pending.push((index, name, RawEncoding { params, node }));
                         self.folded.push(folded);
                     }
-                    Err(e) => self.fail(index, e),
+                    Err(Reject::Keep) => {} // Stays a DequantizeLinear, evaluated at import.
+                    Err(Reject::Fail(e)) => self.fail(index, e),
                 }
             }
-            Some(Source::Node(q)) if self.g.node.get(*q).and_then(qdq_kind) == Some(QdqKind::Quantize) => {
+            Some(Source::Node(q)) if self.params.contains_key(q) => {
                 let q = *q;
-                let Some(qp) = self.params.get(&q).cloned() else { return }; // Q failed: reported there.
+                let qp = self.params[&q].clone();
                 let dp = match self.node_params(n, Some(qp.int)) {
                     Ok(p) => p,
-                    Err(e) => return self.fail(index, e),
+                    Err(Reject::Fail(e)) => return self.fail(index, e),
+                    Err(Reject::Keep) => return, // Unreachable: check_pairs kept the Q.
                 };
                 let qnode = &self.g.node[q];
-                if !dp.same_as(&qp) {
-                    let e = ImportError::new(
-                        ErrorKind::UnsupportedFeature,
-                        format!(
-                            "it dequantizes with {} but its QuantizeLinear {:?} quantized with {}",
-                            dp.describe(),
-                            node_name(qnode, q),
-                            qp.describe()
-                        ),
-                    )
-                    .with_hint("a QuantizeLinear/DequantizeLinear pair must use the same scale, zero point and type");
-                    return self.fail(index, e);
-                }
                 let Some(float) = qnode.input.first().filter(|f| !f.is_empty()) else {
                     return self.fail(index, malformed("its QuantizeLinear has no input"));
                 };
+                self.dropped_nodes.insert(index);
                 self.alias.insert(out.to_string(), float.clone());
                 self.pending.push((index, float.clone(), RawEncoding { params: dp, node }));
             }
-            Some(_) => {
-                let e = ImportError::new(
-                    ErrorKind::UnsupportedFeature,
-                    format!("its input {x:?} is neither a constant nor the output of a QuantizeLinear"),
-                )
-                .with_hint("qairt imports float models; integer graph inputs and integer ops are not supported");
-                self.fail(index, e);
-            }
+            // A kept Q's output, a graph input, any other run-time tensor: a compute op.
+            Some(_) => {}
             None => {
                 self.fail(index, malformed(format!("input {x:?} is not produced by any node, input or initializer")))
             }
@@ -496,14 +519,10 @@ impl<'g> Stripper<'g> {
     }
 
     /// Scale, zero point and type of a Q (`input_type: None`) or DQ node.
-    fn node_params(&self, n: &NodeProto, input_type: Option<IntType>) -> Result<QParams, ImportError> {
+    fn node_params(&self, n: &NodeProto, input_type: Option<IntType>) -> Result<QParams, Reject> {
         let int_attr = |name: &str| n.attribute.iter().find(|a| a.name() == name).map(|a| a.i());
         if int_attr("block_size").is_some_and(|b| b != 0) {
-            return Err(ImportError::new(
-                ErrorKind::UnsupportedFeature,
-                "block quantization (block_size) is not supported",
-            )
-            .with_hint("quantize per tensor or per axis"));
+            return Err(Reject::Keep); // Block quantization: a compute op.
         }
         let scale_name = n.input.get(1).map(String::as_str).unwrap_or("");
         let scale = self.constant(scale_name, "scale")?;
@@ -511,52 +530,54 @@ impl<'g> Stripper<'g> {
             .map_err(|e| ImportError { message: format!("scale {scale_name:?}: {}", e.message), ..e })?
             .as_f32()
             .map(<[f32]>::to_vec)
-            .ok_or_else(|| malformed(format!("scale {scale_name:?} is not float")))?;
+            .ok_or(Reject::Keep)?; // A float16/bfloat16 scale: a compute op.
         if scale.dims.len() > 1 || scales.is_empty() {
-            return Err(bad_attribute(format!(
+            return Err(Reject::Fail(bad_attribute(format!(
                 "scale {scale_name:?} has shape {:?}; expected a scalar or a 1-D tensor",
                 scale.dims
-            )));
+            ))));
         }
         if let Some(bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(bad_attribute(format!("scale {scale_name:?} holds {bad}; scales must be positive and finite")));
+            return Err(Reject::Fail(bad_attribute(format!(
+                "scale {scale_name:?} holds {bad}; scales must be positive and finite"
+            ))));
         }
         let zp_name = n.input.get(2).map(String::as_str).unwrap_or("");
         let (int, zero_points) = if zp_name.is_empty() {
             let int = match (input_type, int_attr("output_dtype").filter(|&c| c != 0)) {
                 (Some(t), _) => t,
-                (None, Some(code)) => IntType::from_code(code as i32, "output_dtype")?,
+                (None, Some(code)) => keep_if_unsupported(IntType::from_code(code as i32, "output_dtype"))?,
                 (None, None) => IntType::from_code(DataType::Uint8 as i32, "output")?,
             };
             (int, vec![0; scales.len()])
         } else {
             let zp = self.constant(zp_name, "zero point")?;
-            let int = IntType::from_code(zp.data_type(), &format!("zero point {zp_name:?}"))?;
+            let int = keep_if_unsupported(IntType::from_code(zp.data_type(), &format!("zero point {zp_name:?}")))?;
             if let Some(t) = input_type
                 && t != int
             {
-                return Err(malformed(format!(
+                return Err(Reject::Fail(malformed(format!(
                     "zero point {zp_name:?} is {} but the quantized input is {}",
                     int.name(),
                     t.name()
-                )));
+                ))));
             }
             if let Some(code) = int_attr("output_dtype").filter(|&c| c != 0)
                 && code as i32 != int.code
             {
-                return Err(bad_attribute(format!(
+                return Err(Reject::Fail(bad_attribute(format!(
                     "output_dtype {} disagrees with zero point {zp_name:?} of type {}",
                     onnx_dtype_name(code as i32),
                     int.name()
-                )));
+                ))));
             }
             let values = decode_ints(zp, int, self.external)?;
             if values.len() != scales.len() {
-                return Err(bad_attribute(format!(
+                return Err(Reject::Fail(bad_attribute(format!(
                     "zero point {zp_name:?} has {} elements but the scale has {}",
                     values.len(),
                     scales.len()
-                )));
+                ))));
             }
             (int, values)
         };
@@ -565,13 +586,12 @@ impl<'g> Stripper<'g> {
     }
 
     /// The constant tensor `name` (an initializer or a Constant node's `value`).
-    fn constant(&self, name: &str, what: &str) -> Result<&'g TensorProto, ImportError> {
+    /// A run-time scale or zero point keeps the node as a compute op.
+    fn constant(&self, name: &str, what: &str) -> Result<&'g TensorProto, Reject> {
         match self.sources.get(name) {
             Some(Source::Constant(t)) => Ok(t),
-            _ if name.is_empty() => Err(malformed(format!("the {what} input is missing"))),
-            _ => Err(bad_attribute(format!("the {what} {name:?} is not a constant")).with_hint(
-                "qairt reads QDQ models whose scales and zero points are initializers (static quantization)",
-            )),
+            _ if name.is_empty() => Err(Reject::Fail(malformed(format!("the {what} input is missing")))),
+            _ => Err(Reject::Keep),
         }
     }
 
@@ -582,8 +602,9 @@ impl<'g> Stripper<'g> {
         n: &NodeProto,
         t: &TensorProto,
         out: &str,
-    ) -> Result<(String, TensorProto, QParams), ImportError> {
-        let int = IntType::from_code(t.data_type(), &format!("quantized constant {:?}", t.name()))?;
+    ) -> Result<(String, TensorProto, QParams), Reject> {
+        let int =
+            keep_if_unsupported(IntType::from_code(t.data_type(), &format!("quantized constant {:?}", t.name())))?;
         let params = self.node_params(n, Some(int))?;
         let values = decode_ints(t, int, self.external)?;
         let dims: Vec<usize> = t
@@ -597,15 +618,15 @@ impl<'g> Stripper<'g> {
                 let rank = dims.len() as i64;
                 let a = if axis < 0 { axis + rank } else { axis };
                 let Some(a) = usize::try_from(a).ok().filter(|&a| a < dims.len()) else {
-                    return Err(bad_attribute(format!("axis {axis} is out of range for shape {dims:?}")));
+                    return Err(Reject::Fail(bad_attribute(format!("axis {axis} is out of range for shape {dims:?}"))));
                 };
                 if dims[a] != params.scales.len() {
-                    return Err(bad_attribute(format!(
+                    return Err(Reject::Fail(bad_attribute(format!(
                         "{} per-axis scales, but axis {axis} of {:?} (shape {dims:?}) has {}",
                         params.scales.len(),
                         t.name(),
                         dims[a]
-                    )));
+                    ))));
                 }
                 (dims[a], dims[a + 1..].iter().product::<usize>().max(1))
             }

@@ -260,31 +260,40 @@ fn scales_and_zero_points_from_constant_nodes() {
     assert_eq!(g.model_encodings["x"], enc(&[0.125], &[7], None, 8, false));
 }
 
+/// The op types of the imported graph's nodes, in order.
+fn op_types(g: &Graph) -> Vec<&'static str> {
+    g.nodes.iter().map(|n| n.op.type_name()).collect()
+}
+
 #[test]
-fn a_lone_quantize_feeding_another_op_is_an_error() {
-    let inits = vec![f32_tensor("s", &[], &[0.5]), int_tensor("z", DataType::Uint8, &[], &[0])];
+fn a_quantize_whose_codes_are_a_graph_output_or_feed_another_op_stays_a_compute_op() {
+    // Q -> graph output: the integer codes are the result.
+    let inits = vec![f32_tensor("s", &[], &[0.5]), int_tensor("z", DataType::Uint8, &[], &[3])];
+    let nodes = vec![node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![])];
+    let g = import_ok(&model(nodes, inits.clone(), vec![input("x", DataType::Float, &[2])], &["xq"]));
+    assert_eq!(op_types(&g), ["QuantizeLinear"]);
+    assert_eq!(g.info(g.outputs[0]).dtype, crate::ir::DType::U8);
+    assert!(g.model_encodings.is_empty());
+    // Q read by a DQ and by a Cast: both Q and DQ stay (the pair makes no encoding).
+    let to_float = AttributeProto {
+        name: Some("to".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(DataType::Float as i64),
+        ..Default::default()
+    };
     let nodes = vec![
         node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
-        node("Relu", "relu", &["xq"], &["y"], vec![]),
+        node("DequantizeLinear", "dq", &["xq", "s", "z"], &["xd"], vec![]),
+        node("Cast", "cast", &["xq"], &["xc"], vec![to_float]),
+        node("Add", "add", &["xd", "xc"], &["y"], vec![]),
     ];
-    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    let e = &errors[0];
-    assert_eq!((e.kind, e.node.as_deref()), (ErrorKind::UnsupportedFeature, Some("q")));
-    assert!(e.message.contains("\"relu\" (Relu)"), "{}", e.message);
-    assert!(e.hint.as_deref().is_some_and(|h| h.contains("DequantizeLinear")));
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
+    assert_eq!(op_types(&g), ["QuantizeLinear", "DequantizeLinear", "Cast", "Add"]);
+    assert!(g.model_encodings.is_empty());
 }
 
 #[test]
-fn an_integer_graph_output_is_an_error() {
-    let inits = vec![f32_tensor("s", &[], &[0.5])];
-    let nodes = vec![node("QuantizeLinear", "q", &["x", "s"], &["xq"], vec![])];
-    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["xq"]));
-    assert!(errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("graph output")));
-}
-
-#[test]
-fn a_pair_with_different_scales_is_an_error() {
+fn a_pair_with_different_scales_stays_two_compute_ops() {
     let inits = vec![
         f32_tensor("s1", &[], &[0.5]),
         f32_tensor("s2", &[], &[0.25]),
@@ -294,28 +303,22 @@ fn a_pair_with_different_scales_is_an_error() {
         node("QuantizeLinear", "q", &["x", "s1", "z"], &["xq"], vec![]),
         node("DequantizeLinear", "dq", &["xq", "s2", "z"], &["y"], vec![]),
     ];
-    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
-    let e = &errors[0];
-    assert_eq!((e.kind, e.node.as_deref()), (ErrorKind::UnsupportedFeature, Some("dq")));
-    assert!(e.message.contains("0.25") && e.message.contains("0.5"), "{}", e.message);
-    assert!(e.hint.is_some());
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["y"]));
+    assert_eq!(op_types(&g), ["QuantizeLinear", "DequantizeLinear"]);
+    assert!(g.model_encodings.is_empty());
 }
 
 #[test]
-fn a_non_constant_scale_is_an_error() {
+fn a_run_time_scale_keeps_the_pair_as_compute_ops() {
     let inits = vec![int_tensor("z", DataType::Uint8, &[], &[0])];
     let nodes = vec![
         node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], vec![]),
         node("DequantizeLinear", "dq", &["xq", "s", "z"], &["y"], vec![]),
     ];
     let inputs = vec![input("x", DataType::Float, &[2]), input("s", DataType::Float, &[])];
-    let errors = import_err(&model(nodes, inits, inputs, &["y"]));
-    assert!(!errors.is_empty());
-    for e in &errors {
-        assert_eq!(e.kind, ErrorKind::BadAttribute, "{e:?}");
-        assert!(e.message.contains("\"s\" is not a constant"), "{}", e.message);
-        assert!(e.hint.as_deref().is_some_and(|h| h.contains("initializers")));
-    }
+    let g = import_ok(&model(nodes, inits, inputs, &["y"]));
+    assert_eq!(op_types(&g), ["QuantizeLinear", "DequantizeLinear"]);
+    assert!(g.model_encodings.is_empty());
 }
 
 /// INT4 (onnxruntime's 4-bit weights): two elements per byte, the first in the low nibble.
@@ -339,10 +342,13 @@ fn int4_weights_are_unpacked() {
     assert_eq!(g.model_encodings["w"], enc(&[0.5], &[0], None, 4, true));
 }
 
+/// Float8 and blocked constants are not encodings: their DequantizeLinear is evaluated at
+/// import. E4M3FN codes 0x30 = 0.5 and 0x7E = 448, times 0.5; int8 [[1, 2], [3, 4]] in blocks
+/// of 2 along axis 1, scales [[0.5], [0.25]].
 #[test]
-fn float8_types_and_block_quantization_are_errors() {
+fn float8_and_blocked_constants_are_dequantized_at_import() {
     let inits = vec![
-        int_tensor("w_quantized", DataType::Float8e4m3fn, &[2], &[0, 0]),
+        int_tensor("w_quantized", DataType::Float8e4m3fn, &[2], &[0x30, 0x7E]),
         f32_tensor("s", &[], &[0.5]),
         int_tensor("w2_quantized", DataType::Int8, &[2, 2], &[1, 2, 3, 4]),
         f32_tensor("s2", &[2, 1], &[0.5, 0.25]),
@@ -355,30 +361,24 @@ fn float8_types_and_block_quantization_are_errors() {
     };
     let nodes = vec![
         node("DequantizeLinear", "dq8", &["w_quantized", "s"], &["w"], vec![]),
-        node("DequantizeLinear", "dqb", &["w2_quantized", "s2"], &["w2"], vec![axis(0), block]),
+        node("DequantizeLinear", "dqb", &["w2_quantized", "s2"], &["w2"], vec![axis(1), block]),
         node("Mul", "m", &["x", "w"], &["y"], vec![]),
         node("MatMul", "mm", &["y", "w2"], &["z"], vec![]),
     ];
-    let errors = import_err(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["z"]));
-    assert!(
-        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedDtype && e.message.contains("FLOAT8E4M3FN")),
-        "{errors:#?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("block")),
-        "{errors:#?}"
-    );
+    let g = import_ok(&model(nodes, inits, vec![input("x", DataType::Float, &[2])], &["z"]));
+    assert_eq!(op_types(&g), ["Mul", "MatMul"]);
+    assert_eq!(constant(&g, "w"), [0.25, 224.0]);
+    assert_eq!(constant(&g, "w2"), [0.5, 1.0, 0.75, 1.0]);
+    assert!(g.model_encodings.is_empty());
 }
 
 #[test]
-fn dequantizing_an_integer_graph_input_is_an_error() {
+fn dequantizing_an_integer_graph_input_is_a_compute_op() {
     let inits = vec![f32_tensor("s", &[], &[0.5])];
     let nodes = vec![node("DequantizeLinear", "dq", &["xq", "s"], &["y"], vec![])];
-    let errors = import_err(&model(nodes, inits, vec![input("xq", DataType::Uint8, &[2])], &["y"]));
-    assert!(
-        errors.iter().any(|e| e.kind == ErrorKind::UnsupportedFeature && e.message.contains("neither a constant")),
-        "{errors:#?}"
-    );
+    let g = import_ok(&model(nodes, inits, vec![input("xq", DataType::Uint8, &[2])], &["y"]));
+    assert_eq!(op_types(&g), ["DequantizeLinear"]);
+    assert_eq!(g.info(g.outputs[0]).dtype, crate::ir::DType::F32);
 }
 
 #[test]

@@ -28,6 +28,8 @@ mod linear;
 mod norm;
 mod normalize;
 mod pool;
+mod qlinear;
+mod quantize;
 mod recurrent;
 mod reduce;
 mod resize;
@@ -55,6 +57,8 @@ pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
 };
 pub use pool::{GlobalPool, Pool, PoolKind};
+pub use qlinear::{ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul};
+pub use quantize::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
@@ -213,6 +217,10 @@ ops! {
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
     recurrent: Recurrent(Recurrent);
+    quantize: QuantizeLinear(QuantizeLinear), DequantizeLinear(DequantizeLinear),
+        DynamicQuantizeLinear(DynamicQuantizeLinear);
+    qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
+        QLinearConv(QLinearConv);
 }
 
 impl Op {
@@ -235,6 +243,14 @@ impl Op {
     /// activation: parameters live in `param_encodings`.
     pub fn is_param_input(&self, position: usize) -> bool {
         matches!(self.input_role(position, 0), InputRole::Weight { .. } | InputRole::Bias | InputRole::FloatParam)
+    }
+
+    /// Whether input `position` is a scale of a quantized compute op (QuantizeLinear,
+    /// DequantizeLinear, QLinearMatMul, QLinearConv): a float parameter that stays float32 and
+    /// unquantized on every backend, whether constant or computed.
+    pub fn reads_quant_scale(&self, position: usize) -> bool {
+        matches!(self, Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::QLinearMatMul(_) | Op::QLinearConv(_))
+            && self.input_role(position, 0) == InputRole::FloatParam
     }
 
     /// Writes the op as ONNX node(s); see [`OpDef::export`].

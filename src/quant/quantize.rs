@@ -126,6 +126,7 @@ pub fn quantize_with(
         resolved,
         encodings: BTreeMap::new(),
         wanted: BTreeMap::new(),
+        scale_only: BTreeSet::new(),
         errors,
     };
     q.activations();
@@ -249,6 +250,8 @@ struct Quantizer<'a> {
     /// Integer encodings asked for tensors that ended up float because their producer runs in
     /// float; an integer consumer reads them through a convert op with this encoding.
     wanted: BTreeMap<TensorId, TensorEncoding>,
+    /// Activations read only as scales of quantized compute ops: never encoded.
+    scale_only: BTreeSet<TensorId>,
     errors: Vec<QuantError>,
 }
 
@@ -266,6 +269,23 @@ impl Quantizer<'_> {
     }
 
     fn activations(&mut self) {
+        // Tensors read only as scales of quantized compute ops (and not graph outputs) are
+        // parameters: no encoding, they stay float32.
+        let mut scales = BTreeSet::new();
+        let mut other = BTreeSet::new();
+        for node in &self.graph.nodes {
+            for (position, &id) in node.inputs.iter().enumerate() {
+                if node.op.reads_quant_scale(position) {
+                    scales.insert(id)
+                } else {
+                    other.insert(id)
+                };
+            }
+        }
+        other.extend(self.graph.outputs.iter().copied());
+        for id in scales.difference(&other) {
+            self.scale_only.insert(*id);
+        }
         for &id in &self.graph.inputs {
             self.activation(id, None);
         }
@@ -277,7 +297,7 @@ impl Quantizer<'_> {
     }
 
     fn activation(&mut self, id: TensorId, producer: Option<&Node>) {
-        if !self.is_float_activation(id) || self.encodings.contains_key(&id) {
+        if !self.is_float_activation(id) || self.encodings.contains_key(&id) || self.scale_only.contains(&id) {
             return;
         }
         let (bw, schema) = (self.settings.act_bitwidth, self.settings.act_schema);
@@ -680,9 +700,11 @@ impl Quantizer<'_> {
         for (i, mut node) in old_nodes.into_iter().enumerate() {
             let node_float = float_nodes.contains(&i);
             let float_bw = self.node_float_bitwidth(&node);
-            for input in node.inputs.iter_mut() {
+            for (position, input) in node.inputs.iter_mut().enumerate() {
                 let t = *input;
-                if !self.is_float_activation(t) {
+                if !self.is_float_activation(t)
+                    || (node.op.reads_quant_scale(position) && !self.encodings.contains_key(&t))
+                {
                     continue;
                 }
                 let target = match (node_float, self.encodings.get(&t).cloned()) {

@@ -228,10 +228,11 @@ fn ignore_encodings_is_a_per_target_setting() {
     assert_eq!(channels(&kept), Some(1));
 }
 
-/// A QDQ model qairt cannot read (one pair dequantizes with another pair's scale) fails the
-/// build with exit status 1 and a diagnostic naming the node, never a panic.
+/// A pair that dequantizes with another pair's scale makes no encoding: both nodes stay
+/// compute ops (QuantizeLinear, DequantizeLinear with ONNX's semantics) and the build succeeds;
+/// the input, no longer covered by the model's encodings, is calibrated.
 #[test]
-fn a_mismatched_qdq_pair_is_a_diagnostic() {
+fn a_mismatched_qdq_pair_stays_two_compute_ops() {
     use prost::Message;
     let p = qdq_project("per_tensor", "", "");
     let bytes = std::fs::read(p.path("model_per_tensor.onnx")).unwrap();
@@ -242,8 +243,6 @@ fn a_mismatched_qdq_pair_is_a_diagnostic() {
     std::fs::write(p.path("model_per_tensor.onnx"), model.encode_to_vec()).unwrap();
     let out = p.run(&["build"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("input_DequantizeLinear"), "{stderr}");
-    assert!(stderr.contains("must use the same scale"), "the hint: {stderr}");
 }

@@ -574,3 +574,47 @@ fn relu_squashing_follows_the_rules() {
     assert!(y.offset < 0 && close(y.scale, 10.2 / 255.0), "{y:?}");
     assert!(super::squashed_producers(&q).is_empty());
 }
+
+/// A DequantizeLinear of an integer graph input with a run-time scale, and a QuantizeLinear
+/// with a constant scale, on the HTP: the scales are parameters, never encoded or converted
+/// (they stay float32), the integer codes are native, DQ's output is float (float16 on the HTP).
+#[test]
+fn scales_of_quantized_compute_ops_stay_float32_on_htp() {
+    let mut g = Graph::default();
+    let mut add =
+        |name: &str, dtype: DType, shape: Vec<usize>| g.add_tensor(TensorInfo { name: name.into(), dtype, shape });
+    let codes = add("codes", DType::U8, vec![4]);
+    let rs = add("rs", DType::F32, vec![]);
+    let d = add("d", DType::F32, vec![4]);
+    let s = add("s", DType::F32, vec![]);
+    let q = add("q", DType::U8, vec![4]);
+    g.constants.insert(s, Tensor::scalar_f32(0.5));
+    g.inputs = vec![codes, rs];
+    g.outputs = vec![q];
+    let dq = crate::ops::DequantizeLinear { axis: 0, block_size: 0, to: None };
+    let qz = crate::ops::QuantizeLinear { axis: 0, block_size: 0, to: DType::U8, saturate: true, precision: None };
+    g.nodes = vec![
+        Node { name: "dq".into(), op: Op::DequantizeLinear(dq), inputs: vec![codes, rs], outputs: vec![d] },
+        Node { name: "q".into(), op: Op::QuantizeLinear(qz), inputs: vec![d, s], outputs: vec![q] },
+    ];
+    g.validate().unwrap();
+    let mut st = CalibrationStats::default();
+    st.tensors.insert(rs, observed(&[0.25]));
+    st.tensors.insert(d, observed(&[-1.0, 1.0]));
+    let quantized = quantize_with(&g, Some(&st), &QuantSettings::default(), None, &htp_policy()).unwrap();
+    assert!(!quantized.encodings.contains_key(&rs), "{:?}", quantized.encodings.get(&rs));
+    assert!(!quantized.encodings.contains_key(&s), "{:?}", quantized.encodings.get(&s));
+    assert_eq!(quantized.encodings[&d], TensorEncoding::Float { bitwidth: 16 });
+    // Only d is converted (float16 -> float16 needs none): the scales are read as they are.
+    assert!(
+        quantized.graph.nodes.iter().all(|n| n.op != Op::Convert(crate::ops::Convert)),
+        "{:?}",
+        quantized.graph.nodes
+    );
+    let htp = crate::compile::standard_rules().get("htp").cloned().unwrap();
+    let program = crate::compile::compile(&quantized, &htp).unwrap();
+    for id in [rs, s] {
+        assert_eq!(program.tensor(id).unwrap().repr, crate::compile::Repr::F32, "{}", g.name(id));
+    }
+    assert_eq!(program.tensor(q).unwrap().repr, crate::compile::Repr::Native(DType::U8));
+}

@@ -113,13 +113,13 @@ fn grouped_gemm(
 /// Fills `columns` (`[C*taps, out_plane]`, row-major) from the `C` input planes of `x`: row
 /// `(c, tap)` holds, for every output position, the input value under that tap of channel
 /// `c`, or 0 where the tap falls in the padding.
-fn im2col(x: &[f32], geo: &Geometry, columns: &mut [f32]) {
+pub(super) fn im2col<T: Copy + Default>(x: &[T], geo: &Geometry, columns: &mut [T]) {
     let w = geo.w;
     let (in_plane, out_plane, taps) = (geo.in_plane(), geo.out_plane(), geo.taps());
     for (r, row) in columns.chunks_exact_mut(out_plane).enumerate() {
         let (c, (a, i, j)) = (r / taps, geo.tap(r % taps));
         let plane = &x[c * in_plane..(c + 1) * in_plane];
-        row.fill(0.0);
+        row.fill(T::default());
         let (w_lo, w_hi) = w.valid_outputs(j);
         if w_lo >= w_hi {
             continue;

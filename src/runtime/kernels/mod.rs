@@ -18,6 +18,8 @@ pub mod gemm;
 pub mod norm;
 pub mod normalize;
 pub mod pool;
+pub mod qlinear;
+pub mod quantize;
 pub mod reduce;
 pub mod resize;
 pub mod shape_ops;
