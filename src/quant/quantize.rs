@@ -211,6 +211,17 @@ enum ParamRole {
     Other,
 }
 
+/// Magnitude from which a value is a masking sentinel (float32.lowest, `-1e9`-style masks are
+/// left to calibration: they fit a 16-bit grid badly but do not break it).
+const MASK_MAGNITUDE: f32 = 1e30;
+
+/// Whether calibration saw masking sentinels in a tensor next to ordinary values: infinities
+/// or values of float32's extreme magnitude. (A tensor with no finite value at all is an
+/// error, reported where its range is needed.)
+fn is_masking(stats: &TensorStats) -> bool {
+    stats.count > 0 && (stats.nonfinite > 0 || stats.min <= -MASK_MAGNITUDE || stats.max >= MASK_MAGNITUDE)
+}
+
 fn param_role(
     graph: &Graph,
     node: &Node,
@@ -314,6 +325,24 @@ impl Quantizer<'_> {
             Some(OverrideEncoding::PerBlock { .. }) => None,
             None => match self.forced_float.get(&id) {
                 Some(&bitwidth) => Some(TensorEncoding::Float { bitwidth }),
+                // An attention mask (`Where(mask, 0, float32.lowest)`, or -inf), the scores it
+                // is added to and the op reading them (Softmax): a grid spanning 3.4e38 would
+                // give every score one code, and a clamped one would unmask; in float (the
+                // backend's float bitwidth, where float32.lowest becomes -inf) the masked
+                // positions stay masked and the scores exact.
+                None if self.stats.get(id).is_some_and(is_masking) => {
+                    Some(TensorEncoding::Float { bitwidth: self.policy.float_bitwidth })
+                }
+                // The reader's output keeps the encoding its rule gives (Softmax's fixed [0, 1])
+                // for integer consumers, which read it through a convert.
+                None if producer
+                    .is_some_and(|p| p.inputs.iter().any(|&i| self.stats.get(i).is_some_and(is_masking))) =>
+                {
+                    if let Some(enc @ TensorEncoding::PerTensor(_)) = self.by_rule(id, producer, bw, schema) {
+                        self.wanted.insert(id, enc);
+                    }
+                    Some(TensorEncoding::Float { bitwidth: self.policy.float_bitwidth })
+                }
                 None => self.by_rule(id, producer, bw, schema),
             },
         };
@@ -337,6 +366,17 @@ impl Quantizer<'_> {
                     Encoding::from_range(min, max, bw, Schema::Asymmetric)
                 };
                 Some(TensorEncoding::PerTensor(encoding))
+            }
+            // Data movement out of a constant (Gather from an embedding table): the output's
+            // grid spans the whole table, not the rows calibration happened to read, and the
+            // table is quantized on that same grid (`params`), so the move stays exact.
+            OpQuantization::PassThrough
+                if let Some(table) = node.inputs.first().and_then(|&i| self.graph.constant(i))
+                    && let Some(values) = table.as_f32()
+                    && !values.is_empty() =>
+            {
+                let (lo, hi) = values.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                Some(TensorEncoding::PerTensor(Encoding::from_range(lo, hi, bw, schema)))
             }
             OpQuantization::PassThrough => match node.inputs.first().and_then(|i| self.encodings.get(i)) {
                 Some(enc) => Some(enc.clone()),
@@ -540,6 +580,16 @@ impl Quantizer<'_> {
             for (position, &id) in node.inputs.iter().enumerate() {
                 let Some(t) = self.graph.constant(id) else { continue };
                 if t.dtype() != DType::F32 || self.encodings.contains_key(&id) {
+                    continue;
+                }
+                // The table a pass-through op moves data out of shares its output's grid.
+                if position == 0
+                    && *self.policy.op(&node.op) == OpQuantization::PassThrough
+                    && self.resolved.get(id).is_none()
+                    && let Some(enc @ TensorEncoding::PerTensor(_)) =
+                        node.outputs.first().and_then(|o| self.encodings.get(o)).cloned()
+                {
+                    self.encodings.insert(id, enc);
                     continue;
                 }
                 let role = param_role(self.graph, node, position, self.settings, self.policy);

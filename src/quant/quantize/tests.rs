@@ -618,3 +618,19 @@ fn scales_of_quantized_compute_ops_stay_float32_on_htp() {
     }
     assert_eq!(program.tensor(q).unwrap().repr, crate::compile::Repr::Native(DType::U8));
 }
+
+#[test]
+fn a_masking_tensor_and_its_reader_stay_float() {
+    // y holds scores plus a float32.lowest mask: an integer grid over [lowest, 1] would give
+    // every score one code, so y (float32.lowest seen next to finite values) and r, the output
+    // of the op reading it (relu), run in the backend's float bitwidth.
+    let (g, ids) = graph();
+    let mut s = stats(&ids);
+    s.tensors.insert(ids.y, observed(&[f32::MIN, -0.5, 0.25]));
+    let q = quantize(&g, &s, &QuantSettings::default(), None).unwrap();
+    assert!(matches!(q.encodings.get(&ids.y), Some(TensorEncoding::Float { .. })), "{:?}", q.encodings.get(&ids.y));
+    assert!(matches!(q.encodings.get(&ids.r), Some(TensorEncoding::Float { .. })), "{:?}", q.encodings.get(&ids.r));
+    // Without the sentinel y is an ordinary calibrated activation.
+    let q = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
+    assert!(matches!(q.encodings.get(&ids.y), Some(TensorEncoding::PerTensor(_))));
+}
