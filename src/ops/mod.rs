@@ -25,6 +25,7 @@ mod import;
 mod index;
 mod layout;
 mod linear;
+mod lp_pool;
 mod norm;
 mod normalize;
 mod pool;
@@ -50,6 +51,7 @@ pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
+pub use lp_pool::LpPool;
 pub use norm::{BatchNormalization, Softmax};
 pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
@@ -197,6 +199,7 @@ ops! {
     elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
+    lp_pool: LpPool(LpPool);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
