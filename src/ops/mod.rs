@@ -21,6 +21,7 @@ mod attrs;
 mod conv_transpose;
 mod elementwise;
 mod export;
+mod grid_sample;
 mod import;
 mod index;
 mod layout;
@@ -47,6 +48,7 @@ pub use attention::{Attention, QkOutput};
 pub use conv_transpose::ConvTranspose;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
+pub use grid_sample::{GridSample, SampleMode, SamplePadding};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
@@ -213,6 +215,7 @@ ops! {
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
+    grid_sample: GridSample(GridSample);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
     recurrent: Recurrent(Recurrent);
