@@ -33,6 +33,7 @@ mod pool;
 mod recurrent;
 mod reduce;
 mod resize;
+mod rotary;
 mod tensor;
 mod unary;
 mod values;
@@ -62,6 +63,7 @@ pub use pool::{GlobalPool, Pool, PoolKind};
 pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
+pub use rotary::RotaryEmbedding;
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
@@ -218,6 +220,7 @@ ops! {
     grid_sample: GridSample(GridSample);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
+    rotary: RotaryEmbedding(RotaryEmbedding);
     recurrent: Recurrent(Recurrent);
 }
 
