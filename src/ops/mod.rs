@@ -19,6 +19,7 @@
 mod attention;
 mod attrs;
 mod conv_transpose;
+mod einsum;
 mod elementwise;
 mod export;
 mod grid_sample;
@@ -47,6 +48,7 @@ use crate::runtime::kernels::KernelError;
 
 pub use attention::{Attention, QkOutput};
 pub use conv_transpose::ConvTranspose;
+pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
 pub use grid_sample::{GridSample, SampleMode, SamplePadding};
@@ -200,6 +202,7 @@ macro_rules! ops {
 
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
+    einsum: Einsum(Einsum);
     elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
