@@ -27,6 +27,7 @@ mod import;
 mod index;
 mod layout;
 mod linear;
+mod nms;
 mod lp_pool;
 mod norm;
 mod normalize;
@@ -178,9 +179,10 @@ pub trait OpDef {
     fn export(&self, cx: &mut ExportCx<'_>);
 }
 
-/// Declares the op modules' variants of [`Op`] and their ONNX tables, once.
+/// Declares the op modules' variants of [`Op`] and their ONNX tables, once; `@import_only`
+/// modules have a table of folded ops and no variant.
 macro_rules! ops {
-    ($($module:ident: $($variant:ident($ty:ty)),+;)+) => {
+    ($($module:ident: $($variant:ident($ty:ty)),+;)+ $(@import_only $($extra:ident),+;)?) => {
         /// The closed set of operations the IR carries, with their attributes resolved.
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
         pub enum Op {
@@ -196,7 +198,7 @@ macro_rules! ops {
         }
 
         /// Every module's ONNX table, in registration order.
-        const TABLES: &[&[OnnxOp]] = &[$($module::ONNX),+];
+        const TABLES: &[&[OnnxOp]] = &[$($module::ONNX,)+ $($($extra::ONNX,)+)?];
     };
 }
 
@@ -225,6 +227,7 @@ ops! {
     attention: Attention(Attention);
     rotary: RotaryEmbedding(RotaryEmbedding);
     recurrent: Recurrent(Recurrent);
+    @import_only nms;
 }
 
 impl Op {
