@@ -204,7 +204,13 @@ impl OpDef for Einsum {
             ));
         }
         if let Some(other) = inputs.iter().find(|x| x.dtype != first.dtype) {
-            return Err(format!("Einsum: {:?} is {} but {:?} is {}", other.name, other.dtype.name(), first.name, first.dtype.name()));
+            return Err(format!(
+                "Einsum: {:?} is {} but {:?} is {}",
+                other.name,
+                other.dtype.name(),
+                first.name,
+                first.dtype.name()
+            ));
         }
         let shapes: Vec<&[usize]> = inputs.iter().map(|x| x.shape.as_slice()).collect();
         let sizes = self.sizes(&shapes)?;
@@ -342,7 +348,15 @@ impl Plan<'_> {
                     }
                     acc = acc.add(match n {
                         1 => inner_sum(data[0], at[0], self.strides[0][last], inner),
-                        2 => inner_dot(data[0], at[0], self.strides[0][last], data[1], at[1], self.strides[1][last], inner),
+                        2 => inner_dot(
+                            data[0],
+                            at[0],
+                            self.strides[0][last],
+                            data[1],
+                            at[1],
+                            self.strides[1][last],
+                            inner,
+                        ),
                         _ => inner_product(data, &at, self.strides, last, inner),
                     });
                     step(&mut sum_index, outer);

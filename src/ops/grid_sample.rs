@@ -61,14 +61,19 @@ fn import_grid_sample(cx: &NodeCx) -> Result<Lowered, ImportError> {
         (Some("bicubic"), true) | (Some("cubic"), false) => SampleMode::Cubic,
         (Some(other), _) => {
             let known = if old { "bilinear, nearest, bicubic" } else { "linear, nearest, cubic" };
-            return Err(bad_attribute(format!("GridSample mode {other:?} is not one of {known} at opset {}", cx.opset)));
+            return Err(bad_attribute(format!(
+                "GridSample mode {other:?} is not one of {known} at opset {}",
+                cx.opset
+            )));
         }
     };
     let padding = match a.string("padding_mode")?.as_deref().unwrap_or("zeros") {
         "zeros" => SamplePadding::Zeros,
         "border" => SamplePadding::Border,
         "reflection" => SamplePadding::Reflection,
-        other => return Err(bad_attribute(format!("GridSample padding_mode {other:?} is not zeros, border or reflection"))),
+        other => {
+            return Err(bad_attribute(format!("GridSample padding_mode {other:?} is not zeros, border or reflection")));
+        }
     };
     let rank = cx.input(0, "X")?.shape.len();
     if old && rank != 4 {
@@ -93,11 +98,7 @@ impl OpDef for GridSample {
         if r == 0 {
             return Err(format!("GridSample: X {:?} has shape {:?}, expected [N, C, spatial...]", x.name, x.shape));
         }
-        if grid.dtype != x.dtype
-            || grid.shape.len() != r + 2
-            || grid.shape[0] != x.shape[0]
-            || grid.shape[r + 1] != r
-        {
+        if grid.dtype != x.dtype || grid.shape.len() != r + 2 || grid.shape[0] != x.shape[0] || grid.shape[r + 1] != r {
             return Err(format!(
                 "GridSample: grid {:?} is {} {:?}, expected {} [{}, D1..D{r}, {r}] for X of shape {:?}",
                 grid.name,

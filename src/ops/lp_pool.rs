@@ -42,7 +42,8 @@ fn import_lp_pool(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let kernel = positive_list(Some(kernel.clone()), kernel.len(), "kernel_shape")?;
     let window = resolve_window(&a, kernel, x.shape.get(2..).unwrap_or_default())?;
     let p = a.int_or("p", 2)?;
-    let p = u32::try_from(p).ok().filter(|&p| p >= 1).ok_or_else(|| bad_attribute(format!("p must be >= 1, got {p}")))?;
+    let p =
+        u32::try_from(p).ok().filter(|&p| p >= 1).ok_or_else(|| bad_attribute(format!("p must be >= 1, got {p}")))?;
     Lowered::ir(LpPool { window, p, ceil_mode: a.flag("ceil_mode")? }, vec![0])
 }
 

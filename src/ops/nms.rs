@@ -9,8 +9,8 @@
 //! The number of selected boxes depends on the data, and qairt graphs have static shapes: the
 //! op is evaluated at import, when its inputs are known, and is a diagnostic otherwise.
 
-use super::import::{Lowered, NodeCx};
 use super::OnnxOp;
+use super::import::{Lowered, NodeCx};
 use crate::ir::{Tensor, TensorData};
 use crate::onnx::ImportError;
 use crate::onnx::error::{ErrorKind, bad_attribute};
@@ -185,8 +185,7 @@ mod tests {
         let p = Params { center_point_box: true, ..params(3, 0.5, None) };
         assert_eq!(indices(&nms(&p, &centers, &s).unwrap()), indices(&y));
         // Corners given as [y2, x2, y1, x1] are the same boxes.
-        let flipped =
-            Tensor::from_f32(vec![1, 6, 4], ys.iter().flat_map(|&y| [y + 1.0, 1.0, y, 0.0]).collect());
+        let flipped = Tensor::from_f32(vec![1, 6, 4], ys.iter().flat_map(|&y| [y + 1.0, 1.0, y, 0.0]).collect());
         assert_eq!(indices(&nms(&params(3, 0.5, None), &flipped, &s).unwrap()), indices(&y));
     }
 

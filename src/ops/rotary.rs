@@ -136,7 +136,11 @@ impl OpDef for RotaryEmbedding {
         if let Some(ids) = ids
             && ids.dtype != DType::I64
         {
-            return Err(format!("RotaryEmbedding: position_ids {:?} must be int64, got {}", ids.name, ids.dtype.name()));
+            return Err(format!(
+                "RotaryEmbedding: position_ids {:?} must be int64, got {}",
+                ids.name,
+                ids.dtype.name()
+            ));
         }
         self.geometry(&x.shape, &cos.shape, &sin.shape, ids.map(|i| i.shape.as_slice()))?;
         Ok(vec![(x.dtype, x.shape.clone())])
@@ -170,7 +174,10 @@ fn rotary(op: &RotaryEmbedding, inputs: &[&Tensor]) -> Result<Tensor, KernelErro
     let cos = f32_input(NAME, inputs, 1, "cos_cache")?;
     let sin = f32_input(NAME, inputs, 2, "sin_cache")?;
     let ids = match inputs.get(3) {
-        Some(t) => Some((t.shape.as_slice(), t.to_i64_vec().ok_or_else(|| KernelError::new(NAME, "position_ids must be int64"))?)),
+        Some(t) => Some((
+            t.shape.as_slice(),
+            t.to_i64_vec().ok_or_else(|| KernelError::new(NAME, "position_ids must be int64"))?,
+        )),
         None => None,
     };
     let g = op
