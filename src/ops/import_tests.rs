@@ -209,3 +209,29 @@ fn legacy_scatter_is_scatter_elements_under_its_old_name() {
     let inputs = vec![view("d", &[2, 3], None), view("i", &[2, 1], None), view("u", &[2, 1], None)];
     assert!(lower_ir(&n, 11, inputs).is_err());
 }
+
+#[test]
+fn non_max_suppression_folds_known_boxes_and_explains_run_time_ones() {
+    // Two overlapping unit boxes (IoU 0.9 / 1.1 > 0.5) and a far one: boxes 0 and 2 survive.
+    let boxes = Tensor::from_f32(vec![1, 3, 4], vec![0.0, 0.0, 1.0, 1.0, 0.1, 0.0, 1.1, 1.0, 5.0, 5.0, 6.0, 6.0]);
+    let scores = Tensor::from_f32(vec![1, 1, 3], vec![0.9, 0.8, 0.7]);
+    let max = Tensor::from_i64(vec![1], vec![10]);
+    let iou = Tensor::from_f32(vec![1], vec![0.5]);
+    let n = node("NonMaxSuppression", 4, vec![]);
+    let external = BTreeMap::new();
+    let inputs = vec![
+        view("b", &[1, 3, 4], Some(&boxes)),
+        view("s", &[1, 1, 3], Some(&scores)),
+        view("m", &[1], Some(&max)),
+        view("i", &[1], Some(&iou)),
+    ];
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let Ok(Lowered::Known(values)) = lower(&cx) else { panic!("NonMaxSuppression should fold") };
+    assert_eq!(values[0].shape, vec![2, 3]);
+    assert_eq!(values[0].to_i64_vec().unwrap(), [0, 0, 0, 0, 0, 2]);
+    let inputs = vec![view("b", &[1, 3, 4], None), view("s", &[1, 1, 3], Some(&scores))];
+    let n = node("NonMaxSuppression", 2, vec![]);
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let Err(err) = lower(&cx) else { panic!("run-time boxes cannot fold") };
+    assert!(err.message.contains("data-dependent"), "{}", err.message);
+}
