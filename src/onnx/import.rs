@@ -19,8 +19,9 @@ use super::tensor::{decode_tensor, dtype_from_onnx, onnx_code, onnx_dtype_name};
 use crate::ir::{self, DType, Graph, Node, Tensor, TensorId, TensorInfo};
 use crate::ops::{self, InputView, Lowered, NodeCx};
 
-/// Oldest `ai.onnx` opset imported (Clip, Pad and friends took their current form in 11).
-pub const MIN_OPSET: i64 = 11;
+/// Oldest `ai.onnx` opset imported. Ops import their opset 7 to 10 forms (Slice, Pad, Clip,
+/// Split, TopK, Upsample... with attributes where later opsets take inputs); see `src/ops`.
+pub const MIN_OPSET: i64 = 7;
 /// Newest `ai.onnx` opset whose op definitions the importer has been checked against.
 pub const MAX_OPSET: i64 = 27;
 
@@ -97,7 +98,7 @@ impl From<Vec<ImportError>> for ImportFailure {
 
 /// The largest graph input the importer offers to specialize on. Shape-deciding inputs
 /// (shapes, axes, scales, counts) are short vectors; a data tensor that reaches a shape
-/// (a data-dependent shape) is never one to freeze.
+/// (a data-dependent shape) is never one to freeze (see also `run_time_inputs`).
 const MAX_BOUND_ELEMENTS: usize = 64;
 
 /// [`import`] with some graph inputs replaced by known values (`bound`): the graph is
@@ -110,10 +111,10 @@ pub(crate) fn import_bound(
     bound: &BTreeMap<String, Tensor>,
 ) -> Result<Graph, ImportFailure> {
     let opsets = opset_versions(model);
-    let opset = default_opset(&opsets).map_err(|e| vec![e])?;
     let Some(g) = model.graph.as_ref() else {
         return Err(vec![malformed("the model has no graph")].into());
     };
+    let opset = default_opset(&opsets, g).map_err(|e| vec![e])?;
     // QuantizeLinear/DequantizeLinear pairs go first; the rest of the import sees a float model.
     let (stripped, model_encodings) = match qdq::strip(g, external)? {
         Some(s) => (Some(s.graph), s.encodings),
@@ -174,13 +175,25 @@ fn opset_versions(model: &ModelProto) -> BTreeMap<&str, i64> {
     model.opset_import.iter().map(|o| (if o.domain() == "ai.onnx" { "" } else { o.domain() }, o.version())).collect()
 }
 
-fn default_opset(opsets: &BTreeMap<&str, i64>) -> Result<i64, ImportError> {
+/// The model's `ai.onnx` opset. A model whose nodes are all in other domains (ai.onnx.ml,
+/// ai.onnx.preview.training) need not import it: its nodes are then reported one by one as
+/// unsupported ops of their domain, and the version returned is never read.
+fn default_opset(opsets: &BTreeMap<&str, i64>, g: &GraphProto) -> Result<i64, ImportError> {
     let Some(&version) = opsets.get("") else {
-        return Err(ImportError::new(
-            ErrorKind::UnsupportedOpset,
-            "the model imports no ai.onnx opset (opset_import has no default-domain entry)",
-        )
-        .with_hint("a complete ONNX file always lists one; the file may be truncated"));
+        let default_domain = |n: &&NodeProto| matches!(n.domain(), "" | "ai.onnx");
+        if let Some(node) = g.node.iter().find(default_domain) {
+            return Err(ImportError::new(
+                ErrorKind::UnsupportedOpset,
+                format!(
+                    "the model imports no ai.onnx opset (opset_import has no default-domain entry), but node {:?} \
+                     ({}) is an ai.onnx op",
+                    node.name(),
+                    node.op_type()
+                ),
+            )
+            .with_hint("a complete ONNX file always lists one; the file may be truncated"));
+        }
+        return Ok(MAX_OPSET);
     };
     if !(MIN_OPSET..=MAX_OPSET).contains(&version) {
         let hint = if version < MIN_OPSET {
@@ -474,7 +487,13 @@ impl<'m> Importer<'m> {
         found
             .into_iter()
             .map(|id| self.graph.info(id))
-            .filter(|info| info.elements() <= MAX_BOUND_ELEMENTS)
+            .filter(|info| {
+                // Shape-deciding values are short integer or bool vectors (shapes, axes, pads,
+                // counts, masks) or float scalars and vectors (scales, Range bounds); a float
+                // tensor of higher rank is data (NonMaxSuppression's boxes), never frozen.
+                let shape_like = !info.dtype.is_float() || info.shape.len() <= 1;
+                shape_like && info.elements() <= MAX_BOUND_ELEMENTS
+            })
             .filter_map(|info| {
                 Some(RunTimeInput {
                     name: info.name.clone(),
@@ -653,6 +672,15 @@ impl<'m> Importer<'m> {
                 all.sort_unstable();
                 all.join(", ")
             })
+        } else if domain == "ai.onnx.preview.training" {
+            format!(
+                "{op_type} is a training operator (optimizer update or gradient): qairt imports inference graphs, \
+                 and only standard ai.onnx ops"
+            )
+        } else if domain == "ai.onnx.ml" {
+            "ai.onnx.ml (classical machine learning: trees, encoders, scalers) is not supported: qairt imports only \
+             standard ai.onnx ops"
+                .to_string()
         } else {
             "qairt imports only standard ai.onnx ops".to_string()
         };

@@ -345,7 +345,7 @@ fn every_unsupported_op_is_reported_at_once() {
         node("Relu", "relu_after", &["e"], &["y1"], vec![]),
         NodeProto { domain: Some("com.microsoft".into()), ..node("FusedConv", "fused", &["x"], &["y2"], vec![]) },
         node("Sigmoid", "ok", &["x"], &["y3"], vec![]),
-        node("GridSample", "gs", &["y3", "y3"], &["y4"], vec![]),
+        node("Unique", "uq", &["y3"], &["y4"], vec![]),
     ];
     let mut m = model(13, graph(nodes, vec![], vec![f32_input("x", &[1, 4])], &["y1", "y2", "y4"]));
     m.opset_import.push(OperatorSetIdProto { domain: Some("com.microsoft".into()), version: Some(1) });
@@ -358,7 +358,7 @@ fn every_unsupported_op_is_reported_at_once() {
             (Some("scan"), Some("Scan")),
             (Some("StringNormalizer_1"), Some("StringNormalizer")),
             (Some("fused"), Some("FusedConv")),
-            (Some("gs"), Some("GridSample")),
+            (Some("uq"), Some("Unique")),
         ]
     );
     assert!(errors.iter().all(|e| e.kind == ErrorKind::UnsupportedOp));
@@ -454,13 +454,28 @@ fn declared_shapes_are_checked() {
 #[test]
 fn opsets_out_of_range_are_rejected() {
     let g = graph(vec![node("Relu", "r", &["x"], &["y"], vec![])], vec![], vec![f32_input("x", &[1])], &["y"]);
-    let errors = import_err(&model(10, g.clone()));
+    let errors = import_err(&model(6, g.clone()));
     assert_eq!(errors[0].kind, ErrorKind::UnsupportedOpset);
-    assert!(errors[0].message.contains("opset 10"), "{}", errors[0].message);
+    assert!(errors[0].message.contains("opset 6"), "{}", errors[0].message);
+    assert!(errors[0].hint.as_deref().unwrap_or("").contains("version_converter"), "{:?}", errors[0].hint);
+    import_ok(&model(7, g.clone()));
     assert_eq!(import_err(&model(99, g.clone()))[0].kind, ErrorKind::UnsupportedOpset);
     let mut m = model(13, g);
     m.opset_import.clear();
     assert_eq!(import_err(&m)[0].kind, ErrorKind::UnsupportedOpset);
+}
+
+#[test]
+fn a_model_of_training_ops_only_names_them() {
+    // Adagrad lives in ai.onnx.preview.training; such a model need not import ai.onnx.
+    let mut n = node("Adagrad", "opt", &["x"], &["y"], vec![]);
+    n.domain = Some("ai.onnx.preview.training".into());
+    let mut m = model(13, graph(vec![n], vec![], vec![f32_input("x", &[1])], &["y"]));
+    m.opset_import = vec![OperatorSetIdProto { domain: Some("ai.onnx.preview.training".into()), version: Some(1) }];
+    let errors = import_err(&m);
+    assert_eq!(errors[0].kind, ErrorKind::UnsupportedOp);
+    assert!(errors[0].message.contains("\"Adagrad\""), "{}", errors[0].message);
+    assert!(errors[0].hint.as_deref().unwrap_or("").contains("training operator"), "{:?}", errors[0].hint);
 }
 
 #[test]

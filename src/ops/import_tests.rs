@@ -153,3 +153,85 @@ fn unknown_attributes_and_bad_axes_are_reported() {
     let err = lower_ir(&n, 13, vec![view("x", &[1, 2, 3], None)]).unwrap_err();
     assert!(err.message.contains("out of range [-3, 3]"), "{}", err.message);
 }
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn opset_7_to_10_forms_read_their_attributes() {
+    // Slice-1: starts/ends/axes attributes (no steps), axes [-1] on rank 2 = axis 1.
+    let n = node("Slice", 1, vec![ints_attr("starts", &[1]), ints_attr("ends", &[3]), ints_attr("axes", &[-1])]);
+    let (op, inputs) = lower_ir(&n, 9, vec![view("x", &[2, 4], None)]).unwrap();
+    assert_eq!(op, Op::Slice(Slice { starts: vec![1], ends: vec![3], axes: vec![1], steps: vec![1] }));
+    assert_eq!(inputs, vec![0]);
+    // TopK-1: k is an attribute; largest and sorted did not exist (always true).
+    let n = node("TopK", 1, vec![int_attr("k", 2)]);
+    let (op, _) = lower_ir(&n, 9, vec![view("x", &[3, 5], None)]).unwrap();
+    assert_eq!(op, Op::TopK(TopK { axis: 1, k: 2, largest: true, sorted: true }));
+    // BatchNormalization-7: spatial=1 is the only form imported; spatial=0 is a diagnostic.
+    let stats = || (0..5).map(|i| view(["x", "s", "b", "m", "v"][i], if i == 0 { &[1, 2, 3, 3] } else { &[2] }, None));
+    let n = node("BatchNormalization", 5, vec![int_attr("spatial", 1)]);
+    assert!(lower_ir(&n, 7, stats().collect()).is_ok());
+    let n = node("BatchNormalization", 5, vec![int_attr("spatial", 0)]);
+    let err = lower_ir(&n, 7, stats().collect()).unwrap_err();
+    assert!(err.message.contains("spatial=0"), "{}", err.message);
+}
+
+#[test]
+fn legacy_scatter_is_scatter_elements_under_its_old_name() {
+    // Scatter-9: ScatterElements with no reduction attribute.
+    let n = node("Scatter", 3, vec![int_attr("axis", 1)]);
+    let inputs = vec![view("d", &[2, 3], None), view("i", &[2, 1], None), view("u", &[2, 1], None)];
+    let (op, read) = lower_ir(&n, 9, inputs).unwrap();
+    assert_eq!(read, vec![0, 1, 2]);
+    assert_eq!(op.type_name(), "Scatter");
+    let Op::Scatter(s) = op else { panic!("{op:?}") };
+    assert_eq!((s.axis, s.reduction), (Some(1), ScatterReduction::None));
+    let n = node(
+        "Scatter",
+        3,
+        vec![
+            int_attr("axis", 1),
+            AttributeProto {
+                name: Some("reduction".into()),
+                r#type: Some(AttributeType::String as i32),
+                s: Some(b"add".to_vec()),
+                ..Default::default()
+            },
+        ],
+    );
+    let inputs = vec![view("d", &[2, 3], None), view("i", &[2, 1], None), view("u", &[2, 1], None)];
+    assert!(lower_ir(&n, 11, inputs).is_err());
+}
+
+#[test]
+fn non_max_suppression_folds_known_boxes_and_explains_run_time_ones() {
+    // Two overlapping unit boxes (IoU 0.9 / 1.1 > 0.5) and a far one: boxes 0 and 2 survive.
+    let boxes = Tensor::from_f32(vec![1, 3, 4], vec![0.0, 0.0, 1.0, 1.0, 0.1, 0.0, 1.1, 1.0, 5.0, 5.0, 6.0, 6.0]);
+    let scores = Tensor::from_f32(vec![1, 1, 3], vec![0.9, 0.8, 0.7]);
+    let max = Tensor::from_i64(vec![1], vec![10]);
+    let iou = Tensor::from_f32(vec![1], vec![0.5]);
+    let n = node("NonMaxSuppression", 4, vec![]);
+    let external = BTreeMap::new();
+    let inputs = vec![
+        view("b", &[1, 3, 4], Some(&boxes)),
+        view("s", &[1, 1, 3], Some(&scores)),
+        view("m", &[1], Some(&max)),
+        view("i", &[1], Some(&iou)),
+    ];
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let Ok(Lowered::Known(values)) = lower(&cx) else { panic!("NonMaxSuppression should fold") };
+    assert_eq!(values[0].shape, vec![2, 3]);
+    assert_eq!(values[0].to_i64_vec().unwrap(), [0, 0, 0, 0, 0, 2]);
+    let inputs = vec![view("b", &[1, 3, 4], None), view("s", &[1, 1, 3], Some(&scores))];
+    let n = node("NonMaxSuppression", 2, vec![]);
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let Err(err) = lower(&cx) else { panic!("run-time boxes cannot fold") };
+    assert!(err.message.contains("data-dependent"), "{}", err.message);
+}

@@ -20,6 +20,7 @@ pub(super) const ONNX: &[OnnxOp] = &[
     OnnxOp::ir("GatherND", import_gather_nd, QuantDefault::PASS_THROUGH),
     OnnxOp::ir("ScatterElements", import_scatter_elements, QuantDefault::CALIBRATED),
     OnnxOp::ir("ScatterND", import_scatter_nd, QuantDefault::CALIBRATED),
+    OnnxOp::ir("Scatter", import_scatter, QuantDefault::CALIBRATED),
     OnnxOp::ir("OneHot", import_one_hot, QuantDefault::CALIBRATED),
     OnnxOp::ir("Compress", import_compress, QuantDefault::PASS_THROUGH),
     OnnxOp::ir("ReverseSequence", import_reverse_sequence, QuantDefault::PASS_THROUGH),
@@ -62,6 +63,10 @@ pub struct GatherND {
 pub struct Scatter {
     pub axis: Option<usize>,
     pub reduction: Reduction,
+    /// The ONNX op was Scatter (opsets 9 to 10, deprecated in 11): ScatterElements with no
+    /// reduction under its old name, exported as ScatterElements.
+    #[serde(default)]
+    pub legacy: bool,
 }
 
 /// Inputs `[indices, values]`; `depth` classes inserted at `axis` of the output.
@@ -157,14 +162,23 @@ fn import_scatter_elements(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let a = cx.attrs(&["axis", "reduction"])?;
     let rank = cx.input(0, "data")?.shape.len();
     let axis = axis(a.int_or("axis", 0)?, rank, false, "axis")?;
-    fold_or_ir(cx, Scatter { axis: Some(axis), reduction }, vec![0, 1, 2])
+    fold_or_ir(cx, Scatter { axis: Some(axis), reduction, legacy: false }, vec![0, 1, 2])
+}
+
+/// Scatter-9/11: ScatterElements' meaning (negative indices from 11), no reduction.
+fn import_scatter(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    cx.arity(3, 3)?;
+    let a = cx.attrs(&["axis"])?;
+    let rank = cx.input(0, "data")?.shape.len();
+    let axis = axis(a.int_or("axis", 0)?, rank, false, "axis")?;
+    fold_or_ir(cx, Scatter { axis: Some(axis), reduction: Reduction::None, legacy: true }, vec![0, 1, 2])
 }
 
 fn import_scatter_nd(cx: &NodeCx) -> Result<Lowered, ImportError> {
     cx.arity(3, 3)?;
     let reduction = reduction(cx, 16)?;
     cx.attrs(&["reduction"])?;
-    fold_or_ir(cx, Scatter { axis: None, reduction }, vec![0, 1, 2])
+    fold_or_ir(cx, Scatter { axis: None, reduction, legacy: false }, vec![0, 1, 2])
 }
 
 fn import_one_hot(cx: &NodeCx) -> Result<Lowered, ImportError> {
@@ -417,7 +431,7 @@ impl Scatter {
 
 impl OpDef for Scatter {
     fn type_name(&self) -> &'static str {
-        self.name()
+        if self.legacy { "Scatter" } else { self.name() }
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
@@ -720,11 +734,11 @@ mod tests {
         let d = i64s(&[1, 5], &[1, 2, 3, 4, 5]);
         let idx = i64s(&[1, 2], &[1, 1]);
         let upd = i64s(&[1, 2], &[10, 20]);
-        let add = Scatter { axis: Some(1), reduction: Reduction::Add };
+        let add = Scatter { axis: Some(1), reduction: Reduction::Add, legacy: false };
         assert_eq!(run1(add, &[&d, &idx, &upd]).unwrap(), i64s(&[1, 5], &[1, 32, 3, 4, 5]));
-        let none = Scatter { axis: Some(1), reduction: Reduction::None };
+        let none = Scatter { axis: Some(1), reduction: Reduction::None, legacy: false };
         assert_eq!(run1(none, &[&d, &i64s(&[1, 2], &[-1, 0]), &upd]).unwrap(), i64s(&[1, 5], &[20, 2, 3, 4, 10]));
-        let nd = Scatter { axis: None, reduction: Reduction::Mul };
+        let nd = Scatter { axis: None, reduction: Reduction::Mul, legacy: false };
         let f = Tensor::from_f32(vec![4], vec![1., 2., 3., 4.]);
         let got = run1(nd, &[&f, &i64s(&[2, 1], &[3, 1]), &Tensor::from_f32(vec![2], vec![2., 3.])]).unwrap();
         assert_eq!(got, Tensor::from_f32(vec![4], vec![1., 6., 3., 8.]));

@@ -19,12 +19,16 @@
 mod attention;
 mod attrs;
 mod conv_transpose;
+mod einsum;
 mod elementwise;
 mod export;
+mod grid_sample;
 mod import;
 mod index;
 mod layout;
 mod linear;
+mod lp_pool;
+mod nms;
 mod norm;
 mod normalize;
 mod pool;
@@ -33,6 +37,7 @@ mod quantize;
 mod recurrent;
 mod reduce;
 mod resize;
+mod rotary;
 mod tensor;
 mod unary;
 mod values;
@@ -46,12 +51,15 @@ use crate::runtime::kernels::KernelError;
 
 pub use attention::{Attention, QkOutput};
 pub use conv_transpose::ConvTranspose;
+pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use export::{ExportCx, ExportHost};
+pub use grid_sample::{GridSample, SampleMode, SamplePadding};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
+pub use lp_pool::LpPool;
 pub use norm::{BatchNormalization, Softmax};
 pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
@@ -62,6 +70,7 @@ pub use quantize::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
+pub use rotary::RotaryEmbedding;
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
@@ -174,9 +183,10 @@ pub trait OpDef {
     fn export(&self, cx: &mut ExportCx<'_>);
 }
 
-/// Declares the op modules' variants of [`Op`] and their ONNX tables, once.
+/// Declares the op modules' variants of [`Op`] and their ONNX tables, once; `@import_only`
+/// modules have a table of folded ops and no variant.
 macro_rules! ops {
-    ($($module:ident: $($variant:ident($ty:ty)),+;)+) => {
+    ($($module:ident: $($variant:ident($ty:ty)),+;)+ $(@import_only $($extra:ident),+;)?) => {
         /// The closed set of operations the IR carries, with their attributes resolved.
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
         pub enum Op {
@@ -192,15 +202,18 @@ macro_rules! ops {
         }
 
         /// Every module's name and ONNX table, in registration order.
-        const TABLES: &[(&str, &[OnnxOp])] = &[$((stringify!($module), $module::ONNX)),+];
+        const TABLES: &[(&str, &[OnnxOp])] =
+            &[$((stringify!($module), $module::ONNX),)+ $($((stringify!($extra), $extra::ONNX),)+)?];
     };
 }
 
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
+    einsum: Einsum(Einsum);
     elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
+    lp_pool: LpPool(LpPool);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
@@ -214,13 +227,16 @@ ops! {
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
+    grid_sample: GridSample(GridSample);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
+    rotary: RotaryEmbedding(RotaryEmbedding);
     recurrent: Recurrent(Recurrent);
     quantize: QuantizeLinear(QuantizeLinear), DequantizeLinear(DequantizeLinear),
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
         QLinearConv(QLinearConv);
+    @import_only nms;
 }
 
 impl Op {
