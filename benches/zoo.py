@@ -13,7 +13,7 @@ It also reports ``simulate`` time per inference (from the JSON event stream; wal
 for reading, never asserted). Standard library only; the references were made by
 scripts/python/make_zoo.py.
 
-    python3 benches/zoo.py target/release/qairt [model ...] [--markdown]
+    python3 benches/zoo.py target/debug/qairt [model ...] [--json FILE] [--doc docs/accuracy.md]
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def main() -> int:
     parser.add_argument("qairt", type=Path, help="the qairt binary")
     parser.add_argument("models", nargs="*", help="zoo models (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--doc", type=Path, help="replace the table between the zoo markers of this file")
     args = parser.parse_args()
     names = args.models or sorted(p.name for p in ZOO.iterdir() if (p / "qairt.toml").exists())
     rows = []
@@ -164,7 +165,15 @@ def main() -> int:
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    print(markdown(rows))
+    table = markdown(rows)
+    print(table)
+    if args.doc:
+        begin, end = "<!-- zoo:begin -->", "<!-- zoo:end -->"
+        text = args.doc.read_text()
+        if begin not in text or end not in text:
+            print(f"{args.doc} has no {begin} ... {end} markers", file=sys.stderr)
+            return 1
+        args.doc.write_text(text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end) :])
     return 0
 
 

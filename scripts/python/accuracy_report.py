@@ -270,7 +270,15 @@ def cmd_table(args: argparse.Namespace) -> None:
             "SAMPLES": samples,
         }.items():
             text = text.replace("{{" + key + "}}", value)
-        Path(args.doc).write_text(text)
+        # The model-zoo table between the zoo markers is benches/zoo.py's: keep it.
+        doc = Path(args.doc)
+        if doc.exists():
+            old = doc.read_text()
+            begin, end = "<!-- zoo:begin -->", "<!-- zoo:end -->"
+            if begin in old and end in old and begin in text and end in text:
+                kept = old[old.index(begin):old.index(end)]
+                text = text[:text.index(begin)] + kept + text[text.index(end):]
+        doc.write_text(text)
 
 
 def main() -> None:

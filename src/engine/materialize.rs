@@ -15,6 +15,7 @@ use super::sensitivity_stage;
 use super::stages;
 use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
 use super::verify_stage;
+use crate::project::OutputFiles;
 
 /// The file `qairt suggest` writes (and every later build keeps) under `out/<target>/verify/`.
 pub const SUGGESTED_OVERRIDES: &str = "suggested_overrides.json";
@@ -31,6 +32,7 @@ fn render(
     target: TargetInput,
     quantized: bool,
     project_name: &str,
+    output_files: OutputFiles,
 ) -> Result<Vec<(String, Vec<u8>)>, Failed> {
     let mut files = Vec::new();
     if quantized {
@@ -51,8 +53,12 @@ fn render(
     ] {
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
-                // Each output in its own element type, as the SDK's native output files.
-                let bytes = tensor.data.to_packed_bytes();
+                // Each output in its own element type (the SDK's native output files), or
+                // float32 for every output (the SDK's default form).
+                let bytes = match output_files {
+                    OutputFiles::Native => tensor.data.to_packed_bytes(),
+                    OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                };
                 files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
             }
         }
@@ -135,7 +141,10 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     let tmp = ws.config.out_dir.join(".tmp");
     let quantized = stages::is_quantized(&ws.db, project, target)?;
 
-    let mut key = KeyBuilder::new(Stage::Verify).bytes("materialize", name.as_bytes());
+    let output_files = ws.config.verify.output_files;
+    let mut key = KeyBuilder::new(Stage::Verify)
+        .bytes("materialize", name.as_bytes())
+        .bytes("output files", output_files.name().as_bytes());
     for stage in ws.stages_of(&name)? {
         key = key.digest(stage.name(), &ws.stage_key(project, target, stage)?);
     }
@@ -149,7 +158,7 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
         files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
     });
     if !complete {
-        let files = render(&ws.db, project, target, quantized, &ws.config.name)?;
+        let files = render(&ws.db, project, target, quantized, &ws.config.name, output_files)?;
         let mut manifest = Vec::with_capacity(files.len());
         std::fs::create_dir_all(&tmp).map_err(|e| write_error(&tmp, e))?;
         let mut made_dirs = std::collections::HashSet::new();

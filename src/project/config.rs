@@ -64,6 +64,32 @@ pub struct VerifyConfig {
     pub tensor_mapping: Option<PathBuf>,
     /// `[verify] mode` and `metrics`.
     pub debug: DebugSettings,
+    /// `[verify] output_files`: how `out/<target>/outputs/` and `reference/` are written.
+    pub output_files: OutputFiles,
+}
+
+/// The element type of the raw output files: each output's own (the default, the SDK's
+/// `--use_native_output_files`), or float32 for every output (the SDK's default form).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OutputFiles {
+    #[default]
+    Native,
+    Float32,
+}
+
+impl OutputFiles {
+    pub const ALL: [OutputFiles; 2] = [OutputFiles::Native, OutputFiles::Float32];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFiles::Native => "native",
+            OutputFiles::Float32 => "float32",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OutputFiles> {
+        OutputFiles::ALL.into_iter().find(|o| o.name() == text)
+    }
 }
 
 pub use crate::verify::Thresholds;
@@ -142,6 +168,7 @@ struct RawVerify {
     mode: Option<Spanned<String>>,
     metrics: Option<Vec<Spanned<toml::Value>>>,
     suggest_precision: Option<Spanned<String>>,
+    output_files: Option<Spanned<String>>,
     /// `[verify.checker.<class>] <algorithm> = <threshold> | true | false`.
     #[serde(default)]
     checker: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
@@ -503,6 +530,12 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         .as_ref()
         .and_then(|p| check.name_in(p, "suggest_precision", &precision_names, Precision::parse))
         .unwrap_or_default();
+    let output_names: Vec<&str> = OutputFiles::ALL.iter().map(|o| o.name()).collect();
+    let output_files = v
+        .output_files
+        .as_ref()
+        .and_then(|o| check.name_in(o, "output_files", &output_names, OutputFiles::parse))
+        .unwrap_or_default();
     let mode_names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
     let mode = v.mode.as_ref().and_then(|m| check.name_in(m, "mode", &mode_names, Mode::parse)).unwrap_or_default();
     let mut metrics: Vec<MetricSpec> = Vec::new();
@@ -538,6 +571,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         thresholds,
         tensor_mapping: v.tensor_mapping.as_ref().map(resolve),
         debug: DebugSettings { mode, metrics, precision, checker: checker_config(&v.checker, &mut check) },
+        output_files,
     };
 
     if !check.diags.is_empty() {

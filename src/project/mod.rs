@@ -6,7 +6,9 @@
 mod config;
 mod input_list;
 
-pub use config::{CalibrationConfig, ModelConfig, ProjectConfig, TargetConfig, Thresholds, VerifyConfig, parse_config};
+pub use config::{
+    CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, TargetConfig, Thresholds, VerifyConfig, parse_config,
+};
 pub use input_list::{Entry, InputList, Sample, parse_input_list};
 
 /// The name of the project file `qairt` looks for.

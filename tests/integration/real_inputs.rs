@@ -52,3 +52,48 @@ fn input_dims_give_a_concrete_shape_and_the_cpu_target_matches_onnxruntime() {
     let stderr = flat(&out.stderr);
     assert!(stderr.contains("axis 1 is fixed at 1"), "{stderr}");
 }
+
+/// ONNX's `test_argmax_default_axis_example` (int64 output): outputs are written in their own
+/// element type by default (the SDK's native output files), and as float32 with
+/// `[verify] output_files = "float32"` (the SDK's default form); both hold ONNX's expected values.
+#[test]
+fn outputs_are_native_by_default_and_float32_on_request() {
+    use prost::Message;
+    let dir = repo_root().join("tests/data/onnx-node/test_argmax_default_axis_example");
+    let decode = |path: std::path::PathBuf| {
+        let proto = qairt::onnx::proto::TensorProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+        qairt::onnx::decode_tensor(&proto, &Default::default()).unwrap()
+    };
+    let p = Project::empty();
+    std::fs::copy(dir.join("model.onnx"), p.path("model.onnx")).unwrap();
+    let data = decode(dir.join("test_data_set_0/input_0.pb"));
+    std::fs::write(p.path("data.raw"), data.data.to_packed_bytes()).unwrap();
+    p.write("list.txt", "data.raw\n");
+    let toml = "[project]\nname = \"argmax\"\n\n[model]\npath = \"model.onnx\"\n\n[[target]]\nname = \"cpu\"\nbackend = \"cpu\"\n\n[verify]\ninput_list = \"list.txt\"\n";
+    p.write("qairt.toml", toml);
+    let expected = decode(dir.join("test_data_set_0/output_0.pb"));
+    let want: Vec<i64> = expected.to_i64_vec().unwrap();
+    let out = p.run(&["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let native = std::fs::read(p.path("out/cpu/outputs/Result_0/result.raw")).unwrap();
+    let got: Vec<i64> = native.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(got, want);
+
+    p.write(
+        "qairt.toml",
+        &toml.replace("input_list = \"list.txt\"", "input_list = \"list.txt\"\noutput_files = \"float32\""),
+    );
+    let out = p.run(&["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let floats = read_f32(&p.path("out/cpu/outputs/Result_0/result.raw"));
+    assert_eq!(floats, want.iter().map(|&v| v as f32).collect::<Vec<_>>());
+
+    // A misspelled value is a diagnostic naming the allowed ones.
+    p.write(
+        "qairt.toml",
+        &toml.replace("input_list = \"list.txt\"", "input_list = \"list.txt\"\noutput_files = \"f32\""),
+    );
+    let out = p.run(&["build"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(flat(&out.stderr).contains("native, float32"), "{}", flat(&out.stderr));
+}
