@@ -10,10 +10,13 @@ tests/data/zoo with the qairt binary given, in a scratch copy of each project, a
 * for BERT, the mean cosine of the pooled embedding (``pooler_output``) to float per target.
 
 It also reports ``simulate`` time per inference (from the JSON event stream; wall-clock, so only
-for reading, never asserted). Standard library only; the references were made by
-scripts/python/make_zoo.py.
+for reading, never asserted) and, with ``--ort-python`` (a Python with onnxruntime and numpy),
+onnxruntime's float time per inference on the same verify inputs (CPU provider, one thread, all
+graph optimizations, median of the samples after one warm-up run). Standard library only
+otherwise; the references were made by scripts/python/make_zoo.py.
 
     python3 benches/zoo.py target/debug/qairt [model ...] [--json FILE] [--doc docs/accuracy.md]
+        [--ort-python PATH]
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def outputs_of(result_dir: Path) -> dict[str, array]:
     return {p.stem: read_f32(p) for p in sorted(result_dir.glob("*.raw"))}
 
 
-def evaluate(qairt: Path, name: str) -> dict:
+def evaluate(qairt: Path, name: str, ort_python: Path | None = None) -> dict:
     src = ZOO / name
     row: dict = {"model": name}
     with tempfile.TemporaryDirectory(prefix=f"qairt-zoo-{name}-") as tmp:
@@ -85,6 +88,8 @@ def evaluate(qairt: Path, name: str) -> dict:
             text=True,
         )
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        if ort_python:
+            row["ort_ms_per_inference"] = ort_ms(ort_python, project)
         row["exit"] = run.returncode
         if run.returncode != 0:
             row["error"] = " ".join(run.stderr.split())[:400]
@@ -119,16 +124,73 @@ def evaluate(qairt: Path, name: str) -> dict:
     return row
 
 
-def fmt(x: float | None) -> str:
+# Run by the --ort-python interpreter: onnxruntime's float time per inference, in ms.
+ORT_TIMER = r"""
+import sys, time, statistics
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+project = Path(sys.argv[1])
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(str(project / "model.onnx"), options, providers=["CPUExecutionProvider"])
+types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32}
+inputs = {i.name: i for i in session.get_inputs()}
+symbols = {}
+lists = project / "verify" / "input_list.txt"
+feeds = []
+for line in lists.read_text().splitlines():
+    if not line.strip():
+        continue
+    feed = {}
+    for entry in line.split():
+        name, path = entry.split(":=")
+        info = inputs[name]
+        data = np.fromfile(lists.parent / path, dtype=types[info.type])
+        feed[name] = data
+    feeds.append(feed)
+# Shapes: the declared ones with symbolic/unknown dims solved from the element count (one free dim).
+def shaped(name, data):
+    dims = [d if isinstance(d, int) and d > 0 else None for d in inputs[name].shape]
+    known = int(np.prod([d for d in dims if d])) if any(dims) else 1
+    if dims.count(None) == 1:
+        dims[dims.index(None)] = data.size // known
+    elif dims.count(None) > 1:
+        dims = [1 if d is None else d for d in dims]
+        free = [i for i, d in enumerate(inputs[name].shape) if not (isinstance(d, int) and d > 0)]
+        dims[free[-1]] = data.size // int(np.prod(dims)) * dims[free[-1]]
+    return data.reshape(dims)
+feeds = [{n: shaped(n, d) for n, d in f.items()} for f in feeds]
+session.run(None, feeds[0])
+times = []
+for feed in feeds:
+    t = time.perf_counter()
+    session.run(None, feed)
+    times.append((time.perf_counter() - t) * 1000.0)
+print(statistics.median(times))
+"""
+
+
+def ort_ms(python: Path, project: Path) -> float | None:
+    run = subprocess.run([str(python), "-c", ORT_TIMER, str(project)], capture_output=True, text=True)
+    try:
+        return float(run.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"onnxruntime timing failed for {project.name}: {run.stderr[-300:]}", file=sys.stderr)
+        return None
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    return "∞" if x == math.inf else f"{x:.1f}"
+    return "∞" if x == math.inf else f"{x:.{digits}f}"
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| model | cpu: min SQNR vs onnxruntime float (dB) | htp-w8a8 qairt / onnxruntime (dB) | "
-        "htp-w8a16 qairt / onnxruntime (dB) | simulate ms/inference (cpu, w8a8) |",
+        "htp-w8a16 qairt / onnxruntime (dB) | ms/inference: qairt simulate cpu / w8a8, onnxruntime float |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
@@ -144,8 +206,8 @@ def markdown(rows: list[dict]) -> str:
                 cells.append(f"{fmt(e['sqnr_db'])} / {fmt(e['ort_sqnr_db'])}{extra}")
             else:
                 cells.append("–")
-        times = [fmt(r.get(t, {}).get("simulate_ms_per_inference")) for t in ("cpu", "htp-w8a8")]
-        cells.append(" / ".join(times))
+        times = [fmt(r.get(t, {}).get("simulate_ms_per_inference"), 2) for t in ("cpu", "htp-w8a8")]
+        cells.append(" / ".join(times) + f", {fmt(r.get('ort_ms_per_inference'), 2)}")
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -156,11 +218,12 @@ def main() -> int:
     parser.add_argument("models", nargs="*", help="zoo models (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--doc", type=Path, help="replace the table between the zoo markers of this file")
+    parser.add_argument("--ort-python", type=Path, help="a Python with onnxruntime and numpy, to time onnxruntime")
     args = parser.parse_args()
     names = args.models or sorted(p.name for p in ZOO.iterdir() if (p / "qairt.toml").exists())
     rows = []
     for name in names:
-        row = evaluate(args.qairt.resolve(), name)
+        row = evaluate(args.qairt.resolve(), name, args.ort_python)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.json:
