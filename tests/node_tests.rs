@@ -799,13 +799,22 @@ fn onnx_node_tests_through_the_cli() {
     assert!(message.is_empty(), "{total}\n{message}");
 }
 
-/// Element types of a test's graph inputs and outputs, lower-case as ONNX spells them.
-fn test_types(case: &Case) -> std::collections::BTreeSet<String> {
+/// Element types of a test's graph inputs and outputs (lower-case as ONNX spells them) and its
+/// `ai.onnx` opset.
+fn test_types(case: &Case) -> (std::collections::BTreeSet<String>, Option<i64>) {
     let path = Path::new(NODE_TESTS).join(&case.name).join("model.onnx");
     let Ok(bytes) = std::fs::read(path) else { return Default::default() };
     let Ok(model) = ModelProto::decode(bytes.as_slice()) else { return Default::default() };
+    let opset = model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map(|o| o.version());
     let Some(graph) = model.graph else { return Default::default() };
-    graph.input.iter().chain(&graph.output).filter_map(tensor_elem_type).map(|t| type_name(t).to_lowercase()).collect()
+    let types = graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .filter_map(tensor_elem_type)
+        .map(|t| type_name(t).to_lowercase())
+        .collect();
+    (types, opset)
 }
 
 fn operators_doc(cases: &[Case], outcomes: &[Outcome]) -> String {
@@ -814,6 +823,8 @@ fn operators_doc(cases: &[Case], outcomes: &[Outcome]) -> String {
         .zip(outcomes)
         .map(|(case, outcome)| {
             let pass = *outcome == Outcome::Pass;
+            let (types, opset) =
+                if pass && case.group == Group::Single { test_types(case) } else { Default::default() };
             operators_doc::TestResult {
                 group: case.group.name(),
                 ops: &case.ops,
@@ -822,7 +833,8 @@ fn operators_doc(cases: &[Case], outcomes: &[Outcome]) -> String {
                     Outcome::Diagnostic { reason, .. } => Some(reason.as_str()),
                     _ => None,
                 },
-                types: if pass && case.group == Group::Single { test_types(case) } else { Default::default() },
+                types,
+                opset,
             }
         })
         .collect();

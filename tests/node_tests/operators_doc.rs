@@ -15,6 +15,8 @@ pub struct TestResult<'a> {
     pub reason: Option<&'a str>,
     /// Element types of its graph inputs and outputs (for passing single-node tests).
     pub types: BTreeSet<String>,
+    /// Its `ai.onnx` opset (for passing single-node tests).
+    pub opset: Option<i64>,
 }
 
 #[derive(Default)]
@@ -22,6 +24,7 @@ struct OpTally<'a> {
     passed: usize,
     total: usize,
     types: BTreeSet<String>,
+    opsets: BTreeSet<i64>,
     reasons: BTreeMap<&'a str, usize>,
 }
 
@@ -50,6 +53,7 @@ pub fn render(results: &[TestResult], min_opset: i64, max_opset: i64) -> String 
             if r.pass {
                 t.passed += 1;
                 t.types.extend(r.types.iter().cloned());
+                t.opsets.extend(r.opset);
             } else if let Some(reason) = r.reason {
                 *t.reasons.entry(reason).or_default() += 1;
             }
@@ -81,13 +85,14 @@ pub fn render(results: &[TestResult], min_opset: i64, max_opset: i64) -> String 
     out += "Columns: *node* ops become IR nodes, *import* ops are evaluated at import (their inputs must be \
             known then); *htp output* is the op's output encoding on the `htp` backend (the registry default \
             unless `rules/htp.toml` overrides it), *per-channel* whether its weights may run per channel/row \
-            there; *types* are the element types of the inputs and outputs of its passing node tests.\n\n";
+            there; *types* and *opsets* are the element types of the inputs and outputs, and the `ai.onnx` \
+            opsets, of its passing node tests.\n\n";
     let names: Vec<&str> = backends.iter().map(|(n, _)| n.as_str()).collect();
     out += &format!(
-        "| op | module | kind | htp output | per-channel | backends ({}) | types (passing node tests) | node tests |\n",
+        "| op | module | kind | htp output | per-channel | backends ({}) | types (passing node tests) | opsets (passing node tests) | node tests |\n",
         names.join(", ")
     );
-    out += "|---|---|---|---|---|---|---|---|\n";
+    out += "|---|---|---|---|---|---|---|---|---|\n";
     let mut registered = BTreeSet::new();
     let mut rows: Vec<(&str, &str, &qairt::ops::OnnxOp)> =
         qairt::ops::registry_by_module().filter(|(_, op)| op.is_imported()).map(|(m, op)| (op.name, m, op)).collect();
@@ -105,9 +110,11 @@ pub fn render(results: &[TestResult], min_opset: i64, max_opset: i64) -> String 
             backends.iter().map(|(_, b)| if op.folded || b.supports(name) { "✓" } else { "–" }).collect();
         let tally = single.get(name);
         let types = tally.map(|t| t.types.iter().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let opsets =
+            tally.map(|t| t.opsets.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default();
         let tests = tally.map_or("–".to_string(), |t| format!("{}/{}", t.passed, t.total));
         out += &format!(
-            "| {name} | {module} | {kind} | {htp_output} | {per_channel} | {} | {types} | {tests} |\n",
+            "| {name} | {module} | {kind} | {htp_output} | {per_channel} | {} | {types} | {opsets} | {tests} |\n",
             on.join(" ")
         );
     }
