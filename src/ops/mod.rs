@@ -255,6 +255,16 @@ impl Op {
         self.def().input_role(position, rank)
     }
 
+    /// Whether the op, with these attributes, only moves its input's values (a nearest-
+    /// neighbour Resize), so that its output keeps the input's encoding although its op type
+    /// in general computes new values.
+    pub fn moves_data_only(&self) -> bool {
+        match self {
+            Op::Resize(resize) => resize.moves_data_only(),
+            _ => false,
+        }
+    }
+
     /// Whether input `position` is a parameter (weight, bias, statistics) rather than an
     /// activation: parameters live in `param_encodings`.
     pub fn is_param_input(&self, position: usize) -> bool {

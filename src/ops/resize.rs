@@ -89,6 +89,13 @@ impl From<Resize> for Op {
 }
 
 impl Resize {
+    /// Whether every output value is one of the input's (nearest-neighbour sampling, no
+    /// extrapolation value): the output then keeps its input's encoding, as the other
+    /// data-movement ops do, whatever the registry row (which cannot see attributes) says.
+    pub fn moves_data_only(&self) -> bool {
+        matches!(self.mode, ResizeMode::Nearest(_)) && self.coord != CoordMode::TfCropAndResize
+    }
+
     /// Whether axis `i` maps every output coordinate to the same input one (scale 1 and no
     /// region of interest): its size follows the input's.
     pub fn is_identity_axis(&self, i: usize) -> bool {

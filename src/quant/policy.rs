@@ -49,7 +49,11 @@ impl Default for QuantPolicy {
 impl QuantPolicy {
     pub fn op(&self, op: &Op) -> &OpQuantization {
         const DEFAULT: OpQuantization = OpQuantization::Calibrated;
-        self.ops.get(op.type_name()).unwrap_or(&DEFAULT)
+        const PASS_THROUGH: OpQuantization = OpQuantization::PassThrough;
+        let rule = self.ops.get(op.type_name()).unwrap_or(&DEFAULT);
+        // A calibrated op type whose attributes make this node a pure data move (nearest
+        // Resize) keeps its input's encoding; a fixed range or float rule still wins.
+        if *rule == OpQuantization::Calibrated && op.moves_data_only() { &PASS_THROUGH } else { rule }
     }
 
     pub fn propagates(&self, op: &Op) -> bool {
@@ -69,5 +73,42 @@ impl QuantPolicy {
 
     pub fn allows_per_channel(&self, op: &Op) -> bool {
         self.per_channel_ops.contains(op.type_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{CoordMode, NearestMode, Resize, ResizeMode};
+
+    fn resize(mode: ResizeMode, coord: CoordMode) -> Op {
+        Op::Resize(Resize {
+            mode,
+            coord,
+            exclude_outside: false,
+            antialias: false,
+            extrapolation_value: 0.0,
+            scales: vec![1.0, 1.0, 2.0, 2.0],
+            sizes: vec![1, 1, 4, 4],
+            roi: vec![],
+            from_scales: true,
+            upsample: false,
+        })
+    }
+
+    #[test]
+    fn a_nearest_resize_passes_its_encoding_through_and_a_linear_one_is_calibrated() {
+        let policy = QuantPolicy::default();
+        let nearest = resize(ResizeMode::Nearest(NearestMode::Floor), CoordMode::Asymmetric);
+        assert_eq!(*policy.op(&nearest), OpQuantization::PassThrough);
+        assert!(policy.propagates(&nearest));
+        assert_eq!(*policy.op(&resize(ResizeMode::Linear, CoordMode::HalfPixel)), OpQuantization::Calibrated);
+        // Sampling outside the crop writes extrapolation_value, a value of its own.
+        let cropping = resize(ResizeMode::Nearest(NearestMode::Floor), CoordMode::TfCropAndResize);
+        assert_eq!(*policy.op(&cropping), OpQuantization::Calibrated);
+        // A backend rule other than "calibrated" still wins.
+        let mut fixed = QuantPolicy::default();
+        fixed.ops.insert("Resize".into(), OpQuantization::Float);
+        assert_eq!(*fixed.op(&nearest), OpQuantization::Float);
     }
 }
