@@ -7,7 +7,8 @@ Usage (from anywhere; venv from `scripts/setup-python.sh --test`):
 
 1. `onnx.checker.check_model(model, full_check=True)` (structure and strict shape inference);
 2. runs the model with onnxruntime (CPUExecutionProvider, one thread) on the project's verify
-   inputs (`[verify] input_list` of `<project_dir>/qairt.toml`, raw float32 files, as many
+   inputs (`[verify] input_list` of `<project_dir>/qairt.toml`, raw little-endian files in each
+   graph input's own element type, as many
    samples as qairt simulated: one per `outputs/Result_N` directory);
 3. compares with qairt's `out/<target>/outputs/Result_N/<output>.raw`.
 
@@ -33,6 +34,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+
+# Raw input files are headerless little-endian values in the graph input's own element type.
+ORT_TYPES = {
+    "tensor(float)": "<f4",
+    "tensor(float16)": "<f2",
+    "tensor(double)": "<f8",
+    "tensor(int8)": "i1",
+    "tensor(uint8)": "u1",
+    "tensor(int16)": "<i2",
+    "tensor(uint16)": "<u2",
+    "tensor(int32)": "<i4",
+    "tensor(uint32)": "<u4",
+    "tensor(int64)": "<i8",
+    "tensor(uint64)": "<u8",
+    "tensor(bool)": "?",
+}
 
 
 def sanitize(name: str) -> str:
@@ -120,9 +138,12 @@ def main() -> None:
             spec = inputs[position] if name is None else next((i for i in inputs if i.name == name), None)
             if spec is None:
                 fail(f"sample {n}: the model has no input {name!r}")
-            data = np.fromfile(path, dtype="<f4")
+            dtype = ORT_TYPES.get(spec.type)
+            if dtype is None:
+                fail(f"input {spec.name!r} has element type {spec.type}, which qdq_check cannot read")
+            data = np.fromfile(path, dtype=dtype)
             if data.size != math.prod(spec.shape):
-                fail(f"{path}: {data.size} floats, input {spec.name!r} has shape {spec.shape}")
+                fail(f"{path}: {data.size} values of {dtype}, input {spec.name!r} has shape {spec.shape}")
             feed[spec.name] = data.reshape(spec.shape)
         got = session.run(outputs, feed)
         for k, (name, ours) in enumerate(zip(outputs, got)):
