@@ -3,17 +3,24 @@
 
 Usage (from anywhere; venv from `scripts/setup-python.sh --test`):
 
-    qdq_check.py <project_dir> <target> [--out-dir DIR] [--optimized]
+    qdq_check.py <project_dir> <target> [--out-dir DIR] [--optimized] [--golden-dump DIR]
 
 1. `onnx.checker.check_model(model, full_check=True)` (structure and strict shape inference);
 2. runs the model with onnxruntime (CPUExecutionProvider, one thread) on the project's verify
-   inputs (`[verify] input_list` of `<project_dir>/qairt.toml`, raw float32 files, as many
+   inputs (`[verify] input_list` of `<project_dir>/qairt.toml`, raw little-endian files in each
+   graph input's own element type, as many
    samples as qairt simulated: one per `outputs/Result_N` directory);
 3. compares with qairt's `out/<target>/outputs/Result_N/<output>.raw`.
 
 By default onnxruntime runs with graph optimizations disabled, so the QDQ pairs execute as
 written (float math with fake quantization, like qairt's simulate); `--optimized` enables all
 of onnxruntime's optimizations, which fuse QDQ groups into integer kernels.
+
+`--golden-dump DIR` also writes onnxruntime's value of every tensor of qairt's graph, as its
+consumers read it (after its QuantizeLinear/DequantizeLinear, Clip or Cast pair), as
+`DIR/Result_N/<sanitized name>.raw` (float32): `[verify] golden = "DIR"` in the project's
+qairt.toml then makes `qairt build` compare the simulation with onnxruntime layer by layer, and
+the first layer whose SQNR is finite is where the two first disagree.
 
 Prints one JSON object: {"checker": "ok", "sqnr_db", "max_abs_diff", "top1_agreement",
 "samples", "optimization", "outputs", "op_counts" (node count per op type), "element_types"
@@ -33,6 +40,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+
+# Raw input files are headerless little-endian values in the graph input's own element type.
+ORT_TYPES = {
+    "tensor(float)": "<f4",
+    "tensor(float16)": "<f2",
+    "tensor(double)": "<f8",
+    "tensor(int8)": "i1",
+    "tensor(uint8)": "u1",
+    "tensor(int16)": "<i2",
+    "tensor(uint16)": "<u2",
+    "tensor(int32)": "<i4",
+    "tensor(uint32)": "<u4",
+    "tensor(int64)": "<i8",
+    "tensor(uint64)": "<u8",
+    "tensor(bool)": "?",
+}
 
 
 def sanitize(name: str) -> str:
@@ -64,12 +88,49 @@ def read_input_list(path: Path) -> list[list[tuple[str | None, Path]]]:
     return samples
 
 
+# Suffixes of the nodes `model.qdq.onnx` puts after a tensor, in the order they run: the last one
+# present holds the value the tensor's consumers read.
+ENCODED_SUFFIXES = ["_QuantizeLinear_Input", "_CastToFloat16_Input", "_DequantizeLinear_Output", "_CastToFloat_Output", "_ClipToGrid_Output"]
+
+
+def with_every_float_tensor_as_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose graph outputs also include every float32 node output."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    present = {o.name for o in copy.graph.output}
+    for node in copy.graph.node:
+        for name in node.output:
+            if name and name not in present and types.get(name) == onnx.TensorProto.FLOAT:
+                copy.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+                present.add(name)
+    return copy
+
+
+def write_golden(directory: Path, values: dict, graph_outputs: list[str]) -> None:
+    """Each tensor's value as its consumers read it, under qairt's (sanitized) tensor name (a
+    graph output's own name holds its encoded value)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    best: dict[str, tuple[int, object]] = {}
+    for name, value in values.items():
+        base, rank = name, len(ENCODED_SUFFIXES) if name in graph_outputs else -1
+        for k, suffix in enumerate(ENCODED_SUFFIXES):
+            if name.endswith(suffix):
+                base, rank = name[: -len(suffix)], k
+        if base not in best or best[base][0] < rank:
+            best[base] = (rank, value)
+    for base, (_, value) in best.items():
+        np.asarray(value, dtype="<f4").tofile(directory / f"{sanitize(base)}.raw")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("project", type=Path, help="project directory (holds qairt.toml)")
     parser.add_argument("target", help="target name")
     parser.add_argument("--out-dir", type=Path, help="qairt's out directory (default: <project>/out)")
     parser.add_argument("--optimized", action="store_true", help="let onnxruntime optimize the graph")
+    parser.add_argument("--golden-dump", type=Path, help="write every tensor's onnxruntime value here")
     args = parser.parse_args()
 
     config_path = args.project / "qairt.toml"
@@ -107,9 +168,13 @@ def main() -> None:
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if args.optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    run_model = model
+    if args.golden_dump is not None:
+        run_model = with_every_float_tensor_as_output(model)
+    session = ort.InferenceSession(run_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
-    outputs = [o.name for o in session.get_outputs()]
+    outputs = [o.name for o in model.graph.output]
+    fetched = [o.name for o in session.get_outputs()]
 
     signal = noise = 0.0
     max_abs = 0.0
@@ -120,11 +185,17 @@ def main() -> None:
             spec = inputs[position] if name is None else next((i for i in inputs if i.name == name), None)
             if spec is None:
                 fail(f"sample {n}: the model has no input {name!r}")
-            data = np.fromfile(path, dtype="<f4")
+            dtype = ORT_TYPES.get(spec.type)
+            if dtype is None:
+                fail(f"input {spec.name!r} has element type {spec.type}, which qdq_check cannot read")
+            data = np.fromfile(path, dtype=dtype)
             if data.size != math.prod(spec.shape):
-                fail(f"{path}: {data.size} floats, input {spec.name!r} has shape {spec.shape}")
+                fail(f"{path}: {data.size} values of {dtype}, input {spec.name!r} has shape {spec.shape}")
             feed[spec.name] = data.reshape(spec.shape)
-        got = session.run(outputs, feed)
+        values = dict(zip(fetched, session.run(fetched, feed)))
+        got = [values[name] for name in outputs]
+        if args.golden_dump is not None:
+            write_golden(args.golden_dump / f"Result_{n}", values, outputs)
         for k, (name, ours) in enumerate(zip(outputs, got)):
             raw = target_dir / "outputs" / f"Result_{n}" / f"{sanitize(name)}.raw"
             if not raw.is_file():

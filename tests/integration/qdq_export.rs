@@ -236,3 +236,28 @@ max_samples = 10
         assert!(encodings.contains(&format!("\"{name}\"")), "{name} missing from {}", b.display());
     }
 }
+
+/// A copy of the model-zoo fixture `tests/data/zoo/<name>` as a project.
+fn zoo(name: &str) -> Project {
+    let project = Project::empty();
+    crate::util::copy_dir(&repo_root().join("tests/data/zoo").join(name), project.dir.path());
+    project
+}
+
+/// Graph inputs that are not float32 (uint8 images, int64 token ids and masks): qdq_check.py
+/// reads each verify file in its input's own element type, and the exported models run in
+/// onnxruntime and agree with the simulation.
+#[test]
+fn zoo_models_with_integer_inputs_export_a_qdq_model_that_matches_simulate() {
+    let classifier = zoo("uint8_classifier");
+    classifier.build().assert_ok();
+    assert_agrees(&classifier, "htp-w8a8", 8, &["INT8", "INT32", "UINT8"]);
+    let bert = zoo("bert");
+    bert.build().assert_ok();
+    // BERT's outputs are hidden states, not class scores: top-1 agreement says nothing there.
+    for optimized in [false, true] {
+        let check = qdq_check(&bert, "htp-w8a8", optimized);
+        assert_eq!(check.samples, 8, "{check:?}");
+        assert!(check.sqnr_db > 40.0, "SQNR vs simulate {check:?}");
+    }
+}
