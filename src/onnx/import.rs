@@ -666,7 +666,9 @@ impl<'m> Importer<'m> {
         }
         let shown = if domain.is_empty() { "ai.onnx" } else { domain };
         let version = self.opsets.get(domain).map_or("not imported".to_string(), |v| v.to_string());
-        let hint = if domain.is_empty() {
+        let hint = if let Some(why) = ops::stays_out(op_type).filter(|_| domain.is_empty()) {
+            format!("{op_type} is {why}")
+        } else if domain.is_empty() {
             format!("qairt imports: {}", {
                 let mut all: Vec<&str> = ops::registry().filter(|op| op.import.is_some()).map(|op| op.name).collect();
                 all.sort_unstable();

@@ -367,7 +367,13 @@ fn every_unsupported_op_is_reported_at_once() {
         "{}",
         errors[2].message
     );
-    assert!(errors[0].hint.as_deref().unwrap_or("").contains("Conv"));
+    // Ops left out by design say why (src/ops/excluded.rs).
+    assert!(errors[0].hint.as_deref().unwrap_or("").contains("control flow"), "{:?}", errors[0].hint);
+    assert!(errors[3].hint.as_deref().unwrap_or("").contains("static shapes"), "{:?}", errors[3].hint);
+    // Any other unknown op lists what qairt imports.
+    let nodes = vec![node("Frobnicate", "f", &["x"], &["y"], vec![])];
+    let errors = import_err(&model(13, graph(nodes, vec![], vec![f32_input("x", &[1, 4])], &["y"])));
+    assert!(errors[0].hint.as_deref().unwrap_or("").contains("Conv"), "{:?}", errors[0].hint);
 }
 
 #[test]
