@@ -161,6 +161,32 @@ fn conv_shape(op: &str, window: &Window, group: usize, x: &TensorInfo, w: &Tenso
     Ok(out.remove(0).1)
 }
 
+/// The two integer operands of MatMulInteger/ConvInteger, checked with their optional zero
+/// points (which follow them, in order, when present).
+fn integer_operands<'t>(
+    op: &str,
+    inputs: &[&'t TensorInfo],
+    first_zero_point: bool,
+    second_zero_point: bool,
+) -> Result<(&'t TensorInfo, &'t TensorInfo), String> {
+    let want = 2 + usize::from(first_zero_point) + usize::from(second_zero_point);
+    if inputs.len() != want {
+        return Err(format!("{op}: expects {want} inputs, got {}", inputs.len()));
+    }
+    let (a, b) = (inputs[0], inputs[1]);
+    codes(op, a)?;
+    codes(op, b)?;
+    let mut next = 2;
+    if first_zero_point {
+        zero_point(op, inputs[next], a)?;
+        next += 1;
+    }
+    if second_zero_point {
+        zero_point(op, inputs[next], b)?;
+    }
+    Ok((a, b))
+}
+
 impl OpDef for MatMulInteger {
     fn type_name(&self) -> &'static str {
         "MatMulInteger"
@@ -168,21 +194,7 @@ impl OpDef for MatMulInteger {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         const OP: &str = "MatMulInteger";
-        let want = 2 + usize::from(self.a_zero_point) + usize::from(self.b_zero_point);
-        if inputs.len() != want {
-            return Err(format!("{OP}: expects {want} inputs, got {}", inputs.len()));
-        }
-        let (a, b) = (inputs[0], inputs[1]);
-        codes(OP, a)?;
-        codes(OP, b)?;
-        let mut next = 2;
-        if self.a_zero_point {
-            zero_point(OP, inputs[next], a)?;
-            next += 1;
-        }
-        if self.b_zero_point {
-            zero_point(OP, inputs[next], b)?;
-        }
+        let (a, b) = integer_operands(OP, inputs, self.a_zero_point, self.b_zero_point)?;
         Ok(vec![(DType::I32, matmul_shape(OP, a, b)?)])
     }
 
@@ -253,21 +265,7 @@ impl OpDef for ConvInteger {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         const OP: &str = "ConvInteger";
-        let want = 2 + usize::from(self.x_zero_point) + usize::from(self.w_zero_point);
-        if inputs.len() != want {
-            return Err(format!("{OP}: expects {want} inputs, got {}", inputs.len()));
-        }
-        let (x, w) = (inputs[0], inputs[1]);
-        codes(OP, x)?;
-        codes(OP, w)?;
-        let mut next = 2;
-        if self.x_zero_point {
-            zero_point(OP, inputs[next], x)?;
-            next += 1;
-        }
-        if self.w_zero_point {
-            zero_point(OP, inputs[next], w)?;
-        }
+        let (x, w) = integer_operands(OP, inputs, self.x_zero_point, self.w_zero_point)?;
         Ok(vec![(DType::I32, conv_shape(OP, &self.window, self.group, x, w)?)])
     }
 
