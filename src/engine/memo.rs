@@ -75,7 +75,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("stage values always serialize")
 }
 
-fn store_error(what: &str, e: impl std::fmt::Display) -> Failed {
+pub(super) fn store_error(what: &str, e: impl std::fmt::Display) -> Failed {
     Failed(vec![
         Diag::error("qairt::cache::io", format!("cannot {what} the build cache: {e}"))
             .with_help("check that the cache directory is writable and the disk is not full"),

@@ -20,7 +20,7 @@ use crate::onnx::RunTimeInput;
 
 use super::db::{Db, Failed, ProjectInput, Stage};
 use super::inputs::{entry_for, read_raw};
-use super::memo::{KeyBuilder, encode};
+use super::memo::{KeyBuilder, encode, store_error};
 use super::store::{ActionRecord, Digest};
 
 /// The values the project's data gives the inputs in `needs`.
@@ -112,12 +112,7 @@ pub fn recorded_needs(db: &dyn Db, parse_key: &Digest) -> Option<Vec<RunTimeInpu
 /// Records which inputs the model needs values of (the record's object is empty).
 pub fn record_needs(db: &dyn Db, parse_key: &Digest, needs: &[RunTimeInput]) -> Result<(), Failed> {
     let store = &db.services().store;
-    let fail = |e: std::io::Error| {
-        Failed(vec![
-            Diag::error("qairt::cache::io", format!("cannot write to the build cache: {e}"))
-                .with_help("check that the cache directory is writable and the disk is not full"),
-        ])
-    };
+    let fail = |e: std::io::Error| store_error("write to", e);
     let empty = store.put(&[]).map_err(fail)?;
     let record = ActionRecord { output: *empty.as_bytes(), size: 0, meta: encode(&needs) };
     store.record(&needs_key(parse_key), &record).map_err(fail)

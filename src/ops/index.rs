@@ -90,16 +90,6 @@ pub struct ReverseSequence {
     pub time_axis: usize,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(GatherElements, GatherND, Scatter, OneHot, Compress, ReverseSequence);
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.

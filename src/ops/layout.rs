@@ -68,16 +68,6 @@ pub struct Pad {
     pub value: f32,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(Flatten, Reshape, Transpose, Concat, Squeeze, Unsqueeze, Pad);
 
 fn import_flatten(cx: &NodeCx) -> Result<Lowered, ImportError> {

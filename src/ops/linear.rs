@@ -59,10 +59,11 @@ impl From<MatMul> for Op {
     }
 }
 
-fn import_conv(cx: &NodeCx) -> Result<Lowered, ImportError> {
-    cx.arity(2, 3)?;
+/// Conv's window and group from a node with the data at input 0 and the weights `[M, C/group,
+/// kernel...]` at input `w` (Conv, ConvInteger, QLinearConv).
+pub(super) fn conv_window(cx: &NodeCx, w: usize) -> Result<(Window, usize), ImportError> {
     let a = cx.attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
-    let (x, w) = (cx.input(0, "X")?, cx.input(1, "W")?);
+    let (x, w) = (cx.input(0, "X")?, cx.input(w, "W")?);
     if w.shape.len() < 3 {
         return Err(shape_error(format!(
             "weight {:?} has shape {:?}, expected [M, C/group, kernel...]",
@@ -78,7 +79,12 @@ fn import_conv(cx: &NodeCx) -> Result<Lowered, ImportError> {
         .ok()
         .filter(|&g| g > 0)
         .ok_or_else(|| bad_attribute(format!("group must be positive, got {group}")))?;
-    let window = resolve_window(&a, kernel, x.shape.get(2..).unwrap_or_default())?;
+    Ok((resolve_window(&a, kernel, x.shape.get(2..).unwrap_or_default())?, group))
+}
+
+fn import_conv(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    cx.arity(2, 3)?;
+    let (window, group) = conv_window(cx, 1)?;
     Lowered::ir(Conv { window, group }, cx.present(&[0, 1, 2]))
 }
 

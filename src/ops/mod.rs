@@ -16,6 +16,18 @@
 //! **Invariant:** an op's attributes are fully resolved at import (negative axes normalized,
 //! constant inputs such as Reshape's shape folded into the variant); `Op` values are plain data.
 
+/// `From<T> for Op` for op types whose `Op` variant has the type's name (declared before the
+/// op modules, so every one of them can use it).
+macro_rules! into_op {
+    ($($ty:ident),+) => {
+        $(impl From<$ty> for Op {
+            fn from(op: $ty) -> Op {
+                Op::$ty(op)
+            }
+        })+
+    };
+}
+
 mod attention;
 mod attrs;
 mod conv_transpose;

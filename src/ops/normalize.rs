@@ -74,16 +74,6 @@ pub struct SoftmaxLike {
     pub coerce_2d: bool,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(LayerNormalization, GroupNormalization, LpNormalization, MeanVarianceNormalization, Lrn, SoftmaxLike);
 
 fn stash_type(a: &super::import::Attrs) -> Result<DType, ImportError> {

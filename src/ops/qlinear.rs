@@ -9,13 +9,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::export::{ExportCx, attr_int};
-use super::import::{Lowered, NodeCx, positive_list, shape_error};
+use super::import::{Lowered, NodeCx};
 use super::quantize::NOT_QUANTIZED;
-use super::window::{Window, resolve_window};
+use super::window::Window;
 use super::{Conv, InputRole, MatMul, OnnxOp, Op, OpDef};
 use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
-use crate::onnx::error::bad_attribute;
 use crate::runtime::kernels::KernelError;
 use crate::runtime::kernels::qlinear::{conv_integer, matmul_integer, qlinear_conv, qlinear_matmul};
 
@@ -53,16 +52,6 @@ pub struct QLinearConv {
     pub group: usize,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv);
 
 fn import_matmul_integer(cx: &NodeCx) -> Result<Lowered, ImportError> {
@@ -78,38 +67,16 @@ fn import_qlinear_matmul(cx: &NodeCx) -> Result<Lowered, ImportError> {
     Lowered::ir(QLinearMatMul, (0..8).collect())
 }
 
-/// Conv's window and group from the node (`x` at input 0, weights at `w`).
-fn conv_window(cx: &NodeCx, w: usize) -> Result<(Window, usize), ImportError> {
-    let a = cx.attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
-    let (x, w) = (cx.input(0, "x")?, cx.input(w, "w")?);
-    if w.shape.len() < 3 {
-        return Err(shape_error(format!(
-            "weight {:?} has shape {:?}, expected [M, C/group, kernel...]",
-            w.name, w.shape
-        )));
-    }
-    let kernel = match a.ints("kernel_shape")? {
-        None => w.shape[2..].to_vec(),
-        Some(k) => positive_list(Some(k), w.shape.len() - 2, "kernel_shape")?,
-    };
-    let group = a.int_or("group", 1)?;
-    let group = usize::try_from(group)
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| bad_attribute(format!("group must be positive, got {group}")))?;
-    Ok((resolve_window(&a, kernel, x.shape.get(2..).unwrap_or_default())?, group))
-}
-
 fn import_conv_integer(cx: &NodeCx) -> Result<Lowered, ImportError> {
     cx.arity(2, 4)?;
-    let (window, group) = conv_window(cx, 1)?;
+    let (window, group) = super::linear::conv_window(cx, 1)?;
     let op = ConvInteger { window, group, x_zero_point: cx.opt(2).is_some(), w_zero_point: cx.opt(3).is_some() };
     Lowered::ir(op, cx.present(&[0, 1, 2, 3]))
 }
 
 fn import_qlinear_conv(cx: &NodeCx) -> Result<Lowered, ImportError> {
     cx.arity(8, 9)?;
-    let (window, group) = conv_window(cx, 3)?;
+    let (window, group) = super::linear::conv_window(cx, 3)?;
     Lowered::ir(QLinearConv { window, group }, cx.present(&[0, 1, 2, 3, 4, 5, 6, 7, 8]))
 }
 

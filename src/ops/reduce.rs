@@ -125,16 +125,6 @@ pub struct TopK {
     pub sorted: bool,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(Reduce, ArgReduce, Cumulative, TopK);
 
 fn import_reduce(cx: &NodeCx) -> Result<Lowered, ImportError> {

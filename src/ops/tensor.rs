@@ -110,16 +110,6 @@ pub struct EyeLike {
     pub k: i64,
 }
 
-macro_rules! into_op {
-    ($($ty:ident),+) => {
-        $(impl From<$ty> for Op {
-            fn from(op: $ty) -> Op {
-                Op::$ty(op)
-            }
-        })+
-    };
-}
-
 into_op!(Gather, Slice, Split, Expand, Tile, Trilu, BlockRearrange, CenterCropPad, Cast, EyeLike);
 
 // ---------------------------------------------------------------------------------------
