@@ -14,6 +14,7 @@
 //!   does not have a 100% match"). The partition points depend only on the two runs, never on a
 //!   metric or threshold, so changing those re-runs only the comparison.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -123,10 +124,14 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
         Mode::Layerwise => {
             progress.start(&label, samples.len() as u64);
             for (n, inputs) in samples.iter().enumerate() {
+                // Integer and bool tensors have no float reference to seed them with: they keep
+                // the values this run computes (from seeded inputs), as the cumulative mode does.
+                let computed = RefCell::new(BTreeMap::new());
                 for step in 0..program.steps.len() {
                     prepared
-                        .run_steps(step..step + 1, inputs, &|id| seeds.sample(id, n), &mut |id, t| {
-                            recorder.observe(id, t, &program)
+                        .run_steps(step..step + 1, inputs, &|id| seeds.sample(id, n, &computed), &mut |id, t| {
+                            recorder.observe(id, t, &program);
+                            keep_non_float(&computed, id, t);
                         })
                         .map_err(convert::internal)?;
                 }
@@ -158,6 +163,9 @@ fn cumulative(
     advance: &dyn Fn(),
 ) -> Result<(), Failed> {
     let golden_of: BTreeMap<&str, &LayerValues> = golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    // Per sample, the integer and bool tensors of the latest run (a segment reads those of
+    // earlier steps from the run before it).
+    let computed: Vec<RefCell<BTreeMap<TensorId, Tensor>>> = samples.iter().map(|_| RefCell::default()).collect();
     let mut start = 0;
     while start < program.steps.len() {
         // One run from `start` over every sample, keeping every step output.
@@ -165,10 +173,11 @@ fn cumulative(
         let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); program.outputs.len()];
         for (n, inputs) in samples.iter().enumerate() {
             let result = prepared
-                .run_steps(start..program.steps.len(), inputs, &|id| seeds.sample(id, n), &mut |id, t| {
+                .run_steps(start..program.steps.len(), inputs, &|id| seeds.sample(id, n, &computed[n]), &mut |id, t| {
                     if let Some(data) = t.as_f32() {
                         values.entry(id).or_default().extend_from_slice(data);
                     }
+                    keep_non_float(&computed[n], id, t);
                 })
                 .map_err(convert::internal)?;
             for (k, t) in result.iter().enumerate() {
@@ -234,9 +243,22 @@ impl Seeds {
         Seeds { values }
     }
 
-    fn sample(&self, id: TensorId, n: usize) -> Option<Vec<f32>> {
-        let (values, size) = self.values.get(&id)?;
-        values.get(n * size..(n + 1) * size).map(<[f32]>::to_vec)
+    /// Sample `n`'s seed of `id`: its float reference value, else (an integer or bool tensor)
+    /// the value the run computed for it.
+    fn sample(&self, id: TensorId, n: usize, computed: &RefCell<BTreeMap<TensorId, Tensor>>) -> Option<Tensor> {
+        match self.values.get(&id) {
+            Some((values, size)) => {
+                values.get(n * size..(n + 1) * size).map(|v| Tensor::from_f32(vec![*size], v.to_vec()))
+            }
+            None => computed.borrow().get(&id).cloned(),
+        }
+    }
+}
+
+/// Records `tensor` when it is not float32 (float32 tensors are seeded from the reference).
+fn keep_non_float(computed: &RefCell<BTreeMap<TensorId, Tensor>>, id: TensorId, tensor: &Tensor) {
+    if tensor.as_f32().is_none() {
+        computed.borrow_mut().insert(id, tensor.clone());
     }
 }
 

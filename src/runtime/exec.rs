@@ -12,7 +12,7 @@
 
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
-use crate::ir::{Tensor, TensorId, TensorInfo};
+use crate::ir::{Tensor, TensorData, TensorId, TensorInfo};
 use crate::runtime::kernels::KernelError;
 
 /// Why a program could not run on the given inputs.
@@ -30,6 +30,8 @@ pub enum ExecError {
     KernelOutput { node: String, op: String, message: String },
     #[error("tensor {name:?} must be seeded to run part of the program, and no value was given")]
     MissingSeed { name: String },
+    #[error("tensor {name:?} holds {expected} values; its seed is {got}")]
+    SeedType { name: String, expected: &'static str, got: &'static str },
     #[error("the activation arena of {bytes} bytes cannot be allocated on this machine")]
     ArenaTooLarge { bytes: u64 },
     #[error(transparent)]
@@ -116,16 +118,18 @@ impl<'p> Prepared<'p> {
 
     /// Runs only the steps in `steps` (program order) on one sample, for the accuracy
     /// debugger's layerwise and cumulative modes. Every activation the range reads but does not
-    /// produce (and every program output it does not produce) is taken from `seed`, float32
-    /// values that are encoded into the tensor's representation exactly as a step's result
-    /// would be (so a seeded tensor is quantized with its own encoding); graph inputs come from
-    /// `inputs` as in [`Prepared::run`]. A tensor that must be seeded and is not is an error.
+    /// produce (and every program output it does not produce) is taken from `seed`: a float
+    /// seed is encoded into the tensor's representation exactly as a step's result would be
+    /// (so a seeded tensor is quantized with its own encoding, and a float16 tensor rounded to
+    /// float16); an integer or bool tensor takes a seed of its own element type. Graph inputs
+    /// come from `inputs` as in [`Prepared::run`]. A tensor that must be seeded and is not, or
+    /// whose seed has the wrong size or type, is an error.
     /// Returns the program outputs (seeded or computed).
     pub fn run_steps(
         &self,
         steps: std::ops::Range<usize>,
         inputs: &[Tensor],
-        seed: &dyn Fn(TensorId) -> Option<Vec<f32>>,
+        seed: &dyn Fn(TensorId) -> Option<Tensor>,
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<Vec<Tensor>, ExecError> {
         let program = self.program;
@@ -193,18 +197,40 @@ impl<'p> Prepared<'p> {
         &self,
         arena: &mut [u8],
         id: TensorId,
-        seed: &dyn Fn(TensorId) -> Option<Vec<f32>>,
+        seed: &dyn Fn(TensorId) -> Option<Tensor>,
     ) -> Result<(), ExecError> {
         let region = self.region(id)?;
-        let values = seed(id).ok_or_else(|| ExecError::MissingSeed { name: region.info.name.clone() })?;
-        if values.len() != region.info.elements() {
+        let name = || region.info.name.clone();
+        let tensor = seed(id).ok_or_else(|| ExecError::MissingSeed { name: name() })?;
+        if tensor.len() != region.info.elements() {
             return Err(ExecError::InputShape {
-                name: region.info.name.clone(),
+                name: name(),
                 expected: region.info.shape.clone(),
-                got: vec![values.len()],
+                got: vec![tensor.len()],
             });
         }
-        write(arena, &region, &Tensor::from_f32(region.info.shape.clone(), values));
+        let expected = region.info.dtype;
+        let tensor = match region.repr {
+            // Native storage holds the seed's bytes, so its type must be the tensor's; a float
+            // seed of a float tensor of another width is rounded to it as a kernel result is.
+            Repr::Native(_) if tensor.dtype() == expected => tensor,
+            Repr::Native(_) if tensor.dtype().is_float() && expected.is_float() => {
+                let data =
+                    TensorData::floats_from_f64(expected, &tensor.data.to_f64_vec(), false).ok_or_else(|| {
+                        ExecError::SeedType { name: name(), expected: expected.name(), got: tensor.dtype().name() }
+                    })?;
+                Tensor { shape: region.info.shape.clone(), data }
+            }
+            Repr::Native(_) => {
+                return Err(ExecError::SeedType {
+                    name: name(),
+                    expected: expected.name(),
+                    got: tensor.dtype().name(),
+                });
+            }
+            _ => tensor,
+        };
+        write(arena, &region, &tensor);
         Ok(())
     }
 
@@ -437,7 +463,7 @@ mod tests {
             -735.0 / 2048.0,
         ];
         let mut seen = Vec::new();
-        let seed = |id: TensorId| (id == ids.y).then(|| y_float.clone());
+        let seed = |id: TensorId| (id == ids.y).then(|| Tensor::from_f32(vec![1, 2, 2, 2], y_float.clone()));
         let out =
             prepared.run_steps(relu..relu + 1, std::slice::from_ref(&x), &seed, &mut |id, _| seen.push(id)).unwrap();
         assert_eq!(out, whole);
@@ -445,7 +471,7 @@ mod tests {
 
         // A seed off the grid is clamped like a step result: y = 100 -> code 223 -> 27.875,
         // z = Relu(27.875) quantized with scale 1/4, offset 0 -> code 111.5 -> 112 -> 28.
-        let seed = |id: TensorId| (id == ids.y).then(|| vec![100.0; 8]);
+        let seed = |id: TensorId| (id == ids.y).then(|| Tensor::from_f32(vec![1, 2, 2, 2], vec![100.0; 8]));
         let out = prepared.run_steps(relu..relu + 1, std::slice::from_ref(&x), &seed, &mut |_, _| {}).unwrap();
         assert_eq!(out[0].as_f32().unwrap(), [28.0; 8]);
 
@@ -467,7 +493,7 @@ mod tests {
         let values: Vec<f32> = (0..256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
         let x = Tensor::from_f32(vec![1, 4, 8, 8], values);
         let reference = run_reference(&q.graph, std::slice::from_ref(&x));
-        let seed = |id: TensorId| reference.get(&id).and_then(|t| t.as_f32()).map(<[f32]>::to_vec);
+        let seed = |id: TensorId| reference.get(&id).cloned();
         let final_output = &reference[&q.graph.outputs[0]];
         for step in 0..program.steps.len() {
             let mut seen = BTreeMap::new();

@@ -97,3 +97,26 @@ fn outputs_are_native_by_default_and_float32_on_request() {
     assert_eq!(out.status.code(), Some(1));
     assert!(flat(&out.stderr).contains("native, float32"), "{}", flat(&out.stderr));
 }
+
+/// The accuracy debugger's layerwise and cumulative modes on a model whose uint8 image input
+/// runs through integer tensors (Transpose of the uint8 input, then Cast) before its float
+/// layers (the zoo's `uint8_classifier`): integer tensors have no float reference to seed a
+/// step with, so they keep the values the run computes, and every float layer gets its row.
+#[test]
+fn layerwise_and_cumulative_modes_run_through_integer_tensors() {
+    let p = Project::empty();
+    copy_dir(&repo_root().join("tests/data/zoo/uint8_classifier"), p.dir.path());
+    for mode in ["layerwise", "cumulative"] {
+        let out = p.run(&["build", "--target", "htp-w8a8", "--mode", mode]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let summary: serde_json::Value =
+            serde_json::from_str(&p.read("out/htp-w8a8/verify/summary.json")).expect("summary.json");
+        assert_eq!(summary["mode"], mode);
+        let layers = summary["layers"].as_array().expect("layers");
+        let conv = layers.iter().find(|l| l["name"] == "/body/body.0/Conv_output_0").expect("first Conv row");
+        let sqnr = conv["metrics"]["sqnr_db"].as_f64().expect("a finite SQNR");
+        // Layerwise isolates the Conv's own 8-bit error (its input seeded from float); both
+        // modes see the quantized input of the first Conv, never a run of integer garbage.
+        assert!(sqnr > 20.0, "{mode}: first Conv {sqnr} dB");
+    }
+}
