@@ -143,10 +143,11 @@ fn default_settings_follow_the_sdk_rules() {
     let gc = per_tensor(&q, ids.gc);
     assert_eq!((gc.bitwidth, gc.offset), (32, i32::MIN));
     assert!(close(gc.scale, 10.0 / 255.0 * 0.8 / 127.0));
-    // The Mul constant: per tensor, 8-bit symmetric: 2/127.
+    // The Mul constant [2, -1, 0.5] joins the activations: per tensor at the activation
+    // bitwidth and schema (asymmetric 8 bits): scale 3/255, offset -1 / (3/255) = -85.
     let k = per_tensor(&q, ids.k);
-    assert_eq!((k.bitwidth, k.offset), (8, -128));
-    assert!(close(k.scale, 2.0 / 127.0));
+    assert_eq!((k.bitwidth, k.offset, k.symmetric), (8, -85, false));
+    assert!(close(k.scale, 3.0 / 255.0));
     assert_eq!(q.encodings.len(), 11);
 }
 
