@@ -7,13 +7,20 @@ tests/data/zoo with the qairt binary given, in a scratch copy of each project, a
 * ``htp-w8a8`` / ``htp-w8a16`` with the same reference, next to onnxruntime's own
   ``quantize_static`` SQNR from ``ort_quant.json`` (same calibration data): the bar is at most
   1 dB below it;
-* for BERT, the mean cosine of the pooled embedding (``pooler_output``) to float per target.
+* next to them AIMET's plain min-max QuantSim SQNR where ``aimet_quant.json`` holds one (made by
+  scripts/python/aimet_zoo.py, BatchNorm folded, per-channel weights);
+* for BERT, the mean cosine of the pooled embedding (``pooler_output``) to float per target;
+* with ``--ort-python``, each quantized target's ``model.qdq.onnx`` run by onnxruntime
+  (scripts/python/qdq_check.py --both-modes): its agreement with qairt's simulate outputs with
+  onnxruntime's graph optimizations off and on, and onnxruntime's agreement with itself across
+  the two (a second table, between the ``qdq`` markers of ``--doc``).
 
 It also reports ``simulate`` time per inference (from the JSON event stream; wall-clock, so only
 for reading, never asserted) and, with ``--ort-python`` (a Python with onnxruntime and numpy),
 onnxruntime's float time per inference on the same verify inputs (CPU provider, one thread, all
 graph optimizations, median of the samples after one warm-up run). Standard library only
-otherwise; the references were made by scripts/python/make_zoo.py.
+otherwise; the references were made by scripts/python/make_zoo.py. (That Python also needs onnx
+for the QDQ table: the venv of ``scripts/setup-python.sh --test``.)
 
     python3 benches/zoo.py target/debug/qairt [model ...] [--json FILE] [--doc docs/accuracy.md]
         [--ort-python PATH]
@@ -95,6 +102,8 @@ def evaluate(qairt: Path, name: str, ort_python: Path | None = None) -> dict:
             row["error"] = " ".join(run.stderr.split())[:400]
         samples = sorted((src / "reference").glob("Result_*"), key=lambda p: int(p.name.split("_")[1]))
         ort = json.loads((src / "ort_quant.json").read_text())["configs"]
+        aimet_file = src / "aimet_quant.json"
+        aimet = json.loads(aimet_file.read_text())["configs"] if aimet_file.exists() else None
         for target in ["cpu", *QUANT_TARGETS]:
             out = project / "out" / target / "outputs"
             if not out.is_dir():
@@ -120,6 +129,10 @@ def evaluate(qairt: Path, name: str, ort_python: Path | None = None) -> dict:
                 entry["simulate_ms_per_inference"] = simulate[0].get("ms", 0.0) / len(samples)
             if target in QUANT_TARGETS:
                 entry["ort_sqnr_db"] = ort[QUANT_TARGETS[target]]["sqnr_db"]
+                if aimet:
+                    entry["aimet_sqnr_db"] = aimet[QUANT_TARGETS[target]]["sqnr_db"]
+                if ort_python:
+                    entry["qdq"] = qdq_check(ort_python, project, target)
             row[target] = entry
     return row
 
@@ -181,6 +194,22 @@ def ort_ms(python: Path, project: Path) -> float | None:
         return None
 
 
+def qdq_check(python: Path, project: Path, target: str) -> dict | None:
+    """scripts/python/qdq_check.py --both-modes on the target's model.qdq.onnx: SQNR of
+    onnxruntime's outputs against qairt's with graph optimizations off (``off``) and on
+    (``on``), and of onnxruntime's two runs against each other (``ort``)."""
+    script = ROOT / "scripts" / "python" / "qdq_check.py"
+    run = subprocess.run([str(python), str(script), str(project), target, "--both-modes"], capture_output=True, text=True)
+    try:
+        report = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        print(f"qdq_check failed for {project.name} {target}: {run.stderr[-300:]}", file=sys.stderr)
+        return None
+    as_float = lambda v: float(v) if isinstance(v, str) else v  # noqa: E731 ("inf" strings)
+    return {"off": as_float(report["sqnr_db"]), "on": as_float(report["other_mode_sqnr_db"]),
+            "ort": as_float(report["ort_modes_sqnr_db"])}
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -189,8 +218,8 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | cpu: min SQNR vs onnxruntime float (dB) | htp-w8a8 qairt / onnxruntime (dB) | "
-        "htp-w8a16 qairt / onnxruntime (dB) | ms/inference: qairt simulate cpu / w8a8, onnxruntime float |",
+        "| model | cpu: min SQNR vs onnxruntime float (dB) | htp-w8a8 qairt / onnxruntime [/ AIMET] (dB) | "
+        "htp-w8a16 qairt / onnxruntime [/ AIMET] (dB) | ms/inference: qairt simulate cpu / w8a8, onnxruntime float |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
@@ -203,13 +232,36 @@ def markdown(rows: list[dict]) -> str:
             e = r.get(t)
             if e:
                 extra = f" (cos {e['pooled_cosine']:.3f})" if "pooled_cosine" in e else ""
-                cells.append(f"{fmt(e['sqnr_db'])} / {fmt(e['ort_sqnr_db'])}{extra}")
+                aimet = f" / {fmt(e['aimet_sqnr_db'])}" if "aimet_sqnr_db" in e else ""
+                cells.append(f"{fmt(e['sqnr_db'])} / {fmt(e['ort_sqnr_db'])}{aimet}{extra}")
             else:
                 cells.append("–")
         times = [fmt(r.get(t, {}).get("simulate_ms_per_inference"), 2) for t in ("cpu", "htp-w8a8")]
         cells.append(" / ".join(times) + f", {fmt(r.get('ort_ms_per_inference'), 2)}")
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def qdq_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | htp-w8a8: vs simulate, optimizations off / on; onnxruntime on vs off (dB) | "
+        "htp-w8a16: the same (dB) |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        cells = []
+        for t in QUANT_TARGETS:
+            q = r.get(t, {}).get("qdq")
+            cells.append(f"{fmt(q['off'])} / {fmt(q['on'])}; {fmt(q['ort'])}" if q else "–")
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def replace_between(text: str, marker: str, table: str) -> str | None:
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    if begin not in text or end not in text:
+        return None
+    return text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end) :]
 
 
 def main() -> int:
@@ -228,15 +280,19 @@ def main() -> int:
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    table = markdown(rows)
-    print(table)
+    tables = {"zoo": markdown(rows)}
+    if args.ort_python:
+        tables["qdq"] = qdq_markdown(rows)
+    print("\n\n".join(tables.values()))
     if args.doc:
-        begin, end = "<!-- zoo:begin -->", "<!-- zoo:end -->"
         text = args.doc.read_text()
-        if begin not in text or end not in text:
-            print(f"{args.doc} has no {begin} ... {end} markers", file=sys.stderr)
-            return 1
-        args.doc.write_text(text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end) :])
+        for marker, table in tables.items():
+            replaced = replace_between(text, marker, table)
+            if replaced is None:
+                print(f"{args.doc} has no <!-- {marker}:begin --> ... <!-- {marker}:end --> markers", file=sys.stderr)
+                return 1
+            text = replaced
+        args.doc.write_text(text)
     return 0
 
 

@@ -270,14 +270,15 @@ def cmd_table(args: argparse.Namespace) -> None:
             "SAMPLES": samples,
         }.items():
             text = text.replace("{{" + key + "}}", value)
-        # The model-zoo table between the zoo markers is benches/zoo.py's: keep it.
+        # The model-zoo tables between the zoo and qdq markers are benches/zoo.py's: keep them.
         doc = Path(args.doc)
         if doc.exists():
             old = doc.read_text()
-            begin, end = "<!-- zoo:begin -->", "<!-- zoo:end -->"
-            if begin in old and end in old and begin in text and end in text:
-                kept = old[old.index(begin):old.index(end)]
-                text = text[:text.index(begin)] + kept + text[text.index(end):]
+            for marker in ("zoo", "qdq"):
+                begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+                if begin in old and end in old and begin in text and end in text:
+                    kept = old[old.index(begin):old.index(end)]
+                    text = text[:text.index(begin)] + kept + text[text.index(end):]
         doc.write_text(text)
 
 
