@@ -73,11 +73,30 @@ pub(crate) fn exactly<'a, const N: usize>(
     <[&TensorInfo; N]>::try_from(inputs).map_err(|_| format!("{name}: expects {N} input(s), got {}", inputs.len()))
 }
 
+/// `x` is float32, float16, bfloat16 or float64: the types of ops whose kernel computes in
+/// float32 (`OpDef::float32_kernel`; the others run through it).
 pub(crate) fn require_float(name: &str, x: &TensorInfo) -> Result<(), String> {
+    if x.dtype.is_compute_float() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {:?} is {}, expected float32, float16, bfloat16 or float64", x.name, x.dtype.name()))
+    }
+}
+
+/// `x` is float32 (ops whose ONNX definition allows nothing else).
+pub(crate) fn require_f32(name: &str, x: &TensorInfo) -> Result<(), String> {
     if x.dtype == DType::F32 {
         Ok(())
     } else {
         Err(format!("{name}: {:?} is {}, expected float32", x.name, x.dtype.name()))
+    }
+}
+
+/// Every tensor of `others` has the element type of `x` (ONNX's one type parameter `T`).
+pub(crate) fn same_type_as(name: &str, x: &TensorInfo, others: &[&TensorInfo]) -> Result<(), String> {
+    match others.iter().find(|t| t.dtype != x.dtype) {
+        Some(t) => Err(format!("{name}: {:?} is {} but {:?} is {}", t.name, t.dtype.name(), x.name, x.dtype.name())),
+        None => Ok(()),
     }
 }
 

@@ -86,6 +86,10 @@ fn import_grid_sample(cx: &NodeCx) -> Result<Lowered, ImportError> {
 }
 
 impl OpDef for GridSample {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "GridSample"
     }

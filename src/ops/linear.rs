@@ -6,7 +6,7 @@ use super::export::{ExportCx, attr_float, attr_int};
 use super::import::{Lowered, NodeCx, positive_list, shape_error};
 use super::window::{Window, resolve_window};
 use super::{InputRole, OnnxOp, Op, OpDef, QuantDefault};
-use crate::ir::shape::{broadcast_shapes, exactly, require_float, require_numeric};
+use crate::ir::shape::{broadcast_shapes, exactly, require_float, require_numeric, same_type_as};
 use crate::ir::{DType, Tensor, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::bad_attribute;
@@ -107,6 +107,10 @@ fn import_matmul(cx: &NodeCx) -> Result<Lowered, ImportError> {
 }
 
 impl OpDef for Conv {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "Conv"
     }
@@ -120,6 +124,7 @@ impl OpDef for Conv {
         for t in [Some(x), Some(w), bias].into_iter().flatten() {
             require_float("Conv", t)?;
         }
+        same_type_as("Conv", x, &[Some(w), bias].into_iter().flatten().collect::<Vec<_>>())?;
         if x.shape.len() < 3 {
             return Err(format!(
                 "Conv: input {:?} has shape {:?}, expected [N, C, spatial...] (rank >= 3)",
@@ -160,7 +165,7 @@ impl OpDef for Conv {
         }
         let mut shape = vec![x.shape[0], filters];
         shape.extend(self.window.output("Conv", &x.shape[2..], false)?);
-        Ok(vec![(DType::F32, shape)])
+        Ok(vec![(x.dtype, shape)])
     }
 
     fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
@@ -183,6 +188,10 @@ impl OpDef for Conv {
 }
 
 impl OpDef for Gemm {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "Gemm"
     }
@@ -197,6 +206,7 @@ impl OpDef for Gemm {
         for t in [Some(a), Some(b), c].into_iter().flatten() {
             require_float("Gemm", t)?;
         }
+        same_type_as("Gemm", a, &[Some(b), c].into_iter().flatten().collect::<Vec<_>>())?;
         let (&[a0, a1], &[b0, b1]) = (&a.shape[..], &b.shape[..]) else {
             return Err(format!(
                 "Gemm: A {:?} and B {:?} must be 2-D, got shapes {:?} and {:?}",
@@ -218,7 +228,7 @@ impl OpDef for Gemm {
                 return Err(format!("Gemm: C {:?} of shape {:?} does not broadcast to [{m}, {n}]", c.name, c.shape));
             }
         }
-        Ok(vec![(DType::F32, vec![m, n])])
+        Ok(vec![(a.dtype, vec![m, n])])
     }
 
     fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
@@ -248,6 +258,10 @@ impl OpDef for Gemm {
 }
 
 impl OpDef for MatMul {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "MatMul"
     }
@@ -303,5 +317,59 @@ impl OpDef for MatMul {
 
     fn export(&self, cx: &mut ExportCx<'_>) {
         cx.emit("MatMul", vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use half::f16;
+
+    use super::*;
+    use crate::ir::TensorData;
+
+    fn tensor(shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor::new(shape, data).unwrap()
+    }
+
+    /// float16 and float64 operands run through the float32 kernel and come back in their own
+    /// type: A = [[1, 2, 3], [4, 5, 6]], B = [[0.5, -1], [0.25, 2], [1, 0.125]] by hand:
+    /// [[4, 3.375], [9.25, 6.75]] (every value exact in float16).
+    #[test]
+    fn float16_and_float64_matmuls_keep_their_type() {
+        let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [0.5f32, -1.0, 0.25, 2.0, 1.0, 0.125];
+        let want = [4.0f32, 3.375, 9.25, 6.75];
+        let half = |v: &[f32]| TensorData::F16(v.iter().map(|&x| f16::from_f32(x)).collect());
+        let (ha, hb) = (tensor(vec![2, 3], half(&a)), tensor(vec![3, 2], half(&b)));
+        let out = Op::MatMul(MatMul).run(&[&ha, &hb], &[]).unwrap();
+        assert_eq!(out[0].data, half(&want));
+        let double = |v: &[f32]| TensorData::F64(v.iter().map(|&x| f64::from(x)).collect());
+        let (da, db) = (tensor(vec![2, 3], double(&a)), tensor(vec![3, 2], double(&b)));
+        let out = Op::MatMul(MatMul).run(&[&da, &db], &[]).unwrap();
+        assert_eq!(out[0].data, double(&want));
+    }
+
+    /// A float16 Gemm result is the float32 result rounded once: 1 + 2^-11 (exact in float32)
+    /// is a tie in float16 and rounds to even, 1.0.
+    #[test]
+    fn float16_results_are_rounded_once_from_float32() {
+        let gemm = Op::Gemm(Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false });
+        let one = |v: f32| tensor(vec![1, 1], TensorData::F16(vec![f16::from_f32(v)]));
+        let (a, b, c) = (one(1.0), one(1.0), one(2f32.powi(-11)));
+        let info = |name: &str, t: &Tensor| TensorInfo { name: name.into(), dtype: t.dtype(), shape: t.shape.clone() };
+        let infos = gemm.infer(&[&info("a", &a), &info("b", &b), &info("c", &c)]).unwrap();
+        assert_eq!(infos[0].0, DType::F16, "the output keeps the inputs' type");
+        let out = gemm.run(&[&a, &b, &c], &[]).unwrap();
+        assert_eq!(out[0].data, TensorData::F16(vec![f16::from_f32(1.0)]));
+    }
+
+    #[test]
+    fn operands_of_different_float_types_are_refused() {
+        let x = TensorInfo { name: "x".into(), dtype: DType::F16, shape: vec![1, 1, 4, 4] };
+        let w = TensorInfo { name: "w".into(), dtype: DType::F32, shape: vec![1, 1, 3, 3] };
+        let window = Window { kernel: vec![3, 3], strides: vec![1, 1], pads: vec![0; 4], dilations: vec![1, 1] };
+        let conv = Conv { window, group: 1 };
+        let err = conv.infer(&[&x, &w]).unwrap_err();
+        assert!(err.contains("\"w\" is float32 but \"x\" is float16"), "{err}");
     }
 }

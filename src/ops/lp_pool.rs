@@ -48,6 +48,10 @@ fn import_lp_pool(cx: &NodeCx) -> Result<Lowered, ImportError> {
 }
 
 impl OpDef for LpPool {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "LpPool"
     }

@@ -58,7 +58,7 @@ mod window;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{DType, Tensor, TensorInfo};
+use crate::ir::{DType, Tensor, TensorData, TensorInfo};
 use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
@@ -193,6 +193,13 @@ pub trait OpDef {
     fn run(&self, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError>;
     /// What input `position` (of rank `rank`) is to quantization.
     fn input_role(&self, position: usize, rank: usize) -> InputRole;
+    /// Whether the kernel computes in float32 only: [`Op::run`] then widens float16, bfloat16
+    /// and float64 inputs to float32 and rounds the float outputs back to their declared type,
+    /// as onnxruntime's CPU provider does around its float-only kernels (exact for float16 and
+    /// bfloat16 inputs up to the final rounding; float64 gets float32 precision).
+    fn float32_kernel(&self) -> bool {
+        false
+    }
     /// Writes the op as ONNX node(s) of the exported QDQ model.
     fn export(&self, cx: &mut ExportCx<'_>);
 }
@@ -311,10 +318,57 @@ impl Op {
                 ));
             }
         }
-        let results = self.def().run(inputs, outputs)?;
+        let def = self.def();
+        let widen = |t: &Tensor| t.dtype().is_float() && t.dtype() != DType::F32;
+        let results = if def.float32_kernel() && inputs.iter().any(|t| widen(t)) {
+            run_in_f32(def, inputs, outputs)?
+        } else {
+            def.run(inputs, outputs)?
+        };
         check_outputs(name, &results, outputs)?;
         Ok(results)
     }
+}
+
+/// Runs a float32 kernel on other float types: float inputs widened to float32, float outputs
+/// rounded to their declared type (or, undeclared, to the type of the first float input).
+fn run_in_f32(def: &dyn OpDef, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
+    let to_f32 = |t: &Tensor| -> Tensor {
+        if t.dtype().is_float() && t.dtype() != DType::F32 {
+            Tensor::from_f32(t.shape.clone(), t.to_f32_vec())
+        } else {
+            t.clone()
+        }
+    };
+    let widened: Vec<Tensor> = inputs.iter().map(|t| to_f32(t)).collect();
+    let refs: Vec<&Tensor> = widened.iter().collect();
+    let as_f32: Vec<TensorInfo> = outputs
+        .iter()
+        .map(|info| {
+            let mut info = info.clone();
+            if info.dtype.is_float() {
+                info.dtype = DType::F32;
+            }
+            info
+        })
+        .collect();
+    let fallback = inputs.iter().map(|t| t.dtype()).find(|d| d.is_float()).unwrap_or(DType::F32);
+    let results = def.run(&refs, &as_f32)?;
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let target = outputs.get(k).map_or(fallback, |info| info.dtype);
+            if t.dtype() != DType::F32 || target == DType::F32 || !target.is_float() {
+                return Ok(t);
+            }
+            let values: Vec<f64> = t.to_f32_vec().into_iter().map(f64::from).collect();
+            let data = TensorData::floats_from_f64(target, &values, false).ok_or_else(|| {
+                KernelError::new(def.type_name(), format!("cannot round float32 results to {}", target.name()))
+            })?;
+            Ok(Tensor { shape: t.shape, data })
+        })
+        .collect()
 }
 
 /// Checks the produced tensors against the declared infos (when there are any).

@@ -65,6 +65,10 @@ fn import_softmax(cx: &NodeCx) -> Result<Lowered, ImportError> {
 }
 
 impl OpDef for BatchNormalization {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "BatchNormalization"
     }
@@ -84,6 +88,7 @@ impl OpDef for BatchNormalization {
             ));
         }
         let channels = x.shape[1];
+        // Opset 15 lets the statistics have their own float type (T1, T2).
         for (p, role) in params.iter().zip(["scale", "B", "mean", "var"]) {
             require_float("BatchNormalization", p)?;
             if p.shape != [channels] {
@@ -111,6 +116,10 @@ impl OpDef for BatchNormalization {
 }
 
 impl OpDef for Softmax {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "Softmax"
     }

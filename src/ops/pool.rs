@@ -97,6 +97,10 @@ fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo]) -> Result<&'a Tensor
 }
 
 impl OpDef for Pool {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         match self.kind {
             PoolKind::Max => "MaxPool",
@@ -148,6 +152,10 @@ impl OpDef for Pool {
 }
 
 impl OpDef for GlobalPool {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         match self.kind {
             PoolKind::Max => "GlobalMaxPool",

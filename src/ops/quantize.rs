@@ -311,7 +311,7 @@ impl OpDef for DynamicQuantizeLinear {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         let [x] = crate::ir::shape::exactly("DynamicQuantizeLinear", inputs)?;
-        crate::ir::shape::require_float("DynamicQuantizeLinear", x)?;
+        crate::ir::shape::require_f32("DynamicQuantizeLinear", x)?;
         Ok(vec![(DType::U8, x.shape.clone()), (DType::F32, vec![]), (DType::U8, vec![])])
     }
 

@@ -112,6 +112,10 @@ impl RotaryEmbedding {
 }
 
 impl OpDef for RotaryEmbedding {
+    fn float32_kernel(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "RotaryEmbedding"
     }
