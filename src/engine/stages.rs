@@ -459,8 +459,29 @@ pub(super) fn compute_quantize(
     let stats = target_calibrate_value(db, project, target)?;
     let policy = backend(db, project, target)?.quant_policy();
     let overrides = encodings_for(db, target, &graph)?;
-    quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_ref(), &policy)
-        .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))
+    let quantized =
+        quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_ref(), &policy)
+            .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))?;
+    let unquantized = quant::quantize::other_float_tensors(&graph);
+    if let Some(first) = unquantized.first() {
+        super::memo::warn(
+            db,
+            Diag::warning(
+                "qairt::quantize::float16_unquantized",
+                format!(
+                    "target {:?}: {} float16/bfloat16/float64 tensors (the first: {first:?}) run unquantized in their \
+                     own type: qairt quantizes float32 tensors",
+                    target.name(db),
+                    unquantized.len()
+                ),
+            )
+            .with_help(
+                "export the model in float32 to quantize them (a float16 model's values are exact in float32), \
+                 e.g. torch.onnx.export of the module before .half()",
+            ),
+        );
+    }
+    Ok(quantized)
 }
 
 #[salsa::tracked(returns(clone))]

@@ -200,6 +200,22 @@ fn coupled_floats(graph: &Graph, resolved: &ResolvedOverrides) -> BTreeMap<Tenso
     forced
 }
 
+/// Names of the float tensors nodes read or write that are not float32 (float16, bfloat16,
+/// float64): quantization encodes float32 tensors only, so these run in their own type.
+pub fn other_float_tensors(graph: &Graph) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut names = Vec::new();
+    for node in &graph.nodes {
+        for &id in node.inputs.iter().chain(&node.outputs) {
+            let info = graph.info(id);
+            if info.dtype.is_compute_float() && info.dtype != DType::F32 && seen.insert(id) {
+                names.push(info.name.clone());
+            }
+        }
+    }
+    names
+}
+
 /// How a constant input is quantized by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ParamRole {

@@ -120,3 +120,31 @@ fn layerwise_and_cumulative_modes_run_through_integer_tensors() {
         assert!(sqnr > 20.0, "{mode}: first Conv {sqnr} dB");
     }
 }
+
+/// A float16 tensor on a quantized target runs unquantized in float16 (qairt encodes float32
+/// tensors only), and the build says so instead of reporting a quantized model: ONNX's
+/// `test_cast_FLOAT_to_FLOAT16` (float32 input, Cast, float16 output) on `htp` warns and names
+/// the tensor, and writes the output in float16.
+#[test]
+fn float16_tensors_on_a_quantized_target_are_named_in_a_warning() {
+    let p = Project::empty();
+    let dir = repo_root().join("tests/data/onnx-node/test_cast_FLOAT_to_FLOAT16");
+    std::fs::copy(dir.join("model.onnx"), p.path("model.onnx")).unwrap();
+    let input = std::fs::read(dir.join("test_data_set_0/input_0.pb")).unwrap();
+    let input = <qairt::onnx::proto::TensorProto as prost::Message>::decode(input.as_slice()).unwrap();
+    let input = qairt::onnx::decode_tensor(&input, &Default::default()).unwrap();
+    std::fs::write(p.path("input.raw"), input.data.to_packed_bytes()).unwrap();
+    p.write("list.txt", "input.raw\n");
+    p.write(
+        "qairt.toml",
+        "[project]\nname = \"cast\"\n\n[model]\npath = \"model.onnx\"\n\n[calibration]\ninput_list = \"list.txt\"\n\n[[target]]\nname = \"cpu\"\n\
+         backend = \"cpu\"\n\n[[target]]\nname = \"htp\"\nbackend = \"htp\"\n\n[verify]\ninput_list = \"list.txt\"\n",
+    );
+    let build = p.build();
+    build.assert_ok();
+    let stderr = flat(build.stderr.as_bytes());
+    assert!(stderr.contains("qairt::quantize::float16_unquantized"), "{stderr}");
+    assert!(stderr.contains("target \"htp\": 1 float16/bfloat16/float64 tensors (the first: \"output\")"), "{stderr}");
+    // The float32 input is quantized (8 bits), the Cast output stays float16: 12 values of 2 bytes.
+    assert_eq!(std::fs::read(p.path("out/htp/outputs/Result_0/output.raw")).unwrap().len(), 24);
+}
