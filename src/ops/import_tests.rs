@@ -52,7 +52,9 @@ fn view<'a>(name: &'a str, shape: &'a [usize], value: Option<&'a Tensor>) -> Opt
 
 fn lower_ir(node: &NodeProto, opset: i64, inputs: Vec<Option<InputView>>) -> Result<(Op, Vec<usize>), ImportError> {
     let external = BTreeMap::new();
-    let cx = NodeCx { node, opset, inputs, external: &external };
+    // Every output the node names is read.
+    let used_outputs = node.output.iter().map(|o| !o.is_empty()).collect();
+    let cx = NodeCx { node, opset, inputs, external: &external, used_outputs };
     match lower(&cx)? {
         Lowered::Ir { op, inputs } => Ok((op, inputs)),
         Lowered::Known(_) => panic!("expected an IR op"),
@@ -225,13 +227,13 @@ fn non_max_suppression_folds_known_boxes_and_explains_run_time_ones() {
         view("m", &[1], Some(&max)),
         view("i", &[1], Some(&iou)),
     ];
-    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external, used_outputs: vec![] };
     let Ok(Lowered::Known(values)) = lower(&cx) else { panic!("NonMaxSuppression should fold") };
     assert_eq!(values[0].shape, vec![2, 3]);
     assert_eq!(values[0].to_i64_vec().unwrap(), [0, 0, 0, 0, 0, 2]);
     let inputs = vec![view("b", &[1, 3, 4], None), view("s", &[1, 1, 3], Some(&scores))];
     let n = node("NonMaxSuppression", 2, vec![]);
-    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external, used_outputs: vec![] };
     let Err(err) = lower(&cx) else { panic!("run-time boxes cannot fold") };
     assert!(err.message.contains("data-dependent"), "{}", err.message);
 }

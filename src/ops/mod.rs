@@ -78,7 +78,7 @@ pub use norm::{BatchNormalization, Softmax};
 pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
 };
-pub use pool::{GlobalPool, Pool, PoolKind};
+pub use pool::{GlobalPool, Pool, PoolKind, StorageOrder};
 pub use qlinear::{ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul};
 pub use quantize::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use recurrent::{Activation, Cell, Direction, Recurrent};

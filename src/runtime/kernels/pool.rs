@@ -12,9 +12,85 @@ use super::window::{Axis, Geometry};
 use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
 use crate::ir::{Pool, Tensor, TensorData};
 
-/// MaxPool (`Y` only; the optional Indices output is not part of the IR).
+/// MaxPool, `Y` only (the Indices output unread).
 pub fn max_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     windowed("MaxPool", pool, inputs, Reduce::Max)
+}
+
+/// MaxPool with its Indices: `Y` exactly as [`max_pool`] computes it, and for each output the
+/// index of the first (in input order) maximum of its window in the flattened input,
+/// `(n * C + c) * plane + position`, the position row-major or (`column_major`) with the first
+/// spatial axis fastest, as the ONNX reference and onnxruntime define it. A window whose
+/// values are all below `f32::MIN` (-inf) points at its first in-bounds cell; one with no cell
+/// inside the input (none exists when pads are smaller than the kernel) gets -1.
+pub fn max_pool_with_indices(
+    pool: &Pool,
+    inputs: &[&Tensor],
+    column_major: bool,
+) -> Result<(Tensor, Tensor), KernelError> {
+    const OP: &str = "MaxPool";
+    expect_inputs(OP, inputs, 1, 1)?;
+    let x_t = input(OP, inputs, 0, "X")?;
+    let x = f32_input(OP, inputs, 0, "X")?;
+    if pool.window.kernel.is_empty() {
+        return Err(KernelError::new(OP, "kernel_shape is empty"));
+    }
+    let geo = Geometry::resolve(OP, &x_t.shape, &pool.window, &pool.window.kernel, pool.ceil_mode)?;
+    let out_shape = geo.output_shape(geo.channels);
+    let count = element_count(OP, &out_shape)?;
+    let mut y = vec![f32::MIN; count];
+    // Plane-local row-major offsets of the maxima; UNSET until a tap inside the input is seen.
+    const UNSET: usize = usize::MAX;
+    let mut arg = vec![UNSET; count];
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    if count > 0 && in_plane > 0 {
+        let w = geo.w;
+        let planes = x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane).zip(arg.chunks_exact_mut(out_plane)));
+        for (plane, (out, arg)) in planes {
+            // Taps in row-major kernel order reach each output's window cells in input order,
+            // so a strict `>` keeps the first maximum.
+            for t in 0..geo.taps() {
+                let (a, i, j) = geo.tap(t);
+                let (w_lo, w_hi) = w.valid_outputs(j);
+                if w_lo >= w_hi {
+                    continue;
+                }
+                let in_start = w.coordinate(w_lo, j) as usize;
+                geo.for_each_row(a, i, |out_row, in_row| {
+                    let base = in_row * w.input + in_start;
+                    let range = out_row * w.output + w_lo..out_row * w.output + w_hi;
+                    let cells = out[range.clone()].iter_mut().zip(&mut arg[range]);
+                    for (k, (o, a)) in cells.enumerate() {
+                        let at = base + k * w.stride;
+                        let v = plane[at];
+                        if v > *o {
+                            *o = v;
+                            *a = at;
+                        } else if *a == UNSET {
+                            *a = at;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    let (d, h) = (geo.d.input, geo.h.input);
+    let flat = |p: usize, at: usize| -> i64 {
+        if at == UNSET {
+            return -1;
+        }
+        let local = if column_major {
+            // (z, y, x) over the (depth, height, width) of the geometry; unit axes add 0.
+            let (z, rest) = (at / (h * geo.w.input), at % (h * geo.w.input));
+            let (row, col) = (rest / geo.w.input, rest % geo.w.input);
+            z + row * d + col * d * h
+        } else {
+            at
+        };
+        (p * in_plane + local) as i64
+    };
+    let indices: Vec<i64> = arg.iter().enumerate().map(|(o, &at)| flat(o / out_plane.max(1), at)).collect();
+    Ok((tensor(OP, out_shape.clone(), TensorData::F32(y))?, tensor(OP, out_shape, TensorData::I64(indices))?))
 }
 
 /// AveragePool.
@@ -177,6 +253,7 @@ mod tests {
             },
             ceil_mode: ceil,
             count_include_pad: include,
+            indices: None,
         }
     }
 
@@ -288,6 +365,65 @@ mod tests {
         assert_eq!((avg.shape.clone(), avg.as_f32().unwrap().to_vec()), (vec![1, 2, 1, 1], vec![2.5, -3.0]));
         let max = global_pool(GlobalKind::Max, &[&x]).unwrap();
         assert_eq!(max.as_f32().unwrap(), &[4.0, -1.0]);
+    }
+
+    fn with_indices(pool: &Pool, x: &Tensor, column_major: bool) -> (Vec<f32>, Vec<i64>) {
+        let (y, i) = max_pool_with_indices(pool, &[x], column_major).unwrap();
+        assert_eq!(y.shape, i.shape);
+        (y.as_f32().unwrap().to_vec(), i.to_i64_vec().unwrap())
+    }
+
+    #[test]
+    fn max_pool_indices_row_and_column_major() {
+        // 3x3 of 0..9, kernel 2x2, stride 1: maxima at the bottom-right of each window,
+        // (1,1)=4, (1,2)=5, (2,1)=7, (2,2)=8: row-major 4, 5, 7, 8; column-major
+        // y + 3x: 1+3=4, 1+6=7, 2+3=5, 2+6=8.
+        let x = t(&[1, 1, 3, 3], iota(9));
+        let p = pool(&[2, 2], &[1, 1], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![4.0, 5.0, 7.0, 8.0], vec![4, 5, 7, 8]));
+        assert_eq!(with_indices(&p, &x, true).1, vec![4, 7, 5, 8]);
+        // The values equal the single-output kernel's.
+        assert_eq!(max_pool(&p, &[&x]).unwrap().as_f32().unwrap(), &[4.0, 5.0, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn max_pool_indices_count_batch_and_channel_and_keep_the_first_maximum() {
+        // Two planes (N=1, C=2) of 1x4: [7, 7, 1, 2] and [0, 3, 3, 3]; kernel 2, stride 2:
+        // plane 0: windows {7,7} -> first, index 0; {1,2} -> 3. plane 1 (offset 4):
+        // {0,3} -> 4+1 = 5; {3,3} -> first, 4+2 = 6.
+        let x = t(&[1, 2, 1, 4], vec![7.0, 7.0, 1.0, 2.0, 0.0, 3.0, 3.0, 3.0]);
+        let p = pool(&[1, 2], &[1, 2], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![7.0, 2.0, 3.0, 3.0], vec![0, 3, 5, 6]));
+    }
+
+    #[test]
+    fn max_pool_indices_with_padding_dilation_and_3d_column_major() {
+        // 1-D [3,1,4,1,5], kernel 2 dilation 2, pad 1 each side: out (5+2-3)/1+1 = 5;
+        // windows (cells -1,1), (0,2), (1,3), (2,4), (3,5): maxima 1@1, 4@2, 1@1, 5@4, 1@3.
+        let x = t(&[1, 1, 5], vec![3.0, 1.0, 4.0, 1.0, 5.0]);
+        let p = pool(&[2], &[1], &[1, 1], &[2], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![1.0, 4.0, 1.0, 5.0, 1.0], vec![1, 2, 1, 4, 3]));
+        // 3-D 2x2x2 of x[d,h,w] = 4d + 2h + w, one window over everything: max 7 at (1,1,1),
+        // row-major 7; column-major d + 2h + 4w = 7 too. Max at (1,0,0) instead (value 9):
+        // row-major 4, column-major 1.
+        let mut v = iota(8);
+        v[4] = 9.0;
+        let x = t(&[1, 1, 2, 2, 2], v);
+        let p = pool(&[2, 2, 2], &[], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false).1, vec![4]);
+        assert_eq!(with_indices(&p, &x, true).1, vec![1]);
+        // The max at (0,0,1) (value 20): row-major 1, column-major d + 2h + 4w = 4.
+        let x = t(&[1, 1, 2, 2, 2], vec![0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((with_indices(&p, &x, false).1, with_indices(&p, &x, true).1), (vec![1], vec![4]));
+    }
+
+    #[test]
+    fn max_pool_indices_of_minus_infinity_point_inside_the_window() {
+        // Every value -inf: Y stays at the lowest finite float (as without Indices), the
+        // index at the window's first cell.
+        let x = t(&[1, 1, 4], vec![f32::NEG_INFINITY; 4]);
+        let p = pool(&[2], &[2], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![f32::MIN, f32::MIN], vec![0, 2]));
     }
 
     #[test]
