@@ -41,6 +41,7 @@ mod index;
 mod layout;
 mod linear;
 mod lp_pool;
+mod max_unpool;
 mod nms;
 mod norm;
 mod normalize;
@@ -74,6 +75,7 @@ pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as Scatter
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use lp_pool::LpPool;
+pub use max_unpool::MaxUnpool;
 pub use norm::{BatchNormalization, Softmax};
 pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
@@ -228,6 +230,7 @@ ops! {
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
     lp_pool: LpPool(LpPool);
+    max_unpool: MaxUnpool(MaxUnpool);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
