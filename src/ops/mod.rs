@@ -30,6 +30,7 @@ macro_rules! into_op {
 
 mod attention;
 mod attrs;
+mod col2im;
 mod conv_transpose;
 mod einsum;
 mod elementwise;
@@ -64,6 +65,7 @@ use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
 pub use attention::{Attention, QkOutput};
+pub use col2im::Col2Im;
 pub use conv_transpose::ConvTranspose;
 pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
@@ -231,6 +233,7 @@ ops! {
     pool: Pool(Pool), GlobalPool(GlobalPool);
     lp_pool: LpPool(LpPool);
     max_unpool: MaxUnpool(MaxUnpool);
+    col2im: Col2Im(Col2Im);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
