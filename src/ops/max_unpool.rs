@@ -240,7 +240,7 @@ mod tests {
         let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]);
         let y = run(&op(&[2, 2], &[2, 2], &[0; 4], None), &x, vec![5, 7, 13, 15]).unwrap();
         assert_eq!(y.shape, vec![1, 1, 4, 4]);
-        let mut want = vec![0.0; 16];
+        let mut want = [0.0; 16];
         (want[5], want[7], want[13], want[15]) = (1.0, 2.0, 3.0, 4.0);
         assert_eq!(y.as_f32().unwrap(), &want[..]);
     }
@@ -251,7 +251,7 @@ mod tests {
         // of the 5x5 (the ONNX node test test_maxunpool_export_with_output_shape).
         let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![5.0, 6.0, 7.0, 8.0]);
         let y = run(&op(&[2, 2], &[2, 2], &[0; 4], Some(vec![1, 1, 5, 5])), &x, vec![5, 7, 13, 15]).unwrap();
-        let mut want = vec![0.0; 25];
+        let mut want = [0.0; 25];
         (want[6], want[8], want[16], want[18]) = (5.0, 6.0, 7.0, 8.0);
         assert_eq!(y.as_f32().unwrap(), &want[..]);
     }
