@@ -1,6 +1,7 @@
 //! Pooling: MaxPool and AveragePool over a window, GlobalAveragePool and GlobalMaxPool.
 //!
-//! MaxPool's optional second output `Indices` (opset 8 on) is computed only when the graph
+//! MaxPool takes float16/32/64, int8 and uint8 (opset 12 on; its output keeps the type), the
+//! other pools float32. MaxPool's optional second output `Indices` (opset 8 on) is computed only when the graph
 //! reads it: the op then has two outputs, the int64 index of each maximum in the flattened
 //! input (`storage_order` 0: row-major within a channel, 1: column-major), never quantized.
 
@@ -102,10 +103,14 @@ fn import_global(cx: &NodeCx) -> Result<Lowered, ImportError> {
     Lowered::ir(GlobalPool { kind }, vec![0])
 }
 
-/// Checks that `x` is `[N, C, spatial...]`.
-fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo]) -> Result<&'a TensorInfo, String> {
+/// Checks that `x` is float32 `[N, C, spatial...]` (MaxPool also takes float16/64, int8 and
+/// uint8: `any_max_type`).
+fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo], any_max_type: bool) -> Result<&'a TensorInfo, String> {
     let [x] = exactly(name, inputs)?;
-    require_float(name, x)?;
+    let max_type = matches!(x.dtype, DType::F32 | DType::F64 | DType::F16 | DType::I8 | DType::U8);
+    if !(any_max_type && max_type) {
+        require_float(name, x)?;
+    }
     if x.shape.len() < 3 {
         return Err(format!(
             "{name}: input {:?} has shape {:?}, expected [N, C, spatial...] (rank >= 3)",
@@ -125,7 +130,7 @@ impl OpDef for Pool {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         let name = self.type_name();
-        let x = spatial_input(name, inputs)?;
+        let x = spatial_input(name, inputs, self.kind == PoolKind::Max)?;
         let spatial = x.shape.len() - 2;
         let window = &self.window;
         window.check(name, spatial)?;
@@ -186,7 +191,7 @@ impl OpDef for GlobalPool {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
-        let x = spatial_input(self.type_name(), inputs)?;
+        let x = spatial_input(self.type_name(), inputs, false)?;
         let mut shape = x.shape.clone();
         shape[2..].fill(1);
         Ok(vec![(x.dtype, shape)])
