@@ -48,16 +48,6 @@ pub struct RoiAlign {
     pub half_pixel: bool,
 }
 
-// Sound: `spatial_scale` is finite (checked at import).
-impl Eq for RoiAlign {}
-
-impl std::hash::Hash for RoiAlign {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.mode, self.output_height, self.output_width, self.sampling_ratio).hash(state);
-        (self.spatial_scale.to_bits(), self.half_pixel).hash(state);
-    }
-}
-
 into_op!(RoiAlign);
 
 fn import_roi_align(cx: &NodeCx) -> Result<Lowered, ImportError> {
