@@ -724,7 +724,9 @@ impl<'m> Importer<'m> {
 
         let lowered = {
             let inputs = node.input.iter().map(|n| if n.is_empty() { None } else { self.view(n) }).collect();
-            let cx = NodeCx { node, opset: self.opset, inputs, external: self.external };
+            let used_outputs =
+                node.output.iter().map(|o| !o.is_empty() && self.consumed.contains(o.as_str())).collect();
+            let cx = NodeCx { node, opset: self.opset, inputs, external: self.external, used_outputs };
             ops::lower(&cx)?
         };
         match lowered {
@@ -757,8 +759,8 @@ impl<'m> Importer<'m> {
     }
 
     /// IR nodes and folded ops produce their first `produced` outputs; any later output the
-    /// model reads (MaxPool's Indices, BatchNormalization's running statistics, Dropout's
-    /// mask) cannot be provided.
+    /// model reads (BatchNormalization's running statistics, Dropout's mask, AveragePool's
+    /// nonexistent second output) cannot be provided.
     fn check_extra_outputs(&self, node: &NodeProto, produced: usize) -> Result<(), ImportError> {
         let used: Vec<String> = node
             .output
@@ -773,9 +775,15 @@ impl<'m> Importer<'m> {
         }
         Err(ImportError::new(
             ErrorKind::UnsupportedFeature,
-            format!("output {} is used, but qairt imports only the first output of {}", used.join(", "), node.op_type()),
+            format!(
+                "output {} is used, but qairt imports only the first output of {}",
+                used.join(", "),
+                node.op_type()
+            ),
         )
-        .with_hint("only inference graphs are supported: MaxPool indices, BatchNormalization training outputs and Dropout masks must be unused"))
+        .with_hint(
+            "only inference graphs are supported: BatchNormalization training outputs and Dropout masks must be unused",
+        ))
     }
 
     fn define(&mut self, name: &'m str, slot: Slot) -> Result<(), ImportError> {

@@ -496,11 +496,16 @@ fn extra_outputs_are_dropped_unless_used() {
     assert_eq!(node_ops(&g), ["BatchNormalization", "MaxPool", "Dropout"]);
     assert!(!g.names().contains_key("idx") && !g.names().contains_key("mask"));
     assert_eq!(shape_of(&g, "d"), vec![1, 2, 3]);
-    // Reading the indices is an error that names them.
-    let errors = import_err(&model(13, graph(nodes, bn_params, vec![f32_input("x", &[1, 2, 4])], &["d", "idx"])));
+    // Reading the pool's indices makes them a second output of the IR node (int64).
+    let inputs = vec![f32_input("x", &[1, 2, 4])];
+    let g = import_ok(&model(13, graph(nodes.clone(), bn_params.clone(), inputs.clone(), &["d", "idx"])));
+    assert_eq!(shape_of(&g, "idx"), vec![1, 2, 3]);
+    assert!(matches!(&g.nodes[1].op, Op::Pool(p) if p.indices.is_some() && g.nodes[1].outputs.len() == 2));
+    // Reading Dropout's mask is an error that names it.
+    let errors = import_err(&model(13, graph(nodes, bn_params, inputs, &["d", "mask"])));
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0].kind, ErrorKind::UnsupportedFeature);
-    assert!(errors[0].message.contains("#1 \"idx\""), "{}", errors[0].message);
+    assert!(errors[0].message.contains("#1 \"mask\""), "{}", errors[0].message);
 }
 
 #[test]

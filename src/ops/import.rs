@@ -27,6 +27,10 @@ pub(crate) struct NodeCx<'a> {
     /// One entry per `node.input`; `None` for an omitted optional input (empty name).
     pub inputs: Vec<Option<InputView<'a>>>,
     pub external: &'a BTreeMap<String, Vec<u8>>,
+    /// One entry per `node.output`: whether the graph reads it (another node's input or a
+    /// graph output). An op with optional outputs that cost work (MaxPool's Indices) computes
+    /// them only when read.
+    pub used_outputs: Vec<bool>,
 }
 
 /// The import of one node.
@@ -66,6 +70,11 @@ impl<'a> NodeCx<'a> {
             return Err(malformed(format!("{} takes {range} inputs, got {n}", self.op_type())));
         }
         Ok(())
+    }
+
+    /// Whether the graph reads output `i` of the node.
+    pub fn output_used(&self, i: usize) -> bool {
+        self.used_outputs.get(i).copied().unwrap_or(false)
     }
 
     pub fn opt(&self, i: usize) -> Option<&InputView<'a>> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::ir::Tensor;
+use crate::ir::{Tensor, TensorInfo};
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::proto::NodeProto;
 use crate::onnx::proto::attribute_proto::AttributeType;
@@ -52,7 +52,9 @@ fn view<'a>(name: &'a str, shape: &'a [usize], value: Option<&'a Tensor>) -> Opt
 
 fn lower_ir(node: &NodeProto, opset: i64, inputs: Vec<Option<InputView>>) -> Result<(Op, Vec<usize>), ImportError> {
     let external = BTreeMap::new();
-    let cx = NodeCx { node, opset, inputs, external: &external };
+    // Every output the node names is read.
+    let used_outputs = node.output.iter().map(|o| !o.is_empty()).collect();
+    let cx = NodeCx { node, opset, inputs, external: &external, used_outputs };
     match lower(&cx)? {
         Lowered::Ir { op, inputs } => Ok((op, inputs)),
         Lowered::Known(_) => panic!("expected an IR op"),
@@ -225,13 +227,108 @@ fn non_max_suppression_folds_known_boxes_and_explains_run_time_ones() {
         view("m", &[1], Some(&max)),
         view("i", &[1], Some(&iou)),
     ];
-    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external, used_outputs: vec![] };
     let Ok(Lowered::Known(values)) = lower(&cx) else { panic!("NonMaxSuppression should fold") };
     assert_eq!(values[0].shape, vec![2, 3]);
     assert_eq!(values[0].to_i64_vec().unwrap(), [0, 0, 0, 0, 0, 2]);
     let inputs = vec![view("b", &[1, 3, 4], None), view("s", &[1, 1, 3], Some(&scores))];
     let n = node("NonMaxSuppression", 2, vec![]);
-    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external };
+    let cx = NodeCx { node: &n, opset: 11, inputs, external: &external, used_outputs: vec![] };
     let Err(err) = lower(&cx) else { panic!("run-time boxes cannot fold") };
     assert!(err.message.contains("data-dependent"), "{}", err.message);
+}
+
+#[test]
+fn max_pool_makes_indices_only_when_they_are_read() {
+    let mut n = node("MaxPool", 1, vec![ints_attr("kernel_shape", &[2]), int_attr("storage_order", 1)]);
+    n.output.push("indices".into());
+    let (op, _) = lower_ir(&n, 12, vec![view("x", &[1, 1, 4], None)]).unwrap();
+    let Op::Pool(pool) = &op else { panic!("{op:?}") };
+    assert_eq!(pool.indices, Some(StorageOrder::ColumnMajor));
+    let x = TensorInfo { name: "x".into(), dtype: DType::F32, shape: vec![1, 1, 4] };
+    assert_eq!(op.infer(&[&x]).unwrap(), vec![(DType::F32, vec![1, 1, 3]), (DType::I64, vec![1, 1, 3])]);
+    // Named but unread: the single-output op.
+    let external = BTreeMap::new();
+    let inputs = vec![view("x", &[1, 1, 4], None)];
+    let cx = NodeCx { node: &n, opset: 12, inputs, external: &external, used_outputs: vec![true, false] };
+    let Ok(Lowered::Ir { op: Op::Pool(pool), .. }) = lower(&cx) else { panic!("MaxPool should import") };
+    assert_eq!(pool.indices, None);
+    let n = node("MaxPool", 1, vec![ints_attr("kernel_shape", &[2]), int_attr("storage_order", 2)]);
+    assert!(lower_ir(&n, 12, vec![view("x", &[1, 1, 4], None)]).is_err());
+}
+
+#[test]
+fn max_unpool_folds_a_known_output_shape_and_asks_for_a_run_time_one() {
+    let shape = Tensor::from_i64(vec![4], vec![1, 1, 5, 5]);
+    let attrs = || vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])];
+    let n = node("MaxUnpool", 3, attrs());
+    let inputs = vec![view("x", &[1, 1, 2, 2], None), view("i", &[1, 1, 2, 2], None), view("s", &[4], Some(&shape))];
+    let (op, read) = lower_ir(&n, 11, inputs).unwrap();
+    assert_eq!(read, vec![0, 1]);
+    let Op::MaxUnpool(unpool) = op else { panic!("{op:?}") };
+    assert_eq!((unpool.output_shape, unpool.pads), (Some(vec![1, 1, 5, 5]), vec![0; 4]));
+    let inputs = vec![view("x", &[1, 1, 2, 2], None), view("i", &[1, 1, 2, 2], None), view("s", &[4], None)];
+    let err = lower_ir(&n, 11, inputs).unwrap_err();
+    assert_eq!(err.needs_value_of.as_deref(), Some("s"), "{err:?}");
+    // The kernel must cover X's spatial axes.
+    let n = node("MaxUnpool", 2, vec![ints_attr("kernel_shape", &[2])]);
+    let err = lower_ir(&n, 9, vec![view("x", &[1, 1, 2, 2], None), view("i", &[1, 1, 2, 2], None)]).unwrap_err();
+    assert!(err.message.contains("rank 4"), "{}", err.message);
+}
+
+#[test]
+fn col2im_needs_known_shapes_and_checks_them() {
+    let image = Tensor::from_i64(vec![2], vec![5, 5]);
+    let block = Tensor::from_i64(vec![2], vec![1, 5]);
+    let n = node("Col2Im", 3, vec![ints_attr("pads", &[0, 1, 0, 1])]);
+    let inputs = vec![view("x", &[1, 5, 15], None), view("im", &[2], Some(&image)), view("b", &[2], Some(&block))];
+    let (op, read) = lower_ir(&n, 18, inputs).unwrap();
+    assert_eq!(read, vec![0]);
+    let Op::Col2Im(c) = op else { panic!("{op:?}") };
+    assert_eq!((c.image, c.block, c.pads, c.strides), (vec![5, 5], vec![1, 5], vec![0, 1, 0, 1], vec![1, 1]));
+    // A run-time image shape names the input that would fix it.
+    let inputs = vec![view("x", &[1, 5, 15], None), view("im", &[2], None), view("b", &[2], Some(&block))];
+    let err = lower_ir(&n, 18, inputs).unwrap_err();
+    assert_eq!(err.needs_value_of.as_deref(), Some("im"), "{err:?}");
+    assert!(err.hint.is_some());
+    // Mismatched axis counts and non-positive sizes are attribute errors.
+    let short = Tensor::from_i64(vec![1], vec![5]);
+    let inputs = vec![view("x", &[1, 5, 15], None), view("im", &[2], Some(&image)), view("b", &[1], Some(&short))];
+    assert!(lower_ir(&n, 18, inputs).unwrap_err().message.contains("same"));
+    let zero = Tensor::from_i64(vec![2], vec![0, 5]);
+    let inputs = vec![view("x", &[1, 5, 15], None), view("im", &[2], Some(&zero)), view("b", &[2], Some(&block))];
+    assert!(lower_ir(&n, 18, inputs).is_err());
+}
+
+#[test]
+fn roi_align_modes_by_opset() {
+    let inputs = || vec![view("x", &[1, 1, 4, 4], None), view("r", &[2, 4], None), view("b", &[2], None)];
+    // Opset 10: no coordinate_transformation_mode, output_half_pixel behaviour; defaults.
+    let n = node("RoiAlign", 3, vec![]);
+    let (op, read) = lower_ir(&n, 10, inputs()).unwrap();
+    assert_eq!(read, vec![0, 1, 2]);
+    let want = RoiAlign {
+        mode: RoiPooling::Average,
+        output_height: 1,
+        output_width: 1,
+        sampling_ratio: 0,
+        spatial_scale: 1.0,
+        half_pixel: false,
+    };
+    assert_eq!(op, Op::RoiAlign(want.clone()));
+    let n = node("RoiAlign", 3, vec![string_attr("coordinate_transformation_mode", "half_pixel")]);
+    assert!(lower_ir(&n, 10, inputs()).unwrap_err().message.contains("unknown attribute"));
+    // Opset 16: half_pixel by default.
+    let n = node("RoiAlign", 3, vec![string_attr("mode", "max"), int_attr("output_height", 7)]);
+    let (op, _) = lower_ir(&n, 16, inputs()).unwrap();
+    let want = RoiAlign { mode: RoiPooling::Max, output_height: 7, half_pixel: true, ..want };
+    assert_eq!(op, Op::RoiAlign(want));
+    for bad in [
+        string_attr("mode", "sum"),
+        string_attr("coordinate_transformation_mode", "align_corners"),
+        int_attr("output_width", 0),
+        int_attr("sampling_ratio", -1),
+    ] {
+        assert!(lower_ir(&node("RoiAlign", 3, vec![bad]), 16, inputs()).is_err());
+    }
 }

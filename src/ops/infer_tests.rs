@@ -110,6 +110,7 @@ fn pool_ceil_mode_matches_onnxruntime() {
                 window: window(&[k], &[s], &[p, p], &[1]),
                 ceil_mode,
                 count_include_pad: false,
+                indices: None,
             });
             assert_eq!(
                 shape_of(&op, &[&t("x", &[1, 2, input])]),
@@ -128,6 +129,7 @@ fn pool_with_dilation_and_bad_pads() {
         window: window(&[3, 3], &[1, 1], &[0; 4], &[2, 2]),
         ceil_mode: false,
         count_include_pad: false,
+        indices: None,
     });
     assert_eq!(shape_of(&op, &[&t("x", &[1, 1, 9, 9])]), vec![1, 1, 5, 5]);
     let op = Op::Pool(Pool {
@@ -135,6 +137,7 @@ fn pool_with_dilation_and_bad_pads() {
         window: window(&[2, 2], &[2, 2], &[2, 0, 0, 0], &[1, 1]),
         ceil_mode: false,
         count_include_pad: true,
+        indices: None,
     });
     let err = infer(&op, &[&t("x", &[1, 1, 8, 8])]).unwrap_err();
     assert!(err.contains("smaller than the kernel"), "{err}");

@@ -30,6 +30,7 @@ macro_rules! into_op {
 
 mod attention;
 mod attrs;
+mod col2im;
 mod conv_transpose;
 mod einsum;
 mod elementwise;
@@ -41,6 +42,7 @@ mod index;
 mod layout;
 mod linear;
 mod lp_pool;
+mod max_unpool;
 mod nms;
 mod norm;
 mod normalize;
@@ -50,6 +52,7 @@ mod quantize;
 mod recurrent;
 mod reduce;
 mod resize;
+mod roi_align;
 mod rotary;
 mod tensor;
 mod unary;
@@ -63,6 +66,7 @@ use crate::onnx::ImportError;
 use crate::runtime::kernels::KernelError;
 
 pub use attention::{Attention, QkOutput};
+pub use col2im::Col2Im;
 pub use conv_transpose::ConvTranspose;
 pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
@@ -74,16 +78,18 @@ pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as Scatter
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use lp_pool::LpPool;
+pub use max_unpool::MaxUnpool;
 pub use norm::{BatchNormalization, Softmax};
 pub use normalize::{
     GroupNormalization, LayerNormalization, LpNormalization, Lrn, MeanVarianceNormalization, SoftmaxLike,
 };
-pub use pool::{GlobalPool, Pool, PoolKind};
+pub use pool::{GlobalPool, Pool, PoolKind, StorageOrder};
 pub use qlinear::{ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul};
 pub use quantize::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
+pub use roi_align::{RoiAlign, RoiPooling};
 pub use rotary::RotaryEmbedding;
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
@@ -235,6 +241,8 @@ ops! {
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
     lp_pool: LpPool(LpPool);
+    max_unpool: MaxUnpool(MaxUnpool);
+    col2im: Col2Im(Col2Im);
     norm: BatchNormalization(BatchNormalization), Softmax(Softmax);
     layout: Flatten(Flatten), Reshape(Reshape), Transpose(Transpose), Concat(Concat), Squeeze(Squeeze),
         Unsqueeze(Unsqueeze), Pad(Pad);
@@ -249,6 +257,7 @@ ops! {
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
     grid_sample: GridSample(GridSample);
+    roi_align: RoiAlign(RoiAlign);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
     rotary: RotaryEmbedding(RotaryEmbedding);

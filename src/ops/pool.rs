@@ -1,4 +1,9 @@
 //! Pooling: MaxPool and AveragePool over a window, GlobalAveragePool and GlobalMaxPool.
+//!
+//! MaxPool takes float16/32/64, int8 and uint8 (opset 12 on; its output keeps the type), the
+//! other pools float32. MaxPool's optional second output `Indices` (opset 8 on) is computed only when the graph
+//! reads it: the op then has two outputs, the int64 index of each maximum in the flattened
+//! input (`storage_order` 0: row-major within a channel, 1: column-major), never quantized.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +39,18 @@ pub struct Pool {
     pub ceil_mode: bool,
     /// AveragePool only: padded cells count in the divisor.
     pub count_include_pad: bool,
+    /// MaxPool only: the Indices output is produced, in this storage order.
+    pub indices: Option<StorageOrder>,
+}
+
+/// How MaxPool's Indices flatten a position within a channel (`storage_order`); the offset of
+/// the channel (`(n * C + c) * plane`) comes first either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StorageOrder {
+    /// `storage_order = 0`: the last spatial axis varies fastest.
+    RowMajor,
+    /// `storage_order = 1`: the first spatial axis varies fastest.
+    ColumnMajor,
 }
 
 /// GlobalAveragePool or GlobalMaxPool: one value per channel.
@@ -67,11 +84,14 @@ fn import_pool(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let kernel = a.ints("kernel_shape")?.ok_or_else(|| bad_attribute("attribute \"kernel_shape\" is required"))?;
     let kernel = positive_list(Some(kernel.clone()), kernel.len(), "kernel_shape")?;
     let window = resolve_window(&a, kernel, x.shape.get(2..).unwrap_or_default())?;
+    let order = if a.flag("storage_order")? { StorageOrder::ColumnMajor } else { StorageOrder::RowMajor };
     let pool = Pool {
         kind: if max { PoolKind::Max } else { PoolKind::Average },
         window,
         ceil_mode: a.flag("ceil_mode")?,
         count_include_pad: !max && a.flag("count_include_pad")?,
+        // Unread Indices cost nothing: the op keeps its single-output kernel.
+        indices: (max && cx.output_used(1)).then_some(order),
     };
     Lowered::ir(pool, vec![0])
 }
@@ -83,10 +103,14 @@ fn import_global(cx: &NodeCx) -> Result<Lowered, ImportError> {
     Lowered::ir(GlobalPool { kind }, vec![0])
 }
 
-/// Checks that `x` is `[N, C, spatial...]`.
-fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo]) -> Result<&'a TensorInfo, String> {
+/// Checks that `x` is float32 `[N, C, spatial...]` (MaxPool also takes float16/64, int8 and
+/// uint8: `any_max_type`).
+fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo], any_max_type: bool) -> Result<&'a TensorInfo, String> {
     let [x] = exactly(name, inputs)?;
-    require_float(name, x)?;
+    let max_type = matches!(x.dtype, DType::F32 | DType::F64 | DType::F16 | DType::I8 | DType::U8);
+    if !(any_max_type && max_type) {
+        require_float(name, x)?;
+    }
     if x.shape.len() < 3 {
         return Err(format!(
             "{name}: input {:?} has shape {:?}, expected [N, C, spatial...] (rank >= 3)",
@@ -97,8 +121,9 @@ fn spatial_input<'a>(name: &str, inputs: &[&'a TensorInfo]) -> Result<&'a Tensor
 }
 
 impl OpDef for Pool {
+    /// MaxPool's kernel runs every type it accepts natively (a maximum is exact in any type).
     fn float32_kernel(&self) -> bool {
-        true
+        self.kind == PoolKind::Average
     }
 
     fn type_name(&self) -> &'static str {
@@ -110,7 +135,7 @@ impl OpDef for Pool {
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
         let name = self.type_name();
-        let x = spatial_input(name, inputs)?;
+        let x = spatial_input(name, inputs, self.kind == PoolKind::Max)?;
         let spatial = x.shape.len() - 2;
         let window = &self.window;
         window.check(name, spatial)?;
@@ -126,15 +151,23 @@ impl OpDef for Pool {
         }
         let mut shape = x.shape[..2].to_vec();
         shape.extend(window.output(name, &x.shape[2..], self.ceil_mode)?);
-        Ok(vec![(x.dtype, shape)])
+        match (self.kind, self.indices) {
+            (PoolKind::Max, Some(_)) => Ok(vec![(x.dtype, shape.clone()), (DType::I64, shape)]),
+            (PoolKind::Average, Some(_)) => Err(format!("{name} has no Indices output")),
+            (_, None) => Ok(vec![(x.dtype, shape)]),
+        }
     }
 
     fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
-        let y = match self.kind {
-            PoolKind::Max => kernel::max_pool(self, inputs)?,
-            PoolKind::Average => kernel::average_pool(self, inputs)?,
-        };
-        Ok(vec![y])
+        match (self.kind, self.indices) {
+            (PoolKind::Max, None) => Ok(vec![kernel::max_pool(self, inputs)?]),
+            (PoolKind::Max, Some(order)) => {
+                let (y, indices) = kernel::max_pool_with_indices(self, inputs, order == StorageOrder::ColumnMajor)?;
+                Ok(vec![y, indices])
+            }
+            (PoolKind::Average, None) => Ok(vec![kernel::average_pool(self, inputs)?]),
+            (PoolKind::Average, Some(_)) => Err(KernelError::new("AveragePool", "has no Indices output")),
+        }
     }
 
     fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
@@ -146,6 +179,9 @@ impl OpDef for Pool {
         attrs.push(attr_int("ceil_mode", i64::from(self.ceil_mode)));
         if self.kind == PoolKind::Average {
             attrs.push(attr_int("count_include_pad", i64::from(self.count_include_pad)));
+        }
+        if let Some(order) = self.indices {
+            attrs.push(attr_int("storage_order", i64::from(order == StorageOrder::ColumnMajor)));
         }
         cx.emit(self.type_name(), attrs);
     }
@@ -164,7 +200,7 @@ impl OpDef for GlobalPool {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
-        let x = spatial_input(self.type_name(), inputs)?;
+        let x = spatial_input(self.type_name(), inputs, false)?;
         let mut shape = x.shape.clone();
         shape[2..].fill(1);
         Ok(vec![(x.dtype, shape)])

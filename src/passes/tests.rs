@@ -75,6 +75,7 @@ fn every_pass_graph() -> Graph {
         window: Window { kernel: vec![2, 2], strides: vec![2, 2], pads: vec![0; 4], dilations: vec![1, 1] },
         ceil_mode: false,
         count_include_pad: false,
+        indices: None,
     });
     let p = b.node("pool", pool, &[r], "pool_out", &[1, 3, 2, 2]);
     let f = b.node("flatten", Op::Flatten(crate::ops::Flatten { axis: 1 }), &[p], "flat", &[1, 12]);

@@ -12,23 +12,176 @@ use super::window::{Axis, Geometry};
 use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
 use crate::ir::{Pool, Tensor, TensorData};
 
-/// MaxPool (`Y` only; the optional Indices output is not part of the IR).
+/// An element type MaxPool takes (opset 12: float16/32/64, int8, uint8), with the value a
+/// max starts from: the lowest finite value, as onnxruntime starts.
+trait Lowest: Copy + PartialOrd {
+    const LOWEST: Self;
+}
+
+macro_rules! lowest {
+    ($($t:ty),*) => {$(
+        impl Lowest for $t {
+            const LOWEST: $t = <$t>::MIN;
+        }
+    )*};
+}
+
+lowest!(f32, f64, half::f16, i8, u8);
+
+/// MaxPool's input and geometry, resolved.
+fn max_setup<'a>(pool: &Pool, inputs: &[&'a Tensor]) -> Result<(&'a Tensor, Geometry), KernelError> {
+    const OP: &str = "MaxPool";
+    expect_inputs(OP, inputs, 1, 1)?;
+    let x = input(OP, inputs, 0, "X")?;
+    if pool.window.kernel.is_empty() {
+        return Err(KernelError::new(OP, "kernel_shape is empty"));
+    }
+    let geo = Geometry::resolve(OP, &x.shape, &pool.window, &pool.window.kernel, pool.ceil_mode)?;
+    Ok((x, geo))
+}
+
+/// MaxPool, `Y` only (the Indices output unread).
 pub fn max_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
-    windowed("MaxPool", pool, inputs, Reduce::Max)
+    const OP: &str = "MaxPool";
+    let (x, geo) = max_setup(pool, inputs)?;
+    let out_shape = geo.output_shape(geo.channels);
+    let count = element_count(OP, &out_shape)?;
+    let data = match &x.data {
+        TensorData::F32(v) => TensorData::F32(max_windows(v, &geo, count)),
+        TensorData::F64(v) => TensorData::F64(max_windows(v, &geo, count)),
+        TensorData::F16(v) => TensorData::F16(max_windows(v, &geo, count)),
+        TensorData::I8(v) => TensorData::I8(max_windows(v, &geo, count)),
+        TensorData::U8(v) => TensorData::U8(max_windows(v, &geo, count)),
+        other => return Err(KernelError::new(OP, format!("X is {}, not a MaxPool type", other.dtype().name()))),
+    };
+    tensor(OP, out_shape, data)
+}
+
+/// The max of every window: tap by tap over contiguous output rows, padding never taking part.
+fn max_windows<T: Lowest>(x: &[T], geo: &Geometry, count: usize) -> Vec<T> {
+    let mut y = vec![T::LOWEST; count];
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    if count == 0 || in_plane == 0 {
+        return y;
+    }
+    let w = geo.w;
+    for (plane, out) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+        for t in 0..geo.taps() {
+            let (a, i, j) = geo.tap(t);
+            let (w_lo, w_hi) = w.valid_outputs(j);
+            if w_lo >= w_hi {
+                continue;
+            }
+            let in_start = w.coordinate(w_lo, j) as usize;
+            geo.for_each_row(a, i, |out_row, in_row| {
+                let src = plane[in_row * w.input + in_start..(in_row + 1) * w.input].iter().step_by(w.stride);
+                let dst = &mut out[out_row * w.output + w_lo..out_row * w.output + w_hi];
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    if v > *o {
+                        *o = v;
+                    }
+                }
+            });
+        }
+    }
+    y
+}
+
+/// MaxPool with its Indices: `Y` exactly as [`max_pool`] computes it, and for each output the
+/// index of the first (in input order) maximum of its window in the flattened input,
+/// `(n * C + c) * plane + position`, the position row-major or (`column_major`) with the first
+/// spatial axis fastest, as the ONNX reference and onnxruntime define it. A window whose
+/// values are all below the start value (-inf) points at its first in-bounds cell; one with
+/// no cell inside the input (none exists when pads are smaller than the kernel) gets -1.
+pub fn max_pool_with_indices(
+    pool: &Pool,
+    inputs: &[&Tensor],
+    column_major: bool,
+) -> Result<(Tensor, Tensor), KernelError> {
+    const OP: &str = "MaxPool";
+    let (x, geo) = max_setup(pool, inputs)?;
+    let out_shape = geo.output_shape(geo.channels);
+    let count = element_count(OP, &out_shape)?;
+    let mut arg = vec![UNSET; count];
+    let data = match &x.data {
+        TensorData::F32(v) => TensorData::F32(max_windows_indexed(v, &geo, &mut arg)),
+        TensorData::F64(v) => TensorData::F64(max_windows_indexed(v, &geo, &mut arg)),
+        TensorData::F16(v) => TensorData::F16(max_windows_indexed(v, &geo, &mut arg)),
+        TensorData::I8(v) => TensorData::I8(max_windows_indexed(v, &geo, &mut arg)),
+        TensorData::U8(v) => TensorData::U8(max_windows_indexed(v, &geo, &mut arg)),
+        other => return Err(KernelError::new(OP, format!("X is {}, not a MaxPool type", other.dtype().name()))),
+    };
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    let (d, h, w) = (geo.d.input, geo.h.input, geo.w.input);
+    let flat = |p: usize, at: usize| -> i64 {
+        if at == UNSET {
+            return -1;
+        }
+        let local = if column_major {
+            // (z, y, x) over the (depth, height, width) of the geometry; unit axes add 0.
+            let (z, rest) = (at / (h * w), at % (h * w));
+            let (row, col) = (rest / w, rest % w);
+            z + row * d + col * d * h
+        } else {
+            at
+        };
+        (p * in_plane + local) as i64
+    };
+    let indices: Vec<i64> = arg.iter().enumerate().map(|(o, &at)| flat(o / out_plane.max(1), at)).collect();
+    Ok((tensor(OP, out_shape.clone(), data)?, tensor(OP, out_shape, TensorData::I64(indices))?))
+}
+
+/// A plane-local offset not set yet (no tap of the window inside the input so far).
+const UNSET: usize = usize::MAX;
+
+/// [`max_windows`] that also records, in `arg`, the plane-local row-major offset of each max.
+fn max_windows_indexed<T: Lowest>(x: &[T], geo: &Geometry, arg: &mut [usize]) -> Vec<T> {
+    let count = arg.len();
+    let mut y = vec![T::LOWEST; count];
+    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
+    if count == 0 || in_plane == 0 {
+        return y;
+    }
+    let w = geo.w;
+    for (plane, (out, arg)) in
+        x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane).zip(arg.chunks_exact_mut(out_plane)))
+    {
+        // Taps in row-major kernel order reach each output's window cells in input order, so
+        // a strict `>` keeps the first maximum.
+        for t in 0..geo.taps() {
+            let (a, i, j) = geo.tap(t);
+            let (w_lo, w_hi) = w.valid_outputs(j);
+            if w_lo >= w_hi {
+                continue;
+            }
+            let in_start = w.coordinate(w_lo, j) as usize;
+            geo.for_each_row(a, i, |out_row, in_row| {
+                let base = in_row * w.input + in_start;
+                let range = out_row * w.output + w_lo..out_row * w.output + w_hi;
+                let cells = out[range.clone()].iter_mut().zip(&mut arg[range]);
+                for (k, (o, a)) in cells.enumerate() {
+                    let at = base + k * w.stride;
+                    let v = plane[at];
+                    if v > *o {
+                        *o = v;
+                        *a = at;
+                    } else if *a == UNSET {
+                        *a = at;
+                    }
+                }
+            });
+        }
+    }
+    y
 }
 
 /// AveragePool.
 pub fn average_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
-    windowed("AveragePool", pool, inputs, Reduce::Average { include_pad: pool.count_include_pad })
+    windowed("AveragePool", pool, inputs, pool.count_include_pad)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reduce {
-    Max,
-    Average { include_pad: bool },
-}
-
-fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], reduce: Reduce) -> Result<Tensor, KernelError> {
+/// AveragePool: sums tap by tap over contiguous output rows, then divides by the tap counts.
+fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], include_pad: bool) -> Result<Tensor, KernelError> {
     expect_inputs(op, inputs, 1, 1)?;
     let x_t = input(op, inputs, 0, "X")?;
     let x = f32_input(op, inputs, 0, "X")?;
@@ -37,12 +190,7 @@ fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], reduce: Reduce) -
     }
     let geo = Geometry::resolve(op, &x_t.shape, &pool.window, &pool.window.kernel, pool.ceil_mode)?;
     let out_shape = geo.output_shape(geo.channels);
-    let initial = match reduce {
-        // onnxruntime starts a max at the lowest finite float.
-        Reduce::Max => f32::MIN,
-        Reduce::Average { .. } => 0.0,
-    };
-    let mut y = vec![initial; element_count(op, &out_shape)?];
+    let mut y = vec![0.0; element_count(op, &out_shape)?];
     let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
     if y.is_empty() || in_plane == 0 {
         return tensor(op, out_shape, TensorData::F32(y));
@@ -59,38 +207,25 @@ fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], reduce: Reduce) -
             geo.for_each_row(a, i, |out_row, in_row| {
                 let src = plane[in_row * w.input + in_start..(in_row + 1) * w.input].iter().step_by(w.stride);
                 let dst = &mut out[out_row * w.output + w_lo..out_row * w.output + w_hi];
-                match reduce {
-                    Reduce::Max => {
-                        for (o, &v) in dst.iter_mut().zip(src) {
-                            if v > *o {
-                                *o = v;
-                            }
-                        }
-                    }
-                    Reduce::Average { .. } => {
-                        for (o, &v) in dst.iter_mut().zip(src) {
-                            *o += v;
-                        }
-                    }
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o += v;
                 }
             });
         }
     }
-    if let Reduce::Average { include_pad } = reduce {
-        // The count is separable: per (depth, height) output row times per column.
-        let depths = tap_counts(&geo.d, include_pad);
-        let heights = tap_counts(&geo.h, include_pad);
-        let rows: Vec<usize> = depths.iter().flat_map(|&cd| heights.iter().map(move |&ch| cd * ch)).collect();
-        let cols = tap_counts(&w, include_pad);
-        for out in y.chunks_exact_mut(out_plane) {
-            for (out_row, &row_count) in out.chunks_exact_mut(w.output).zip(&rows) {
-                for (o, &col_count) in out_row.iter_mut().zip(&cols) {
-                    let count = row_count * col_count;
-                    // A window entirely in the padding (only possible with pads >= kernel)
-                    // has nothing to average; leave its sum, 0.
-                    if count > 0 {
-                        *o /= count as f32;
-                    }
+    // The count is separable: per (depth, height) output row times per column.
+    let depths = tap_counts(&geo.d, include_pad);
+    let heights = tap_counts(&geo.h, include_pad);
+    let rows: Vec<usize> = depths.iter().flat_map(|&cd| heights.iter().map(move |&ch| cd * ch)).collect();
+    let cols = tap_counts(&w, include_pad);
+    for out in y.chunks_exact_mut(out_plane) {
+        for (out_row, &row_count) in out.chunks_exact_mut(w.output).zip(&rows) {
+            for (o, &col_count) in out_row.iter_mut().zip(&cols) {
+                let count = row_count * col_count;
+                // A window entirely in the padding (only possible with pads >= kernel)
+                // has nothing to average; leave its sum, 0.
+                if count > 0 {
+                    *o /= count as f32;
                 }
             }
         }
@@ -177,6 +312,7 @@ mod tests {
             },
             ceil_mode: ceil,
             count_include_pad: include,
+            indices: None,
         }
     }
 
@@ -288,6 +424,86 @@ mod tests {
         assert_eq!((avg.shape.clone(), avg.as_f32().unwrap().to_vec()), (vec![1, 2, 1, 1], vec![2.5, -3.0]));
         let max = global_pool(GlobalKind::Max, &[&x]).unwrap();
         assert_eq!(max.as_f32().unwrap(), &[4.0, -1.0]);
+    }
+
+    fn with_indices(pool: &Pool, x: &Tensor, column_major: bool) -> (Vec<f32>, Vec<i64>) {
+        let (y, i) = max_pool_with_indices(pool, &[x], column_major).unwrap();
+        assert_eq!(y.shape, i.shape);
+        (y.as_f32().unwrap().to_vec(), i.to_i64_vec().unwrap())
+    }
+
+    #[test]
+    fn max_pool_indices_row_and_column_major() {
+        // 3x3 of 0..9, kernel 2x2, stride 1: maxima at the bottom-right of each window,
+        // (1,1)=4, (1,2)=5, (2,1)=7, (2,2)=8: row-major 4, 5, 7, 8; column-major
+        // y + 3x: 1+3=4, 1+6=7, 2+3=5, 2+6=8.
+        let x = t(&[1, 1, 3, 3], iota(9));
+        let p = pool(&[2, 2], &[1, 1], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![4.0, 5.0, 7.0, 8.0], vec![4, 5, 7, 8]));
+        assert_eq!(with_indices(&p, &x, true).1, vec![4, 7, 5, 8]);
+        // The values equal the single-output kernel's.
+        assert_eq!(max_pool(&p, &[&x]).unwrap().as_f32().unwrap(), &[4.0, 5.0, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn max_pool_indices_count_batch_and_channel_and_keep_the_first_maximum() {
+        // Two planes (N=1, C=2) of 1x4: [7, 7, 1, 2] and [0, 3, 3, 3]; kernel 2, stride 2:
+        // plane 0: windows {7,7} -> first, index 0; {1,2} -> 3. plane 1 (offset 4):
+        // {0,3} -> 4+1 = 5; {3,3} -> first, 4+2 = 6.
+        let x = t(&[1, 2, 1, 4], vec![7.0, 7.0, 1.0, 2.0, 0.0, 3.0, 3.0, 3.0]);
+        let p = pool(&[1, 2], &[1, 2], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![7.0, 2.0, 3.0, 3.0], vec![0, 3, 5, 6]));
+    }
+
+    #[test]
+    fn max_pool_indices_with_padding_dilation_and_3d_column_major() {
+        // 1-D [3,1,4,1,5], kernel 2 dilation 2, pad 1 each side: out (5+2-3)/1+1 = 5;
+        // windows (cells -1,1), (0,2), (1,3), (2,4), (3,5): maxima 1@1, 4@2, 1@1, 5@4, 1@3.
+        let x = t(&[1, 1, 5], vec![3.0, 1.0, 4.0, 1.0, 5.0]);
+        let p = pool(&[2], &[1], &[1, 1], &[2], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![1.0, 4.0, 1.0, 5.0, 1.0], vec![1, 2, 1, 4, 3]));
+        // 3-D 2x2x2 of x[d,h,w] = 4d + 2h + w, one window over everything: max 7 at (1,1,1),
+        // row-major 7; column-major d + 2h + 4w = 7 too. Max at (1,0,0) instead (value 9):
+        // row-major 4, column-major 1.
+        let mut v = iota(8);
+        v[4] = 9.0;
+        let x = t(&[1, 1, 2, 2, 2], v);
+        let p = pool(&[2, 2, 2], &[], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false).1, vec![4]);
+        assert_eq!(with_indices(&p, &x, true).1, vec![1]);
+        // The max at (0,0,1) (value 20): row-major 1, column-major d + 2h + 4w = 4.
+        let x = t(&[1, 1, 2, 2, 2], vec![0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((with_indices(&p, &x, false).1, with_indices(&p, &x, true).1), (vec![1], vec![4]));
+    }
+
+    #[test]
+    fn max_pool_indices_of_minus_infinity_point_inside_the_window() {
+        // Every value -inf: Y stays at the lowest finite float (as without Indices), the
+        // index at the window's first cell.
+        let x = t(&[1, 1, 4], vec![f32::NEG_INFINITY; 4]);
+        let p = pool(&[2], &[2], &[], &[], false, false);
+        assert_eq!(with_indices(&p, &x, false), (vec![f32::MIN, f32::MIN], vec![0, 2]));
+    }
+
+    #[test]
+    fn max_pool_keeps_its_element_type() {
+        // uint8 2x2 [[1, 200], [7, 3]], one 2x2 window: 200, at index 1. int8 [-5, -128, -7]
+        // with kernel 2: -5 and -7 (the start value -128 is never above a cell).
+        let x = Tensor { shape: vec![1, 1, 2, 2], data: TensorData::U8(vec![1, 200, 7, 3]) };
+        let p = pool(&[2, 2], &[], &[], &[], false, false);
+        let (y, i) = max_pool_with_indices(&p, &[&x], false).unwrap();
+        assert_eq!((y.data, i.to_i64_vec().unwrap()), (TensorData::U8(vec![200]), vec![1]));
+        let x = Tensor { shape: vec![1, 1, 1, 3], data: TensorData::I8(vec![-5, -128, -7]) };
+        let y = max_pool(&pool(&[1, 2], &[], &[], &[], false, false), &[&x]).unwrap();
+        assert_eq!(y.data, TensorData::I8(vec![-5, -7]));
+        let x = Tensor { shape: vec![1, 1, 3], data: TensorData::F64(vec![0.25, -1.0, 2.5]) };
+        let y = max_pool(&pool(&[2], &[], &[], &[], false, false), &[&x]).unwrap();
+        assert_eq!(y.data, TensorData::F64(vec![0.25, 2.5]));
+        let halves = |v: &[f32]| TensorData::F16(v.iter().map(|&f| half::f16::from_f32(f)).collect());
+        let x = Tensor { shape: vec![1, 1, 3], data: halves(&[0.5, 1.5, -2.0]) };
+        assert_eq!(max_pool(&pool(&[2], &[], &[], &[], false, false), &[&x]).unwrap().data, halves(&[1.5, 1.5]));
+        let x = Tensor { shape: vec![1, 1, 3], data: TensorData::I32(vec![1, 2, 3]) };
+        assert!(max_pool(&pool(&[2], &[], &[], &[], false, false), &[&x]).is_err());
     }
 
     #[test]
