@@ -55,7 +55,7 @@ fn lower_ir(node: &NodeProto, opset: i64, inputs: Vec<Option<InputView>>) -> Res
     let cx = NodeCx { node, opset, inputs, external: &external };
     match lower(&cx)? {
         Lowered::Ir { op, inputs } => Ok((op, inputs)),
-        Lowered::Known(_) => panic!("expected an IR op"),
+        Lowered::Known(_) | Lowered::Branch(_) => panic!("expected an IR op"),
     }
 }
 

@@ -30,6 +30,7 @@ macro_rules! into_op {
 
 mod attention;
 mod attrs;
+mod control;
 mod conv_transpose;
 mod einsum;
 mod elementwise;
@@ -250,7 +251,7 @@ ops! {
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
         QLinearConv(QLinearConv);
-    @import_only nms;
+    @import_only nms, control;
 }
 
 impl Op {
