@@ -235,3 +235,14 @@ fn non_max_suppression_folds_known_boxes_and_explains_run_time_ones() {
     let Err(err) = lower(&cx) else { panic!("run-time boxes cannot fold") };
     assert!(err.message.contains("data-dependent"), "{}", err.message);
 }
+
+#[test]
+fn bit_cast_between_types_of_different_widths_is_refused_with_a_hint() {
+    let n = node("BitCast", 1, vec![int_attr("to", 7)]); // int64
+    let err = lower_ir(&n, 26, vec![view("x", &[2], None)]).unwrap_err();
+    assert!(err.message.contains("float32 (32 bits) to int64 (64 bits)"), "{}", err.message);
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("Cast")));
+    let n = node("BitCast", 1, vec![int_attr("to", 6)]); // int32
+    let (op, _) = lower_ir(&n, 26, vec![view("x", &[2], None)]).unwrap();
+    assert_eq!(op, Op::BitCast(crate::ops::BitCast { to: DType::I32 }));
+}

@@ -86,7 +86,7 @@ pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use rotary::RotaryEmbedding;
-pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
+pub use tensor::{BitCast, BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
@@ -238,7 +238,7 @@ ops! {
         LpNormalization(LpNormalization), MeanVarianceNormalization(MeanVarianceNormalization), Lrn(Lrn),
         SoftmaxLike(SoftmaxLike);
     tensor: Gather(Gather), Slice(Slice), Split(Split), Expand(Expand), Tile(Tile), Trilu(Trilu),
-        BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), EyeLike(EyeLike);
+        BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), BitCast(BitCast), EyeLike(EyeLike);
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
