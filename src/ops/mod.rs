@@ -69,7 +69,7 @@ pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use excluded::stays_out;
 pub use export::{ExportCx, ExportHost};
-pub use grid_sample::{GridSample, SampleMode, SamplePadding};
+pub use grid_sample::{AffineGrid, GridSample, SampleMode, SamplePadding};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
@@ -242,7 +242,7 @@ ops! {
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
-    grid_sample: GridSample(GridSample);
+    grid_sample: GridSample(GridSample), AffineGrid(AffineGrid);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
     rotary: RotaryEmbedding(RotaryEmbedding);
