@@ -32,6 +32,7 @@ mod attention;
 mod attrs;
 mod control;
 mod conv_transpose;
+mod det;
 mod einsum;
 mod elementwise;
 mod excluded;
@@ -65,6 +66,7 @@ use crate::runtime::kernels::KernelError;
 
 pub use attention::{Attention, QkOutput};
 pub use conv_transpose::ConvTranspose;
+pub use det::Det;
 pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use excluded::stays_out;
@@ -225,6 +227,7 @@ macro_rules! ops {
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
     einsum: Einsum(Einsum);
+    det: Det(Det);
     elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
