@@ -57,7 +57,7 @@ pub(super) fn fresh_name(base: &str, taken: &BTreeSet<String>) -> String {
 
 /// Rewrites what `g` reads from the enclosing scopes through `renamed` (names `g` defines
 /// itself shadow those of the scopes around it, and are left alone).
-fn rename_outer_reads(g: &mut GraphProto, renamed: &BTreeMap<String, String>) {
+pub(super) fn rename_outer_reads(g: &mut GraphProto, renamed: &BTreeMap<String, String>) {
     let own: BTreeSet<String> = own_names(g).into_iter().map(str::to_string).collect();
     let visible: BTreeMap<String, String> =
         renamed.iter().filter(|(k, _)| !own.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -230,3 +230,30 @@ fn a_condition_that_is_not_one_bool_and_a_branch_that_does_not_fit_are_errors() 
     let errors = import_err(&m);
     assert!(errors[0].message.contains("has 1 outputs, but the If node has 2"), "{}", errors[0].message);
 }
+
+#[test]
+fn a_branch_reads_through_stripped_qdq_pairs_and_keeps_the_initializers_only_it_reads() {
+    // x -> QuantizeLinear -> DequantizeLinear (uint8, scale 0.5, zero point 0) = x_dq, read
+    // only inside the branch, with `w` = [3, 3], an initializer only the branch reads. The
+    // pair is stripped (x's encoding recorded): the branch reads x itself, and w stays.
+    // x = [1, 2]: y = x * w = [3, 6].
+    let u8_zero = TensorProto {
+        name: Some("zp".into()),
+        dims: vec![],
+        data_type: Some(DataType::Uint8 as i32),
+        int32_data: vec![0],
+        ..Default::default()
+    };
+    let then = branch("then", vec![node("Mul", "mul", &["x_dq", "w"], &["t"], vec![])], vec![], &["t"]);
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "scale", "zp"], &["x_q"], vec![]),
+        node("DequantizeLinear", "dq", &["x_q", "scale", "zp"], &["x_dq"], vec![]),
+        if_node("if", "cond", &["y"], then.clone(), then),
+    ];
+    let inits =
+        vec![f32_tensor("scale", &[], &[0.5]), u8_zero, f32_tensor("w", &[2], &[3.0, 3.0]), bool_tensor("cond", true)];
+    let g = import_ok(&model(13, graph(nodes, inits, vec![f32_input("x", &[2])], &["y"])));
+    assert_eq!(crate::onnx::tests::node_ops(&g), ["Mul"]);
+    assert!(g.model_encodings.contains_key("x"), "{:?}", g.model_encodings);
+    assert_eq!(run(&g, &[x(&[1.0, 2.0])])["y"], [3.0, 6.0]);
+}
