@@ -180,8 +180,8 @@ pub fn read_samples(
                             .in_file(&list_path)
                             .at(entry.span.0, entry.span.1, "a different value")
                             .with_help(format!(
-                                "\"{}\" decides shapes in the model, so qairt compiles it for one value; give \
-                                 every inference the same \"{}\"",
+                                "\"{}\" decides shapes (or the branch an If takes) in the model, so qairt \
+                                 compiles it for one value; give every inference the same \"{}\"",
                                 bound.name, bound.name
                             )),
                         ),

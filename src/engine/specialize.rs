@@ -57,8 +57,9 @@ pub fn bind_from_data(
                             Diag::error(
                                 "qairt::input_list::specialized_input",
                                 format!(
-                                    "input \"{}\" decides shapes in the model, so qairt compiles the model for one \
-                                     value of it, but line {} gives another value than line {known_line} of {}",
+                                    "input \"{}\" decides shapes (or the branch an If takes) in the model, so \
+                                     qairt compiles the model for one value of it, but line {} gives another \
+                                     value than line {known_line} of {}",
                                     need.name,
                                     sample.line,
                                     known_path.display()
@@ -86,8 +87,8 @@ pub fn bind_from_data(
                 Diag::error(
                     "qairt::input_list::specialized_input",
                     format!(
-                        "input \"{}\" decides shapes in the model, so the build needs its value, but no input \
-                         list gives one",
+                        "input \"{}\" decides shapes (or the branch an If takes) in the model, so the build \
+                         needs its value, but no input list gives one",
                         need.name
                     ),
                 )

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::error::{ErrorKind, ImportError, malformed};
 use super::fold;
+use super::inline;
 use super::proto::tensor_shape_proto::dimension::Value as Dim;
 use super::proto::type_proto::Value as TypeValue;
 use super::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
@@ -40,11 +41,17 @@ enum Slot {
 
 struct Importer<'m> {
     graph: Graph,
-    slots: BTreeMap<&'m str, Slot>,
+    slots: BTreeMap<String, Slot>,
     /// Types the model declares (value_info, inputs, outputs), by tensor name.
     declared: BTreeMap<&'m str, &'m ValueInfoProto>,
-    /// Names read by some node or listed as graph outputs.
-    consumed: BTreeSet<&'m str>,
+    /// Names read by some node (a branch of an If included) or listed as graph outputs.
+    consumed: BTreeSet<String>,
+    /// Every tensor name of the model's graph and of the branches imported so far: a branch's
+    /// own names are renamed when they clash with one ([`inline`]).
+    names: BTreeSet<String>,
+    /// The inputs (explicit and read by subgraphs) of every node imported from a branch, by
+    /// output name: what `run_time_inputs` follows back to the graph inputs.
+    inlined_producers: BTreeMap<String, Vec<String>>,
     shapes: &'m InputShapes,
     /// Values of graph inputs the graph is specialized on (see [`import_bound`]).
     bound: &'m BTreeMap<String, Tensor>,
@@ -126,6 +133,8 @@ pub(crate) fn import_bound(
         slots: BTreeMap::new(),
         declared: BTreeMap::new(),
         consumed: BTreeSet::new(),
+        names: BTreeSet::new(),
+        inlined_producers: BTreeMap::new(),
         shapes,
         bound,
         external,
@@ -137,13 +146,18 @@ pub(crate) fn import_bound(
         cx.declared.insert(vi.name(), vi);
     }
     for node in &g.node {
-        cx.consumed.extend(node.input.iter().map(String::as_str));
+        cx.consumed.extend(node_reads(node).into_iter().map(str::to_string));
+        cx.names.extend(node.input.iter().chain(&node.output).filter(|n| !n.is_empty()).cloned());
     }
-    cx.consumed.extend(g.output.iter().map(|o| o.name()));
+    cx.consumed.extend(g.output.iter().map(|o| o.name().to_string()));
+    let declared_names = g.input.iter().chain(&g.output).chain(&g.value_info).map(|vi| vi.name());
+    cx.names.extend(declared_names.chain(g.initializer.iter().map(|t| t.name())).map(str::to_string));
 
     cx.add_initializers(g);
     cx.add_inputs(g);
-    match topological_order(g) {
+    let mut outer: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    outer.extend(g.input.iter().map(|i| i.name()));
+    match topological_order(&g.node, |name| outer.contains(name)) {
         Ok(order) => {
             for index in order {
                 cx.import_node(index, &g.node[index]);
@@ -211,23 +225,32 @@ fn default_opset(opsets: &BTreeMap<&str, i64>, g: &GraphProto) -> Result<i64, Im
 }
 
 /// The display name of node `index`: its ONNX name, or `<OpType>_<index>` when unnamed.
-fn node_name(node: &NodeProto, index: usize) -> String {
+pub(super) fn node_name(node: &NodeProto, index: usize) -> String {
     match node.name() {
         "" => format!("{}_{index}", node.op_type()),
         name => name.to_string(),
     }
 }
 
+/// Everything `node` reads: its inputs and the names its subgraphs (an If's branches) read
+/// from the enclosing scopes.
+fn node_reads(node: &NodeProto) -> BTreeSet<&str> {
+    let mut reads = inline::implicit_inputs(node);
+    reads.extend(node.input.iter().filter(|n| !n.is_empty()).map(String::as_str));
+    reads
+}
+
 /// Node indices in a topological order, keeping the model's order where it already is one
-/// (ONNX requires sorted nodes; some tools write them out of order).
-fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
-    let mut defined: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-    defined.extend(g.input.iter().map(|i| i.name()));
+/// (ONNX requires sorted nodes; some tools write them out of order). `defined` tells the names
+/// defined before the nodes run (initializers and graph inputs; for a branch, everything
+/// imported so far). What a node's subgraphs read orders it too, but a subgraph's read of an
+/// undefined name is reported only if the branch is imported.
+fn topological_order(nodes: &[NodeProto], defined: impl Fn(&str) -> bool) -> Result<Vec<usize>, Vec<ImportError>> {
     let mut producer: BTreeMap<&str, usize> = BTreeMap::new();
     let mut errors = Vec::new();
-    for (i, node) in g.node.iter().enumerate() {
+    for (i, node) in nodes.iter().enumerate() {
         for out in node.output.iter().filter(|o| !o.is_empty()) {
-            if defined.contains(out.as_str()) || producer.insert(out, i).is_some() {
+            if defined(out.as_str()) || producer.insert(out, i).is_some() {
                 errors.push(
                     malformed(format!("tensor {out:?} is defined more than once"))
                         .at_node(&node_name(node, i), node.op_type()),
@@ -235,16 +258,17 @@ fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
             }
         }
     }
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
-    let mut waiting_on = vec![0usize; g.node.len()];
-    for (i, node) in g.node.iter().enumerate() {
-        for input in node.input.iter().filter(|n| !n.is_empty()) {
-            match producer.get(input.as_str()) {
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut waiting_on = vec![0usize; nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        let explicit: BTreeSet<&str> = node.input.iter().filter(|n| !n.is_empty()).map(String::as_str).collect();
+        for input in node_reads(node) {
+            match producer.get(input) {
                 Some(&p) => {
                     dependents[p].push(i);
                     waiting_on[i] += 1;
                 }
-                None if defined.contains(input.as_str()) => {}
+                None if defined(input) || !explicit.contains(input) => {}
                 None => errors.push(
                     malformed(format!("input {input:?} is not produced by any node, graph input or initializer"))
                         .at_node(&node_name(node, i), node.op_type()),
@@ -255,9 +279,8 @@ fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut ready: BinaryHeap<Reverse<usize>> =
-        (0..g.node.len()).filter(|&i| waiting_on[i] == 0).map(Reverse).collect();
-    let mut order = Vec::with_capacity(g.node.len());
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..nodes.len()).filter(|&i| waiting_on[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(nodes.len());
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
         for &d in &dependents[i] {
@@ -267,9 +290,9 @@ fn topological_order(g: &GraphProto) -> Result<Vec<usize>, Vec<ImportError>> {
             }
         }
     }
-    if order.len() < g.node.len() {
+    if order.len() < nodes.len() {
         let stuck: Vec<String> =
-            (0..g.node.len()).filter(|&i| waiting_on[i] > 0).map(|i| node_name(&g.node[i], i)).collect();
+            (0..nodes.len()).filter(|&i| waiting_on[i] > 0).map(|i| node_name(&nodes[i], i)).collect();
         return Err(vec![malformed(format!("the graph has a cycle through nodes {stuck:?}"))]);
     }
     Ok(order)
@@ -330,7 +353,7 @@ impl<'m> Importer<'m> {
                 Ok(tensor) => Slot::Known { tensor, id: None },
                 Err(e) => Slot::Broken(e),
             };
-            if self.slots.insert(name, slot).is_some() {
+            if self.slots.insert(name.to_string(), slot).is_some() {
                 self.errors.push(malformed(format!("initializer {name:?} is defined twice")));
             }
         }
@@ -370,19 +393,19 @@ impl<'m> Importer<'m> {
                 Ok(Some((dtype, shape))) => {
                     if let Err(e) = check_size(name, dtype, &shape) {
                         self.errors.push(e);
-                        self.slots.insert(name, Slot::Failed);
+                        self.slots.insert(name.to_string(), Slot::Failed);
                         continue;
                     }
                     let id = self.graph.add_tensor(TensorInfo { name: name.to_string(), dtype, shape });
                     self.graph.inputs.push(id);
-                    self.slots.insert(name, Slot::Tensor(id));
+                    self.slots.insert(name.to_string(), Slot::Tensor(id));
                 }
                 Ok(None) => {
-                    self.slots.insert(name, Slot::Failed);
+                    self.slots.insert(name.to_string(), Slot::Failed);
                 }
                 Err(e) => {
                     self.errors.push(e);
-                    self.slots.insert(name, Slot::Failed);
+                    self.slots.insert(name.to_string(), Slot::Failed);
                 }
             }
         }
@@ -428,7 +451,7 @@ impl<'m> Importer<'m> {
         match self.input_info(vi, unresolved) {
             Ok(Some((dtype, shape))) if dtype == value.dtype() && shape == value.shape => {
                 self.graph.bound_inputs.push(ir::BoundInput { name: name.to_string(), position, value: value.clone() });
-                self.slots.insert(name, Slot::Known { tensor: value.clone(), id: None });
+                self.slots.insert(name.to_string(), Slot::Known { tensor: value.clone(), id: None });
             }
             Ok(Some((dtype, shape))) => {
                 self.errors.push(ImportError::new(
@@ -440,14 +463,14 @@ impl<'m> Importer<'m> {
                         value.shape
                     ),
                 ));
-                self.slots.insert(name, Slot::Failed);
+                self.slots.insert(name.to_string(), Slot::Failed);
             }
             Ok(None) => {
-                self.slots.insert(name, Slot::Failed);
+                self.slots.insert(name.to_string(), Slot::Failed);
             }
             Err(e) => {
                 self.errors.push(e);
-                self.slots.insert(name, Slot::Failed);
+                self.slots.insert(name.to_string(), Slot::Failed);
             }
         }
     }
@@ -458,6 +481,9 @@ impl<'m> Importer<'m> {
     fn run_time_inputs(&self, g: &'m GraphProto) -> Vec<RunTimeInput> {
         let needed: Option<Vec<&str>> = self.errors.iter().map(|e| e.needs_value_of.as_deref()).collect();
         let Some(needed) = needed else { return Vec::new() };
+        // A tensor of a branch was produced by an inlined node (which takes precedence: it
+        // may have the name of its If's output); any other by a node of `g`, whose reads
+        // include what its subgraphs read.
         let producers: BTreeMap<&str, &NodeProto> =
             g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
         let mut seen = BTreeSet::new();
@@ -471,8 +497,10 @@ impl<'m> Importer<'m> {
                 && self.graph.inputs.contains(id)
             {
                 found.insert(*id);
+            } else if let Some(inputs) = self.inlined_producers.get(name) {
+                stack.extend(inputs.iter().map(String::as_str));
             } else if let Some(node) = producers.get(name) {
-                stack.extend(node.input.iter().filter(|i| !i.is_empty()).map(String::as_str));
+                stack.extend(node_reads(node));
             }
         }
         let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
@@ -638,13 +666,13 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
-    fn import_node(&mut self, index: usize, node: &'m NodeProto) {
+    fn import_node(&mut self, index: usize, node: &NodeProto) {
         let op_type = node.op_type();
         let name = node_name(node, index);
         if let Err(e) = self.try_import_node(&name, node) {
             self.errors.push(e.at_node(&name, op_type));
             for out in node.output.iter().filter(|o| !o.is_empty()) {
-                self.slots.insert(out, Slot::Failed);
+                self.slots.insert(out.clone(), Slot::Failed);
             }
         }
     }
@@ -693,14 +721,14 @@ impl<'m> Importer<'m> {
         .with_hint(hint))
     }
 
-    fn try_import_node(&mut self, name: &str, node: &'m NodeProto) -> Result<(), ImportError> {
+    fn try_import_node(&mut self, name: &str, node: &NodeProto) -> Result<(), ImportError> {
         // Inputs that failed upstream: skip quietly unless the op itself is unsupported.
         let mut upstream_failed = false;
         for input in node.input.iter().filter(|n| !n.is_empty()) {
             match self.slots.get(input.as_str()) {
                 Some(Slot::Failed) => upstream_failed = true,
                 Some(Slot::Broken(_)) => {
-                    if let Some(Slot::Broken(e)) = self.slots.insert(input, Slot::Failed) {
+                    if let Some(Slot::Broken(e)) = self.slots.insert(input.clone(), Slot::Failed) {
                         self.errors.push(e.at_node(name, node.op_type()));
                     }
                     upstream_failed = true;
@@ -714,7 +742,7 @@ impl<'m> Importer<'m> {
                 Some(e) => Err(e),
                 None => {
                     for out in node.output.iter().filter(|o| !o.is_empty()) {
-                        self.slots.insert(out, Slot::Failed);
+                        self.slots.insert(out.clone(), Slot::Failed);
                     }
                     Ok(())
                 }
@@ -741,7 +769,56 @@ impl<'m> Importer<'m> {
                 Ok(())
             }
             Lowered::Ir { op, inputs } => self.add_ir_node(name, node, op, &inputs),
+            Lowered::Branch(attribute) => {
+                let branch = node
+                    .attribute
+                    .iter()
+                    .find(|a| a.name() == attribute)
+                    .and_then(|a| a.g.as_ref())
+                    .ok_or_else(|| malformed(format!("{} has no graph attribute {attribute:?}", node.op_type())))?;
+                self.import_branch(name, node, branch)
+            }
         }
+    }
+
+    /// Imports `branch` in place of `node` (an If whose condition is known): its nodes join the
+    /// graph, reading the outer tensors by name, with their own names renamed where they clash
+    /// ([`inline::inline_branch`]); the branch's outputs become the node's.
+    fn import_branch(&mut self, name: &str, node: &NodeProto, branch: &GraphProto) -> Result<(), ImportError> {
+        if !branch.sparse_initializer.is_empty() {
+            return Err(ImportError::new(
+                ErrorKind::UnsupportedFeature,
+                "the branch taken has sparse initializers, which qairt does not import",
+            ));
+        }
+        let inlined = inline::inline_branch(branch, name, &node.output, |base| {
+            let fresh = inline::fresh_name(base, &self.names);
+            self.names.insert(fresh.clone());
+            fresh
+        })?;
+        for (new, t) in &inlined.initializers {
+            let slot = match decode_tensor(t, self.external) {
+                Ok(tensor) => Slot::Known { tensor, id: None },
+                Err(e) => Slot::Broken(e),
+            };
+            self.define(new, slot)?;
+        }
+        for n in &inlined.nodes {
+            let reads: Vec<String> = node_reads(n).into_iter().map(str::to_string).collect();
+            self.consumed.extend(reads.iter().cloned());
+            for out in n.output.iter().filter(|o| !o.is_empty()) {
+                self.inlined_producers.insert(out.clone(), reads.clone());
+            }
+        }
+        let order = topological_order(&inlined.nodes, |n| self.slots.contains_key(n)).map_err(|mut errors| {
+            let first = errors.remove(0);
+            self.errors.extend(errors);
+            first
+        })?;
+        for index in order {
+            self.import_node(index, &inlined.nodes[index]);
+        }
+        Ok(())
     }
 
     /// What a node sees of the tensor `name` (which exists: checked by the caller).
@@ -786,11 +863,11 @@ impl<'m> Importer<'m> {
         ))
     }
 
-    fn define(&mut self, name: &'m str, slot: Slot) -> Result<(), ImportError> {
+    fn define(&mut self, name: &str, slot: Slot) -> Result<(), ImportError> {
         if self.slots.contains_key(name) {
             return Err(malformed(format!("tensor {name:?} is defined more than once")));
         }
-        self.slots.insert(name, slot);
+        self.slots.insert(name.to_string(), slot);
         Ok(())
     }
 
@@ -801,11 +878,11 @@ impl<'m> Importer<'m> {
     fn add_ir_node(
         &mut self,
         name: &str,
-        node: &'m NodeProto,
+        node: &NodeProto,
         op: ir::Op,
         positions: &[usize],
     ) -> Result<(), ImportError> {
-        let input_names: Vec<&'m str> = positions
+        let input_names: Vec<&str> = positions
             .iter()
             .map(|&p| node.input.get(p).map(String::as_str).filter(|n| !n.is_empty()))
             .collect::<Option<_>>()
@@ -839,7 +916,7 @@ impl<'m> Importer<'m> {
         // Integer shape arithmetic on known values is evaluated now and leaves no node.
         let known: Option<Vec<&Tensor>> = input_names
             .iter()
-            .map(|n| match self.slots.get(n) {
+            .map(|n| match self.slots.get(*n) {
                 Some(Slot::Known { tensor, .. }) => Some(tensor),
                 _ => None,
             })
@@ -889,7 +966,7 @@ impl<'m> Importer<'m> {
             let tensor_name = if o.is_empty() { format!("{name}_unused_output_{i}") } else { o.clone() };
             let id = self.graph.add_tensor(TensorInfo { name: tensor_name, dtype, shape });
             if !o.is_empty() {
-                self.slots.insert(o, Slot::Tensor(id));
+                self.slots.insert(o.clone(), Slot::Tensor(id));
             }
             outputs.push(id);
         }
@@ -956,7 +1033,7 @@ impl<'m> Importer<'m> {
                 }
                 Some(Slot::Known { .. }) => self.add_constant_output(name),
                 Some(Slot::Broken(_)) => {
-                    if let Some(Slot::Broken(e)) = self.slots.insert(name, Slot::Failed) {
+                    if let Some(Slot::Broken(e)) = self.slots.insert(name.to_string(), Slot::Failed) {
                         self.errors.push(e);
                     }
                 }

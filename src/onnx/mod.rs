@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub mod export;
 pub(crate) mod fold;
 mod import;
+mod inline;
 pub mod qdq;
 pub(crate) mod tensor;
 
@@ -65,17 +66,24 @@ pub fn decode_tensor(
 /// reports them as malformed), so the caller never reads outside the model's directory.
 pub fn external_data_files(model: &proto::ModelProto) -> Vec<String> {
     let Some(graph) = &model.graph else { return Vec::new() };
-    let attribute_tensors = graph.node.iter().flat_map(|n| &n.attribute).flat_map(|a| a.t.iter().chain(&a.tensors));
-    graph
-        .initializer
-        .iter()
-        .chain(attribute_tensors)
-        .filter(|t| t.data_location() == proto::tensor_proto::DataLocation::External)
-        .filter_map(|t| tensor::external_ref(t).ok())
-        .map(|r| r.location)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    let mut locations = BTreeSet::new();
+    // Subgraphs (If branches) may keep their weights outside too.
+    let mut graphs = vec![graph];
+    while let Some(graph) = graphs.pop() {
+        let attributes = graph.node.iter().flat_map(|n| &n.attribute);
+        graphs.extend(attributes.clone().flat_map(|a| a.g.iter().chain(&a.graphs)));
+        let attribute_tensors = attributes.flat_map(|a| a.t.iter().chain(&a.tensors));
+        locations.extend(
+            graph
+                .initializer
+                .iter()
+                .chain(attribute_tensors)
+                .filter(|t| t.data_location() == proto::tensor_proto::DataLocation::External)
+                .filter_map(|t| tensor::external_ref(t).ok())
+                .map(|r| r.location),
+        );
+    }
+    locations.into_iter().collect()
 }
 
 /// Imports `model` into the IR. `external` maps each external-data location (as

@@ -35,6 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{ErrorKind, ImportError, bad_attribute, malformed};
+use super::inline;
 use super::proto::tensor_proto::{DataLocation, DataType};
 use super::proto::{GraphProto, NodeProto, TensorProto};
 use super::tensor::{decode_tensor, external_bytes, onnx_dtype_name};
@@ -297,8 +298,11 @@ impl<'g> Stripper<'g> {
                 sources.insert(out, value.map_or(Source::Node(i), Source::Constant));
                 taken.insert(out.clone());
             }
-            for input in n.input.iter().filter(|x| !x.is_empty()) {
-                let list = readers.entry(input.as_str()).or_default();
+            // What an If's branches read counts as read by the If.
+            let mut reads: BTreeSet<&str> = n.input.iter().filter(|x| !x.is_empty()).map(String::as_str).collect();
+            reads.extend(inline::implicit_inputs(n));
+            for input in reads {
+                let list = readers.entry(input).or_default();
                 if list.last() != Some(&i) {
                     list.push(i);
                 }
@@ -669,7 +673,10 @@ impl<'g> Stripper<'g> {
         // Under their final names: a reader of a DQ output now reads the tensor behind it.
         let still_read: BTreeSet<String> = kept
             .iter()
-            .flat_map(|(_, n)| n.input.iter().filter(|x| !x.is_empty()).map(|x| self.final_name(x)))
+            .flat_map(|(_, n)| {
+                n.input.iter().filter(|x| !x.is_empty()).map(String::as_str).chain(inline::implicit_inputs(n))
+            })
+            .map(|x| self.final_name(x))
             .chain(self.graph_outputs.iter().map(|o| o.to_string()))
             .collect();
         let mut nodes = Vec::with_capacity(kept.len());
@@ -684,6 +691,19 @@ impl<'g> Stripper<'g> {
             }
             for input in n.input.iter_mut().filter(|x| !x.is_empty()) {
                 *input = self.final_name(input);
+            }
+            // Branches read the tensors behind stripped DQ outputs too.
+            let renamed: BTreeMap<String, String> = inline::implicit_inputs(&n)
+                .into_iter()
+                .map(|x| (x.to_string(), self.final_name(x)))
+                .filter(|(x, new)| x != new)
+                .collect();
+            if !renamed.is_empty() {
+                for attribute in &mut n.attribute {
+                    for sub in attribute.g.iter_mut().chain(&mut attribute.graphs) {
+                        inline::rename_outer_reads(sub, &renamed);
+                    }
+                }
             }
             for out in n.output.iter_mut() {
                 if let Some(new) = self.rename.get(out.as_str()) {

@@ -19,12 +19,12 @@ use crate::ir::{DType, Graph, Op, PadMode, Tensor};
 
 // ---- builders ----
 
-enum D {
+pub(super) enum D {
     N(i64),
     S(&'static str),
 }
 
-fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
+pub(super) fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {
@@ -48,12 +48,12 @@ fn value_info(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
     }
 }
 
-fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
+pub(super) fn f32_input(name: &str, dims: &[i64]) -> ValueInfoProto {
     value_info(name, DataType::Float, &dims.iter().map(|&d| D::N(d)).collect::<Vec<_>>())
 }
 
 /// An output with no declared type (shape inference decides).
-fn output(name: &str) -> ValueInfoProto {
+pub(super) fn output(name: &str) -> ValueInfoProto {
     ValueInfoProto { name: Some(name.into()), ..Default::default() }
 }
 
@@ -115,7 +115,7 @@ fn i64_tensor(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
     }
 }
 
-fn model(opset: i64, graph: GraphProto) -> ModelProto {
+pub(super) fn model(opset: i64, graph: GraphProto) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
         opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
@@ -124,7 +124,12 @@ fn model(opset: i64, graph: GraphProto) -> ModelProto {
     }
 }
 
-fn graph(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoProto>, outputs: &[&str]) -> GraphProto {
+pub(super) fn graph(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: &[&str],
+) -> GraphProto {
     GraphProto {
         node: nodes,
         initializer: inits,
@@ -135,7 +140,7 @@ fn graph(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoPr
     }
 }
 
-fn no_files() -> BTreeMap<String, Vec<u8>> {
+pub(super) fn no_files() -> BTreeMap<String, Vec<u8>> {
     BTreeMap::new()
 }
 
@@ -162,7 +167,7 @@ fn shape_of(g: &Graph, name: &str) -> Vec<usize> {
     g.info(id).shape.clone()
 }
 
-fn node_ops(g: &Graph) -> Vec<&'static str> {
+pub(super) fn node_ops(g: &Graph) -> Vec<&'static str> {
     g.nodes.iter().map(|n| n.op.type_name()).collect()
 }
 

@@ -4,7 +4,7 @@
 
 use crate::onnx::error::{ImportError, bad_attribute};
 use crate::onnx::proto::attribute_proto::AttributeType;
-use crate::onnx::proto::{AttributeProto, NodeProto, TensorProto};
+use crate::onnx::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 
 pub(crate) struct Attrs<'a> {
     list: &'a [AttributeProto],
@@ -104,6 +104,11 @@ impl<'a> Attrs<'a> {
 
     pub fn tensor(&self, name: &str) -> Result<Option<&'a TensorProto>, ImportError> {
         Ok(self.typed(name, AttributeType::Tensor, |a| a.t.is_some())?.and_then(|a| a.t.as_ref()))
+    }
+
+    /// A subgraph (an If's branch).
+    pub fn graph(&self, name: &str) -> Result<Option<&'a GraphProto>, ImportError> {
+        Ok(self.typed(name, AttributeType::Graph, |a| a.g.is_some())?.and_then(|a| a.g.as_ref()))
     }
 
     /// Names of the attributes present, in model order.

@@ -2,7 +2,7 @@
 //! hint of the "unsupported op" diagnostic, so a user learns it is not an omission to wait for.
 
 /// Why `op_type` (of the default domain) stays out, if it does by design: a noun phrase that
-/// reads after "<op> is".
+/// reads after "<op> is". If is the one registered op listed: the phrase says when it stays out.
 pub fn stays_out(op_type: &str) -> Option<&'static str> {
     Some(match op_type {
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => {
@@ -15,9 +15,16 @@ pub fn stays_out(op_type: &str) -> Option<&'static str> {
             "a random op: its output is not a function of the inputs, so a quantized build cannot be verified against \
              a reference (replace it with its inference-time value, or feed the noise as an input)"
         }
-        "If" | "Loop" | "Scan" => {
-            "control flow: qairt compiles straight-line graphs with static shapes (re-export with the branch taken \
-             or the loop unrolled, e.g. torch.onnx.export of a traced model)"
+        // If is registered (`ops::control`): only an If whose condition is known at import is
+        // imported, as the branch it takes; this is why one with a run-time condition is not.
+        "If" => {
+            "control flow when its condition is computed at run time: qairt compiles straight-line graphs with \
+             static shapes, so it imports an If only when its condition is known at import, as the branch it takes \
+             (re-export with the branch taken, e.g. torch.onnx.export of a traced model)"
+        }
+        "Loop" | "Scan" => {
+            "control flow: qairt compiles straight-line graphs with static shapes (re-export with the loop \
+             unrolled, e.g. torch.onnx.export of a traced model)"
         }
         "SequenceConstruct" | "SequenceEmpty" | "SequenceAt" | "SequenceInsert" | "SequenceErase"
         | "SequenceLength" | "SequenceMap" | "SplitToSequence" | "ConcatFromSequence" => {

@@ -9,6 +9,14 @@
 //! back. Nearest rounds half to even; linear and cubic (Keys, a = -0.75) interpolate per axis,
 //! and every tap outside the input reads 0 (`zeros`), the clamped cell (`border`) or the
 //! reflected cell (`reflection`). This follows the ONNX reference implementation.
+//!
+//! AffineGrid (opset 20) makes such grids: `theta [N, 2, 3]` (2-D) or `[N, 3, 4]` (3-D) maps
+//! the evenly spaced normalized positions of an `[N, C, (D,) H, W]` volume (`size`, known at
+//! import) to `grid [N, (D,) H, W, r]`, coordinates innermost axis first. Along an axis of
+//! size `d` the positions are `-1 + 2i / (d - 1)` with `align_corners` (the corner cells'
+//! centres at ±1), else `-1 + (2i + 1) / d` (their outer edges at ±1). A size-1 axis with
+//! `align_corners` has the position 0, as PyTorch's `affine_grid` (the op's model) gives; the
+//! ONNX reference gives -1 and onnxruntime 1 there.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,9 +27,13 @@ use crate::ir::shape::{exactly, require_float};
 use crate::ir::{DType, Tensor, TensorData, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::bad_attribute;
+use crate::runtime::kernels::elementwise::{Real, real_map, unsupported};
 use crate::runtime::kernels::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
 
-pub(super) const ONNX: &[OnnxOp] = &[OnnxOp::ir("GridSample", import_grid_sample, QuantDefault::CALIBRATED)];
+pub(super) const ONNX: &[OnnxOp] = &[
+    OnnxOp::ir("GridSample", import_grid_sample, QuantDefault::CALIBRATED),
+    OnnxOp::ir("AffineGrid", import_affine_grid, QuantDefault::CALIBRATED),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SampleMode {
@@ -45,10 +57,30 @@ pub struct GridSample {
     pub align_corners: bool,
 }
 
-impl From<GridSample> for Op {
-    fn from(op: GridSample) -> Op {
-        Op::GridSample(op)
+/// Input `[theta]`; `size` is the `size` input `[N, C, (D,) H, W]`, folded at import.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AffineGrid {
+    pub size: Vec<usize>,
+    pub align_corners: bool,
+}
+
+into_op!(GridSample, AffineGrid);
+
+fn import_affine_grid(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    cx.arity(2, 2)?;
+    let a = cx.attrs(&["align_corners"])?;
+    let listed = cx.constant_ints(1, "size")?.ok_or_else(|| bad_attribute("AffineGrid needs input #1 (size)"))?;
+    if !matches!(listed.len(), 4 | 5) {
+        return Err(bad_attribute(format!(
+            "AffineGrid size {listed:?} must be [N, C, H, W] (2-D) or [N, C, D, H, W] (3-D)"
+        )));
     }
+    let size = listed
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| bad_attribute(format!("AffineGrid size {listed:?} has a negative entry")))?;
+    Lowered::ir(AffineGrid { size, align_corners: a.flag("align_corners")? }, vec![0])
 }
 
 fn import_grid_sample(cx: &NodeCx) -> Result<Lowered, ImportError> {
@@ -147,6 +179,97 @@ impl OpDef for GridSample {
             ],
         );
     }
+}
+
+impl OpDef for AffineGrid {
+    fn type_name(&self) -> &'static str {
+        "AffineGrid"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
+        let [theta] = exactly("AffineGrid", inputs)?;
+        if !theta.dtype.is_compute_float() {
+            return Err(format!("AffineGrid: theta {:?} is {}, expected a float type", theta.name, theta.dtype.name()));
+        }
+        let r = self.size.len().saturating_sub(2);
+        if !matches!(r, 2 | 3) || theta.shape != [self.size[0], r, r + 1] {
+            return Err(format!(
+                "AffineGrid: theta {:?} has shape {:?}, but size {:?} needs [{}, {r}, {}]",
+                theta.name,
+                theta.shape,
+                self.size,
+                self.size.first().copied().unwrap_or(0),
+                r + 1
+            ));
+        }
+        let mut shape = vec![self.size[0]];
+        shape.extend_from_slice(&self.size[2..]);
+        shape.push(r);
+        Ok(vec![(theta.dtype, shape)])
+    }
+
+    fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
+        const NAME: &str = "AffineGrid";
+        expect_inputs(NAME, inputs, 1, 1)?;
+        let theta = inputs[0];
+        let info = TensorInfo { name: String::new(), dtype: theta.dtype(), shape: theta.shape.clone() };
+        let shape = self.infer(&[&info]).map_err(|e| KernelError::new(NAME, e))?.remove(0).1;
+        element_count(NAME, &shape)?;
+        let data = real_map!(&theta.data, v => affine_grid(v, &self.size, self.align_corners), {
+            return Err(unsupported(NAME, &theta.data));
+        });
+        Ok(vec![tensor(NAME, shape, data)?])
+    }
+
+    fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
+        InputRole::Activation
+    }
+
+    fn export(&self, cx: &mut ExportCx<'_>) {
+        let size: Vec<i64> = self.size.iter().map(|&d| d as i64).collect();
+        let size = cx.int64s("size", &size);
+        cx.emit_with("AffineGrid", vec![size], vec![attr_int("align_corners", i64::from(self.align_corners))]);
+    }
+}
+
+/// The normalized positions along an axis of `d` cells (module docs).
+fn positions(d: usize, align_corners: bool) -> Vec<f64> {
+    (0..d)
+        .map(|i| match (align_corners, d) {
+            (true, 1) => 0.0,
+            (true, _) => -1.0 + 2.0 * i as f64 / (d - 1) as f64,
+            (false, _) => -1.0 + (2 * i + 1) as f64 / d as f64,
+        })
+        .collect()
+}
+
+/// The grid of every theta (`size` checked by inference): per output cell, `theta · [x, y,
+/// (z,) 1]` in f64, one row of theta per coordinate. The cells are walked axis by axis, so the
+/// inner loop is the affine map alone.
+fn affine_grid<T: Real>(theta: &[T], size: &[usize], align_corners: bool) -> Vec<T> {
+    let dims = &size[2..];
+    let r = dims.len();
+    let cells: usize = dims.iter().product();
+    // Coordinates innermost axis first: x along W, y along H, z along D.
+    let axes: Vec<Vec<f64>> = dims.iter().rev().map(|&d| positions(d, align_corners)).collect();
+    let mut out = Vec::with_capacity(size[0] * cells * r);
+    let mut point = vec![0.0f64; r];
+    for t in theta.chunks_exact(r * (r + 1)) {
+        let t: Vec<f64> = t.iter().map(|v| v.to_f64()).collect();
+        for cell in 0..cells {
+            // The cell's index along each axis, innermost (W) first.
+            let mut rest = cell;
+            for (k, axis) in axes.iter().enumerate() {
+                point[k] = axis[rest % axis.len()];
+                rest /= axis.len();
+            }
+            for row in t.chunks_exact(r + 1) {
+                let value = row[..r].iter().zip(&point).map(|(a, b)| a * b).sum::<f64>() + row[r];
+                out.push(T::from_f64(value));
+            }
+        }
+    }
+    out
 }
 
 /// Reflects `x` into `[lo, hi]` (the reference's `_gs_reflect`).
@@ -358,5 +481,56 @@ mod tests {
         let x = Tensor::from_f32(vec![1, 1, 2, 1, 1], vec![1.0, 3.0]);
         let grid = Tensor::from_f32(vec![1, 1, 1, 2, 3], vec![0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
         close(&run(SampleMode::Linear, SamplePadding::Zeros, true, &x, &grid), &[2.0, 3.0]);
+    }
+
+    fn grid(size: &[usize], align_corners: bool, theta: Tensor) -> Tensor {
+        let op = AffineGrid { size: size.to_vec(), align_corners };
+        Op::AffineGrid(op).run(&[&theta], &[]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn affine_grid_2d_maps_the_cell_positions() {
+        // W 3, H 2 not aligned: x = -1 + (2i + 1)/3 = [-2/3, 0, 2/3], y = [-1/2, 1/2]; the
+        // identity keeps them, (x, y) per cell, rows of H.
+        let identity = Tensor::from_f32(vec![1, 2, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        let g = grid(&[1, 1, 2, 3], false, identity);
+        assert_eq!(g.shape, [1, 2, 3, 2]);
+        let (a, b) = (2.0 / 3.0, 0.5);
+        close(g.as_f32().unwrap(), &[-a, -b, 0.0, -b, a, -b, -a, b, 0.0, b, a, b]);
+        // Aligned: x = [-1, 0, 1], y = [-1, 1]; theta [[2, 0, 0.5], [0, -1, 0]] gives
+        // x' = 2x + 0.5 = [-1.5, 0.5, 2.5] and y' = -y = [1, -1].
+        let theta = Tensor::from_f32(vec![1, 2, 3], vec![2.0, 0.0, 0.5, 0.0, -1.0, 0.0]);
+        let g = grid(&[1, 1, 2, 3], true, theta);
+        close(g.as_f32().unwrap(), &[-1.5, 1.0, 0.5, 1.0, 2.5, 1.0, -1.5, -1.0, 0.5, -1.0, 2.5, -1.0]);
+    }
+
+    #[test]
+    fn affine_grid_3d_takes_z_along_the_depth_and_size_1_aligned_is_the_centre() {
+        // D 2, H 1, W 1, not aligned: z = [-0.5, 0.5], y = x = 0; theta = identity plus the
+        // translation (0.1, 0.2, 0.3): (0.1, 0.2, -0.2) and (0.1, 0.2, 0.8). In float64.
+        let theta = [1.0, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.2, 0.0, 0.0, 1.0, 0.3];
+        let theta = Tensor::new(vec![1, 3, 4], TensorData::F64(theta.to_vec())).unwrap();
+        let g = grid(&[1, 4, 2, 1, 1], false, theta.clone());
+        assert_eq!(g.shape, [1, 2, 1, 1, 3]);
+        let want = [0.1, 0.2, -0.2, 0.1, 0.2, 0.8];
+        for (got, want) in g.data.to_f64_vec().iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // Aligned, a size-1 axis sits at 0 (PyTorch's affine_grid): z = [-1, 1].
+        let g = grid(&[1, 4, 2, 1, 1], true, theta);
+        let want = [0.1, 0.2, -0.7, 0.1, 0.2, 1.3];
+        for (got, want) in g.data.to_f64_vec().iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn affine_grid_checks_theta_against_size() {
+        let theta = TensorInfo { name: "theta".into(), dtype: DType::F32, shape: vec![2, 2, 3] };
+        let op = Op::AffineGrid(AffineGrid { size: vec![1, 1, 4, 4], align_corners: false });
+        let err = op.infer(&[&theta]).unwrap_err();
+        assert!(err.contains("needs [1, 2, 3]"), "{err}");
+        let op = Op::AffineGrid(AffineGrid { size: vec![2, 1, 4, 4, 4], align_corners: false });
+        assert!(op.infer(&[&theta]).is_err());
     }
 }

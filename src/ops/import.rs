@@ -39,6 +39,9 @@ pub(crate) enum Lowered {
     Ir { op: Op, inputs: Vec<usize> },
     /// Values of the node's first outputs, computed at import.
     Known(Vec<Tensor>),
+    /// The node is replaced by the subgraph of this graph attribute (the branch an If takes),
+    /// whose outputs become the node's: the importer imports its nodes in place.
+    Branch(&'static str),
 }
 
 impl Lowered {

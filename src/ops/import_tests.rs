@@ -57,7 +57,7 @@ fn lower_ir(node: &NodeProto, opset: i64, inputs: Vec<Option<InputView>>) -> Res
     let cx = NodeCx { node, opset, inputs, external: &external, used_outputs };
     match lower(&cx)? {
         Lowered::Ir { op, inputs } => Ok((op, inputs)),
-        Lowered::Known(_) => panic!("expected an IR op"),
+        Lowered::Known(_) | Lowered::Branch(_) => panic!("expected an IR op"),
     }
 }
 
@@ -331,4 +331,15 @@ fn roi_align_modes_by_opset() {
     ] {
         assert!(lower_ir(&node("RoiAlign", 3, vec![bad]), 16, inputs()).is_err());
     }
+}
+
+#[test]
+fn bit_cast_between_types_of_different_widths_is_refused_with_a_hint() {
+    let n = node("BitCast", 1, vec![int_attr("to", 7)]); // int64
+    let err = lower_ir(&n, 26, vec![view("x", &[2], None)]).unwrap_err();
+    assert!(err.message.contains("float32 (32 bits) to int64 (64 bits)"), "{}", err.message);
+    assert!(err.hint.as_deref().is_some_and(|h| h.contains("Cast")));
+    let n = node("BitCast", 1, vec![int_attr("to", 6)]); // int32
+    let (op, _) = lower_ir(&n, 26, vec![view("x", &[2], None)]).unwrap();
+    assert_eq!(op, Op::BitCast(crate::ops::BitCast { to: DType::I32 }));
 }

@@ -31,7 +31,9 @@ macro_rules! into_op {
 mod attention;
 mod attrs;
 mod col2im;
+mod control;
 mod conv_transpose;
+mod det;
 mod einsum;
 mod elementwise;
 mod excluded;
@@ -68,11 +70,12 @@ use crate::runtime::kernels::KernelError;
 pub use attention::{Attention, QkOutput};
 pub use col2im::Col2Im;
 pub use conv_transpose::ConvTranspose;
+pub use det::Det;
 pub use einsum::Einsum;
 pub use elementwise::{Binary, Clip, ClipBounds, Variadic, Where};
 pub use excluded::stays_out;
 pub use export::{ExportCx, ExportHost};
-pub use grid_sample::{GridSample, SampleMode, SamplePadding};
+pub use grid_sample::{AffineGrid, GridSample, SampleMode, SamplePadding};
 pub(crate) use import::{InputView, Lowered, NodeCx};
 pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
@@ -91,7 +94,7 @@ pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use roi_align::{RoiAlign, RoiPooling};
 pub use rotary::RotaryEmbedding;
-pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
+pub use tensor::{BitCast, BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
 pub use window::Window;
@@ -237,6 +240,7 @@ macro_rules! ops {
 ops! {
     linear: Conv(Conv), Gemm(Gemm), MatMul(MatMul);
     einsum: Einsum(Einsum);
+    det: Det(Det);
     elementwise: Binary(Binary), Clip(Clip), ClipBounds(ClipBounds), Variadic(Variadic), Where(Where);
     unary: Unary(Unary);
     pool: Pool(Pool), GlobalPool(GlobalPool);
@@ -252,11 +256,11 @@ ops! {
         LpNormalization(LpNormalization), MeanVarianceNormalization(MeanVarianceNormalization), Lrn(Lrn),
         SoftmaxLike(SoftmaxLike);
     tensor: Gather(Gather), Slice(Slice), Split(Split), Expand(Expand), Tile(Tile), Trilu(Trilu),
-        BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), EyeLike(EyeLike);
+        BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), BitCast(BitCast), EyeLike(EyeLike);
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
         ReverseSequence(ReverseSequence);
     resize: Resize(Resize);
-    grid_sample: GridSample(GridSample);
+    grid_sample: GridSample(GridSample), AffineGrid(AffineGrid);
     roi_align: RoiAlign(RoiAlign);
     conv_transpose: ConvTranspose(ConvTranspose);
     attention: Attention(Attention);
@@ -266,7 +270,7 @@ ops! {
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
         QLinearConv(QLinearConv);
-    @import_only nms;
+    @import_only nms, control;
 }
 
 impl Op {

@@ -1,6 +1,6 @@
 //! Data movement and conversion ops on tensors of every element type: Gather, Slice, Split,
 //! Expand, Tile, Trilu, DepthToSpace, SpaceToDepth, CenterCropPad, Cast (and CastLike, which
-//! imports as a Cast), EyeLike; Range, evaluated at import.
+//! imports as a Cast), BitCast, EyeLike; Range, evaluated at import.
 //!
 //! Inputs that decide output shapes (Slice's bounds, Split's sizes, Expand's shape, Tile's
 //! repeats, Trilu's k) must be known at import and are folded into the op. Every op is also
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::export::{ExportCx, attr_int, attr_string};
 use super::import::{Lowered, NodeCx, axes, axis, shape_error};
-use super::{Identity, InputRole, OnnxOp, Op, OpDef, QuantDefault};
+use super::{Identity, InputRole, OnnxOp, Op, OpDef, OutputEncoding, QuantDefault};
 use crate::ir::shape::{broadcast_shapes, exactly};
 use crate::ir::{DType, Tensor, TensorData, TensorInfo, strides_of};
 use crate::map_data;
@@ -37,6 +37,8 @@ pub(super) const ONNX: &[OnnxOp] = &[
     OnnxOp::ir("CenterCropPad", import_center_crop_pad, QuantDefault::CALIBRATED),
     OnnxOp::ir("Cast", import_cast, QuantDefault::CALIBRATED),
     OnnxOp::ir("CastLike", import_cast_like, QuantDefault::CALIBRATED),
+    // Bits, not values: an encoding of either side means nothing to the other.
+    OnnxOp::ir("BitCast", import_bit_cast, QuantDefault { output: OutputEncoding::Float, ..QuantDefault::CALIBRATED }),
     OnnxOp::ir("EyeLike", import_eye_like, QuantDefault::CALIBRATED),
     OnnxOp::folded("Range", import_range),
 ];
@@ -103,6 +105,13 @@ pub struct Cast {
     pub saturate: bool,
 }
 
+/// The input's bits read as elements of `to`, a type of the same width (ONNX BitCast, opset
+/// 26): little-endian, as the spec says; a byte read as bool is true when not zero.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BitCast {
+    pub to: DType,
+}
+
 /// Ones on the `k`-th diagonal of a 2-D tensor of the input's shape, zeros elsewhere.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EyeLike {
@@ -110,7 +119,7 @@ pub struct EyeLike {
     pub k: i64,
 }
 
-into_op!(Gather, Slice, Split, Expand, Tile, Trilu, BlockRearrange, CenterCropPad, Cast, EyeLike);
+into_op!(Gather, Slice, Split, Expand, Tile, Trilu, BlockRearrange, CenterCropPad, Cast, BitCast, EyeLike);
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers (also used by the index ops).
@@ -514,6 +523,34 @@ fn import_cast(cx: &NodeCx) -> Result<Lowered, ImportError> {
     let a = cx.attrs(&["to", "saturate", "round_mode"])?;
     let to = cast_target(a.int("to")?.ok_or_else(|| bad_attribute("attribute \"to\" is required"))?)?;
     cast_op(cx, to, a.flag_or("saturate", true)?)
+}
+
+/// Bits of one element: 4 and 2 for the narrow integers (one element per byte in memory).
+fn bit_width(dtype: DType) -> usize {
+    match dtype {
+        DType::I4 | DType::U4 => 4,
+        DType::I2 | DType::U2 => 2,
+        other => other.size_bytes() * 8,
+    }
+}
+
+fn import_bit_cast(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    cx.arity(1, 1)?;
+    let a = cx.attrs(&["to"])?;
+    let code = a.int("to")?.ok_or_else(|| bad_attribute("attribute \"to\" is required"))?;
+    let code = i32::try_from(code).map_err(|_| bad_attribute(format!("\"to\" = {code} is not an element type")))?;
+    let to = dtype_from_onnx(code, "the BitCast target")?;
+    let x = cx.input(0, "input")?;
+    let (from_bits, to_bits) = (bit_width(x.dtype), bit_width(to));
+    if from_bits != to_bits {
+        return Err(bad_attribute(format!(
+            "BitCast from {} ({from_bits} bits) to {} ({to_bits} bits): the types must have the same width",
+            x.dtype.name(),
+            to.name()
+        ))
+        .with_hint("BitCast reinterprets each element's bits; Cast converts values between types of any width"));
+    }
+    fold_or_ir(cx, BitCast { to }, vec![0])
 }
 
 fn import_cast_like(cx: &NodeCx) -> Result<Lowered, ImportError> {
@@ -1032,6 +1069,46 @@ impl OpDef for Cast {
             attrs.push(attr_int("saturate", 0));
         }
         cx.emit("Cast", attrs);
+    }
+}
+
+impl OpDef for BitCast {
+    fn type_name(&self) -> &'static str {
+        "BitCast"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
+        let [x] = exactly("BitCast", inputs)?;
+        if bit_width(x.dtype) != bit_width(self.to) {
+            return Err(format!(
+                "BitCast: {:?} is {}, which is not as wide as {}",
+                x.name,
+                x.dtype.name(),
+                self.to.name()
+            ));
+        }
+        Ok(vec![(self.to, x.shape.clone())])
+    }
+
+    fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
+        const OP: &str = "BitCast";
+        let x = one_input(OP, inputs)?;
+        if bit_width(x.dtype()) != bit_width(self.to) {
+            return Err(KernelError::new(OP, format!("{} is not as wide as {}", x.dtype().name(), self.to.name())));
+        }
+        // Each element's little-endian bytes (a narrow integer's low bits in its byte), read
+        // back as the target type: both codecs are monomorphic per type.
+        let data = TensorData::from_le_bytes(self.to, &x.data.to_le_bytes()).map_err(|e| KernelError::new(OP, e))?;
+        Ok(vec![tensor(OP, x.shape.clone(), data)?])
+    }
+
+    fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
+        // Bits, never quantized: a quantized input would change them.
+        InputRole::Index
+    }
+
+    fn export(&self, cx: &mut ExportCx<'_>) {
+        cx.emit("BitCast", vec![attr_int("to", i64::from(onnx_code(self.to)))]);
     }
 }
 

@@ -115,3 +115,27 @@ fn center_crop_pad_eye_like_and_cast() {
     let got = run1(Cast { to: DType::Bool, saturate: true }, &[&u8s]).unwrap();
     assert_eq!(got.data, TensorData::Bool(vec![0, 1]));
 }
+
+#[test]
+fn bit_cast_reinterprets_little_endian_bits() {
+    // numpy: np.float32([1, -2]).view(np.int32) = [1065353216, -1073741824] (0x3F800000,
+    // 0xC0000000); np.float16(1).view(np.uint16) = 15360 (0x3C00); np.int8(-1).view(np.uint8)
+    // = 255; int4 -1 is the nibble 0b1111 = uint4 15; a byte read as bool is true when not 0.
+    let f = Tensor::from_f32(vec![2], vec![1.0, -2.0]);
+    let got = run1(BitCast { to: DType::I32 }, &[&f]).unwrap();
+    assert_eq!(got.data, TensorData::I32(vec![1_065_353_216, -1_073_741_824]));
+    assert_eq!(run1(BitCast { to: DType::F32 }, &[&got]).unwrap(), f);
+    let h = Tensor::new(vec![1], TensorData::F16(vec![half::f16::from_f32(1.0)])).unwrap();
+    assert_eq!(run1(BitCast { to: DType::U16 }, &[&h]).unwrap().data, TensorData::U16(vec![0x3C00]));
+    let i8s = Tensor::new(vec![2], TensorData::I8(vec![-1, 5])).unwrap();
+    assert_eq!(run1(BitCast { to: DType::U8 }, &[&i8s]).unwrap().data, TensorData::U8(vec![255, 5]));
+    let i4 = Tensor::new(vec![2], TensorData::I4(vec![-1, 7])).unwrap();
+    assert_eq!(run1(BitCast { to: DType::U4 }, &[&i4]).unwrap().data, TensorData::U4(vec![15, 7]));
+    let u8s = Tensor::new(vec![3], TensorData::U8(vec![0, 1, 2])).unwrap();
+    assert_eq!(run1(BitCast { to: DType::Bool }, &[&u8s]).unwrap().data, TensorData::Bool(vec![0, 1, 1]));
+    // Widths must match: float32 is not int64.
+    assert!(run1(BitCast { to: DType::I64 }, &[&f]).is_err());
+    let info = TensorInfo { name: "x".into(), dtype: DType::F32, shape: vec![2] };
+    let err = Op::BitCast(BitCast { to: DType::I64 }).infer(&[&info]).unwrap_err();
+    assert!(err.contains("not as wide"), "{err}");
+}

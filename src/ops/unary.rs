@@ -1,6 +1,6 @@
 //! Unary element-wise ops: float math (Sqrt, Exp, Log, Erf, trigonometric and hyperbolic
 //! functions, rounding), the activations (Relu, Sigmoid, Tanh, LeakyRelu, Elu, Selu, Celu,
-//! Gelu, Mish, Softplus, Softsign, ThresholdedRelu, Shrink, HardSigmoid, HardSwish), the
+//! Gelu, Mish, Softplus, Softsign, ThresholdedRelu, Shrink, HardSigmoid, HardSwish, Swish), the
 //! numeric Abs, Neg and Sign, the predicates IsNaN and IsInf, and Not / BitwiseNot.
 //!
 //! Float kernels run natively in float32 and float64 and in float32 for float16 and
@@ -27,6 +27,7 @@ pub(super) const ONNX: &[OnnxOp] = &[
     OnnxOp::ir("Tanh", import_unary, QuantDefault::fixed(-1.0, 1.0)),
     OnnxOp::ir("HardSigmoid", import_unary, QuantDefault::fixed(0.0, 1.0)),
     OnnxOp::ir("HardSwish", import_unary, CAL),
+    OnnxOp::ir("Swish", import_unary, CAL),
     OnnxOp::ir("Abs", import_unary, CAL),
     OnnxOp::ir("Neg", import_unary, CAL),
     OnnxOp::ir("Sign", import_unary, QuantDefault::fixed(-1.0, 1.0)),
@@ -76,6 +77,10 @@ pub enum Unary {
         beta: f32,
     },
     HardSwish,
+    /// `x * sigmoid(alpha * x)` (opset 24).
+    Swish {
+        alpha: f32,
+    },
     Abs,
     Neg,
     Sign,
@@ -165,6 +170,7 @@ fn import_unary(cx: &NodeCx) -> Result<Lowered, ImportError> {
         "Elu" => Unary::Elu { alpha: cx.attrs(&["alpha"])?.float_or("alpha", 1.0)? },
         "Celu" => Unary::Celu { alpha: cx.attrs(&["alpha"])?.float_or("alpha", 1.0)? },
         "ThresholdedRelu" => Unary::ThresholdedRelu { alpha: cx.attrs(&["alpha"])?.float_or("alpha", 1.0)? },
+        "Swish" => Unary::Swish { alpha: cx.attrs(&["alpha"])?.float_or("alpha", 1.0)? },
         "Selu" => {
             let a = cx.attrs(&["alpha", "gamma"])?;
             // The spec's defaults, as float32 (the values of the float attributes).
@@ -270,6 +276,7 @@ impl OpDef for Unary {
             Unary::Tanh => "Tanh",
             Unary::HardSigmoid { .. } => "HardSigmoid",
             Unary::HardSwish => "HardSwish",
+            Unary::Swish { .. } => "Swish",
             Unary::Abs => "Abs",
             Unary::Neg => "Neg",
             Unary::Sign => "Sign",
@@ -366,7 +373,7 @@ impl OpDef for Unary {
             Unary::LeakyRelu { alpha } | Unary::Elu { alpha } | Unary::Celu { alpha } => {
                 vec![attr_float("alpha", alpha)]
             }
-            Unary::ThresholdedRelu { alpha } => vec![attr_float("alpha", alpha)],
+            Unary::ThresholdedRelu { alpha } | Unary::Swish { alpha } => vec![attr_float("alpha", alpha)],
             Unary::Selu { alpha, gamma } => vec![attr_float("alpha", alpha), attr_float("gamma", gamma)],
             Unary::Shrink { lambd, bias } => vec![attr_float("lambd", lambd), attr_float("bias", bias)],
             Unary::Gelu { tanh } => vec![attr_string("approximate", if tanh { "tanh" } else { "none" })],
@@ -416,6 +423,10 @@ fn real_unary<T: Real>(op: &Unary, x: &[T]) -> Vec<T> {
         Unary::HardSwish => {
             let sixth = T::of(1.0 / 6.0);
             map(x, |v| v * hard_sigmoid(v, sixth, half))
+        }
+        Unary::Swish { alpha } => {
+            let alpha = c(alpha);
+            map(x, |v| v / (one + (-(alpha * v)).exp()))
         }
         Unary::Ceil => map(x, T::ceil),
         Unary::Floor => map(x, T::floor),
@@ -549,6 +560,20 @@ mod tests {
         // !0b0000_0101 = 0b1111_1010 = 250 in uint8.
         let u = Tensor::new(vec![1], TensorData::U8(vec![5])).unwrap();
         assert_eq!(run(Unary::BitwiseNot, u).data, TensorData::U8(vec![250]));
+    }
+
+    #[test]
+    fn swish_is_x_times_sigmoid_of_alpha_x() {
+        // alpha 2: 1 * 1/(1+e^-2) = 0.880797077977882, -1 * 1/(1+e^2) = -0.119202922022118,
+        // 0 -> 0; a large negative x gives -0, not NaN (exp overflows to inf: x / inf).
+        let y = run(Unary::Swish { alpha: 2.0 }, Tensor::from_f32(vec![4], vec![1.0, -1.0, 0.0, -200.0]));
+        let want = [0.880_797_1, -0.119_202_92, 0.0, 0.0];
+        for (got, want) in y.as_f32().unwrap().iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        let y = run(Unary::Swish { alpha: 1.0 }, Tensor::new(vec![1], TensorData::F64(vec![3.0])).unwrap());
+        // 3 / (1 + e^-3) = 2.8577223804673 (Python: 3 / (1 + math.exp(-3))).
+        assert!((y.data.to_f64_vec()[0] - 2.857_722_380_467_3).abs() < 1e-12);
     }
 
     #[test]

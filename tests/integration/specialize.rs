@@ -2,7 +2,8 @@
 //! vendored in tests/data/onnx-node) expands `data` to the shape given by the int64 graph input
 //! `new_shape`. qairt compiles static-shape programs, so the build specializes the model on the
 //! value the input list gives `new_shape`, records that it did (a later build goes straight to
-//! the cached specialized import), and refuses an input list whose lines disagree on it.
+//! the cached specialized import), and refuses an input list whose lines disagree on it. An
+//! If whose condition is a graph input is specialized the same way (`test_if`).
 
 use std::path::Path;
 
@@ -75,5 +76,28 @@ fn lines_that_disagree_on_a_shape_input_are_refused() {
     assert_eq!(build.status, 1, "{}", build.stderr);
     assert!(build.stderr.contains("qairt::input_list::specialized_input"), "{}", build.stderr);
     assert!(build.stderr.contains("new_shape"), "{}", build.stderr);
+    assert!(!build.stderr.contains("panicked"), "{}", build.stderr);
+}
+
+/// ONNX's `test_if`: `res = If(cond)` with constant branches [1..5] (then) and [5..1] (else),
+/// `cond` a bool scalar graph input. The build takes the branch the input list's `cond` picks;
+/// lines that disagree on it would need both branches, and are refused.
+#[test]
+fn an_if_condition_input_is_specialized_on_and_disagreeing_lines_are_refused() {
+    let p = Project::empty();
+    let dir = repo_root().join("tests/data/onnx-node/test_if");
+    std::fs::copy(dir.join("model.onnx"), p.path("model.onnx")).unwrap();
+    std::fs::write(p.path("true.raw"), [1u8]).unwrap();
+    std::fs::write(p.path("false.raw"), [0u8]).unwrap();
+    p.write("qairt.toml", TOML);
+    p.write("input_list.txt", "cond:=false.raw\n");
+    p.build().assert_ok();
+    assert_eq!(read_f32(&p.path("out/cpu/outputs/Result_0/res.raw")), [5.0, 4.0, 3.0, 2.0, 1.0]);
+
+    p.write("input_list.txt", "cond:=false.raw\ncond:=true.raw\n");
+    let build = p.build();
+    assert_eq!(build.status, 1, "{}", build.stderr);
+    assert!(build.stderr.contains("qairt::input_list::specialized_input"), "{}", build.stderr);
+    assert!(build.stderr.contains("the branch an If takes"), "{}", build.stderr);
     assert!(!build.stderr.contains("panicked"), "{}", build.stderr);
 }
