@@ -51,6 +51,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod rotary;
+mod signal;
 mod tensor;
 mod unary;
 mod values;
@@ -85,6 +86,7 @@ pub use recurrent::{Activation, Cell, Direction, Recurrent};
 pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use rotary::RotaryEmbedding;
+pub use signal::{Dft, Stft};
 pub use tensor::{BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
@@ -246,6 +248,7 @@ ops! {
     attention: Attention(Attention);
     rotary: RotaryEmbedding(RotaryEmbedding);
     recurrent: Recurrent(Recurrent);
+    signal: Dft(Dft), Stft(Stft);
     quantize: QuantizeLinear(QuantizeLinear), DequantizeLinear(DequantizeLinear),
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
