@@ -248,11 +248,11 @@ ops! {
     attention: Attention(Attention);
     rotary: RotaryEmbedding(RotaryEmbedding);
     recurrent: Recurrent(Recurrent);
-    signal: Dft(Dft), Stft(Stft);
     quantize: QuantizeLinear(QuantizeLinear), DequantizeLinear(DequantizeLinear),
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
         QLinearConv(QLinearConv);
+    signal: Dft(Dft), Stft(Stft);
     @import_only nms;
 }
 

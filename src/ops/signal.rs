@@ -797,7 +797,7 @@ fn real_inverse<T: FftNum>(x: &[T], src: Lines, y: &mut [T], dst: Lines, n: usiz
             *s = if k < used { src.get(x, o, k, i) } else { Complex::new(T::zero(), T::zero()) };
         }
         spectrum[0].im = T::zero();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             spectrum[last].im = T::zero();
         }
         // Errors are buffer sizes (which the plan made) and non-zero imaginary parts of the
@@ -831,5 +831,391 @@ fn complex<T: FftNum>(x: &[T], src: Lines, y: &mut [T], dst: Lines, n: usize, in
             y[at] = v.re * scale;
             y[at + 1] = v.im * scale;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values come from the ONNX reference implementation (onnx 1.22,
+    //! `onnx.reference.ReferenceEvaluator`) and numpy, never from qairt.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::onnx::proto::attribute_proto::AttributeType;
+    use crate::onnx::proto::{AttributeProto, NodeProto};
+    use crate::ops::InputView;
+
+    fn close(got: &[f64], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}\n{got:?}\n{want:?}");
+        }
+    }
+
+    fn int_attr(name: &str, v: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        }
+    }
+
+    fn scalar_i64(v: i64) -> Tensor {
+        Tensor::from_i64(vec![], vec![v])
+    }
+
+    /// A node input for [`import`]: element type, shape and the value when known (`None`:
+    /// omitted).
+    type In<'a> = Option<(DType, &'a [usize], Option<&'a Tensor>)>;
+
+    /// Imports one node whose inputs are named `in0, in1...`.
+    fn import(op: &str, opset: i64, inputs: &[In], attrs: Vec<AttributeProto>) -> Result<Lowered, ImportError> {
+        let names: Vec<String> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if v.is_some() { format!("in{i}") } else { String::new() })
+            .collect();
+        let node = NodeProto {
+            op_type: Some(op.into()),
+            input: names.clone(),
+            output: vec!["out".into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+        let views = inputs
+            .iter()
+            .zip(&names)
+            .map(|(v, name)| v.map(|(dtype, shape, value)| InputView { name, dtype, shape, value }))
+            .collect();
+        let external = BTreeMap::new();
+        let cx = NodeCx { node: &node, opset, inputs: views, external: &external };
+        crate::ops::lower(&cx)
+    }
+
+    fn known_value(lowered: Result<Lowered, ImportError>) -> Tensor {
+        match lowered {
+            Ok(Lowered::Known(mut values)) => values.remove(0),
+            Ok(Lowered::Ir { op, .. }) => panic!("expected a value, got {op:?}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn ir_op(lowered: Result<Lowered, ImportError>) -> (Op, Vec<usize>) {
+        match lowered {
+            Ok(Lowered::Ir { op, inputs }) => (op, inputs),
+            Ok(Lowered::Known(_)) => panic!("expected an IR op"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn f64s(t: &Tensor) -> Vec<f64> {
+        t.data.to_f64_vec()
+    }
+
+    #[test]
+    fn windows_match_the_reference_periodic_and_symmetric() {
+        // ReferenceEvaluator, size 5, output_datatype = 11 (double).
+        let cases: [(&str, i64, [f64; 5]); 6] = [
+            ("HannWindow", 1, [0.0, 0.3454915028125263, 0.9045084971874736, 0.9045084971874738, 0.34549150281252644]),
+            ("HannWindow", 0, [0.0, 0.4999999999999999, 1.0, 0.5000000000000001, 1.4997597826618576e-32]),
+            (
+                "HammingWindow",
+                1,
+                [0.08695652173913038, 0.4024052851766544, 0.9128121061276934, 0.9128121061276935, 0.4024052851766545],
+            ),
+            (
+                "HammingWindow",
+                0,
+                [0.08695652173913038, 0.5434782608695652, 1.0, 0.5434782608695653, 0.08695652173913038],
+            ),
+            (
+                "BlackmanWindow",
+                1,
+                [0.0, 0.20077014326253045, 0.8492298567374694, 0.8492298567374696, 0.20077014326253056],
+            ),
+            ("BlackmanWindow", 0, [0.0, 0.33999999999999997, 1.0, 0.3400000000000001, 0.0]),
+        ];
+        let size = scalar_i64(5);
+        for (op, periodic, want) in cases {
+            let y = known_value(import(
+                op,
+                17,
+                &[Some((DType::I64, &[], Some(&size)))],
+                vec![int_attr("periodic", periodic), int_attr("output_datatype", 11)],
+            ));
+            assert_eq!((y.dtype(), y.shape.as_slice()), (DType::F64, &[5][..]), "{op}");
+            close(&f64s(&y), &want, 1e-15);
+        }
+    }
+
+    #[test]
+    fn a_window_casts_to_its_output_datatype() {
+        // Default float32; int32 (6) truncates: the reference gives [0, 0, 1, 0] for Hann(4).
+        let size = Tensor { shape: vec![], data: TensorData::I32(vec![4]) };
+        let input = [Some((DType::I32, &[][..], Some(&size)))];
+        let y = known_value(import("HannWindow", 17, &input, vec![]));
+        assert_eq!(y.data, TensorData::F32(vec![0.0, 0.5, 1.0, 0.5]));
+        let y = known_value(import("HannWindow", 17, &input, vec![int_attr("output_datatype", 6)]));
+        assert_eq!(y.data, TensorData::I32(vec![0, 0, 1, 0]));
+        let err = import("HannWindow", 17, &input, vec![int_attr("output_datatype", 9)]).err().unwrap();
+        assert!(err.message.contains("cannot produce bool"), "{err}");
+    }
+
+    #[test]
+    fn a_window_size_known_only_at_run_time_names_the_input() {
+        let err = import("BlackmanWindow", 17, &[Some((DType::I64, &[], None))], vec![]).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::RunTimeValue);
+        assert_eq!(err.needs_value_of.as_deref(), Some("in0"));
+        assert!(err.hint.unwrap().contains("only at import"));
+        let negative = scalar_i64(-3);
+        let err = import("HannWindow", 17, &[Some((DType::I64, &[], Some(&negative)))], vec![]).err().unwrap();
+        assert!(err.message.contains("at least 0"), "{err}");
+    }
+
+    #[test]
+    fn floor_division_is_pythons() {
+        // Python: 1.0 // 0.1 == 9.0 (floor(1.0 / 0.1) would be 10), -7.0 // 2 == -4.0, 7.5 // -2 == -4.0.
+        assert_eq!(floor_div(1.0, 0.1), 9.0);
+        assert_eq!(floor_div(-7.0, 2.0), -4.0);
+        assert_eq!(floor_div(7.5, -2.0), -4.0);
+        assert_eq!(floor_div(6.0, 3.0), 2.0);
+    }
+
+    fn mel_inputs<'a>(ints: &'a [Tensor; 3], edges: &'a [Tensor; 2]) -> Vec<In<'a>> {
+        ints.iter().chain(edges).map(|t| Some((t.dtype(), t.shape.as_slice(), Some(t)))).collect()
+    }
+
+    fn i32_scalar(v: i32) -> Tensor {
+        Tensor { shape: vec![], data: TensorData::I32(vec![v]) }
+    }
+
+    #[test]
+    fn mel_weight_matrix_matches_the_reference() {
+        // The node test's case (8 bins, 16-point DFT, 8192 Hz, 0..4096 Hz): its expected 9 x 8
+        // matrix (mel points on bins 0, 0, 0, 1, 1, 2, 3, 4, 5, 6: triangles collapse to ones).
+        let ints = [i32_scalar(8), i32_scalar(16), i32_scalar(8192)];
+        let edges = [Tensor::scalar_f32(0.0), Tensor::scalar_f32(4096.0)];
+        let y = known_value(import("MelWeightMatrix", 17, &mel_inputs(&ints, &edges), vec![]));
+        assert_eq!(y.shape, vec![9, 8]);
+        #[rustfmt::skip]
+        let want = [
+            1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        close(&f64s(&y), &want, 0.0);
+    }
+
+    #[test]
+    fn mel_edges_are_computed_in_the_edge_inputs_precision() {
+        // 11 bins, 999-point DFT, 16 kHz, 240..840 Hz: with float32 edges the reference puts the
+        // first triangle on DFT bins 14..18 (weights 1/3, 2/3, 1, 1/2 on 15..18), with float64
+        // edges on 15..18 (1/2, 1, 1/2 on 16..18).
+        let ints = [i32_scalar(11), i32_scalar(999), i32_scalar(16000)];
+        let column0 = |edges: [Tensor; 2]| -> Vec<(usize, f64)> {
+            let y = known_value(import("MelWeightMatrix", 17, &mel_inputs(&ints, &edges), vec![]));
+            assert_eq!(y.shape, vec![500, 11]);
+            f64s(&y).chunks(11).enumerate().filter(|(_, row)| row[0] != 0.0).map(|(i, row)| (i, row[0])).collect()
+        };
+        let f32s = column0([Tensor::scalar_f32(240.0), Tensor::scalar_f32(840.0)]);
+        let want = [(15, 1.0 / 3.0), (16, 2.0 / 3.0), (17, 1.0), (18, 0.5)];
+        assert_eq!(f32s.iter().map(|p| p.0).collect::<Vec<_>>(), [15, 16, 17, 18]);
+        for ((_, g), (_, w)) in f32s.iter().zip(want) {
+            assert!((g - w).abs() < 1e-7, "{f32s:?}");
+        }
+        let f64_edge = |v: f64| Tensor { shape: vec![], data: TensorData::F64(vec![v]) };
+        assert_eq!(column0([f64_edge(240.0), f64_edge(840.0)]), [(16, 0.5), (17, 1.0), (18, 0.5)]);
+    }
+
+    #[test]
+    fn mel_edges_past_the_dft_are_an_error_not_a_panic() {
+        // 16-point DFT at 8 kHz has 9 bins; an upper edge of 16 kHz reaches far beyond them.
+        let ints = [i32_scalar(4), i32_scalar(16), i32_scalar(8000)];
+        let edges = [Tensor::scalar_f32(0.0), Tensor::scalar_f32(16000.0)];
+        let err = import("MelWeightMatrix", 17, &mel_inputs(&ints, &edges), vec![]).err().unwrap();
+        assert!(err.message.contains("outside the 9 bins"), "{err}");
+        assert!(err.hint.is_some());
+    }
+
+    fn run_op(op: &Op, inputs: &[&Tensor]) -> Tensor {
+        let infos: Vec<TensorInfo> =
+            inputs.iter().map(|t| TensorInfo { name: "x".into(), dtype: t.dtype(), shape: t.shape.clone() }).collect();
+        let (dtype, shape) = op.infer(&infos.iter().collect::<Vec<_>>()).unwrap().remove(0);
+        let out = TensorInfo { name: "y".into(), dtype, shape };
+        op.run(inputs, &[out]).unwrap().remove(0)
+    }
+
+    fn f64_tensor(shape: &[usize], data: &[f64]) -> Tensor {
+        Tensor { shape: shape.to_vec(), data: TensorData::F64(data.to_vec()) }
+    }
+
+    fn dft(axis: usize, length: usize, inverse: bool, onesided: bool) -> Op {
+        Op::Dft(Dft { axis, length, inverse, onesided })
+    }
+
+    #[test]
+    fn dft_of_a_real_signal_matches_numpy() {
+        // x [2, 5, 1], x[b, k] = (k + 1)(b + 1) + k²/2; numpy.fft.fft along axis 1.
+        let x = f64_tensor(&[2, 5, 1], &[1.0, 2.5, 5.0, 8.5, 13.0, 2.0, 4.5, 8.0, 12.5, 18.0]);
+        let y = run_op(&dft(1, 5, false, false), &[&x]);
+        assert_eq!(y.shape, vec![2, 5, 2]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            30.0, 0.0, -5.131966011250105, 12.043341804122768, -7.368033988749895, 2.8430473420379303,
+            -7.368033988749895, -2.8430473420379303, -5.131966011250105, -12.043341804122768,
+            45.0, 0.0, -7.631966011250107, 15.484296605300703, -9.868033988749895, 3.655346582620197,
+            -9.868033988749895, -3.655346582620197, -7.631966011250107, -15.484296605300703,
+        ], 1e-12);
+        // Zero-padded to 8 points, one-sided (numpy.fft.rfft(x, 8)).
+        let y = run_op(&dft(1, 8, false, true), &[&x]);
+        assert_eq!(y.shape, vec![2, 5, 2]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            30.0, 0.0, -16.242640687119284, -12.778174593052023, 9.0, 6.0, -7.757359312880714, -2.7781745930520234,
+            8.0, 0.0, 45.0, 0.0, -21.65685424949238, -20.02081528017131, 12.0, 8.0, -10.34314575050762,
+            -4.020815280171309, 11.0, 0.0,
+        ], 1e-12);
+        // Truncated to 3 points.
+        let y = run_op(&dft(1, 3, false, false), &[&x]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            8.5, 0.0, -2.75, 2.1650635094610964, -2.75, -2.1650635094610964,
+            14.5, 0.0, -4.25, 3.031088913245535, -4.25, -3.031088913245535,
+        ], 1e-12);
+    }
+
+    #[test]
+    fn inverse_dfts_of_a_complex_spectrum_match_the_reference() {
+        // c [1, 3, 2, 2] = arange(12) / 2 - 1, along axis 1 (an inner axis of 2 lines).
+        let c: Vec<f64> = (0..12).map(|v| f64::from(v) * 0.5 - 1.0).collect();
+        let c = f64_tensor(&[1, 3, 2, 2], &c);
+        let y = run_op(&dft(1, 3, true, false), &[&c]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            1.0, 1.5, 2.0, 2.5, -0.42264973081037427, -1.5773502691896255, -0.42264973081037427,
+            -1.5773502691896255, -1.5773502691896255, -0.42264973081037427, -1.5773502691896255,
+            -0.42264973081037427,
+        ], 1e-12);
+        // IRFFT: default length 2 (3 - 1) = 4, real output [1, 4, 2, 1] (numpy.fft.irfft).
+        let y = run_op(&dft(1, 4, true, true), &[&c]);
+        assert_eq!(y.shape, vec![1, 4, 2, 1]);
+        close(&f64s(&y), &[1.0, 2.0, -1.75, -2.25, 0.0, 0.0, -0.25, 0.25], 1e-12);
+        // IRFFT of odd length 5 (reads 3 bins).
+        let y = run_op(&dft(1, 5, true, true), &[&c]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            1.4000000000000001, 2.4000000000000004, -2.440746858486513, -3.056283565921563, 0.8260215669376891,
+            0.971330072538761, -1.1315943759377731, -1.2769028815388452, 0.3463196674865966, 0.9618563749216471,
+        ], 1e-12);
+    }
+
+    #[test]
+    fn dft_keeps_float16_and_float32_types() {
+        // [1, 4, 1] ramp 0..3: DFT = [6, -2+2i, -2, -2-2i], exact in float16 too.
+        let ramp = [0.0f32, 1.0, 2.0, 3.0];
+        let want = [6.0, 0.0, -2.0, 2.0, -2.0, 0.0, -2.0, -2.0];
+        let x32 = Tensor::from_f32(vec![1, 4, 1], ramp.to_vec());
+        let y = run_op(&dft(1, 4, false, false), &[&x32]);
+        assert_eq!(y.dtype(), DType::F32);
+        close(&f64s(&y), &want, 1e-6);
+        let x16 =
+            Tensor { shape: vec![1, 4, 1], data: TensorData::F16(ramp.iter().map(|&v| f16::from_f32(v)).collect()) };
+        let y = run_op(&dft(1, 4, false, false), &[&x16]);
+        assert_eq!(y.dtype(), DType::F16);
+        close(&f64s(&y), &want, 0.0);
+    }
+
+    #[test]
+    fn stft_frames_window_and_transform_like_the_reference() {
+        // s [1, 10, 1] = sin(0.7k) + 0.1k; a 3-point window with 4-point frames (zero-padded),
+        // step 3: the reference's [1, 3, 3, 2].
+        #[rustfmt::skip]
+        let s = f64_tensor(&[1, 10, 1], &[
+            0.0, 0.744217687237691, 1.18544972998846, 1.163209366648874, 0.7349881501559051, 0.14921677231038016,
+            -0.27157577241358766, -0.2824526126243325, 0.16873336212767842, 0.9168139004843497,
+        ]);
+        let w = f64_tensor(&[3], &[0.2, 1.0, 0.8]);
+        let stft = Op::Stft(Stft { frame_step: 3, frame_length: 4, onesided: true });
+        let y = run_op(&stft, &[&s, &w]);
+        assert_eq!(y.shape, vec![1, 3, 3, 2]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            1.6925774712284591, 0.0, -0.9483597839907681, -0.744217687237691, 0.20414209675307715, 0.0,
+            1.0870034413339842, 0.0, 0.11326845548147069, -0.7349881501559051, -0.3829728589778262, 0.0,
+            -0.2017810774049073, 0.0, -0.1893018441848603, 0.2824526126243325, 0.36312414784375774, 0.0,
+        ], 1e-12);
+        // No window, 5-point frames every 4 samples, two-sided: [1, 2, 5, 2].
+        let stft = Op::Stft(Stft { frame_step: 4, frame_length: 5, onesided: false });
+        let y = run_op(&stft, &[&s]);
+        assert_eq!(y.shape, vec![1, 2, 5, 2]);
+        #[rustfmt::skip]
+        close(&f64s(&y), &[
+            3.8278649340309303, 0.0, -1.443005381239669, -0.021850368960655037, -0.4709270857757961,
+            0.015726856696724877, -0.4709270857757961, -0.015726856696724877, -1.443005381239669,
+            0.021850368960655037, 0.4989098995560435, 0.0, 1.2814585239228489, 0.012168133654183563,
+            0.3065569016888923, 0.021816053428779424, 0.3065569016888923, -0.021816053428779424,
+            1.2814585239228489, -0.012168133654183563,
+        ], 1e-12);
+    }
+
+    #[test]
+    fn dft_import_resolves_axis_and_length_by_opset() {
+        let x_shape = [1usize, 10, 6, 1];
+        let x = Some((DType::F32, &x_shape[..], None));
+        // Opset 17: axis attribute, default 1.
+        let (op, inputs) = ir_op(import("DFT", 17, &[x], vec![]));
+        assert_eq!((op, inputs), (dft(1, 10, false, false), vec![0]));
+        // Opset 20: axis input, default -2 (here axis 2); IRFFT's default length 2 (6 - 1).
+        let attrs = vec![int_attr("inverse", 1), int_attr("onesided", 1)];
+        let (op, _) = ir_op(import("DFT", 20, &[x], attrs));
+        assert_eq!(op, dft(2, 10, true, true));
+        let (len, axis) = (scalar_i64(16), scalar_i64(-3));
+        let inputs = [x, Some((DType::I64, &[][..], Some(&len))), Some((DType::I64, &[][..], Some(&axis)))];
+        let (op, _) = ir_op(import("DFT", 20, &inputs, vec![]));
+        assert_eq!(op, dft(1, 16, false, false));
+    }
+
+    #[test]
+    fn bad_dft_and_stft_inputs_are_diagnostics() {
+        let x_shape = [1usize, 10, 1];
+        let x = Some((DType::F32, &x_shape[..], None));
+        // The last axis holds real and imaginary parts: never the DFT axis.
+        let err = import("DFT", 17, &[x], vec![int_attr("axis", -1)]).err().unwrap();
+        assert!(err.message.contains("out of range"), "{err}");
+        // A run-time axis names the input to specialize on.
+        let err = import("DFT", 20, &[x, None, Some((DType::I64, &[], None))], vec![]).err().unwrap();
+        assert_eq!(err.needs_value_of.as_deref(), Some("in2"));
+        // A trailing axis of 3 is neither real nor complex.
+        let bad_shape = [1usize, 10, 3];
+        let err = import("DFT", 17, &[Some((DType::F32, &bad_shape[..], None))], vec![]).err().unwrap();
+        assert!(err.message.contains("must be 1 (real) or 2"), "{err}");
+        assert!(err.hint.is_some());
+        // Integer signals are not transformed.
+        let err = import("DFT", 17, &[Some((DType::I32, &x_shape[..], None))], vec![]).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::UnsupportedDtype);
+        // STFT: frames longer than the signal; a run-time step.
+        let (step, length) = (scalar_i64(2), scalar_i64(11));
+        let known = |t| Some((DType::I64, &[][..], Some(t)));
+        let err = import("STFT", 17, &[x, known(&step), None, known(&length)], vec![]).err().unwrap();
+        assert!(err.message.contains("do not fit"), "{err}");
+        let err = import("STFT", 17, &[x, Some((DType::I64, &[], None))], vec![]).err().unwrap();
+        assert_eq!(err.needs_value_of.as_deref(), Some("in1"));
+        // A window of another type than the signal.
+        let w_shape = [4usize];
+        let err = import("STFT", 17, &[x, known(&step), Some((DType::F64, &w_shape[..], None))], vec![]).err().unwrap();
+        assert!(err.message.contains("window"), "{err}");
+        // A run-time window is fine: it is an input of the IR op; frame_length comes from it.
+        let (op, inputs) =
+            ir_op(import("STFT", 17, &[x, known(&step), Some((DType::F32, &w_shape[..], None))], vec![]));
+        assert_eq!(op, Op::Stft(Stft { frame_step: 2, frame_length: 4, onesided: true }));
+        assert_eq!(inputs, vec![0, 2]);
     }
 }
