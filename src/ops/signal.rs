@@ -19,6 +19,12 @@
 //! as numpy's `irfft` does. Where the ONNX spec says "only real input" for a one-sided forward
 //! transform, the reference slices the complex FFT, and so does qairt.
 //!
+//! rustfft picks AVX, SSE or scalar code at run time, like matrixmultiply: results are
+//! bit-identical on one machine and may differ in the last bits across CPUs. That matters to
+//! one pair of node tests only: `test_dft_inverse*` expect numpy's float32 rounding noise
+//! (1.9e-7) where the exact value is 0, with an absolute tolerance of 1e-7; the AVX path
+//! reproduces that noise, the scalar and SSE paths give the exact 0.
+//!
 //! Spectra stay float on quantized backends (`OutputEncoding::Float`): a spectrum's bins span
 //! the signal's energy (the DC bin of `n` samples is their sum) next to bins near zero, a range
 //! an 8- or 16-bit grid holds badly, and these ops are feature extraction ahead of the network,
