@@ -56,6 +56,7 @@ mod reduce;
 mod resize;
 mod roi_align;
 mod rotary;
+mod signal;
 mod tensor;
 mod unary;
 mod values;
@@ -94,6 +95,7 @@ pub use reduce::{ArgReduce, Cumulative, Reduce, Reduction, TopK};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use roi_align::{RoiAlign, RoiPooling};
 pub use rotary::RotaryEmbedding;
+pub use signal::{Dft, Stft};
 pub use tensor::{BitCast, BlockRearrange, Cast, CenterCropPad, Expand, EyeLike, Gather, Slice, Split, Tile, Trilu};
 pub use unary::Unary;
 pub use values::{Convert, Dropout, Identity};
@@ -270,6 +272,7 @@ ops! {
         DynamicQuantizeLinear(DynamicQuantizeLinear);
     qlinear: MatMulInteger(MatMulInteger), QLinearMatMul(QLinearMatMul), ConvInteger(ConvInteger),
         QLinearConv(QLinearConv);
+    signal: Dft(Dft), Stft(Stft);
     @import_only nms, control;
 }
 
