@@ -896,7 +896,7 @@ mod tests {
             .map(|(v, name)| v.map(|(dtype, shape, value)| InputView { name, dtype, shape, value }))
             .collect();
         let external = BTreeMap::new();
-        let cx = NodeCx { node: &node, opset, inputs: views, external: &external };
+        let cx = NodeCx { node: &node, opset, inputs: views, external: &external, used_outputs: vec![] };
         crate::ops::lower(&cx)
     }
 
@@ -904,6 +904,7 @@ mod tests {
         match lowered {
             Ok(Lowered::Known(mut values)) => values.remove(0),
             Ok(Lowered::Ir { op, .. }) => panic!("expected a value, got {op:?}"),
+            Ok(Lowered::Branch(name)) => panic!("expected a value, got the branch {name}"),
             Err(e) => panic!("{e}"),
         }
     }
@@ -911,7 +912,7 @@ mod tests {
     fn ir_op(lowered: Result<Lowered, ImportError>) -> (Op, Vec<usize>) {
         match lowered {
             Ok(Lowered::Ir { op, inputs }) => (op, inputs),
-            Ok(Lowered::Known(_)) => panic!("expected an IR op"),
+            Ok(Lowered::Known(_) | Lowered::Branch(_)) => panic!("expected an IR op"),
             Err(e) => panic!("{e}"),
         }
     }
