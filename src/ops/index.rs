@@ -1,6 +1,6 @@
 //! Ops that select or place elements by run-time indices: GatherElements, GatherND,
-//! ScatterElements, ScatterND (with their reductions), OneHot, Compress (constant condition)
-//! and ReverseSequence. Indices may be computed at run time; negative ones wrap as the spec
+//! ScatterElements, ScatterND (with their reductions), OneHot, Compress (constant condition),
+//! ReverseSequence and TensorScatter (a KV-cache update). Indices may be computed at run time; negative ones wrap as the spec
 //! says and out-of-range ones are [`KernelError`]s.
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ pub(super) const ONNX: &[OnnxOp] = &[
     OnnxOp::ir("OneHot", import_one_hot, QuantDefault::CALIBRATED),
     OnnxOp::ir("Compress", import_compress, QuantDefault::PASS_THROUGH),
     OnnxOp::ir("ReverseSequence", import_reverse_sequence, QuantDefault::PASS_THROUGH),
+    // The cache and its update are one stream of keys or values: the output is calibrated
+    // like ScatterND's, so both fit its grid.
+    OnnxOp::ir("TensorScatter", import_tensor_scatter, QuantDefault::CALIBRATED),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,7 +93,16 @@ pub struct ReverseSequence {
     pub time_axis: usize,
 }
 
-into_op!(GatherElements, GatherND, Scatter, OneHot, Compress, ReverseSequence);
+/// `present = past` with `update` written along `axis` from each batch's write index (zero
+/// without `write_indices`), wrapping modulo the cache length in circular mode; inputs
+/// `[past_cache, update]` or `[past_cache, update, write_indices]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TensorScatter {
+    pub axis: usize,
+    pub circular: bool,
+}
+
+into_op!(GatherElements, GatherND, Scatter, OneHot, Compress, ReverseSequence, TensorScatter);
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.
 fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize]) -> Result<(), KernelError>) -> Result<(), KernelError> {
@@ -630,6 +642,115 @@ impl OpDef for Compress {
     }
 }
 
+fn import_tensor_scatter(cx: &NodeCx) -> Result<Lowered, ImportError> {
+    cx.arity(2, 3)?;
+    let a = cx.attrs(&["axis", "mode"])?;
+    let rank = cx.input(0, "past_cache")?.shape.len();
+    let axis = axis(a.int_or("axis", -2)?, rank, false, "axis")?;
+    if axis == 0 {
+        return Err(bad_attribute("TensorScatter: axis must not be 0, the batch axis"));
+    }
+    let circular = match a.string("mode")?.as_deref().unwrap_or("linear") {
+        "linear" => false,
+        "circular" => true,
+        other => return Err(bad_attribute(format!("TensorScatter: mode {other:?} is not \"linear\" or \"circular\""))),
+    };
+    fold_or_ir(cx, TensorScatter { axis, circular }, cx.present(&[0, 1, 2]))
+}
+
+impl OpDef for TensorScatter {
+    fn type_name(&self) -> &'static str {
+        "TensorScatter"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<Vec<(DType, Vec<usize>)>, String> {
+        const OP: &str = "TensorScatter";
+        let (past, update, indices) = match inputs {
+            [p, u] => (*p, *u, None),
+            [p, u, i] => (*p, *u, Some(*i)),
+            _ => return Err(format!("{OP}: expects 2 or 3 inputs, got {}", inputs.len())),
+        };
+        if update.dtype != past.dtype {
+            return Err(format!(
+                "{OP}: update {:?} is {}, past_cache is {}",
+                update.name,
+                update.dtype.name(),
+                past.dtype.name()
+            ));
+        }
+        let same_but_axis = update.shape.len() == past.shape.len()
+            && update.shape.iter().zip(&past.shape).enumerate().all(|(a, (u, p))| a == self.axis || u == p);
+        if self.axis >= past.shape.len() || !same_but_axis || update.shape[self.axis] > past.shape[self.axis] {
+            return Err(format!(
+                "{OP}: update {:?} of shape {:?} must match past_cache {:?} of shape {:?} except on axis {}, \
+                 where it may not be longer",
+                update.name, update.shape, past.name, past.shape, self.axis
+            ));
+        }
+        if let Some(i) = indices {
+            if i.dtype != DType::I64 || i.shape != [past.shape[0]] {
+                return Err(format!(
+                    "{OP}: write_indices {:?} is {} {:?}, expected int64 [{}] (one per batch)",
+                    i.name,
+                    i.dtype.name(),
+                    i.shape,
+                    past.shape[0]
+                ));
+            }
+        }
+        Ok(vec![(past.dtype, past.shape.clone())])
+    }
+
+    fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
+        const OP: &str = "TensorScatter";
+        let (past, update, writes) = match inputs {
+            [p, u] => (*p, *u, None),
+            [p, u, i] => (*p, *u, Some(index_values(OP, i, "write_indices")?)),
+            _ => return Err(KernelError::new(OP, "expects 2 or 3 inputs")),
+        };
+        let axis = self.axis;
+        let (max_len, len) = (past.shape[axis], update.shape[axis]);
+        let batch = past.shape[0];
+        if writes.as_ref().is_some_and(|w| w.len() != batch) {
+            return Err(KernelError::new(OP, "write_indices must have one entry per batch"));
+        }
+        // The output gathers from [past, update] back to back: past elements keep their
+        // place, each update element lands at its write position.
+        let mut sources: Vec<usize> = (0..past.len()).collect();
+        let past_strides = strides_of(&past.shape);
+        let update_strides = strides_of(&update.shape);
+        for_each_index(&update.shape, |j| {
+            let start = writes.as_ref().map_or(0, |w| w[j[0]]);
+            let mut at = start + j[axis] as i64;
+            if self.circular {
+                at = at.rem_euclid(max_len.max(1) as i64);
+            } else if start < 0 || at >= max_len as i64 {
+                return Err(KernelError::new(
+                    OP,
+                    format!("linear mode: write index {start} + {len} updates overruns the cache length {max_len}"),
+                ));
+            }
+            let dest: usize =
+                j.iter().enumerate().map(|(a, &i)| if a == axis { at as usize } else { i } * past_strides[a]).sum();
+            let src: usize = j.iter().zip(&update_strides).map(|(i, s)| i * s).sum();
+            sources[dest] = past.len() + src;
+            Ok(())
+        })?;
+        let both = TensorData::concat(&[&past.data, &update.data])
+            .ok_or_else(|| KernelError::new(OP, "past_cache and update differ in element type"))?;
+        Ok(vec![tensor(OP, past.shape.clone(), both.gather(&sources))?])
+    }
+
+    fn input_role(&self, position: usize, _rank: usize) -> InputRole {
+        if position == 2 { InputRole::Index } else { InputRole::Activation }
+    }
+
+    fn export(&self, cx: &mut ExportCx<'_>) {
+        let mode = if self.circular { "circular" } else { "linear" };
+        cx.emit("TensorScatter", vec![attr_int("axis", self.axis as i64), attr_string("mode", mode)]);
+    }
+}
+
 impl OpDef for ReverseSequence {
     fn type_name(&self) -> &'static str {
         "ReverseSequence"
@@ -745,5 +866,23 @@ mod tests {
         // time axis 0, batch axis 1: column 0 reversed over 2 steps, column 1 over 1.
         let rs = ReverseSequence { batch_axis: 1, time_axis: 0 };
         assert_eq!(run1(rs, &[&x, &i64s(&[2], &[2, 1])]).unwrap(), i64s(&[2, 2], &[3, 2, 1, 4]));
+    }
+
+    /// By hand: a cache of 2 batches x 4 positions x 1 value, two updates per batch written at
+    /// each batch's own index; circular mode wraps past the end, linear mode refuses to.
+    #[test]
+    fn tensor_scatter_writes_each_batch_at_its_index() {
+        let past = Tensor::from_f32(vec![2, 4, 1], vec![0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]);
+        let update = Tensor::from_f32(vec![2, 2, 1], vec![-1.0, -2.0, -3.0, -4.0]);
+        let writes = i64s(&[2], &[1, 3]);
+        let circular = TensorScatter { axis: 1, circular: true };
+        let out = run1(circular, &[&past, &update, &writes]).unwrap();
+        assert_eq!(out.as_f32().unwrap(), [0.0, -1.0, -2.0, 3.0, -4.0, 11.0, 12.0, -3.0]);
+        let linear = TensorScatter { axis: 1, circular: false };
+        let err = run1(linear.clone(), &[&past, &update, &writes]).unwrap_err();
+        assert!(err.message.contains("overruns the cache length 4"), "{err}");
+        // Without write_indices every batch writes from position 0.
+        let out = run1(linear, &[&past, &update]).unwrap();
+        assert_eq!(out.as_f32().unwrap(), [-1.0, -2.0, 2.0, 3.0, -3.0, -4.0, 12.0, 13.0]);
     }
 }

@@ -78,7 +78,9 @@ pub use excluded::stays_out;
 pub use export::{ExportCx, ExportHost};
 pub use grid_sample::{AffineGrid, GridSample, SampleMode, SamplePadding};
 pub(crate) use import::{InputView, Lowered, NodeCx};
-pub use index::{Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter};
+pub use index::{
+    Compress, GatherElements, GatherND, OneHot, Reduction as ScatterReduction, ReverseSequence, Scatter, TensorScatter,
+};
 pub use layout::{Concat, Flatten, Pad, PadMode, Reshape, Squeeze, Transpose, Unsqueeze};
 pub use linear::{Conv, Gemm, MatMul};
 pub use lp_pool::LpPool;
@@ -260,7 +262,7 @@ ops! {
     tensor: Gather(Gather), Slice(Slice), Split(Split), Expand(Expand), Tile(Tile), Trilu(Trilu),
         BlockRearrange(BlockRearrange), CenterCropPad(CenterCropPad), Cast(Cast), BitCast(BitCast), EyeLike(EyeLike);
     index: GatherElements(GatherElements), GatherND(GatherND), Scatter(Scatter), OneHot(OneHot), Compress(Compress),
-        ReverseSequence(ReverseSequence);
+        ReverseSequence(ReverseSequence), TensorScatter(TensorScatter);
     resize: Resize(Resize);
     grid_sample: GridSample(GridSample), AffineGrid(AffineGrid);
     roi_align: RoiAlign(RoiAlign);
