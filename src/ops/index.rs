@@ -687,16 +687,16 @@ impl OpDef for TensorScatter {
                 update.name, update.shape, past.name, past.shape, self.axis
             ));
         }
-        if let Some(i) = indices {
-            if i.dtype != DType::I64 || i.shape != [past.shape[0]] {
-                return Err(format!(
-                    "{OP}: write_indices {:?} is {} {:?}, expected int64 [{}] (one per batch)",
-                    i.name,
-                    i.dtype.name(),
-                    i.shape,
-                    past.shape[0]
-                ));
-            }
+        if let Some(i) = indices
+            && (i.dtype != DType::I64 || i.shape != [past.shape[0]])
+        {
+            return Err(format!(
+                "{OP}: write_indices {:?} is {} {:?}, expected int64 [{}] (one per batch)",
+                i.name,
+                i.dtype.name(),
+                i.shape,
+                past.shape[0]
+            ));
         }
         Ok(vec![(past.dtype, past.shape.clone())])
     }
