@@ -73,8 +73,8 @@ pub(crate) fn exactly<'a, const N: usize>(
     <[&TensorInfo; N]>::try_from(inputs).map_err(|_| format!("{name}: expects {N} input(s), got {}", inputs.len()))
 }
 
-/// `x` is float32, float16, bfloat16 or float64: the types of ops whose kernel computes in
-/// float32 (`OpDef::float32_kernel`; the others run through it).
+/// `x` is float32, float16, bfloat16 or float64: what an op whose kernel computes in float32
+/// accepts (`OpDef::float32_kernel` runs the other three through float32).
 pub(crate) fn require_float(name: &str, x: &TensorInfo) -> Result<(), String> {
     if x.dtype.is_compute_float() {
         Ok(())
