@@ -120,18 +120,10 @@ impl<'a> Attrs<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::export::attr_int as int_attr;
 
     fn node(attrs: Vec<AttributeProto>) -> NodeProto {
         NodeProto { attribute: attrs, ..Default::default() }
-    }
-
-    fn int_attr(name: &str, v: i64) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(v),
-            ..Default::default()
-        }
     }
 
     #[test]

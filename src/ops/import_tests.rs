@@ -2,38 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use super::export::{
+    attr_float as float_attr, attr_int as int_attr, attr_ints as ints_attr, attr_string as string_attr,
+};
 use super::*;
 use crate::ir::{Tensor, TensorInfo};
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::proto::NodeProto;
 use crate::onnx::proto::attribute_proto::AttributeType;
-
-fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn float_attr(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Float as i32),
-        f: Some(v),
-        ..Default::default()
-    }
-}
-
-fn string_attr(name: &str, v: &str) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::String as i32),
-        s: Some(v.as_bytes().to_vec()),
-        ..Default::default()
-    }
-}
 
 fn node(op: &str, inputs: usize, attrs: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
@@ -154,15 +130,6 @@ fn unknown_attributes_and_bad_axes_are_reported() {
     });
     let err = lower_ir(&n, 13, vec![view("x", &[1, 2, 3], None)]).unwrap_err();
     assert!(err.message.contains("out of range [-3, 3]"), "{}", err.message);
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
 }
 
 #[test]

@@ -337,8 +337,7 @@ impl Op {
             }
         }
         let def = self.def();
-        let widen = |t: &Tensor| t.dtype().is_float() && t.dtype() != DType::F32;
-        let results = if def.float32_kernel() && inputs.iter().any(|t| widen(t)) {
+        let results = if def.float32_kernel() && inputs.iter().any(|t| widens(t)) {
             run_in_f32(def, inputs, outputs)?
         } else {
             def.run(inputs, outputs)?
@@ -348,17 +347,18 @@ impl Op {
     }
 }
 
+/// Whether a float32 kernel reads `t` through float32 (a float tensor of another type).
+fn widens(t: &Tensor) -> bool {
+    t.dtype().is_float() && t.dtype() != DType::F32
+}
+
 /// Runs a float32 kernel on other float types: float inputs widened to float32, float outputs
 /// rounded to their declared type (or, undeclared, to the type of the first float input).
 fn run_in_f32(def: &dyn OpDef, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
-    let to_f32 = |t: &Tensor| -> Tensor {
-        if t.dtype().is_float() && t.dtype() != DType::F32 {
-            Tensor::from_f32(t.shape.clone(), t.to_f32_vec())
-        } else {
-            t.clone()
-        }
-    };
-    let widened: Vec<Tensor> = inputs.iter().map(|t| to_f32(t)).collect();
+    let widened: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| if widens(t) { Tensor::from_f32(t.shape.clone(), t.to_f32_vec()) } else { (*t).clone() })
+        .collect();
     let refs: Vec<&Tensor> = widened.iter().collect();
     let as_f32: Vec<TensorInfo> = outputs
         .iter()

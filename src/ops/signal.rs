@@ -848,23 +848,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::onnx::proto::attribute_proto::AttributeType;
     use crate::onnx::proto::{AttributeProto, NodeProto};
     use crate::ops::InputView;
+    use crate::ops::export::attr_int as int_attr;
 
     fn close(got: &[f64], want: &[f64], tol: f64) {
         assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: {g} vs {w}\n{got:?}\n{want:?}");
-        }
-    }
-
-    fn int_attr(name: &str, v: i64) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(v),
-            ..Default::default()
         }
     }
 

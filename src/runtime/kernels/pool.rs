@@ -57,15 +57,15 @@ pub fn max_pool(pool: &Pool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> 
     tensor(OP, out_shape, data)
 }
 
-/// The max of every window: tap by tap over contiguous output rows, padding never taking part.
-fn max_windows<T: Lowest>(x: &[T], geo: &Geometry, count: usize) -> Vec<T> {
-    let mut y = vec![T::LOWEST; count];
-    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    if count == 0 || in_plane == 0 {
-        return y;
-    }
-    let w = geo.w;
-    for (plane, out) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+/// Walks every tap of every window of `planes` planes: for each run of outputs one tap
+/// reaches along the last axis (one output row), calls `visit(in_start, stride, out)` with the
+/// input index of the run's first cell (the next cells `stride` apart) and the outputs' index
+/// range, both counted from the start of the whole tensor. Taps go in row-major kernel order,
+/// so each output meets its window's cells in input order; padding is never visited.
+fn for_each_tap_run(geo: &Geometry, planes: usize, mut visit: impl FnMut(usize, usize, std::ops::Range<usize>)) {
+    let (in_plane, out_plane, w) = (geo.in_plane(), geo.out_plane(), geo.w);
+    for plane in 0..planes {
+        let (x0, y0) = (plane * in_plane, plane * out_plane);
         for t in 0..geo.taps() {
             let (a, i, j) = geo.tap(t);
             let (w_lo, w_hi) = w.valid_outputs(j);
@@ -74,16 +74,28 @@ fn max_windows<T: Lowest>(x: &[T], geo: &Geometry, count: usize) -> Vec<T> {
             }
             let in_start = w.coordinate(w_lo, j) as usize;
             geo.for_each_row(a, i, |out_row, in_row| {
-                let src = plane[in_row * w.input + in_start..(in_row + 1) * w.input].iter().step_by(w.stride);
-                let dst = &mut out[out_row * w.output + w_lo..out_row * w.output + w_hi];
-                for (o, &v) in dst.iter_mut().zip(src) {
-                    if v > *o {
-                        *o = v;
-                    }
-                }
+                let first = y0 + out_row * w.output;
+                visit(x0 + in_row * w.input + in_start, w.stride, first + w_lo..first + w_hi);
             });
         }
     }
+}
+
+/// The number of planes (N x C) a pooling over `geo` runs on.
+fn planes(geo: &Geometry, x_len: usize, y_len: usize) -> usize {
+    if geo.in_plane() == 0 || geo.out_plane() == 0 { 0 } else { (x_len / geo.in_plane()).min(y_len / geo.out_plane()) }
+}
+
+/// The max of every window.
+fn max_windows<T: Lowest>(x: &[T], geo: &Geometry, count: usize) -> Vec<T> {
+    let mut y = vec![T::LOWEST; count];
+    for_each_tap_run(geo, planes(geo, x.len(), count), |start, stride, out| {
+        for (o, &v) in y[out].iter_mut().zip(x[start..].iter().step_by(stride)) {
+            if v > *o {
+                *o = v;
+            }
+        }
+    });
     y
 }
 
@@ -138,40 +150,22 @@ const UNSET: usize = usize::MAX;
 fn max_windows_indexed<T: Lowest>(x: &[T], geo: &Geometry, arg: &mut [usize]) -> Vec<T> {
     let count = arg.len();
     let mut y = vec![T::LOWEST; count];
-    let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    if count == 0 || in_plane == 0 {
-        return y;
-    }
-    let w = geo.w;
-    for (plane, (out, arg)) in
-        x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane).zip(arg.chunks_exact_mut(out_plane)))
-    {
-        // Taps in row-major kernel order reach each output's window cells in input order, so
-        // a strict `>` keeps the first maximum.
-        for t in 0..geo.taps() {
-            let (a, i, j) = geo.tap(t);
-            let (w_lo, w_hi) = w.valid_outputs(j);
-            if w_lo >= w_hi {
-                continue;
+    let in_plane = geo.in_plane();
+    // Cells arrive in input order, so a strict `>` keeps the first maximum.
+    for_each_tap_run(geo, planes(geo, x.len(), count), |start, stride, out| {
+        let plane_start = start - start % in_plane;
+        let cells = y[out.clone()].iter_mut().zip(&mut arg[out]);
+        for (k, (o, a)) in cells.enumerate() {
+            let at = start + k * stride;
+            let v = x[at];
+            if v > *o {
+                *o = v;
+                *a = at - plane_start;
+            } else if *a == UNSET {
+                *a = at - plane_start;
             }
-            let in_start = w.coordinate(w_lo, j) as usize;
-            geo.for_each_row(a, i, |out_row, in_row| {
-                let base = in_row * w.input + in_start;
-                let range = out_row * w.output + w_lo..out_row * w.output + w_hi;
-                let cells = out[range.clone()].iter_mut().zip(&mut arg[range]);
-                for (k, (o, a)) in cells.enumerate() {
-                    let at = base + k * w.stride;
-                    let v = plane[at];
-                    if v > *o {
-                        *o = v;
-                        *a = at;
-                    } else if *a == UNSET {
-                        *a = at;
-                    }
-                }
-            });
         }
-    }
+    });
     y
 }
 
@@ -196,23 +190,11 @@ fn windowed(op: &'static str, pool: &Pool, inputs: &[&Tensor], include_pad: bool
         return tensor(op, out_shape, TensorData::F32(y));
     }
     let w = geo.w;
-    for (plane, out) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
-        for t in 0..geo.taps() {
-            let (a, i, j) = geo.tap(t);
-            let (w_lo, w_hi) = w.valid_outputs(j);
-            if w_lo >= w_hi {
-                continue;
-            }
-            let in_start = w.coordinate(w_lo, j) as usize;
-            geo.for_each_row(a, i, |out_row, in_row| {
-                let src = plane[in_row * w.input + in_start..(in_row + 1) * w.input].iter().step_by(w.stride);
-                let dst = &mut out[out_row * w.output + w_lo..out_row * w.output + w_hi];
-                for (o, &v) in dst.iter_mut().zip(src) {
-                    *o += v;
-                }
-            });
+    for_each_tap_run(&geo, planes(&geo, x.len(), y.len()), |start, stride, out| {
+        for (o, &v) in y[out].iter_mut().zip(x[start..].iter().step_by(stride)) {
+            *o += v;
         }
-    }
+    });
     // The count is separable: per (depth, height) output row times per column.
     let depths = tap_counts(&geo.d, include_pad);
     let heights = tap_counts(&geo.h, include_pad);
