@@ -10,14 +10,53 @@ use crate::diag::Diag;
 use crate::verify::GoldenReport;
 use crate::verify::golden::{self, GoldenFile, GoldenMatch, Wanted};
 
-use super::db::{Db, Failed, GoldenInput};
+use super::db::{Db, Failed, GoldenInput, ProjectInput};
 use super::inputs::read_file;
+use super::stages::LayerValues;
 
 /// The golden values of every matched tensor, samples back to back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExternalGolden {
     pub values: BTreeMap<String, Vec<f32>>,
     pub report: GoldenReport,
+}
+
+/// The dump's files and mapping by content: part of the key of every action that reads it.
+pub type DumpKey = Option<(Vec<(String, [u8; 32])>, Option<[u8; 32]>)>;
+
+pub fn dump_key(db: &dyn Db, project: ProjectInput) -> DumpKey {
+    project.golden(db).map(|g| {
+        let files: Vec<(String, [u8; 32])> =
+            g.files(db).iter().map(|(p, f)| (p.clone(), *f.digest(db).as_bytes())).collect();
+        (files, g.mapping(db).map(|m| *m.digest(db).as_bytes()))
+    })
+}
+
+/// The tensors an external golden dump may provide: every float layer and graph output, graph
+/// order, with their element counts.
+pub fn wanted(graph: &crate::ir::Graph) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let ids = graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).chain(graph.outputs.iter().copied());
+    for id in ids {
+        let info = graph.info(id);
+        if info.dtype == crate::ir::DType::F32 && !wanted.iter().any(|w| w.name == info.name) {
+            wanted.push(Wanted { name: info.name.clone(), elements: info.shape.iter().product() });
+        }
+    }
+    wanted
+}
+
+/// `layers` (qairt's float run) with every tensor the dump holds replaced by the dump's values:
+/// the values the layerwise and cumulative runs start each layer from, so that with an
+/// external golden each op is measured on the inputs the other tool gave it.
+pub fn with_dump(layers: &[LayerValues], dump: &ExternalGolden) -> Vec<LayerValues> {
+    layers
+        .iter()
+        .map(|l| match dump.values.get(&l.name) {
+            Some(values) => LayerValues { values: values.clone(), ..l.clone() },
+            None => l.clone(),
+        })
+        .collect()
 }
 
 fn layout_error(dir: &std::path::Path, message: String, help: &str) -> Failed {

@@ -13,6 +13,12 @@
 //!   partitioned again just after it, as the vendor tool does ("partitioned at every layer that
 //!   does not have a 100% match"). The partition points depend only on the two runs, never on a
 //!   metric or threshold, so changing those re-runs only the comparison.
+//!
+//! With `[verify] golden` the dump takes the target reference's place wherever it holds a
+//! tensor, for the seeds as for the comparison: each op then starts from the inputs the other
+//! tool gave it, so a layerwise row measures that op alone against the other tool (an
+//! onnxruntime run of `model.qdq.onnx`, a dump from the device), not the op plus everything the
+//! two runs disagreed on before it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,6 +33,7 @@ use crate::verify::Mode;
 
 use super::convert;
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::golden_stage;
 use super::inputs::read_samples;
 use super::memo::{KeyBuilder, Record, load, memoize};
 use super::stages::{self, LayerValues, RunOutputs};
@@ -87,7 +94,8 @@ pub fn snoop_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let key = KeyBuilder::new(Stage::Simulate)
         .value("mode", &mode)
         .digest("model.bin", &compiled.output)
-        .digest("golden", &golden.output);
+        .digest("golden", &golden.output)
+        .value("golden dump", &golden_stage::dump_key(db, project));
     let key = stages::list_key(key, db, project.verify(db), project.verify_max(db)).finish();
     let name = target.name(db).clone();
     memoize(db, Stage::Simulate, Some(&name), key, || compute_snoop(db, project, target), |_| Vec::new())
@@ -105,13 +113,20 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let bin = stages::compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
     let prepared = prepare(&program).map_err(convert::internal)?;
-    let golden = target_reference_value(db, project, target)?;
+    let reference = target_reference_value(db, project, target)?;
     let graph = stages::target_optimize_value(db, project, target)?;
     let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let golden: Vec<LayerValues> = match project.golden(db) {
+        Some(input) => {
+            let dump = golden_stage::read_golden(db, input, &golden_stage::wanted(&graph), samples.len())?;
+            golden_stage::with_dump(&reference.layers, &dump)
+        }
+        None => reference.layers.clone(),
+    };
     let seeds = Seeds::new(&program, &golden);
     let progress = &db.services().progress;
     let label = format!("{} {}", mode.name(), target.name(db));
-    let mut recorder = Recorder::new(&golden.layers);
+    let mut recorder = Recorder::new(&golden);
     let mut run = SnoopRun {
         mode,
         layers: Vec::new(),
@@ -147,7 +162,7 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
             progress.finish();
         }
     }
-    run.layers = recorder.finish(&golden.layers);
+    run.layers = recorder.finish(&golden);
     Ok(run)
 }
 
@@ -157,12 +172,12 @@ fn cumulative(
     program: &Program,
     samples: &[Vec<Tensor>],
     seeds: &Seeds,
-    golden: &RunOutputs,
+    golden: &[LayerValues],
     recorder: &mut Recorder,
     run: &mut SnoopRun,
     advance: &dyn Fn(),
 ) -> Result<(), Failed> {
-    let golden_of: BTreeMap<&str, &LayerValues> = golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    let golden_of: BTreeMap<&str, &LayerValues> = golden.iter().map(|l| (l.name.as_str(), l)).collect();
     // Per sample, the integer and bool tensors of the latest run (a segment reads those of
     // earlier steps from the run before it).
     let computed: Vec<RefCell<BTreeMap<TensorId, Tensor>>> = samples.iter().map(|_| RefCell::default()).collect();
@@ -224,8 +239,8 @@ struct Seeds {
 }
 
 impl Seeds {
-    fn new(program: &Program, golden: &RunOutputs) -> Seeds {
-        let by_name: BTreeMap<&str, &LayerValues> = golden.layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    fn new(program: &Program, golden: &[LayerValues]) -> Seeds {
+        let by_name: BTreeMap<&str, &LayerValues> = golden.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut values = BTreeMap::new();
         for step in &program.steps {
             for (k, &id) in step.outputs.iter().enumerate() {

@@ -10,7 +10,6 @@ use crate::diag::Diag;
 use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
 use crate::verify::checker::{self, CheckerReport};
-use crate::verify::golden;
 use crate::verify::html::Histogram;
 use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
 
@@ -68,12 +67,7 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         None
     };
     let labels = project.labels(db).map(|f| f.digest(db));
-    // Every file of the dump and the mapping, by content.
-    let golden = project.golden(db).map(|g| {
-        let files: Vec<(String, [u8; 32])> =
-            g.files(db).iter().map(|(p, f)| (p.clone(), *f.digest(db).as_bytes())).collect();
-        (files, g.mapping(db).map(|m| *m.digest(db).as_bytes()))
-    });
+    let golden = golden_stage::dump_key(db, project);
     let key = KeyBuilder::new(Stage::Verify)
         .value("golden", &golden)
         .digest("simulated", &simulated.output)
@@ -168,7 +162,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     let labels = read_labels(db, project, samples)?;
     // `[verify] golden`: the dump replaces the float run wherever a tensor matched.
     let external = match project.golden(db) {
-        Some(input) => Some(golden_stage::read_golden(db, input, &wanted(&graph), samples)?),
+        Some(input) => Some(golden_stage::read_golden(db, input, &golden_stage::wanted(&graph), samples)?),
         None => None,
     };
     let external_layers: Option<Vec<LayerValues>> = external.as_ref().map(|e| {
@@ -296,20 +290,6 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         checker,
         histograms,
     })
-}
-
-/// The tensors an external golden dump may provide: every float layer and graph output, graph
-/// order, with their element counts.
-fn wanted(graph: &crate::ir::Graph) -> Vec<golden::Wanted> {
-    let mut wanted: Vec<golden::Wanted> = Vec::new();
-    let ids = graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).chain(graph.outputs.iter().copied());
-    for id in ids {
-        let info = graph.info(id);
-        if info.dtype == crate::ir::DType::F32 && !wanted.iter().any(|w| w.name == info.name) {
-            wanted.push(golden::Wanted { name: info.name.clone(), elements: info.shape.iter().product() });
-        }
-    }
-    wanted
 }
 
 /// Cumulative rows: the partition status and, per graph output, the first metric measured on

@@ -148,3 +148,47 @@ fn golden_mistakes_are_diagnostics() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("qairt.toml:") && stderr.contains("golden directory"), "{stderr}");
 }
+
+/// Row `name` of the per-layer table: its SQNR in dB (None when equal).
+fn layer_sqnr(summary: &Value, name: &str) -> Option<f64> {
+    let layers = summary["layers"].as_array().unwrap();
+    let row = layers.iter().find(|l| l["name"] == name).unwrap_or_else(|| panic!("no row {name}"));
+    row["metrics"]["sqnr_db"].as_f64()
+}
+
+#[test]
+fn layerwise_against_a_dump_starts_every_op_from_the_dump() {
+    // onnxruntime's dump with relu2's values halved in every sample: the op reading relu2 (the
+    // MaxPool) must see the halved values, and no op after it may.
+    let p = project(8, "golden = \"goldens/digits_ort\"\nmode = \"layerwise\"");
+    for n in 0..8 {
+        let file = p.path(&format!("goldens/digits_ort/Result_{n}/_relu2_Relu_output_0.raw"));
+        let halved: Vec<u8> = read_f32(&file).iter().flat_map(|v| (v * 0.5).to_le_bytes()).collect();
+        std::fs::write(&file, halved).unwrap();
+    }
+    p.build().assert_ok();
+    let s = summary(&p, "cpu");
+    // MaxPool commutes with a positive scale: its output is half the dump's, noise = signal / 2.
+    let pool = layer_sqnr(&s, "/pool/MaxPool_output_0").expect("the pool reads the halved dump");
+    assert!((pool - 20.0 * 2f64.log10()).abs() < 1e-3, "{pool}");
+    // fc1 reads the dump's (unchanged) flattened pool output: float rounding only.
+    let fc1 = layer_sqnr(&s, "/fc1/Gemm_output_0").unwrap_or(f64::INFINITY);
+    assert!(fc1 > 100.0, "{fc1}");
+
+    // The quantized target, op by op against the same dump: the pool reads relu2's halved
+    // values quantized with relu2's encoding, so it is about 6 dB off too.
+    let pool_q = layer_sqnr(&summary(&p, "htp-w8a8"), "/pool/MaxPool_output_0").unwrap();
+    assert!((pool_q - 6.0).abs() < 1.0, "{pool_q}");
+
+    // In this mode the dump seeds the run: editing it re-runs the layerwise run (`simulate`)
+    // and the comparison, nothing else.
+    let file = p.path("goldens/digits_ort/Result_3/_conv2_Conv_output_0.raw");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let again = p.build();
+    again.assert_ok();
+    let mut built: Vec<String> = again.built().into_iter().map(|(_, stage)| stage).collect();
+    built.sort();
+    assert_eq!(built, ["simulate", "simulate", "verify", "verify"], "{:?}", again.built());
+}
