@@ -13,7 +13,11 @@ tests/data/zoo with the qairt binary given, in a scratch copy of each project, a
 * with ``--ort-python``, each quantized target's ``model.qdq.onnx`` run by onnxruntime
   (scripts/python/qdq_check.py --both-modes): its agreement with qairt's simulate outputs with
   onnxruntime's graph optimizations off and on, and onnxruntime's agreement with itself across
-  the two (a second table, between the ``qdq`` markers of ``--doc``).
+  the two (a second table, between the ``qdq`` markers of ``--doc``); and the same file op by
+  op: onnxruntime's value of every tensor (``qdq_check.py --golden-dump``) as the project's
+  ``[verify] golden`` in the ``layerwise`` mode, so each op of qairt's simulation starts from
+  the inputs onnxruntime gave that op and is compared with onnxruntime's output of it (the
+  lowest per-op SQNR, and how many ops are not bit for bit equal).
 
 It also reports ``simulate`` time per inference (from the JSON event stream; wall-clock, so only
 for reading, never asserted) and, with ``--ort-python`` (a Python with onnxruntime and numpy),
@@ -133,6 +137,8 @@ def evaluate(qairt: Path, name: str, ort_python: Path | None = None) -> dict:
                     entry["aimet_sqnr_db"] = aimet[QUANT_TARGETS[target]]["sqnr_db"]
                 if ort_python:
                     entry["qdq"] = qdq_check(ort_python, project, target)
+                    if entry["qdq"] is not None:
+                        entry["qdq"].update(per_op_check(qairt, ort_python, project, target) or {})
             row[target] = entry
     return row
 
@@ -210,6 +216,55 @@ def qdq_check(python: Path, project: Path, target: str) -> dict | None:
             "ort": as_float(report["ort_modes_sqnr_db"])}
 
 
+def per_op_check(qairt: Path, python: Path, project: Path, target: str) -> dict | None:
+    """Each op of ``model.qdq.onnx`` against qairt's simulation of that op alone: onnxruntime's
+    value of every tensor (graph optimizations off) is the golden dump, and qairt's layerwise
+    mode seeds every op with the dump's values of its inputs. Returns the lowest per-op SQNR
+    (``op_min``, inf when all are bit for bit equal), its op type, the number of ops
+    compared (``ops``) and not bit for bit equal (``ops_differing``; ``ops_with_infinities`` hold an
+    infinity and have no metrics), and the largest difference of any element in quantization
+    steps of its integer-quantized tensor (``max_steps``). Rebuilds ``target`` in
+    ``project`` (a scratch copy): only the simulate and verify stages re-run."""
+    dump = project / f"golden-{target}"
+    script = ROOT / "scripts" / "python" / "qdq_check.py"
+    run = subprocess.run([str(python), str(script), str(project), target, "--golden-dump", str(dump)],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"golden dump failed for {project.name} {target}: {run.stderr[-300:]}", file=sys.stderr)
+        return None
+    toml = project / "qairt.toml"
+    original = toml.read_text()
+    toml.write_text(original.replace("[verify]\n", f"[verify]\ngolden = \"{dump.name}\"\n", 1))
+    try:
+        run = subprocess.run([str(qairt), "build", "--target", target, "--mode", "layerwise"],
+                             cwd=project, capture_output=True, text=True)
+        summary_path = project / "out" / target / "verify" / "summary.json"
+        if not summary_path.is_file():
+            print(f"layerwise build failed for {project.name} {target}: {run.stderr[-300:]}", file=sys.stderr)
+            return None
+        layers = json.loads(summary_path.read_text())["layers"]
+    finally:
+        toml.write_text(original)
+    encodings = json.loads((project / "out" / target / "encodings.json").read_text())["activation_encodings"]
+    # sqnr_db is null when the two are equal.
+    finite = [(l["metrics"]["sqnr_db"], l["layer_type"]) for l in layers if l["metrics"]["sqnr_db"] is not None]
+    # Rows holding an infinity have no metrics (BERT's float16 mask path: float32.lowest is -inf
+    # in float16, on both sides); they are counted apart.
+    with_infinities = [l for l in layers if l["metrics"]["non_finite"]]
+    differing = [l for l in layers if l["metrics"]["max_abs_error"] not in (0.0, None)]
+    worst = min(finite, default=(math.inf, None))
+    # The largest difference in quantization steps of an integer-quantized tensor (a producer
+    # squashed into its Relu/Clip is compared with, and quantized like, that activation);
+    # float16 tensors have no fixed step and are left to the SQNR.
+    steps = 0.0
+    for layer in differing:
+        encoding = encodings.get(layer.get("compared_with") or layer["name"])
+        if encoding and len(encoding) == 1 and encoding[0].get("scale"):
+            steps = max(steps, layer["metrics"]["max_abs_error"] / encoding[0]["scale"])
+    return {"op_min": worst[0], "op_min_type": worst[1], "ops": len(layers), "ops_differing": len(differing),
+            "ops_with_infinities": len(with_infinities), "max_steps": steps}
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -245,14 +300,22 @@ def markdown(rows: list[dict]) -> str:
 def qdq_markdown(rows: list[dict]) -> str:
     lines = [
         "| model | htp-w8a8: vs simulate, optimizations off / on; onnxruntime on vs off (dB) | "
-        "htp-w8a16: the same (dB) |",
-        "|---|---|---|",
+        "htp-w8a8 op by op: lowest SQNR (op), ops not bit-exact / ops, largest difference in steps | "
+        "htp-w8a16: the same (dB) | "
+        "htp-w8a16 op by op |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         cells = []
         for t in QUANT_TARGETS:
             q = r.get(t, {}).get("qdq")
             cells.append(f"{fmt(q['off'])} / {fmt(q['on'])}; {fmt(q['ort'])}" if q else "–")
+            if q and "op_min" in q:
+                op = f" ({q['op_min_type']})" if q["op_min_type"] else ""
+                steps = f", {fmt(q['max_steps'], 2)}" if q["max_steps"] else ""
+                cells.append(f"{fmt(q['op_min'])}{op}, {q['ops_differing']} / {q['ops']}{steps}")
+            else:
+                cells.append("–")
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
