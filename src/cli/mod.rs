@@ -28,6 +28,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads that run samples side by side (default: one per core). Results are
+    /// bit-identical whatever the count.
+    #[arg(long, global = true, env = "QAIRT_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -132,6 +136,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(threads) = cli.threads {
+        // Only fails when a pool already exists, which nothing before this line creates.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(usize::from(threads)).build_global();
+    }
     let code = match cli.command {
         Command::Build { path, targets, message_format, mode, metrics } => {
             let mut columns: Vec<&str> = metrics.iter().map(|m| m.column()).collect();

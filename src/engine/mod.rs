@@ -11,6 +11,7 @@ mod golden_stage;
 mod inputs;
 mod materialize;
 mod memo;
+mod samples;
 mod sensitivity_stage;
 mod snoop;
 mod specialize;

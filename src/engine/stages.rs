@@ -249,15 +249,26 @@ fn collect_stats(
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
     let samples = read_samples(db, graph, list, project.calibration_max(db))?;
-    let progress = &db.services().progress;
+    let progress = &*db.services().progress;
     progress.start("calibrate", samples.len() as u64);
-    let mut collector = quant::StatsCollector::new(graph);
-    for inputs in &samples {
-        crate::runtime::interpret(graph, inputs, &mut |id, t| collector.observe(id, t)).map_err(convert::internal)?;
-        progress.advance();
-    }
+    // Each sample's statistics on its own, merged: exact and order-independent (quant::stats).
+    let mut stats = quant::CalibrationStats::default();
+    super::samples::run_in_order(
+        &samples,
+        progress,
+        |inputs| {
+            let mut collector = quant::StatsCollector::new(graph);
+            crate::runtime::interpret(graph, inputs, &mut |id, t| collector.observe(id, t))
+                .map_err(convert::internal)?;
+            Ok(collector.finish())
+        },
+        |sample| {
+            stats.merge(&sample);
+            Ok(())
+        },
+    )?;
     progress.finish();
-    Ok(collector.finish())
+    Ok(stats)
 }
 
 #[salsa::tracked(returns(clone))]
@@ -569,17 +580,28 @@ pub(super) fn run_verify_samples(
     project: ProjectInput,
     graph: &Graph,
     label: &str,
-    mut run: impl FnMut(&[Tensor], &mut dyn FnMut(crate::ir::TensorId, &Tensor)) -> Result<Vec<Tensor>, Failed>,
+    run: impl Fn(&[Tensor], &mut dyn FnMut(crate::ir::TensorId, &Tensor)) -> Result<Vec<Tensor>, Failed> + Sync,
 ) -> Result<RunOutputs, Failed> {
     let samples = read_samples(db, graph, project.verify(db), project.verify_max(db))?;
-    let progress = &db.services().progress;
+    let progress = &*db.services().progress;
     progress.start(label, samples.len() as u64);
     let mut recorder = LayerRecorder::new(graph);
+    let blank = recorder.empty();
     let mut outputs = Vec::with_capacity(samples.len());
-    for inputs in &samples {
-        outputs.push(run(inputs, &mut |id, t| recorder.observe(id, t))?);
-        progress.advance();
-    }
+    super::samples::run_in_order(
+        &samples,
+        progress,
+        |inputs| {
+            let mut layers = blank.empty();
+            let out = run(inputs, &mut |id, t| layers.observe(id, t))?;
+            Ok((out, layers))
+        },
+        |(out, layers)| {
+            outputs.push(out);
+            recorder.append(layers);
+            Ok(())
+        },
+    )?;
     progress.finish();
     Ok(recorder.finish(graph, outputs))
 }
@@ -633,9 +655,23 @@ impl LayerRecorder {
         LayerRecorder { values }
     }
 
+    /// A recorder of the same tensors holding nothing yet (one sample's, on a pool thread).
+    fn empty(&self) -> LayerRecorder {
+        LayerRecorder { values: self.values.keys().map(|&id| (id, Vec::new())).collect() }
+    }
+
     fn observe(&mut self, id: crate::ir::TensorId, tensor: &Tensor) {
         if let (Some(values), Some(data)) = (self.values.get_mut(&id), tensor.as_f32()) {
             values.extend_from_slice(data);
+        }
+    }
+
+    /// Appends the next sample's values (samples are appended in order).
+    fn append(&mut self, sample: LayerRecorder) {
+        for (id, values) in sample.values {
+            if let Some(all) = self.values.get_mut(&id) {
+                all.extend_from_slice(&values);
+            }
         }
     }
 

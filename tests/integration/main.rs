@@ -15,6 +15,7 @@ mod quant_features;
 mod real_inputs;
 mod specialize;
 mod sweep;
+mod threads;
 mod tidy;
 mod util;
 mod watch;

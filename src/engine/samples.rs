@@ -1,0 +1,112 @@
+//! Per-sample work side by side: every sample of a calibration or verify list is independent,
+//! so the stages that run the model over a list hand each sample to rayon's pool (sized by
+//! `--threads` / `QAIRT_THREADS`, else one thread per core).
+//!
+//! Results are consumed **in sample order**, whatever thread computed them and whenever it
+//! finished, so what a stage folds them into (appended tensors, merged statistics) is
+//! bit-identical for every thread count. Samples go to the pool a group at a time (a few per
+//! thread) and each group's results are consumed before the next group starts, so no more than
+//! one group's per-sample results are held at once.
+
+use rayon::prelude::*;
+
+use super::db::{Failed, Progress};
+
+/// Samples per thread in one group: enough to even out samples of unequal cost.
+const SAMPLES_PER_THREAD: usize = 4;
+
+/// Runs `work` on every sample on the pool and hands the results to `consume` in sample order,
+/// advancing `progress` once per sample. The first failure in sample order is returned (its
+/// group is finished first; later groups do not start).
+pub(super) fn run_in_order<S: Sync, T: Send>(
+    samples: &[S],
+    progress: &dyn Progress,
+    work: impl Fn(&S) -> Result<T, Failed> + Sync,
+    mut consume: impl FnMut(T) -> Result<(), Failed>,
+) -> Result<(), Failed> {
+    let group = SAMPLES_PER_THREAD * rayon::current_num_threads().max(1);
+    for samples in samples.chunks(group) {
+        let results: Vec<Result<T, Failed>> = samples
+            .par_iter()
+            .map(|sample| {
+                let result = work(sample);
+                progress.advance();
+                result
+            })
+            .collect();
+        for result in results {
+            consume(result?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Diag;
+
+    struct Count(std::sync::atomic::AtomicU64);
+
+    impl Progress for Count {
+        fn start(&self, _: &str, _: u64) {}
+        fn advance(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn finish(&self) {}
+    }
+
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    }
+
+    #[test]
+    fn results_arrive_in_sample_order_for_every_thread_count() {
+        // Later samples finish first (earlier ones sleep longer), yet arrive in order.
+        let samples: Vec<u64> = (0..37).collect();
+        for threads in [1, 2, 3, 8] {
+            let progress = Count(Default::default());
+            let mut seen = Vec::new();
+            in_pool(threads, || {
+                run_in_order(
+                    &samples,
+                    &progress,
+                    |&s| {
+                        std::thread::sleep(std::time::Duration::from_micros((40 - s) * 20));
+                        Ok(s * s)
+                    },
+                    |r| {
+                        seen.push(r);
+                        Ok(())
+                    },
+                )
+            })
+            .unwrap();
+            assert_eq!(seen, samples.iter().map(|s| s * s).collect::<Vec<_>>(), "{threads} threads");
+            assert_eq!(progress.0.into_inner(), 37);
+        }
+    }
+
+    #[test]
+    fn the_first_failure_in_sample_order_is_returned() {
+        let samples: Vec<u64> = (0..20).collect();
+        let progress = Count(Default::default());
+        let mut consumed = Vec::new();
+        let failed = in_pool(4, || {
+            run_in_order(
+                &samples,
+                &progress,
+                |&s| {
+                    if s == 5 || s == 6 { Err(Failed(vec![Diag::error("test", format!("sample {s}"))])) } else { Ok(s) }
+                },
+                |r| {
+                    consumed.push(r);
+                    Ok(())
+                },
+            )
+        })
+        .unwrap_err();
+        assert!(format!("{:?}", failed.0[0]).contains("sample 5"), "{failed:?}");
+        assert_eq!(consumed, [0, 1, 2, 3, 4]);
+    }
+}
