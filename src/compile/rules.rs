@@ -97,7 +97,10 @@ pub struct OpRules {
 pub struct BackendRules {
     pub name: String,
     pub description: String,
-    /// The file these rules came from (for diagnostics).
+    /// The file these rules came from (for diagnostics). Not part of what the rules say, so it
+    /// is left out of their serialized form: cache keys that hash the rules must not depend on
+    /// where the project lives.
+    #[serde(skip)]
     pub source: String,
     /// Fixed-point backend: activations and weights must carry integer encodings.
     pub quantized: bool,

@@ -1,6 +1,6 @@
 //! Incremental behaviour, observed through the JSON event stream (what ran), never timing.
 
-use crate::util::{Project, pairs};
+use crate::util::{Project, copy_dir, pairs, repo_root};
 
 const ALL_HTP: [&str; 7] = ["parse", "optimize", "calibrate", "quantize", "compile", "simulate", "verify"];
 
@@ -19,6 +19,27 @@ fn a_second_build_in_a_new_process_is_all_cached() {
     let finished = second.events.last().unwrap();
     assert_eq!(finished["event"], "finished");
     assert_eq!(finished["built"], 0);
+}
+
+#[test]
+fn stage_keys_do_not_depend_on_where_the_project_lives() {
+    // Two copies of one project (with a rules/ directory of its own, as the repository's has)
+    // in two temporary directories: every stage of every target has the same action key, so a
+    // cache filled in one place (or on another machine) serves the other.
+    let keys = |p: &Project| -> Vec<(String, String, String)> {
+        copy_dir(&repo_root().join("rules"), &p.path("rules"));
+        let build = p.build();
+        build.assert_ok();
+        build
+            .events
+            .iter()
+            .filter(|e| e["event"] == "stage")
+            .map(|e| (e["target"].to_string(), e["stage"].to_string(), e["key"].to_string()))
+            .collect()
+    };
+    let (here, there) = (keys(&Project::digits()), keys(&Project::digits()));
+    assert_eq!(here.len(), 19);
+    assert_eq!(here, there);
 }
 
 #[test]
