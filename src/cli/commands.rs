@@ -7,7 +7,7 @@ use crate::engine::{self, Workspace};
 use crate::project::PROJECT_FILE;
 
 use super::MessageFormat;
-use super::output::print_report;
+use super::output::EventPrinter;
 use super::render;
 
 /// Finds `qairt.toml` as cargo finds `Cargo.toml`: the given path (a directory or the file
@@ -59,8 +59,9 @@ pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat, d
         Err(code) => return code,
     };
     ws.set_debug_override(debug);
-    let report = ws.build(targets);
-    print_report(&report, format)
+    let mut printer = EventPrinter::new(format);
+    let report = ws.build_with(targets, &mut |event| printer.print(event));
+    printer.finish(&report)
 }
 
 pub fn explain(path: Option<PathBuf>, target: Option<String>, stage: Option<String>) -> u8 {

@@ -37,10 +37,29 @@ pub(super) fn round(x: f64, digits: i32) -> f64 {
 
 /// Prints one build's events and returns its exit status.
 pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut last_target = None;
+    let mut printer = EventPrinter::new(format);
     for event in &report.events {
+        printer.print(event);
+    }
+    printer.finish(report)
+}
+
+/// Prints a build's events one at a time, as they happen (each line flushed, so a pipe or a
+/// terminal sees a stage the moment it finishes), then the build's end.
+pub struct EventPrinter {
+    format: MessageFormat,
+    last_target: Option<String>,
+}
+
+impl EventPrinter {
+    pub fn new(format: MessageFormat) -> EventPrinter {
+        EventPrinter { format, last_target: None }
+    }
+
+    pub fn print(&mut self, event: &Event) {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let format = self.format;
         match (event, format) {
             (Event::Warning(diag), _) => render::print(diag),
             (event @ Event::Stage { .. }, MessageFormat::Json) => {
@@ -49,9 +68,9 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                 }
             }
             (Event::Stage { target, stage, built, ms, peak_activation_bytes, .. }, MessageFormat::Human) => {
-                if last_target != Some(target) {
+                if self.last_target.as_ref() != Some(target) {
                     let _ = writeln!(out, "{target}");
-                    last_target = Some(target);
+                    self.last_target = Some(target.clone());
                 }
                 let status = if *built { "built " } else { "cached" };
                 let time = format!("{ms:>9.1} ms");
@@ -125,36 +144,44 @@ pub fn print_report(report: &BuildReport, format: MessageFormat) -> u8 {
                 }
             }
         }
+        let _ = out.flush();
     }
-    for diag in &report.errors {
-        render::print(diag);
-    }
-    let ok = report.errors.is_empty();
-    match format {
-        MessageFormat::Json => {
-            let line = json!({
-                "event": "finished", "ok": ok && report.thresholds_met, "built": report.built,
-                "cached": report.cached, "ms": round(report.ms, 3),
-            });
-            let _ = writeln!(out, "{line}");
+
+    /// Prints the errors and the closing line; returns the build's exit status.
+    pub fn finish(self, report: &BuildReport) -> u8 {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for diag in &report.errors {
+            render::print(diag);
         }
-        MessageFormat::Human => {
-            let verdict = if !ok {
-                "failed"
-            } else if !report.thresholds_met {
-                "finished, verification thresholds NOT met"
-            } else {
-                "finished"
-            };
-            let _ = writeln!(out, "{verdict}: {} built, {} cached in {:.0} ms", report.built, report.cached, report.ms);
+        let ok = report.errors.is_empty();
+        match self.format {
+            MessageFormat::Json => {
+                let line = json!({
+                    "event": "finished", "ok": ok && report.thresholds_met, "built": report.built,
+                    "cached": report.cached, "ms": round(report.ms, 3),
+                });
+                let _ = writeln!(out, "{line}");
+            }
+            MessageFormat::Human => {
+                let verdict = if !ok {
+                    "failed"
+                } else if !report.thresholds_met {
+                    "finished, verification thresholds NOT met"
+                } else {
+                    "finished"
+                };
+                let _ =
+                    writeln!(out, "{verdict}: {} built, {} cached in {:.0} ms", report.built, report.cached, report.ms);
+            }
         }
-    }
-    let _ = out.flush();
-    if !ok {
-        1
-    } else if !report.thresholds_met {
-        2
-    } else {
-        0
+        let _ = out.flush();
+        if !ok {
+            1
+        } else if !report.thresholds_met {
+            2
+        } else {
+            0
+        }
     }
 }

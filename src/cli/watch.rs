@@ -12,7 +12,7 @@ use crate::diag::Diag;
 
 use super::MessageFormat;
 use super::commands::open;
-use super::output::print_report;
+use super::output::EventPrinter;
 use super::render;
 
 pub fn watch(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -> u8 {
@@ -30,8 +30,9 @@ pub fn watch(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -
     };
     let mut watched_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
-        let report = ws.build(targets);
-        print_report(&report, format);
+        let mut printer = EventPrinter::new(format);
+        let report = ws.build_with(targets, &mut |event| printer.print(event));
+        printer.finish(&report);
         // Watch directories, not files: editors save by writing a new file and renaming it.
         let mut dirs: BTreeSet<PathBuf> =
             ws.watched_paths().iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();

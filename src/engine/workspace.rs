@@ -61,6 +61,19 @@ pub struct BuildReport {
     pub ms: f64,
 }
 
+/// Where a build's events go: the caller's callback first, then the report.
+struct Sink<'a> {
+    report: &'a mut BuildReport,
+    on_event: &'a mut dyn FnMut(&Event),
+}
+
+impl Sink<'_> {
+    fn emit(&mut self, event: Event) {
+        (self.on_event)(&event);
+        self.report.events.push(event);
+    }
+}
+
 pub struct Workspace {
     pub db: Database,
     pub config: ProjectConfig,
@@ -664,6 +677,12 @@ impl Workspace {
     /// Builds the selected targets (all when empty): every out-of-date stage runs, then
     /// `out/<target>/` is materialized.
     pub fn build(&mut self, selected: &[String]) -> BuildReport {
+        self.build_with(selected, &mut |_| {})
+    }
+
+    /// [`Workspace::build`], handing every event to `on_event` the moment it happens (each
+    /// stage as it finishes, target by target), before it goes into the report.
+    pub fn build_with(&mut self, selected: &[String], on_event: &mut dyn FnMut(&Event)) -> BuildReport {
         let started = Instant::now();
         let mut report = BuildReport { thresholds_met: true, ..BuildReport::default() };
         let lock = match self.store().lock() {
@@ -680,7 +699,8 @@ impl Workspace {
         let names = if selected.is_empty() { self.target_names() } else { selected.to_vec() };
         let mut shared_built: HashMap<Stage, BuiltEvent> = HashMap::new();
         for name in &names {
-            if let Err(failed) = self.build_target(name, &mut shared_built, &mut report) {
+            let mut sink = Sink { report: &mut report, on_event: &mut *on_event };
+            if let Err(failed) = self.build_target(name, &mut shared_built, &mut sink) {
                 // A shared stage fails the same way for every target: say it once.
                 for diag in failed.0 {
                     if !report.errors.contains(&diag) {
@@ -691,79 +711,92 @@ impl Workspace {
         }
         let (_, warnings) = self.db.drain_log();
         self.db.forget_fresh_values();
-        report.events.extend(warnings.into_iter().map(Event::Warning));
+        let mut sink = Sink { report: &mut report, on_event };
+        for warning in warnings {
+            sink.emit(Event::Warning(warning));
+        }
         let stamps_path = self.config.cache_dir.join("stamps");
         let tmp = self.config.cache_dir.join("tmp");
         if let Err(e) = self.stamps.save(&stamps_path, &tmp) {
-            report
-                .events
-                .push(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
+            sink.emit(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
         }
         drop(lock);
         report.ms = started.elapsed().as_secs_f64() * 1000.0;
         report
     }
 
+    /// Runs `name`'s stages in pipeline order, reporting each as it finishes (salsa runs what
+    /// a stage needs on first demand, so asking for the records in order runs them in order).
     fn build_target(
         &mut self,
         name: &str,
         shared_built: &mut HashMap<Stage, BuiltEvent>,
-        report: &mut BuildReport,
+        sink: &mut Sink<'_>,
     ) -> Result<(), Failed> {
         let (project, target) = self.inputs_of(name)?;
         let stages = self.stages_of(name)?;
-        let result = verify_stage::verify_record(&self.db, project, target);
-        let (built, warnings) = self.db.drain_log();
-        report.events.extend(warnings.into_iter().map(Event::Warning));
-        let mut own_built: HashMap<Stage, BuiltEvent> = HashMap::new();
-        for event in built {
-            let stage = if event.stage == Stage::Reference { Stage::Simulate } else { event.stage };
-            match event.target {
-                None if event.stage != Stage::Reference => {
-                    shared_built.insert(stage, event);
-                }
-                None => {
-                    shared_built.insert(Stage::Reference, event);
-                }
-                Some(_) => {
-                    own_built.insert(stage, event);
-                }
-            }
-        }
-        // Report every stage that succeeded, up to the one that failed (if any).
+        // Report every stage that succeeds, up to the one that fails (if any).
         for &stage in &stages {
-            let Ok(key) = self.stage_key(project, target, stage) else { break };
-            // A shared stage counts for this target only if it is this target's stage (a CLE
-            // target has an optimize and calibrate of its own).
-            let built = own_built
-                .get(&stage)
-                .or_else(|| shared_built.get(&stage).filter(|e| e.key == key))
-                .or_else(|| (stage == Stage::Simulate).then(|| shared_built.get(&Stage::Reference)).flatten());
-            let (built, ms) = match built {
-                Some(e) => (true, e.ms),
-                None => (false, 0.0),
+            let step = self.run_stage(project, target, stage);
+            let (built, warnings) = self.db.drain_log();
+            for warning in warnings {
+                sink.emit(Event::Warning(warning));
+            }
+            // Everything that ran in this step is this stage's work (its inputs ran in earlier
+            // steps); for `simulate` that includes the float reference and the layer runs.
+            let ran_here = !built.is_empty();
+            let ms_here: f64 = built.iter().map(|e| e.ms).sum();
+            for event in built.into_iter().filter(|e| e.target.is_none()) {
+                let stage = if event.stage == Stage::Reference { Stage::Simulate } else { event.stage };
+                shared_built.insert(stage, event);
+            }
+            let key = step?;
+            // A shared stage that ran for an earlier target of this build counts as built here
+            // too (it ran in this process), if it is this target's stage (a CLE target has an
+            // optimize and calibrate of its own).
+            let (built, ms) = if ran_here {
+                (true, ms_here)
+            } else {
+                match shared_built.get(&stage).filter(|e| e.key == key) {
+                    Some(e) => (true, e.ms),
+                    None => (false, 0.0),
+                }
             };
             if built {
-                report.built += 1;
+                sink.report.built += 1;
             } else {
-                report.cached += 1;
+                sink.report.cached += 1;
             }
             let peak_activation_bytes = match stage {
                 Stage::Compile => postcard::from_bytes(&stages::compile_record(&self.db, project, target)?.meta).ok(),
                 _ => None,
             };
-            report.events.push(Event::Stage { target: name.to_string(), stage, built, key, ms, peak_activation_bytes });
+            sink.emit(Event::Stage { target: name.to_string(), stage, built, key, ms, peak_activation_bytes });
         }
-        let record = result?;
+        let record = verify_stage::verify_record(&self.db, project, target)?;
         let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;
-        report.thresholds_met &= outcome.passed;
+        sink.report.thresholds_met &= outcome.passed;
         // Generated targets are not in qairt.toml: nothing for `explain` or `out/`.
         if !self.is_generated(name) {
             super::explain::remember(self, project, target, &stages);
             materialize::materialize(self, project, target)?;
         }
-        report.events.push(Event::Verify { target: name.to_string(), outcome });
+        sink.emit(Event::Verify { target: name.to_string(), outcome });
         Ok(())
+    }
+
+    /// Runs one stage of a target (and, for `simulate`, every run the verify stage reads: the
+    /// float reference and, in the layerwise and cumulative modes, the layer runs) and returns
+    /// its action key.
+    fn run_stage(&self, project: ProjectInput, target: TargetInput, stage: Stage) -> Result<Digest, Failed> {
+        if stage == Stage::Simulate {
+            stages::reference_record(&self.db, project)?;
+            super::snoop::target_reference_record(&self.db, project, target)?;
+            if project.debug(&self.db).mode != crate::verify::Mode::Oneshot {
+                super::snoop::snoop_record(&self.db, project, target)?;
+            }
+        }
+        self.stage_key(project, target, stage)
     }
 
     /// The action key of one stage of a target (records are memoized, so this is cheap).
@@ -867,5 +900,89 @@ impl Workspace {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project with two targets on the digits example's model and a few samples.
+    fn digits_project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits");
+        std::fs::copy(example.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+        fn copy_tree(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let target = to.join(path.file_name().unwrap());
+                if path.is_dir() {
+                    copy_tree(&path, &target);
+                } else {
+                    std::fs::copy(&path, target).unwrap();
+                }
+            }
+        }
+        for list in ["calib", "test"] {
+            copy_tree(&example.join(list), &dir.path().join(list));
+        }
+        let toml = r#"[project]
+name = "events"
+
+[model]
+path = "model.onnx"
+
+[calibration]
+input_list = "calib/input_list.txt"
+max_samples = 4
+
+[[target]]
+name = "htp-w8a8"
+backend = "htp"
+
+[[target]]
+name = "cpu"
+backend = "cpu"
+
+[verify]
+input_list = "test/input_list.txt"
+max_samples = 4
+"#;
+        std::fs::write(dir.path().join("qairt.toml"), toml).unwrap();
+        dir
+    }
+
+    #[test]
+    fn events_reach_the_callback_as_stages_finish() {
+        let dir = digits_project();
+        let mut ws = Workspace::open(&dir.path().join("qairt.toml"), None).unwrap();
+        // For each event: (what it is, whether each target's out/ existed when it arrived).
+        let mut seen: Vec<(String, bool, bool)> = Vec::new();
+        let out = dir.path().join("out");
+        let report = ws.build_with(&[], &mut |event| {
+            let what = match event {
+                Event::Stage { target, stage, .. } => format!("{target} {}", stage.name()),
+                Event::Verify { target, .. } => format!("{target} verified"),
+                Event::Warning(d) => format!("warning {}", d.message),
+            };
+            seen.push((what, out.join("htp-w8a8").exists(), out.join("cpu").exists()));
+        });
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let names: Vec<&str> = seen.iter().map(|(w, _, _)| w.as_str()).collect();
+        assert_eq!(names.first(), Some(&"htp-w8a8 parse"), "{names:?}");
+        assert_eq!(names.len(), report.events.len());
+        // The first target's stages arrive before it is materialized, the second target's
+        // after the first is and before its own is: each event is handed over when it happens,
+        // not when the build ends.
+        for (what, first_out, second_out) in seen.iter().map(|(w, a, b)| (w, *a, *b)) {
+            if what.starts_with("htp-w8a8") && what != "htp-w8a8 verified" {
+                assert!(!first_out && !second_out, "{what} arrived after out/ was written");
+            }
+            if what.starts_with("cpu") && what != "cpu verified" {
+                assert!(first_out && !second_out, "{what}: first out/ {first_out}, second {second_out}");
+            }
+        }
+        assert!(names.contains(&"cpu simulate") && names.contains(&"htp-w8a8 calibrate"), "{names:?}");
     }
 }
