@@ -90,6 +90,8 @@ def run_qairt(qairt: Path, project: Path, mem_limit_gb: float | None, env: dict 
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     full_env = dict(os.environ)
+    # A failed allocation then prints where it happened (nothing else changes).
+    full_env.setdefault("RUST_BACKTRACE", "1")
     full_env.update(env or {})
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -158,11 +160,12 @@ def thin(points: list, n: int) -> list:
 
 def failure_text(run: dict) -> str:
     """Why a build did not finish, for the table."""
+    stderr = run.get("stderr", run.get("stderr_head", "") + run.get("stderr_tail", ""))
     if run["killed"]:
         why = run.get("signal") or f"exit {run['exit']}"
-        alloc = re.search(r"memory allocation of \d+ bytes failed", run["stderr"])
+        alloc = re.search(r"memory allocation of \d+ bytes failed", stderr)
         return f"killed at {run['peak_rss'] / GIB:.2f} GiB ({why}{': ' + alloc.group(0) if alloc else ''})"
-    last = run["stderr"].splitlines()[-1] if run["stderr"] else ""
+    last = stderr.splitlines()[-1] if stderr else ""
     return f"failed (exit {run['exit']}): {last[:200]}"
 
 
@@ -450,9 +453,29 @@ def build_figures(run: dict, samples: int) -> dict:
     return fig
 
 
+def qairt_frames(stderr: str) -> list[str]:
+    """The frames of a Rust backtrace (RUST_BACKTRACE set) inside qairt's own source, innermost
+    first: where an allocation failed."""
+    frames, name = [], None
+    for line in stderr.splitlines():
+        m = re.match(r"\s*\d+: (.+)", line)
+        if m:
+            name = m.group(1)
+            continue
+        m = re.match(r"\s+at (\S*src/\S+)", line)
+        if m and name and "/.cargo/" not in m.group(1) and "/rustc/" not in m.group(1):
+            frames.append(f"{name} ({m.group(1).split('/src/', 1)[-1]})")
+            name = None
+    return frames[:12]
+
+
 def summarize(run: dict) -> dict:
     keep = {k: v for k, v in run.items() if k not in ("events", "stderr")}
+    keep["stderr_head"] = run["stderr"][:2000]
     keep["stderr_tail"] = run["stderr"][-2000:]
+    frames = qairt_frames(run["stderr"])
+    if frames:
+        keep["backtrace_qairt_frames"] = frames
     keep["events"] = [e for e in run["events"] if e.get("event") in ("stage", "finished", "verify")]
     return keep
 
