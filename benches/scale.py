@@ -164,7 +164,10 @@ def failure_text(run: dict) -> str:
     if run["killed"]:
         why = run.get("signal") or f"exit {run['exit']}"
         alloc = re.search(r"memory allocation of \d+ bytes failed", stderr)
-        return f"killed at {run['peak_rss'] / GIB:.2f} GiB ({why}{': ' + alloc.group(0) if alloc else ''})"
+        frames = run.get("backtrace_qairt_frames") or qairt_frames(stderr)
+        where = " ← ".join(re.sub(r":\d+\)$", "", f).rsplit("(", 1)[-1] for f in frames[:4])
+        return (f"killed at {run['peak_rss'] / GIB:.2f} GiB ({why}{': ' + alloc.group(0) if alloc else ''}"
+                f"{'; in ' + where if where else ''})")
     last = stderr.splitlines()[-1] if stderr else ""
     return f"failed (exit {run['exit']}): {last[:200]}"
 
