@@ -138,20 +138,35 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
         Mode::Oneshot => return Err(convert::internal("the oneshot mode has no separate run")),
         Mode::Layerwise => {
             progress.start(&label, samples.len() as u64);
-            for (n, inputs) in samples.iter().enumerate() {
-                // Integer and bool tensors have no float reference to seed them with: they keep
-                // the values this run computes (from seeded inputs), as the cumulative mode does.
-                let computed = RefCell::new(BTreeMap::new());
-                for step in 0..program.steps.len() {
-                    prepared
-                        .run_steps(step..step + 1, inputs, &|id| seeds.sample(id, n, &computed), &mut |id, t| {
-                            recorder.observe(id, t, &program);
-                            keep_non_float(&computed, id, t);
-                        })
-                        .map_err(convert::internal)?;
-                }
-                progress.advance();
-            }
+            let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
+            super::samples::run_in_order(
+                &numbered,
+                &**progress,
+                |&(n, inputs)| {
+                    // Integer and bool tensors have no float reference to seed them with: they
+                    // keep the values this run computes (from seeded inputs), as the cumulative
+                    // mode does.
+                    let computed = RefCell::new(BTreeMap::new());
+                    let mut observed: Vec<(TensorId, Tensor)> = Vec::new();
+                    for step in 0..program.steps.len() {
+                        prepared
+                            .run_steps(step..step + 1, inputs, &|id| seeds.sample(id, n, &computed), &mut |id, t| {
+                                if t.as_f32().is_some() {
+                                    observed.push((id, t.clone()));
+                                }
+                                keep_non_float(&computed, id, t);
+                            })
+                            .map_err(convert::internal)?;
+                    }
+                    Ok(observed)
+                },
+                |observed| {
+                    for (id, t) in &observed {
+                        recorder.observe(*id, t, &program);
+                    }
+                    Ok(())
+                },
+            )?;
             progress.finish();
         }
         Mode::Cumulative => {
