@@ -116,12 +116,13 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let reference = target_reference_value(db, project, target)?;
     let graph = stages::target_optimize_value(db, project, target)?;
     let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
-    let golden: Vec<LayerValues> = match project.golden(db) {
+    // The float run's layers, or (with a dump) a copy with the dump's values put in.
+    let golden: std::borrow::Cow<'_, [LayerValues]> = match project.golden(db) {
         Some(input) => {
             let dump = golden_stage::read_golden(db, input, &golden_stage::wanted(&graph), samples.len())?;
-            golden_stage::with_dump(&reference.layers, &dump)
+            std::borrow::Cow::Owned(golden_stage::with_dump(&reference.layers, &dump))
         }
-        None => reference.layers.clone(),
+        None => std::borrow::Cow::Borrowed(&reference.layers),
     };
     let seeds = Seeds::new(&program, &golden);
     let progress = &db.services().progress;
