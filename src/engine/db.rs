@@ -187,7 +187,8 @@ pub trait Progress: Send + Sync {
     fn finish(&self);
 }
 
-struct NoProgress;
+/// Reports nothing (no terminal, or a run whose progress is counted another way).
+pub(super) struct NoProgress;
 
 impl Progress for NoProgress {
     fn start(&self, _: &str, _: u64) {}

@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ use crate::runtime::exec::{Prepared, prepare};
 use crate::verify::Mode;
 
 use super::convert;
-use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::db::{Db, Failed, NoProgress, ProjectInput, Stage, TargetInput};
 use super::golden_stage;
 use super::inputs::read_samples;
 use super::memo::{KeyBuilder, Record, load, memoize};
@@ -196,27 +196,44 @@ fn cumulative(
     let golden_of: BTreeMap<&str, &LayerValues> = golden.iter().map(|l| (l.name.as_str(), l)).collect();
     // Per sample, the integer and bool tensors of the latest run (a segment reads those of
     // earlier steps from the run before it).
-    let computed: Vec<RefCell<BTreeMap<TensorId, Tensor>>> = samples.iter().map(|_| RefCell::default()).collect();
+    // (Each sample's map is only touched by the one pool thread running that sample.)
+    let computed: Vec<Mutex<BTreeMap<TensorId, Tensor>>> = samples.iter().map(|_| Mutex::default()).collect();
+    let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
     let mut start = 0;
     while start < program.steps.len() {
-        // One run from `start` over every sample, keeping every step output.
+        // One run from `start` over every sample (side by side), keeping every step output.
         let mut values: BTreeMap<TensorId, Vec<f32>> = BTreeMap::new();
         let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); program.outputs.len()];
-        for (n, inputs) in samples.iter().enumerate() {
-            let result = prepared
-                .run_steps(start..program.steps.len(), inputs, &|id| seeds.sample(id, n, &computed[n]), &mut |id, t| {
-                    if let Some(data) = t.as_f32() {
-                        values.entry(id).or_default().extend_from_slice(data);
-                    }
-                    keep_non_float(&computed[n], id, t);
-                })
-                .map_err(convert::internal)?;
-            for (k, t) in result.iter().enumerate() {
-                if let Some(out) = outputs.get_mut(k) {
-                    out.extend(t.to_f32_vec());
+        super::samples::run_in_order(
+            &numbered,
+            &NoProgress,
+            |&(n, inputs)| {
+                let lock = || computed[n].lock().unwrap_or_else(|p| p.into_inner());
+                let mine = RefCell::new(std::mem::take(&mut *lock()));
+                let mut observed: Vec<(TensorId, Vec<f32>)> = Vec::new();
+                let result = prepared
+                    .run_steps(start..program.steps.len(), inputs, &|id| seeds.sample(id, n, &mine), &mut |id, t| {
+                        if let Some(data) = t.as_f32() {
+                            observed.push((id, data.to_vec()));
+                        }
+                        keep_non_float(&mine, id, t);
+                    })
+                    .map_err(convert::internal)?;
+                *lock() = mine.into_inner();
+                Ok((observed, result))
+            },
+            |(observed, result)| {
+                for (id, data) in observed {
+                    values.entry(id).or_default().extend_from_slice(&data);
                 }
-            }
-        }
+                for (k, t) in result.iter().enumerate() {
+                    if let Some(out) = outputs.get_mut(k) {
+                        out.extend(t.to_f32_vec());
+                    }
+                }
+                Ok(())
+            },
+        )?;
         let segment = run.segments.len();
         run.segments.push(outputs);
         let mut next = program.steps.len();

@@ -26,18 +26,20 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn one_thread_and_several_give_the_same_bytes() {
-    let one = Project::digits();
-    let out = one.run(&["build", "--threads", "1", "--message-format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let several = Project::digits();
-    let out = several.command().args(["build", "--message-format", "json"]).env("QAIRT_THREADS", "3").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (one, several) = (Project::digits(), Project::digits());
+    // Every debugging mode runs its own sample loop.
+    for mode in ["oneshot", "cumulative", "layerwise"] {
+        let out = one.run(&["build", "--threads", "1", "--mode", mode]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = several.command().args(["build", "--mode", mode]).env("QAIRT_THREADS", "3").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let (a, b) = (files_under(&one.path("out")), files_under(&several.path("out")));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    assert!(a.len() > 20, "{:?}", a.keys());
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{name} differs between 1 and 3 threads");
+        let (a, b) = (files_under(&one.path("out")), files_under(&several.path("out")));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        assert!(a.len() > 20, "{:?}", a.keys());
+        for (name, bytes) in &a {
+            assert!(bytes == &b[name], "{mode}: {name} differs between 1 and 3 threads");
+        }
     }
 }
 
