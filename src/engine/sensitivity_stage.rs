@@ -18,7 +18,7 @@ use crate::verify::sensitivity::{self, Measurement, Precision, SensitivityResult
 use crate::verify::{OutputSpec, SummaryBuilder};
 
 use super::convert;
-use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::db::{Db, Failed, NoProgress, ProjectInput, Stage, TargetInput};
 use super::inputs::read_samples;
 use super::memo::{KeyBuilder, Record, load, lookup, memoize};
 use super::stages;
@@ -114,16 +114,23 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
             .map(|&id| OutputSpec { name: graph.name(id).to_string(), shape: graph.info(id).shape.clone() })
             .collect();
         let mut builder = SummaryBuilder::new(outputs, Vec::new(), thresholds.clone()).map_err(convert::internal)?;
-        for (n, inputs) in samples.iter().enumerate() {
-            builder.begin_sample(labels.as_ref().and_then(|l| l.get(n).copied())).map_err(convert::internal)?;
-            let actual = prepared.run(inputs, &mut |_, _| {}).map_err(convert::internal)?;
-            for (k, name) in reference.output_names.iter().enumerate() {
-                let (Some(r), Some(a)) = (reference.samples.get(n).and_then(|s| s.get(k)), actual.get(k)) else {
-                    return Err(convert::internal(format!("output {name} is missing for sample {n}")));
-                };
-                builder.add_output(name, &r.to_f32_vec(), &a.to_f32_vec()).map_err(convert::internal)?;
-            }
-        }
+        // Samples side by side, folded into the summary in sample order.
+        let numbered: Vec<(usize, &Vec<crate::ir::Tensor>)> = samples.iter().enumerate().collect();
+        super::samples::run_in_order(
+            &numbered,
+            &NoProgress,
+            |&(n, inputs)| Ok((n, prepared.run(inputs, &mut |_, _| {}).map_err(convert::internal)?)),
+            |(n, actual)| {
+                builder.begin_sample(labels.as_ref().and_then(|l| l.get(n).copied())).map_err(convert::internal)?;
+                for (k, name) in reference.output_names.iter().enumerate() {
+                    let (Some(r), Some(a)) = (reference.samples.get(n).and_then(|s| s.get(k)), actual.get(k)) else {
+                        return Err(convert::internal(format!("output {name} is missing for sample {n}")));
+                    };
+                    builder.add_output(name, &r.to_f32_vec(), &a.to_f32_vec()).map_err(convert::internal)?;
+                }
+                Ok(())
+            },
+        )?;
         progress.advance();
         let summary = builder.finish().map_err(convert::internal)?;
         let first = summary.outputs.first().ok_or_else(|| convert::internal("the model has no outputs"))?;
