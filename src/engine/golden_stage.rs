@@ -12,7 +12,6 @@ use crate::verify::golden::{self, GoldenFile, GoldenMatch, Wanted};
 
 use super::db::{Db, Failed, GoldenInput, ProjectInput};
 use super::inputs::read_file;
-use super::stages::LayerValues;
 
 /// The golden values of every matched tensor, samples back to back.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,19 +43,6 @@ pub fn wanted(graph: &crate::ir::Graph) -> Vec<Wanted> {
         }
     }
     wanted
-}
-
-/// `layers` (qairt's float run) with every tensor the dump holds replaced by the dump's values:
-/// the values the layerwise and cumulative runs start each layer from, so that with an
-/// external golden each op is measured on the inputs the other tool gave it.
-pub fn with_dump(layers: &[LayerValues], dump: &ExternalGolden) -> Vec<LayerValues> {
-    layers
-        .iter()
-        .map(|l| match dump.values.get(&l.name) {
-            Some(values) => LayerValues { values: values.clone(), ..l.clone() },
-            None => l.clone(),
-        })
-        .collect()
 }
 
 fn layout_error(dir: &std::path::Path, message: String, help: &str) -> Failed {

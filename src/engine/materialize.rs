@@ -47,10 +47,9 @@ fn render(
         files.push(("model.qdq.onnx".to_string(), qdq));
     }
     files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.bytes.clone()));
-    for (dir, run) in [
-        ("outputs", stages::simulate_value(db, project, target)?),
-        ("reference", stages::reference_value(db, project)?),
-    ] {
+    let simulated = stages::simulate_value(db, project, target)?;
+    let reference = stages::reference_value(db, project)?;
+    for (dir, run) in [("outputs", &simulated.outputs), ("reference", &*reference)] {
         for (n, sample) in run.samples.iter().enumerate() {
             for (name, tensor) in run.output_names.iter().zip(sample) {
                 // Each output in its own element type (the SDK's native output files), or
@@ -67,7 +66,11 @@ fn render(
     files.push(("verify/summary.json".to_string(), summary.json.clone().into_bytes()));
     files.push(("verify/summary.csv".to_string(), summary.csv.clone().into_bytes()));
     if let Some(checker) = &summary.checker {
-        let mut json = serde_json::to_string_pretty(checker).map_err(super::convert::internal)?;
+        let document = CheckerJson {
+            report: checker,
+            activation_samples: summary.activation_samples.map(|(analysed, of)| ActivationSamples { analysed, of }),
+        };
+        let mut json = serde_json::to_string_pretty(&document).map_err(super::convert::internal)?;
         json.push('\n');
         files.push(("verify/checker.json".to_string(), json.into_bytes()));
     }
@@ -88,6 +91,7 @@ fn render(
         target: target.name(db),
         summary: &summary.summary,
         checker: summary.checker.as_ref(),
+        activation_samples: summary.activation_samples,
         histograms: summary.histograms.clone(),
         sensitivity: sensitivity.as_deref(),
         overrides_path,
@@ -190,4 +194,20 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     }
     let _ = std::fs::remove_dir(&tmp);
     Ok(())
+}
+
+/// `checker.json`: the report, and when the activation analyses saw only the first verify
+/// samples, how many of how many.
+#[derive(serde::Serialize)]
+struct CheckerJson<'a> {
+    #[serde(flatten)]
+    report: &'a crate::verify::checker::CheckerReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation_samples: Option<ActivationSamples>,
+}
+
+#[derive(serde::Serialize)]
+struct ActivationSamples {
+    analysed: usize,
+    of: usize,
 }

@@ -16,28 +16,32 @@ use crate::diag::Diag;
 use crate::ir::{Graph, Tensor};
 use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
 
+use super::compare::{FloatPrefix, Goldens, Plan, SampleValues};
 use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
 use super::inputs::{read_file, read_samples};
 use super::memo::{KeyBuilder, Record, load, memoize};
 use super::specialize;
 
-/// What `simulate` and the reference run produce: the outputs of every sample and the values
-/// of every intermediate tensor (concatenated over samples) for per-layer verification.
+/// The graph outputs of every verify sample: what the float reference run produces, and
+/// what `out/` materializes of a simulated run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOutputs {
     pub output_names: Vec<String>,
     /// `samples[n][k]`: output `k` for line `n` of the verify list.
     pub samples: Vec<Vec<Tensor>>,
-    pub layers: Vec<LayerValues>,
 }
 
+/// What `simulate` produces: the outputs of every sample, each layer's comparison with the
+/// target's float run folded over the samples (`compare.rs`), and the float values of the
+/// first samples for the checker and the report's histograms. Nothing here grows with
+/// samples x activations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LayerValues {
-    pub name: String,
-    pub op: String,
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
+pub struct SimulateRun {
+    pub outputs: RunOutputs,
+    /// One row per float layer (graph order): the quantized value against the golden one.
+    pub layers: Vec<(String, crate::verify::LayerFold)>,
+    pub float_prefix: FloatPrefix,
 }
 
 // ---------------------------------------------------------------- parse
@@ -568,42 +572,25 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
-    run_verify_samples(db, project, &graph, "reference", |inputs, observe| {
-        crate::runtime::interpret(&graph, inputs, observe).map_err(convert::internal)
-    })
-}
-
-/// Runs `run` over every verify sample, recording outputs and intermediate tensors, with a
-/// progress bar labelled `label`.
-pub(super) fn run_verify_samples(
-    db: &dyn Db,
-    project: ProjectInput,
-    graph: &Graph,
-    label: &str,
-    run: impl Fn(&[Tensor], &mut dyn FnMut(crate::ir::TensorId, &Tensor)) -> Result<Vec<Tensor>, Failed> + Sync,
-) -> Result<RunOutputs, Failed> {
-    let samples = read_samples(db, graph, project.verify(db), project.verify_max(db))?;
+    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
-    progress.start(label, samples.len() as u64);
-    let mut recorder = LayerRecorder::new(graph);
-    let blank = recorder.empty();
+    progress.start("reference", samples.len() as u64);
     let mut outputs = Vec::with_capacity(samples.len());
     super::samples::run_in_order(
         &samples,
         progress,
-        |inputs| {
-            let mut layers = blank.empty();
-            let out = run(inputs, &mut |id, t| layers.observe(id, t))?;
-            Ok((out, layers))
-        },
-        |(out, layers)| {
+        |inputs| crate::runtime::interpret(&graph, inputs, &mut |_, _| {}).map_err(convert::internal),
+        |out| {
             outputs.push(out);
-            recorder.append(layers);
             Ok(())
         },
     )?;
     progress.finish();
-    Ok(recorder.finish(graph, outputs))
+    Ok(RunOutputs { output_names: output_names(&graph), samples: outputs })
+}
+
+fn output_names(graph: &Graph) -> Vec<String> {
+    graph.outputs.iter().map(|&id| graph.name(id).to_string()).collect()
 }
 
 #[salsa::tracked(returns(clone))]
@@ -612,92 +599,121 @@ pub fn reference_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<RunOutp
     load(db, Stage::Reference, None, &record, || compute_reference(db, project))
 }
 
+/// The inputs every per-layer comparison of a target depends on besides its run: the target's
+/// float graph (the golden run), its encodings (which layers are squashed into their
+/// activation), the golden dump, and the verifiers folded besides the sums.
+pub(super) fn comparison_key(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    key: KeyBuilder,
+) -> Result<KeyBuilder, Failed> {
+    let graph = target_optimize_record(db, project, target)?;
+    let encodings =
+        if is_quantized(db, project, target)? { Some(quantize_record(db, project, target)?.output) } else { None };
+    let folded: Vec<crate::verify::MetricSpec> = project
+        .debug(db)
+        .metrics()
+        .into_iter()
+        .filter(|m| m.needs_values())
+        .map(|m| crate::verify::MetricSpec::new(m.verifier))
+        .collect();
+    Ok(key
+        .digest("float graph", &graph.output)
+        .value("encodings", &encodings.map(|d| *d.as_bytes()))
+        .value("golden dump", &super::golden_stage::dump_key(db, project))
+        .value("folded verifiers", &folded))
+}
+
+/// What every per-layer comparison of a target needs: its float graph, the rows, the dump.
+pub(super) struct Comparison {
+    pub graph: Arc<Graph>,
+    pub plan: Plan,
+    pub dump: Option<Arc<super::golden_stage::ExternalGolden>>,
+    pub samples: Vec<Vec<Tensor>>,
+}
+
+pub(super) fn comparison(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Comparison, Failed> {
+    let graph = target_optimize_value(db, project, target)?;
+    let squashed = if is_quantized(db, project, target)? {
+        crate::quant::quantize::squashed_producers(&*quantize_value(db, project, target)?)
+    } else {
+        BTreeMap::new()
+    };
+    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let dump = match project.golden(db) {
+        Some(input) => {
+            Some(super::golden_stage::read_golden(db, input, &super::golden_stage::wanted(&graph), samples.len())?)
+        }
+        None => None,
+    };
+    let plan = Plan::new(&graph, &squashed, dump.as_deref(), &project.debug(db).metrics());
+    Ok(Comparison { graph, plan, dump, samples })
+}
+
 #[salsa::tracked(returns(clone))]
 pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
     let compiled = compile_record(db, project, target)?;
     let key = KeyBuilder::new(Stage::Simulate).digest("model.bin", &compiled.output);
+    let key = comparison_key(db, project, target, key)?;
     let key = list_key(key, db, project.verify(db), project.verify_max(db)).finish();
     let name = target.name(db).clone();
     memoize(db, Stage::Simulate, Some(&name), key, || compute_simulate(db, project, target), |_| Vec::new())
 }
 
-fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<RunOutputs, Failed> {
+fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<SimulateRun, Failed> {
     let bin = compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
-    let graph = optimize_value(db, project)?;
     let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
-    run_verify_samples(db, project, &graph, &format!("simulate {}", target.name(db)), |inputs, observe| {
-        crate::runtime::exec::execute(&prepared, inputs, observe).map_err(convert::internal)
+    let Comparison { graph, plan, dump, samples } = comparison(db, project, target)?;
+    let goldens = Goldens::new(&graph, dump.as_deref());
+    let kept = FloatPrefix::samples_for(&graph, samples.len());
+    let progress = &*db.services().progress;
+    progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
+    let mut outputs = Vec::with_capacity(samples.len());
+    let mut folds = plan.start();
+    let mut float_prefix = FloatPrefix::default();
+    let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
+    super::samples::run_in_order(
+        &numbered,
+        progress,
+        |&(n, inputs)| {
+            // The golden side first (one sample of float activations), then the quantized run
+            // folds each layer into its row as it is produced.
+            let mut float = SampleValues::default();
+            crate::runtime::interpret(&graph, inputs, &mut |id, t| float.observe(graph.name(id), t))
+                .map_err(convert::internal)?;
+            let mut sample = plan.start();
+            let out = crate::runtime::exec::execute(&prepared, inputs, &mut |id, t| {
+                let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+                let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
+                if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                    sample.add(row, golden, actual);
+                }
+            })
+            .map_err(convert::internal)?;
+            Ok((n, out, sample, (n < kept).then_some(float)))
+        },
+        |(n, out, sample, float)| {
+            outputs.push(out);
+            folds.merge(&sample);
+            if let Some(float) = float {
+                float_prefix.append(&graph, &samples[n], &float);
+            }
+            Ok(())
+        },
+    )?;
+    progress.finish();
+    Ok(SimulateRun {
+        outputs: RunOutputs { output_names: output_names(&graph), samples: outputs },
+        layers: plan.finish(folds).map_err(convert::internal)?,
+        float_prefix,
     })
 }
 
 #[salsa::tracked(returns(clone))]
-pub fn simulate_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<RunOutputs>, Failed> {
+pub fn simulate_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<SimulateRun>, Failed> {
     let record = simulate_record(db, project, target)?;
     let name = target.name(db).clone();
     load(db, Stage::Simulate, Some(&name), &record, || compute_simulate(db, project, target))
-}
-
-/// Collects every float intermediate tensor of a run, sample after sample.
-struct LayerRecorder {
-    values: BTreeMap<crate::ir::TensorId, Vec<f32>>,
-}
-
-impl LayerRecorder {
-    fn new(graph: &Graph) -> LayerRecorder {
-        let values = graph
-            .nodes
-            .iter()
-            .flat_map(|n| n.outputs.iter().copied())
-            .filter(|&id| graph.info(id).dtype == crate::ir::DType::F32)
-            .map(|id| (id, Vec::new()))
-            .collect();
-        LayerRecorder { values }
-    }
-
-    /// A recorder of the same tensors holding nothing yet (one sample's, on a pool thread).
-    fn empty(&self) -> LayerRecorder {
-        LayerRecorder { values: self.values.keys().map(|&id| (id, Vec::new())).collect() }
-    }
-
-    fn observe(&mut self, id: crate::ir::TensorId, tensor: &Tensor) {
-        if let (Some(values), Some(data)) = (self.values.get_mut(&id), tensor.as_f32()) {
-            values.extend_from_slice(data);
-        }
-    }
-
-    /// Appends the next sample's values (samples are appended in order).
-    fn append(&mut self, sample: LayerRecorder) {
-        for (id, values) in sample.values {
-            if let Some(all) = self.values.get_mut(&id) {
-                all.extend_from_slice(&values);
-            }
-        }
-    }
-
-    fn finish(self, graph: &Graph, samples: Vec<Vec<Tensor>>) -> RunOutputs {
-        let op_of: BTreeMap<_, _> =
-            graph.nodes.iter().flat_map(|n| n.outputs.iter().map(move |&o| (o, n.op.type_name()))).collect();
-        let mut values = self.values;
-        let layers = graph
-            .nodes
-            .iter()
-            .flat_map(|n| n.outputs.iter().copied())
-            .filter_map(|id| {
-                let v = values.remove(&id)?;
-                let info = graph.info(id);
-                Some(LayerValues {
-                    name: info.name.clone(),
-                    op: op_of.get(&id).copied().unwrap_or("").to_string(),
-                    shape: info.shape.clone(),
-                    values: v,
-                })
-            })
-            .collect();
-        RunOutputs {
-            output_names: graph.outputs.iter().map(|&id| graph.name(id).to_string()).collect(),
-            samples,
-            layers,
-        }
-    }
 }

@@ -11,7 +11,7 @@ use crate::ir::Tensor;
 use crate::quant::TensorEncoding;
 use crate::verify::checker::{self, CheckerReport};
 use crate::verify::html::Histogram;
-use crate::verify::{LayerPair, Mode, Summary, SummaryBuilder};
+use crate::verify::{LayerFold, LayerSummary, Mode, Summary, SummaryBuilder};
 
 use super::convert;
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
@@ -19,7 +19,7 @@ use super::golden_stage;
 use super::inputs::read_file;
 use super::memo::{KeyBuilder, Record, encode, load, memoize};
 use super::snoop;
-use super::stages::{self, LayerValues, RunOutputs};
+use super::stages::{self, RunOutputs};
 
 /// The headline of a verification, kept in the action record so a cached build can report
 /// it without loading the summary.
@@ -45,6 +45,10 @@ pub struct VerifyResult {
     pub summary: Summary,
     /// The quantization checker's report (quantized targets).
     pub checker: Option<CheckerReport>,
+    /// `(analysed, verify samples)` when the checker's activation analyses and the activation
+    /// histograms saw only the first samples (their float values are kept within
+    /// `compare::PREFIX_BUDGET_VALUES`); `None` when they saw every sample.
+    pub activation_samples: Option<(usize, usize)>,
     /// Weight and activation histograms with their encoding ranges, for `report.html`.
     pub histograms: Vec<Histogram>,
     pub json: String,
@@ -55,7 +59,6 @@ pub struct VerifyResult {
 pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
     let simulated = stages::simulate_record(db, project, target)?;
     let reference = stages::reference_record(db, project)?;
-    let layer_golden = snoop::target_reference_record(db, project, target)?;
     let debug = project.debug(db);
     let layer_runs = match debug.mode {
         Mode::Oneshot => None,
@@ -72,7 +75,6 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         .value("golden", &golden)
         .digest("simulated", &simulated.output)
         .digest("reference", &reference.output)
-        .digest("layer golden", &layer_golden.output)
         .value("layer runs", &layer_runs.map(|d| *d.as_bytes()))
         .value("encodings", &encodings.map(|d| *d.as_bytes()))
         .value("labels", &labels.map(|d| *d.as_bytes()))
@@ -142,13 +144,12 @@ pub(super) fn read_labels(db: &dyn Db, project: ProjectInput, samples: usize) ->
 fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<VerifyResult, Failed> {
     let simulated = stages::simulate_value(db, project, target)?;
     let reference = stages::reference_value(db, project)?;
-    let layer_golden = snoop::target_reference_value(db, project, target)?;
     let debug = project.debug(db).clone();
     let snooped = match debug.mode {
         Mode::Oneshot => None,
         Mode::Layerwise | Mode::Cumulative => Some(snoop::snoop_value(db, project, target)?),
     };
-    let layer_target: &[LayerValues] = match &snooped {
+    let rows: &[(String, LayerFold)] = match &snooped {
         Some(run) => &run.layers,
         None => &simulated.layers,
     };
@@ -165,50 +166,15 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         Some(input) => Some(golden_stage::read_golden(db, input, &golden_stage::wanted(&graph), samples)?),
         None => None,
     };
-    let external_layers: Option<Vec<LayerValues>> = external.as_ref().map(|e| {
-        layer_golden
-            .layers
-            .iter()
-            .filter_map(|l| {
-                let values = e.values.get(&l.name)?.clone();
-                Some(LayerValues { name: l.name.clone(), op: l.op.clone(), shape: l.shape.clone(), values })
-            })
-            .collect()
-    });
-    let golden_layers: &[LayerValues] = external_layers.as_deref().unwrap_or(&layer_golden.layers);
-    let kept: std::collections::BTreeSet<&str> = golden_layers.iter().map(|l| l.name.as_str()).collect();
-    let mut builder = SummaryBuilder::from_graph_keeping(&graph, project.thresholds(db).clone(), |n| kept.contains(n))
-        .map_err(convert::internal)?;
-    let target_of: BTreeMap<&str, &LayerValues> = layer_target.iter().map(|l| (l.name.as_str(), l)).collect();
-    let golden_of: BTreeMap<&str, &LayerValues> = golden_layers.iter().map(|l| (l.name.as_str(), l)).collect();
-    let squashed = quantized.as_deref().map(crate::quant::quantize::squashed_producers).unwrap_or_default();
-    let golden_of: BTreeMap<&str, &LayerValues> = golden_layers
-        .iter()
-        .map(|l| {
-            let compared = squashed.get(&l.name).and_then(|into| golden_of.get(into.as_str())).unwrap_or(&l);
-            (l.name.as_str(), *compared)
-        })
-        .collect();
-    let mut pairs: Vec<(&str, &LayerValues, &LayerValues)> = Vec::new();
-    for layer in golden_layers {
-        let (Some(golden), Some(actual)) = (golden_of.get(layer.name.as_str()), target_of.get(layer.name.as_str()))
-        else {
-            return Err(convert::internal(format!("layer {} has no quantized values", layer.name)));
-        };
-        pairs.push((&layer.name, golden, actual));
-    }
+    let mut builder =
+        SummaryBuilder::new(crate::verify::output_specs(&graph), Vec::new(), project.thresholds(db).clone())
+            .map_err(convert::internal)?;
+    let simulated_samples = &simulated.outputs.samples;
     for n in 0..samples {
         builder.begin_sample(labels.as_ref().map(|l| l[n])).map_err(convert::internal)?;
-        for (name, g, a) in &pairs {
-            let size: usize = g.shape.iter().product();
-            let range = n * size..(n + 1) * size;
-            let (Some(gv), Some(av)) = (g.values.get(range.clone()), a.values.get(range)) else {
-                return Err(convert::internal(format!("layer {name} has fewer values than samples")));
-            };
-            builder.add_layer(name, gv, av).map_err(convert::internal)?;
-        }
         for (k, name) in reference.output_names.iter().enumerate() {
-            let (Some(rt), Some(at)) = (reference.samples[n].get(k), simulated.samples[n].get(k)) else {
+            let (Some(rt), Some(at)) = (reference.samples[n].get(k), simulated_samples.get(n).and_then(|s| s.get(k)))
+            else {
                 return Err(convert::internal(format!("output {name} is missing for sample {n}")));
             };
             let golden = match external.as_ref().and_then(|e| e.values.get(name)) {
@@ -222,11 +188,19 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         }
     }
     let mut summary = builder.finish().map_err(convert::internal)?;
+    // The per-layer rows, from the folds of the run they come from.
+    let fold_of: BTreeMap<&str, &LayerFold> = rows.iter().map(|(name, fold)| (name.as_str(), fold)).collect();
+    let squashed = quantized.as_deref().map(crate::quant::quantize::squashed_producers).unwrap_or_default();
+    summary.layers = crate::verify::layer_specs(&graph, |name| fold_of.contains_key(name))
+        .iter()
+        .filter_map(|spec| {
+            let mut row = LayerSummary::from_metrics(spec, &fold_of.get(spec.name.as_str())?.metrics);
+            row.compared_with = squashed.get(&spec.name).cloned();
+            Some(row)
+        })
+        .collect();
     summary.mode = debug.mode;
     summary.golden = external.as_ref().map(|e| e.report.clone());
-    for layer in &mut summary.layers {
-        layer.compared_with = squashed.get(&layer.name).cloned();
-    }
     let metrics = debug.metrics();
     let quantized_names = quantized.as_ref().map(|q| q.graph.names());
     let encoding_range = |name: &str| -> Option<(f64, f64)> {
@@ -237,45 +211,26 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
             _ => None,
         }
     };
-    summary.attach_metrics(&metrics, |name| {
-        let (g, a) = (golden_of.get(name)?, target_of.get(name)?);
-        Some(LayerPair { golden: &g.values, target: &a.values, encoding_range: encoding_range(name) })
-    });
+    summary.attach_metrics(&metrics, |name| fold_of.get(name).map(|fold| (*fold, encoding_range(name))));
     if let (Some(run), Some(first)) = (&snooped, metrics.first())
         && run.mode == Mode::Cumulative
     {
         attach_cumulative(&mut summary, run, &reference, first, project.thresholds(db));
     }
+    // The checker and the histograms read float values: those of the first samples.
+    let prefix = &simulated.float_prefix;
     let (checker, histograms) = match &quantized {
         Some(q) => {
-            // Graph inputs are not node outputs: their float values are the verify samples.
-            let inputs = super::inputs::read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
-            let input_values: BTreeMap<&str, Vec<f32>> = graph
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(k, &id)| {
-                    let values = inputs.iter().filter_map(|s| s.get(k)).flat_map(Tensor::to_f32_vec).collect();
-                    (graph.name(id), values)
-                })
-                .collect();
             // A squashed producer is checked against the fused op's float output, the values
             // its (activation's) encoding was made for.
             let float_of = |name: &str| {
                 let name = squashed.get(name).map_or(name, String::as_str);
-                input_values
-                    .get(name)
-                    .cloned()
-                    .or_else(|| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.clone()))
+                prefix.values.get(name).cloned()
             };
             let report = checker::check_graph(q, &float_of, &debug.checker);
             (
                 Some(report),
-                crate::verify::report_page::histograms(
-                    q,
-                    |name| layer_golden.layers.iter().find(|l| l.name == name).map(|l| l.values.as_slice()),
-                    &summary,
-                ),
+                crate::verify::report_page::histograms(q, |name| prefix.values.get(name).map(Vec::as_slice), &summary),
             )
         }
         None => (None, Vec::new()),
@@ -288,6 +243,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         csv: crate::verify::summary_csv(&summary),
         summary,
         checker,
+        activation_samples: (prefix.samples < samples).then_some((prefix.samples, samples)),
         histograms,
     })
 }

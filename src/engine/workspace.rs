@@ -791,7 +791,6 @@ impl Workspace {
     fn run_stage(&self, project: ProjectInput, target: TargetInput, stage: Stage) -> Result<Digest, Failed> {
         if stage == Stage::Simulate {
             stages::reference_record(&self.db, project)?;
-            super::snoop::target_reference_record(&self.db, project, target)?;
             if project.debug(&self.db).mode != crate::verify::Mode::Oneshot {
                 super::snoop::snoop_record(&self.db, project, target)?;
             }

@@ -6,6 +6,7 @@
 
 pub mod checker;
 mod error;
+pub mod fold;
 pub mod golden;
 pub mod html;
 mod metrics;
@@ -18,11 +19,12 @@ mod top1;
 pub mod verifiers;
 
 pub use error::VerifyError;
+pub use fold::LayerFold;
 pub use metrics::{MetricAccumulator, TensorMetrics};
 pub use report::{CSV_LEADING_COLUMNS, CSV_TRAILING_COLUMNS, summary_csv, summary_json};
 pub use settings::{DebugSettings, MetricSpec, MetricValue, Mode, default_metrics};
 pub use summary::{
-    Accuracy, GoldenReport, LayerPair, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder,
-    ThresholdCheck, ThresholdKind, Thresholds,
+    Accuracy, GoldenReport, LayerSpec, LayerSummary, OutputSpec, OutputSummary, Summary, SummaryBuilder,
+    ThresholdCheck, ThresholdKind, Thresholds, layer_specs, output_specs,
 };
 pub use top1::{Top1, argmax};

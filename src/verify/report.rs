@@ -89,7 +89,7 @@ fn number32(x: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::{LayerPair, LayerSpec, OutputSpec, SummaryBuilder, Thresholds};
+    use crate::verify::{LayerFold, LayerSpec, OutputSpec, SummaryBuilder, Thresholds};
 
     fn summary() -> Summary {
         let outputs = vec![OutputSpec { name: "logits".into(), shape: vec![1, 2] }];
@@ -106,9 +106,12 @@ mod tests {
         b.add_tensor("conv,1", &[3.0, 4.0], &[4.5, 6.0]).unwrap();
         b.add_tensor("logits", &[0.5, -0.25], &[0.5, -0.25]).unwrap();
         let mut s = b.finish().unwrap();
-        s.attach_metrics(&crate::verify::default_metrics(), |name| match name {
-            "conv,1" => Some(LayerPair { golden: &[3.0, 4.0], target: &[4.5, 6.0], encoding_range: None }),
-            "logits" => Some(LayerPair { golden: &[0.5, -0.25], target: &[0.5, -0.25], encoding_range: None }),
+        let metrics = crate::verify::default_metrics();
+        let conv = LayerFold::over_samples(&metrics, &[3.0, 4.0], &[4.5, 6.0], 1);
+        let logits = LayerFold::over_samples(&metrics, &[0.5, -0.25], &[0.5, -0.25], 1);
+        s.attach_metrics(&metrics, |name| match name {
+            "conv,1" => Some((&conv, None)),
+            "logits" => Some((&logits, None)),
             _ => None,
         });
         s

@@ -18,6 +18,9 @@ pub struct ReportInput<'a> {
     pub target: &'a str,
     pub summary: &'a Summary,
     pub checker: Option<&'a CheckerReport>,
+    /// `(analysed, verify samples)` when the checker's activation analyses and the activation
+    /// histograms saw only the first samples.
+    pub activation_samples: Option<(usize, usize)>,
     pub histograms: Vec<html::Histogram>,
     pub sensitivity: Option<&'a SensitivityResult>,
     /// Where `qairt suggest` wrote the suggested overrides (relative to the project).
@@ -127,6 +130,13 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
         notes.push(format!(
             "Squashed into the activation that follows (the target computes the fused op), so compared with its output: {}.",
             fused.join(", ")
+        ));
+    }
+    if let Some((analysed, of)) = input.activation_samples {
+        notes.push(format!(
+            "The quantization checker's activation analyses and the activation histograms cover the first {analysed} \
+             of the {of} verify samples (their float values are kept within a fixed budget); every metric of the \
+             per-layer table covers all {of}."
         ));
     }
     if let Some(g) = &s.golden {

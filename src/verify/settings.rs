@@ -2,14 +2,15 @@
 //! ([`MetricSpec`]: a verifier with its parameters and an optional threshold) and their
 //! evaluation on one layer's values over every verify sample.
 //!
-//! Pooling rule: element-wise verifiers (RtolAtol, AdjustedRtolAtol, L1Error, MAE, MSE,
-//! CosineSimilarity, SQNR, ScaledDiff, MaxError) see the samples' tensors concatenated, exactly
-//! as if the debugger had been given one `Result_N` directory holding them all; TopK and KL
-//! divergence compare one distribution per sample, so they are computed per sample and
-//! averaged.
+//! Pooling rule: element-wise verifiers (RtolAtol, L1Error, MAE, MSE, CosineSimilarity, SQNR,
+//! ScaledDiff, MaxError) see the samples' tensors concatenated, exactly as if the debugger had
+//! been given one `Result_N` directory holding them all; TopK and KL divergence compare one
+//! distribution per sample, and AdjustedRtolAtol's tolerance follows one inference's range, so
+//! those are computed per sample and averaged. Every metric is evaluated from a [`LayerFold`].
 
 use serde::{Deserialize, Serialize};
 
+use super::fold::LayerFold;
 use super::summary::Thresholds;
 use super::verifiers::{Verifier, VerifierError};
 
@@ -125,9 +126,17 @@ impl MetricSpec {
         })
     }
 
-    /// Whether the metric is a per-sample quantity averaged over samples (see the module docs).
-    pub fn per_sample(&self) -> bool {
-        matches!(self.verifier, Verifier::TopK { .. } | Verifier::KlDivergence)
+    /// Whether the metric needs the values themselves, not only the sums every layer keeps
+    /// ([`LayerFold`]): those are folded only when configured, so selecting one re-runs the
+    /// samples, while selecting among the others re-renders from the folds.
+    pub fn needs_values(&self) -> bool {
+        matches!(
+            self.verifier,
+            Verifier::RtolAtol { .. }
+                | Verifier::AdjustedRtolAtol { .. }
+                | Verifier::TopK { .. }
+                | Verifier::KlDivergence
+        )
     }
 
     /// Evaluates the metric on one layer: `golden` and `target` hold `samples` equal-sized
@@ -141,50 +150,32 @@ impl MetricSpec {
         encoding_range: Option<(f64, f64)>,
         thresholds: &Thresholds,
     ) -> MetricValue {
+        let fold = LayerFold::over_samples(std::slice::from_ref(self), golden, target, samples);
+        self.evaluate_fold(&fold, encoding_range, thresholds)
+    }
+
+    /// Evaluates the metric from a layer's fold (see [`evaluate`](Self::evaluate)).
+    pub fn evaluate_fold(
+        &self,
+        fold: &LayerFold,
+        encoding_range: Option<(f64, f64)>,
+        thresholds: &Thresholds,
+    ) -> MetricValue {
         let threshold = self.effective_threshold(thresholds);
         let (_, lower_is_better) = self.verifier.units();
-        let result = self.metric(golden, target, samples, encoding_range);
-        let (metric, note) = match result {
+        let verifier = match (&self.verifier, encoding_range) {
+            (Verifier::ScaledDiff { encoding_range: None }, Some((lo, hi))) => {
+                self.verifier.clone().with_encoding_range(lo, hi).map_err(|e| e.to_string())
+            }
+            _ => Ok(self.verifier.clone()),
+        };
+        let (metric, note) = match verifier.and_then(|v| fold.metric(&v)) {
             Ok(metric) => (metric, None),
-            Err(e) => (f64::NAN, Some(e.to_string())),
+            Err(e) => (f64::NAN, Some(e)),
         };
         let passed =
             threshold.map(|limit| !metric.is_nan() && if lower_is_better { metric <= limit } else { metric >= limit });
         MetricValue { column: self.column().to_string(), metric, threshold, passed, lower_is_better, note }
-    }
-
-    fn metric(
-        &self,
-        golden: &[f32],
-        target: &[f32],
-        samples: usize,
-        encoding_range: Option<(f64, f64)>,
-    ) -> Result<f64, VerifierError> {
-        let verifier = match (&self.verifier, encoding_range) {
-            (Verifier::ScaledDiff { encoding_range: None }, Some((lo, hi))) => {
-                self.verifier.clone().with_encoding_range(lo, hi)?
-            }
-            _ => self.verifier.clone(),
-        };
-        let non_finite = |r: &super::verifiers::VerifierResult| {
-            if r.non_finite_mismatch > 0 { f64::NAN } else { r.metric }
-        };
-        if !self.per_sample() || samples <= 1 {
-            return verifier.evaluate(golden, target).map(|r| non_finite(&r));
-        }
-        if golden.len() != target.len() || !golden.len().is_multiple_of(samples) {
-            return Err(VerifierError::SizeMismatch {
-                verifier: verifier.name(),
-                golden: golden.len(),
-                inference: target.len(),
-            });
-        }
-        let size = golden.len() / samples;
-        let mut total = 0.0;
-        for (g, t) in golden.chunks_exact(size.max(1)).zip(target.chunks_exact(size.max(1))) {
-            total += non_finite(&verifier.evaluate(g, t)?);
-        }
-        Ok(total / samples as f64)
     }
 }
 

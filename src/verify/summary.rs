@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::ir::{DType, Graph};
 
 use super::error::VerifyError;
+use super::fold::LayerFold;
 use super::metrics::{MetricAccumulator, TensorMetrics};
 use super::settings::{MetricSpec, MetricValue, Mode};
 use super::top1::Top1;
@@ -191,30 +192,23 @@ pub struct GoldenReport {
     pub closest: Vec<(String, String)>,
 }
 
-/// One layer's values for [`Summary::attach_metrics`]: every sample back to back.
-pub struct LayerPair<'a> {
-    pub golden: &'a [f32],
-    pub target: &'a [f32],
-    /// The output encoding's representable range, for ScaledDiff.
-    pub encoding_range: Option<(f64, f64)>,
-}
-
 impl Summary {
-    /// Evaluates `metrics` on every layer `values` gives (by name), records the columns, each
-    /// layer's verdict and the first failing layer in graph order. Layers `values` does not
+    /// Evaluates `metrics` on every layer `folds` gives (by name: the layer's fold and its
+    /// output encoding's representable range, for ScaledDiff), records the columns, each
+    /// layer's verdict and the first failing layer in graph order. Layers `folds` does not
     /// know get NaN metrics.
     pub fn attach_metrics<'a>(
         &mut self,
         metrics: &[MetricSpec],
-        mut values: impl FnMut(&str) -> Option<LayerPair<'a>>,
+        mut folds: impl FnMut(&str) -> Option<(&'a LayerFold, Option<(f64, f64)>)>,
     ) {
         self.verifier_columns = metrics.iter().map(|m| m.column().to_string()).collect();
         for layer in &mut self.layers {
-            let pair = values(&layer.name);
+            let fold = folds(&layer.name);
             layer.verifiers = metrics
                 .iter()
-                .map(|spec| match &pair {
-                    Some(p) => spec.evaluate(p.golden, p.target, self.samples, p.encoding_range, &self.thresholds),
+                .map(|spec| match &fold {
+                    Some((fold, range)) => spec.evaluate_fold(fold, *range, &self.thresholds),
                     None => MetricValue {
                         column: spec.column().to_string(),
                         metric: f64::NAN,
@@ -354,25 +348,7 @@ impl SummaryBuilder {
         thresholds: Thresholds,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Self, VerifyError> {
-        let mut outputs: Vec<OutputSpec> = Vec::new();
-        for &id in &graph.outputs {
-            let info = graph.info(id);
-            if !outputs.iter().any(|o| o.name == info.name) {
-                outputs.push(OutputSpec { name: info.name.clone(), shape: info.shape.clone() });
-            }
-        }
-        let layers = graph
-            .nodes
-            .iter()
-            .flat_map(|node| node.outputs.iter().map(move |&id| (node, id)))
-            .filter(|&(_, id)| graph.info(id).dtype == DType::F32 && keep(graph.name(id)))
-            .map(|(node, id)| LayerSpec {
-                name: graph.name(id).to_string(),
-                layer_type: node.op.type_name().to_string(),
-                dims: graph.info(id).shape.clone(),
-            })
-            .collect();
-        SummaryBuilder::new(outputs, layers, thresholds)
+        SummaryBuilder::new(output_specs(graph), layer_specs(graph, keep), thresholds)
     }
 
     /// Starts the next sample (after checking the previous one got every declared tensor).
@@ -508,23 +484,58 @@ fn output_summary(state: &OutputState) -> OutputSummary {
 }
 
 fn layer_summary(state: &LayerState) -> LayerSummary {
-    let (golden_min, golden_max) = state.metrics.reference_range();
-    let (target_min, target_max) = state.metrics.actual_range();
-    LayerSummary {
-        name: state.spec.name.clone(),
-        layer_type: state.spec.layer_type.clone(),
-        size: state.spec.dims.iter().product(),
-        dims: state.spec.dims.clone(),
-        metrics: state.metrics.finish(),
-        golden_min,
-        golden_max,
-        target_min,
-        target_max,
-        verifiers: Vec::new(),
-        failed: false,
-        compared_with: None,
-        status: None,
-        final_outputs: None,
+    LayerSummary::from_metrics(&state.spec, &state.metrics)
+}
+
+/// The graph's outputs (each name once), in output order.
+pub fn output_specs(graph: &Graph) -> Vec<OutputSpec> {
+    let mut outputs: Vec<OutputSpec> = Vec::new();
+    for &id in &graph.outputs {
+        let info = graph.info(id);
+        if !outputs.iter().any(|o| o.name == info.name) {
+            outputs.push(OutputSpec { name: info.name.clone(), shape: info.shape.clone() });
+        }
+    }
+    outputs
+}
+
+/// Every float tensor a node writes that `keep` accepts (node order, the op type as layer
+/// type; graph outputs are layers too).
+pub fn layer_specs(graph: &Graph, keep: impl Fn(&str) -> bool) -> Vec<LayerSpec> {
+    graph
+        .nodes
+        .iter()
+        .flat_map(|node| node.outputs.iter().map(move |&id| (node, id)))
+        .filter(|&(_, id)| graph.info(id).dtype == DType::F32 && keep(graph.name(id)))
+        .map(|(node, id)| LayerSpec {
+            name: graph.name(id).to_string(),
+            layer_type: node.op.type_name().to_string(),
+            dims: graph.info(id).shape.clone(),
+        })
+        .collect()
+}
+
+impl LayerSummary {
+    /// The row of `spec` from its accumulated metrics (no verifier columns yet).
+    pub fn from_metrics(spec: &LayerSpec, metrics: &MetricAccumulator) -> LayerSummary {
+        let (golden_min, golden_max) = metrics.reference_range();
+        let (target_min, target_max) = metrics.actual_range();
+        LayerSummary {
+            name: spec.name.clone(),
+            layer_type: spec.layer_type.clone(),
+            size: spec.dims.iter().product(),
+            dims: spec.dims.clone(),
+            metrics: metrics.finish(),
+            golden_min,
+            golden_max,
+            target_min,
+            target_max,
+            verifiers: Vec::new(),
+            failed: false,
+            compared_with: None,
+            status: None,
+            final_outputs: None,
+        }
     }
 }
 

@@ -377,6 +377,15 @@ fn changing_metrics_reruns_verify_and_a_mode_reruns_the_debug_run() {
     let thresholds = "metrics = [{ name = \"sqnr\", threshold = 30.0 }, \"mse\"]\n";
     p.write("qairt.toml", &toml_with(samples, 20.0, thresholds));
     assert_only_built(&p.build(), &per_target(&["verify"]));
+    // Any choice among the verifiers every row's sums serve re-renders from them.
+    p.write("qairt.toml", &toml_with(samples, 20.0, "metrics = [\"cos\", \"maxerror\", \"l1error\", \"mae\"]\n"));
+    assert_only_built(&p.build(), &per_target(&["verify"]));
+    // A verifier that needs the values themselves is folded in the runs: they re-run.
+    p.write("qairt.toml", &toml_with(samples, 20.0, "metrics = [\"sqnr\", \"rtolatol\"]\n"));
+    assert_only_built(&p.build(), &per_target(&["simulate", "verify"]));
+    // Back: both runs and that verdict are in the cache.
+    p.write("qairt.toml", &toml_with(samples, 20.0, thresholds));
+    assert_only_built(&p.build(), &[]);
     let oneshot_csv = p.read("out/htp-w8a8/verify/summary.csv");
     let oneshot_event = p.build().verify("htp-w8a8").clone();
 

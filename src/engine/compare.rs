@@ -1,0 +1,206 @@
+//! The per-layer comparison of a verify run, folded sample by sample: what `simulate` and the
+//! layerwise and cumulative runs keep instead of every intermediate tensor of every sample.
+//!
+//! A run computes one sample's float values (the target's float graph, or a `[verify] golden`
+//! dump where it holds the tensor), then folds each quantized layer into its row's
+//! [`LayerFold`] the moment the executor produces it, so a pool thread holds one sample's float
+//! activations and nothing of the quantized run. Rows are merged in sample order, which keeps
+//! every artifact byte-identical for any thread count.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{DType, Graph, Tensor};
+use crate::verify::{LayerFold, MetricSpec};
+
+use super::golden_stage::ExternalGolden;
+
+/// Float values of the first samples, every float layer and graph input, for what needs
+/// the values themselves at verify time: the quantization checker's activation analyses
+/// (median, mode, distinct values) and the report's activation histograms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FloatPrefix {
+    /// How many verify samples `values` holds (the first ones).
+    pub samples: usize,
+    /// Tensor name -> the values of those samples, back to back.
+    pub values: BTreeMap<String, Vec<f32>>,
+}
+
+/// At most this many float values are kept in a [`FloatPrefix`] (64 MiB): a bounded cost per
+/// target however many samples verify runs, and every sample of a small model.
+pub const PREFIX_BUDGET_VALUES: usize = 16 << 20;
+
+impl FloatPrefix {
+    /// How many of `samples` samples fit in the budget (at least one).
+    pub fn samples_for(graph: &Graph, samples: usize) -> usize {
+        let per_sample: usize = kept_tensors(graph).map(|id| graph.info(id).shape.iter().product::<usize>()).sum();
+        (PREFIX_BUDGET_VALUES / per_sample.max(1)).clamp(1, samples.max(1)).min(samples)
+    }
+
+    /// Appends one sample: its float values by name, and its graph inputs.
+    pub fn append(&mut self, graph: &Graph, inputs: &[Tensor], values: &SampleValues) {
+        self.samples += 1;
+        for (k, &id) in graph.inputs.iter().enumerate() {
+            if let Some(t) = inputs.get(k) {
+                self.values.entry(graph.name(id).to_string()).or_default().extend(t.to_f32_vec());
+            }
+        }
+        for id in kept_tensors(graph).filter(|id| !graph.inputs.contains(id)) {
+            if let Some(v) = values.get(graph.name(id)) {
+                self.values.entry(graph.name(id).to_string()).or_default().extend_from_slice(v);
+            }
+        }
+    }
+}
+
+/// The graph inputs and every float tensor a node writes.
+fn kept_tensors(graph: &Graph) -> impl Iterator<Item = crate::ir::TensorId> + '_ {
+    graph.inputs.iter().copied().chain(
+        graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).filter(|&id| graph.info(id).dtype == DType::F32),
+    )
+}
+
+/// One sample's float values by tensor name.
+#[derive(Default)]
+pub struct SampleValues(HashMap<String, Vec<f32>>);
+
+impl SampleValues {
+    /// Keeps `tensor` under `name` when it is float32.
+    pub fn observe(&mut self, name: &str, tensor: &Tensor) {
+        if let Some(data) = tensor.as_f32() {
+            self.0.insert(name.to_string(), data.to_vec());
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+}
+
+/// A row of the per-layer table.
+#[derive(Clone, Debug)]
+struct Row {
+    /// The layer's tensor (its quantized value is compared).
+    name: String,
+    /// The golden tensor it is compared with: itself, or the activation it is squashed into.
+    golden: String,
+}
+
+/// What a target's runs compare: the rows (graph order) and the verifiers folded besides the
+/// sums every row keeps.
+pub struct Plan {
+    rows: Vec<Row>,
+    row_of: HashMap<String, usize>,
+    specs: Vec<MetricSpec>,
+}
+
+impl Plan {
+    /// The rows of `graph` (the target's float graph): every float layer, or with a dump the
+    /// ones it holds. A layer `squashed` into the activation after it is compared with that
+    /// activation's golden value (when the golden has it).
+    pub fn new(
+        graph: &Graph,
+        squashed: &BTreeMap<String, String>,
+        dump: Option<&ExternalGolden>,
+        metrics: &[MetricSpec],
+    ) -> Plan {
+        let has_golden = |name: &str| dump.is_none_or(|d| d.values.contains_key(name));
+        let rows: Vec<Row> = crate::verify::layer_specs(graph, has_golden)
+            .into_iter()
+            .map(|spec| {
+                let golden = squashed.get(&spec.name).filter(|into| has_golden(into)).unwrap_or(&spec.name).clone();
+                Row { name: spec.name, golden }
+            })
+            .collect();
+        let row_of = rows.iter().enumerate().map(|(k, r)| (r.name.clone(), k)).collect();
+        Plan { rows, row_of, specs: metrics.iter().filter(|m| m.needs_values()).cloned().collect() }
+    }
+
+    /// Empty folds, one per row.
+    pub fn start(&self) -> SampleFolds {
+        let fold = LayerFold::new(&self.specs);
+        SampleFolds { folds: self.rows.iter().map(|_| fold.empty()).collect(), seen: vec![false; self.rows.len()] }
+    }
+
+    /// The row of layer `name`, if it is one.
+    pub fn row(&self, name: &str) -> Option<usize> {
+        self.row_of.get(name).copied()
+    }
+
+    /// The golden tensor row `row` is compared with.
+    pub fn golden_of(&self, row: usize) -> Option<&str> {
+        self.rows.get(row).map(|r| r.golden.as_str())
+    }
+
+    /// Every row's fold, graph order; an error names a row the runs never produced.
+    pub fn finish(&self, folds: SampleFolds) -> Result<Vec<(String, LayerFold)>, String> {
+        if let Some(missing) = folds.seen.iter().position(|seen| !seen) {
+            return Err(format!("layer {} has no quantized values", self.rows[missing].name));
+        }
+        Ok(self.rows.iter().map(|r| r.name.clone()).zip(folds.folds).collect())
+    }
+}
+
+/// Row folds of some samples, and which rows they have seen.
+pub struct SampleFolds {
+    folds: Vec<LayerFold>,
+    seen: Vec<bool>,
+}
+
+impl SampleFolds {
+    /// Folds one sample's quantized value of row `row` against its golden value.
+    pub fn add(&mut self, row: usize, golden: &[f32], actual: &[f32]) {
+        if let Some(fold) = self.folds.get_mut(row) {
+            fold.add(golden, actual);
+            self.seen[row] = true;
+        }
+    }
+
+    /// Folds `later` (the following samples) into these.
+    pub fn merge(&mut self, later: &SampleFolds) {
+        for ((mine, theirs), (seen, saw)) in
+            self.folds.iter_mut().zip(&later.folds).zip(self.seen.iter_mut().zip(&later.seen))
+        {
+            mine.merge(theirs);
+            *seen |= saw;
+        }
+    }
+
+    /// Takes row `row` of `other` (a cumulative segment's fold of that row) in place of this one's.
+    pub fn take_row(&mut self, row: usize, other: &SampleFolds) {
+        if let (Some(fold), Some(theirs)) = (self.folds.get_mut(row), other.folds.get(row)) {
+            *fold = theirs.clone();
+            self.seen[row] = other.seen[row];
+        }
+    }
+}
+
+/// Where a sample's golden values come from: the dump where it holds a tensor, else the
+/// float run.
+pub struct Goldens<'a> {
+    dump: Option<&'a ExternalGolden>,
+    /// Elements of one sample of each dumped tensor.
+    sizes: HashMap<&'a str, usize>,
+}
+
+impl<'a> Goldens<'a> {
+    pub fn new(graph: &'a Graph, dump: Option<&'a ExternalGolden>) -> Goldens<'a> {
+        let sizes = match dump {
+            Some(d) => kept_tensors(graph)
+                .map(|id| (graph.name(id), graph.info(id).shape.iter().product()))
+                .filter(|(name, _)| d.values.contains_key(*name))
+                .collect(),
+            None => HashMap::new(),
+        };
+        Goldens { dump, sizes }
+    }
+
+    /// Sample `n`'s golden value of `name`.
+    pub fn value<'s>(&'s self, float: &'s SampleValues, n: usize, name: &str) -> Option<&'s [f32]> {
+        if let (Some(values), Some(&size)) = (self.dump.and_then(|d| d.values.get(name)), self.sizes.get(name)) {
+            return values.get(n * size..(n + 1) * size);
+        }
+        float.get(name)
+    }
+}
