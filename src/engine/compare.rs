@@ -12,14 +12,19 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{DType, Graph, Tensor};
+use crate::quant::QuantizedGraph;
+use crate::verify::checker::FloatProfile;
+use crate::verify::html::Histogram;
+use crate::verify::report_page::activation_histogram;
 use crate::verify::{LayerFold, MetricSpec};
 
 use super::golden_stage::ExternalGolden;
 
-/// Float values of the first samples, every float layer and graph input, for what needs
-/// the values themselves at verify time: the quantization checker's activation analyses
-/// (median, mode, distinct values) and the report's activation histograms.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Float values of the first samples, every float layer and graph input, for what needs every
+/// value at once: the quantization checker's activation analyses (median, mode, distinct
+/// values) and the report's activation histograms. Held while a run goes, then reduced to
+/// [`Activations`].
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FloatPrefix {
     /// How many verify samples `values` holds (the first ones).
     pub samples: usize,
@@ -27,7 +32,7 @@ pub struct FloatPrefix {
     pub values: BTreeMap<String, Vec<f32>>,
 }
 
-/// At most this many float values are kept in a [`FloatPrefix`] (64 MiB): a bounded cost per
+/// At most this many float values are held in a [`FloatPrefix`] (64 MiB): a bounded cost per
 /// target however many samples verify runs, and every sample of a small model.
 pub const PREFIX_BUDGET_VALUES: usize = 16 << 20;
 
@@ -51,6 +56,43 @@ impl FloatPrefix {
                 self.values.entry(graph.name(id).to_string()).or_default().extend_from_slice(v);
             }
         }
+    }
+}
+
+/// What the checker and the report read of a quantized target's float activations, made from
+/// a [`FloatPrefix`]: independent of the checker's configuration and of thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activations {
+    /// The verify samples covered (the first ones).
+    pub samples: usize,
+    /// Every float layer and graph input, by name.
+    pub profiles: BTreeMap<String, FloatProfile>,
+    /// Every float layer's histogram with its encoding's range, by name.
+    pub histograms: BTreeMap<String, Histogram>,
+}
+
+impl Activations {
+    /// Profiles and histograms of every tensor of `prefix` (side by side on the pool; each
+    /// tensor's result is its own, so the order of work does not matter).
+    pub fn of(prefix: &FloatPrefix, q: &QuantizedGraph, inputs: &[String]) -> Activations {
+        use rayon::prelude::*;
+        let tensors: Vec<(&String, &Vec<f32>)> = prefix.values.iter().collect();
+        let done: Vec<(String, FloatProfile, Option<Histogram>)> = tensors
+            .par_iter()
+            .map(|(name, values)| {
+                let histogram = (!inputs.contains(name)).then(|| activation_histogram(q, name, values));
+                (name.to_string(), FloatProfile::of(values), histogram)
+            })
+            .collect();
+        let mut activations =
+            Activations { samples: prefix.samples, profiles: BTreeMap::new(), histograms: BTreeMap::new() };
+        for (name, profile, histogram) in done {
+            if let Some(h) = histogram {
+                activations.histograms.insert(name.clone(), h);
+            }
+            activations.profiles.insert(name, profile);
+        }
+        activations
     }
 }
 
@@ -202,5 +244,45 @@ impl<'a> Goldens<'a> {
             return values.get(n * size..(n + 1) * size);
         }
         float.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::test_graph::GraphBuilder;
+    use crate::ops::Unary;
+
+    /// `x -> Relu -> y`, `elements` float values each.
+    fn relu(elements: usize) -> Graph {
+        let mut g = GraphBuilder::new();
+        let x = g.input("x", &[1, elements]);
+        let y = g.node("relu", crate::ir::Op::Unary(Unary::Relu), &[x], "y", &[1, elements]);
+        g.output(y);
+        g.finish()
+    }
+
+    #[test]
+    fn the_prefix_keeps_every_sample_of_a_small_model_and_at_least_one_of_a_large_one() {
+        // 2 x 1 Mi values a sample: 8 of the 16 Mi budget.
+        assert_eq!(FloatPrefix::samples_for(&relu(1 << 20), 100), 8);
+        assert_eq!(FloatPrefix::samples_for(&relu(1 << 20), 5), 5);
+        assert_eq!(FloatPrefix::samples_for(&relu(16 << 20), 100), 1);
+        assert_eq!(FloatPrefix::samples_for(&relu(16), 0), 0);
+    }
+
+    #[test]
+    fn the_prefix_appends_inputs_and_layers_sample_after_sample() {
+        let graph = relu(2);
+        let mut prefix = FloatPrefix::default();
+        for n in 0..2 {
+            let x = Tensor::from_f32(vec![1, 2], vec![n as f32, -1.0]);
+            let mut values = SampleValues::default();
+            values.observe("y", &Tensor::from_f32(vec![1, 2], vec![n as f32, 0.0]));
+            prefix.append(&graph, &[x], &values);
+        }
+        assert_eq!(prefix.samples, 2);
+        assert_eq!(prefix.values["x"], [0.0, -1.0, 1.0, -1.0]);
+        assert_eq!(prefix.values["y"], [0.0, 0.0, 1.0, 0.0]);
     }
 }

@@ -16,7 +16,7 @@ use crate::diag::Diag;
 use crate::ir::{Graph, Tensor};
 use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
 
-use super::compare::{FloatPrefix, Goldens, Plan, SampleValues};
+use super::compare::{Activations, FloatPrefix, Goldens, Plan, SampleValues};
 use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
 use super::inputs::{read_file, read_samples};
@@ -33,15 +33,15 @@ pub struct RunOutputs {
 }
 
 /// What `simulate` produces: the outputs of every sample, each layer's comparison with the
-/// target's float run folded over the samples (`compare.rs`), and the float values of the
-/// first samples for the checker and the report's histograms. Nothing here grows with
-/// samples x activations.
+/// target's float run folded over the samples (`compare.rs`), and on a quantized target what
+/// the checker and the report's histograms read of the float activations. Nothing here grows
+/// with samples x activations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimulateRun {
     pub outputs: RunOutputs,
     /// One row per float layer (graph order): the quantized value against the golden one.
     pub layers: Vec<(String, crate::verify::LayerFold)>,
-    pub float_prefix: FloatPrefix,
+    pub activations: Option<Activations>,
 }
 
 // ---------------------------------------------------------------- parse
@@ -667,7 +667,9 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     let Comparison { graph, plan, dump, samples } = comparison(db, project, target)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
-    let kept = FloatPrefix::samples_for(&graph, samples.len());
+    let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
+    // Only the checker and the histograms of a quantized target read float values themselves.
+    let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };
     let progress = &*db.services().progress;
     progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
     let mut outputs = Vec::with_capacity(samples.len());
@@ -703,11 +705,13 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
             Ok(())
         },
     )?;
+    let inputs: Vec<String> = graph.inputs.iter().map(|&id| graph.name(id).to_string()).collect();
+    let activations = quantized.map(|q| Activations::of(&float_prefix, &q, &inputs));
     progress.finish();
     Ok(SimulateRun {
         outputs: RunOutputs { output_names: output_names(&graph), samples: outputs },
         layers: plan.finish(folds).map_err(convert::internal)?,
-        float_prefix,
+        activations,
     })
 }
 

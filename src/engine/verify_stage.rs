@@ -217,24 +217,21 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     {
         attach_cumulative(&mut summary, run, &reference, first, project.thresholds(db));
     }
-    // The checker and the histograms read float values: those of the first samples.
-    let prefix = &simulated.float_prefix;
-    let (checker, histograms) = match &quantized {
-        Some(q) => {
+    // The checker and the histograms read what simulate kept of the float activations.
+    let (checker, histograms) = match (&quantized, &simulated.activations) {
+        (Some(q), Some(activations)) => {
             // A squashed producer is checked against the fused op's float output, the values
             // its (activation's) encoding was made for.
-            let float_of = |name: &str| {
+            let profile_of = |name: &str| {
                 let name = squashed.get(name).map_or(name, String::as_str);
-                prefix.values.get(name).cloned()
+                activations.profiles.get(name).cloned()
             };
-            let report = checker::check_graph(q, &float_of, &debug.checker);
-            (
-                Some(report),
-                crate::verify::report_page::histograms(q, |name| prefix.values.get(name).map(Vec::as_slice), &summary),
-            )
+            let report = checker::check_graph(q, &profile_of, &debug.checker);
+            (Some(report), crate::verify::report_page::histograms(q, |name| activations.histograms.get(name), &summary))
         }
-        None => (None, Vec::new()),
+        _ => (None, Vec::new()),
     };
+    let covered = simulated.activations.as_ref().map_or(samples, |a| a.samples);
     let mut outcome = outcome(&summary);
     outcome.checker = checker.as_ref().map(|c| (c.failed, c.analyzed));
     Ok(VerifyResult {
@@ -243,7 +240,7 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         csv: crate::verify::summary_csv(&summary),
         summary,
         checker,
-        activation_samples: (prefix.samples < samples).then_some((prefix.samples, samples)),
+        activation_samples: (covered < samples).then_some((covered, samples)),
         histograms,
     })
 }

@@ -492,12 +492,46 @@ fn py(x: f64) -> String {
     }
 }
 
+/// Everything the checker's algorithms read of a tensor's float values, computed once (after
+/// `nan_to_num`) and independent of the configuration: the float analyses and the float
+/// side of `minmax`. Activations are profiled when they are computed, so that a checker
+/// configuration change re-judges without the values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloatProfile {
+    /// Values profiled (0: every algorithm is N/A, "empty tensor").
+    pub len: usize,
+    pub stats: algorithms::Stats,
+    /// `data_range_analyzer`: distinct truncated values, `max - min`.
+    pub data_range: (usize, f64),
+    /// `data_distribution_analyzer`'s ratio.
+    pub distribution: f64,
+    pub min_max: (f64, f64),
+}
+
+impl FloatProfile {
+    pub fn of(values: &[f32]) -> FloatProfile {
+        let values = algorithms::nan_to_num(values);
+        FloatProfile {
+            len: values.len(),
+            stats: algorithms::stats(&values),
+            data_range: algorithms::data_range(&values),
+            distribution: algorithms::data_distribution(&values),
+            min_max: algorithms::min_max(&values),
+        }
+    }
+}
+
 /// The float-only analyses (`stats`, `data_range_analyzer`, `data_distribution_analyzer`) of
-/// data that already went through `nan_to_num`; `bitwidth` sets data_range's threshold.
-fn float_analysis(algorithm: Algorithm, threshold: Option<f64>, values: &[f32], bitwidth: Option<u32>) -> CheckResult {
+/// a profile; `bitwidth` sets data_range's threshold.
+fn float_analysis(
+    algorithm: Algorithm,
+    threshold: Option<f64>,
+    profile: &FloatProfile,
+    bitwidth: Option<u32>,
+) -> CheckResult {
     match (algorithm, threshold) {
         (Algorithm::Stats, Some(t)) => {
-            let s = algorithms::stats(values);
+            let s = &profile.stats;
             let detail = format!(
                 "skew: {} min: {} max: {} median: {} variance: {} stdDev: {} mode: {}",
                 py(s.skew),
@@ -513,44 +547,45 @@ fn float_analysis(algorithm: Algorithm, threshold: Option<f64>, values: &[f32], 
         (Algorithm::DataRange, _) => match bitwidth {
             None => CheckResult::not_applicable(algorithm, None, "kept in float: no bit-width to compare with"),
             Some(bw) => {
-                let (uniques, range) = algorithms::data_range(values);
+                let (uniques, range) = profile.data_range;
                 let detail = format!("unique dec places: {uniques} data range: {}", py(range));
                 CheckResult::judged(algorithm, (uniques as f64).max(range), data_range_threshold(bw), detail)
             }
         },
         (Algorithm::DataDistribution, Some(t)) => {
-            let ratio = algorithms::data_distribution(values);
+            let ratio = profile.distribution;
             CheckResult::judged(algorithm, ratio, t, format!("Distribution of pixels above threshold: {}", py(ratio)))
         }
         _ => CheckResult::not_applicable(algorithm, threshold, "not applicable"),
     }
 }
 
-fn minmax_result(threshold: f64, unquantized: &[f32], range: (f64, f64)) -> CheckResult {
-    let (dmin, dmax) = algorithms::minmax(unquantized, range);
+fn minmax_result(threshold: f64, unquantized: &FloatProfile, (d_min, d_max): (f64, f64)) -> CheckResult {
+    let (u_min, u_max) = unquantized.min_max;
+    let (dmin, dmax) = ((u_min - d_min).abs(), (u_max - d_max).abs());
     CheckResult::judged(Algorithm::MinMax, dmin.max(dmax), threshold, format!("min: {} max: {}", py(dmin), py(dmax)))
 }
 
 /// What the float data is compared with.
 enum Counterpart<'a> {
-    /// Weights and biases: the dequantized tensor (already through `nan_to_num`).
-    Dequantized(&'a [f32]),
+    /// Weights and biases: the float and the dequantized tensor (both through `nan_to_num`).
+    Dequantized { float: &'a [f32], dequantized: &'a [f32] },
     /// Activations: the encoding's representable range `(min, max)`.
     Range(f64, f64),
     /// Nothing to compare with; the reason.
     None(&'a str),
 }
 
-/// Runs the algorithms configured for `class` on one tensor.
+/// Runs the algorithms configured for `class` on one tensor: `profile` of its float values,
+/// and for a weight or bias those values themselves (through `nan_to_num`) in `Dequantized`.
 fn check_tensor(
     class: TensorClass,
-    float: &[f32],
+    profile: &FloatProfile,
     counterpart: Counterpart,
     bitwidth: Option<u32>,
     config: &CheckerConfig,
 ) -> Vec<CheckResult> {
     let class_config = config.class(class);
-    let float = algorithms::nan_to_num(float);
     Algorithm::COLUMNS
         .into_iter()
         .filter(|&a| class_config.enabled(a))
@@ -559,30 +594,34 @@ fn check_tensor(
                 Algorithm::DataRange => bitwidth.map(data_range_threshold),
                 a => class_config.thresholds.get(&a).copied(),
             };
-            if float.is_empty() {
+            if profile.len == 0 {
                 return CheckResult::not_applicable(algorithm, threshold, "empty tensor");
             }
             if !algorithm.needs_quantized() {
-                return float_analysis(algorithm, threshold, &float, bitwidth);
+                return float_analysis(algorithm, threshold, profile, bitwidth);
             }
             let Some(t) = threshold else { return CheckResult::not_applicable(algorithm, None, "no threshold") };
             match (&counterpart, algorithm) {
                 (Counterpart::None(why), _) => CheckResult::not_applicable(algorithm, threshold, why),
-                (Counterpart::Dequantized(d), _) if d.len() != float.len() => CheckResult::not_applicable(
-                    algorithm,
-                    threshold,
-                    &format!("different sizes: {} float vs {} dequantized values", float.len(), d.len()),
-                ),
-                (Counterpart::Dequantized(d), Algorithm::MinMax) => minmax_result(t, &float, algorithms::min_max(d)),
-                (Counterpart::Dequantized(d), Algorithm::MaxDiff) => {
-                    let m = algorithms::maxdiff(&float, d);
+                (Counterpart::Dequantized { dequantized: d, .. }, _) if d.len() != profile.len => {
+                    CheckResult::not_applicable(
+                        algorithm,
+                        threshold,
+                        &format!("different sizes: {} float vs {} dequantized values", profile.len, d.len()),
+                    )
+                }
+                (Counterpart::Dequantized { dequantized: d, .. }, Algorithm::MinMax) => {
+                    minmax_result(t, profile, algorithms::min_max(d))
+                }
+                (Counterpart::Dequantized { float, dequantized: d }, Algorithm::MaxDiff) => {
+                    let m = algorithms::maxdiff(float, d);
                     CheckResult::judged(algorithm, m, t, format!("largest absolute difference: {}", py(m)))
                 }
-                (Counterpart::Dequantized(d), _) => {
-                    let s = algorithms::sqnr(&float, d);
+                (Counterpart::Dequantized { float, dequantized: d }, _) => {
+                    let s = algorithms::sqnr(float, d);
                     CheckResult::judged(algorithm, s, t, format!("sqnr: {}", py(s)))
                 }
-                (Counterpart::Range(lo, hi), Algorithm::MinMax) => minmax_result(t, &float, (*lo, *hi)),
+                (Counterpart::Range(lo, hi), Algorithm::MinMax) => minmax_result(t, profile, (*lo, *hi)),
                 (Counterpart::Range(..), _) => {
                     CheckResult::not_applicable(algorithm, threshold, "activations have no dequantized tensor")
                 }
@@ -601,12 +640,14 @@ pub fn check_param(
     bitwidth: Option<u32>,
     config: &CheckerConfig,
 ) -> Vec<CheckResult> {
+    let profile = FloatProfile::of(float);
+    let float = algorithms::nan_to_num(float);
     let deq = dequantized.map(algorithms::nan_to_num);
     let counterpart = match &deq {
-        Some(d) => Counterpart::Dequantized(d),
+        Some(d) => Counterpart::Dequantized { float: &float, dequantized: d },
         None => Counterpart::None("kept in float: nothing to compare with"),
     };
-    check_tensor(class, float, counterpart, bitwidth, config)
+    check_tensor(class, &profile, counterpart, bitwidth, config)
 }
 
 /// The representable range of an activation encoding, as the SDK computes it:
@@ -617,9 +658,9 @@ pub fn encoding_range(encoding: &Encoding) -> (f64, f64) {
     (offset * scale, (crate::quant::math::grid_steps(encoding.bitwidth) + offset) * scale)
 }
 
-/// Checks an activation: its float values over all samples against `encoding` (`None` when
-/// the activation is kept in float: `minmax` is N/A, the float analyses still run).
-pub fn check_activation(float_values: &[f32], encoding: Option<&Encoding>, config: &CheckerConfig) -> Vec<CheckResult> {
+/// Checks an activation: the profile of its float values over the samples against `encoding`
+/// (`None` when the activation is kept in float: `minmax` is N/A, the float analyses still run).
+pub fn check_activation(float: &FloatProfile, encoding: Option<&Encoding>, config: &CheckerConfig) -> Vec<CheckResult> {
     let counterpart = match encoding {
         Some(e) => {
             let (lo, hi) = encoding_range(e);
@@ -627,12 +668,12 @@ pub fn check_activation(float_values: &[f32], encoding: Option<&Encoding>, confi
         }
         None => Counterpart::None("kept in float: no encoding range to compare with"),
     };
-    check_tensor(TensorClass::Activation, float_values, counterpart, encoding.map(|e| e.bitwidth), config)
+    check_tensor(TensorClass::Activation, float, counterpart, encoding.map(|e| e.bitwidth), config)
 }
 
 /// Checks a graph input's float data (the float analyses only).
-pub fn check_input(float_values: &[f32], bitwidth: Option<u32>, config: &CheckerConfig) -> Vec<CheckResult> {
-    check_tensor(TensorClass::Input, float_values, Counterpart::None("graph input"), bitwidth, config)
+pub fn check_input(float: &FloatProfile, bitwidth: Option<u32>, config: &CheckerConfig) -> Vec<CheckResult> {
+    check_tensor(TensorClass::Input, float, Counterpart::None("graph input"), bitwidth, config)
 }
 
 /// Every configured algorithm N/A, for a tensor whose float data is missing.
@@ -690,7 +731,7 @@ fn check_graph_param(
                 Ok(deq) => check_param(class, float, deq.as_f32(), bitwidth, config),
                 Err(mismatch) => {
                     let why = mismatch.to_string();
-                    check_tensor(class, float, Counterpart::None(&why), bitwidth, config)
+                    check_tensor(class, &FloatProfile::of(float), Counterpart::None(&why), bitwidth, config)
                 }
             }
         }
@@ -706,14 +747,14 @@ fn check_graph_param(
     })
 }
 
-/// Checks every graph input, weight, bias and activation of `q`. `activation_values` gives
-/// the float model's values of a tensor by name (all samples concatenated), `None` when they
-/// were not recorded (every check of that tensor is then N/A). `Convert` nodes are skipped:
+/// Checks every graph input, weight, bias and activation of `q`. `activation_profiles` gives
+/// the profile of the float model's values of a tensor by name (over the samples), `None`
+/// when they were not recorded (every check of that tensor is then N/A). `Convert` nodes are skipped:
 /// they do not exist in the float model, and the value they convert is checked where it is
 /// produced.
 pub fn check_graph(
     q: &QuantizedGraph,
-    activation_values: &dyn Fn(&str) -> Option<Vec<f32>>,
+    activation_profiles: &dyn Fn(&str) -> Option<FloatProfile>,
     config: &CheckerConfig,
 ) -> CheckerReport {
     let graph = &q.graph;
@@ -722,7 +763,7 @@ pub fn check_graph(
     for &id in &graph.inputs {
         let Some(info) = graph.tensors.get(id.index()) else { continue };
         let bitwidth = integer_bitwidth(q.encodings.get(&id));
-        let results = match activation_values(&info.name) {
+        let results = match activation_profiles(&info.name) {
             Some(values) => check_input(&values, bitwidth, config),
             None => all_not_applicable(TensorClass::Input, bitwidth, no_data, config),
         };
@@ -750,7 +791,7 @@ pub fn check_graph(
             let Some(info) = graph.tensors.get(id.index()) else { continue };
             let encoding = q.encodings.get(&id);
             let bitwidth = integer_bitwidth(encoding);
-            let results = match activation_values(&info.name) {
+            let results = match activation_profiles(&info.name) {
                 None => all_not_applicable(TensorClass::Activation, bitwidth, no_data, config),
                 Some(values) => match encoding {
                     Some(TensorEncoding::PerTensor(e)) => check_activation(&values, Some(e), config),

@@ -174,25 +174,36 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
 const MAX_HISTOGRAMS: usize = 12;
 const HISTOGRAM_BINS: usize = 48;
 
-/// Weight histograms for `report.html` (ops with a constant weight, graph order) and activation histograms (the
-/// layers with the lowest SQNR; `golden` gives a layer's float values), each with its encoding's representable range; for a
-/// per-channel weight the range spans every channel's.
+/// The representable range of an encoding; for a per-channel weight the range spans every
+/// channel's.
+fn encoding_span(encoding: &TensorEncoding) -> Option<(f64, f64)> {
+    match encoding {
+        TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
+        TensorEncoding::PerChannel { channels, .. } => {
+            let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
+            let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
+            (lo <= hi).then_some((lo, hi))
+        }
+        TensorEncoding::Float { .. } => None,
+    }
+}
+
+/// The histogram of activation `name`'s float values, with its encoding's representable range:
+/// made where the values are (a run), kept for [`histograms`].
+pub fn activation_histogram(q: &QuantizedGraph, name: &str, values: &[f32]) -> html::Histogram {
+    let encoding = q.graph.names().get(name).and_then(|id| q.encodings.get(id)).and_then(encoding_span);
+    let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+    html::Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding }
+}
+
+/// Weight histograms for `report.html` (ops with a constant weight, graph order) and activation
+/// histograms (the layers with the lowest SQNR; `activation` gives a tensor's
+/// [`activation_histogram`]), each with its encoding's representable range.
 pub fn histograms<'a>(
     q: &QuantizedGraph,
-    golden: impl Fn(&str) -> Option<&'a [f32]>,
+    activation: impl Fn(&str) -> Option<&'a html::Histogram>,
     summary: &Summary,
 ) -> Vec<html::Histogram> {
-    let range = |encoding: &TensorEncoding| -> Option<(f64, f64)> {
-        match encoding {
-            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
-            TensorEncoding::PerChannel { channels, .. } => {
-                let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
-                let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
-                (lo <= hi).then_some((lo, hi))
-            }
-            TensorEncoding::Float { .. } => None,
-        }
-    };
     let mut out: Vec<html::Histogram> = Vec::new();
     let weights = q.graph.nodes.iter().filter_map(|n| {
         let &w = n.inputs.get(1)?;
@@ -201,7 +212,7 @@ pub fn histograms<'a>(
     });
     for (w, t) in weights.take(MAX_HISTOGRAMS) {
         let Some(values) = t.as_f32() else { continue };
-        let encoding = q.encodings.get(&w).and_then(range);
+        let encoding = q.encodings.get(&w).and_then(encoding_span);
         let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
         out.push(html::Histogram {
             tensor: q.graph.name(w).to_string(),
@@ -211,23 +222,15 @@ pub fn histograms<'a>(
             encoding,
         });
     }
-    let names = q.graph.names();
     let mut worst: Vec<&str> = summary.worst_layers(MAX_HISTOGRAMS).iter().map(|l| l.name.as_str()).collect();
     // Back to graph order.
     worst.sort_by_key(|name| summary.layers.iter().position(|l| l.name == *name));
     for name in worst {
-        // A squashed producer is on its activation's grid: show the values it is compared with.
+        // A squashed producer is on its activation's grid (the same encoding): show the values
+        // it is compared with.
         let compared = summary.layers.iter().find(|l| l.name == name).and_then(|l| l.compared_with.as_deref());
-        let Some(values) = golden(compared.unwrap_or(name)) else { continue };
-        let encoding = names.get(name).and_then(|id| q.encodings.get(id)).and_then(range);
-        let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
-        out.push(html::Histogram {
-            tensor: name.to_string(),
-            kind: HistogramKind::Activation,
-            edges,
-            counts,
-            encoding,
-        });
+        let Some(histogram) = activation(compared.unwrap_or(name)) else { continue };
+        out.push(html::Histogram { tensor: name.to_string(), ..histogram.clone() });
     }
     out
 }

@@ -141,13 +141,13 @@ fn activation_minmax_is_against_the_encoding_range() {
     let e = Encoding::from_scale_offset(8, 0.01, -100, false);
     let (lo, hi) = encoding_range(&e);
     assert!((lo + 1.0).abs() < 1e-7 && (hi - 1.55).abs() < 1e-7, "{lo} {hi}");
-    let r = &check_activation(&[-0.5, 2.0], Some(&e), &CheckerConfig::default())[0];
+    let r = &check_activation(&FloatProfile::of(&[-0.5, 2.0]), Some(&e), &CheckerConfig::default())[0];
     assert_eq!((r.algorithm, r.verdict), (Algorithm::MinMax, Verdict::Pass));
     assert!((r.measured.unwrap() - 0.5).abs() < 1e-7);
     let mut strict = CheckerConfig::default();
     strict.set_threshold(TensorClass::Activation, Algorithm::MinMax, 0.4).unwrap();
-    assert_eq!(check_activation(&[-0.5, 2.0], Some(&e), &strict)[0].verdict, Verdict::Fail);
-    assert_eq!(check_activation(&[-0.5, 2.0], None, &strict)[0].verdict, Verdict::NotApplicable);
+    assert_eq!(check_activation(&FloatProfile::of(&[-0.5, 2.0]), Some(&e), &strict)[0].verdict, Verdict::Fail);
+    assert_eq!(check_activation(&FloatProfile::of(&[-0.5, 2.0]), None, &strict)[0].verdict, Verdict::NotApplicable);
 }
 
 fn tensor_check(results: Vec<CheckResult>) -> TensorCheck {
@@ -225,7 +225,7 @@ fn graph_walk_orders_and_classifies() {
     encodings.insert(x, TensorEncoding::PerTensor(Encoding::from_scale_offset(8, 0.01, 0, false)));
     let q = QuantizedGraph { graph: g, encodings };
     let values = |name: &str| match name {
-        "x" | "y" | "r" => Some(vec![0.5, 1.0, 3.0]),
+        "x" | "y" | "r" => Some(FloatProfile::of(&[0.5, 1.0, 3.0])),
         _ => None,
     };
     let report = check_graph(&q, &values, &CheckerConfig::default());
@@ -324,7 +324,7 @@ fn matches_the_numpy_reference() {
                 assert_eq!(deq, want.as_slice(), "{name}: dequantized values (quant::apply vs numpy)");
                 check_param(class, &values, Some(deq), bitwidth, &config)
             }
-            _ => check_activation(&values, Some(&encodings[0]), &config),
+            _ => check_activation(&FloatProfile::of(&values), Some(&encodings[0]), &config),
         };
         let expected = case["expected"].as_array().unwrap();
         assert_eq!(results.len(), expected.len(), "{name}: {results:?}");
