@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::diag::{Diag, closest};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::ir::{BoundInput, Graph, Tensor, TensorData, TensorInfo};
 
@@ -47,40 +47,113 @@ fn model_inputs(graph: &Graph) -> Vec<(&str, Feeds<'_>)> {
         .collect()
 }
 
+/// The bytes of a raw file of `info`'s type and shape: raw files hold the input's own element
+/// type (the SDK's native input files).
+fn raw_bytes(info: &TensorInfo) -> usize {
+    let per_byte = TensorData::per_byte(info.dtype);
+    if per_byte == 1 { info.elements() * info.dtype.size_bytes() } else { info.elements().div_ceil(per_byte) }
+}
+
 /// Reads one raw file as a tensor of `info`'s type and shape; a size mismatch is a
 /// diagnostic pointing at the entry in its list.
 pub fn read_raw(db: &dyn Db, list_path: &Path, entry: &SampleEntry, info: &TensorInfo) -> Result<Tensor, Failed> {
     let bytes = read_file(db, entry.file)?;
-    // Raw files hold the input's own element type (the SDK's native input files).
-    let per_byte = TensorData::per_byte(info.dtype);
-    let expected =
-        if per_byte == 1 { info.elements() * info.dtype.size_bytes() } else { info.elements().div_ceil(per_byte) };
-    if bytes.len() != expected {
-        return Err(Failed(vec![
-            Diag::error(
-                "qairt::input_list::raw_size",
-                format!(
-                    "{} has {} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
-                    entry.file.path(db).display(),
-                    bytes.len(),
-                    info.name,
-                    info.shape,
-                    info.dtype.name()
-                ),
-            )
-            .in_file(list_path)
-            .at(entry.span.0, entry.span.1, format!("{} bytes, expected {expected}", bytes.len()))
-            .with_help(format!(
-                "raw files are headerless little-endian {} (the input's own element type) in the model's input \
-                 layout",
-                info.dtype.name()
-            )),
-        ]));
+    check_raw_size(db, list_path, entry, info, bytes.len() as u64)?;
+    decode_raw(entry.file.path(db), info, &bytes)
+}
+
+/// A size other than `info`'s is a diagnostic pointing at the entry in its list.
+fn check_raw_size(
+    db: &dyn Db,
+    list_path: &Path,
+    entry: &SampleEntry,
+    info: &TensorInfo,
+    size: u64,
+) -> Result<(), Failed> {
+    let expected = raw_bytes(info);
+    if size == expected as u64 {
+        return Ok(());
     }
-    let data = TensorData::from_packed_bytes(info.dtype, &bytes, info.elements()).map_err(|e| {
-        Failed(vec![Diag::error("qairt::input_list::raw_size", format!("{}: {e}", entry.file.path(db).display()))])
-    })?;
+    Err(Failed(vec![
+        Diag::error(
+            "qairt::input_list::raw_size",
+            format!(
+                "{} has {size} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
+                entry.file.path(db).display(),
+                info.name,
+                info.shape,
+                info.dtype.name()
+            ),
+        )
+        .in_file(list_path)
+        .at(entry.span.0, entry.span.1, format!("{size} bytes, expected {expected}"))
+        .with_help(format!(
+            "raw files are headerless little-endian {} (the input's own element type) in the model's input layout",
+            info.dtype.name()
+        )),
+    ]))
+}
+
+fn decode_raw(path: &Path, info: &TensorInfo, bytes: &[u8]) -> Result<Tensor, Failed> {
+    let data = TensorData::from_packed_bytes(info.dtype, bytes, info.elements())
+        .map_err(|e| Failed(vec![Diag::error("qairt::input_list::raw_size", format!("{}: {e}", path.display()))]))?;
     Ok(Tensor { shape: info.shape.clone(), data })
+}
+
+/// One raw file of a sample, checked (its size) but not read yet.
+struct PendingRaw {
+    path: PathBuf,
+    digest: blake3::Hash,
+    info: TensorInfo,
+}
+
+impl PendingRaw {
+    /// Reads it, checking the bytes against the digest the build was keyed on.
+    fn read(&self) -> Result<Tensor, Failed> {
+        let bytes = std::fs::read(&self.path).map_err(|e| {
+            Failed(vec![
+                Diag::error("qairt::io::read", format!("cannot read {}: {e}", self.path.display())).in_file(&self.path),
+            ])
+        })?;
+        if blake3::hash(&bytes) != self.digest {
+            return Err(Failed(vec![
+                Diag::error(
+                    "qairt::io::changed",
+                    format!("{} changed while the build was running", self.path.display()),
+                )
+                .with_help("run the build again"),
+            ]));
+        }
+        decode_raw(&self.path, &self.info, &bytes)
+    }
+}
+
+/// The samples of an input list, checked against the model (arity, input names, file sizes,
+/// the values of specialized inputs) and read one at a time when a run needs them: the
+/// samples of a build are never all in memory. Reading needs no database, so pool threads
+/// read their own samples.
+pub struct SampleSource {
+    /// Per sample, its model inputs in the order of `graph.inputs`.
+    samples: Vec<Vec<PendingRaw>>,
+}
+
+impl SampleSource {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Sample `n`'s input tensors, in the order of `graph.inputs`.
+    pub fn read(&self, n: usize) -> Result<Vec<Tensor>, Failed> {
+        let Some(files) = self.samples.get(n) else {
+            return Err(super::convert::internal(format!("no sample {n}")));
+        };
+        files.iter().map(PendingRaw::read).collect()
+    }
+
+    /// The sample numbers, to run side by side.
+    pub fn numbers(&self) -> Vec<usize> {
+        (0..self.len()).collect()
+    }
 }
 
 /// The entry of `sample` that feeds the model input `name` at `position` (files given by
@@ -93,22 +166,17 @@ pub fn entry_for<'s>(sample: &'s SampleFiles, name: &str, position: usize) -> Op
     }
 }
 
-/// Reads the raw tensors of up to `max` samples of `list`, in the order of `graph.inputs`.
-/// A file given for a bound input (one the graph is specialized on) must hold the value the
-/// graph was specialized on.
-pub fn read_samples(
-    db: &dyn Db,
-    graph: &Graph,
-    list: DataList,
-    max: Option<usize>,
-) -> Result<Vec<Vec<Tensor>>, Failed> {
+/// Checks up to `max` samples of `list` against `graph` (see [`SampleSource`]). A file given
+/// for a bound input (one the graph is specialized on) must hold the value the graph was
+/// specialized on (those small files are read here).
+pub fn sample_source(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usize>) -> Result<SampleSource, Failed> {
     let list_path = list.list(db).path(db).clone();
     let feeds = model_inputs(graph);
     let input_names: Vec<&str> = feeds.iter().map(|(name, _)| *name).collect();
     let mut samples = Vec::new();
     let mut diags = Vec::new();
     for sample in list.samples(db).iter().take(max.unwrap_or(usize::MAX)) {
-        let mut tensors: Vec<Option<Tensor>> = vec![None; graph.inputs.len()];
+        let mut tensors: Vec<Option<PendingRaw>> = (0..graph.inputs.len()).map(|_| None).collect();
         let mut given = vec![false; feeds.len()];
         let bare = sample.entries.iter().all(|e| e.name.is_none());
         if bare && sample.entries.len() != feeds.len() {
@@ -156,10 +224,24 @@ pub fn read_samples(
             };
             given[index] = true;
             match feeds[index].1 {
-                Feeds::Input(slot) => match read_raw(db, &list_path, entry, graph.info(graph.inputs[slot])) {
-                    Ok(tensor) => tensors[slot] = Some(tensor),
-                    Err(failed) => diags.extend(failed.0),
-                },
+                Feeds::Input(slot) => {
+                    let info = graph.info(graph.inputs[slot]);
+                    let path = entry.file.path(db).clone();
+                    // Sized by a stat: every size mismatch of the list is reported now, before
+                    // any run, and a file is read only when its sample runs.
+                    let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
+                        Failed(vec![
+                            Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display()))
+                                .in_file(&path),
+                        ])
+                    });
+                    match size.and_then(|size| check_raw_size(db, &list_path, entry, info, size)) {
+                        Ok(()) => {
+                            tensors[slot] = Some(PendingRaw { path, digest: entry.file.digest(db), info: info.clone() })
+                        }
+                        Err(failed) => diags.extend(failed.0),
+                    }
+                }
                 Feeds::Bound(bound) => {
                     let info = TensorInfo {
                         name: bound.name.clone(),
@@ -208,5 +290,5 @@ pub fn read_samples(
             samples.push(tensors.into_iter().flatten().collect());
         }
     }
-    if diags.is_empty() { Ok(samples) } else { Err(Failed(diags)) }
+    if diags.is_empty() { Ok(SampleSource { samples }) } else { Err(Failed(diags)) }
 }

@@ -19,7 +19,7 @@ use crate::verify::{OutputSpec, SummaryBuilder};
 
 use super::convert;
 use super::db::{Db, Failed, NoProgress, ProjectInput, Stage, TargetInput};
-use super::inputs::read_samples;
+use super::inputs::sample_source;
 use super::memo::{KeyBuilder, Record, load, lookup, memoize};
 use super::stages;
 use super::verify_stage::read_labels;
@@ -92,7 +92,7 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
     let policy = rules.quant_policy();
     let base_overrides = stages::encodings_for(db, target, &graph)?;
     let reference = stages::reference_value(db, project)?;
-    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let samples = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let labels = read_labels(db, project, samples.len())?;
     let candidates = candidates(&baseline_q, precision);
     let settings = target.settings(db).clone();
@@ -115,11 +115,10 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
             .collect();
         let mut builder = SummaryBuilder::new(outputs, Vec::new(), thresholds.clone()).map_err(convert::internal)?;
         // Samples side by side, folded into the summary in sample order.
-        let numbered: Vec<(usize, &Vec<crate::ir::Tensor>)> = samples.iter().enumerate().collect();
         super::samples::run_in_order(
-            &numbered,
+            &samples.numbers(),
             &NoProgress,
-            |&(n, inputs)| Ok((n, prepared.run(inputs, &mut |_, _| {}).map_err(convert::internal)?)),
+            |&n| Ok((n, prepared.run(&samples.read(n)?, &mut |_, _| {}).map_err(convert::internal)?)),
             |(n, actual)| {
                 builder.begin_sample(labels.as_ref().and_then(|l| l.get(n).copied())).map_err(convert::internal)?;
                 for (k, name) in reference.output_names.iter().enumerate() {

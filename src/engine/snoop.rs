@@ -35,6 +35,7 @@ use crate::verify::{LayerFold, Mode};
 use super::compare::{Goldens, Plan, SampleFolds, SampleValues};
 use super::convert;
 use super::db::{Db, Failed, NoProgress, ProjectInput, Stage, TargetInput};
+use super::inputs::SampleSource;
 use super::memo::{KeyBuilder, Record, load, memoize};
 use super::stages;
 
@@ -96,17 +97,17 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
         segment_of: BTreeMap::new(),
         segments: Vec::new(),
     };
-    let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
     let folds = match mode {
         Mode::Oneshot => return Err(convert::internal("the oneshot mode has no separate run")),
         Mode::Layerwise => {
             progress.start(&label, samples.len() as u64);
             let mut folds = plan.start();
             super::samples::run_in_order(
-                &numbered,
+                &samples.numbers(),
                 &**progress,
-                |&(n, inputs)| {
-                    let float = float_run(inputs)?;
+                |&n| {
+                    let inputs = samples.read(n)?;
+                    let float = float_run(&inputs)?;
                     let golden = |name: &str| goldens.value(&float, n, name);
                     // Integer and bool tensors have no float reference to seed them with: they
                     // keep the values this run computes (from seeded inputs), as the cumulative
@@ -117,7 +118,7 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
                         prepared
                             .run_steps(
                                 step..step + 1,
-                                inputs,
+                                &inputs,
                                 &|id| seeds.sample(id, &golden, &computed),
                                 &mut |id, t| {
                                     fold_row(&plan, &program, &golden, &mut sample, id, t);
@@ -140,9 +141,9 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
             progress.start(&label, (samples.len() + program.steps.len()) as u64);
             let mut floats = Vec::with_capacity(samples.len());
             super::samples::run_in_order(
-                &samples,
+                &samples.numbers(),
                 &**progress,
-                |inputs| float_run(inputs),
+                |&n| float_run(&samples.read(n)?),
                 |float| {
                     floats.push(float);
                     Ok(())
@@ -189,7 +190,7 @@ impl Cumulative<'_> {
     fn run(
         &self,
         prepared: &Prepared<'_>,
-        samples: &[Vec<Tensor>],
+        samples: &SampleSource,
         run: &mut SnoopRun,
         advance: &dyn Fn(),
     ) -> Result<SampleFolds, Failed> {
@@ -197,8 +198,7 @@ impl Cumulative<'_> {
         // Per sample, the integer and bool tensors of the latest run (a segment reads those of
         // earlier steps from the run before it).
         // (Each sample's map is only touched by the one pool thread running that sample.)
-        let computed: Vec<Mutex<BTreeMap<TensorId, Tensor>>> = samples.iter().map(|_| Mutex::default()).collect();
-        let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
+        let computed: Vec<Mutex<BTreeMap<TensorId, Tensor>>> = (0..samples.len()).map(|_| Mutex::default()).collect();
         let mut rows = self.plan.start();
         let mut start = 0;
         while start < program.steps.len() {
@@ -208,9 +208,10 @@ impl Cumulative<'_> {
             let mut differing: BTreeSet<TensorId> = BTreeSet::new();
             let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); program.outputs.len()];
             super::samples::run_in_order(
-                &numbered,
+                &samples.numbers(),
                 &NoProgress,
-                |&(n, inputs)| {
+                |&n| {
+                    let inputs = samples.read(n)?;
                     let float = &self.floats[n];
                     let golden = |name: &str| self.goldens.value(float, n, name);
                     let lock = || computed[n].lock().unwrap_or_else(|p| p.into_inner());
@@ -220,7 +221,7 @@ impl Cumulative<'_> {
                     let result = prepared
                         .run_steps(
                             start..program.steps.len(),
-                            inputs,
+                            &inputs,
                             &|id| self.seeds.sample(id, &golden, &mine),
                             &mut |id, t| {
                                 fold_row(self.plan, program, &golden, &mut sample, id, t);

@@ -19,7 +19,7 @@ use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
 use super::compare::{Activations, FloatPrefix, Goldens, Plan, SampleValues};
 use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
-use super::inputs::{read_file, read_samples};
+use super::inputs::{SampleSource, read_file, sample_source};
 use super::memo::{KeyBuilder, Record, load, memoize};
 use super::specialize;
 
@@ -252,17 +252,18 @@ fn collect_stats(
     graph: &Graph,
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
-    let samples = read_samples(db, graph, list, project.calibration_max(db))?;
+    let source = sample_source(db, graph, list, project.calibration_max(db))?;
     let progress = &*db.services().progress;
-    progress.start("calibrate", samples.len() as u64);
+    progress.start("calibrate", source.len() as u64);
     // Each sample's statistics on its own, merged: exact and order-independent (quant::stats).
     let mut stats = quant::CalibrationStats::default();
     super::samples::run_in_order(
-        &samples,
+        &source.numbers(),
         progress,
-        |inputs| {
+        |&n| {
+            let inputs = source.read(n)?;
             let mut collector = quant::StatsCollector::new(graph);
-            crate::runtime::interpret(graph, inputs, &mut |id, t| collector.observe(id, t))
+            crate::runtime::interpret(graph, &inputs, &mut |id, t| collector.observe(id, t))
                 .map_err(convert::internal)?;
             Ok(collector.finish())
         },
@@ -572,14 +573,14 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
-    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let source = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
-    progress.start("reference", samples.len() as u64);
-    let mut outputs = Vec::with_capacity(samples.len());
+    progress.start("reference", source.len() as u64);
+    let mut outputs = Vec::with_capacity(source.len());
     super::samples::run_in_order(
-        &samples,
+        &source.numbers(),
         progress,
-        |inputs| crate::runtime::interpret(&graph, inputs, &mut |_, _| {}).map_err(convert::internal),
+        |&n| crate::runtime::interpret(&graph, &source.read(n)?, &mut |_, _| {}).map_err(convert::internal),
         |out| {
             outputs.push(out);
             Ok(())
@@ -630,7 +631,7 @@ pub(super) struct Comparison {
     pub graph: Arc<Graph>,
     pub plan: Plan,
     pub dump: Option<Arc<super::golden_stage::ExternalGolden>>,
-    pub samples: Vec<Vec<Tensor>>,
+    pub samples: SampleSource,
 }
 
 pub(super) fn comparison(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Comparison, Failed> {
@@ -640,7 +641,7 @@ pub(super) fn comparison(db: &dyn Db, project: ProjectInput, target: TargetInput
     } else {
         BTreeMap::new()
     };
-    let samples = read_samples(db, &graph, project.verify(db), project.verify_max(db))?;
+    let samples = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let dump = match project.golden(db) {
         Some(input) => {
             Some(super::golden_stage::read_golden(db, input, &super::golden_stage::wanted(&graph), samples.len())?)
@@ -675,18 +676,18 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let mut outputs = Vec::with_capacity(samples.len());
     let mut folds = plan.start();
     let mut float_prefix = FloatPrefix::default();
-    let numbered: Vec<(usize, &Vec<Tensor>)> = samples.iter().enumerate().collect();
     super::samples::run_in_order(
-        &numbered,
+        &samples.numbers(),
         progress,
-        |&(n, inputs)| {
+        |&n| {
+            let inputs = samples.read(n)?;
             // The golden side first (one sample of float activations), then the quantized run
             // folds each layer into its row as it is produced.
             let mut float = SampleValues::default();
-            crate::runtime::interpret(&graph, inputs, &mut |id, t| float.observe(graph.name(id), t))
+            crate::runtime::interpret(&graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
                 .map_err(convert::internal)?;
             let mut sample = plan.start();
-            let out = crate::runtime::exec::execute(&prepared, inputs, &mut |id, t| {
+            let out = crate::runtime::exec::execute(&prepared, &inputs, &mut |id, t| {
                 let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
                 let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
                 if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
@@ -694,13 +695,13 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
                 }
             })
             .map_err(convert::internal)?;
-            Ok((n, out, sample, (n < kept).then_some(float)))
+            Ok((out, sample, (n < kept).then_some((inputs, float))))
         },
-        |(n, out, sample, float)| {
+        |(out, sample, kept)| {
             outputs.push(out);
             folds.merge(&sample);
-            if let Some(float) = float {
-                float_prefix.append(&graph, &samples[n], &float);
+            if let Some((inputs, float)) = kept {
+                float_prefix.append(&graph, &inputs, &float);
             }
             Ok(())
         },
