@@ -69,6 +69,10 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
     } else {
         None
     };
+    let checker = match encodings {
+        Some(_) => Some(checker_record(db, project, target)?.output),
+        None => None,
+    };
     let labels = project.labels(db).map(|f| f.digest(db));
     let golden = golden_stage::dump_key(db, project);
     let key = KeyBuilder::new(Stage::Verify)
@@ -82,7 +86,7 @@ pub fn verify_record(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
         .value("mode", &debug.mode)
         .value("metrics", &debug.metrics)
         // The checker runs on quantized targets only.
-        .value("checker", &encodings.map(|_| &debug.checker))
+        .value("checker", &checker.map(|d| *d.as_bytes()))
         .finish();
     let name = target.name(db).clone();
     memoize(
@@ -100,6 +104,56 @@ pub fn verify_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let record = verify_record(db, project, target)?;
     let name = target.name(db).clone();
     load(db, Stage::Verify, Some(&name), &record, || compute_verify(db, project, target))
+}
+
+/// The quantization checker's report and the weight histograms of a quantized target: cached
+/// apart from the verdict, since they depend only on the encodings, the float activations
+/// simulate profiled and the checker's configuration. A threshold, label or metric edit
+/// reuses them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckerRun {
+    pub report: CheckerReport,
+    pub weight_histograms: Vec<Histogram>,
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn checker_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let encodings = stages::quantize_record(db, project, target)?;
+    let simulated = stages::simulate_record(db, project, target)?;
+    let key = KeyBuilder::new(Stage::Verify)
+        .bytes("part", b"checker")
+        .digest("encodings", &encodings.output)
+        .digest("simulated", &simulated.output)
+        .value("checker", &project.debug(db).checker)
+        .finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Verify, Some(&name), key, || compute_checker(db, project, target), |_| Vec::new())
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn checker_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<CheckerRun>, Failed> {
+    let record = checker_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Verify, Some(&name), &record, || compute_checker(db, project, target))
+}
+
+fn compute_checker(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<CheckerRun, Failed> {
+    let q = stages::quantize_value(db, project, target)?;
+    let simulated = stages::simulate_value(db, project, target)?;
+    let Some(activations) = &simulated.activations else {
+        return Err(convert::internal("a quantized target's run has no activation profiles"));
+    };
+    let squashed = crate::quant::quantize::squashed_producers(&q);
+    // A squashed producer is checked against the fused op's float output, the values its
+    // (activation's) encoding was made for.
+    let profile_of = |name: &str| {
+        let name = squashed.get(name).map_or(name, String::as_str);
+        activations.profiles.get(name).cloned()
+    };
+    Ok(CheckerRun {
+        report: checker::check_graph(&q, &profile_of, &project.debug(db).checker),
+        weight_histograms: crate::verify::report_page::weight_histograms(&q),
+    })
 }
 
 pub(super) fn read_labels(db: &dyn Db, project: ProjectInput, samples: usize) -> Result<Option<Vec<usize>>, Failed> {
@@ -219,15 +273,14 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     }
     // The checker and the histograms read what simulate kept of the float activations.
     let (checker, histograms) = match (&quantized, &simulated.activations) {
-        (Some(q), Some(activations)) => {
-            // A squashed producer is checked against the fused op's float output, the values
-            // its (activation's) encoding was made for.
-            let profile_of = |name: &str| {
-                let name = squashed.get(name).map_or(name, String::as_str);
-                activations.profiles.get(name).cloned()
-            };
-            let report = checker::check_graph(q, &profile_of, &debug.checker);
-            (Some(report), crate::verify::report_page::histograms(q, |name| activations.histograms.get(name), &summary))
+        (Some(_), Some(activations)) => {
+            let run = checker_value(db, project, target)?;
+            let mut histograms = run.weight_histograms.clone();
+            histograms.extend(crate::verify::report_page::activation_histograms(
+                |name| activations.histograms.get(name),
+                &summary,
+            ));
+            (Some(run.report.clone()), histograms)
         }
         _ => (None, Vec::new()),
     };

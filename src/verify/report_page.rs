@@ -196,14 +196,9 @@ pub fn activation_histogram(q: &QuantizedGraph, name: &str, values: &[f32]) -> h
     html::Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding }
 }
 
-/// Weight histograms for `report.html` (ops with a constant weight, graph order) and activation
-/// histograms (the layers with the lowest SQNR; `activation` gives a tensor's
-/// [`activation_histogram`]), each with its encoding's representable range.
-pub fn histograms<'a>(
-    q: &QuantizedGraph,
-    activation: impl Fn(&str) -> Option<&'a html::Histogram>,
-    summary: &Summary,
-) -> Vec<html::Histogram> {
+/// Weight histograms for `report.html` (ops with a constant weight, graph order), each with its
+/// encoding's representable range.
+pub fn weight_histograms(q: &QuantizedGraph) -> Vec<html::Histogram> {
     let mut out: Vec<html::Histogram> = Vec::new();
     let weights = q.graph.nodes.iter().filter_map(|n| {
         let &w = n.inputs.get(1)?;
@@ -222,6 +217,16 @@ pub fn histograms<'a>(
             encoding,
         });
     }
+    out
+}
+
+/// Activation histograms for `report.html`: the layers with the lowest SQNR, graph order;
+/// `activation` gives a tensor's [`activation_histogram`].
+pub fn activation_histograms<'a>(
+    activation: impl Fn(&str) -> Option<&'a html::Histogram>,
+    summary: &Summary,
+) -> Vec<html::Histogram> {
+    let mut out: Vec<html::Histogram> = Vec::new();
     let mut worst: Vec<&str> = summary.worst_layers(MAX_HISTOGRAMS).iter().map(|l| l.name.as_str()).collect();
     // Back to graph order.
     worst.sort_by_key(|name| summary.layers.iter().position(|l| l.name == *name));
