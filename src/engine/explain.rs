@@ -67,6 +67,18 @@ pub fn stage_inputs(
         Stage::Simulate | Stage::Reference => {
             inputs.extend(list_files(project.verify(db), "verify").map(|(label, f)| entry(&label, f)));
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
+            // The runs fold each layer against the golden values, with the verifiers that need
+            // the values themselves (stages::comparison_key).
+            let folded: Vec<_> =
+                project.debug(db).metrics().into_iter().filter(|m| m.needs_values()).map(|m| m.verifier).collect();
+            inputs.insert("[verify] metrics that need values".into(), hash(&folded));
+            inputs.insert("[verify] mode".into(), hash(&project.debug(db).mode));
+            if let Some(golden) = project.golden(db) {
+                for (_, file) in golden.files(db) {
+                    let (k, v) = entry("golden", *file);
+                    inputs.insert(k, v);
+                }
+            }
         }
         Stage::Verify => {
             if let Some(f) = project.labels(db) {

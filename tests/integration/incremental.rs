@@ -193,6 +193,19 @@ fn explain_names_the_input_whose_change_invalidates_a_stage() {
 }
 
 #[test]
+fn explain_names_a_verifier_that_needs_values_as_what_reruns_simulate() {
+    let p = Project::digits();
+    p.build().assert_ok();
+    let toml = p.read("qairt.toml").replace("[verify]\n", "[verify]\nmetrics = [\"sqnr\", \"rtolatol\"]\n");
+    assert!(toml.contains("rtolatol"), "{toml}");
+    p.write("qairt.toml", &toml);
+    let text = String::from_utf8(p.run(&["explain", "--target", "htp-w8a8"]).stdout).unwrap();
+    let simulate = text.lines().find(|l| l.trim_start().starts_with("simulate")).unwrap();
+    assert!(simulate.contains("[verify] metrics that need values changed"), "{text}");
+    assert!(text.lines().find(|l| l.trim_start().starts_with("compile")).unwrap().contains("fresh"), "{text}");
+}
+
+#[test]
 fn cache_gc_to_zero_bytes_leaves_a_cache_that_rebuilds_correctly() {
     let p = Project::digits();
     p.build().assert_ok();
