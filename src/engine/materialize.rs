@@ -1,6 +1,8 @@
-//! Writes `out/<target>/` from the stage values. A manifest of `(path, digest)` is kept in the
-//! store per combination of stage outputs, so a no-op build only stats the files; deleting
-//! `out/` restores it from the store without running any stage.
+//! Writes `out/<target>/` from the stage values, part by part (the exports, `model.bin`, the
+//! runs' outputs, `verify/`). A manifest of `(path, digest)` is kept in the store per part and
+//! combination of the stage outputs it shows, so a no-op build only stats the files, an edit
+//! re-renders only the parts it changed, and deleting `out/` restores it from the store
+//! without running any stage.
 
 use std::path::{Path, PathBuf};
 
@@ -25,43 +27,114 @@ fn write_error(path: &Path, e: std::io::Error) -> Failed {
     Failed(vec![Diag::error("qairt::io::write", format!("cannot write {}: {e}", path.display()))])
 }
 
-/// Every file of `out/<target>/` except `build.json`, rendered from the stage values.
+/// The files of `out/<target>/` (besides `build.json`) come in parts, each rendered from the
+/// values of the stages it shows and recorded with its own manifest: an edit that re-runs only
+/// `verify` re-renders only `verify/`, never the model exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// `encodings.json`, `model.qdq.onnx` (quantized targets).
+    Encodings,
+    /// `model.bin`.
+    Model,
+    /// `outputs/` and `reference/`.
+    Runs,
+    /// `verify/`.
+    Verify,
+}
+
+impl Part {
+    const ALL: [Part; 4] = [Part::Encodings, Part::Model, Part::Runs, Part::Verify];
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Encodings => "encodings",
+            Part::Model => "model",
+            Part::Runs => "runs",
+            Part::Verify => "verify",
+        }
+    }
+}
+
+/// The key of a part's manifest: the stages it renders, and how.
+fn part_key(ws: &Workspace, project: ProjectInput, target: TargetInput, part: Part) -> Result<Digest, Failed> {
+    let name = target.name(&ws.db);
+    let key =
+        KeyBuilder::new(Stage::Verify).bytes("materialize", name.as_bytes()).bytes("part", part.name().as_bytes());
+    let key = match part {
+        Part::Encodings => key.digest("quantize", &ws.stage_key(project, target, Stage::Quantize)?),
+        Part::Model => key.digest("compile", &ws.stage_key(project, target, Stage::Compile)?),
+        Part::Runs => key
+            .digest("simulate", &ws.stage_key(project, target, Stage::Simulate)?)
+            .digest("reference", &stages::reference_record(&ws.db, project)?.key)
+            .bytes("output files", ws.config.verify.output_files.name().as_bytes()),
+        Part::Verify => {
+            let mut key = key
+                .digest("verify", &ws.stage_key(project, target, Stage::Verify)?)
+                .bytes("project", ws.config.name.as_bytes());
+            if let Some((digest, _)) = sensitivity_stage::cached_sensitivity(&ws.db, project, target) {
+                key = key.digest("sensitivity", &digest);
+            }
+            key
+        }
+    };
+    Ok(key.finish())
+}
+
+/// The files of one part, rendered from the stage values.
 fn render(
     db: &dyn Db,
     project: ProjectInput,
     target: TargetInput,
-    quantized: bool,
+    part: Part,
     project_name: &str,
     output_files: OutputFiles,
 ) -> Result<Vec<(String, Vec<u8>)>, Failed> {
     let mut files = Vec::new();
-    if quantized {
-        let q = stages::quantize_value(db, project, target)?;
-        files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
-        let qdq = crate::onnx::export::export_qdq(&q).map_err(|e| {
-            Failed(vec![Diag::error("qairt::export::qdq", format!("cannot export model.qdq.onnx: {e}")).with_help(
-                "model.qdq.onnx can hold only what ONNX opset 21 expresses: integer activations of up \
+    match part {
+        Part::Encodings => {
+            let q = stages::quantize_value(db, project, target)?;
+            files.push(("encodings.json".to_string(), crate::quant::write_encodings_json(&q).into_bytes()));
+            let qdq = crate::onnx::export::export_qdq(&q).map_err(|e| {
+                Failed(vec![Diag::error("qairt::export::qdq", format!("cannot export model.qdq.onnx: {e}")).with_help(
+                    "model.qdq.onnx can hold only what ONNX opset 21 expresses: integer activations of up \
                          to 16 bits, float16 and float32 tensors",
-            )])
-        })?;
-        files.push(("model.qdq.onnx".to_string(), qdq));
-    }
-    files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.bytes.clone()));
-    let simulated = stages::simulate_value(db, project, target)?;
-    let reference = stages::reference_value(db, project)?;
-    for (dir, run) in [("outputs", &simulated.outputs), ("reference", &*reference)] {
-        for (n, sample) in run.samples.iter().enumerate() {
-            for (name, tensor) in run.output_names.iter().zip(sample) {
-                // Each output in its own element type (the SDK's native output files), or
-                // float32 for every output (the SDK's default form).
-                let bytes = match output_files {
-                    OutputFiles::Native => tensor.data.to_packed_bytes(),
-                    OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
-                };
-                files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
+                )])
+            })?;
+            files.push(("model.qdq.onnx".to_string(), qdq));
+        }
+        Part::Model => {
+            files.push(("model.bin".to_string(), stages::compile_value(db, project, target)?.bytes.clone()));
+        }
+        Part::Runs => {
+            let simulated = stages::simulate_value(db, project, target)?;
+            let reference = stages::reference_value(db, project)?;
+            for (dir, run) in [("outputs", &simulated.outputs), ("reference", &*reference)] {
+                for (n, sample) in run.samples.iter().enumerate() {
+                    for (name, tensor) in run.output_names.iter().zip(sample) {
+                        // Each output in its own element type (the SDK's native output files),
+                        // or float32 for every output (the SDK's default form).
+                        let bytes = match output_files {
+                            OutputFiles::Native => tensor.data.to_packed_bytes(),
+                            OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        };
+                        files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
+                    }
+                }
             }
         }
+        Part::Verify => render_verify(db, project, target, project_name, &mut files)?,
     }
+    Ok(files)
+}
+
+/// `verify/`: the summaries, the checker's report, the suggested overrides and `report.html`.
+fn render_verify(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    project_name: &str,
+    files: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), Failed> {
     let summary = verify_stage::verify_value(db, project, target)?;
     files.push(("verify/summary.json".to_string(), summary.json.clone().into_bytes()));
     files.push(("verify/summary.csv".to_string(), summary.csv.clone().into_bytes()));
@@ -97,7 +170,7 @@ fn render(
         overrides_path,
     });
     files.push(("verify/report.html".to_string(), crate::verify::html::render_report(&page).into_bytes()));
-    Ok(files)
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -146,23 +219,20 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     let quantized = stages::is_quantized(&ws.db, project, target)?;
 
     let output_files = ws.config.verify.output_files;
-    let mut key = KeyBuilder::new(Stage::Verify)
-        .bytes("materialize", name.as_bytes())
-        .bytes("output files", output_files.name().as_bytes());
-    for stage in ws.stages_of(&name)? {
-        key = key.digest(stage.name(), &ws.stage_key(project, target, stage)?);
-    }
-    if let Some((digest, _)) = sensitivity_stage::cached_sensitivity(&ws.db, project, target) {
-        key = key.digest("sensitivity", &digest);
-    }
-    let key = key.finish();
-    let manifest: Option<Vec<(String, [u8; 32])>> =
-        ws.store().lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok());
-    let complete = manifest.as_ref().is_some_and(|files| {
-        files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
-    });
-    if !complete {
-        let files = render(&ws.db, project, target, quantized, &ws.config.name, output_files)?;
+    for part in Part::ALL {
+        if part == Part::Encodings && !quantized {
+            continue;
+        }
+        let key = part_key(ws, project, target, part)?;
+        let manifest: Option<Vec<(String, [u8; 32])>> =
+            ws.store().lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok());
+        let complete = manifest.as_ref().is_some_and(|files| {
+            files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
+        });
+        if complete {
+            continue;
+        }
+        let files = render(&ws.db, project, target, part, &ws.config.name, output_files)?;
         let mut manifest = Vec::with_capacity(files.len());
         std::fs::create_dir_all(&tmp).map_err(|e| write_error(&tmp, e))?;
         let mut made_dirs = std::collections::HashSet::new();
