@@ -221,6 +221,22 @@ impl salsa::Database for Database {}
 
 impl Database {
     pub fn new(store: Store, progress: Option<Box<dyn Progress>>) -> Database {
+        Database::with_storage(store, progress, salsa::Storage::default())
+    }
+
+    /// A database that records the query each salsa execution runs (`name(input)`, in the
+    /// order they start) into `log`: for tests that assert what an edit re-ran.
+    #[cfg(test)]
+    pub fn logged(store: Store, log: Arc<Mutex<Vec<String>>>) -> Database {
+        let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
+            if let salsa::EventKind::WillExecute { database_key } = event.kind {
+                lock(&log).push(format!("{database_key:?}"));
+            }
+        })));
+        Database::with_storage(store, None, storage)
+    }
+
+    fn with_storage(store: Store, progress: Option<Box<dyn Progress>>, storage: salsa::Storage<Self>) -> Database {
         let services = Services {
             store,
             built: Mutex::new(Vec::new()),
@@ -229,7 +245,7 @@ impl Database {
             progress: progress.unwrap_or_else(|| Box::new(NoProgress)),
             dry_run: std::sync::atomic::AtomicBool::new(false),
         };
-        Database { storage: salsa::Storage::default(), services: Arc::new(services) }
+        Database { storage, services: Arc::new(services) }
     }
 
     /// Takes the events and warnings recorded since the last call.

@@ -125,6 +125,19 @@ fn missing(config: &ProjectConfig, path: &Path, e: &std::io::Error, what: &str) 
 impl Workspace {
     /// Opens the project whose `qairt.toml` is `config_path`.
     pub fn open(config_path: &Path, progress: Option<Box<dyn Progress>>) -> Result<Workspace, Vec<Diag>> {
+        Workspace::open_with(config_path, |store| Database::new(store, progress))
+    }
+
+    /// A workspace whose database logs every query salsa executes (see `Database::logged`).
+    #[cfg(test)]
+    pub(super) fn open_logged(
+        config_path: &Path,
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Result<Workspace, Vec<Diag>> {
+        Workspace::open_with(config_path, |store| Database::logged(store, log))
+    }
+
+    fn open_with(config_path: &Path, database: impl FnOnce(Store) -> Database) -> Result<Workspace, Vec<Diag>> {
         let text =
             std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
         let config = parse_config(config_path, &text)?;
@@ -136,7 +149,7 @@ impl Workspace {
         })?;
         let stamps = Stamps::load(&config.cache_dir.join("stamps"));
         Ok(Workspace {
-            db: Database::new(store, progress),
+            db: database(store),
             config_digest: blake3::hash(text.as_bytes()),
             config,
             stamps,
@@ -983,5 +996,54 @@ max_samples = 4
             }
         }
         assert!(names.contains(&"cpu simulate") && names.contains(&"htp-w8a8 calibrate"), "{names:?}");
+    }
+
+    /// The queries salsa executed during `build`, by name (`simulate_value`, ...).
+    fn executed(log: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+        let mut names: Vec<String> = std::mem::take(&mut *super::super::db::lock(log))
+            .into_iter()
+            .map(|q| q.split('(').next().unwrap_or(&q).to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn a_threshold_edit_re_executes_only_the_verdict_and_an_encoding_edit_only_what_follows_it() {
+        let dir = digits_project();
+        let config = dir.path().join("qairt.toml");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut ws = Workspace::open_logged(&config, log.clone()).unwrap();
+        let report = ws.build_with(&[], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let cold = executed(&log);
+        assert!(cold.iter().any(|q| q == "simulate_record"), "the log sees queries: {cold:?}");
+
+        // A threshold: the verify records and values of both targets, nothing upstream, and
+        // no run (no sample is read again: the folds are reused).
+        let toml = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{toml}\n[verify.thresholds]\nmin_sqnr_db = 5.0\n")).unwrap();
+        let report = ws.build_with(&[], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let after_threshold = executed(&log);
+        assert!(after_threshold.iter().any(|q| q == "verify_record"), "{after_threshold:?}");
+        for upstream in ["parse_record", "calibrate_record", "quantize_record", "compile_record", "simulate_record"] {
+            assert!(!after_threshold.iter().any(|q| q == upstream), "{upstream} re-ran: {after_threshold:?}");
+        }
+        assert!(!after_threshold.iter().any(|q| q == "checker_record"), "the checker re-ran: {after_threshold:?}");
+
+        // The quantized target's encodings: quantize onwards, and the float target not at all.
+        let toml = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, toml.replace("backend = \"htp\"\n", "backend = \"htp\"\nact_bitwidth = 16\n")).unwrap();
+        let report = ws.build_with(&[], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let after_encoding = executed(&log);
+        for rerun in ["quantize_record", "compile_record", "simulate_record", "checker_record", "verify_record"] {
+            assert!(after_encoding.iter().any(|q| q == rerun), "{rerun} did not re-run: {after_encoding:?}");
+        }
+        for kept in ["parse_record", "calibrate_record", "reference_record"] {
+            assert!(!after_encoding.iter().any(|q| q == kept), "{kept} re-ran: {after_encoding:?}");
+        }
     }
 }
