@@ -41,24 +41,24 @@ pub struct PairSums {
 }
 
 impl PairSums {
-    pub fn add(&mut self, golden: &[f32], inference: &[f32]) {
-        self.elements += golden.len().min(inference.len());
-        for (&g, &i) in golden.iter().zip(inference) {
-            if g.is_finite() && i.is_finite() {
-                let (g, i) = (f64::from(g), f64::from(i));
-                let d = g - i;
-                self.finite += 1;
-                self.sum_abs += d.abs();
-                self.sum_sq += d * d;
-                self.dot += g * i;
-                self.golden_sq += g * g;
-                self.inference_sq += i * i;
-                self.max_abs = self.max_abs.max(d.abs());
-            } else {
-                self.non_finite += 1;
-                if !((g.is_nan() && i.is_nan()) || g == i) {
-                    self.non_finite_mismatch += 1;
-                }
+    /// Adds one element pair (`LayerFold::add` hands them over in the summary's pass).
+    #[inline]
+    fn add_pair(&mut self, g: f32, i: f32) {
+        self.elements += 1;
+        if g.is_finite() && i.is_finite() {
+            let (g, i) = (f64::from(g), f64::from(i));
+            let d = g - i;
+            self.finite += 1;
+            self.sum_abs += d.abs();
+            self.sum_sq += d * d;
+            self.dot += g * i;
+            self.golden_sq += g * g;
+            self.inference_sq += i * i;
+            self.max_abs = self.max_abs.max(d.abs());
+        } else {
+            self.non_finite += 1;
+            if !((g.is_nan() && i.is_nan()) || g == i) {
+                self.non_finite_mismatch += 1;
             }
         }
     }
@@ -247,8 +247,9 @@ impl LayerFold {
         if golden.len() != inference.len() {
             self.size_mismatch.get_or_insert((golden.len(), inference.len()));
         }
-        self.metrics.add(golden, inference);
-        self.pairs.add(golden, inference);
+        // One pass over the tensors for both sets of sums.
+        let pairs = &mut self.pairs;
+        self.metrics.add_each(golden, inference, |g, i| pairs.add_pair(g, i));
         for (verifier, fold) in &mut self.specs {
             fold.add(verifier, golden, inference);
         }

@@ -83,10 +83,18 @@ impl MetricAccumulator {
     /// Adds one sample of the tensor. The slices must have equal lengths; if they do not,
     /// the common prefix is compared and the final metrics are NaN.
     pub fn add(&mut self, reference: &[f32], actual: &[f32]) {
+        self.add_each(reference, actual, |_, _| {});
+    }
+
+    /// [`add`](Self::add), handing every element pair to `each` in the same pass (so another
+    /// accumulator reads the tensors once with this one).
+    #[inline]
+    pub fn add_each(&mut self, reference: &[f32], actual: &[f32], mut each: impl FnMut(f32, f32)) {
         if reference.len() != actual.len() {
             self.length_mismatch = true;
         }
         for (&r, &a) in reference.iter().zip(actual) {
+            each(r, a);
             if !r.is_finite() || !a.is_finite() {
                 self.non_finite += 1;
             }
