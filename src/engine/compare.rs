@@ -140,12 +140,13 @@ pub struct Plan {
 impl Plan {
     /// The rows of `graph` (the target's float graph): every float layer, or with a dump the
     /// ones it holds. A layer `squashed` into the activation after it is compared with that
-    /// activation's golden value (when the golden has it).
+    /// activation's golden value (when the golden has it). `folded` are the verifiers each row
+    /// folds besides the sums (`DebugSettings::folded_metrics`).
     pub fn new(
         graph: &Graph,
         squashed: &BTreeMap<String, String>,
         dump: Option<&ExternalGolden>,
-        metrics: &[MetricSpec],
+        folded: Vec<MetricSpec>,
     ) -> Plan {
         let has_golden = |name: &str| dump.is_none_or(|d| d.values.contains_key(name));
         let rows: Vec<Row> = crate::verify::layer_specs(graph, has_golden)
@@ -156,7 +157,7 @@ impl Plan {
             })
             .collect();
         let row_of = rows.iter().enumerate().map(|(k, r)| (r.name.clone(), k)).collect();
-        Plan { rows, row_of, specs: metrics.iter().filter(|m| m.needs_values()).cloned().collect() }
+        Plan { rows, row_of, specs: folded }
     }
 
     /// Empty folds, one per row.

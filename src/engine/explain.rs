@@ -69,9 +69,7 @@ pub fn stage_inputs(
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
             // The runs fold each layer against the golden values, with the verifiers that need
             // the values themselves (stages::comparison_key).
-            let folded: Vec<_> =
-                project.debug(db).metrics().into_iter().filter(|m| m.needs_values()).map(|m| m.verifier).collect();
-            inputs.insert("[verify] metrics that need values".into(), hash(&folded));
+            inputs.insert("[verify] metrics that need values".into(), hash(&project.debug(db).folded_metrics()));
             inputs.insert("[verify] mode".into(), hash(&project.debug(db).mode));
             if let Some(golden) = project.golden(db) {
                 for (_, file) in golden.files(db) {

@@ -612,13 +612,7 @@ pub(super) fn comparison_key(
     let graph = target_optimize_record(db, project, target)?;
     let encodings =
         if is_quantized(db, project, target)? { Some(quantize_record(db, project, target)?.output) } else { None };
-    let folded: Vec<crate::verify::MetricSpec> = project
-        .debug(db)
-        .metrics()
-        .into_iter()
-        .filter(|m| m.needs_values())
-        .map(|m| crate::verify::MetricSpec::new(m.verifier))
-        .collect();
+    let folded = project.debug(db).folded_metrics();
     Ok(key
         .digest("float graph", &graph.output)
         .value("encodings", &encodings.map(|d| *d.as_bytes()))
@@ -648,7 +642,7 @@ pub(super) fn comparison(db: &dyn Db, project: ProjectInput, target: TargetInput
         }
         None => None,
     };
-    let plan = Plan::new(&graph, &squashed, dump.as_deref(), &project.debug(db).metrics());
+    let plan = Plan::new(&graph, &squashed, dump.as_deref(), project.debug(db).folded_metrics());
     Ok(Comparison { graph, plan, dump, samples })
 }
 

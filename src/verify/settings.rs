@@ -221,6 +221,18 @@ impl DebugSettings {
     pub fn metrics(&self) -> Vec<MetricSpec> {
         if self.metrics.is_empty() { default_metrics() } else { self.metrics.clone() }
     }
+
+    /// The metrics in effect that the runs must fold themselves ([`MetricSpec::needs_values`]),
+    /// without thresholds: what a run's result, and so its cache key, depends on.
+    pub fn folded_metrics(&self) -> Vec<MetricSpec> {
+        let mut folded: Vec<MetricSpec> = Vec::new();
+        for spec in self.metrics().into_iter().filter(MetricSpec::needs_values) {
+            if !folded.iter().any(|f| f.verifier == spec.verifier) {
+                folded.push(MetricSpec::new(spec.verifier));
+            }
+        }
+        folded
+    }
 }
 
 #[cfg(test)]
