@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::metrics::MetricAccumulator;
+use super::pair_pass::{FinitePairSums, finite_pair_sums};
 use super::settings::MetricSpec;
 use super::verifiers::Verifier;
 
@@ -61,6 +62,18 @@ impl PairSums {
                 self.non_finite_mismatch += 1;
             }
         }
+    }
+
+    /// Adds one tensor pair from the sums of its vectorized pass (every value finite).
+    fn add_finite(&mut self, sums: &FinitePairSums) {
+        self.elements += sums.elements;
+        self.finite += sums.elements;
+        self.sum_abs += sums.error_abs;
+        self.sum_sq += sums.error_sq;
+        self.dot += sums.dot;
+        self.golden_sq += sums.golden_sq;
+        self.inference_sq += sums.inference_sq;
+        self.max_abs = self.max_abs.max(sums.max_abs_error);
     }
 
     pub fn merge(&mut self, other: &PairSums) {
@@ -247,9 +260,18 @@ impl LayerFold {
         if golden.len() != inference.len() {
             self.size_mismatch.get_or_insert((golden.len(), inference.len()));
         }
-        // One pass over the tensors for both sets of sums.
-        let pairs = &mut self.pairs;
-        self.metrics.add_each(golden, inference, |g, i| pairs.add_pair(g, i));
+        // One pass over the tensors for both sets of sums: vectorized when every value is
+        // finite (the sums are then the same for both), element by element otherwise.
+        match finite_pair_sums(golden, inference) {
+            Some(sums) => {
+                self.metrics.add_finite(&sums);
+                self.pairs.add_finite(&sums);
+            }
+            _ => {
+                let pairs = &mut self.pairs;
+                self.metrics.add_each(golden, inference, |g, i| pairs.add_pair(g, i));
+            }
+        }
         for (verifier, fold) in &mut self.specs {
             fold.add(verifier, golden, inference);
         }

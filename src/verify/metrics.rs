@@ -19,6 +19,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pair_pass::{FinitePairSums, finite_pair_sums};
+
 /// One tensor's comparison, over every sample seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorMetrics {
@@ -83,11 +85,29 @@ impl MetricAccumulator {
     /// Adds one sample of the tensor. The slices must have equal lengths; if they do not,
     /// the common prefix is compared and the final metrics are NaN.
     pub fn add(&mut self, reference: &[f32], actual: &[f32]) {
-        self.add_each(reference, actual, |_, _| {});
+        match finite_pair_sums(reference, actual) {
+            Some(sums) => self.add_finite(&sums),
+            _ => self.add_each(reference, actual, |_, _| {}),
+        }
     }
 
-    /// [`add`](Self::add), handing every element pair to `each` in the same pass (so another
-    /// accumulator reads the tensors once with this one).
+    /// Adds one sample of the tensor from the sums of its vectorized pass (every value finite).
+    pub fn add_finite(&mut self, sums: &FinitePairSums) {
+        self.elements += sums.elements;
+        self.sum_ref_sq += sums.golden_sq;
+        self.sum_act_sq += sums.inference_sq;
+        self.sum_dot += sums.dot;
+        self.sum_err_sq += sums.error_sq;
+        self.max_abs_error = self.max_abs_error.max(sums.max_abs_error);
+        self.reference_min = self.reference_min.min(sums.golden_min);
+        self.reference_max = self.reference_max.max(sums.golden_max);
+        self.actual_min = self.actual_min.min(sums.inference_min);
+        self.actual_max = self.actual_max.max(sums.inference_max);
+    }
+
+    /// The element-by-element [`add`](Self::add) (what a tensor with a non-finite value
+    /// takes), handing every element pair to `each` in the same pass (so another accumulator
+    /// reads the tensors once with this one).
     #[inline]
     pub fn add_each(&mut self, reference: &[f32], actual: &[f32], mut each: impl FnMut(f32, f32)) {
         if reference.len() != actual.len() {

@@ -10,6 +10,7 @@ pub mod fold;
 pub mod golden;
 pub mod html;
 mod metrics;
+mod pair_pass;
 mod report;
 pub mod report_page;
 pub mod sensitivity;
