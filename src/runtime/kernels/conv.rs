@@ -5,8 +5,9 @@
 //! times the im2col matrix `[C/g*taps, OH*OW]`, written straight into the output planes.
 //! A pointwise conv (1x1, stride 1, no pads) skips im2col: the input planes already are that
 //! matrix. Convs with one input channel per group (depthwise, with any channel multiplier)
-//! run a direct loop instead, which walks contiguous rows and never materializes im2col.
+//! run the direct kernel of `depthwise.rs` instead, which never materializes im2col.
 
+use super::depthwise::depthwise;
 use super::gemm::sgemm;
 use super::window::Geometry;
 use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
@@ -45,6 +46,10 @@ pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     if y.is_empty() {
         return tensor(OP, out_shape, TensorData::F32(y));
     }
+    if per_group == 1 && geo.in_plane() > 0 {
+        depthwise(x, w, bias, &geo, m, &mut y);
+        return tensor(OP, out_shape, TensorData::F32(y));
+    }
     if let Some(b) = bias {
         for (plane, &value) in y.chunks_exact_mut(out_plane).zip(b.iter().cycle()) {
             plane.fill(value);
@@ -54,11 +59,7 @@ pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         // No input values under any tap (empty spatial axes or channels): bias only.
         return tensor(OP, out_shape, TensorData::F32(y));
     }
-    if per_group == 1 {
-        depthwise(x, w, &geo, m, &mut y);
-    } else {
-        grouped_gemm(x, w, &geo, m, group, bias.is_some(), &mut y)?;
-    }
+    grouped_gemm(x, w, &geo, m, group, bias.is_some(), &mut y)?;
     tensor(OP, out_shape, TensorData::F32(y))
 }
 
@@ -136,42 +137,6 @@ pub(super) fn im2col<T: Copy + Default>(x: &[T], geo: &Geometry, columns: &mut [
                 }
             }
         });
-    }
-}
-
-/// One input channel per group: output channel `oc` reads input channel `oc / multiplier`.
-/// Accumulates tap by tap over contiguous output rows.
-fn depthwise(x: &[f32], w: &[f32], geo: &Geometry, m: usize, y: &mut [f32]) {
-    let wa = geo.w;
-    let multiplier = m / geo.channels;
-    let (in_plane, out_plane, taps) = (geo.in_plane(), geo.out_plane(), geo.taps());
-    for (plane_index, out) in y.chunks_exact_mut(out_plane).enumerate() {
-        let (n, oc) = (plane_index / m, plane_index % m);
-        let c = oc / multiplier;
-        let start = (n * geo.channels + c) * in_plane;
-        let plane = &x[start..start + in_plane];
-        let kernel = &w[oc * taps..(oc + 1) * taps];
-        for (t, &weight) in kernel.iter().enumerate() {
-            let (a, i, j) = geo.tap(t);
-            let (w_lo, w_hi) = wa.valid_outputs(j);
-            if w_lo >= w_hi {
-                continue;
-            }
-            let in_start = wa.coordinate(w_lo, j) as usize;
-            geo.for_each_row(a, i, |out_row, in_row| {
-                let dst = &mut out[out_row * wa.output + w_lo..out_row * wa.output + w_hi];
-                let src = &plane[in_row * wa.input + in_start..(in_row + 1) * wa.input];
-                if wa.stride == 1 {
-                    for (o, &v) in dst.iter_mut().zip(src) {
-                        *o += weight * v;
-                    }
-                } else {
-                    for (o, &v) in dst.iter_mut().zip(src.iter().step_by(wa.stride)) {
-                        *o += weight * v;
-                    }
-                }
-            });
-        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod conv;
 pub mod conv_transpose;
+mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod norm;

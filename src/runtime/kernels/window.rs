@@ -26,12 +26,14 @@ impl Axis {
     }
 
     /// The input coordinate of output `o`'s tap `t`, possibly outside `0..input`.
+    #[inline]
     pub fn coordinate(&self, o: usize, t: usize) -> isize {
         (o * self.stride + t * self.dilation) as isize - self.pad_begin as isize
     }
 
     /// The outputs `lo..hi` whose tap `t` reads inside the input: the tap reads
     /// `o * stride + offset(t)`.
+    #[inline]
     pub fn valid_outputs(&self, t: usize) -> (usize, usize) {
         let offset = (t * self.dilation) as isize - self.pad_begin as isize;
         valid_range(self.output, self.stride, offset, self.input)
@@ -40,6 +42,7 @@ impl Axis {
 
 /// For `index(o) = o * stride + offset`, the range `lo..hi` of `o` in `0..out_len` with
 /// `0 <= index(o) < in_len`. `stride` is at least 1.
+#[inline]
 pub(crate) fn valid_range(out_len: usize, stride: usize, offset: isize, in_len: usize) -> (usize, usize) {
     let stride = stride as isize;
     let div_ceil = |a: isize| (a + stride - 1) / stride; // a >= 0
@@ -138,6 +141,7 @@ impl Geometry {
     }
 
     /// Tap index `t` (row-major over depth, height, width) as per-axis taps.
+    #[inline]
     pub fn tap(&self, t: usize) -> (usize, usize, usize) {
         let (a, rest) = (t / (self.h.kernel * self.w.kernel), t % (self.h.kernel * self.w.kernel));
         (a, rest / self.w.kernel, rest % self.w.kernel)
@@ -146,6 +150,7 @@ impl Geometry {
     /// For depth tap `a` and height tap `i`, calls `f(out_row, in_row)` for every output row
     /// `(od, oh)` whose tap lands inside the input; rows count in units of the output and
     /// input widths.
+    #[inline]
     pub fn for_each_row(&self, a: usize, i: usize, mut f: impl FnMut(usize, usize)) {
         let (d_lo, d_hi) = self.d.valid_outputs(a);
         let (h_lo, h_hi) = self.h.valid_outputs(i);
