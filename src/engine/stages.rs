@@ -563,11 +563,19 @@ pub fn compile_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
 
 // ---------------------------------------------------------------- reference and simulate
 
-#[salsa::tracked(returns(clone))]
-pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+/// The reference's action key: the optimized float graph and the verify samples.
+fn reference_key(db: &dyn Db, project: ProjectInput) -> Result<super::store::Digest, Failed> {
     let optimized = optimize_record(db, project)?;
     let key = KeyBuilder::new(Stage::Reference).digest("graph", &optimized.output);
-    let key = list_key(key, db, project.verify(db), project.verify_max(db)).finish();
+    Ok(list_key(key, db, project.verify(db), project.verify_max(db)).finish())
+}
+
+/// The float model's outputs on every verify sample. A target whose float graph is this
+/// graph records them from its own golden run (see `compute_simulate`), so a build runs
+/// them on their own only when no such target simulated first.
+#[salsa::tracked(returns(clone))]
+pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
+    let key = reference_key(db, project)?;
     memoize(db, Stage::Reference, None, key, || compute_reference(db, project), |_| Vec::new())
 }
 
@@ -665,9 +673,16 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
     // Only the checker and the histograms of a quantized target read float values themselves.
     let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };
+    // The golden run of a target whose float graph is the optimized one is the reference run:
+    // its outputs become the reference's record (same graph, same interpreter, same bits)
+    // unless the store has it already.
+    let reference = reference_key(db, project)?;
+    let records_reference = target_optimize_record(db, project, target)?.output == optimize_record(db, project)?.output
+        && !matches!(db.services().store.lookup(&reference), Ok(Some(_)));
     let progress = &*db.services().progress;
     progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
     let mut outputs = Vec::with_capacity(samples.len());
+    let mut float_outputs = Vec::new();
     let mut folds = plan.start();
     let mut float_prefix = FloatPrefix::default();
     super::samples::run_in_order(
@@ -678,7 +693,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
             // The golden side first (one sample of float activations), then the quantized run
             // folds each layer into its row as it is produced.
             let mut float = SampleValues::default();
-            crate::runtime::interpret(&graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
+            let float_out = crate::runtime::interpret(&graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
                 .map_err(convert::internal)?;
             let mut sample = plan.start();
             let out = crate::runtime::exec::execute(&prepared, &inputs, &mut |id, t| {
@@ -689,10 +704,11 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
                 }
             })
             .map_err(convert::internal)?;
-            Ok((out, sample, (n < kept).then_some((inputs, float))))
+            Ok((out, records_reference.then_some(float_out), sample, (n < kept).then_some((inputs, float))))
         },
-        |(out, sample, kept)| {
+        |(out, float_out, sample, kept)| {
             outputs.push(out);
+            float_outputs.extend(float_out);
             folds.merge(&sample);
             if let Some((inputs, float)) = kept {
                 float_prefix.append(&graph, &inputs, &float);
@@ -703,6 +719,10 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let inputs: Vec<String> = graph.inputs.iter().map(|&id| graph.name(id).to_string()).collect();
     let activations = quantized.map(|q| Activations::of(&float_prefix, &q, &inputs));
     progress.finish();
+    if records_reference {
+        let run = RunOutputs { output_names: output_names(&graph), samples: float_outputs };
+        memoize(db, Stage::Reference, None, reference, || Ok(run), |_| Vec::new())?;
+    }
     Ok(SimulateRun {
         outputs: RunOutputs { output_names: output_names(&graph), samples: outputs },
         layers: plan.finish(folds).map_err(convert::internal)?,

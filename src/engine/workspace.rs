@@ -800,15 +800,17 @@ impl Workspace {
 
     /// Runs one stage of a target (and, for `simulate`, every run the verify stage reads: the
     /// float reference and, in the layerwise and cumulative modes, the layer runs) and returns
-    /// its action key.
+    /// its action key. The target's own run goes first: it records the reference when its
+    /// float graph is the model's.
     fn run_stage(&self, project: ProjectInput, target: TargetInput, stage: Stage) -> Result<Digest, Failed> {
+        let key = self.stage_key(project, target, stage)?;
         if stage == Stage::Simulate {
             stages::reference_record(&self.db, project)?;
             if project.debug(&self.db).mode != crate::verify::Mode::Oneshot {
                 super::snoop::snoop_record(&self.db, project, target)?;
             }
         }
-        self.stage_key(project, target, stage)
+        Ok(key)
     }
 
     /// The action key of one stage of a target (records are memoized, so this is cheap).
@@ -1045,5 +1047,51 @@ max_samples = 4
         for kept in ["parse_record", "calibrate_record", "reference_record"] {
             assert!(!after_encoding.iter().any(|q| q == kept), "{kept} re-ran: {after_encoding:?}");
         }
+    }
+
+    /// Records the label of every progress bar a build starts.
+    struct Started(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Progress for Started {
+        fn start(&self, label: &str, _: u64) {
+            self.0.lock().unwrap().push(label.to_string());
+        }
+        fn advance(&self) {}
+        fn finish(&self) {}
+    }
+
+    fn runs_of_a_build(dir: &Path) -> Vec<String> {
+        let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut ws = Workspace::open(&dir.join("qairt.toml"), Some(Box::new(Started(started.clone())))).unwrap();
+        let report = ws.build_with(&[], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        started.lock().unwrap().clone()
+    }
+
+    /// The float reference is the golden run of a target whose float graph is the model's, so
+    /// it does not run on its own; with only equalized (CLE) targets it does.
+    #[test]
+    fn the_reference_rides_on_a_targets_golden_run() {
+        let dir = digits_project();
+        let runs = runs_of_a_build(dir.path());
+        assert!(runs.iter().any(|r| r == "simulate htp-w8a8"), "{runs:?}");
+        assert!(!runs.iter().any(|r| r == "reference"), "{runs:?}");
+        let out = |target: &str| std::fs::read(dir.path().join(format!("out/{target}/reference/Result_3/logits.raw")));
+        let (htp, cpu) = (out("htp-w8a8"), out("cpu"));
+        assert!(htp.is_ok(), "{htp:?}");
+
+        // Same project, only CLE targets: the reference runs by itself, with the same bits.
+        let toml = std::fs::read_to_string(dir.path().join("qairt.toml")).unwrap();
+        let cle = toml
+            .replace("backend = \"htp\"\n", "backend = \"htp\"\nalgorithms = [\"cle\"]\n")
+            .replace("[[target]]\nname = \"cpu\"\nbackend = \"cpu\"\n", "");
+        assert_ne!(cle, toml);
+        std::fs::write(dir.path().join("qairt.toml"), cle).unwrap();
+        std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+        let runs = runs_of_a_build(dir.path());
+        assert!(runs.iter().any(|r| r == "reference"), "{runs:?}");
+        assert_eq!(out("htp-w8a8").unwrap(), htp.unwrap());
+        assert!(cpu.is_ok());
     }
 }
