@@ -15,6 +15,9 @@
 // module keeps its own copy on the plan's types so that `model.bin` does not depend on the
 // shape of the quantizer's structs.
 
+use std::ops::Range;
+
+use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{DType, TensorData};
@@ -144,8 +147,14 @@ pub fn quantize_value(x: f32, scale: f32, offset: i32, bitwidth: u32) -> u32 {
     };
     // f64 holds every f32 integer and every i32 exactly, so the subtraction is exact.
     let q = rounded - f64::from(offset);
-    // `as` saturates and maps NaN to 0.
-    q.clamp(0.0, f64::from(grid_max(bitwidth))) as u32
+    // Ordered comparisons map NaN to 0 (a saturating `as` would too, but it compiles to a
+    // scalar conversion per element). The clamped value is an integer in [0, 2^32), so adding
+    // 2^52 puts it, exactly, in the low bits of the float64's mantissa: vector instructions
+    // throughout.
+    let max = f64::from(grid_max(bitwidth));
+    let clamped = if q > 0.0 { q } else { 0.0 };
+    let clamped = if clamped < max { clamped } else { max };
+    (clamped + 4_503_599_627_370_496.0).to_bits() as u32
 }
 
 /// `y.round_ties_even()` up to the sign of a zero result, without the libm call it compiles
@@ -178,10 +187,6 @@ impl Channels {
         let inner = shape.get(axis + 1..).map_or(1, |rest| rest.iter().product());
         Some(Channels { inner: inner.max(1), count: count.max(1) })
     }
-
-    fn index(&self, element: usize) -> usize {
-        (element / self.inner) % self.count
-    }
 }
 
 /// Quantizes (or rounds to float16) `values` of a tensor of `shape` and writes them to `out`,
@@ -213,38 +218,72 @@ pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
             }
         }
         Repr::Quant(q) => {
-            let channels = Channels::of(q, shape);
-            let code = |i: usize, x: f32| {
-                let c = channels.as_ref().map_or(0, |ch| ch.index(i));
-                let (scale, offset) = (q.scales.get(c).copied().unwrap_or(1.0), q.offsets.get(c).copied().unwrap_or(0));
-                quantize_value(x, scale, offset, q.bitwidth)
-            };
+            let mut codes = vec![0u32; values.len()];
+            for (range, scale, offset) in encoding_runs(q, shape, values.len()) {
+                quantize_run(&values[range.clone()], scale, offset, q.bitwidth, &mut codes[range]);
+            }
             match repr.layout() {
                 Layout::Nibble => {
                     out.fill(0);
-                    for (i, &x) in values.iter().enumerate() {
+                    for (i, &code) in codes.iter().enumerate() {
                         if let Some(byte) = out.get_mut(i / 2) {
-                            *byte |= ((code(i, x) & 0xF) as u8) << (4 * (i % 2));
+                            *byte |= ((code & 0xF) as u8) << (4 * (i % 2));
                         }
                     }
                 }
                 Layout::U8 => {
-                    for (i, (byte, &x)) in out.iter_mut().zip(values).enumerate() {
-                        *byte = code(i, x) as u8;
+                    for (byte, &code) in out.iter_mut().zip(&codes) {
+                        *byte = code as u8;
                     }
                 }
                 Layout::U16 => {
-                    for (i, (chunk, &x)) in out.chunks_exact_mut(2).zip(values).enumerate() {
-                        chunk.copy_from_slice(&(code(i, x) as u16).to_le_bytes());
+                    for (chunk, &code) in out.chunks_exact_mut(2).zip(&codes) {
+                        chunk.copy_from_slice(&(code as u16).to_le_bytes());
                     }
                 }
                 Layout::U32 | Layout::F32 | Layout::F16 | Layout::Native(_) => {
-                    for (i, (chunk, &x)) in out.chunks_exact_mut(4).zip(values).enumerate() {
-                        chunk.copy_from_slice(&code(i, x).to_le_bytes());
+                    for (chunk, &code) in out.chunks_exact_mut(4).zip(&codes) {
+                        chunk.copy_from_slice(&code.to_le_bytes());
                     }
                 }
             }
         }
+    }
+}
+
+/// The runs of elements that share one encoding, with its scale and offset: the whole tensor
+/// for a per-tensor encoding, else `inner` elements at a time cycling through the channels
+/// (so no element pays a division to find its channel).
+fn encoding_runs<'q>(
+    q: &'q QuantParams,
+    shape: &[usize],
+    len: usize,
+) -> impl Iterator<Item = (Range<usize>, f32, i32)> + 'q {
+    let params = |c: usize| (q.scales.get(c).copied().unwrap_or(1.0), q.offsets.get(c).copied().unwrap_or(0));
+    let (run, count) = match Channels::of(q, shape) {
+        Some(ch) => (ch.inner, ch.count),
+        None => (len.max(1), 1),
+    };
+    (0..len).step_by(run).enumerate().map(move |(k, start)| {
+        let (scale, offset) = params(k % count);
+        (start..(start + run).min(len), scale, offset)
+    })
+}
+
+/// [`quantize_value`] of every value of one run, vectorized (AVX-512/AVX2 picked at run time;
+/// the same operations, so the same codes, on every path).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn quantize_run(values: &[f32], scale: f32, offset: i32, bitwidth: u32, codes: &mut [u32]) {
+    for (code, &x) in codes.iter_mut().zip(values) {
+        *code = quantize_value(x, scale, offset, bitwidth);
+    }
+}
+
+/// [`dequantize_value`] of every code of one run.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn dequantize_run(codes: &[u32], scale: f32, offset: i32, bitwidth: u32, values: &mut [f32]) {
+    for (value, &code) in values.iter_mut().zip(codes) {
+        *value = dequantize_value(code, scale, offset, bitwidth);
     }
 }
 
@@ -284,16 +323,12 @@ pub fn decode(repr: &Repr, shape: &[usize], bytes: &[u8], elements: usize) -> Ve
             bytes.chunks_exact(4).take(elements).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         }
         Repr::Quant(q) => {
-            let channels = Channels::of(q, shape);
-            unpack_codes(repr.layout(), bytes, elements)
-                .into_iter()
-                .enumerate()
-                .map(|(i, code)| {
-                    let c = channels.as_ref().map_or(0, |ch| ch.index(i));
-                    let scale = q.scales.get(c).copied().unwrap_or(1.0);
-                    dequantize_value(code, scale, q.offsets.get(c).copied().unwrap_or(0), q.bitwidth)
-                })
-                .collect()
+            let codes = unpack_codes(repr.layout(), bytes, elements);
+            let mut values = vec![0.0f32; codes.len()];
+            for (range, scale, offset) in encoding_runs(q, shape, codes.len()) {
+                dequantize_run(&codes[range.clone()], scale, offset, q.bitwidth, &mut values[range]);
+            }
+            values
         }
     }
 }
@@ -356,6 +391,37 @@ mod tests {
         assert_eq!(quantize_value(f32::NAN, 0.5, 0, 8), 0);
         assert_eq!(quantize_value(1e30, 1.0, 0, 32), u32::MAX);
         assert_eq!(dequantize_value(126, 0.5, -128, 8), -1.0);
+    }
+
+    /// The vectorizable clamp and conversion give the codes of the plain definition,
+    /// `clamp(round(x / scale) - offset, 0, 2^bw - 1) as u32`, on every kind of float (NaN,
+    /// infinities, huge, tiny, ties) and grid, and so does a whole run through `encode`.
+    #[test]
+    fn the_vector_conversion_is_the_saturating_cast() {
+        let definition = |x: f32, scale: f32, offset: i32, bw: u32| -> u32 {
+            let rounded = if bw <= 24 {
+                f64::from((x / scale).round_ties_even())
+            } else {
+                (f64::from(x) / f64::from(scale)).round_ties_even()
+            };
+            (rounded - f64::from(offset)).clamp(0.0, f64::from(grid_max(bw))) as u32
+        };
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 0.0, -0.0, 0.5, -2.5, 1e-30];
+        let sweep = (0..u32::MAX).step_by(9_973).map(f32::from_bits);
+        let values: Vec<f32> = specials.into_iter().chain(sweep).collect();
+        for (scale, offset, bw) in
+            [(0.5f32, -128, 8), (0.01, 0, 8), (3e-3, -7, 4), (1e-4, -32768, 16), (1.0, 0, 24), (1e-6, -5, 32)]
+        {
+            let mut codes = vec![0u32; values.len()];
+            quantize_run(&values, scale, offset, bw, &mut codes);
+            for (&x, &code) in values.iter().zip(&codes) {
+                assert_eq!(
+                    code,
+                    definition(x, scale, offset, bw),
+                    "x {x:e}, scale {scale}, offset {offset}, {bw} bits"
+                );
+            }
+        }
     }
 
     #[test]
