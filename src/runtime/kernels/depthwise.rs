@@ -50,20 +50,40 @@ pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geomet
 }
 
 /// `block[p * BLOCK + lane] = planes[lane][p]` (lanes past `planes.len()` keep stale values
-/// that are never read back). Position by position, so the block is written in order.
+/// that are never read back). By tiles of `BLOCK` positions: each plane's run is one
+/// contiguous load, and the fixed-size tile transposes in registers.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn to_channel_last(planes: &[&[f32]], block: &mut [f32]) {
-    for (p, chunk) in block.chunks_exact_mut(BLOCK).enumerate() {
-        for (slot, plane) in chunk.iter_mut().zip(planes) {
-            *slot = plane[p];
+    let len = planes.first().map_or(0, |p| p.len());
+    let mut tile = [[0.0f32; BLOCK]; BLOCK];
+    for p0 in (0..len).step_by(BLOCK) {
+        let run = BLOCK.min(len - p0);
+        for (row, plane) in tile.iter_mut().zip(planes) {
+            row[..run].copy_from_slice(&plane[p0..p0 + run]);
+        }
+        let out = &mut block[p0 * BLOCK..(p0 + run) * BLOCK];
+        for (p, chunk) in out.chunks_exact_mut(BLOCK).enumerate() {
+            for lane in 0..BLOCK {
+                chunk[lane] = tile[lane][p];
+            }
         }
     }
 }
 
-/// `planes[lane][p] = block[p * BLOCK + lane]`.
+/// `planes[lane][p] = block[p * BLOCK + lane]`, by tiles as [`to_channel_last`].
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn from_channel_last(block: &[f32], planes: &mut [&mut [f32]]) {
-    for (p, chunk) in block.chunks_exact(BLOCK).enumerate() {
-        for (&value, plane) in chunk.iter().zip(planes.iter_mut()) {
-            plane[p] = value;
+    let len = planes.first().map_or(0, |p| p.len());
+    let mut tile = [[0.0f32; BLOCK]; BLOCK];
+    for p0 in (0..len).step_by(BLOCK) {
+        let run = BLOCK.min(len - p0);
+        for (p, chunk) in block[p0 * BLOCK..(p0 + run) * BLOCK].chunks_exact(BLOCK).enumerate() {
+            for lane in 0..BLOCK {
+                tile[lane][p] = chunk[lane];
+            }
+        }
+        for (row, plane) in tile.iter().zip(planes.iter_mut()) {
+            plane[p0..p0 + run].copy_from_slice(&row[..run]);
         }
     }
 }
