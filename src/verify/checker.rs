@@ -511,11 +511,12 @@ pub struct FloatProfile {
 impl FloatProfile {
     pub fn of(values: &[f32]) -> FloatProfile {
         let values = algorithms::nan_to_num(values);
+        let sorted = algorithms::sorted(&values);
         FloatProfile {
             len: values.len(),
-            stats: algorithms::stats(&values),
-            data_range: algorithms::data_range(&values),
-            distribution: algorithms::data_distribution(&values),
+            stats: algorithms::stats_of_sorted(&values, &sorted),
+            data_range: algorithms::data_range_of_sorted(&sorted),
+            distribution: algorithms::data_distribution_of_sorted(&sorted),
             min_max: algorithms::min_max(&values),
         }
     }

@@ -70,6 +70,27 @@ pub struct Stats {
 
 /// `stats`: `skew = mean(((x - mean) / std)^3)`, 0 when `std == 0`.
 pub fn stats(values: &[f32]) -> Stats {
+    stats_of_sorted(values, &sorted(values))
+}
+
+/// The values in IEEE total order (`f32::total_cmp`), sorted by integer keys: every analysis
+/// that needs an order ([`stats`]' median and mode, [`data_range`]'s distinct integers,
+/// [`data_distribution`]'s bins) shares one sort, since truncation and binning are monotone.
+/// No two distinct bit patterns tie in that order, so the unstable sort gives the one sorted
+/// sequence.
+pub fn sorted(values: &[f32]) -> Vec<f32> {
+    // Flipping the magnitude bits of negatives makes the signed integers order as total_cmp.
+    let key = |x: f32| {
+        let bits = x.to_bits() as i32;
+        bits ^ ((((bits >> 31) as u32) >> 1) as i32)
+    };
+    let mut keys: Vec<i32> = values.iter().map(|&x| key(x)).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|k| f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)).collect()
+}
+
+/// [`stats`] with the values also given in [`sorted`] order.
+pub fn stats_of_sorted(values: &[f32], sorted: &[f32]) -> Stats {
     let n = values.len().max(1) as f64;
     let mean = values.iter().map(|&x| x as f64).sum::<f64>() / n;
     let variance = values.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
@@ -79,8 +100,7 @@ pub fn stats(values: &[f32]) -> Stats {
     } else {
         values.iter().map(|&x| ((x as f64 - mean) / std_dev).powi(3)).sum::<f64>() / n
     };
-    let mut sorted: Vec<f64> = values.iter().map(|&x| x as f64).collect();
-    sorted.sort_by(f64::total_cmp);
+    let sorted: Vec<f64> = sorted.iter().map(|&x| x as f64).collect();
     let mid = sorted.len() / 2;
     let median = match (sorted.len() % 2, sorted.get(mid)) {
         (_, None) => 0.0,
@@ -113,11 +133,15 @@ pub fn stats(values: &[f32]) -> Stats {
 /// toward zero; we count distinct `trunc(x)` as floats, which equals numpy's count of
 /// distinct `astype(int)` wherever that cast is defined (`|x| < 2^63`).
 pub fn data_range(values: &[f32]) -> (usize, f64) {
-    let mut truncated: Vec<f64> = values.iter().map(|&x| (x as f64).trunc()).collect();
-    truncated.sort_by(f64::total_cmp);
+    data_range_of_sorted(&sorted(values))
+}
+
+/// [`data_range`] of values given in [`sorted`] order (truncation keeps that order).
+pub fn data_range_of_sorted(sorted: &[f32]) -> (usize, f64) {
+    let mut truncated: Vec<f64> = sorted.iter().map(|&x| (x as f64).trunc()).collect();
     // `==` (not `total_cmp`) so that -0.0 and 0.0 count once, as int 0 does.
     truncated.dedup_by(|a, b| a == b);
-    let (lo, hi) = min_max(values);
+    let (lo, hi) = min_max(sorted);
     (truncated.len(), hi - lo)
 }
 
@@ -135,6 +159,13 @@ pub const MAX_BINS: u64 = 1 << 25;
 /// first) / (last - first) * bins)`, then the one-ulp corrections against the `linspace`
 /// edges) and counts equal indices after sorting: same result, O(N) memory.
 pub fn data_distribution(values: &[f32]) -> f64 {
+    data_distribution_of_sorted(&sorted(values))
+}
+
+/// [`data_distribution`] of values given in [`sorted`] order: a value's bin index never
+/// decreases as the value grows, so equal indices come in runs without a sort of their own.
+pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
+    let values = sorted;
     let fractional: Vec<f64> = values.iter().map(|&x| x as f64).filter(|x| x.fract() != 0.0).collect();
     if fractional.is_empty() {
         return 0.0;
@@ -149,7 +180,7 @@ pub fn data_distribution(values: &[f32]) -> f64 {
     }
     let step = (last - first) / bins as f64;
     let edge = |i: u64| if i >= bins { last } else { i as f64 * step + first };
-    let mut indices: Vec<u64> = fractional
+    let indices: Vec<u64> = fractional
         .iter()
         .map(|&x| {
             let mut i = (((x - first) / (last - first)) * bins as f64) as u64;
@@ -165,7 +196,7 @@ pub fn data_distribution(values: &[f32]) -> f64 {
             i
         })
         .collect();
-    indices.sort_unstable();
+    debug_assert!(indices.is_sorted());
     let mut fullest = 0usize;
     for run in indices.chunk_by(|a, b| a == b) {
         fullest = fullest.max(run.len());
