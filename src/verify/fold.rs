@@ -267,7 +267,7 @@ impl LayerFold {
                 self.metrics.add_finite(&sums);
                 self.pairs.add_finite(&sums);
             }
-            _ => {
+            None => {
                 let pairs = &mut self.pairs;
                 self.metrics.add_each(golden, inference, |g, i| pairs.add_pair(g, i));
             }

@@ -87,7 +87,7 @@ impl MetricAccumulator {
     pub fn add(&mut self, reference: &[f32], actual: &[f32]) {
         match finite_pair_sums(reference, actual) {
             Some(sums) => self.add_finite(&sums),
-            _ => self.add_each(reference, actual, |_, _| {}),
+            None => self.add_each(reference, actual, |_, _| {}),
         }
     }
 
