@@ -7,9 +7,9 @@
 //! rows, as a plain loop does, spends its time on loop overhead and strided loads: across
 //! channels every step is full width whatever the plane's size or stride.
 //!
-//! Each output adds its taps in kernel order to its bias, skipping the
-//! taps that fall in the padding, exactly as the direct definition does: results are the same
-//! bits as a scalar loop, on every instruction set.
+//! Each output adds its taps in kernel order to its bias, skipping the taps that fall in the
+//! padding, exactly as the direct definition does: results are the same bits as a scalar
+//! loop, on every instruction set.
 
 use multiversion::multiversion;
 
