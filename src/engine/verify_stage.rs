@@ -123,6 +123,7 @@ pub fn checker_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -
     let key = KeyBuilder::new(Stage::Verify)
         .bytes("part", b"checker")
         .digest("encodings", &encodings.output)
+        .digest("param profiles", &param_profiles_record(db, project, target)?.output)
         .digest("simulated", &simulated.output)
         .value("checker", &project.debug(db).checker)
         .finish();
@@ -137,8 +138,69 @@ pub fn checker_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
     load(db, Stage::Verify, Some(&name), &record, || compute_checker(db, project, target))
 }
 
+/// The checker's profile of every weight and bias of the target's float graph, with the
+/// digest of the values it was made from: a cached action keyed by the float graph alone, so
+/// an encoding edit re-checks the parameters without profiling them again (sorting every
+/// weight is most of the checker's time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamProfiles(pub BTreeMap<String, ([u8; 32], checker::FloatProfile)>);
+
+fn values_digest(values: &[f32]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for v in values {
+        hasher.update(&v.to_le_bytes());
+    }
+    *hasher.finalize().as_bytes()
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn param_profiles_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let graph = stages::target_optimize_record(db, project, target)?;
+    let key =
+        KeyBuilder::new(Stage::Verify).bytes("part", b"param profiles").digest("float graph", &graph.output).finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Verify, Some(&name), key, || compute_param_profiles(db, project, target), |_| Vec::new())
+}
+
+fn compute_param_profiles(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<ParamProfiles, Failed> {
+    use rayon::prelude::*;
+    let graph = stages::target_optimize_value(db, project, target)?;
+    let params: BTreeMap<String, &[f32]> = graph
+        .nodes
+        .iter()
+        .flat_map(|node| {
+            checker::param_positions(&node.op).iter().filter_map(|&(position, _)| node.inputs.get(position))
+        })
+        .filter_map(|&id| Some((graph.name(id).to_string(), graph.constant(id)?.as_f32()?)))
+        .collect();
+    let entries: Vec<(&String, &&[f32])> = params.iter().collect();
+    let profiles = entries
+        .par_iter()
+        .map(|(name, values)| ((*name).clone(), (values_digest(values), checker::FloatProfile::of(values))))
+        .collect();
+    Ok(ParamProfiles(profiles))
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn param_profiles_value(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<Arc<ParamProfiles>, Failed> {
+    let record = param_profiles_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Verify, Some(&name), &record, || compute_param_profiles(db, project, target))
+}
+
 fn compute_checker(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<CheckerRun, Failed> {
     let q = stages::quantize_value(db, project, target)?;
+    let params = param_profiles_value(db, project, target)?;
+    // A weight the quantized graph holds with other values than the float graph's (none
+    // today) is profiled afresh.
+    let param_profile = |name: &str, values: &[f32]| match params.0.get(name) {
+        Some((digest, profile)) if *digest == values_digest(values) => profile.clone(),
+        _ => checker::FloatProfile::of(values),
+    };
     let simulated = stages::simulate_value(db, project, target)?;
     let Some(activations) = &simulated.activations else {
         return Err(convert::internal("a quantized target's run has no activation profiles"));
@@ -151,7 +213,7 @@ fn compute_checker(db: &dyn Db, project: ProjectInput, target: TargetInput) -> R
         activations.profiles.get(name).cloned()
     };
     Ok(CheckerRun {
-        report: checker::check_graph(&q, &profile_of, &project.debug(db).checker),
+        report: checker::check_graph_with(&q, &profile_of, &param_profile, &project.debug(db).checker),
         weight_histograms: crate::verify::report_page::weight_histograms(&q),
     })
 }

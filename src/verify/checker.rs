@@ -641,7 +641,19 @@ pub fn check_param(
     bitwidth: Option<u32>,
     config: &CheckerConfig,
 ) -> Vec<CheckResult> {
-    let profile = FloatProfile::of(float);
+    check_param_profiled(class, FloatProfile::of(float), float, dequantized, bitwidth, config)
+}
+
+/// [`check_param`] with the float values' profile given (profiles depend on the values only,
+/// so a build reuses them across encoding edits).
+fn check_param_profiled(
+    class: TensorClass,
+    profile: FloatProfile,
+    float: &[f32],
+    dequantized: Option<&[f32]>,
+    bitwidth: Option<u32>,
+    config: &CheckerConfig,
+) -> Vec<CheckResult> {
     let float = algorithms::nan_to_num(float);
     let deq = dequantized.map(algorithms::nan_to_num);
     let counterpart = match &deq {
@@ -708,7 +720,7 @@ fn integer_bitwidth(encoding: Option<&TensorEncoding>) -> Option<u32> {
 }
 
 /// The weight (input 1) and bias (input 2) positions of ops that carry parameters.
-fn param_positions(op: &Op) -> &'static [(usize, TensorClass)] {
+pub fn param_positions(op: &Op) -> &'static [(usize, TensorClass)] {
     match op {
         Op::Conv(_) | Op::Gemm(_) | Op::BatchNormalization(_) => &[(1, TensorClass::Weight), (2, TensorClass::Bias)],
         _ => &[],
@@ -720,23 +732,25 @@ fn check_graph_param(
     node: &Node,
     id: TensorId,
     class: TensorClass,
+    param_profile: &ParamProfile<'_>,
     config: &CheckerConfig,
 ) -> Option<TensorCheck> {
     let tensor = q.graph.constant(id)?;
     let float = tensor.as_f32()?;
+    let profile = param_profile(q.graph.name(id), float);
     let encoding = q.encodings.get(&id);
     let bitwidth = integer_bitwidth(encoding);
     let results = match encoding {
         Some(e @ (TensorEncoding::PerTensor(_) | TensorEncoding::PerChannel { .. })) => {
             match fake_quant_tensor(tensor, e) {
-                Ok(deq) => check_param(class, float, deq.as_f32(), bitwidth, config),
+                Ok(deq) => check_param_profiled(class, profile, float, deq.as_f32(), bitwidth, config),
                 Err(mismatch) => {
                     let why = mismatch.to_string();
-                    check_tensor(class, &FloatProfile::of(float), Counterpart::None(&why), bitwidth, config)
+                    check_tensor(class, &profile, Counterpart::None(&why), bitwidth, config)
                 }
             }
         }
-        _ => check_param(class, float, None, bitwidth, config),
+        _ => check_param_profiled(class, profile, float, None, bitwidth, config),
     };
     Some(TensorCheck {
         op_name: node.name.clone(),
@@ -756,6 +770,20 @@ fn check_graph_param(
 pub fn check_graph(
     q: &QuantizedGraph,
     activation_profiles: &dyn Fn(&str) -> Option<FloatProfile>,
+    config: &CheckerConfig,
+) -> CheckerReport {
+    check_graph_with(q, activation_profiles, &|_, values| FloatProfile::of(values), config)
+}
+
+/// The profile of a weight or bias, from its name and values: computed, or one computed
+/// before for the same values.
+pub type ParamProfile<'a> = dyn Fn(&str, &[f32]) -> FloatProfile + Sync + 'a;
+
+/// [`check_graph`] with the weights' and biases' profiles from `param_profile`.
+pub fn check_graph_with(
+    q: &QuantizedGraph,
+    activation_profiles: &dyn Fn(&str) -> Option<FloatProfile>,
+    param_profile: &ParamProfile<'_>,
     config: &CheckerConfig,
 ) -> CheckerReport {
     let graph = &q.graph;
@@ -795,7 +823,8 @@ pub fn check_graph(
         params
             .par_iter()
             .filter_map(|&(k, position, id, class)| {
-                check_graph_param(q, &graph.nodes[k], id, class, config).map(|check| ((k, position), check))
+                check_graph_param(q, &graph.nodes[k], id, class, param_profile, config)
+                    .map(|check| ((k, position), check))
             })
             .collect()
     };
