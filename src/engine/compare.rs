@@ -97,7 +97,7 @@ impl Activations {
 }
 
 /// The graph inputs and every float tensor a node writes.
-fn kept_tensors(graph: &Graph) -> impl Iterator<Item = crate::ir::TensorId> + '_ {
+pub(super) fn kept_tensors(graph: &Graph) -> impl Iterator<Item = crate::ir::TensorId> + '_ {
     graph.inputs.iter().copied().chain(
         graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).filter(|&id| graph.info(id).dtype == DType::F32),
     )
@@ -113,6 +113,11 @@ impl SampleValues {
         if let Some(data) = tensor.as_f32() {
             self.0.insert(name.to_string(), data.to_vec());
         }
+    }
+
+    /// Holds `values` under `name` (a value kept from an earlier run).
+    pub fn insert(&mut self, name: &str, values: Vec<f32>) {
+        self.0.insert(name.to_string(), values);
     }
 
     pub fn get(&self, name: &str) -> Option<&[f32]> {
@@ -171,6 +176,17 @@ impl Plan {
         self.row_of.get(name).copied()
     }
 
+    /// The rows' layer names, in order.
+    pub fn row_names(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|r| r.name.as_str())
+    }
+
+    /// Every row as (layer, golden tensor), and the folded verifiers: what a fold depends on
+    /// besides the values (part of a checkpoint's key).
+    pub fn describe(&self) -> (Vec<(&str, &str)>, &[MetricSpec]) {
+        (self.rows.iter().map(|r| (r.name.as_str(), r.golden.as_str())).collect(), &self.specs)
+    }
+
     /// The golden tensor row `row` is compared with.
     pub fn golden_of(&self, row: usize) -> Option<&str> {
         self.rows.get(row).map(|r| r.golden.as_str())
@@ -186,6 +202,7 @@ impl Plan {
 }
 
 /// Row folds of some samples, and which rows they have seen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SampleFolds {
     folds: Vec<LayerFold>,
     seen: Vec<bool>,
@@ -208,6 +225,18 @@ impl SampleFolds {
             mine.merge(theirs);
             *seen |= saw;
         }
+    }
+
+    /// These folds with every row outside `keep` emptied (as if no sample had reached it).
+    pub fn restricted(&self, keep: &[bool]) -> SampleFolds {
+        let mut out = self.clone();
+        for ((fold, seen), &kept) in out.folds.iter_mut().zip(out.seen.iter_mut()).zip(keep) {
+            if !kept {
+                *fold = fold.empty();
+                *seen = false;
+            }
+        }
+        out
     }
 
     /// Takes row `row` of `other` (a cumulative segment's fold of that row) in place of this one's.

@@ -116,6 +116,9 @@ pub struct ProjectInput {
     pub golden: Option<GoldenInput>,
     #[returns(copy)]
     pub rules: RulesInput,
+    /// `[project] checkpoint_budget_mb`, in bytes.
+    #[returns(copy)]
+    pub checkpoint_budget: u64,
 }
 
 /// A stage could not produce its value; the diagnostics say why. Never cached on disk.

@@ -4,6 +4,7 @@
 //! **Invariants:** the only module that names `salsa::` or touches the file system on behalf
 //! of stages; stages below it (onnx, passes, quant, compile, runtime, verify) are pure.
 
+mod checkpoint;
 mod compare;
 mod convert;
 mod db;

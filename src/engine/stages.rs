@@ -6,7 +6,7 @@
 //! **Invariant:** every function here is a pure function of salsa inputs and content-
 //! addressed files; a failure is a `Failed` with diagnostics, never a panic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use crate::diag::Diag;
 use crate::ir::{Graph, Tensor};
 use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
 
+use super::checkpoint::{self, Checkpoint, Cut};
 use super::compare::{Activations, FloatPrefix, Goldens, Plan, SampleValues};
 use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
@@ -679,55 +680,250 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let reference = reference_key(db, project)?;
     let records_reference = target_optimize_record(db, project, target)?.output == optimize_record(db, project)?.output
         && !matches!(db.services().store.lookup(&reference), Ok(Some(_)));
-    let progress = &*db.services().progress;
-    progress.start(&format!("simulate {}", target.name(db)), samples.len() as u64);
-    let mut outputs = Vec::with_capacity(samples.len());
-    let mut float_outputs = Vec::new();
-    let mut folds = plan.start();
-    let mut float_prefix = FloatPrefix::default();
-    super::samples::run_in_order(
-        &samples.numbers(),
-        progress,
-        |&n| {
-            let inputs = samples.read(n)?;
-            // The golden side first (one sample of float activations), then the quantized run
-            // folds each layer into its row as it is produced.
-            let mut float = SampleValues::default();
-            let float_out = crate::runtime::interpret(&graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
-                .map_err(convert::internal)?;
-            let mut sample = plan.start();
-            let out = crate::runtime::exec::execute(&prepared, &inputs, &mut |id, t| {
-                let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
-                let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
-                if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
-                    sample.add(row, golden, actual);
-                }
-            })
-            .map_err(convert::internal)?;
-            Ok((out, records_reference.then_some(float_out), sample, (n < kept).then_some((inputs, float))))
-        },
-        |(out, float_out, sample, kept)| {
-            outputs.push(out);
-            float_outputs.extend(float_out);
-            folds.merge(&sample);
-            if let Some((inputs, float)) = kept {
-                float_prefix.append(&graph, &inputs, &float);
+    // A quantized target keeps checkpoints (golden values come from its float run, not a dump).
+    let float_graph = target_optimize_record(db, project, target)?.output;
+    let base = || {
+        let key = KeyBuilder::new(Stage::Simulate)
+            .bytes("checkpoint", b"")
+            .digest("float graph", &float_graph)
+            .value("kept samples", &kept);
+        list_key(key, db, project.verify(db), project.verify_max(db))
+    };
+    let cuts = match (&quantized, &dump) {
+        (Some(q), None) => {
+            checkpoint::cuts(&program, &graph, q, &plan, &base, samples.len(), project.checkpoint_budget(db))
+        }
+        _ => Vec::new(),
+    };
+    let run = SimulateSetup {
+        db,
+        target,
+        program: &program,
+        prepared: &prepared,
+        graph: &graph,
+        plan: &plan,
+        goldens: &goldens,
+        samples: &samples,
+        kept,
+    };
+    if !records_reference {
+        for cut in cuts.iter().rev() {
+            if let Some((_, stored)) = super::memo::lookup::<Checkpoint>(db, &cut.key)
+                && stored.seeds.len() == samples.len()
+            {
+                return run.resume(cut, &stored, quantized.as_deref());
             }
-            Ok(())
-        },
-    )?;
-    let inputs: Vec<String> = graph.inputs.iter().map(|&id| graph.name(id).to_string()).collect();
-    let activations = quantized.map(|q| Activations::of(&float_prefix, &q, &inputs));
-    progress.finish();
-    if records_reference {
-        let run = RunOutputs { output_names: output_names(&graph), samples: float_outputs };
-        memoize(db, Stage::Reference, None, reference, || Ok(run), |_| Vec::new())?;
+        }
     }
-    Ok(SimulateRun {
-        outputs: RunOutputs { output_names: output_names(&graph), samples: outputs },
-        layers: plan.finish(folds).map_err(convert::internal)?,
-        activations,
-    })
+    run.full(&cuts, quantized.as_deref(), records_reference.then_some(reference))
+}
+
+/// What a simulate run works on.
+struct SimulateSetup<'a> {
+    db: &'a dyn Db,
+    target: TargetInput,
+    program: &'a Program,
+    prepared: &'a crate::runtime::exec::Prepared<'a>,
+    graph: &'a Graph,
+    plan: &'a Plan,
+    goldens: &'a Goldens<'a>,
+    samples: &'a SampleSource,
+    /// Samples whose float values the checker and the histograms read (the first ones).
+    kept: usize,
+}
+
+/// What a full run keeps of one sample for the checkpoints.
+#[derive(Default)]
+struct Captured {
+    seeds: HashMap<crate::ir::TensorId, Tensor>,
+    float: HashMap<String, Vec<f32>>,
+}
+
+impl SimulateSetup<'_> {
+    fn input_names(&self) -> Vec<String> {
+        self.graph.inputs.iter().map(|&id| self.graph.name(id).to_string()).collect()
+    }
+
+    /// Every step of every sample: the float graph for the goldens, then the program folding
+    /// each layer; records the reference under `reference` and a checkpoint at each cut.
+    fn full(
+        &self,
+        cuts: &[Cut],
+        quantized: Option<&QuantizedGraph>,
+        reference: Option<super::store::Digest>,
+    ) -> Result<SimulateRun, Failed> {
+        let (db, graph, plan, samples) = (self.db, self.graph, self.plan, self.samples);
+        // The pool's closures must not capture `self`, which holds the (single-threaded) database.
+        let (program, prepared, goldens, kept) = (self.program, self.prepared, self.goldens, self.kept);
+        // Each cut's seeds and float values are among the union's (the earliest cut keeps the
+        // most float values).
+        let seed_union: BTreeSet<crate::ir::TensorId> = cuts.iter().flat_map(|c| c.seeds.iter().copied()).collect();
+        let float_union: BTreeSet<&str> = cuts.iter().flat_map(|c| c.suffix_float.iter().map(String::as_str)).collect();
+        let progress = &*db.services().progress;
+        progress.start(&format!("simulate {}", self.target.name(db)), samples.len() as u64);
+        let mut outputs = Vec::with_capacity(samples.len());
+        let mut float_outputs = Vec::new();
+        let mut captured = Vec::new();
+        let mut folds = plan.start();
+        let mut float_prefix = FloatPrefix::default();
+        super::samples::run_in_order(
+            &samples.numbers(),
+            progress,
+            |&n| {
+                let inputs = samples.read(n)?;
+                // The golden side first (one sample of float activations), then the quantized
+                // run folds each layer into its row as it is produced.
+                let mut float = SampleValues::default();
+                let float_out =
+                    crate::runtime::interpret(graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
+                        .map_err(convert::internal)?;
+                let mut sample = plan.start();
+                let mut keep = Captured::default();
+                let out = crate::runtime::exec::execute(prepared, &inputs, &mut |id, t| {
+                    if seed_union.contains(&id) {
+                        keep.seeds.insert(id, t.clone());
+                    }
+                    let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+                    let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
+                    if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                        sample.add(row, golden, actual);
+                    }
+                })
+                .map_err(convert::internal)?;
+                for &name in &float_union {
+                    if let Some(values) = float.get(name) {
+                        keep.float.insert(name.to_string(), values.to_vec());
+                    }
+                }
+                let float_out = reference.is_some().then_some(float_out);
+                Ok((out, float_out, sample, keep, (n < kept).then_some((inputs, float))))
+            },
+            |(out, float_out, sample, keep, kept)| {
+                outputs.push(out);
+                float_outputs.extend(float_out);
+                if !cuts.is_empty() {
+                    captured.push(keep);
+                }
+                folds.merge(&sample);
+                if let Some((inputs, float)) = kept {
+                    float_prefix.append(graph, &inputs, &float);
+                }
+                Ok(())
+            },
+        )?;
+        let activations = quantized.map(|q| Activations::of(&float_prefix, q, &self.input_names()));
+        progress.finish();
+        if let Some(key) = reference {
+            let run = RunOutputs { output_names: output_names(graph), samples: float_outputs };
+            memoize(db, Stage::Reference, None, key, || Ok(run), |_| Vec::new())?;
+        }
+        let name = self.target.name(db).clone();
+        for cut in cuts {
+            let stored = Checkpoint {
+                seeds: captured
+                    .iter()
+                    .map(|c| cut.seeds.iter().filter_map(|id| c.seeds.get(id).cloned()).collect())
+                    .collect(),
+                suffix_float: captured
+                    .iter()
+                    .map(|c| cut.suffix_float.iter().map(|n| c.float.get(n).cloned().unwrap_or_default()).collect())
+                    .collect(),
+                prefix_folds: folds.restricted(&cut.prefix_rows),
+                prefix_activations: activations.as_ref().map(|a| checkpoint::prefix_activations(a, &cut.suffix_float)),
+            };
+            // A seed the run did not observe (none is expected) makes the checkpoint unusable.
+            if stored.seeds.iter().all(|s| s.len() == cut.seeds.len()) {
+                memoize(db, Stage::Simulate, Some(&name), cut.key, || Ok(stored), |_| Vec::new())?;
+            }
+        }
+        Ok(SimulateRun {
+            outputs: RunOutputs { output_names: output_names(graph), samples: outputs },
+            layers: plan.finish(folds).map_err(convert::internal)?,
+            activations,
+        })
+    }
+
+    /// Steps `cut.step..` of every sample from a checkpoint: the rows before the cut, and the
+    /// profiles and histograms of the tensors before it, come from the checkpoint; the rest is
+    /// computed as a full run computes it (same values, same order, same bits).
+    fn resume(
+        &self,
+        cut: &Cut,
+        stored: &Checkpoint,
+        quantized: Option<&QuantizedGraph>,
+    ) -> Result<SimulateRun, Failed> {
+        let (db, graph, plan, samples) = (self.db, self.graph, self.plan, self.samples);
+        let (program, prepared, goldens, kept) = (self.program, self.prepared, self.goldens, self.kept);
+        let steps = program.steps.len();
+        let progress = &*db.services().progress;
+        let label = format!("simulate {} from step {} of {}", self.target.name(db), cut.step + 1, steps);
+        progress.start(&label, samples.len() as u64);
+        let seed_index: HashMap<crate::ir::TensorId, usize> =
+            cut.seeds.iter().enumerate().map(|(k, &id)| (id, k)).collect();
+        let mut outputs = Vec::with_capacity(samples.len());
+        let mut folds = plan.start();
+        let mut float_prefix = FloatPrefix::default();
+        super::samples::run_in_order(
+            &samples.numbers(),
+            progress,
+            |&n| {
+                let inputs = samples.read(n)?;
+                let (seeds, suffix) = match (stored.seeds.get(n), stored.suffix_float.get(n)) {
+                    (Some(seeds), Some(suffix)) => (seeds, suffix),
+                    _ => return Err(convert::internal(format!("the checkpoint has no sample {n}"))),
+                };
+                let mut float = SampleValues::default();
+                for (name, values) in cut.suffix_float.iter().zip(suffix) {
+                    if !values.is_empty() {
+                        float.insert(name, values.clone());
+                    }
+                }
+                let mut sample = plan.start();
+                let seed = |id| seed_index.get(&id).and_then(|&k| seeds.get(k)).cloned();
+                let out = prepared
+                    .run_steps(cut.step..steps, &inputs, &seed, &mut |id, t| {
+                        let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+                        let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
+                        if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                            sample.add(row, golden, actual);
+                        }
+                    })
+                    .map_err(convert::internal)?;
+                Ok((out, sample, (n < kept).then_some(float)))
+            },
+            |(out, sample, kept)| {
+                outputs.push(out);
+                folds.merge(&sample);
+                if let Some(float) = kept {
+                    float_prefix.append(graph, &[], &float);
+                }
+                Ok(())
+            },
+        )?;
+        // The rows before the cut as the checkpoint has them, the others from this run.
+        let mut layers = stored.prefix_folds.clone();
+        for (row, &before) in cut.prefix_rows.iter().enumerate() {
+            if !before {
+                layers.take_row(row, &folds);
+            }
+        }
+        let activations = match (quantized, &stored.prefix_activations) {
+            (Some(q), Some(before)) => {
+                let after = Activations::of(&float_prefix, q, &self.input_names());
+                let mut all = before.clone();
+                all.profiles.extend(after.profiles);
+                all.histograms.extend(after.histograms);
+                Some(all)
+            }
+            _ => None,
+        };
+        progress.finish();
+        Ok(SimulateRun {
+            outputs: RunOutputs { output_names: output_names(graph), samples: outputs },
+            layers: plan.finish(layers).map_err(convert::internal)?,
+            activations,
+        })
+    }
 }
 
 #[salsa::tracked(returns(clone))]

@@ -381,6 +381,9 @@ impl Workspace {
                 if p.verify(db) != verify {
                     p.set_verify(db).to(verify);
                 }
+                if p.checkpoint_budget(db) != config.checkpoint_budget {
+                    p.set_checkpoint_budget(db).to(config.checkpoint_budget);
+                }
                 if p.verify_max(db) != config.verify.max_samples {
                     p.set_verify_max(db).to(config.verify.max_samples);
                 }
@@ -416,6 +419,7 @@ impl Workspace {
                     debug,
                     golden,
                     rules,
+                    config.checkpoint_budget,
                 )
             }
         };
@@ -1093,5 +1097,87 @@ max_samples = 4
         assert!(runs.iter().any(|r| r == "reference"), "{runs:?}");
         assert_eq!(out("htp-w8a8").unwrap(), htp.unwrap());
         assert!(cpu.is_ok());
+    }
+
+    /// Every file under `dir`, by relative path (build.json aside: it names the project's
+    /// directory), with its bytes.
+    fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(at) = stack.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n != "build.json") {
+                    let name = path.strip_prefix(dir).unwrap().display().to_string();
+                    files.insert(name, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        files
+    }
+
+    /// An encoding edit of the last layer re-runs the program from the checkpoint before its
+    /// last step, and the target's `out/` is byte for byte what a cold build of the edited
+    /// project writes (outputs, summary, checker, report, encodings).
+    #[test]
+    fn an_edit_after_a_checkpoint_resumes_from_it_with_the_cold_builds_bytes() {
+        let dir = digits_project();
+        let toml = std::fs::read_to_string(dir.path().join("qairt.toml")).unwrap();
+        let htp_only = toml
+            .replace("backend = \"htp\"\n", "backend = \"htp\"\noverrides = \"edit.json\"\n")
+            .replace("[[target]]\nname = \"cpu\"\nbackend = \"cpu\"\n", "");
+        assert_ne!(htp_only, toml);
+        std::fs::write(dir.path().join("qairt.toml"), &htp_only).unwrap();
+        let empty = r#"{"version": "0.6.1", "activation_encodings": {}, "param_encodings": {}}"#;
+        std::fs::write(dir.path().join("edit.json"), empty).unwrap();
+        let runs = runs_of_a_build(dir.path());
+        assert!(runs.iter().any(|r| r == "simulate htp-w8a8"), "{runs:?}");
+
+        // The logits' grid moved: 8 bits over [-32, 31.75].
+        let edit = r#"{"version": "0.6.1", "param_encodings": {}, "activation_encodings": {"logits": [
+            {"bitwidth": 8, "dtype": "int", "is_symmetric": "False", "min": -32.0, "max": 31.75,
+             "offset": -128, "scale": 0.25}]}}"#;
+        std::fs::write(dir.path().join("edit.json"), edit).unwrap();
+        let runs = runs_of_a_build(dir.path());
+        let resumed: Vec<&String> = runs.iter().filter(|r| r.starts_with("simulate htp-w8a8 from step ")).collect();
+        assert_eq!(resumed.len(), 1, "{runs:?}");
+        let (step, of) = resumed[0].trim_start_matches("simulate htp-w8a8 from step ").split_once(" of ").unwrap();
+        assert_eq!(step, of, "the edit is in the last step: {runs:?}");
+
+        // The same edited project, built cold elsewhere.
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let target = to.join(path.file_name().unwrap());
+                if path.is_dir() {
+                    copy(&path, &target);
+                } else {
+                    std::fs::copy(&path, target).unwrap();
+                }
+            }
+        }
+        let cold = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap();
+            if path.is_dir() && name != "cache" && name != "out" {
+                copy(&path, &cold.path().join(name));
+            } else if path.is_file() {
+                std::fs::copy(&path, cold.path().join(name)).unwrap();
+            }
+        }
+        let runs = runs_of_a_build(cold.path());
+        assert!(runs.iter().any(|r| r == "simulate htp-w8a8"), "{runs:?}");
+        let (resumed, cold) = (files_under(&dir.path().join("out")), files_under(&cold.path().join("out")));
+        assert_eq!(resumed.keys().collect::<Vec<_>>(), cold.keys().collect::<Vec<_>>());
+        for (name, bytes) in &resumed {
+            assert!(bytes == &cold[name], "{name} differs from the cold build's");
+        }
+        assert!(
+            resumed.keys().any(|k| k.ends_with("checker.json")) && resumed.keys().any(|k| k.ends_with("report.html"))
+        );
     }
 }

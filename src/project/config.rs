@@ -23,6 +23,10 @@ pub struct ProjectConfig {
     pub name: String,
     pub out_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// `[project] checkpoint_budget_mb`, in bytes: what each quantized target's simulate may
+    /// keep in the cache at cut points of its program, so that an edit downstream of a cut
+    /// re-runs only the steps after it (0 turns checkpoints off).
+    pub checkpoint_budget: u64,
     pub model: ModelConfig,
     pub calibration: Option<CalibrationConfig>,
     pub targets: Vec<TargetConfig>,
@@ -114,6 +118,7 @@ struct RawProject {
     name: Spanned<String>,
     out_dir: Option<Spanned<String>>,
     cache_dir: Option<Spanned<String>>,
+    checkpoint_budget_mb: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +189,11 @@ struct RawThresholds {
     min_top1_agreement: Option<Spanned<f64>>,
     max_accuracy_drop: Option<Spanned<f64>>,
 }
+
+/// `[project] checkpoint_budget_mb` when not set: 256 MiB per quantized target.
+pub const DEFAULT_CHECKPOINT_BUDGET_MB: u64 = 256;
+/// The largest budget accepted (1 TiB), so that the byte count cannot overflow.
+const MAX_CHECKPOINT_BUDGET_MB: i64 = 1 << 20;
 
 /// Collects every problem in the file instead of stopping at the first.
 struct Checker<'a> {
@@ -399,6 +409,18 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
     }
     let out_dir = project.out_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("out"));
     let cache_dir = project.cache_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("cache"));
+    let checkpoint_budget = match &project.checkpoint_budget_mb {
+        None => DEFAULT_CHECKPOINT_BUDGET_MB << 20,
+        Some(v) if (0..=MAX_CHECKPOINT_BUDGET_MB).contains(v.get_ref()) => (*v.get_ref() as u64) << 20,
+        Some(v) => {
+            check.error(
+                v,
+                format!("checkpoint_budget_mb must be between 0 and {MAX_CHECKPOINT_BUDGET_MB}"),
+                format!("a size in MiB (default {DEFAULT_CHECKPOINT_BUDGET_MB}); 0 keeps no checkpoints"),
+            );
+            0
+        }
+    };
 
     let raw_model = raw.model.get_ref();
     let mut define_symbols = BTreeMap::new();
@@ -584,6 +606,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         name: project.name.get_ref().clone(),
         out_dir,
         cache_dir,
+        checkpoint_budget,
         model,
         calibration,
         targets,
@@ -736,6 +759,20 @@ min_sqnr_db = 25.0
     fn line_of(text: &str, diag: &Diag) -> usize {
         let (start, _) = diag.span.expect("a span");
         text[..start].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn checkpoint_budget_is_in_mib_defaults_to_256_and_refuses_negatives() {
+        assert_eq!(parse(MINIMAL).unwrap().checkpoint_budget, 256 << 20);
+        let with = |value: &str| {
+            MINIMAL.replace("name = \"digits\"\n", &format!("name = \"digits\"\ncheckpoint_budget_mb = {value}\n"))
+        };
+        assert_eq!(parse(&with("0")).unwrap().checkpoint_budget, 0);
+        assert_eq!(parse(&with("1024")).unwrap().checkpoint_budget, 1 << 30);
+        let text = with("-1");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].message.contains("checkpoint_budget_mb must be between 0 and"), "{:?}", diags[0].message);
+        assert_eq!(line_of(&text, &diags[0]), 4);
     }
 
     #[test]
