@@ -833,7 +833,14 @@ impl SimulateSetup<'_> {
             };
             // A seed the run did not observe (none is expected) makes the checkpoint unusable.
             if stored.seeds.iter().all(|s| s.len() == cut.seeds.len()) {
-                memoize(db, Stage::Simulate, Some(&name), cut.key, || Ok(stored), |_| Vec::new())?;
+                // A checkpoint only saves later work: failing to store one (a full disk) is a
+                // warning, not a failed simulate.
+                if let Err(failed) = memoize(db, Stage::Simulate, Some(&name), cut.key, || Ok(stored), |_| Vec::new()) {
+                    for diag in failed.0 {
+                        let message = format!("a simulate checkpoint was not stored: {}", diag.message);
+                        super::memo::warn(db, Diag::warning("qairt::cache::checkpoint", message));
+                    }
+                }
             }
         }
         Ok(SimulateRun {
