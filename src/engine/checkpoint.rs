@@ -24,7 +24,7 @@
 //!
 //! Cuts are chosen per program within `[project] checkpoint_budget_mb` (split evenly between
 //! at most four cuts): the latest affordable cut before the last step and before three
-//! quarters, half and a quarter of the steps. What a cut costs grows with the float values
+//! quarters, half and a quarter of the steps (within 32 steps of each). What a cut costs grows with the float values
 //! after it, so late cuts are cheap and early ones only fit small models.
 
 use std::collections::{BTreeSet, HashMap};
@@ -41,6 +41,9 @@ use crate::quant::QuantizedGraph;
 
 /// At most this many cuts per program.
 const MAX_CUTS: usize = 4;
+
+/// Positions tried below each cut's limit before giving that cut up.
+const SEARCH: usize = 32;
 
 /// One cut point of a program.
 pub(super) struct Cut {
@@ -87,12 +90,15 @@ pub(super) fn cuts(
     let written_at: HashMap<TensorId, usize> =
         program.steps.iter().enumerate().flat_map(|(k, s)| s.outputs.iter().map(move |&id| (id, k))).collect();
     let per_cut = budget / MAX_CUTS as u64;
+    let names = graph.names();
     let mut chosen: Vec<usize> = Vec::new();
     for limit in [steps - 1, steps * 3 / 4, steps / 2, steps / 4] {
-        let found = (1..=limit.min(steps - 1)).rev().find(|&c| {
+        // Earlier cuts keep more float values, so the search gives up after a few positions
+        // (which also bounds the planning of a graph of thousands of steps).
+        let found = (1..=limit.min(steps - 1)).rev().take(SEARCH).find(|&c| {
             !chosen.contains(&c)
                 && chosen.iter().all(|&other| c < other)
-                && cut_cost(program, graph, &written_at, c)
+                && cut_cost(program, graph, &names, &written_at, c)
                     .is_some_and(|per_sample| per_sample * samples as u64 <= per_cut)
         });
         if let Some(c) = found {
@@ -135,7 +141,13 @@ fn suffix_float_at(program: &Program, graph: &Graph, c: usize) -> Vec<String> {
 }
 
 /// Bytes per sample of a checkpoint at `c`, or `None` when a seed would not come back exactly.
-fn cut_cost(program: &Program, graph: &Graph, written_at: &HashMap<TensorId, usize>, c: usize) -> Option<u64> {
+fn cut_cost(
+    program: &Program,
+    graph: &Graph,
+    names: &HashMap<&str, TensorId>,
+    written_at: &HashMap<TensorId, usize>,
+    c: usize,
+) -> Option<u64> {
     let mut bytes = 0u64;
     for id in seeds_at(program, written_at, c) {
         let t = program.tensor(id)?;
@@ -148,7 +160,6 @@ fn cut_cost(program: &Program, graph: &Graph, written_at: &HashMap<TensorId, usi
         }
         bytes += t.info.elements() as u64 * 8;
     }
-    let names = graph.names();
     for name in suffix_float_at(program, graph, c) {
         let id = names.get(name.as_str())?;
         bytes += graph.info(*id).elements() as u64 * 4;
