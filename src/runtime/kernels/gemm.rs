@@ -1,14 +1,16 @@
-//! Matrix products: ONNX Gemm (`alpha * A' * B' + beta * C`) and numpy-style batched MatMul,
-//! both on `matrixmultiply`'s sgemm.
+//! Matrix products: ONNX Gemm (`alpha * A' * B' + beta * C`) and numpy-style batched MatMul.
 //!
-//! sgemm is an `unsafe fn` and this crate forbids unsafe code, so it is reached through
-//! ndarray's safe `general_mat_mul`, which (without ndarray's `blas` feature) calls
-//! `matrixmultiply::sgemm` directly with the views' strides. Transposes are therefore free:
-//! they are just swapped strides.
+//! [`sgemm`] runs the products inference is made of (row-major operands, a row vector times a
+//! transposed weight matrix) on the kernels of `tiled_gemm.rs`, and every other stride pattern
+//! on `matrixmultiply`'s sgemm. sgemm is an `unsafe fn` and this crate forbids unsafe code, so
+//! it is reached through ndarray's safe `general_mat_mul`, which (without ndarray's `blas`
+//! feature) calls `matrixmultiply::sgemm` directly with the views' strides: transposes are just
+//! swapped strides.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 use super::elementwise::{broadcast_shape, broadcast_strides};
+use super::tiled_gemm;
 use super::{KernelError, element_count, expect_inputs, f32_input, input, tensor};
 use crate::ir::{Tensor, TensorData};
 
@@ -26,6 +28,17 @@ pub(crate) fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) -> Result<(), KernelError> {
+    if alpha == 1.0 && (beta == 0.0 || beta == 1.0) && c.len() == m * n {
+        let accumulate = beta == 1.0;
+        if a_strides == (k, 1) && b_strides == (n, 1) && a.len() >= m * k && b.len() >= k * n {
+            tiled_gemm::matmul_row_major((m, k, n), a, b, c, accumulate);
+            return Ok(());
+        }
+        if m == 1 && b_strides == (1, k) && a_strides.1 == 1 && a.len() >= k && b.len() >= k * n {
+            tiled_gemm::vector_times_rows_transposed(&a[..k], &b[..k * n], c, accumulate);
+            return Ok(());
+        }
+    }
     let internal = |what: &str, e: ndarray::ShapeError| KernelError::new(op, format!("internal: {what} view: {e}"));
     let a = ArrayView2::from_shape((m, k).strides(a_strides), a).map_err(|e| internal("A", e))?;
     let b = ArrayView2::from_shape((k, n).strides(b_strides), b).map_err(|e| internal("B", e))?;

@@ -24,6 +24,7 @@ pub mod quantize;
 pub mod reduce;
 pub mod resize;
 pub mod shape_ops;
+mod tiled_gemm;
 mod window;
 
 use crate::ir::{Tensor, TensorData};
