@@ -17,7 +17,7 @@ use crate::ir::{Graph, Tensor};
 use crate::quant::{self, CalibrationStats, Overrides, QuantizedGraph};
 
 use super::checkpoint::{self, Checkpoint, Cut};
-use super::compare::{Activations, FloatPrefix, Goldens, Plan, SampleValues};
+use super::compare::{Activations, FloatPrefix, Goldens, Plan, SampleFolds, SampleValues};
 use super::convert;
 use super::db::{DataList, Db, Failed, ProjectInput, SourceFile, Stage, TargetInput};
 use super::inputs::{SampleSource, read_file, sample_source};
@@ -718,6 +718,39 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     run.full(&cuts, quantized.as_deref(), records_reference.then_some(reference))
 }
 
+/// One sample of a program that [replays](crate::runtime::exec::Prepared::replays) its float
+/// graph: a single run whose values are both sides of every row, folded as a run against the
+/// interpreter's values would fold them (the same values, the same order of rows).
+fn replay_sample(
+    prepared: &crate::runtime::exec::Prepared<'_>,
+    graph: &Graph,
+    plan: &Plan,
+    goldens: &Goldens<'_>,
+    n: usize,
+    inputs: &[Tensor],
+) -> Result<(Vec<Tensor>, SampleFolds), Failed> {
+    let mut float = SampleValues::default();
+    for (&id, tensor) in graph.inputs.iter().zip(inputs) {
+        float.observe(graph.name(id), tensor);
+    }
+    let mut produced = Vec::new();
+    let out = crate::runtime::exec::execute(prepared, inputs, &mut |id, t| {
+        float.observe(graph.name(id), t);
+        produced.push(id);
+    })
+    .map_err(convert::internal)?;
+    let mut sample = plan.start();
+    for id in produced {
+        let name = graph.name(id);
+        let Some(row) = plan.row(name) else { continue };
+        let golden = plan.golden_of(row).and_then(|golden| goldens.value(&float, n, golden));
+        if let (Some(golden), Some(actual)) = (golden, float.get(name)) {
+            sample.add(row, golden, actual);
+        }
+    }
+    Ok((out, sample))
+}
+
 /// What a simulate run works on.
 struct SimulateSetup<'a> {
     db: &'a dyn Db,
@@ -766,11 +799,19 @@ impl SimulateSetup<'_> {
         let mut captured = Vec::new();
         let mut folds = plan.start();
         let mut float_prefix = FloatPrefix::default();
+        // A program that replays the float graph bit for bit (a float target's, usually) runs
+        // once: its values are the golden side too.
+        let replays = quantized.is_none() && prepared.replays(graph);
         super::samples::run_in_order(
             &samples.numbers(),
             progress,
             |&n| {
                 let inputs = samples.read(n)?;
+                if replays {
+                    let (out, sample) = replay_sample(prepared, graph, plan, goldens, n, &inputs)?;
+                    let float_out = reference.is_some().then(|| out.clone());
+                    return Ok((out, float_out, sample, Captured::default(), None));
+                }
                 // The golden side first (one sample of float activations), then the quantized
                 // run folds each layer into its row as it is produced.
                 let mut float = SampleValues::default();

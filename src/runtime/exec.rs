@@ -12,7 +12,7 @@
 
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
-use crate::ir::{Tensor, TensorData, TensorId, TensorInfo};
+use crate::ir::{Graph, Tensor, TensorData, TensorId, TensorInfo};
 use crate::runtime::kernels::KernelError;
 
 /// Why a program could not run on the given inputs.
@@ -109,6 +109,44 @@ impl<'p> Prepared<'p> {
         let start = usize::try_from(offset).map_err(|_| missing())?;
         let end = usize::try_from(offset + bytes).map_err(|_| missing())?;
         Ok(Region { info: &t.info, repr: &t.repr, start, end })
+    }
+
+    /// Whether running this program gives every tensor the bits the float interpreter gives
+    /// it on `graph`: the program's tensors are the graph's (same infos), each activation is
+    /// stored exactly (float32, or its own element type), each constant decodes to the graph's
+    /// constant, and each step is a node of the graph (same op, inputs and outputs; the order
+    /// may differ, values only follow the data). A float target's program usually is, and its
+    /// run then is the float reference run as well.
+    pub fn replays(&self, graph: &Graph) -> bool {
+        let program = self.program;
+        if program.inputs != graph.inputs
+            || program.outputs != graph.outputs
+            || program.tensors.len() != graph.tensors.len()
+            || program.steps.len() != graph.nodes.len()
+        {
+            return false;
+        }
+        let exact = program.tensors.iter().zip(&graph.tensors).enumerate().all(|(index, (t, info))| {
+            let stored_exactly = match &t.repr {
+                Repr::Native(dtype) => *dtype == info.dtype,
+                repr => *repr == Repr::F32 && info.dtype == crate::ir::DType::F32,
+            };
+            let graph_constant = graph.constants.get(&TensorId(index as u32));
+            let same_data = match (&t.storage, graph_constant) {
+                (Storage::Constant { .. }, Some(value)) => self.constants[index].as_ref() == Some(value),
+                (Storage::Constant { .. }, None) | (Storage::Arena { .. }, Some(_)) => false,
+                (Storage::Arena { .. } | Storage::Unused, _) => true,
+            };
+            t.info == *info && stored_exactly && same_data
+        });
+        let producers: std::collections::HashMap<TensorId, &crate::ir::Node> =
+            graph.nodes.iter().filter_map(|node| Some((*node.outputs.first()?, node))).collect();
+        exact
+            && program.steps.iter().all(|step| {
+                step.outputs.first().and_then(|id| producers.get(id)).is_some_and(|node| {
+                    node.op == step.op && node.inputs == step.inputs && node.outputs == step.outputs
+                })
+            })
     }
 
     /// Runs the program on one sample; see [`execute`].
@@ -537,6 +575,31 @@ mod tests {
         for (id, tensor) in &seen {
             assert_eq!(tensor, &reference[id], "tensor {}", q.graph.name(*id));
         }
+    }
+
+    #[test]
+    fn only_a_program_stored_exactly_with_the_graphs_steps_replays_it() {
+        let q = branchy();
+        let float = compile(&q, &backend("cpu")).unwrap();
+        assert!(prepare(&float).unwrap().replays(&q.graph));
+        // Quantized activations, or float16 ones, are not the float run's bits.
+        let (quantized, _) = conv_relu_quantized();
+        assert!(!prepare(&compile(&quantized, &backend("htp")).unwrap()).unwrap().replays(&quantized.graph));
+        let (mut b, ids) = conv_relu();
+        b.encode(ids.x, crate::quant::encoding::TensorEncoding::Float { bitwidth: 16 });
+        let half = b.finish();
+        assert!(!prepare(&compile(&half, &backend("gpu")).unwrap()).unwrap().replays(&half.graph));
+        // A constant of other values, or a step of another op, is another computation.
+        let mut other_constant = q.graph.clone();
+        let (&id, value) = other_constant.constants.iter_mut().next().unwrap();
+        let mut data = value.to_f32_vec();
+        data[0] += 1.0;
+        *value = Tensor::from_f32(value.shape.clone(), data);
+        assert!(!prepare(&float).unwrap().replays(&other_constant), "constant {id:?} differs");
+        let mut other_op = q.graph.clone();
+        let relu = other_op.nodes.iter_mut().find(|n| n.op == crate::ops::Op::Unary(crate::ops::Unary::Relu)).unwrap();
+        relu.op = crate::ops::Op::Unary(crate::ops::Unary::Sigmoid);
+        assert!(!prepare(&float).unwrap().replays(&other_op));
     }
 
     #[test]
