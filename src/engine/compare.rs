@@ -268,6 +268,11 @@ impl<'a> Goldens<'a> {
         Goldens { dump, sizes }
     }
 
+    /// Whether the golden value of `name` comes from the dump (not from the float run).
+    pub fn is_dumped(&self, name: &str) -> bool {
+        self.sizes.contains_key(name) && self.dump.is_some_and(|d| d.values.contains_key(name))
+    }
+
     /// Sample `n`'s golden value of `name`.
     pub fn value<'s>(&'s self, float: &'s SampleValues, n: usize, name: &str) -> Option<&'s [f32]> {
         if let (Some(values), Some(&size)) = (self.dump.and_then(|d| d.values.get(name)), self.sizes.get(name)) {

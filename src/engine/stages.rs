@@ -720,7 +720,10 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
 
 /// One sample of a program that [replays](crate::runtime::exec::Prepared::replays) its float
 /// graph: a single run whose values are both sides of every row, folded as a run against the
-/// interpreter's values would fold them (the same values, the same order of rows).
+/// interpreter's values would fold them (the same values; each row's fold is its own). A row
+/// compared with itself is folded as its value appears, without a copy; only the values of
+/// rows compared with another tensor (squashed into it, or with a dumped golden) and of those
+/// goldens are kept until the run ends.
 fn replay_sample(
     prepared: &crate::runtime::exec::Prepared<'_>,
     graph: &Graph,
@@ -729,22 +732,45 @@ fn replay_sample(
     n: usize,
     inputs: &[Tensor],
 ) -> Result<(Vec<Tensor>, SampleFolds), Failed> {
-    let mut float = SampleValues::default();
+    let compared_with_itself = |row: usize, name: &str| plan.golden_of(row) == Some(name) && !goldens.is_dumped(name);
+    let (rows, _) = plan.describe();
+    let needed: BTreeSet<&str> = rows
+        .iter()
+        .enumerate()
+        .filter(|&(row, &(name, _))| !compared_with_itself(row, name))
+        .map(|(_, &(_, golden))| golden)
+        .collect();
+    let mut kept = SampleValues::default();
     for (&id, tensor) in graph.inputs.iter().zip(inputs) {
-        float.observe(graph.name(id), tensor);
+        if needed.contains(graph.name(id)) {
+            kept.observe(graph.name(id), tensor);
+        }
     }
-    let mut produced = Vec::new();
+    let mut sample = plan.start();
+    let mut deferred = Vec::new();
     let out = crate::runtime::exec::execute(prepared, inputs, &mut |id, t| {
-        float.observe(graph.name(id), t);
-        produced.push(id);
+        let name = graph.name(id);
+        match plan.row(name) {
+            Some(row) if compared_with_itself(row, name) => {
+                if let Some(values) = t.as_f32() {
+                    sample.add(row, values, values);
+                }
+            }
+            Some(row) => {
+                deferred.push((row, id));
+                kept.observe(name, t);
+                return;
+            }
+            None => {}
+        }
+        if needed.contains(name) {
+            kept.observe(name, t);
+        }
     })
     .map_err(convert::internal)?;
-    let mut sample = plan.start();
-    for id in produced {
-        let name = graph.name(id);
-        let Some(row) = plan.row(name) else { continue };
-        let golden = plan.golden_of(row).and_then(|golden| goldens.value(&float, n, golden));
-        if let (Some(golden), Some(actual)) = (golden, float.get(name)) {
+    for (row, id) in deferred {
+        let golden = plan.golden_of(row).and_then(|golden| goldens.value(&kept, n, golden));
+        if let (Some(golden), Some(actual)) = (golden, kept.get(graph.name(id))) {
             sample.add(row, golden, actual);
         }
     }

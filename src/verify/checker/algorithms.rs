@@ -76,8 +76,8 @@ pub fn stats(values: &[f32]) -> Stats {
 /// The values in IEEE total order (`f32::total_cmp`), sorted by integer keys: every analysis
 /// that needs an order ([`stats`]' median and mode, [`data_range`]'s distinct integers,
 /// [`data_distribution`]'s bins) shares one sort, since truncation and binning are monotone.
-/// No two distinct bit patterns tie in that order, so the unstable sort gives the one sorted
-/// sequence.
+/// No two distinct bit patterns tie in that order, so any sort gives the one sorted sequence;
+/// a radix sort of the keys takes a few linear passes (see Cargo.toml).
 pub fn sorted(values: &[f32]) -> Vec<f32> {
     // Flipping the magnitude bits of negatives makes the signed integers order as total_cmp.
     let key = |x: f32| {
@@ -85,7 +85,7 @@ pub fn sorted(values: &[f32]) -> Vec<f32> {
         bits ^ ((((bits >> 31) as u32) >> 1) as i32)
     };
     let mut keys: Vec<i32> = values.iter().map(|&x| key(x)).collect();
-    keys.sort_unstable();
+    radsort::sort(&mut keys);
     keys.into_iter().map(|k| f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)).collect()
 }
 
