@@ -146,9 +146,14 @@ pub fn checker_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
 pub struct ParamProfiles(pub BTreeMap<String, ([u8; 32], checker::FloatProfile)>);
 
 fn values_digest(values: &[f32]) -> [u8; 32] {
+    // The little-endian bytes of the values, handed to the hasher a block at a time (one
+    // `update` per value cost more than the hashing: 3.5 M weights of MobileNetV2).
     let mut hasher = blake3::Hasher::new();
-    for v in values {
-        hasher.update(&v.to_le_bytes());
+    let mut block = Vec::with_capacity(16 * 1024);
+    for chunk in values.chunks(4 * 1024) {
+        block.clear();
+        block.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        hasher.update(&block);
     }
     *hasher.finalize().as_bytes()
 }
@@ -444,5 +449,16 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
         worst,
         checker: None,
         golden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_values_digest_is_the_blake3_of_their_little_endian_bytes() {
+        let values: Vec<f32> = (0..10_000).map(|i| (i as f32).sin()).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(super::values_digest(&values), *blake3::hash(&bytes).as_bytes());
+        assert_eq!(super::values_digest(&[]), *blake3::hash(&[]).as_bytes());
     }
 }
