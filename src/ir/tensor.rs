@@ -157,7 +157,7 @@ impl DType {
 /// float8 values are their codes; 4- and 2-bit integers one per byte.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TensorData {
-    F32(Vec<f32>),
+    F32(#[serde(with = "f32_bytes")] Vec<f32>),
     I64(Vec<i64>),
     I32(Vec<i32>),
     Bool(Vec<u8>),
@@ -617,8 +617,79 @@ pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// Serde for [`TensorData::F32`]: the values as one byte string of their little-endian bytes.
+/// The store's records (graphs and their weights, run outputs, checkpoints) hold millions of
+/// float32 values; as a byte string they decode with one pass over the bytes, where a sequence
+/// is visited value by value (loading MobileNetV2's two graphs for a verify-only rebuild was
+/// half of that rebuild). Formats without byte strings see an array of bytes.
+mod f32_bytes {
+    use std::fmt;
+
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(values: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        serializer.serialize_bytes(&bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+        deserializer.deserialize_bytes(LittleEndianBytes)
+    }
+
+    struct LittleEndianBytes;
+
+    impl<'de> de::Visitor<'de> for LittleEndianBytes {
+        type Value = Vec<f32>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("float32 values as little-endian bytes (a multiple of 4)")
+        }
+
+        fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<f32>, E> {
+            if !bytes.len().is_multiple_of(4) {
+                return Err(E::invalid_length(bytes.len(), &self));
+            }
+            Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f32>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                bytes.push(byte);
+            }
+            self.visit_bytes(&bytes)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn float32_data_round_trips_through_postcard_and_json_as_bytes() {
+        let t = Tensor::from_f32(vec![2, 2], vec![1.5, -0.0, f32::MIN_POSITIVE, 3.0e38]);
+        let bytes = postcard::to_stdvec(&t).unwrap();
+        let back: Tensor = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            back.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            t.to_f32_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Tensor>(&json).unwrap(), t);
+        // Sixteen bytes of values, length-prefixed: no per-value encoding.
+        assert!(bytes.windows(16).any(|w| {
+            w == 1.5f32
+                .to_le_bytes()
+                .iter()
+                .chain(&(-0.0f32).to_le_bytes())
+                .chain(&f32::MIN_POSITIVE.to_le_bytes())
+                .chain(&3.0e38f32.to_le_bytes())
+                .copied()
+                .collect::<Vec<u8>>()
+        }));
+        let truncated = serde_json::json!({"shape": [1], "data": {"F32": [0, 0, 128]}});
+        assert!(serde_json::from_value::<Tensor>(truncated).is_err());
+    }
+
     use super::*;
 
     #[test]
