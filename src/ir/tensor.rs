@@ -664,6 +664,8 @@ mod f32_bytes {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn float32_data_round_trips_through_postcard_and_json_as_bytes() {
         let t = Tensor::from_f32(vec![2, 2], vec![1.5, -0.0, f32::MIN_POSITIVE, 3.0e38]);
@@ -689,8 +691,6 @@ mod tests {
         let truncated = serde_json::json!({"shape": [1], "data": {"F32": [0, 0, 128]}});
         assert!(serde_json::from_value::<Tensor>(truncated).is_err());
     }
-
-    use super::*;
 
     #[test]
     fn new_rejects_a_shape_that_disagrees_with_the_data() {

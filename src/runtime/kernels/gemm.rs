@@ -18,7 +18,7 @@ use crate::ir::{Tensor, TensorData};
 /// matrixmultiply, whose packing pays off there. Measured on whole `cpu` simulate runs (1
 /// thread): every product tiled made MobileNetV2 at 96×96 8 % faster than every product on
 /// matrixmultiply and ResNet-50 at 224×224 17 % slower; these limits keep MobileNetV2's
-/// gain (its 1×1 convolutions over 24×24 planes and below) and put ResNet-50 within 3 % of
+/// gain (its 1×1 convolutions over 24×24 planes and below) and put ResNet-50 within 2 % of
 /// matrixmultiply alone. A single row (a classifier head) is always tiled: packing a whole
 /// weight matrix for one row cost a sixth of MobileNetV2's simulate.
 const TILED_MAX_DEPTH: usize = 1024;
