@@ -723,23 +723,17 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
 /// interpreter's values would fold them (the same values; each row's fold is its own). A row
 /// compared with itself is folded as its value appears, without a copy; only the values of
 /// rows compared with another tensor (squashed into it, or with a dumped golden) and of those
-/// goldens are kept until the run ends.
+/// goldens (`needed`, [`goldens_of_deferred_rows`]) are kept until the run ends.
 fn replay_sample(
     prepared: &crate::runtime::exec::Prepared<'_>,
     graph: &Graph,
     plan: &Plan,
     goldens: &Goldens<'_>,
+    needed: &BTreeSet<&str>,
     n: usize,
     inputs: &[Tensor],
 ) -> Result<(Vec<Tensor>, SampleFolds), Failed> {
-    let compared_with_itself = |row: usize, name: &str| plan.golden_of(row) == Some(name) && !goldens.is_dumped(name);
-    let (rows, _) = plan.describe();
-    let needed: BTreeSet<&str> = rows
-        .iter()
-        .enumerate()
-        .filter(|&(row, &(name, _))| !compared_with_itself(row, name))
-        .map(|(_, &(_, golden))| golden)
-        .collect();
+    let compared_with_itself = |row: usize, name: &str| compared_with_itself(plan, goldens, row, name);
     let mut kept = SampleValues::default();
     for (&id, tensor) in graph.inputs.iter().zip(inputs) {
         if needed.contains(graph.name(id)) {
@@ -775,6 +769,21 @@ fn replay_sample(
         }
     }
     Ok((out, sample))
+}
+
+/// Whether row `row` (layer `name`) of a replaying run is compared with its own value.
+fn compared_with_itself(plan: &Plan, goldens: &Goldens<'_>, row: usize, name: &str) -> bool {
+    plan.golden_of(row) == Some(name) && !goldens.is_dumped(name)
+}
+
+/// The golden tensors of the rows a replaying run compares with another value.
+fn goldens_of_deferred_rows<'p>(plan: &'p Plan, goldens: &Goldens<'_>) -> BTreeSet<&'p str> {
+    let (rows, _) = plan.describe();
+    rows.iter()
+        .enumerate()
+        .filter(|&(row, &(name, _))| !compared_with_itself(plan, goldens, row, name))
+        .map(|(_, &(_, golden))| golden)
+        .collect()
 }
 
 /// What a simulate run works on.
@@ -828,13 +837,14 @@ impl SimulateSetup<'_> {
         // A program that replays the float graph bit for bit (a float target's, usually) runs
         // once: its values are the golden side too.
         let replays = quantized.is_none() && prepared.replays(graph);
+        let needed = if replays { goldens_of_deferred_rows(plan, goldens) } else { BTreeSet::new() };
         super::samples::run_in_order(
             &samples.numbers(),
             progress,
             |&n| {
                 let inputs = samples.read(n)?;
                 if replays {
-                    let (out, sample) = replay_sample(prepared, graph, plan, goldens, n, &inputs)?;
+                    let (out, sample) = replay_sample(prepared, graph, plan, goldens, &needed, n, &inputs)?;
                     let float_out = reference.is_some().then(|| out.clone());
                     return Ok((out, float_out, sample, Captured::default(), None));
                 }
