@@ -16,6 +16,7 @@ pub mod conv_transpose;
 mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+mod gemv;
 pub mod norm;
 pub mod normalize;
 pub mod pool;
@@ -24,7 +25,6 @@ pub mod quantize;
 pub mod reduce;
 pub mod resize;
 pub mod shape_ops;
-mod tiled_gemm;
 mod window;
 
 use crate::ir::{Tensor, TensorData};

@@ -1,0 +1,190 @@
+//! Products of one row: a row vector times a matrix, as a classifier head multiplies its
+//! features by its weights (`x · b`, or `x · rowsᵀ` when the weights are stored transposed).
+//!
+//! General products run on faer (`gemm.rs`), which packs its operands into panels first. For
+//! a single row that packing is all cost and no reuse: packing a MobileNetV2 classifier's
+//! 1280×1000 weights for one row took a sixth of that model's simulate. Here each weight is
+//! read once, in place.
+//!
+//! Every output element is an in-order chain of fused multiply-adds (`f32::mul_add`, rounded
+//! once) or, for the transposed form, 16 such chains added in a fixed tree: the same bits on
+//! every instruction set.
+
+use multiversion::multiversion;
+
+/// `c = a · b` (or `c += a · b` with `accumulate`) for a row vector `a` of length `k` and a
+/// row-major `k × n` matrix `b`.
+pub(crate) fn vector_times_matrix(a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    let k = a.len();
+    debug_assert!(b.len() >= k * c.len());
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    chains(a, &b[..k * c.len()], c, accumulate);
+}
+
+/// `y = x · b` (or `y += x · b`): one pass over `b`'s rows, each output element an in-order
+/// chain of fused multiply-adds.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn chains(x: &[f32], b: &[f32], y: &mut [f32], accumulate: bool) {
+    let n = y.len();
+    let mut sums = vec![0.0f32; n];
+    for (&weight, row) in x.iter().zip(b.chunks_exact(n)) {
+        for (sum, &v) in sums.iter_mut().zip(row) {
+            *sum = weight.mul_add(v, *sum);
+        }
+    }
+    if accumulate {
+        for (out, s) in y.iter_mut().zip(sums) {
+            *out += s;
+        }
+    } else {
+        y.copy_from_slice(&sums);
+    }
+}
+
+/// `y[j] = Σ_p x[p] · rows[j][p]` (or `y[j] +=` with `accumulate`) for the `n` rows of length `k` of `rows` (row-major `n × k`):
+/// a row vector times a transposed matrix, as a classifier head multiplies its features by
+/// its weights. Each row is read once, contiguously.
+pub(crate) fn vector_times_rows_transposed(x: &[f32], rows: &[f32], y: &mut [f32], accumulate: bool) {
+    let k = x.len();
+    if k == 0 {
+        if !accumulate {
+            y.fill(0.0);
+        }
+        return;
+    }
+    for (out, row) in y.iter_mut().zip(rows.chunks_exact(k)) {
+        let sum = dot(x, row);
+        *out = if accumulate { *out + sum } else { sum };
+    }
+}
+
+/// Lanes of [`dot`]'s partial sums.
+const LANES: usize = 16;
+
+/// `Σ x[p] · y[p]`: [`LANES`] partial sums of fused multiply-adds (lane `l` takes the
+/// elements `p ≡ l` mod [`LANES`] in order), added pairwise at the end in a fixed tree.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (x_body, x_tail) = x.split_at(x.len() - x.len() % LANES);
+    let (y_body, y_tail) = y.split_at(x_body.len());
+    for (xs, ys) in x_body.chunks_exact(LANES).zip(y_body.chunks_exact(LANES)) {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(xs).zip(ys) {
+            *lane = a.mul_add(b, *lane);
+        }
+    }
+    for ((lane, &a), &b) in lanes.iter_mut().zip(x_tail).zip(y_tail) {
+        *lane = a.mul_add(b, *lane);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    lanes[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic, irregular sequence of values in [-1, 1).
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The definition: each element's products summed in f64, with the bound float32
+    /// summation can be off by (`k` roundings of at most one epsilon of the absolute sum).
+    fn reference(k: usize, n: usize, x: &[f32], b: &[f32]) -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|j| {
+                let terms = (0..k).map(|p| f64::from(x[p]) * f64::from(b[p * n + j]));
+                let bound = k as f64 * f64::from(f32::EPSILON) * terms.clone().map(f64::abs).sum::<f64>();
+                (terms.sum(), bound)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_vector_times_a_matrix_matches_the_definition() {
+        for &(k, n) in &[(1, 1), (9, 40), (3, 16), (31, 33), (1280, 100), (100, 5)] {
+            let (x, b) = (values(k, 1), values(k * n, 2));
+            let mut y = vec![f32::NAN; n];
+            vector_times_matrix(&x, &b, &mut y, false);
+            for (got, (want, bound)) in y.iter().zip(reference(k, n, &x, &b)) {
+                assert!((f64::from(*got) - want).abs() <= bound, "{k}x{n}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn accumulating_adds_to_what_the_output_held() {
+        let (k, n) = (7, 20);
+        let (x, b) = (values(k, 3), values(k * n, 4));
+        let mut plain = vec![0.0f32; n];
+        vector_times_matrix(&x, &b, &mut plain, false);
+        let mut y = vec![2.0f32; n];
+        vector_times_matrix(&x, &b, &mut y, true);
+        for (got, p) in y.iter().zip(&plain) {
+            assert_eq!(*got, 2.0 + p);
+        }
+        let mut transposed_plain = vec![0.0f32; 3];
+        vector_times_rows_transposed(&x, &b[..3 * k], &mut transposed_plain, false);
+        let mut transposed = vec![-1.0f32; 3];
+        vector_times_rows_transposed(&x, &b[..3 * k], &mut transposed, true);
+        for (got, p) in transposed.iter().zip(&transposed_plain) {
+            assert_eq!(*got, -1.0 + p);
+        }
+    }
+
+    #[test]
+    fn an_empty_inner_dimension_gives_zeros() {
+        let mut y = vec![5.0f32; 3];
+        vector_times_matrix(&[], &[], &mut y, false);
+        assert_eq!(y, vec![0.0; 3]);
+        let mut y = vec![5.0f32; 3];
+        vector_times_rows_transposed(&[], &[], &mut y, false);
+        assert_eq!(y, vec![0.0; 3]);
+    }
+
+    #[test]
+    fn each_element_is_an_in_order_chain_of_fused_multiply_adds() {
+        // The documented rounding, checked exactly: each element's chain computed by hand.
+        let (k, n) = (37, 21);
+        let (x, b) = (values(k, 5), values(k * n, 6));
+        let mut y = vec![0.0f32; n];
+        vector_times_matrix(&x, &b, &mut y, false);
+        for (j, got) in y.iter().enumerate() {
+            let chain = (0..k).fold(0.0f32, |s, p| x[p].mul_add(b[p * n + j], s));
+            assert_eq!(got.to_bits(), chain.to_bits(), "element {j}");
+        }
+    }
+
+    #[test]
+    fn a_vector_times_transposed_rows_matches_the_definition() {
+        for &(k, n) in &[(1, 3), (15, 4), (16, 2), (1280, 10), (33, 1)] {
+            let (x, rows) = (values(k, 7), values(n * k, 8));
+            let mut y = vec![f32::NAN; n];
+            vector_times_rows_transposed(&x, &rows, &mut y, false);
+            let transposed: Vec<f32> = (0..k * n).map(|i| rows[(i % n) * k + i / n]).collect();
+            for (j, (got, (want, bound))) in y.iter().zip(reference(k, n, &x, &transposed)).enumerate() {
+                assert!((f64::from(*got) - want).abs() <= bound, "{k}x{n} row {j}: {got} vs {want}");
+            }
+        }
+    }
+}
