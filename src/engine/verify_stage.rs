@@ -138,6 +138,72 @@ pub fn checker_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
     load(db, Stage::Verify, Some(&name), &record, || compute_checker(db, project, target))
 }
 
+/// What verify reads of a target's graphs: the graph outputs, the per-layer rows, the tensors
+/// a golden dump may provide, and of the quantized graph the activations squashed into their
+/// producers and the per-tensor encoding ranges. Cached apart, keyed by the graphs' digests:
+/// a threshold, metric or labels edit re-renders the verdict from this outline and the run's
+/// folds without loading the graphs (their weights were most of such a rebuild).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyOutline {
+    pub outputs: Vec<crate::verify::OutputSpec>,
+    /// Every float layer of the float graph, graph order.
+    pub layers: Vec<crate::verify::LayerSpec>,
+    pub golden_wanted: Vec<crate::verify::golden::Wanted>,
+    pub squashed: BTreeMap<String, String>,
+    /// `(min, max)` of each tensor with a per-tensor encoding in the quantized graph.
+    pub encoding_ranges: BTreeMap<String, (f64, f64)>,
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn outline_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let graph = stages::target_optimize_record(db, project, target)?;
+    let encodings = if stages::is_quantized(db, project, target)? {
+        Some(stages::quantize_record(db, project, target)?.output)
+    } else {
+        None
+    };
+    let key = KeyBuilder::new(Stage::Verify)
+        .bytes("part", b"outline")
+        .digest("float graph", &graph.output)
+        .value("encodings", &encodings.map(|d| *d.as_bytes()))
+        .finish();
+    let name = target.name(db).clone();
+    memoize(db, Stage::Verify, Some(&name), key, || compute_outline(db, project, target), |_| Vec::new())
+}
+
+#[salsa::tracked(returns(clone))]
+pub fn outline_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<VerifyOutline>, Failed> {
+    let record = outline_record(db, project, target)?;
+    let name = target.name(db).clone();
+    load(db, Stage::Verify, Some(&name), &record, || compute_outline(db, project, target))
+}
+
+fn compute_outline(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<VerifyOutline, Failed> {
+    let graph = stages::target_optimize_value(db, project, target)?;
+    let mut outline = VerifyOutline {
+        outputs: crate::verify::output_specs(&graph),
+        layers: crate::verify::layer_specs(&graph, |_| true),
+        golden_wanted: golden_stage::wanted(&graph),
+        squashed: BTreeMap::new(),
+        encoding_ranges: BTreeMap::new(),
+    };
+    if stages::is_quantized(db, project, target)? {
+        let q = stages::quantize_value(db, project, target)?;
+        outline.squashed = crate::quant::quantize::squashed_producers(&q);
+        outline.encoding_ranges = q
+            .encodings
+            .iter()
+            .filter_map(|(&id, encoding)| match encoding {
+                TensorEncoding::PerTensor(e) => {
+                    Some((q.graph.name(id).to_string(), (f64::from(e.min), f64::from(e.max))))
+                }
+                _ => None,
+            })
+            .collect();
+    }
+    Ok(outline)
+}
+
 /// The checker's profile of every weight and bias of the target's float graph, with the
 /// digest of the values it was made from: a cached action keyed by the float graph alone, so
 /// an encoding edit re-checks the parameters without profiling them again (sorting every
@@ -274,22 +340,16 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
         Some(run) => &run.layers,
         None => &simulated.layers,
     };
-    let quantized = if stages::is_quantized(db, project, target)? {
-        Some(stages::quantize_value(db, project, target)?)
-    } else {
-        None
-    };
-    let graph = stages::target_optimize_value(db, project, target)?;
+    let outline = outline_value(db, project, target)?;
     let samples = reference.samples.len();
     let labels = read_labels(db, project, samples)?;
     // `[verify] golden`: the dump replaces the float run wherever a tensor matched.
     let external = match project.golden(db) {
-        Some(input) => Some(golden_stage::read_golden(db, input, &golden_stage::wanted(&graph), samples)?),
+        Some(input) => Some(golden_stage::read_golden(db, input, &outline.golden_wanted, samples)?),
         None => None,
     };
-    let mut builder =
-        SummaryBuilder::new(crate::verify::output_specs(&graph), Vec::new(), project.thresholds(db).clone())
-            .map_err(convert::internal)?;
+    let mut builder = SummaryBuilder::new(outline.outputs.clone(), Vec::new(), project.thresholds(db).clone())
+        .map_err(convert::internal)?;
     let simulated_samples = &simulated.outputs.samples;
     for n in 0..samples {
         builder.begin_sample(labels.as_ref().map(|l| l[n])).map_err(convert::internal)?;
@@ -311,36 +371,29 @@ fn compute_verify(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Re
     let mut summary = builder.finish().map_err(convert::internal)?;
     // The per-layer rows, from the folds of the run they come from.
     let fold_of: BTreeMap<&str, &LayerFold> = rows.iter().map(|(name, fold)| (name.as_str(), fold)).collect();
-    let squashed = quantized.as_deref().map(crate::quant::quantize::squashed_producers).unwrap_or_default();
-    summary.layers = crate::verify::layer_specs(&graph, |name| fold_of.contains_key(name))
+    summary.layers = outline
+        .layers
         .iter()
         .filter_map(|spec| {
             let mut row = LayerSummary::from_metrics(spec, &fold_of.get(spec.name.as_str())?.metrics);
-            row.compared_with = squashed.get(&spec.name).cloned();
+            row.compared_with = outline.squashed.get(&spec.name).cloned();
             Some(row)
         })
         .collect();
     summary.mode = debug.mode;
     summary.golden = external.as_ref().map(|e| e.report.clone());
     let metrics = debug.metrics();
-    let quantized_names = quantized.as_ref().map(|q| q.graph.names());
-    let encoding_range = |name: &str| -> Option<(f64, f64)> {
-        let q = quantized.as_ref()?;
-        let id = quantized_names.as_ref()?.get(name)?;
-        match q.encodings.get(id)? {
-            TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
-            _ => None,
-        }
-    };
-    summary.attach_metrics(&metrics, |name| fold_of.get(name).map(|fold| (*fold, encoding_range(name))));
+    summary.attach_metrics(&metrics, |name| {
+        fold_of.get(name).map(|fold| (*fold, outline.encoding_ranges.get(name).copied()))
+    });
     if let (Some(run), Some(first)) = (&snooped, metrics.first())
         && run.mode == Mode::Cumulative
     {
         attach_cumulative(&mut summary, run, &reference, first, project.thresholds(db));
     }
     // The checker and the histograms read what simulate kept of the float activations.
-    let (checker, histograms) = match (&quantized, &simulated.activations) {
-        (Some(_), Some(activations)) => {
+    let (checker, histograms) = match (stages::is_quantized(db, project, target)?, &simulated.activations) {
+        (true, Some(activations)) => {
             let run = checker_value(db, project, target)?;
             let mut histograms = run.weight_histograms.clone();
             histograms.extend(crate::verify::report_page::activation_histograms(

@@ -1053,6 +1053,47 @@ max_samples = 4
         }
     }
 
+    #[test]
+    fn a_threshold_labels_or_metrics_edit_in_a_new_process_loads_no_graph_and_runs_no_sample() {
+        // What a `qairt build` after such an edit does: a fresh database over the cache. Every
+        // value it needs is a query execution here (a load from the store), so the log shows
+        // exactly what was read.
+        let dir = digits_project();
+        let config = dir.path().join("qairt.toml");
+        let report = Workspace::open(&config, None).unwrap().build_with(&[], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let toml = std::fs::read_to_string(&config).unwrap();
+        let edits = [
+            format!("{toml}\n[verify.thresholds]\nmin_sqnr_db = 5.0\n"),
+            toml.replace("[verify]\n", "[verify]\nmetrics = [\"sqnr\", \"mse\"]\n"),
+            toml.replace("[verify]\n", "[verify]\nlabels = \"labels.txt\"\n"),
+        ];
+        std::fs::write(dir.path().join("labels.txt"), "3\n1\n4\n1\n").unwrap();
+        for (edit, text) in edits.iter().enumerate() {
+            assert_ne!(*text, toml, "edit {edit} changed nothing");
+            std::fs::write(&config, text).unwrap();
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut ws = Workspace::open_logged(&config, log.clone()).unwrap();
+            let report = ws.build_with(&[], &mut |_| {});
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            let ran = executed(&log);
+            assert!(ran.iter().any(|q| q == "verify_value"), "edit {edit}: verify did not re-run: {ran:?}");
+            for graph in ["parse_value", "optimize_value", "target_optimize_value", "quantize_value", "compile_value"] {
+                assert!(!ran.iter().any(|q| q == graph), "edit {edit} loaded {graph}: {ran:?}");
+            }
+            let built: Vec<(&str, Stage)> = report
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Stage { target, stage, built: true, .. } => Some((target.as_str(), *stage)),
+                    _ => None,
+                })
+                .collect();
+            assert!(built.iter().all(|&(_, stage)| stage == Stage::Verify), "edit {edit} built {built:?}");
+            assert_eq!(built.len(), 2, "edit {edit}: verify of each target: {built:?}");
+        }
+    }
+
     /// Records the label of every progress bar a build starts.
     struct Started(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 

@@ -364,7 +364,9 @@ mod tests {
     fn sgemm_reads_every_stride_pattern_and_scales_by_alpha_and_beta() {
         // Row-major, column-major (a transpose), padded leading strides, and strides with no
         // unit axis (gathered first); one row (the gemv paths) and several.
-        let cases: &[((usize, usize, usize), (usize, usize), (usize, usize), f32, f32)] = &[
+        /// Shape, A's strides, B's strides, alpha, beta.
+        type Case = ((usize, usize, usize), (usize, usize), (usize, usize), f32, f32);
+        let cases: &[Case] = &[
             ((3, 4, 5), (4, 1), (5, 1), 1.0, 0.0),
             ((3, 4, 5), (1, 3), (1, 4), 1.0, 1.0),
             ((3, 4, 5), (6, 1), (1, 7), 2.0, 0.5),
