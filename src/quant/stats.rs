@@ -67,17 +67,72 @@ fn bin_of(x: f32, e: i32) -> Option<i64> {
 /// at the exponent whose `pow2(-e)` is `scale`, less `first_bin`. Compiled for AVX2 (whose
 /// SSE4.1 rounds in one instruction) besides the x86-64 baseline, where `floor` is a libm call
 /// that was a third of calibration.
+///
+/// Consecutive values go to [`PARTIAL_COUNTS`] separate counters per bin, added up at the end
+/// (counts are exact, so the order does not matter): a run of values in one bin, as the zeros
+/// after a ReLU are, otherwise makes each increment wait on the store of the one before.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn count_bins(values: &[f32], scale: f64, first_bin: i64, counts: &mut [u64]) {
-    for &x in values {
+    let mut partial = vec![[0u64; PARTIAL_COUNTS]; counts.len()];
+    let mut add = |x: f32, counter: usize| {
         let scaled = (f64::from(x) * scale).floor();
         if scaled.abs() <= MAX_BIN_INDEX
-            && let Some(count) = counts.get_mut((scaled as i64).wrapping_sub(first_bin) as usize)
+            && let Some(bin) = partial.get_mut((scaled as i64).wrapping_sub(first_bin) as usize)
         {
-            *count += 1;
+            bin[counter] += 1;
+        }
+    };
+    let chunks = values.chunks_exact(PARTIAL_COUNTS);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (counter, &x) in chunk.iter().enumerate() {
+            add(x, counter);
         }
     }
+    for &x in tail {
+        add(x, 0);
+    }
+    for (count, bin) in counts.iter_mut().zip(&partial) {
+        *count += bin.iter().sum::<u64>();
+    }
 }
+
+/// Counters per bin in [`count_bins`].
+const PARTIAL_COUNTS: usize = 4;
+
+/// `(min, max)` of `values` when every one is finite (and there is one), in one vectorized
+/// pass: [`RANGE_LANES`] running minima and maxima by select, and a sum of `x * 0` that turns
+/// NaN at the first infinity or NaN. `None` sends the caller to the path that counts and
+/// drops non-finite values. A zero's sign may come out either way (callers canonicalize it).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
+    let first = *values.first()?;
+    let (mut lo, mut hi, mut poison) = ([first; RANGE_LANES], [first; RANGE_LANES], [0.0f32; RANGE_LANES]);
+    let mut add = |lane: usize, x: f32| {
+        lo[lane] = if x < lo[lane] { x } else { lo[lane] };
+        hi[lane] = if x > hi[lane] { x } else { hi[lane] };
+        poison[lane] += x * 0.0;
+    };
+    let chunks = values.chunks_exact(RANGE_LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in chunk.iter().enumerate() {
+            add(lane, x);
+        }
+    }
+    for &x in tail {
+        add(0, x);
+    }
+    if poison.iter().any(|&p| p != 0.0) {
+        return None;
+    }
+    let lo = lo.iter().fold(first, |m, &x| if x < m { x } else { m });
+    let hi = hi.iter().fold(first, |m, &x| if x > m { x } else { m });
+    Some((lo, hi))
+}
+
+/// Lanes of [`finite_range`]: one AVX-512 register of f32 per running value.
+const RANGE_LANES: usize = 16;
 
 impl Histogram {
     /// Bin width is `2^exponent`.
@@ -272,6 +327,14 @@ impl TensorStats {
 
     /// Adds every value of one observed tensor.
     pub fn observe(&mut self, values: &[f32]) {
+        // Activations are almost always all finite: then no copy, and one vectorized pass for
+        // the range instead of a serial fold of `f32::min` (the copy and the fold were most of
+        // calibrate's own time).
+        if let Some((lo, hi)) = finite_range(values) {
+            self.histogram.add_finite(values, lo, hi);
+            self.widen(canonical_zero(lo), canonical_zero(hi), values.len() as u64);
+            return;
+        }
         let mut finite = Vec::with_capacity(values.len());
         for &x in values {
             if x.is_finite() {
@@ -416,6 +479,41 @@ mod tests {
         assert_eq!(h.counts().len(), 1537);
         let nonzero: Vec<usize> = h.counts().iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, _)| i).collect();
         assert_eq!(nonzero, vec![0, 512, 1024, 1536]);
+    }
+
+    #[test]
+    fn the_vectorized_range_is_the_fold_and_refuses_non_finite_values() {
+        for n in [1, 2, 15, 16, 17, 40, 1001] {
+            let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.125).collect();
+            let fold = values.iter().fold((values[0], values[0]), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            assert_eq!(finite_range(&values), Some(fold), "n {n}");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, n / 2, n - 1] {
+                    let mut with_bad = values.clone();
+                    with_bad[at] = bad;
+                    assert_eq!(finite_range(&with_bad), None, "n {n}: {bad} at {at}");
+                }
+            }
+        }
+        assert_eq!(finite_range(&[]), None);
+    }
+
+    #[test]
+    fn bins_count_every_value_once_however_runs_fall() {
+        // Runs of one value (a ReLU's zeros), a spread, and a tail shorter than the counters.
+        let mut values = vec![0.0f32; 1003];
+        values.extend((0..517).map(|i| i as f32 * 0.5 - 60.0));
+        let mut counts = vec![0u64; 600];
+        count_bins(&values, 2.0, -150, &mut counts);
+        let mut want = vec![0u64; 600];
+        for &x in &values {
+            let bin = (f64::from(x) * 2.0).floor() as i64 + 150;
+            if let Some(c) = usize::try_from(bin).ok().and_then(|b| want.get_mut(b)) {
+                *c += 1;
+            }
+        }
+        assert_eq!(counts, want);
+        assert_eq!(counts.iter().sum::<u64>(), values.len() as u64, "every value lands in a stored bin");
     }
 
     /// Observing in pieces, merging in any order, or all at once give identical stats.
