@@ -23,7 +23,10 @@ pub enum Storage {
     /// An activation: `bytes` at `offset` of the arena.
     Arena { offset: u64, bytes: u64 },
     /// Constant data in the tensor's representation (see [`super::repr`] for the layouts).
-    Constant { data: Vec<u8> },
+    Constant {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// Read and written by no step (a tensor the graph kept but nothing uses).
     Unused,
 }

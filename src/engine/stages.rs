@@ -513,6 +513,7 @@ pub fn quantize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -
 /// `model.bin` bytes, stored as they are written to `out/`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelBin {
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
     /// Kept beside the bytes so the record can report it without decoding the program.
     pub peak_activation_bytes: u64,
