@@ -100,27 +100,29 @@ pub fn stats_of_sorted(values: &[f32], sorted: &[f32]) -> Stats {
     } else {
         values.iter().map(|&x| ((x as f64 - mean) / std_dev).powi(3)).sum::<f64>() / n
     };
-    let sorted: Vec<f64> = sorted.iter().map(|&x| x as f64).collect();
+    // Read as f64 where used (no widened copy: a weight tensor's worth of memory per profile).
+    let at = |i: usize| sorted.get(i).map(|&x| f64::from(x));
     let mid = sorted.len() / 2;
-    let median = match (sorted.len() % 2, sorted.get(mid)) {
+    let median = match (sorted.len() % 2, at(mid)) {
         (_, None) => 0.0,
-        (1, Some(&m)) => m,
-        (_, Some(&hi)) => (sorted.get(mid.wrapping_sub(1)).copied().unwrap_or(hi) + hi) / 2.0,
+        (1, Some(m)) => m,
+        (_, Some(hi)) => (at(mid.wrapping_sub(1)).unwrap_or(hi) + hi) / 2.0,
     };
     // Runs of equal values in sorted order; the first longest run is numpy's
     // `vals[argmax(counts)]` over `np.unique` (sorted), i.e. the smallest most frequent value.
-    let (mut mode, mut best, mut run) = (sorted.first().copied().unwrap_or(0.0), 0usize, 0usize);
+    // (Two f32 are equal exactly when their f64 widenings are.)
+    let (mut mode, mut best, mut run) = (at(0).unwrap_or(0.0), 0usize, 0usize);
     for (i, &x) in sorted.iter().enumerate() {
         run = if i > 0 && sorted[i - 1] == x { run + 1 } else { 1 };
         if run > best {
             best = run;
-            mode = x;
+            mode = f64::from(x);
         }
     }
     Stats {
         skew,
-        min: sorted.first().copied().unwrap_or(0.0),
-        max: sorted.last().copied().unwrap_or(0.0),
+        min: at(0).unwrap_or(0.0),
+        max: sorted.last().map_or(0.0, |&x| f64::from(x)),
         median,
         mean,
         variance,
@@ -138,11 +140,19 @@ pub fn data_range(values: &[f32]) -> (usize, f64) {
 
 /// [`data_range`] of values given in [`sorted`] order (truncation keeps that order).
 pub fn data_range_of_sorted(sorted: &[f32]) -> (usize, f64) {
-    let mut truncated: Vec<f64> = sorted.iter().map(|&x| (x as f64).trunc()).collect();
-    // `==` (not `total_cmp`) so that -0.0 and 0.0 count once, as int 0 does.
-    truncated.dedup_by(|a, b| a == b);
+    // Distinct truncations come in runs; `==` (not `total_cmp`) so that -0.0 and 0.0 count
+    // once, as int 0 does.
+    let mut distinct = 0usize;
+    let mut previous: Option<f64> = None;
+    for &x in sorted {
+        let truncated = f64::from(x).trunc();
+        if previous.is_none_or(|p| p != truncated) {
+            distinct += 1;
+            previous = Some(truncated);
+        }
+    }
     let (lo, hi) = min_max(sorted);
-    (truncated.len(), hi - lo)
+    (distinct, hi - lo)
 }
 
 /// Upper bound on the histogram's bin count. Unreachable for f32 data: a value with a
@@ -165,13 +175,15 @@ pub fn data_distribution(values: &[f32]) -> f64 {
 /// [`data_distribution`] of values given in [`sorted`] order: a value's bin index never
 /// decreases as the value grows, so equal indices come in runs without a sort of their own.
 pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
-    let values = sorted;
-    let fractional: Vec<f64> = values.iter().map(|&x| x as f64).filter(|x| x.fract() != 0.0).collect();
-    if fractional.is_empty() {
+    // Passes over the sorted values instead of copies of them (a profile holds a weight
+    // tensor's worth of values).
+    let fractional = || sorted.iter().map(|&x| f64::from(x)).filter(|x| x.fract() != 0.0);
+    let count = fractional().count();
+    if count == 0 {
         return 0.0;
     }
     let (mut first, mut last) =
-        fractional.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        fractional().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let bins = ((last - first + 1.0).trunc() as u64).clamp(256, MAX_BINS);
     if first == last {
         // numpy widens an empty range by 0.5 on each side.
@@ -180,33 +192,64 @@ pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
     }
     let step = (last - first) / bins as f64;
     let edge = |i: u64| if i >= bins { last } else { i as f64 * step + first };
-    let indices: Vec<u64> = fractional
-        .iter()
-        .map(|&x| {
-            let mut i = (((x - first) / (last - first)) * bins as f64) as u64;
-            if i >= bins {
-                i = bins - 1;
-            }
-            if x < edge(i) {
-                i = i.saturating_sub(1);
-            }
-            if x >= edge(i + 1) && i != bins - 1 {
-                i += 1;
-            }
-            i
-        })
-        .collect();
-    debug_assert!(indices.is_sorted());
-    let mut fullest = 0usize;
-    for run in indices.chunk_by(|a, b| a == b) {
-        fullest = fullest.max(run.len());
+    let bin_of = |x: f64| {
+        let mut i = (((x - first) / (last - first)) * bins as f64) as u64;
+        if i >= bins {
+            i = bins - 1;
+        }
+        if x < edge(i) {
+            i = i.saturating_sub(1);
+        }
+        if x >= edge(i + 1) && i != bins - 1 {
+            i += 1;
+        }
+        i
+    };
+    // Bin indices never decrease along sorted values: the fullest bin is the longest run.
+    let (mut fullest, mut run, mut previous) = (0usize, 0usize, None);
+    for x in fractional() {
+        let bin = bin_of(x);
+        debug_assert!(previous.is_none_or(|p| p <= bin));
+        run = if previous == Some(bin) { run + 1 } else { 1 };
+        previous = Some(bin);
+        fullest = fullest.max(run);
     }
-    (fullest.saturating_sub(1)) as f64 / fractional.len() as f64
+    (fullest.saturating_sub(1)) as f64 / count as f64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sorted-order analyses against their definitions written with copies (unique
+    /// truncations by dedup, bins collected then grouped), on values with repeats, integers,
+    /// signed zeros and fractions.
+    #[test]
+    fn sorted_analyses_match_their_definitions_with_copies() {
+        let mut values: Vec<f32> = (0..3000).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.37).collect();
+        values.extend([0.0, -0.0, 2.0, 2.0, -3.0, 0.37, 0.37, 0.37]);
+        let sorted = sorted(&values);
+        let mut truncated: Vec<f64> = sorted.iter().map(|&x| f64::from(x).trunc()).collect();
+        truncated.dedup_by(|a, b| a == b);
+        assert_eq!(data_range_of_sorted(&sorted).0, truncated.len());
+        let fractional: Vec<f64> = sorted.iter().map(|&x| f64::from(x)).filter(|x| x.fract() != 0.0).collect();
+        let (first, last) = (fractional[0], fractional[fractional.len() - 1]);
+        let bins = ((last - first + 1.0).trunc() as u64).clamp(256, MAX_BINS);
+        let step = (last - first) / bins as f64;
+        let mut counts = std::collections::BTreeMap::new();
+        for &x in &fractional {
+            // numpy's bin: the last edge at or below x (the top edge closes the last bin).
+            let bin = (0..bins).rev().find(|&i| x >= i as f64 * step + first).unwrap_or(0);
+            *counts.entry(bin).or_insert(0usize) += 1;
+        }
+        let fullest = counts.values().copied().max().unwrap();
+        assert_eq!(data_distribution_of_sorted(&sorted), (fullest - 1) as f64 / fractional.len() as f64);
+        let stats = stats_of_sorted(&values, &sorted);
+        let mid = sorted.len() / 2;
+        assert_eq!(stats.median, (f64::from(sorted[mid - 1]) + f64::from(sorted[mid])) / 2.0);
+        assert_eq!((stats.min, stats.max), (f64::from(sorted[0]), f64::from(sorted[sorted.len() - 1])));
+        assert_eq!(stats.mode, f64::from(0.37f32), "0.37 appears more often than any other value");
+    }
 
     #[test]
     fn nan_to_num_follows_numpy_for_float32() {
