@@ -17,7 +17,6 @@ use crate::ir::{Tensor, TensorData};
 /// `c = alpha * a * b + beta * c`, with `a` an `m x k` matrix and `b` a `k x n` matrix given by
 /// their (row, column) strides into their slices, and `c` a row-major `m x n` slice. With
 /// `beta == 0` the old contents of `c` are not read.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     op: &'static str,
     (m, k, n): (usize, usize, usize),
@@ -340,7 +339,6 @@ mod tests {
     }
 
     /// `alpha * a * b + beta * c` from the definition, `a` and `b` read through their strides.
-    #[allow(clippy::too_many_arguments)]
     fn definition(
         (m, k, n): (usize, usize, usize),
         alpha: f32,
