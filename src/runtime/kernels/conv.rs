@@ -120,10 +120,27 @@ pub(super) fn im2col<T: Copy + Default>(x: &[T], geo: &Geometry, columns: &mut [
     for (r, row) in columns.chunks_exact_mut(out_plane).enumerate() {
         let (c, (a, i, j)) = (r / taps, geo.tap(r % taps));
         let plane = &x[c * in_plane..(c + 1) * in_plane];
-        row.fill(T::default());
         let (w_lo, w_hi) = w.valid_outputs(j);
-        if w_lo >= w_hi {
+        let (d_lo, d_hi) = geo.d.valid_outputs(a);
+        let (h_lo, h_hi) = geo.h.valid_outputs(i);
+        if w_lo >= w_hi || d_lo >= d_hi || h_lo >= h_hi {
+            row.fill(T::default());
             continue;
+        }
+        // Zeros only where the tap falls in the padding (the copies below write the rest):
+        // filling whole rows first wrote every im2col matrix twice, megabytes per convolution.
+        let block = geo.h.output * w.output;
+        for (od, rows) in row.chunks_exact_mut(block).enumerate() {
+            if !(d_lo..d_hi).contains(&od) {
+                rows.fill(T::default());
+                continue;
+            }
+            rows[..h_lo * w.output].fill(T::default());
+            rows[h_hi * w.output..].fill(T::default());
+            for out_row in rows[h_lo * w.output..h_hi * w.output].chunks_exact_mut(w.output) {
+                out_row[..w_lo].fill(T::default());
+                out_row[w_hi..].fill(T::default());
+            }
         }
         let in_start = w.coordinate(w_lo, j) as usize;
         geo.for_each_row(a, i, |out_row, in_row| {
@@ -334,6 +351,70 @@ mod tests {
         let yd = conv(&op, &[&t(&[1, 2, hgt, wid], dx), &dw]).unwrap();
         for (g, e) in yd.as_f32().unwrap().iter().zip(&expected) {
             assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn batched_grouped_padded_strided_conv_matches_the_definition() {
+        // One im2col matrix serves every (image, group) in turn. Two images, two groups of
+        // two channels, 3x3 taps with asymmetric pads and stride 2, against the definition.
+        let (n, c, hgt, wid, m, group) = (2usize, 4usize, 5usize, 4usize, 4usize, 2usize);
+        let xs: Vec<f32> = (0..n * c * hgt * wid).map(|i| ((i * 13 % 17) as f32) - 8.0).collect();
+        let ws: Vec<f32> = (0..m * (c / group) * 9).map(|i| ((i * 5 % 7) as f32) * 0.5 - 1.5).collect();
+        let op = conv_op(&[3, 3], &[2, 2], &[1, 1, 2, 1], &[1, 1], group);
+        let y = conv(&op, &[&t(&[n, c, hgt, wid], xs.clone()), &t(&[m, c / group, 3, 3], ws.clone())]).unwrap();
+        let (oh_n, ow_n) = ((hgt + 3 - 3) / 2 + 1, (wid + 2 - 3) / 2 + 1);
+        assert_eq!(y.shape, vec![n, m, oh_n, ow_n]);
+        let mut expected = Vec::new();
+        for image in 0..n {
+            for oc in 0..m {
+                let g = oc / (m / group);
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let mut sum = 0.0f32;
+                        for ic in 0..c / group {
+                            for i in 0..3 {
+                                for j in 0..3 {
+                                    let (ih, iw) = ((oh * 2 + i) as isize - 1, (ow * 2 + j) as isize - 1);
+                                    if (0..hgt as isize).contains(&ih) && (0..wid as isize).contains(&iw) {
+                                        let channel = g * (c / group) + ic;
+                                        let x = xs[((image * c + channel) * hgt + ih as usize) * wid + iw as usize];
+                                        sum += ws[((oc * (c / group) + ic) * 3 + i) * 3 + j] * x;
+                                    }
+                                }
+                            }
+                        }
+                        expected.push(sum);
+                    }
+                }
+            }
+        }
+        for (k, (g, e)) in y.as_f32().unwrap().iter().zip(&expected).enumerate() {
+            assert!((g - e).abs() <= 1e-4 * e.abs().max(1.0), "output {k}: {g} vs {e}");
+        }
+    }
+
+    #[test]
+    fn im2col_writes_every_cell_whatever_the_buffer_held() {
+        // Padding cells must come out 0 from a buffer that held other values: asymmetric pads
+        // on both axes, stride 2, dilation 2 along the width.
+        let (c, hgt, wid) = (2usize, 4usize, 5usize);
+        let x: Vec<f32> = (0..c * hgt * wid).map(|i| i as f32 + 1.0).collect();
+        let window = conv_op(&[2, 3], &[2, 1], &[1, 2, 1, 1], &[1, 2], 1).window;
+        let geo = Geometry::resolve(OP, &[1, c, hgt, wid], &window, &[2, 3], false).unwrap();
+        let (oh_n, ow_n) = (geo.h.output, geo.w.output);
+        let mut columns = vec![f32::NAN; c * 6 * oh_n * ow_n];
+        im2col(&x, &geo, &mut columns);
+        for ch in 0..c {
+            for (i, j) in (0..2).flat_map(|i| (0..3).map(move |j| (i, j))) {
+                for (oh, ow) in (0..oh_n).flat_map(|oh| (0..ow_n).map(move |ow| (oh, ow))) {
+                    let (ih, iw) = ((oh * 2 + i) as isize - 1, (ow + j * 2) as isize - 2);
+                    let inside = (0..hgt as isize).contains(&ih) && (0..wid as isize).contains(&iw);
+                    let want = if inside { x[(ch * hgt + ih as usize) * wid + iw as usize] } else { 0.0 };
+                    let got = columns[((ch * 6 + i * 3 + j) * oh_n + oh) * ow_n + ow];
+                    assert_eq!(got, want, "channel {ch} tap ({i}, {j}) output ({oh}, {ow})");
+                }
+            }
         }
     }
 
