@@ -63,6 +63,11 @@ impl Diag {
 /// Index of the closest candidate to `wanted` by Jaro-Winkler similarity, if any is close
 /// enough to be worth suggesting.
 pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // The similarity costs time in the product of the lengths: nothing is suggested for a name
+    // longer than any real key, tensor or target name (a corrupt or hostile input).
+    if wanted.len() > 1024 {
+        return None;
+    }
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(wanted, c), c))

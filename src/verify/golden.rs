@@ -344,8 +344,14 @@ pub fn closest_file<'f>(tensor: &str, files: &'f [String]) -> Option<&'f str> {
     let wanted = sanitize_name(tensor).to_lowercase();
     let mut best: Option<(f64, &str)> = None;
     for file in files {
-        let stem = file.strip_suffix(RAW_SUFFIX).unwrap_or(file);
-        let score = strsim::normalized_damerau_levenshtein(&wanted, &sanitize_name(stem).to_lowercase());
+        let stem = sanitize_name(file.strip_suffix(RAW_SUFFIX).unwrap_or(file)).to_lowercase();
+        // The similarity is at most shorter / longer (ASCII after sanitizing): skip the
+        // len × len distance where it cannot reach 0.75.
+        let (a, b) = (wanted.len(), stem.len());
+        if a.min(b) * 4 < a.max(b) * 3 {
+            continue;
+        }
+        let score = strsim::normalized_damerau_levenshtein(&wanted, &stem);
         if score >= 0.75 && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, file.as_str()));
         }

@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use super::{OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name};
 use crate::ir::{DType, Graph, TensorId};
 
+/// The longest name a did-you-mean is looked for (see `closest`).
+const MAX_SUGGESTED_NAME: usize = 1024;
+
 /// One override that names a graph tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedOverride {
@@ -195,6 +198,11 @@ impl<'g> NameIndex<'g> {
     /// nothing is close (normalized Damerau-Levenshtein similarity below 0.5).
     fn closest(&self, graph: &Graph, name: &str, section: Section) -> Option<String> {
         let wanted = sanitize_name(name).to_lowercase();
+        // The distance costs len × len and a matrix as big: a megabyte-long name (a corrupt or
+        // hostile file) would take seconds per tensor. No real tensor name is this long.
+        if wanted.len() > MAX_SUGGESTED_NAME {
+            return None;
+        }
         let best = |same_section: bool| {
             let mut best: Option<(f64, &str)> = None;
             for (i, t) in graph.tensors.iter().enumerate() {
@@ -202,7 +210,15 @@ impl<'g> NameIndex<'g> {
                 if same_section && is_param != (section == Section::Param) {
                     continue;
                 }
-                let score = strsim::normalized_damerau_levenshtein(&wanted, &sanitize_name(&t.name).to_lowercase());
+                // Sanitized names are ASCII; the similarity is at most shorter / longer (the
+                // distance is at least the difference of lengths), so a name of less than half
+                // or more than twice the length cannot reach 0.5.
+                let candidate = sanitize_name(&t.name).to_lowercase();
+                let (a, b) = (wanted.len(), candidate.len());
+                if a.min(b) * 2 < a.max(b) {
+                    continue;
+                }
+                let score = strsim::normalized_damerau_levenshtein(&wanted, &candidate);
                 // Strictly greater: ties keep the earlier tensor (deterministic).
                 if score >= 0.5 && best.is_none_or(|(s, _)| score > s) {
                     best = Some((score, &t.name));

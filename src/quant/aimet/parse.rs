@@ -25,6 +25,16 @@ const FLOAT_BITWIDTHS: &[u32] = &[16, 32];
 /// Parses an AIMET encodings file. On success the result carries the warnings in
 /// `source.warnings`; on failure every error found (not just the first) is returned.
 pub fn parse_overrides(text: &str) -> Result<Overrides, Vec<OverrideError>> {
+    if let Some(offset) = nesting_beyond(text, MAX_NESTING) {
+        return Err(vec![
+            OverrideError::error(
+                Kind::Syntax,
+                Span::new(offset, 1),
+                format!("the JSON is nested more than {MAX_NESTING} levels deep here"),
+            )
+            .with_help(r#"an encodings file is a few levels deep: {"activation_encodings": {"name": [{...}]}}"#),
+        ]);
+    }
     let options =
         ParseOptions { allow_comments: false, allow_loose_object_property_names: false, allow_trailing_commas: false };
     let parsed = match parse_to_ast(text, &CollectOptions::default(), &options) {
@@ -51,6 +61,38 @@ pub fn parse_overrides(text: &str) -> Result<Overrides, Vec<OverrideError>> {
     } else {
         Err(reader.errors)
     }
+}
+
+/// The deepest nesting an encodings file may have (real files have 4): the parser recurses per
+/// level, so an input nested thousands deep would overflow the stack before any check.
+const MAX_NESTING: usize = 64;
+
+/// The offset of the first `[` or `{` (outside strings) that opens level `max + 1`, if any.
+fn nesting_beyond(text: &str, max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(offset);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn span(r: Range) -> Span {
@@ -890,6 +932,22 @@ mod tests {
 
     fn errors_of(text: &str) -> Vec<OverrideError> {
         parse_overrides(text).expect_err("should fail")
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "{\"a\":"] {
+            let close = if open == "[" { "]" } else { "}" };
+            let text = format!("{{\"activation_encodings\": {}{}}}", open.repeat(100_000), close.repeat(100_000));
+            let errors = errors_of(&text);
+            assert!(errors[0].message.contains("nested more than 64"), "{}", errors[0].message);
+            assert_eq!(errors[0].span.offset, 25 + 63 * open.len());
+        }
+        // Brackets inside strings do not count, escaped quotes do not end a string.
+        let names = format!("{{\"activation_encodings\": {{\"{}\\\"{}\": []}}}}", "[".repeat(100), "{".repeat(100));
+        assert!(nesting_beyond(&names, 64).is_none(), "{names}");
+        let errors = parse_overrides(&names).err().unwrap_or_default();
+        assert!(errors.iter().all(|e| !e.message.contains("nested")), "{errors:?}");
     }
 
     /// The SDK guide's first example (dict form, no dtype/is_symmetric).
