@@ -355,7 +355,9 @@ fn run_model(dir: &Path) -> Result<Vec<String>, String> {
         external.insert(location, data);
     }
     let graph = import_model(&model, &external).map_err(|e| format!("{label}: {e}"))?;
-    let specs = |key: &str| -> Result<Vec<(String, Vec<usize>, String)>, String> {
+    // (name, shape, dtype, file name of its raw data)
+    type Spec = (String, Vec<usize>, String, String);
+    let specs = |key: &str| -> Result<Vec<Spec>, String> {
         let list = field(&manifest, key)?;
         let list = list.as_array().ok_or_else(|| format!("{label}: {key} is not a list"))?;
         list.iter()
@@ -364,7 +366,9 @@ fn run_model(dir: &Path) -> Result<Vec<String>, String> {
                 let shape =
                     spec["shape"].as_array().map(|d| d.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect());
                 let dtype = spec["dtype"].as_str().unwrap_or("float32").to_string();
-                Ok((name, shape.unwrap_or_default(), dtype))
+                // A name that is no file name (`a/b`) has its file given as `reference`.
+                let file = spec["reference"].as_str().map_or_else(|| format!("{name}.raw"), str::to_string);
+                Ok((name, shape.unwrap_or_default(), dtype, file))
             })
             .collect()
     };
@@ -377,8 +381,8 @@ fn run_model(dir: &Path) -> Result<Vec<String>, String> {
     let mut worst: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for sample in 0..samples {
         let mut given = BTreeMap::new();
-        for (name, shape, dtype) in &input_specs {
-            let path = dir.join("inputs").join(sample.to_string()).join(format!("{name}.raw"));
+        for (name, shape, dtype, file) in &input_specs {
+            let path = dir.join("inputs").join(sample.to_string()).join(file);
             given.insert(name.clone(), read_raw(&path, shape, dtype)?);
         }
         let inputs = graph
@@ -387,8 +391,8 @@ fn run_model(dir: &Path) -> Result<Vec<String>, String> {
             .map(|&id| given.remove(graph.name(id)).ok_or_else(|| format!("{label}: no data for {:?}", graph.name(id))))
             .collect::<Result<Vec<_>, _>>()?;
         let outputs = interpret(&graph, &inputs, &mut |_, _| {}).map_err(|e| format!("{label}: {e}"))?;
-        for (name, shape, dtype) in &output_specs {
-            let path = dir.join("outputs").join(sample.to_string()).join(format!("{name}.raw"));
+        for (name, shape, dtype, file) in &output_specs {
+            let path = dir.join("outputs").join(sample.to_string()).join(file);
             let reference = read_raw(&path, shape, dtype)?;
             let k = graph
                 .outputs

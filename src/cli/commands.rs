@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diag;
+use crate::engine::owned_dir::{self, DirKind, Removal};
 use crate::engine::{self, Workspace};
 use crate::project::PROJECT_FILE;
 
@@ -104,16 +105,26 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
         Ok(c) => c,
         Err(d) => return fail(&d),
     };
-    let mut dirs = vec![config.out_dir.clone()];
+    // The cache's lock first: a build writing out/ or the cache finishes before anything is
+    // removed, and a build that starts meanwhile waits (then makes what it needs again).
+    let _lock = match crate::engine::lock_existing_cache(&config.cache_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            return fail(&[Diag::error(
+                "qairt::cache::lock",
+                format!("cannot lock the cache {}: {e}", config.cache_dir.display()),
+            )]);
+        }
+    };
+    let mut dirs = vec![(config.out_dir.clone(), DirKind::Out)];
     if cache {
-        dirs.push(config.cache_dir.clone());
+        dirs.push((config.cache_dir.clone(), DirKind::Cache));
     }
-    for dir in dirs {
-        if dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                return fail(&[Diag::error("qairt::io::write", format!("cannot remove {}: {e}", dir.display()))]);
-            }
-            println!("removed {}", dir.display());
+    for (dir, kind) in dirs {
+        match owned_dir::remove(&dir, kind) {
+            Ok(Removal::Removed) => println!("removed {}", dir.display()),
+            Ok(Removal::Absent) => {}
+            Err(diag) => return fail(&[diag]),
         }
     }
     0

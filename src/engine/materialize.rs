@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::diag::Diag;
-use crate::quant::aimet::sanitize_name;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
 use super::memo::KeyBuilder;
+use super::output_names::{name_map_json, output_file_stems};
 use super::sensitivity_stage;
 use super::stages;
 use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
@@ -36,7 +36,7 @@ enum Part {
     Encodings,
     /// `model.bin`.
     Model,
-    /// `outputs/` and `reference/`.
+    /// `outputs/`, `reference/` and `output_names.json`.
     Runs,
     /// `verify/`.
     Verify,
@@ -66,7 +66,9 @@ fn part_key(ws: &Workspace, project: ProjectInput, target: TargetInput, part: Pa
         Part::Runs => key
             .digest("simulate", &ws.stage_key(project, target, Stage::Simulate)?)
             .digest("reference", &stages::reference_record(&ws.db, project)?.key)
-            .bytes("output files", ws.config.verify.output_files.name().as_bytes()),
+            .bytes("output files", ws.config.verify.output_files.name().as_bytes())
+            // Since distinct file names and output_names.json (older manifests lack the map).
+            .bytes("layout", b"2"),
         Part::Verify => {
             let mut key = key
                 .digest("verify", &ws.stage_key(project, target, Stage::Verify)?)
@@ -108,16 +110,22 @@ fn render(
         Part::Runs => {
             let simulated = stages::simulate_value(db, project, target)?;
             let reference = stages::reference_value(db, project)?;
+            let stems = output_file_stems(&simulated.outputs.output_names);
+            files.push((
+                "output_names.json".to_string(),
+                name_map_json(&simulated.outputs.output_names, &stems).into_bytes(),
+            ));
             for (dir, run) in [("outputs", &simulated.outputs), ("reference", &*reference)] {
+                debug_assert_eq!(run.output_names, simulated.outputs.output_names);
                 for (n, sample) in run.samples.iter().enumerate() {
-                    for (name, tensor) in run.output_names.iter().zip(sample) {
+                    for (stem, tensor) in stems.iter().zip(sample) {
                         // Each output in its own element type (the SDK's native output files),
                         // or float32 for every output (the SDK's default form).
                         let bytes = match output_files {
                             OutputFiles::Native => tensor.data.to_packed_bytes(),
                             OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
                         };
-                        files.push((format!("{dir}/Result_{n}/{}.raw", sanitize_name(name)), bytes));
+                        files.push((format!("{dir}/Result_{n}/{stem}.raw"), bytes));
                     }
                 }
             }
@@ -190,7 +198,9 @@ fn provenance(ws: &Workspace, project: ProjectInput, target: TargetInput, name: 
         .input_digests()
         .into_iter()
         .map(|(path, digest)| {
-            let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            // Relative even when outside the project (`../data/x.raw`): out/ does not depend
+            // on where the project was checked out.
+            let shown = crate::project::paths::relative_to(root, &path).display().to_string();
             (shown, digest.to_hex().to_string())
         })
         .collect();
@@ -213,6 +223,7 @@ fn provenance(ws: &Workspace, project: ProjectInput, target: TargetInput, name: 
 }
 
 pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInput) -> Result<(), Failed> {
+    super::owned_dir::claim(&ws.config.out_dir, super::owned_dir::DirKind::Out).map_err(|diag| Failed(vec![diag]))?;
     let name = target.name(&ws.db).clone();
     let dir = ws.config.out_dir.join(&name);
     let tmp = ws.config.out_dir.join(".tmp");

@@ -13,6 +13,8 @@ mod golden_stage;
 mod inputs;
 mod materialize;
 mod memo;
+mod output_names;
+pub mod owned_dir;
 mod samples;
 mod sensitivity_stage;
 mod snoop;
@@ -36,6 +38,12 @@ pub struct CacheStats {
     pub object_bytes: u64,
     pub actions: usize,
     pub action_bytes: u64,
+}
+
+/// Takes the lock of the cache at `root` without creating a cache (see
+/// [`store::lock_existing`]); `None` when there is no cache.
+pub fn lock_existing_cache(root: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    store::lock_existing(root)
 }
 
 pub fn cache_stats(store: &Store) -> std::io::Result<CacheStats> {

@@ -1,9 +1,12 @@
 //! Remembers `(path, size, mtime, inode) -> blake3` so an unchanged file is not re-read on
 //! every build (git's index does the same). Kept in `cache/stamps`.
 //!
-//! A file rewritten with the same size inside one mtime tick would be missed; mtimes here
-//! have nanosecond resolution, and `qairt cache verify` plus any content change of size or
-//! inode still catch it.
+//! A file rewritten with the same size inside one mtime tick would look unchanged: file
+//! systems stamp mtimes from a coarse clock (a few milliseconds on Linux, up to 2 s on some),
+//! so an editor or `qairt watch`'s user saving twice quickly can do exactly that. As git does
+//! with "racily clean" entries, a stamp whose mtime is too recent to be settled is not trusted:
+//! such a file is hashed again on every look until its mtime is [`SETTLED`] old. A stamp is
+//! also not kept when the file changed while it was read.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,6 +30,15 @@ pub struct Stamps {
     entries: BTreeMap<PathBuf, Stamp>,
     #[serde(skip)]
     dirty: bool,
+}
+
+/// How old an mtime must be before a stamp with it is trusted: beyond the coarsest mtime
+/// granularity of common file systems (FAT's 2 s), so any later write gets a later mtime.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn is_settled(mtime_ns: i128) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+    now - mtime_ns >= SETTLED.as_nanos() as i128
 }
 
 fn stat(path: &Path) -> io::Result<(u64, i128, u64)> {
@@ -80,7 +92,13 @@ impl Stamps {
         }
         let bytes = fs::read(path)?;
         let digest = blake3::hash(&bytes);
-        self.remember(path, (size, mtime_ns, inode), digest);
+        let after = stat(path)?;
+        if after == (size, mtime_ns, inode) && is_settled(mtime_ns) {
+            self.remember(path, after, digest);
+        } else {
+            // Not vouched for: the next look hashes the file again.
+            self.dirty |= self.entries.remove(path).is_some();
+        }
         Ok(digest)
     }
 
@@ -119,10 +137,29 @@ mod tests {
         fs::write(&file, b"two!").unwrap();
         assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"two!"));
 
+        // Settled (mtime a minute ago): the stamp is kept, saved and trusted.
+        let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::File::options().write(true).open(&file).unwrap().set_modified(minute_ago).unwrap();
+        assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"two!"));
         let saved = dir.path().join("stamps");
         stamps.save(&saved, dir.path()).unwrap();
         let mut reloaded = Stamps::load(&saved);
+        assert!(reloaded.entries.contains_key(&file));
         assert!(reloaded.holds(&file, &blake3::hash(b"two!")));
         assert!(!reloaded.dirty, "a known stamp does not dirty the cache");
+    }
+
+    #[test]
+    fn a_same_size_rewrite_within_one_mtime_tick_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overrides.json");
+        let mut stamps = Stamps::default();
+        fs::write(&file, b"aaaa").unwrap();
+        let tick = fs::metadata(&file).unwrap().modified().unwrap();
+        assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"aaaa"));
+        // Same size, same inode, and (forced) the same mtime: only the content differs.
+        fs::write(&file, b"bbbb").unwrap();
+        fs::File::options().write(true).open(&file).unwrap().set_modified(tick).unwrap();
+        assert_eq!(stamps.digest(&file).unwrap(), blake3::hash(b"bbbb"));
     }
 }

@@ -51,12 +51,25 @@ pub struct Store {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
-    /// Opens (creating if needed) the store rooted at `root`.
-    pub fn open(root: &Path) -> io::Result<Store> {
+    /// Opens the store rooted at `root`, creating (and tagging) it if needed. A directory
+    /// qairt did not make is refused (see `owned_dir`).
+    pub fn open(root: &Path) -> Result<Store, crate::diag::Diag> {
+        let store = Store { root: root.to_path_buf() };
+        store.ensure_layout().map_err(|e| {
+            crate::diag::Diag::error("qairt::cache::io", format!("cannot open the cache at {}: {e}", root.display()))
+        })?;
+        Ok(store)
+    }
+
+    /// The tagged root and its subdirectories, made again if `qairt clean --cache` removed
+    /// them since the store was opened.
+    fn ensure_layout(&self) -> io::Result<()> {
+        super::owned_dir::claim(&self.root, super::owned_dir::DirKind::Cache)
+            .map_err(|diag| io::Error::other(diag.message))?;
         for sub in ["objects", "actions", "tmp"] {
-            fs::create_dir_all(root.join(sub))?;
+            fs::create_dir_all(self.root.join(sub))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -73,11 +86,16 @@ impl Store {
         self.root.join("actions").join(&hex[..2]).join(hex.as_str())
     }
 
-    /// Takes the store's exclusive lock (blocking until a concurrent build releases it).
+    /// Takes the store's exclusive lock (blocking until a concurrent build or `clean`
+    /// releases it). When the store was removed while this process waited, it is made again
+    /// and the new lock file taken, so the holder always writes into a store that exists.
     pub fn lock(&self) -> io::Result<File> {
-        let file = File::options().create(true).truncate(false).write(true).open(self.root.join("lock"))?;
-        file.lock()?;
-        Ok(file)
+        loop {
+            self.ensure_layout()?;
+            if let Some(file) = lock_existing(&self.root)? {
+                return Ok(file);
+            }
+        }
     }
 
     /// Stores `bytes` and returns their digest. Existing objects are left alone.
@@ -166,6 +184,42 @@ impl Store {
         }
         Ok((checked, bad))
     }
+}
+
+/// Takes the lock of the store at `root` if the store exists (blocking until its holder lets
+/// go), without creating anything: `qairt clean` locks a cache only to remove it. `Ok(None)`
+/// when there is no store, or it was removed while waiting.
+pub fn lock_existing(root: &Path) -> io::Result<Option<File>> {
+    let path = root.join("lock");
+    let file = match File::options().create(false).write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if !root.join("objects").is_dir() {
+                return Ok(None);
+            }
+            // A store written before the lock file existed, or whose lock file was lost.
+            File::options().create(true).truncate(false).write(true).open(&path)?
+        }
+        Err(e) => return Err(e),
+    };
+    file.lock()?;
+    Ok(is_same_file(&file, &path).then_some(file))
+}
+
+/// Whether `path` still names `file` (it does not once the directory was removed and made
+/// again while we waited for the lock).
+#[cfg(unix)]
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 fn list_two_level(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {

@@ -84,8 +84,13 @@ pub struct Workspace {
     targets: BTreeMap<String, TargetInput>,
     /// Targets built in addition to those of `qairt.toml`, never materialized.
     generated: Vec<TargetConfig>,
-    /// Every path the last load read, for the watcher.
-    watched: BTreeSet<PathBuf>,
+    /// Every path the last load read (or tried to), with the content digest it saw (`None`:
+    /// missing or unreadable then). The watcher rebuilds when what is on disk differs from
+    /// this, so a file that is still missing, or a `qairt.toml` that is still broken, is no
+    /// reason to build again, and a file that comes back is.
+    seen: BTreeMap<PathBuf, Option<Digest>>,
+    /// The digest of `qairt.toml` as the last load read it (valid or not).
+    seen_config: Option<Digest>,
     /// Command-line replacements for `[verify] mode`, `metrics` and `suggest_precision`.
     debug_override: DebugOverride,
 }
@@ -141,12 +146,7 @@ impl Workspace {
         let text =
             std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
         let config = parse_config(config_path, &text)?;
-        let store = Store::open(&config.cache_dir).map_err(|e| {
-            vec![Diag::error(
-                "qairt::cache::io",
-                format!("cannot open the cache at {}: {e}", config.cache_dir.display()),
-            )]
-        })?;
+        let store = Store::open(&config.cache_dir).map_err(|diag| vec![diag])?;
         let stamps = Stamps::load(&config.cache_dir.join("stamps"));
         Ok(Workspace {
             db: database(store),
@@ -157,7 +157,8 @@ impl Workspace {
             project: None,
             targets: BTreeMap::new(),
             generated: Vec::new(),
-            watched: BTreeSet::new(),
+            seen: BTreeMap::new(),
+            seen_config: None,
             debug_override: DebugOverride::default(),
         })
     }
@@ -183,6 +184,13 @@ impl Workspace {
         debug
     }
 
+    /// Temporaries that a killed writer left in the cache's `tmp/` and `out/.tmp/` (called
+    /// with the cache's lock held, which every writer holds).
+    fn remove_crash_leftovers(&self) {
+        super::owned_dir::remove_leftover_temporaries(&self.config.cache_dir.join("tmp"));
+        super::owned_dir::remove_leftover_temporaries(&self.config.out_dir.join(".tmp"));
+    }
+
     /// Runs (or reads from the cache) the sensitivity analysis of a quantized target, then
     /// re-materializes `out/<target>/`, which then holds the suggested overrides and a
     /// `report.html` that shows them.
@@ -191,6 +199,7 @@ impl Workspace {
             .store()
             .lock()
             .map_err(|e| vec![Diag::error("qairt::cache::lock", format!("cannot lock the cache: {e}"))])?;
+        self.remove_crash_leftovers();
         self.load()?;
         let (project, input) = self.inputs_of(target).map_err(|f| f.0)?;
         // The build first, so the report has the verify summary it shows the suggestion beside.
@@ -245,7 +254,7 @@ impl Workspace {
     }
 
     pub fn watched_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self.watched.iter().cloned().collect();
+        let mut paths: Vec<PathBuf> = self.seen.keys().cloned().collect();
         paths.push(self.config.file.clone());
         paths
     }
@@ -256,8 +265,9 @@ impl Workspace {
 
     /// The salsa input for `path`, created or updated from its current content.
     fn file(&mut self, path: &Path) -> std::io::Result<SourceFile> {
-        let digest = self.stamps.digest(path)?;
-        self.watched.insert(path.to_path_buf());
+        let digest = self.stamps.digest(path);
+        self.seen.insert(path.to_path_buf(), digest.as_ref().ok().copied());
+        let digest = digest?;
         if let Some(&file) = self.files.get(path) {
             if file.digest(&self.db) != digest {
                 file.set_digest(&mut self.db).to(digest);
@@ -271,10 +281,13 @@ impl Workspace {
 
     /// Re-reads `qairt.toml` and every input it names, updating salsa inputs that changed.
     pub fn load(&mut self) -> Result<(), Vec<Diag>> {
-        self.watched.clear();
+        self.seen.clear();
         let config_path = self.config.file.clone();
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
+        let bytes = std::fs::read(&config_path);
+        self.seen_config = bytes.as_ref().ok().map(|b| blake3::hash(b));
+        let text = bytes
+            .and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+            .map_err(|e| vec![io_diag(&config_path, &e, "the project file")])?;
         let digest = blake3::hash(text.as_bytes());
         if digest != self.config_digest {
             let config = parse_config(&config_path, &text)?;
@@ -572,7 +585,7 @@ impl Workspace {
             diags.push(missing(&config, dir, &e, "the golden directory"));
             return None;
         }
-        self.watched.insert(dir.to_path_buf());
+        self.seen.insert(dir.to_path_buf(), None);
         let mut paths = Vec::new();
         let mut pending = vec![dir.to_path_buf()];
         while let Some(current) = pending.pop() {
@@ -646,10 +659,15 @@ impl Workspace {
             .collect();
         paths.sort();
         for path in paths {
-            self.watched.insert(path.clone());
             match std::fs::read_to_string(&path) {
-                Ok(text) => files.push((path.display().to_string(), Arc::from(text))),
-                Err(e) => diags.push(io_diag(&path, &e, "the rules file")),
+                Ok(text) => {
+                    self.seen.insert(path.clone(), Some(blake3::hash(text.as_bytes())));
+                    files.push((path.display().to_string(), Arc::from(text)));
+                }
+                Err(e) => {
+                    self.seen.insert(path.clone(), None);
+                    diags.push(io_diag(&path, &e, "the rules file"));
+                }
             }
         }
         files
@@ -709,6 +727,7 @@ impl Workspace {
                 return report;
             }
         };
+        self.remove_crash_leftovers();
         if let Err(diags) = self.load() {
             report.errors = diags;
             return report;
@@ -866,20 +885,21 @@ impl Workspace {
     pub fn input_digests(&self) -> BTreeMap<PathBuf, Digest> {
         self.files
             .iter()
-            .filter(|(p, _)| self.watched.contains(*p))
+            .filter(|(p, _)| self.seen.get(*p).is_some_and(Option::is_some))
             .map(|(p, f)| (p.clone(), f.digest(&self.db)))
             .collect()
     }
 }
 
 impl Workspace {
-    /// Whether any input read by the last load (or the project file, or a rules file) now
-    /// has different content. Stats first; hashes only files whose stamp moved.
+    /// Whether any input now differs from what the last load saw: `qairt.toml`, every file it
+    /// read or tried to read (one that was missing and exists now counts, one that is still
+    /// missing does not), and the set of rule files. Stats first; hashes only files whose
+    /// stamp moved.
     pub fn inputs_changed(&mut self) -> bool {
-        let config_path = self.config.file.clone();
-        match std::fs::read(&config_path) {
-            Ok(bytes) if blake3::hash(&bytes) == self.config_digest => {}
-            _ => return true,
+        let config_now = std::fs::read(&self.config.file).ok().map(|bytes| blake3::hash(&bytes));
+        if config_now != self.seen_config {
+            return true;
         }
         let rules_dir = self.config.root.join("rules");
         let rules_now: BTreeSet<PathBuf> = std::fs::read_dir(&rules_dir)
@@ -890,34 +910,12 @@ impl Workspace {
                     .collect()
             })
             .unwrap_or_default();
-        let rules_before: BTreeSet<PathBuf> =
-            self.watched.iter().filter(|p| p.starts_with(&rules_dir)).cloned().collect();
+        let rules_before: BTreeSet<PathBuf> = self.seen.keys().filter(|p| p.starts_with(&rules_dir)).cloned().collect();
         if rules_now != rules_before {
             return true;
         }
-        let paths: Vec<PathBuf> = self.watched.iter().cloned().collect();
-        for path in paths {
-            let now = self.stamps.digest(&path).ok();
-            let before = self.files.get(&path).map(|f| f.digest(&self.db));
-            let is_rule = path.starts_with(&rules_dir);
-            if !is_rule && now != before {
-                return true;
-            }
-            if is_rule && now.is_none() {
-                return true;
-            }
-        }
-        // Rules are read whole on each load; compare their text through the rules input.
-        if let Some(project) = self.project {
-            let texts = project.rules(&self.db).files(&self.db).clone();
-            for (name, text) in texts.iter() {
-                match std::fs::read_to_string(name) {
-                    Ok(now) if now.as_str() == &**text => {}
-                    _ => return true,
-                }
-            }
-        }
-        false
+        let seen: Vec<(PathBuf, Option<Digest>)> = self.seen.iter().map(|(p, d)| (p.clone(), *d)).collect();
+        seen.into_iter().any(|(path, before)| self.stamps.digest(&path).ok() != before)
     }
 }
 

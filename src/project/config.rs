@@ -118,6 +118,9 @@ struct RawProject {
     name: Spanned<String>,
     out_dir: Option<Spanned<String>>,
     cache_dir: Option<Spanned<String>>,
+    /// Lets `out_dir` and `cache_dir` name directories outside the project (never the project
+    /// itself or a directory that contains it).
+    dirs_outside_project: Option<Spanned<bool>>,
     checkpoint_budget_mb: Option<Spanned<i64>>,
 }
 
@@ -409,6 +412,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
     }
     let out_dir = project.out_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("out"));
     let cache_dir = project.cache_dir.as_ref().map(resolve).unwrap_or_else(|| root.join("cache"));
+    check_written_dirs(&mut check, &root, project, &out_dir, &cache_dir);
     let checkpoint_budget = match &project.checkpoint_budget_mb {
         None => DEFAULT_CHECKPOINT_BUDGET_MB << 20,
         Some(v) if (0..=MAX_CHECKPOINT_BUDGET_MB).contains(v.get_ref()) => (*v.get_ref() as u64) << 20,
@@ -492,21 +496,21 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
             );
             continue;
         };
-        let valid_name = !name.get_ref().is_empty()
-            && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !valid_name {
+        if let Some(problem) = super::paths::target_name_problem(name.get_ref()) {
             check.error(
                 name,
-                "a target name must be non-empty and use only letters, digits, '-', '_' and '.'",
-                "it names the directory out/<target>/",
+                problem,
+                "it names the directory out/<target>/: use letters, digits, '-', '_' and '.', e.g. \"htp-w8a8\"",
             );
         }
-        if targets.iter().any(|other| other.name == *name.get_ref()) {
-            check.error(
-                name,
-                format!("target \"{}\" is defined twice", name.get_ref()),
-                "give every target a unique name",
-            );
+        if let Some(other) = targets.iter().find(|other| other.name.eq_ignore_ascii_case(name.get_ref())) {
+            let message = if other.name == *name.get_ref() {
+                format!("target \"{}\" is defined twice", name.get_ref())
+            } else {
+                // Case-insensitive file systems (macOS, Windows) would give both one directory.
+                format!("targets \"{}\" and \"{}\" differ only in case", other.name, name.get_ref())
+            };
+            check.error(name, message, "give every target a unique name (out/<target>/ is its directory)");
         }
         targets.push(TargetConfig {
             name: name.get_ref().clone(),
@@ -585,6 +589,9 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
             "add golden = \"<dump directory>\" to [verify]",
         );
     }
+    if let Some(golden) = &v.golden {
+        check_golden_dir(&mut check, &root, golden);
+    }
     let verify = VerifyConfig {
         input_list: resolve(&v.input_list),
         labels: v.labels.as_ref().map(resolve),
@@ -612,6 +619,75 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         targets,
         verify,
     })
+}
+
+/// `out_dir` and `cache_dir` are removed whole by `qairt clean`: neither may be the project
+/// directory or contain it, nor contain the other, and both stay inside the project unless
+/// `dirs_outside_project = true` says the user means it.
+fn check_written_dirs(check: &mut Checker, root: &Path, project: &RawProject, out_dir: &Path, cache_dir: &Path) {
+    use super::paths::{Placement, overlap, placement};
+    let outside_allowed = project.dirs_outside_project.as_ref().is_some_and(|flag| *flag.get_ref());
+    for (key, raw, dir) in [("out_dir", &project.out_dir, out_dir), ("cache_dir", &project.cache_dir, cache_dir)] {
+        let Some(raw) = raw else { continue };
+        let (message, help) = match placement(root, dir) {
+            Placement::Inside => continue,
+            Placement::Outside if outside_allowed => continue,
+            Placement::ProjectRoot => (
+                format!("{key} names the project directory itself"),
+                format!(
+                    "`qairt clean` removes {key} whole: name a directory of its own, e.g. {key} = \"{}\"",
+                    default_dir(key)
+                ),
+            ),
+            Placement::Ancestor => (
+                format!("{key} names a directory that contains the project"),
+                format!(
+                    "`qairt clean` removes {key} whole: name a directory inside the project, e.g. {key} = \"{}\"",
+                    default_dir(key)
+                ),
+            ),
+            Placement::Outside => (
+                format!("{key} is outside the project directory"),
+                format!(
+                    "name a directory inside the project (e.g. {key} = \"{}\"), or add dirs_outside_project = true to [project] if it is meant to be elsewhere",
+                    default_dir(key)
+                ),
+            ),
+        };
+        check.error(raw, message, help);
+    }
+    if overlap(out_dir, cache_dir) {
+        let span = project.cache_dir.as_ref().or(project.out_dir.as_ref());
+        if let Some(span) = span {
+            check.error(
+                span,
+                "out_dir and cache_dir overlap (one is, or contains, the other)",
+                "give each its own directory: `qairt clean` removes out_dir and keeps the cache",
+            );
+        }
+    }
+}
+
+fn default_dir(key: &str) -> &'static str {
+    if key == "out_dir" { "out" } else { "cache" }
+}
+
+/// `[verify] golden` is read recursively: a relative path stays inside the project (an absolute
+/// path says the user means a dump elsewhere), and it is never the project or a directory
+/// containing it (qairt's own `out/` and cache would be read as a dump).
+fn check_golden_dir(check: &mut Checker, root: &Path, golden: &Spanned<String>) {
+    use super::paths::{Placement, placement};
+    let dir = root.join(golden.get_ref());
+    let help =
+        "name the dump directory itself, e.g. golden = \"golden\", or an absolute path for a dump outside the project";
+    match placement(root, &dir) {
+        Placement::Inside => {}
+        Placement::Outside if Path::new(golden.get_ref()).is_absolute() => {}
+        Placement::Outside => check.error(golden, "golden climbs out of the project directory", help),
+        Placement::ProjectRoot | Placement::Ancestor => {
+            check.error(golden, "golden names the project directory or one that contains it", help)
+        }
+    }
 }
 
 /// `[verify.checker.<class>]` tables over the SDK checker's defaults: a number sets an
@@ -957,5 +1033,59 @@ min_sqnr_db = 25.0
         a.path_spans.clear();
         b.path_spans.clear();
         assert_eq!(a, b);
+    }
+
+    fn with_project_keys(keys: &str) -> String {
+        MINIMAL.replace("name = \"digits\"", &format!("name = \"digits\"\n{keys}"))
+    }
+
+    #[test]
+    fn written_dirs_cannot_be_the_project_an_ancestor_or_elsewhere() {
+        for (keys, expected) in [
+            ("out_dir = \"..\"", "contains the project"),
+            ("out_dir = \"/\"", "contains the project"),
+            ("out_dir = \".\"", "the project directory itself"),
+            ("out_dir = \"out/..\"", "the project directory itself"),
+            ("cache_dir = \"./\"", "the project directory itself"),
+            ("out_dir = \"../elsewhere\"", "outside the project"),
+            ("out_dir = \"/tmp/out\"", "outside the project"),
+            ("out_dir = \"build\"\ncache_dir = \"build/cache\"", "overlap"),
+            ("out_dir = \"same\"\ncache_dir = \"same\"", "overlap"),
+        ] {
+            let text = with_project_keys(keys);
+            let diags = parse(&text).expect_err(keys);
+            assert!(diags.iter().any(|d| d.message.contains(expected)), "{keys}: {:?}", diags);
+            assert_eq!(line_of(&text, &diags[0]), 4 + keys.matches('\n').count(), "{keys}");
+        }
+        // Outside on purpose: allowed, but never the project or an ancestor.
+        let cfg = parse(&with_project_keys("out_dir = \"/tmp/out\"\ndirs_outside_project = true")).unwrap();
+        assert_eq!(cfg.out_dir, Path::new("/tmp/out"));
+        assert!(parse(&with_project_keys("out_dir = \"..\"\ndirs_outside_project = true")).is_err());
+        // Inside, however spelled.
+        let cfg = parse(&with_project_keys("out_dir = \"build/../artifacts\"\ncache_dir = \"/p/.cache\"")).unwrap();
+        assert_eq!(cfg.cache_dir, Path::new("/p/.cache"));
+    }
+
+    #[test]
+    fn target_names_must_be_directory_names() {
+        for bad in ["..", ".", ".tmp", "a/b", ""] {
+            let text = MINIMAL.replace("name = \"cpu\"", &format!("name = \"{bad}\""));
+            let diags = parse(&text).expect_err(bad);
+            assert!(diags[0].help.as_deref().unwrap_or("").contains("out/<target>/"), "{bad}: {:?}", diags);
+        }
+        let text = MINIMAL.replace("name = \"cpu\"", "name = \"HTP-w8a16\"");
+        let diags = parse(&text).unwrap_err();
+        assert!(diags[0].message.contains("differ only in case"), "{:?}", diags);
+    }
+
+    #[test]
+    fn golden_stays_in_the_project_unless_given_absolute() {
+        let with_golden = |g: &str| MINIMAL.replace("[verify]\n", &format!("[verify]\ngolden = \"{g}\"\n"));
+        assert!(parse(&with_golden("dumps/golden")).is_ok());
+        assert!(parse(&with_golden("/data/dumps")).is_ok());
+        for bad in ["../..", "..", ".", "/", "../dumps"] {
+            let diags = parse(&with_golden(bad)).expect_err(bad);
+            assert!(diags[0].message.starts_with("golden"), "{bad}: {:?}", diags);
+        }
     }
 }

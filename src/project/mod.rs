@@ -5,6 +5,7 @@
 
 mod config;
 mod input_list;
+pub mod paths;
 
 pub use config::{
     CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, TargetConfig, Thresholds, VerifyConfig, parse_config,

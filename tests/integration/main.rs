@@ -13,6 +13,7 @@ mod qdq_export;
 mod qdq_input;
 mod quant_features;
 mod real_inputs;
+mod safety;
 mod specialize;
 mod sweep;
 mod threads;

@@ -1,0 +1,320 @@
+//! The directories qairt owns: `out/` and the cache. qairt creates them, marks them with a tag
+//! file, writes only into marked directories, and `qairt clean` removes only a marked one. A
+//! directory qairt did not make (a typo in `out_dir`, a symlink to somewhere else, a folder
+//! that happens to be called `cache`) is never written into or deleted.
+//!
+//! The cache's tag is a standard `CACHEDIR.TAG` (backup tools skip the directory); `out/`'s is
+//! qairt's own, since `out/` holds the deliverables and must be backed up like any build output.
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::Path;
+
+use crate::diag::Diag;
+
+/// The signature line the Cache Directory Tagging Specification requires.
+const CACHEDIR_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+const OUT_SIGNATURE: &str = "Signature: qairt output directory";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirKind {
+    /// `out_dir`: `out/<target>/` for every target, and `out/.tmp/` while writing.
+    Out,
+    /// `cache_dir`: the content-addressed store.
+    Cache,
+}
+
+impl DirKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            DirKind::Out => "out_dir",
+            DirKind::Cache => "cache_dir",
+        }
+    }
+
+    fn tag_file(self) -> &'static str {
+        match self {
+            DirKind::Out => ".qairt-out",
+            DirKind::Cache => "CACHEDIR.TAG",
+        }
+    }
+
+    fn tag_text(self) -> String {
+        match self {
+            DirKind::Out => format!(
+                "{OUT_SIGNATURE}\n# Made by qairt: `qairt clean` removes this directory, and the next `qairt build` \
+                 restores it from the cache.\n"
+            ),
+            DirKind::Cache => format!(
+                "{CACHEDIR_SIGNATURE}\n# This file is a cache directory tag created by qairt.\n# For information about \
+                 cache directory tags, see https://bford.info/cachedir/\n"
+            ),
+        }
+    }
+
+    /// Whether `text` is this kind's tag as qairt writes it (a `CACHEDIR.TAG` of another tool
+    /// marks a cache that is not ours).
+    fn is_tag(self, text: &str) -> bool {
+        match self {
+            DirKind::Out => text.starts_with(OUT_SIGNATURE),
+            DirKind::Cache => text.starts_with(CACHEDIR_SIGNATURE) && text.contains("created by qairt"),
+        }
+    }
+
+    /// What a directory of this kind written by a qairt from before the tags holds: such a
+    /// directory is adopted (tagged) rather than refused.
+    fn is_untagged_layout(self, dir: &Path) -> io::Result<bool> {
+        let names = entry_names(dir)?;
+        Ok(match self {
+            // Any part of the layout: a build makes the subdirectories one by one.
+            DirKind::Cache => names.iter().all(|n| CACHE_ENTRIES.contains(&n.as_str())),
+            DirKind::Out => names.iter().all(|name| {
+                let sub = dir.join(name);
+                name == ".tmp"
+                    || (sub.is_dir()
+                        && sub.join("build.json").is_file()
+                        && entry_names(&sub)
+                            .is_ok_and(|inner| inner.iter().all(|n| TARGET_DIR_ENTRIES.contains(&n.as_str()))))
+            }),
+        })
+    }
+}
+
+/// What the cache holds (every name qairt writes there).
+const CACHE_ENTRIES: &[&str] = &["objects", "actions", "tmp", "lock", "stamps", "last"];
+
+/// What `out/<target>/` holds (every name qairt writes there).
+const TARGET_DIR_ENTRIES: &[&str] = &[
+    "build.json",
+    "model.bin",
+    "encodings.json",
+    "model.qdq.onnx",
+    "output_names.json",
+    "outputs",
+    "reference",
+    "verify",
+];
+
+fn entry_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+/// Whether `dir` carries qairt's tag of `kind`.
+pub fn is_owned(dir: &Path, kind: DirKind) -> bool {
+    fs::read_to_string(dir.join(kind.tag_file())).is_ok_and(|text| kind.is_tag(&text))
+}
+
+/// Makes sure `dir` is a directory qairt owns before anything is written into it: creates and
+/// tags it when missing, tags it when empty or laid out as an older qairt left it, and refuses
+/// (a diagnostic, nothing written) a directory that holds anything else.
+pub fn claim(dir: &Path, kind: DirKind) -> Result<(), Diag> {
+    if is_owned(dir, kind) {
+        return Ok(());
+    }
+    let io_error = |e: io::Error| {
+        Diag::error("qairt::io::write", format!("cannot create the {} {}: {e}", kind.key(), dir.display()))
+    };
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            create_tagged(dir, kind).map_err(io_error)?;
+            // Made whole, or someone else made it meanwhile: look again.
+            return if is_owned(dir, kind) { Ok(()) } else { claim(dir, kind) };
+        }
+        Err(e) => return Err(io_error(e)),
+        Ok(meta) if !meta.is_dir() => return Err(not_ours(dir, kind, "it is not a directory qairt made")),
+        Ok(_) => {
+            let empty = entry_names(dir).map_err(io_error)?.is_empty();
+            if !empty && !kind.is_untagged_layout(dir).map_err(io_error)? {
+                return Err(not_ours(dir, kind, "it holds files qairt did not write"));
+            }
+        }
+    }
+    super::store::write_atomically(dir, &dir.join(kind.tag_file()), kind.tag_text().as_bytes()).map_err(io_error)
+}
+
+/// Creates `dir` with its tag already inside: the tagged directory is made beside it under a
+/// unique name and renamed into place, so a concurrent `qairt clean` never sees it untagged. A
+/// directory that appeared meanwhile wins (the rename fails and the spare is removed).
+fn create_tagged(dir: &Path, kind: DirKind) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    let spare = sibling(dir, &format!("qairt-new-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&spare);
+    fs::create_dir(&spare)?;
+    let made = fs::write(spare.join(kind.tag_file()), kind.tag_text()).and_then(|()| fs::rename(&spare, dir));
+    if made.is_err() {
+        let _ = fs::remove_dir_all(&spare);
+        if dir.is_dir() {
+            return Ok(());
+        }
+    }
+    made
+}
+
+fn not_ours(dir: &Path, kind: DirKind, why: &str) -> Diag {
+    Diag::error(
+        "qairt::project::foreign_dir",
+        format!(
+            "{} {} was not made by qairt: {why}, so qairt will not write into it or remove it",
+            kind.key(),
+            dir.display()
+        ),
+    )
+    .with_help(format!(
+        "point {} in qairt.toml at a new directory (qairt creates it), or move the directory's contents away",
+        kind.key()
+    ))
+}
+
+/// What [`remove`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    Absent,
+}
+
+/// Removes `dir` whole if qairt owns it; refuses a directory without qairt's tag.
+pub fn remove(dir: &Path, kind: DirKind) -> Result<Removal, Diag> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Removal::Absent),
+        Err(e) => {
+            return Err(Diag::error("qairt::io::read", format!("cannot read {}: {e}", dir.display())));
+        }
+        Ok(meta) if meta.is_dir() && is_owned(dir, kind) => {}
+        Ok(_) => {
+            return Err(Diag::error(
+                "qairt::clean::not_ours",
+                format!("{} {} was not made by qairt (it has no {} tag); not removing it", kind.key(), dir.display(), kind.tag_file()),
+            )
+            .with_help(format!(
+                "qairt clean removes only directories qairt created; remove this one yourself if you are sure, or fix {} in qairt.toml",
+                kind.key()
+            )));
+        }
+    }
+    // Renamed away first, then deleted: a concurrent build sees the whole tagged directory or
+    // none, never one half deleted (which it could not tell from a directory of someone else).
+    let doomed = sibling(dir, &format!("qairt-removing-{}", std::process::id()));
+    let target = if fs::rename(dir, &doomed).is_ok() { doomed } else { dir.to_path_buf() };
+    fs::remove_dir_all(&target)
+        .map_err(|e| Diag::error("qairt::io::write", format!("cannot remove {}: {e}", dir.display())))?;
+    Ok(Removal::Removed)
+}
+
+/// `.<name>.<suffix>` beside `dir`: where a directory is made or removed out of sight.
+fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    parent.join(format!(".{name}.{suffix}"))
+}
+
+/// Removes what writers that died left in a temporary directory (`out/.tmp`, the cache's
+/// `tmp/`). Called with the cache's lock held: every writer holds it, so a temporary of
+/// another process is a leftover; on Linux a running process's files are kept regardless
+/// (two projects may share an `out_dir` outside the project under different caches).
+pub fn remove_leftover_temporaries(tmp_dir: &Path) {
+    let Ok(entries) = fs::read_dir(tmp_dir) else { return };
+    let ours = format!("{}-", std::process::id());
+    let proc_fs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&ours) {
+            continue;
+        }
+        let pid = name.split('-').next().unwrap_or("");
+        let running = proc_fs && !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if !running {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_directory_is_made_tagged_and_removable() {
+        let tmp = tempfile::tempdir().unwrap();
+        for kind in [DirKind::Out, DirKind::Cache] {
+            let dir = tmp.path().join(kind.key()).join("nested");
+            claim(&dir, kind).unwrap();
+            assert!(is_owned(&dir, kind));
+            assert!(!is_owned(&dir, if kind == DirKind::Out { DirKind::Cache } else { DirKind::Out }));
+            fs::write(dir.join("file"), b"x").unwrap();
+            claim(&dir, kind).unwrap();
+            assert_eq!(remove(&dir, kind).unwrap(), Removal::Removed);
+            assert!(!dir.exists());
+            assert_eq!(remove(&dir, kind).unwrap(), Removal::Absent);
+        }
+    }
+
+    #[test]
+    fn a_directory_of_someone_else_is_never_written_or_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("precious.txt"), b"keep me").unwrap();
+        for kind in [DirKind::Out, DirKind::Cache] {
+            let refused = claim(&dir, kind).unwrap_err();
+            assert_eq!(refused.code, "qairt::project::foreign_dir");
+            assert!(remove(&dir, kind).is_err());
+        }
+        // Another tool's cache directory tag is not qairt's.
+        fs::write(dir.join("CACHEDIR.TAG"), format!("{CACHEDIR_SIGNATURE}\n# created by cargo\n")).unwrap();
+        assert!(remove(&dir, DirKind::Cache).is_err());
+        assert_eq!(fs::read(dir.join("precious.txt")).unwrap(), b"keep me");
+        assert_eq!(entry_names(&dir).unwrap().len(), 2);
+        // A file where the directory should be.
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(claim(&file, DirKind::Out).is_err());
+        assert!(remove(&file, DirKind::Out).is_err());
+        assert_eq!(fs::read(&file).unwrap(), b"x");
+    }
+
+    #[test]
+    fn empty_and_older_qairt_directories_are_adopted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        claim(&empty, DirKind::Out).unwrap();
+        assert!(is_owned(&empty, DirKind::Out));
+
+        let cache = tmp.path().join("cache");
+        for sub in ["objects/ab", "actions", "tmp"] {
+            fs::create_dir_all(cache.join(sub)).unwrap();
+        }
+        fs::write(cache.join("lock"), b"").unwrap();
+        claim(&cache, DirKind::Cache).unwrap();
+        assert!(is_owned(&cache, DirKind::Cache));
+
+        let out = tmp.path().join("out");
+        fs::create_dir_all(out.join("cpu/outputs")).unwrap();
+        fs::write(out.join("cpu/build.json"), b"{}").unwrap();
+        claim(&out, DirKind::Out).unwrap();
+        // One file more than qairt writes, and it is not adopted.
+        let other = tmp.path().join("other");
+        fs::create_dir_all(other.join("cpu")).unwrap();
+        fs::write(other.join("cpu/build.json"), b"{}").unwrap();
+        fs::write(other.join("cpu/notes.txt"), b"mine").unwrap();
+        assert!(claim(&other, DirKind::Out).is_err());
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_go_and_ours_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = format!("{}-0-model.bin", std::process::id());
+        // No process has pid 4194304 or above on Linux (its pid_max ceiling).
+        for name in [ours.as_str(), "4194304-7-encodings.json", "garbage"] {
+            fs::write(tmp.path().join(name), b"x").unwrap();
+        }
+        remove_leftover_temporaries(tmp.path());
+        assert_eq!(entry_names(tmp.path()).unwrap(), vec![ours]);
+    }
+}
