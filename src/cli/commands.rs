@@ -65,7 +65,7 @@ pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat, d
     printer.finish(&report)
 }
 
-pub fn explain(path: Option<PathBuf>, target: Option<String>, stage: Option<String>) -> u8 {
+pub fn explain(path: Option<PathBuf>, target: Option<String>, stage: Option<String>, format: MessageFormat) -> u8 {
     let mut ws = match open(path, false) {
         Ok(ws) => ws,
         Err(code) => return code,
@@ -80,13 +80,43 @@ pub fn explain(path: Option<PathBuf>, target: Option<String>, stage: Option<Stri
         }
     };
     match engine::explain(&mut ws, target.as_deref(), stage) {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
+        Ok(verdicts) => {
+            print_verdicts(&verdicts, format);
             0
         }
         Err(diags) => fail(&diags),
+    }
+}
+
+/// `explain`'s verdicts: per target a heading and a line per stage, or one JSON message each.
+fn print_verdicts(verdicts: &[engine::StageVerdict], format: MessageFormat) {
+    use engine::Verdict;
+    let mut last_target = None;
+    for v in verdicts {
+        if format == MessageFormat::Json {
+            let (status, detail) = match &v.verdict {
+                Verdict::Fresh { key } => ("fresh", serde_json::json!({"key": key})),
+                Verdict::Rebuilds { reason } => ("rebuilds", serde_json::json!({"reason": reason})),
+                Verdict::Fails { reason } => ("fails", serde_json::json!({"reason": reason})),
+            };
+            let mut line =
+                serde_json::json!({"event": "explain", "target": v.target, "stage": v.stage.name(), "status": status});
+            if let (Some(line), Some(detail)) = (line.as_object_mut(), detail.as_object()) {
+                line.extend(detail.clone());
+            }
+            super::output::print_json(line);
+            continue;
+        }
+        if last_target != Some(&v.target) {
+            println!("{}:", v.target);
+            last_target = Some(&v.target);
+        }
+        let name = v.stage.name();
+        match &v.verdict {
+            Verdict::Fresh { key } => println!("  {name:<10} fresh: the next build reuses it (key {})", &key[..16]),
+            Verdict::Rebuilds { reason } => println!("  {name:<10} rebuilds: {reason}"),
+            Verdict::Fails { reason } => println!("  {name:<10} fails: {reason}"),
+        }
     }
 }
 
@@ -130,12 +160,20 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
     0
 }
 
-pub fn cache_stats(path: Option<PathBuf>) -> u8 {
+pub fn cache_stats(path: Option<PathBuf>, format: MessageFormat) -> u8 {
     let ws = match open(path, false) {
         Ok(ws) => ws,
         Err(code) => return code,
     };
     match engine::cache_stats(ws.store()) {
+        Ok(stats) if format == MessageFormat::Json => {
+            super::output::print_json(serde_json::json!({
+                "event": "cache_stats", "cache": ws.store().root().display().to_string(),
+                "objects": stats.objects, "object_bytes": stats.object_bytes,
+                "actions": stats.actions, "action_bytes": stats.action_bytes,
+            }));
+            0
+        }
         Ok(stats) => {
             println!("cache: {}", ws.store().root().display());
             println!("objects: {} ({} bytes)", stats.objects, stats.object_bytes);

@@ -52,6 +52,16 @@ pub enum EncodingsAction {
     },
 }
 
+impl EncodingsAction {
+    /// `compare`'s `--message-format` (the other actions have none).
+    pub fn message_format(&self) -> Option<MessageFormat> {
+        match self {
+            EncodingsAction::Compare { message_format, .. } => Some(*message_format),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Version {
     #[value(name = "0.6.1")]
@@ -188,8 +198,9 @@ fn compare(a: &Path, b: &Path, digits: u32, format: MessageFormat) -> u8 {
     match format {
         MessageFormat::Json => {
             for d in &differences {
-                if let Ok(line) = serde_json::to_string(d) {
-                    let _ = writeln!(out, "{line}");
+                if let Ok(mut line) = serde_json::to_value(d) {
+                    line["event"] = "difference".into();
+                    super::output::write_json(&mut out, line);
                 }
             }
         }

@@ -69,11 +69,16 @@ enum Command {
     },
     /// Say for each stage whether the next build would reuse it, and if not, what changed
     Explain {
+        /// The project directory or its qairt.toml (default: the nearest qairt.toml upwards)
         path: Option<PathBuf>,
+        /// Explain only this target
         #[arg(long = "target", value_name = "NAME")]
         target: Option<String>,
+        /// Explain only this stage (parse, optimize, calibrate, quantize, compile, simulate, verify)
         #[arg(long, value_name = "STAGE")]
         stage: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
     },
     /// Remove out/ (and with --cache, the cache too)
     Clean {
@@ -101,7 +106,11 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum CacheAction {
     /// Size and entry counts
-    Stats { path: Option<PathBuf> },
+    Stats {
+        path: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
     /// Remove the least recently used objects until the cache fits in --max-size bytes
     Gc {
         path: Option<PathBuf>,
@@ -140,6 +149,10 @@ pub fn main() -> ExitCode {
         // Only fails when a pool already exists, which nothing before this line creates.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(usize::from(threads)).build_global();
     }
+    // With JSON messages, diagnostics are messages too, and every exit ends with `finished`.
+    let json = cli.command.message_format() == Some(MessageFormat::Json);
+    render::also_as_json(json);
+    let started = std::time::Instant::now();
     let code = match cli.command {
         Command::Build { path, targets, message_format, mode, metrics } => {
             let mut columns: Vec<&str> = metrics.iter().map(|m| m.column()).collect();
@@ -159,10 +172,12 @@ pub fn main() -> ExitCode {
             commands::build(path, &targets, message_format, debug)
         }
         Command::Watch { path, targets, message_format } => watch::watch(path, &targets, message_format),
-        Command::Explain { path, target, stage } => commands::explain(path, target, stage),
+        Command::Explain { path, target, stage, message_format } => {
+            commands::explain(path, target, stage, message_format)
+        }
         Command::Clean { path, cache } => commands::clean(path, cache),
         Command::Cache { action } => match action {
-            CacheAction::Stats { path } => commands::cache_stats(path),
+            CacheAction::Stats { path, message_format } => commands::cache_stats(path, message_format),
             CacheAction::Gc { path, max_size } => commands::cache_gc(path, max_size),
             CacheAction::Verify { path } => commands::cache_verify(path),
         },
@@ -170,5 +185,27 @@ pub fn main() -> ExitCode {
         Command::Suggest(args) => suggest::run(*args),
         Command::Encodings { action } => encodings::run(action),
     };
+    if json && !output::finished_written() {
+        output::print_json(serde_json::json!({
+            "event": "finished", "ok": code == 0, "exit_code": code, "built": 0, "cached": 0,
+            "ms": output::round(started.elapsed().as_secs_f64() * 1000.0, 3),
+        }));
+    }
     ExitCode::from(code)
+}
+
+impl Command {
+    /// The `--message-format` of the commands that have one.
+    fn message_format(&self) -> Option<MessageFormat> {
+        match self {
+            Command::Build { message_format, .. }
+            | Command::Watch { message_format, .. }
+            | Command::Explain { message_format, .. }
+            | Command::Cache { action: CacheAction::Stats { message_format, .. } } => Some(*message_format),
+            Command::Sweep(args) => Some(args.message_format),
+            Command::Suggest(args) => Some(args.message_format),
+            Command::Encodings { action } => action.message_format(),
+            _ => None,
+        }
+    }
 }

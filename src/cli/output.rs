@@ -1,14 +1,65 @@
 //! Prints build events: one JSON object per line on stdout (`--message-format json`), or a
 //! table for people. Diagnostics always go to stderr.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::engine::{BuildReport, Event};
 
 use super::MessageFormat;
 use super::render;
+
+/// The version of the JSON messages' schema (docs/json.md), on every line as `"schema"`. It
+/// rises when a field is removed or changes meaning; new events and new fields keep it.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// Whether a `finished` message was written (so `cli::main` writes one on every other exit).
+static FINISHED_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Writes one JSON message to `out`: the object with `"schema"` added, on one line, flushed at
+/// once (a reader sees each event the moment it happens).
+pub(super) fn write_json(out: &mut impl Write, mut line: Value) {
+    if let Some(map) = line.as_object_mut() {
+        map.insert("schema".into(), json!(JSON_SCHEMA));
+    }
+    if line["event"] == "finished" {
+        FINISHED_WRITTEN.store(true, Ordering::Relaxed);
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// [`write_json`] to stdout.
+pub(super) fn print_json(line: Value) {
+    write_json(&mut std::io::stdout().lock(), line);
+}
+
+/// Whether a `finished` message has been written by this process.
+pub(super) fn finished_written() -> bool {
+    FINISHED_WRITTEN.load(Ordering::Relaxed)
+}
+
+/// A float as JSON: a number, or the string `"inf"`, `"-inf"` or `"nan"` where JSON has no
+/// number (an SQNR of identical tensors is infinite; `null` would lose that).
+pub(super) fn number(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else if x.is_nan() {
+        json!("nan")
+    } else if x > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
+}
+
+/// A map of metrics with [`number`] values.
+pub(super) fn numbers(metrics: &BTreeMap<String, f64>) -> Value {
+    Value::Object(metrics.iter().map(|(k, v)| (k.clone(), number(*v))).collect())
+}
 
 /// The JSON line of a stage event (interface.md's event stream), shared by `build`, `watch` and
 /// `sweep`; `None` for other events.
@@ -64,7 +115,7 @@ impl EventPrinter {
             (Event::Warning(diag), _) => render::print(diag),
             (event @ Event::Stage { .. }, MessageFormat::Json) => {
                 if let Some(line) = stage_json(event) {
-                    let _ = writeln!(out, "{line}");
+                    write_json(&mut out, line);
                 }
             }
             (Event::Stage { target, stage, built, ms, peak_activation_bytes, .. }, MessageFormat::Human) => {
@@ -82,13 +133,13 @@ impl EventPrinter {
                 let worst: Vec<serde_json::Value> = outcome
                     .worst
                     .iter()
-                    .map(|(layer, op, sqnr)| json!({"layer": layer, "op": op, "sqnr_db": sqnr}))
+                    .map(|(layer, op, sqnr)| json!({"layer": layer, "op": op, "sqnr_db": number(*sqnr)}))
                     .collect();
                 let first_failing =
                     outcome.first_failing.as_ref().map(|(layer, why)| json!({"layer": layer, "failed": why}));
                 let line = json!({
                     "event": "verify", "target": target, "passed": outcome.passed,
-                    "metrics": outcome.metrics, "failures": outcome.failures,
+                    "metrics": numbers(&outcome.metrics), "failures": outcome.failures,
                     "mode": outcome.mode.name(), "first_failing_layer": first_failing, "worst_layers": worst,
                 });
                 let mut line = line;
@@ -99,7 +150,7 @@ impl EventPrinter {
                     line["golden"] =
                         json!({"matched": matched, "unmatched_tensors": tensors, "unmatched_files": files});
                 }
-                let _ = writeln!(out, "{line}");
+                write_json(&mut out, line);
             }
             (Event::Verify { outcome, .. }, MessageFormat::Human) => {
                 let metrics: Vec<String> =
@@ -155,13 +206,20 @@ impl EventPrinter {
             render::print(diag);
         }
         let ok = report.errors.is_empty();
+        let code = if !ok {
+            1
+        } else if !report.thresholds_met {
+            2
+        } else {
+            0
+        };
         match self.format {
             MessageFormat::Json => {
                 let line = json!({
-                    "event": "finished", "ok": ok && report.thresholds_met, "built": report.built,
+                    "event": "finished", "ok": code == 0, "exit_code": code, "built": report.built,
                     "cached": report.cached, "ms": round(report.ms, 3),
                 });
-                let _ = writeln!(out, "{line}");
+                write_json(&mut out, line);
             }
             MessageFormat::Human => {
                 let verdict = if !ok {
@@ -176,12 +234,6 @@ impl EventPrinter {
             }
         }
         let _ = out.flush();
-        if !ok {
-            1
-        } else if !report.thresholds_met {
-            2
-        } else {
-            0
-        }
+        code
     }
 }

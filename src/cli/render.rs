@@ -2,6 +2,7 @@
 //! and prints them to stderr.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Report, Severity as MietteSeverity};
 
@@ -64,21 +65,57 @@ impl Diagnostic for Rendered {
 
 /// Renders a diagnostic as miette text (with colors only when `color`).
 pub fn render(diag: &Diag) -> String {
-    let source = match (&diag.file, diag.span) {
-        (Some(file), Some((start, len))) => std::fs::read_to_string(file)
-            .ok()
-            .filter(|text| {
-                start + len <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(start + len)
-            })
-            .map(|text| NamedSource::new(file.display().to_string(), text)),
-        _ => None,
-    };
-    let report = Report::new(Rendered { diag: diag.clone(), source });
+    let report = Report::new(Rendered { diag: diag.clone(), source: read_source(diag) });
     format!("{report:?}")
 }
 
+/// The text of the diagnostic's file, when its span lies inside it.
+fn read_source(diag: &Diag) -> Option<NamedSource<String>> {
+    let (file, (start, len)) = (diag.file.as_ref()?, diag.span?);
+    std::fs::read_to_string(file)
+        .ok()
+        .filter(|text| start + len <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(start + len))
+        .map(|text| NamedSource::new(file.display().to_string(), text))
+}
+
+/// Whether diagnostics are also written as JSON messages on stdout (`--message-format json`).
+static AS_JSON: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later [`print`] also write the diagnostic as a JSON message on stdout.
+pub fn also_as_json(on: bool) {
+    AS_JSON.store(on, Ordering::Relaxed);
+}
+
+/// Prints a diagnostic for people on stderr, and with `--message-format json` as a JSON
+/// message on stdout as well (so CI reads file, line and column without parsing text).
 pub fn print(diag: &Diag) {
     eprintln!("{}", render(diag));
+    if AS_JSON.load(Ordering::Relaxed) {
+        super::output::print_json(json(diag));
+    }
+}
+
+/// A diagnostic as a JSON message: what miette's JSON handler writes (`message`, `code`,
+/// `severity`, `help`, `filename`, `labels` with byte spans...), plus `event`, `file`, and the
+/// 1-based `line` and `column` of its span.
+pub fn json(diag: &Diag) -> serde_json::Value {
+    let source = read_source(diag);
+    let text = source.as_ref().map(|s| s.inner().clone());
+    let rendered = Rendered { diag: diag.clone(), source };
+    let mut out = String::new();
+    let mut value = match miette::JSONReportHandler::new().render_report(&mut out, &rendered) {
+        Ok(()) => serde_json::from_str(&out).unwrap_or_else(|_| serde_json::json!({"message": diag.message})),
+        Err(_) => serde_json::json!({"message": diag.message}),
+    };
+    value["event"] = "diagnostic".into();
+    value["file"] = diag.file.as_ref().map(|f| f.display().to_string()).into();
+    let position = match (&text, diag.span) {
+        (Some(text), Some((start, _))) => Some(line_column(text, start)),
+        _ => None,
+    };
+    value["line"] = position.map(|(line, _)| line).into();
+    value["column"] = position.map(|(_, column)| column).into();
+    value
 }
 
 /// 1-based line and column of a byte offset, for JSON diagnostics.
@@ -111,5 +148,12 @@ mod tests {
         let text = render(&diag);
         assert!(text.contains("qairt.toml:2:1"), "{text}");
         assert!(text.contains("did you mean `name`?"), "{text}");
+        let json = json(&diag);
+        assert_eq!((json["line"].as_u64(), json["column"].as_u64()), (Some(2), Some(1)), "{json}");
+        assert_eq!(json["code"], "qairt::config::syntax");
+        assert_eq!(json["severity"], "error");
+        assert_eq!(json["help"], "did you mean `name`?");
+        assert_eq!(json["labels"][0]["span"]["offset"], 10);
+        assert_eq!(json["file"], file.display().to_string());
     }
 }

@@ -13,7 +13,7 @@ use crate::verify::sensitivity::{Precision, SensitivityResult};
 
 use super::MessageFormat;
 use super::commands::open;
-use super::output::{print_report, round};
+use super::output::{number, numbers, print_report, round, write_json};
 use super::render;
 
 #[derive(Args, Debug)]
@@ -31,7 +31,7 @@ pub struct SuggestArgs {
     #[arg(long)]
     no_build: bool,
     #[arg(long, value_enum, default_value = "human")]
-    message_format: MessageFormat,
+    pub message_format: MessageFormat,
 }
 
 fn parse_precision(text: &str) -> Result<Precision, String> {
@@ -76,7 +76,7 @@ pub fn run(args: SuggestArgs) -> u8 {
         MessageFormat::Json => {
             let mut line = suggest_json(&target, result, suggested.overrides_path.as_ref().map(&shown));
             line["from_cache"] = json!(!suggested.built);
-            let _ = writeln!(out, "{line}");
+            write_json(&mut out, line);
         }
         MessageFormat::Human => print_human(&mut out, &target, result, suggested.built),
     }
@@ -126,8 +126,8 @@ fn measure(
     ws.set_generated_targets(Vec::new());
     if format == MessageFormat::Json {
         if let Some(Event::Verify { outcome, .. }) = report.events.iter().find(|e| matches!(e, Event::Verify { .. })) {
-            let line = json!({"event": "suggest_measured", "target": name, "passed": outcome.passed, "metrics": outcome.metrics});
-            let _ = writeln!(out, "{line}");
+            let line = json!({"event": "suggest_measured", "target": name, "passed": outcome.passed, "metrics": numbers(&outcome.metrics)});
+            write_json(out, line);
         }
         for diag in &report.errors {
             render::print(diag);
@@ -141,13 +141,13 @@ fn suggest_json(target: &str, r: &SensitivityResult, overrides: Option<String>) 
     let ranking: Vec<serde_json::Value> = r
         .ranking
         .iter()
-        .map(|g| json!({"layer": g.layer, "op": g.op, "sqnr_db": g.measurement.sqnr_db, "gain_db": g.gain_db}))
+        .map(|g| json!({"layer": g.layer, "op": g.op, "sqnr_db": number(g.measurement.sqnr_db), "gain_db": number(g.gain_db)}))
         .collect();
     json!({
         "event": "suggest", "target": target, "precision": r.precision.name(),
-        "baseline": {"sqnr_db": r.baseline.sqnr_db, "cosine": r.baseline.cosine, "top1_agreement": r.baseline.top1_agreement},
+        "baseline": {"sqnr_db": number(r.baseline.sqnr_db), "cosine": r.baseline.cosine, "top1_agreement": r.baseline.top1_agreement},
         "ranking": ranking, "chosen": r.chosen,
-        "result": {"sqnr_db": r.result.sqnr_db, "cosine": r.result.cosine, "top1_agreement": r.result.top1_agreement},
+        "result": {"sqnr_db": number(r.result.sqnr_db), "cosine": r.result.cosine, "top1_agreement": r.result.top1_agreement},
         "meets_thresholds": r.meets, "configurations_measured": r.measured, "overrides": overrides,
     })
 }

@@ -25,7 +25,7 @@ use crate::project::TargetConfig;
 use super::MessageFormat;
 use super::commands::open;
 use super::files::write_atomically;
-use super::output::{round, stage_json};
+use super::output::{numbers, round, stage_json, write_json};
 use super::render;
 
 pub use rank::Metric;
@@ -78,7 +78,7 @@ pub struct SweepArgs {
     #[arg(long)]
     no_overrides: bool,
     #[arg(long, value_enum, default_value = "human")]
-    message_format: MessageFormat,
+    pub message_format: MessageFormat,
 }
 
 fn fail(diags: &[Diag]) -> u8 {
@@ -172,7 +172,7 @@ fn print_build(
                 if format == MessageFormat::Json
                     && let Some(line) = stage_json(event)
                 {
-                    let _ = writeln!(out, "{line}");
+                    write_json(out, line);
                 }
             }
             Event::Verify { outcome: o, .. } => outcome = Some((o.metrics.clone(), o.passed)),
@@ -373,9 +373,9 @@ pub fn run(args: SweepArgs) -> u8 {
                     "status": if row.metrics.is_some() { "ok" } else { "failed" },
                     "passed": row.passed,
                     "settings": settings_json(&row.settings),
-                    "metrics": row.metrics,
+                    "metrics": row.metrics.as_ref().map(numbers),
                 });
-                let _ = writeln!(out, "{line}");
+                write_json(&mut out, line);
             }
             let line = json!({
                 "event": "finished", "ok": ok, "base": plan.base.name, "metric": plan.metric.key(),
@@ -383,7 +383,7 @@ pub fn run(args: SweepArgs) -> u8 {
                 "csv": csv_path.display().to_string(), "written": written,
                 "built": built, "cached": cached, "ms": round(ms, 3),
             });
-            let _ = writeln!(out, "{line}");
+            write_json(&mut out, line);
         }
         MessageFormat::Human => {
             let _ = write!(out, "{}", rank::table(&rows, plan.metric, plan.labels));

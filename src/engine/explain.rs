@@ -134,7 +134,25 @@ pub fn remember(ws: &Workspace, project: ProjectInput, target: TargetInput, stag
 }
 
 /// One line per stage of each selected target.
-pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) -> Result<Vec<String>, Vec<Diag>> {
+/// What the next build would do with one stage of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageVerdict {
+    pub target: String,
+    pub stage: Stage,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Reused from the cache (the action key).
+    Fresh { key: String },
+    /// Run again, and why (the inputs that changed, or the upstream stage that is stale).
+    Rebuilds { reason: String },
+    /// Fails (the first diagnostic's message).
+    Fails { reason: String },
+}
+
+pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) -> Result<Vec<StageVerdict>, Vec<Diag>> {
     ws.load()?;
     let names = match target {
         Some(t) => vec![t.to_string()],
@@ -150,7 +168,6 @@ pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) ->
         let stages = ws.stages_of(&name).map_err(|f| f.0)?;
         let last: Option<LastBuild> =
             std::fs::read(last_build_path(ws, &name)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        lines.push(format!("{name}:"));
         let mut first_stale: Option<Stage> = None;
         for stage in stages {
             let status = ws.stage_key(project, input, stage);
@@ -160,27 +177,24 @@ pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) ->
                 }
                 continue;
             }
-            let line = match status {
-                Ok(key) => {
-                    format!("  {:<10} fresh: the next build reuses it (key {})", stage.name(), &key.to_hex()[..16])
-                }
+            let verdict = match status {
+                Ok(key) => Verdict::Fresh { key: key.to_hex().to_string() },
                 Err(failed) if !is_stale(&failed) => {
-                    let reason = failed.0.first().map(|d| d.message.clone()).unwrap_or_default();
-                    format!("  {:<10} fails: {reason}", stage.name())
+                    Verdict::Fails { reason: failed.0.first().map(|d| d.message.clone()).unwrap_or_default() }
                 }
                 Err(_) => match first_stale {
                     Some(upstream) => {
-                        format!("  {:<10} rebuilds: its input from `{}` is out of date", stage.name(), upstream.name())
+                        Verdict::Rebuilds { reason: format!("its input from `{}` is out of date", upstream.name()) }
                     }
                     None => {
                         first_stale = Some(stage);
                         let now = stage_inputs(ws, project, input, stage);
                         let before = last.as_ref().and_then(|l| l.get(stage.name()));
-                        format!("  {:<10} rebuilds: {}", stage.name(), describe_change(before, &now))
+                        Verdict::Rebuilds { reason: describe_change(before, &now) }
                     }
                 },
             };
-            lines.push(line);
+            lines.push(StageVerdict { target: name.clone(), stage, verdict });
         }
     }
     ws.db.services().dry_run.store(false, Ordering::SeqCst);

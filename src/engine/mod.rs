@@ -27,7 +27,7 @@ mod workspace;
 
 pub(crate) use convert::override_error;
 pub use db::{Progress, Stage};
-pub use explain::explain;
+pub use explain::{StageVerdict, Verdict, explain};
 pub use store::{Digest, Store};
 pub use verify_stage::VerifyOutcome;
 pub use workspace::{BuildReport, DebugOverride, Event, SuggestReport, Workspace};

@@ -7,6 +7,7 @@ mod debugging;
 mod encodings;
 mod golden;
 mod incremental;
+mod json_messages;
 mod models;
 mod pipeline;
 mod qdq_export;
