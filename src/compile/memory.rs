@@ -86,27 +86,39 @@ pub fn place(blocks: &[Block], align: u64) -> Placement {
     let mut order: Vec<usize> = (0..blocks.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(blocks[i].bytes), blocks[i].live.start, i));
     let mut offsets = vec![0u64; blocks.len()];
-    // Placed blocks as (offset, bytes, lifetime), kept sorted by offset.
-    let mut placed: Vec<(u64, u64, Interval)> = Vec::with_capacity(blocks.len());
+    // The placed blocks alive at each step (indices into `blocks`): a block is checked only
+    // against the placed blocks its lifetime meets, not against every placed block (which was
+    // quadratic on graphs of thousands of steps).
+    let steps = blocks.iter().filter(|b| b.bytes > 0).map(|b| b.live.end as usize + 1).max().unwrap_or(0);
+    let mut alive_at: Vec<Vec<usize>> = vec![Vec::new(); steps];
+    let mut last_seen = vec![usize::MAX; blocks.len()];
     let mut arena_bytes = 0u64;
-    for i in order {
+    for (rank, i) in order.into_iter().enumerate() {
         let block = blocks[i];
         if block.bytes == 0 {
             continue;
         }
-        let mut candidate = 0u64;
-        for &(offset, bytes, live) in &placed {
-            if !live.overlaps(&block.live) {
-                continue;
+        // The overlapping placed blocks as (offset, bytes), in address order.
+        let mut neighbours: Vec<(u64, u64)> = Vec::new();
+        for step in block.live.start..=block.live.end {
+            for &j in &alive_at[step as usize] {
+                if std::mem::replace(&mut last_seen[j], rank) != rank {
+                    neighbours.push((offsets[j], blocks[j].bytes));
+                }
             }
+        }
+        neighbours.sort_unstable();
+        let mut candidate = 0u64;
+        for (offset, bytes) in neighbours {
             if candidate.saturating_add(block.bytes) <= offset {
                 break; // fits in the gap before this block
             }
             candidate = candidate.max(align_up(offset.saturating_add(bytes), align));
         }
         offsets[i] = candidate;
-        let at = placed.partition_point(|p| (p.0, p.1) <= (candidate, block.bytes));
-        placed.insert(at, (candidate, block.bytes, block.live));
+        for step in block.live.start..=block.live.end {
+            alive_at[step as usize].push(i);
+        }
         arena_bytes = arena_bytes.max(candidate.saturating_add(block.bytes));
     }
     Placement { offsets, arena_bytes }

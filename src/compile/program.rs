@@ -199,20 +199,38 @@ impl Program {
                 regions.push((*offset, offset + bytes, *interval, i));
             }
         }
-        // Sorted by start address, a region can only collide with later ones that start
-        // before it ends.
-        regions.sort_by_key(|r| (r.0, r.3));
-        for (k, a) in regions.iter().enumerate() {
-            for b in regions.iter().skip(k + 1).take_while(|b| b.0 < a.1) {
-                if a.2.overlaps(&b.2) {
-                    let name = |i: usize| self.tensors.get(i).map_or("?", |t| t.info.name.as_str());
-                    return Err(InvalidProgram(format!(
-                        "live tensors {:?} and {:?} share arena bytes",
-                        name(a.3),
-                        name(b.3)
-                    )));
-                }
+        // A sweep over time with the live regions ordered by address (O(n log n); comparing
+        // every pair that shares an address range was quadratic on long chains, where all
+        // tensors alternate between two offsets). The live set is pairwise disjoint so far, so
+        // a new region collides with one of them exactly when it collides with its neighbour
+        // below or above in address order.
+        let mut by_start: Vec<usize> = (0..regions.len()).collect();
+        by_start.sort_by_key(|&k| (regions[k].2.start, regions[k].3));
+        let mut by_end: Vec<usize> = (0..regions.len()).collect();
+        by_end.sort_by_key(|&k| (regions[k].2.end, regions[k].3));
+        let mut live: std::collections::BTreeMap<(u64, usize), u64> = std::collections::BTreeMap::new();
+        let mut ended = 0;
+        let collision = |a: usize, b: usize| {
+            let name = |i: usize| self.tensors.get(i).map_or("?", |t| t.info.name.as_str());
+            Err(InvalidProgram(format!("live tensors {:?} and {:?} share arena bytes", name(a), name(b))))
+        };
+        for &k in &by_start {
+            let (begin, end, interval, id) = regions[k];
+            while let Some(&gone) = by_end.get(ended).filter(|&&g| regions[g].2.end < interval.start) {
+                live.remove(&(regions[gone].0, regions[gone].3));
+                ended += 1;
             }
+            if let Some((&(_, below), &below_end)) = live.range(..=(begin, usize::MAX)).next_back()
+                && below_end > begin
+            {
+                return collision(below, id);
+            }
+            if let Some((&(above_begin, above), _)) = live.range((begin, 0)..).next()
+                && above_begin < end
+            {
+                return collision(id, above);
+            }
+            live.insert((begin, id), end);
         }
         Ok(())
     }

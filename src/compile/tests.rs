@@ -483,6 +483,17 @@ fn validate_catches_overlapping_live_tensors() {
     }
     let err = program.validate().unwrap_err();
     assert!(err.0.contains("share arena bytes"), "{err}");
+    // z starting at y's second or last byte still collides; z right after y is legal again
+    // (the address-ordered sweep compares each region with its neighbours only).
+    let Storage::Arena { bytes: y_bytes, .. } = program.tensor(ids.y).unwrap().storage else { panic!() };
+    for (z_offset, legal) in [(y_offset + 1, false), (y_offset + y_bytes - 1, false), (y_offset + y_bytes, true)] {
+        let mut moved = program.clone();
+        moved.arena_bytes += y_bytes + 1;
+        if let Storage::Arena { offset, .. } = &mut moved.tensors[ids.z.index()].storage {
+            *offset = z_offset;
+        }
+        assert_eq!(moved.validate().is_ok(), legal, "z at {z_offset}, y at {y_offset}+{y_bytes}");
+    }
 }
 
 #[test]

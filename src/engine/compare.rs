@@ -77,10 +77,13 @@ impl Activations {
     pub fn of(prefix: &FloatPrefix, q: &QuantizedGraph, inputs: &[String]) -> Activations {
         use rayon::prelude::*;
         let tensors: Vec<(&String, &Vec<f32>)> = prefix.values.iter().collect();
+        // Once, not per tensor: a name index per tensor made 20,000-layer graphs quadratic.
+        let ids = q.graph.names();
         let done: Vec<(String, FloatProfile, Option<Histogram>)> = tensors
             .par_iter()
             .map(|(name, values)| {
-                let histogram = (!inputs.contains(name)).then(|| activation_histogram(q, name, values));
+                let id = ids.get(name.as_str()).copied();
+                let histogram = (!inputs.contains(name)).then(|| activation_histogram(q, id, name, values));
                 (name.to_string(), FloatProfile::of(values), histogram)
             })
             .collect();

@@ -35,10 +35,11 @@ pub fn dump_key(db: &dyn Db, project: ProjectInput) -> DumpKey {
 /// order, with their element counts.
 pub fn wanted(graph: &crate::ir::Graph) -> Vec<Wanted> {
     let mut wanted: Vec<Wanted> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let ids = graph.nodes.iter().flat_map(|n| n.outputs.iter().copied()).chain(graph.outputs.iter().copied());
     for id in ids {
         let info = graph.info(id);
-        if info.dtype == crate::ir::DType::F32 && !wanted.iter().any(|w| w.name == info.name) {
+        if info.dtype == crate::ir::DType::F32 && seen.insert(id) {
             wanted.push(Wanted { name: info.name.clone(), elements: info.shape.iter().product() });
         }
     }

@@ -2,7 +2,7 @@
 //! the quantization checker's report, the histograms and (when `qairt suggest` has run) the
 //! sensitivity analysis.
 
-use crate::ir::Op;
+use crate::ir::{Op, TensorId};
 use crate::quant::{QuantizedGraph, TensorEncoding};
 
 use super::checker::{Algorithm, CheckerReport};
@@ -188,10 +188,11 @@ fn encoding_span(encoding: &TensorEncoding) -> Option<(f64, f64)> {
     }
 }
 
-/// The histogram of activation `name`'s float values, with its encoding's representable range:
-/// made where the values are (a run), kept for [`histograms`].
-pub fn activation_histogram(q: &QuantizedGraph, name: &str, values: &[f32]) -> html::Histogram {
-    let encoding = q.graph.names().get(name).and_then(|id| q.encodings.get(id)).and_then(encoding_span);
+/// The histogram of activation `name`'s float values (tensor `id` of `q`'s graph, when it is
+/// one), with its encoding's representable range: made where the values are (a run), kept for
+/// [`histograms`].
+pub fn activation_histogram(q: &QuantizedGraph, id: Option<TensorId>, name: &str, values: &[f32]) -> html::Histogram {
+    let encoding = id.and_then(|id| q.encodings.get(&id)).and_then(encoding_span);
     let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
     html::Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding }
 }
