@@ -61,7 +61,7 @@ pub(super) fn numbers(metrics: &BTreeMap<String, f64>) -> Value {
     Value::Object(metrics.iter().map(|(k, v)| (k.clone(), number(*v))).collect())
 }
 
-/// The JSON line of a stage event (interface.md's event stream), shared by `build`, `watch` and
+/// The JSON line of a stage event (docs/json.md), shared by `build`, `watch` and
 /// `sweep`; `None` for other events.
 pub(super) fn stage_json(event: &Event) -> Option<serde_json::Value> {
     let Event::Stage { target, stage, built, key, ms, peak_activation_bytes } = event else { return None };
