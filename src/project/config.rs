@@ -786,14 +786,26 @@ fn toml_error(file: &Path, e: &toml::de::Error) -> Diag {
     if let Some(span) = e.span() {
         diag = diag.at(span.start, span.end.saturating_sub(span.start), message.clone());
     }
-    let help = if message.contains("unknown field") {
-        "remove or correct the key; the allowed keys are listed above (see README, `qairt.toml` reference)"
+    let help = if let Some(near) = misspelled_key(&message) {
+        format!("did you mean `{near}`? (see the `qairt.toml` reference in the README)")
+    } else if message.contains("unknown field") {
+        "remove or correct the key; the allowed keys are listed above (see README, `qairt.toml` reference)".into()
     } else if message.contains("missing field") {
-        "add the missing key; see the `qairt.toml` reference in the README"
+        "add the missing key; see the `qairt.toml` reference in the README".into()
     } else {
-        "see the `qairt.toml` reference in the README"
+        "see the `qairt.toml` reference in the README".into()
     };
     diag.with_help(help)
+}
+
+/// The allowed key closest to the unknown one in serde's "unknown field `x`, expected one of
+/// `a`, `b`" message, if one is close enough to be a likely typo.
+fn misspelled_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let allowed = rest.split_once("expected")?.1;
+    let keys: Vec<&str> = allowed.split('`').skip(1).step_by(2).collect();
+    closest(unknown, keys.iter().copied()).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -949,6 +961,10 @@ min_sqnr_db = 25.0
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("act_bitwdth"), "{}", diags[0].message);
         assert_eq!(line_of(&text, &diags[0]), 17);
+        assert!(diags[0].help.as_deref().unwrap().starts_with("did you mean `act_bitwidth`?"), "{:?}", diags[0].help);
+        // Nothing close: the list of allowed keys is the help.
+        let far = parse(&MINIMAL.replace("act_bitwidth = 16", "zzzzzz = 16")).unwrap_err();
+        assert!(far[0].help.as_deref().unwrap().starts_with("remove or correct the key"), "{:?}", far[0].help);
     }
 
     #[test]
