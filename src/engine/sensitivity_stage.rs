@@ -107,7 +107,7 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
             .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))?;
         let program =
             compile::compile(&q, &rules).map_err(|e| convert::compile_error(target.name(db), target.backend(db), e))?;
-        let prepared = prepare(&program).map_err(convert::internal)?;
+        let prepared = prepare(&program).map_err(convert::exec_error)?;
         let outputs: Vec<OutputSpec> = graph
             .outputs
             .iter()

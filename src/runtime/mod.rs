@@ -4,5 +4,6 @@
 pub mod exec;
 pub mod interpret;
 pub mod kernels;
+pub mod memory_budget;
 
 pub use interpret::{RuntimeError, interpret};
