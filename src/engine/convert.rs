@@ -15,20 +15,6 @@ pub fn internal(e: impl std::fmt::Display) -> Failed {
     ])
 }
 
-/// A failure to prepare or run a compiled program: a model too big for this machine's memory at
-/// its input size is the user's to fix; anything else is a bug.
-pub fn exec_error(e: crate::runtime::exec::ExecError) -> Failed {
-    match e {
-        crate::runtime::exec::ExecError::NotEnoughMemory { .. } => {
-            Failed(vec![Diag::error("qairt::simulate::memory", e.to_string()).with_help(
-                "lower the input size (`input_dims`, `define_symbols` in qairt.toml), run fewer samples side by side \
-                 (--threads), or free memory",
-            )])
-        }
-        other => internal(other),
-    }
-}
-
 pub fn rules_error(file: &str, e: RulesError) -> Diag {
     let mut diag = Diag::error("qairt::rules::invalid", e.message.clone()).in_file(file);
     if let Some(span) = &e.span {

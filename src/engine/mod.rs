@@ -13,6 +13,7 @@ mod golden_stage;
 mod inputs;
 mod materialize;
 mod memo;
+mod memory_budget;
 mod output_names;
 pub mod owned_dir;
 mod samples;

@@ -107,7 +107,8 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
             .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))?;
         let program =
             compile::compile(&q, &rules).map_err(|e| convert::compile_error(target.name(db), target.backend(db), e))?;
-        let prepared = prepare(&program).map_err(convert::exec_error)?;
+        super::memory_budget::check_arena(&program)?;
+        let prepared = prepare(&program).map_err(convert::internal)?;
         let outputs: Vec<OutputSpec> = graph
             .outputs
             .iter()

@@ -78,7 +78,8 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let mode = project.debug(db).mode;
     let bin = stages::compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
-    let prepared = prepare(&program).map_err(convert::exec_error)?;
+    super::memory_budget::check_arena(&program)?;
+    let prepared = prepare(&program).map_err(convert::internal)?;
     let stages::Comparison { graph, plan, dump, samples } = stages::comparison(db, project, target)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let seeds = Seeds::new(&program, &graph);

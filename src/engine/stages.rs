@@ -669,7 +669,8 @@ pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
 fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<SimulateRun, Failed> {
     let bin = compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
-    let prepared = crate::runtime::exec::prepare(&program).map_err(convert::exec_error)?;
+    super::memory_budget::check_arena(&program)?;
+    let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     let Comparison { graph, plan, dump, samples } = comparison(db, project, target)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };

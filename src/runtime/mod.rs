@@ -4,6 +4,5 @@
 pub mod exec;
 pub mod interpret;
 pub mod kernels;
-pub mod memory_budget;
 
 pub use interpret::{RuntimeError, interpret};

@@ -710,7 +710,16 @@ fn suggest_on_the_float_target_fails_clearly() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("target \"cpu\" is not quantized"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if format == "human" {
+            assert!(stdout.is_empty(), "nothing on stdout: {stdout}");
+        } else {
+            // JSON: the diagnostic as a message, then `finished` (docs/json.md).
+            let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!(lines.len(), 2, "{stdout}");
+            assert_eq!(lines[0]["code"], "qairt::suggest::float_target");
+            assert_eq!((lines[1]["event"].as_str(), lines[1]["ok"].as_bool()), (Some("finished"), Some(false)));
+        }
     }
     assert!(!Path::new(&p.path("out/cpu/verify/suggested_overrides.json")).exists());
 }

@@ -1,0 +1,83 @@
+//! What the machine can give a run: the memory the kernel reports available, compared with a
+//! compiled program's activation arena before any sample runs, so a model too big at its input
+//! size (a huge `define_symbols` value) is a diagnostic saying how much it needs, not an abort
+//! in the allocator or the OOM killer.
+
+use crate::compile::program::Program;
+use crate::diag::Diag;
+
+use super::db::Failed;
+
+/// Refuses `program` when its arena, once per sample run side by side, exceeds the memory
+/// available now (nothing is checked where that is unknown).
+pub fn check_arena(program: &Program) -> Result<(), Failed> {
+    match available_bytes() {
+        Some(available) => arena_problem(program.arena_bytes, rayon::current_num_threads(), available)
+            .map_or(Ok(()), |diag| Err(Failed(vec![diag]))),
+        None => Ok(()),
+    }
+}
+
+/// The diagnostic for an arena of `per_sample` bytes on `threads` pool threads (each runs a
+/// sample in an arena of its own) with `available` bytes free, if it does not fit.
+fn arena_problem(per_sample: u64, threads: usize, available: u64) -> Option<Diag> {
+    let needed = per_sample.saturating_mul(threads as u64);
+    (needed > available).then(|| {
+        Diag::error(
+            "qairt::simulate::memory",
+            format!(
+                "this model needs {} of activation memory at this input size ({} per sample, {threads} samples side \
+                 by side), more than the {} available",
+                human(needed),
+                human(per_sample),
+                human(available)
+            ),
+        )
+        .with_help(
+            "lower the input size (`input_dims`, `define_symbols` in qairt.toml), run fewer samples side by side \
+             (--threads), or free memory",
+        )
+    })
+}
+
+/// Bytes the operating system reports available for new allocations (`MemAvailable` of
+/// `/proc/meminfo`); `None` where that is not known (not Linux).
+fn available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `bytes` for people: `3.2 GB`, `512 MB`.
+fn human(bytes: u64) -> String {
+    let gb = bytes as f64 / 1e9;
+    if gb >= 1.0 { format!("{gb:.1} GB") } else { format!("{:.0} MB", bytes as f64 / 1e6) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let meminfo = "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(20_000_000 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(human(3_200_000_000), "3.2 GB");
+        assert_eq!(human(512_000_000), "512 MB");
+    }
+
+    #[test]
+    fn an_arena_is_refused_only_when_all_threads_together_do_not_fit() {
+        assert!(arena_problem(1 << 30, 2, 3 << 30).is_none());
+        let diag = arena_problem(2 << 30, 2, 3 << 30).expect("4.3 GB do not fit in 3.2 GB");
+        assert_eq!(diag.code, "qairt::simulate::memory");
+        assert!(diag.message.starts_with("this model needs 4.3 GB of activation memory"), "{}", diag.message);
+        assert!(arena_problem(u64::MAX, 8, u64::MAX - 1).is_some(), "no overflow");
+    }
+}
