@@ -3,33 +3,12 @@
 //! alike get distinct files, crash leftovers are cleared, and `out/` does not depend on where
 //! the project was checked out.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use serde_json::Value;
 
-use crate::util::{Project, config, copy_dir, read_f32, repo_root};
+use crate::util::{Project, config, copy_dir, read_f32, repo_root, tree};
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Every file under `dir` (relative path -> bytes).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, files);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().display().to_string();
-                files.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(dir, dir, &mut files);
-    files
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Project, config};
+use crate::util::{Project, config, tree};
 
 /// Collects the events of one build (up to its `finished` line).
 fn next_build(rx: &mpsc::Receiver<Value>) -> Vec<Value> {
@@ -150,23 +150,6 @@ fn a_broken_qairt_toml_is_reported_once_and_its_fix_rebuilds() {
     p.write("qairt.toml", &good);
     let fixed = next_build(&watch.events);
     assert_eq!(fixed.last().unwrap()["ok"], true, "{fixed:?}");
-}
-
-/// Every file under `dir`, relative path -> bytes.
-fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.insert(path.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
 }
 
 #[test]
