@@ -236,7 +236,7 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
         }
         let key = part_key(ws, project, target, part)?;
         let manifest: Option<Vec<(String, [u8; 32])>> =
-            ws.store().lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok());
+            super::memo::lookup_record(&ws.db, &key).and_then(|r| postcard::from_bytes(&r.meta).ok());
         let complete = manifest.as_ref().is_some_and(|files| {
             files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
         });

@@ -19,7 +19,7 @@ use super::store::{ActionRecord, Digest};
 
 /// Bumped whenever any stage's output format or semantics change: old cache entries are
 /// then simply never looked up again.
-const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 15");
+const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 16");
 
 /// Builds an action key from labelled parts; labels keep `("a","bc")` and `("ab","c")` apart.
 pub struct KeyBuilder(blake3::Hasher);
@@ -100,12 +100,8 @@ where
     T: Serialize + Send + Sync + 'static,
 {
     let services = db.services();
-    match services.store.lookup(&key) {
-        Ok(Some(record)) => {
-            return Ok(Record { key, output: record.output_digest(), meta: record.meta });
-        }
-        Ok(None) => {}
-        Err(corrupt) => warn(
+    let damaged = |corrupt: super::store::Corruption| {
+        warn(
             db,
             Diag::warning(
                 "qairt::cache::corrupt",
@@ -116,7 +112,17 @@ where
                     stage.name()
                 ),
             ),
-        ),
+        )
+    };
+    match services.store.lookup(&key) {
+        Ok(Some(record)) => match services.store.check_object(&record) {
+            Ok(()) => return Ok(Record { key, output: record.output_digest(), meta: record.meta }),
+            // Rebuilt now, so the damage is repaired in the build that found it rather than
+            // surfacing (or not) whenever a later build happens to read the object.
+            Err(corrupt) => damaged(corrupt),
+        },
+        Ok(None) => {}
+        Err(corrupt) => damaged(corrupt),
     }
     if let Some(stale) = super::explain::stale(db, stage) {
         return Err(stale);
@@ -182,15 +188,36 @@ where
     T: DeserializeOwned + Send + Sync + 'static,
 {
     let services = db.services();
-    let record = services.store.lookup(key).ok()??;
+    let record = lookup_record(db, key)?;
     let output = record.output_digest();
     if let Some(value) = lock(&services.fresh).get(&output).cloned()
         && let Ok(value) = value.downcast::<T>()
     {
         return Some((output, value));
     }
-    let bytes = services.store.get(&output).ok()??;
-    postcard::from_bytes::<T>(&bytes).ok().map(|v| (output, Arc::new(v)))
+    let problem = match services.store.get(&output) {
+        Ok(Some(bytes)) => match postcard::from_bytes::<T>(&bytes) {
+            Ok(value) => return Some((output, Arc::new(value))),
+            Err(e) => format!("object {} does not decode ({e})", output.to_hex()),
+        },
+        Ok(None) => return None,
+        Err(corrupt) => format!("{} ({})", corrupt.path.display(), corrupt.what),
+    };
+    warn(db, Diag::warning("qairt::cache::corrupt", format!("damaged cache entry: {problem}; not used")));
+    None
+}
+
+/// The action record under `key`, if there is one; a damaged record is reported (and removed
+/// by the store, so the caller's rebuild replaces it) instead of passing silently as a miss.
+pub fn lookup_record(db: &dyn Db, key: &Digest) -> Option<ActionRecord> {
+    match db.services().store.lookup(key) {
+        Ok(record) => record,
+        Err(corrupt) => {
+            let message = format!("damaged cache entry {} ({}); rebuilding it", corrupt.path.display(), corrupt.what);
+            warn(db, Diag::warning("qairt::cache::corrupt", message));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ fn needs_key(parse_key: &Digest) -> Digest {
 
 /// The inputs an earlier run found the model needs values of, if it recorded any.
 pub fn recorded_needs(db: &dyn Db, parse_key: &Digest) -> Option<Vec<RunTimeInput>> {
-    let record = db.services().store.lookup(&needs_key(parse_key)).ok()??;
+    let record = super::memo::lookup_record(db, &needs_key(parse_key))?;
     postcard::from_bytes(&record.meta).ok()
 }
 

@@ -681,7 +681,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     // unless the store has it already.
     let reference = reference_key(db, project)?;
     let records_reference = target_optimize_record(db, project, target)?.output == optimize_record(db, project)?.output
-        && !matches!(db.services().store.lookup(&reference), Ok(Some(_)));
+        && super::memo::lookup_record(db, &reference).is_none();
     // A quantized target keeps checkpoints (golden values come from its float run, not a dump).
     let float_graph = target_optimize_record(db, project, target)?.output;
     let base = || {

@@ -124,6 +124,23 @@ impl Store {
         Ok(Some(bytes))
     }
 
+    /// Checks, without reading it, that the object a record points at is there with the size
+    /// the record says: a cache hit costs one `stat`, yet an object truncated by a crash or a
+    /// full disk is found (and removed, so the rebuild can store it again) in the build that
+    /// would have used it. A same-size alteration is found when the object is read (hashed).
+    pub fn check_object(&self, record: &ActionRecord) -> Result<(), Corruption> {
+        let path = self.object_path(&record.output_digest());
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == record.size => Ok(()),
+            Ok(meta) => {
+                let _ = fs::remove_file(&path);
+                Err(Corruption { path, what: format!("{} bytes where {} were stored", meta.len(), record.size) })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Corruption { path, what: "missing".into() }),
+            Err(e) => Err(Corruption { path, what: format!("unreadable: {e}") }),
+        }
+    }
+
     pub fn has_object(&self, digest: &Digest) -> bool {
         self.object_path(digest).exists()
     }

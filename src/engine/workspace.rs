@@ -487,7 +487,7 @@ impl Workspace {
         let key = blake3::hash(&[b"qairt externals 1 ".as_slice(), model_digest.as_bytes()].concat());
         let store = &self.db.services().store;
         let locations: Vec<String> =
-            match store.lookup(&key).ok().flatten().and_then(|r| postcard::from_bytes(&r.meta).ok()) {
+            match super::memo::lookup_record(&self.db, &key).and_then(|r| postcard::from_bytes(&r.meta).ok()) {
                 Some(locations) => locations,
                 None => {
                     let bytes = std::fs::read(path).map_err(|e| vec![io_diag(path, &e, "the model")])?;

@@ -1,6 +1,6 @@
 //! Incremental behaviour, observed through the JSON event stream (what ran), never timing.
 
-use crate::util::{Project, copy_dir, pairs, repo_root};
+use crate::util::{Project, config, copy_dir, pairs, repo_root};
 
 const ALL_HTP: [&str; 7] = ["parse", "optimize", "calibrate", "quantize", "compile", "simulate", "verify"];
 
@@ -159,6 +159,34 @@ fn a_corrupt_cache_object_is_a_warning_and_a_rebuild_with_the_right_result() {
     assert!(b.stderr.contains("damaged cache entry"), "stderr: {}", b.stderr);
     assert!(!b.built().is_empty(), "damaged stages are rebuilt");
     assert_eq!(std::fs::read(p.path("out/htp-w8a8/model.bin")).unwrap(), model_bin);
+}
+
+#[test]
+fn a_truncated_cache_object_is_warned_about_and_repaired_in_the_same_build() {
+    let p = Project::digits_with(&config(5));
+    p.build().assert_ok();
+    let out = crate::util::tree(&p.path("out"));
+    // What a crash or a full disk leaves: objects cut short under their final names. out/ is
+    // intact, so a build that trusted its action records would read none of them.
+    for object in walk(&p.path("cache/objects")) {
+        let size = std::fs::metadata(&object).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&object).unwrap().set_len(size / 2).unwrap();
+    }
+    let b = p.build();
+    b.assert_ok();
+    assert!(b.stderr.contains("damaged cache entry"), "stderr: {}", b.stderr);
+    assert!(b.stderr.contains("bytes where"), "the warning says what is wrong: {}", b.stderr);
+    assert!(!b.built().is_empty(), "the stages whose objects were damaged are rebuilt");
+    assert_eq!(crate::util::tree(&p.path("out")), out, "out/ is what it was");
+    let verify = p.run(&["cache", "verify"]);
+    let report = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && report.contains(", 0 corrupt"),
+        "the cache was repaired in that build: {report}"
+    );
+    let again = p.build();
+    assert_eq!(again.assert_ok().built(), vec![], "and the next build reuses everything");
+    assert!(!again.stderr.contains("damaged"), "{}", again.stderr);
 }
 
 #[test]
