@@ -11,7 +11,6 @@
 //! - this file: configuration, verdicts, and walking the graph.
 
 pub mod algorithms;
-mod float_serde;
 
 use std::collections::BTreeMap;
 
@@ -366,12 +365,18 @@ pub struct CheckResult {
     /// the max abs difference, SQNR in dB (may be `+inf`), `|skew|`, the larger of unique
     /// integer count and data range, the max bin ratio. `None` when not applicable.
     /// Fail exactly when `measured > threshold` (`sqnr`: `measured < threshold`).
-    #[serde(with = "float_serde")]
+    #[serde(
+        serialize_with = "super::json_float::option_f64",
+        deserialize_with = "super::json_float::deserialize_option_f64"
+    )]
     pub measured: Option<f64>,
     /// The SDK's data string (e.g. `min: 0.43 max: 0.37`), or why the check does not apply.
     pub detail: String,
     /// `None` only for `data_range_analyzer` on a tensor without an integer bitwidth.
-    #[serde(with = "float_serde")]
+    #[serde(
+        serialize_with = "super::json_float::option_f64",
+        deserialize_with = "super::json_float::deserialize_option_f64"
+    )]
     pub threshold: Option<f64>,
 }
 

@@ -14,8 +14,8 @@
 //!
 //! Non-finite values are not filtered out: a NaN anywhere makes the sums NaN (so every
 //! threshold fails), and `non_finite` counts the element pairs with a NaN or an infinity.
-//! In JSON (serde_json) non-finite metrics are written as `null`; a `null` `sqnr_db` with
-//! `mse == 0` is `+inf` (identical), otherwise it is `-inf` or NaN.
+//! In JSON non-finite metrics are the strings `"inf"`, `"-inf"` and `"nan"`
+//! ([`super::json_float`]); an `sqnr_db` of `"inf"` means the two sides are identical.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +24,13 @@ use super::pair_pass::{FinitePairSums, finite_pair_sums};
 /// One tensor's comparison, over every sample seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorMetrics {
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub sqnr_db: f64,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub cosine: f64,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub mse: f64,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub max_abs_error: f64,
     /// Element pairs compared (over all samples).
     pub elements: usize,
@@ -319,10 +323,10 @@ mod tests {
     }
 
     #[test]
-    fn non_finite_metrics_serialize_as_null() {
+    fn non_finite_metrics_serialize_as_strings() {
         let m = metrics(&[1.0], &[1.0]);
         let json = serde_json::to_value(&m).unwrap();
-        assert_eq!(json["sqnr_db"], serde_json::Value::Null);
+        assert_eq!(json["sqnr_db"], "inf");
         assert_eq!(json["cosine"], serde_json::json!(1.0));
     }
 }

@@ -9,6 +9,7 @@ mod error;
 pub mod fold;
 pub mod golden;
 pub mod html;
+pub mod json_float;
 mod metrics;
 mod pair_pass;
 mod report;

@@ -1,8 +1,8 @@
 //! `summary.json` and `summary.csv`: deterministic text renderings of a [`Summary`].
 //!
 //! - JSON: the [`Summary`] as serde serializes it, pretty-printed, fields in declaration
-//!   order, floats in shortest round-trip form; non-finite floats are `null` (see
-//!   [`super::metrics`] for how to read a `null` SQNR).
+//!   order, floats in shortest round-trip form; non-finite floats are the strings `"inf"`,
+//!   `"-inf"` and `"nan"` ([`super::json_float`]; an SQNR of `"inf"` is an exact match).
 //! - CSV: the accuracy debugger's `summary.csv` layout, one row per layer in graph order:
 //!   `Name,LayerType,Size,Tensor_dims,<one column per metric>,golden_min,golden_max,target_min,target_max`.
 //!   Metric columns use the SDK's lower-case verifier names (`sqnr`, `cosinesimilarity`, `mse`,
@@ -68,13 +68,7 @@ fn field(text: &str) -> String {
 }
 
 fn non_finite(x: f64) -> Option<String> {
-    if x.is_nan() {
-        Some("nan".into())
-    } else if x.is_infinite() {
-        Some(if x > 0.0 { "inf" } else { "-inf" }.into())
-    } else {
-        None
-    }
+    super::json_float::non_finite_name(x).map(str::to_string)
 }
 
 /// Shortest round-trip decimal (serde_json's float formatting), or inf/-inf/nan.
@@ -135,14 +129,15 @@ mod tests {
     }
 
     #[test]
-    fn json_is_pretty_stable_and_uses_null_for_infinity() {
+    fn json_is_pretty_stable_and_names_infinity() {
         let s = summary();
         let json = summary_json(&s);
         assert_eq!(json, summary_json(&s.clone()));
         assert!(json.ends_with("}\n"));
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["passed"], serde_json::json!(true));
-        assert_eq!(value["outputs"][0]["metrics"]["sqnr_db"], serde_json::Value::Null);
+        assert_eq!(value["outputs"][0]["metrics"]["sqnr_db"], serde_json::json!("inf"), "identical outputs");
+        assert_eq!(value["checks"][0]["measured"], serde_json::json!("inf"));
         assert_eq!(value["checks"][0]["threshold"], serde_json::json!("min_sqnr_db"));
         assert_eq!(value["layers"][0]["metrics"]["mse"], serde_json::json!(3.125));
         assert_eq!(value["thresholds"]["min_cosine"], serde_json::Value::Null);

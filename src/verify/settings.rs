@@ -196,7 +196,9 @@ pub struct MetricValue {
     /// The `summary.csv` column (the verifier's lower-case name).
     pub column: String,
     /// NaN when it could not be computed (see `note`).
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub metric: f64,
+    #[serde(serialize_with = "crate::verify::json_float::option_f64")]
     pub threshold: Option<f64>,
     /// `None` when the metric has no threshold.
     pub passed: Option<bool>,

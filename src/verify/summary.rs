@@ -86,7 +86,9 @@ impl Thresholds {
 pub struct ThresholdCheck {
     pub threshold: ThresholdKind,
     pub output: String,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub limit: f64,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub measured: f64,
     pub passed: bool,
 }
@@ -110,9 +112,12 @@ pub struct LayerSpec {
 /// Top-1 accuracy of both runs against the labels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub reference: f64,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub actual: f64,
     /// `reference - actual`.
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub drop: f64,
 }
 
@@ -121,6 +126,7 @@ pub struct OutputSummary {
     pub name: String,
     pub shape: Vec<usize>,
     pub metrics: TensorMetrics,
+    #[serde(serialize_with = "crate::verify::json_float::f64")]
     pub top1_agreement: f64,
     /// Present when the samples carried labels.
     pub accuracy: Option<Accuracy>,
@@ -135,11 +141,15 @@ pub struct LayerSummary {
     pub size: usize,
     pub dims: Vec<usize>,
     pub metrics: TensorMetrics,
-    /// Range of the reference values over all samples (NaN skipped; null in JSON when empty).
+    /// Range of the reference values over all samples (NaN skipped; `"nan"` in JSON when empty).
+    #[serde(serialize_with = "crate::verify::json_float::f32")]
     pub golden_min: f32,
+    #[serde(serialize_with = "crate::verify::json_float::f32")]
     pub golden_max: f32,
     /// Range of the actual values over all samples.
+    #[serde(serialize_with = "crate::verify::json_float::f32")]
     pub target_min: f32,
+    #[serde(serialize_with = "crate::verify::json_float::f32")]
     pub target_max: f32,
     /// One per metric, in [`Summary::verifier_columns`] order.
     pub verifiers: Vec<MetricValue>,
@@ -153,6 +163,7 @@ pub struct LayerSummary {
     pub status: Option<String>,
     /// Cumulative mode: the first metric on every graph output, measured on the run this row
     /// comes from (the debugger's "Orig Outputs").
+    #[serde(serialize_with = "crate::verify::json_float::option_map_f64")]
     pub final_outputs: Option<BTreeMap<String, f64>>,
 }
 
