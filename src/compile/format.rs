@@ -51,15 +51,7 @@ impl Program {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain data with known lengths into a Vec cannot fail.
         let body = postcard::to_allocvec(self).expect("postcard serializes a Program");
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&body);
-        let checksum = blake3::hash(&out);
-        out.extend_from_slice(checksum.as_bytes());
-        out
+        frame(&body)
     }
 
     /// Loads and checks `model.bin` bytes.
@@ -113,6 +105,20 @@ impl Program {
         program.validate()?;
         Ok(program)
     }
+}
+
+/// `body` inside the current header and checksum: the container [`Program::to_bytes`] writes.
+/// Public so that the fuzzer can hand [`Program::from_bytes`] bodies that pass the checksum.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    let checksum = blake3::hash(&out);
+    out.extend_from_slice(checksum.as_bytes());
+    out
 }
 
 fn hex(bytes: &[u8]) -> String {
