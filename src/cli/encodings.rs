@@ -33,6 +33,7 @@ pub enum EncodingsAction {
     },
     /// Check an encodings file; with --project, also its names against the project's model
     Validate {
+        /// The encodings file to check (0.4-0.6.x dict form or 1.0.0 list form)
         file: PathBuf,
         /// A project directory or its qairt.toml: check that every name is a tensor of the
         /// optimized model, in the right section, with the right channel count
@@ -41,12 +42,15 @@ pub enum EncodingsAction {
     },
     /// Report the differences between two encodings files, per tensor and per field
     Compare {
+        /// The first encodings file (either form)
         a: PathBuf,
+        /// The second encodings file (either form), compared with the first tensor by tensor
         b: PathBuf,
         /// Significant digits that floats must agree to (relative difference 10^-DIGITS)
         #[arg(long, value_name = "DIGITS", default_value_t = 6,
               value_parser = clap::value_parser!(u32).range(1..=17))]
         precision: u32,
+        /// human: one line per difference; json: one `difference` message each (docs/json.md)
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },

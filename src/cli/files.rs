@@ -1,6 +1,7 @@
 //! Replacing a user's file (an encodings file, `qairt.toml`, a CSV) atomically: the bytes go to
 //! a temporary file in the same directory, are synced, and are renamed over the target, so a
-//! crash never leaves a half-written file under its final name.
+//! crash never leaves a half-written file under its final name; and writing a new file the
+//! same way without ever replacing one that exists.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -23,6 +24,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes a new file atomically; fails with `AlreadyExists` (leaving it untouched) when `path`
+/// exists, so qairt never replaces a file it did not make.
+pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".qairt-").suffix(".tmp");
+    if let Some(permissions) = new_file_permissions() {
+        builder.permissions(permissions);
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -57,6 +78,17 @@ mod tests {
             write_atomically(&fresh, b"{}").unwrap();
             assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
         }
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qairt.toml");
+        write_new(&path, b"first").unwrap();
+        let err = write_new(&path, b"second").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left behind");
     }
 
     #[test]

@@ -7,9 +7,12 @@
 mod commands;
 mod encodings;
 mod files;
+mod init;
+mod manual;
 mod output;
 mod progress;
 pub mod render;
+mod style;
 mod suggest;
 mod sweep;
 mod watch;
@@ -17,7 +20,7 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,7 +35,19 @@ struct Cli {
     /// bit-identical whatever the count.
     #[arg(long, global = true, env = "QAIRT_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Print only problems and missed thresholds: no stage lines, no progress bars
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: the action key of every stage (compare them across machines or runs)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// Colour the output: auto (a terminal, unless NO_COLOR is set), always or never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value = "auto")]
+    color: style::ColorWhen,
 }
+
+/// The help of every `PATH` argument that names a project.
+const PROJECT_PATH: &str = "The project directory or its qairt.toml (default: the nearest qairt.toml upwards)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum MessageFormat {
@@ -44,11 +59,12 @@ pub enum MessageFormat {
 enum Command {
     /// Run every stage that is out of date and materialize out/<target>/
     Build {
-        /// The project directory or its qairt.toml (default: the nearest qairt.toml upwards)
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
         /// Build only this target (repeatable)
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
+        /// human: a table on stdout; json: one JSON message per line (docs/json.md)
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
         /// How per-layer rows are produced: oneshot, cumulative or layerwise (replaces [verify] mode)
@@ -61,15 +77,18 @@ enum Command {
     },
     /// Build, then rebuild on every change to any input until interrupted
     Watch {
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
+        /// Build only this target (repeatable)
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
+        /// human: a table per build; json: one JSON message per line, a `finished` per build
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
     /// Say for each stage whether the next build would reuse it, and if not, what changed
     Explain {
-        /// The project directory or its qairt.toml (default: the nearest qairt.toml upwards)
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
         /// Explain only this target
         #[arg(long = "target", value_name = "NAME")]
@@ -77,12 +96,15 @@ enum Command {
         /// Explain only this stage (parse, optimize, calibrate, quantize, compile, simulate, verify)
         #[arg(long, value_name = "STAGE")]
         stage: Option<String>,
+        /// human: one line per stage; json: one `explain` message per stage (docs/json.md)
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
     /// Remove out/ (and with --cache, the cache too)
     Clean {
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
+        /// Remove the build cache too (only a directory qairt made and tagged)
         #[arg(long)]
         cache: bool,
     },
@@ -101,24 +123,55 @@ enum Command {
         #[command(subcommand)]
         action: encodings::EncodingsAction,
     },
+    /// Write a qairt.toml for an ONNX model: its inputs and shapes, input-list templates, a
+    /// float and a quantized target
+    Init(init::InitArgs),
+    /// Print a shell's completion script (e.g. `qairt completions bash > /etc/bash_completion.d/qairt`)
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of qairt or of one command, as roff (`qairt man build | man -l -`)
+    Man {
+        /// A command (e.g. `build`, `cache gc`); none for the page of qairt itself
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum CacheAction {
     /// Size and entry counts
     Stats {
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
+        /// human: a few lines; json: one `cache_stats` message (docs/json.md)
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
-    /// Remove the least recently used objects until the cache fits in --max-size bytes
+    /// Remove the least recently used objects until the cache fits in --max-size
     Gc {
+        #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
-        #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+        /// The size to shrink the cache to: bytes, or with a unit, 500M, 1G, 1.5GiB (K, M, G,
+        /// T are powers of 1024)
+        #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
         max_size: u64,
     },
     /// Re-hash every entry and report (and remove) corrupt ones
-    Verify { path: Option<PathBuf> },
+    Verify {
+        #[arg(help = PROJECT_PATH)]
+        path: Option<PathBuf>,
+    },
+}
+
+/// A size as people write it: `1G`, `500 MiB`, `1.5gb`, `1073741824`. Units are binary
+/// (cargo's and `du`'s convention for disk sizes): K = 1024, M = 1024², G = 1024³.
+fn parse_size(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("`{text}` is not a size ({e}); write bytes or a number with a unit: 500M, 1G, 1.5GiB"))
 }
 
 fn parse_mode(text: &str) -> Result<crate::verify::Mode, String> {
@@ -145,6 +198,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    style::init(cli.color, cli.quiet, cli.verbose);
     if let Some(threads) = cli.threads {
         // Only fails when a pool already exists, which nothing before this line creates.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(usize::from(threads)).build_global();
@@ -184,6 +238,9 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(*args),
         Command::Suggest(args) => suggest::run(*args),
         Command::Encodings { action } => encodings::run(action),
+        Command::Init(args) => init::run(args),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man { command } => manual::man_page(&command),
     };
     if json && !output::finished_written() {
         output::print_json(serde_json::json!({
@@ -207,5 +264,47 @@ impl Command {
             Command::Encodings { action } => action.message_format(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`, the manual pages and
+    /// the completions (clap's own `--help`/`--version` aside).
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = super::Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "qairt", &mut missing);
+        assert!(missing.is_empty(), "arguments without a description: {missing:#?}");
+    }
+
+    #[test]
+    fn sizes_read_binary_units() {
+        assert_eq!(super::parse_size("1G"), Ok(1 << 30));
+        assert_eq!(super::parse_size("500M"), Ok(500 << 20));
+        assert_eq!(super::parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(super::parse_size("4096"), Ok(4096));
+        assert!(super::parse_size("12X").unwrap_err().contains("not a size"));
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::{BuildReport, Event};
 
 use super::MessageFormat;
 use super::render;
+use super::style::{self, Role, paint};
 
 /// The version of the JSON messages' schema (docs/json.md), on every line as `"schema"`. It
 /// rises when a field is removed or changes meaning; new events and new fields keep it.
@@ -45,14 +46,9 @@ pub(super) fn finished_written() -> bool {
 /// A float as JSON: a number, or the string `"inf"`, `"-inf"` or `"nan"` where JSON has no
 /// number (an SQNR of identical tensors is infinite; `null` would lose that).
 pub(super) fn number(x: f64) -> Value {
-    if x.is_finite() {
-        json!(x)
-    } else if x.is_nan() {
-        json!("nan")
-    } else if x > 0.0 {
-        json!("inf")
-    } else {
-        json!("-inf")
+    match crate::verify::json_float::non_finite_name(x) {
+        Some(name) => json!(name),
+        None => json!(x),
     }
 }
 
@@ -118,16 +114,23 @@ impl EventPrinter {
                     write_json(&mut out, line);
                 }
             }
-            (Event::Stage { target, stage, built, ms, peak_activation_bytes, .. }, MessageFormat::Human) => {
+            (Event::Stage { .. }, MessageFormat::Human) if style::quiet() => {}
+            (Event::Stage { target, stage, built, key, ms, peak_activation_bytes }, MessageFormat::Human) => {
                 if self.last_target.as_ref() != Some(target) {
-                    let _ = writeln!(out, "{target}");
+                    let _ = writeln!(out, "{}", paint(Role::Heading, target));
                     self.last_target = Some(target.clone());
                 }
-                let status = if *built { "built " } else { "cached" };
+                let status = if *built { paint(Role::Built, "built ") } else { paint(Role::Dim, "cached") };
                 let time = format!("{ms:>9.1} ms");
                 let peak =
                     peak_activation_bytes.map(|b| format!("  (peak activation memory {b} B)")).unwrap_or_default();
-                let _ = writeln!(out, "  {:<10} {status}{time}{peak}", stage.name());
+                // -v: the action key, to compare across runs and machines (first 16 hex digits).
+                let key = if style::verbose() {
+                    paint(Role::Dim, &format!("  key {}", &key.to_hex()[..16]))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "  {:<10} {status}{time}{peak}{key}", stage.name());
             }
             (Event::Verify { target, outcome }, MessageFormat::Json) => {
                 let worst: Vec<serde_json::Value> = outcome
@@ -152,19 +155,28 @@ impl EventPrinter {
                 }
                 write_json(&mut out, line);
             }
+            // -q: a passing target says nothing; a failing one says which and why.
+            (Event::Verify { outcome, .. }, MessageFormat::Human) if style::quiet() && outcome.passed => {}
+            (Event::Verify { target, outcome }, MessageFormat::Human) if style::quiet() => {
+                let _ = writeln!(out, "{}: verify {}", paint(Role::Heading, target), paint(Role::Bad, "FAILED"));
+                for failure in &outcome.failures {
+                    let _ = writeln!(out, "    {}: {failure}", paint(Role::Bad, "threshold not met"));
+                }
+            }
             (Event::Verify { outcome, .. }, MessageFormat::Human) => {
                 let metrics: Vec<String> =
                     outcome.metrics.iter().map(|(k, v)| format!("{k} {}", round(*v, 4))).collect();
-                let verdict = if outcome.passed { "passed" } else { "FAILED" };
+                let verdict = if outcome.passed { paint(Role::Good, "passed") } else { paint(Role::Bad, "FAILED") };
                 let _ = writeln!(out, "  verify: {verdict}  {}", metrics.join("  "));
                 for failure in &outcome.failures {
-                    let _ = writeln!(out, "    threshold not met: {failure}");
+                    let _ = writeln!(out, "    {}: {failure}", paint(Role::Bad, "threshold not met"));
                 }
                 match &outcome.first_failing {
                     Some((layer, why)) => {
                         let _ = writeln!(
                             out,
-                            "    first failing layer ({}): {layer}: {}",
+                            "    {} ({}): {layer}: {}",
+                            paint(Role::Notice, "first failing layer"),
                             outcome.mode.name(),
                             why.join(", ")
                         );
@@ -221,13 +233,15 @@ impl EventPrinter {
                 });
                 write_json(&mut out, line);
             }
+            // -q: a build that did what was asked prints nothing at all, as cargo's does.
+            MessageFormat::Human if style::quiet() && code == 0 => {}
             MessageFormat::Human => {
                 let verdict = if !ok {
-                    "failed"
+                    paint(Role::Bad, "failed")
                 } else if !report.thresholds_met {
-                    "finished, verification thresholds NOT met"
+                    paint(Role::Bad, "finished, verification thresholds NOT met")
                 } else {
-                    "finished"
+                    paint(Role::Good, "finished")
                 };
                 let _ =
                     writeln!(out, "{verdict}: {} built, {} cached in {:.0} ms", report.built, report.cached, report.ms);

@@ -14,9 +14,10 @@ pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
 }
 
-/// Bars when stderr is a terminal, `None` (no output at all) otherwise.
+/// Bars when stderr is a terminal (and not `-q`), `None` (no output at all) otherwise.
 pub fn for_stderr() -> Option<Box<dyn Progress>> {
-    std::io::stderr().is_terminal().then(|| Box::new(Bars { bar: Mutex::new(None) }) as Box<dyn Progress>)
+    (std::io::stderr().is_terminal() && !super::style::quiet())
+        .then(|| Box::new(Bars { bar: Mutex::new(None) }) as Box<dyn Progress>)
 }
 
 impl Progress for Bars {

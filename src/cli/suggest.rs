@@ -30,6 +30,7 @@ pub struct SuggestArgs {
     /// Skip the confirming build of the suggested overrides
     #[arg(long)]
     no_build: bool,
+    /// human: the ranking and the suggestion; json: a `suggest` message, then `suggest_measured` (docs/json.md)
     #[arg(long, value_enum, default_value = "human")]
     pub message_format: MessageFormat,
 }

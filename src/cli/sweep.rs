@@ -77,6 +77,7 @@ pub struct SweepArgs {
     /// Sweep without the base target's overrides file (its encodings pin the tensors it names)
     #[arg(long)]
     no_overrides: bool,
+    /// human: a ranked table; json: its builds' stage messages, then one `config` message per configuration (docs/json.md)
     #[arg(long, value_enum, default_value = "human")]
     pub message_format: MessageFormat,
 }

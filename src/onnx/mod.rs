@@ -6,6 +6,7 @@
 //!   them (relative to the model file) and hands their bytes to [`import`].
 //! - [`import`]: the model -> an [`ir::Graph`](crate::ir::Graph) with static shapes,
 //!   ONNX tensor names kept, shape arithmetic evaluated, every error collected.
+//! - [`declared_inputs`]: the graph inputs as the model declares them (for `qairt init`).
 
 pub(crate) mod error;
 pub mod export;
@@ -13,6 +14,7 @@ pub(crate) mod fold;
 mod import;
 mod inline;
 pub mod qdq;
+mod signature;
 pub(crate) mod tensor;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub, rustdoc::all)]
@@ -28,6 +30,7 @@ use prost::Message;
 
 pub use error::{ErrorKind, ImportError};
 pub use import::{ImportFailure, InputShapes, MAX_OPSET, MIN_OPSET, RunTimeInput};
+pub use signature::{DeclaredDim, DeclaredInput, declared_inputs};
 
 /// Decodes a serialized `ModelProto`. Truncated or garbage bytes give an error (never a
 /// panic), and so does a message that decodes but holds no graph.
