@@ -50,20 +50,17 @@ pub struct Inspection {
     pub log: PathBuf,
 }
 
-/// The Chromium binary: `/usr/bin/chromium`, else `chromium` on `PATH`; when neither is there,
-/// `scripts/setup-browser.sh` installs Debian's package first (once per test run).
-pub fn chromium() -> Option<PathBuf> {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    if find_chromium().is_none() {
-        INSTALL.call_once(|| {
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-browser.sh");
-            let _ = std::process::Command::new("bash").arg(script).status();
-        });
-    }
-    find_chromium()
+/// Whether a test that needs Chromium can run: see [`crate::util::tool_or_skip`].
+pub fn available() -> bool {
+    crate::util::tool_or_skip(
+        chromium().is_some(),
+        "chromium",
+        "`bash scripts/setup-browser.sh` installs Debian's package, as .ci/run does",
+    )
 }
 
-fn find_chromium() -> Option<PathBuf> {
+/// The Chromium binary: `/usr/bin/chromium`, else `chromium` on `PATH`.
+pub fn chromium() -> Option<PathBuf> {
     let default = PathBuf::from("/usr/bin/chromium");
     if default.is_file() {
         return Some(default);
@@ -223,22 +220,9 @@ mod tests {
     use super::*;
     use qairt::verify::html::{Headline, Histogram, HistogramKind, LayerRow, ReportData, histogram, render_report};
 
-    /// Chromium is required on the development and CI machines; the check is skipped only on
-    /// explicit request (`QAIRT_SKIP_BROWSER=1`).
-    fn browser_available() -> bool {
-        if chromium().is_some() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("QAIRT_SKIP_BROWSER").is_some(),
-            "chromium is not installed; install it or set QAIRT_SKIP_BROWSER=1"
-        );
-        false
-    }
-
     #[test]
     fn console_errors_of_a_broken_page_are_caught() {
-        if !browser_available() {
+        if !available() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -263,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_clean_page_has_no_errors_and_is_not_blank() {
-        if !browser_available() {
+        if !available() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -281,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_verify_report_renders_without_errors() {
-        if !browser_available() {
+        if !available() {
             return;
         }
         let values: Vec<f32> = (0..4000).map(|i| ((i as f32) * 0.173).sin() * 1.3).collect();

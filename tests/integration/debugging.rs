@@ -515,19 +515,6 @@ fn the_first_failing_layer_is_the_first_row_below_the_layer_threshold() {
 
 // ------------------------------------------------------------------------------ 6. report.html
 
-/// Chromium is required on the development and CI machines; the check is skipped only on
-/// explicit request (`QAIRT_SKIP_BROWSER=1`).
-fn browser_available() -> bool {
-    if browser::chromium().is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("QAIRT_SKIP_BROWSER").is_some(),
-        "chromium is not installed: run `bash scripts/setup-browser.sh` (as .ci/run does), or set QAIRT_SKIP_BROWSER=1"
-    );
-    false
-}
-
 /// The report's text is self-contained: no network reference except the SVG namespace.
 fn assert_self_contained(html: &str, which: &str) {
     let without_ns = html.replace("http://www.w3.org/2000/svg", "");
@@ -551,7 +538,7 @@ fn report_html_renders_in_chromium_and_is_self_contained() {
         let svgs = html.matches("<svg").count();
         assert!(svgs >= if target == "cpu" { 1 } else { 2 }, "{target}: {svgs} <svg>");
     }
-    if !browser_available() {
+    if !browser::available() {
         return;
     }
     let shots = tempfile::tempdir().unwrap();

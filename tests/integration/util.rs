@@ -212,3 +212,20 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(dir, dir, &mut files);
     files
 }
+
+/// What a test does when a tool it needs (Chromium, the test venv's Python) is missing: in CI
+/// (`CI` set, as CI sets it; .ci/run installs every tool first) that is a failure, on a
+/// developer's machine the test is skipped with a line saying how to get the tool. Tests never
+/// install anything themselves. Returns whether the test can go on.
+pub fn tool_or_skip(available: bool, tool: &str, how_to_get_it: &str) -> bool {
+    if available {
+        return true;
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "{tool} is missing in CI: {how_to_get_it}");
+    // Straight to the process's stderr: libtest would swallow eprintln! of a passing test, and
+    // a skip nobody sees is a test nobody knows is not running.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped: {tool} is missing ({how_to_get_it})");
+    false
+}
