@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::diag::Diag;
-use crate::engine::{BuildReport, Event, Workspace};
+use crate::engine::{BuildReport, Event, Stage, Workspace};
 use crate::project::TargetConfig;
 
 use super::MessageFormat;
@@ -280,10 +280,45 @@ fn build_all(ws: &mut Workspace, plan: &Plan, out: &mut impl Write, format: Mess
             Some((m, p)) => (Some(m), p),
             None => (None, false),
         };
-        outcome.rows.push(rank::Row { name: target.name.clone(), settings: target.quant.clone(), metrics, passed });
+        // The compile key hashes the quantized graph (and the backend): equal keys, equal model.bin.
+        let model = report.events.iter().find_map(|e| match e {
+            Event::Stage { target: t, stage: Stage::Compile, key, .. } if *t == target.name => {
+                Some(key.to_hex().to_string())
+            }
+            _ => None,
+        });
+        let model = metrics.as_ref().and(model);
+        outcome.rows.push(rank::Row {
+            name: target.name.clone(),
+            settings: target.quant.clone(),
+            metrics,
+            passed,
+            model,
+        });
     }
     rank::rank(&mut outcome.rows, plan.metric);
     outcome
+}
+
+/// A warning when every configuration that built built the same model: the sweep measured
+/// nothing, whatever the table's order says.
+fn identical_models(rows: &[rank::Row], plan: &Plan) -> Option<Diag> {
+    let built: Vec<&rank::Row> = rows.iter().filter(|r| r.model.is_some()).collect();
+    if built.len() < 2 || built.iter().any(|r| r.model != built[0].model) {
+        return None;
+    }
+    let why = match &plan.overrides {
+        Some(file) => format!("the overrides in {} pin every tensor the settings differ in", file.display()),
+        None => "no tensor's encoding depends on the settings that differ".to_string(),
+    };
+    let diag = Diag::warning(
+        "qairt::sweep::identical",
+        format!("all {} configurations built the same model.bin: {why}, so the ranking compares nothing", built.len()),
+    );
+    Some(match &plan.overrides {
+        Some(_) => diag.with_help("sweep with --no-overrides to measure the settings themselves"),
+        None => diag.with_help("vary settings that reach the model (act_bitwidth, weight_bitwidth, calibration)"),
+    })
 }
 
 /// Writes the best row into `qairt.toml` as the target `name`.
@@ -360,16 +395,21 @@ pub fn run(args: SweepArgs) -> u8 {
         render::print(diag);
     }
     errors.extend(late);
+    if let Some(warning) = identical_models(&rows, &plan) {
+        render::print(&warning);
+    }
 
     let ok = errors.is_empty();
     let best = rows.first().filter(|r| r.metric(plan.metric.key()).is_some());
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match format {
         MessageFormat::Json => {
+            let (ranks, same) = (rank::ranks(&rows), rank::same_model_as(&rows));
             for (i, row) in rows.iter().enumerate() {
                 let line = json!({
                     "event": "config",
-                    "rank": row.metrics.as_ref().map(|_| i + 1),
+                    "rank": ranks[i],
+                    "same_model_as": same[i].map(|first| rows[first].name.clone()),
                     "name": row.name,
                     "status": if row.metrics.is_some() { "ok" } else { "failed" },
                     "passed": row.passed,

@@ -68,7 +68,11 @@ fn a_small_grid_is_ranked_written_as_csv_and_calibrated_once() {
     let mut names: Vec<&str> = configs.iter().map(|c| c["name"].as_str().unwrap()).collect();
     let sqnr: Vec<f64> = configs.iter().map(|c| c["metrics"]["sqnr_db"].as_f64().unwrap()).collect();
     let ranks: Vec<u64> = configs.iter().map(|c| c["rank"].as_u64().unwrap()).collect();
-    assert_eq!(ranks, [1, 2, 3, 4]);
+    // At 16 bits the MSE search keeps min-max's range: both 16-bit configurations build the
+    // same model.bin (equal compile keys), so they share rank 1 and the second says so.
+    assert_eq!(ranks, [1, 1, 3, 4]);
+    assert_eq!(configs[1]["same_model_as"], configs[0]["name"]);
+    assert!(configs.iter().skip(2).all(|c| c["same_model_as"].is_null()), "{configs:?}");
     assert!(sqnr.windows(2).all(|w| w[0] >= w[1]), "ranked by SQNR, higher first: {sqnr:?}");
     // 16-bit activations are finer than 8-bit ones on the same ranges: both 16-bit
     // configurations rank above both 8-bit ones.
@@ -262,7 +266,7 @@ fn configurations_that_fail_to_build_are_listed_last_and_the_sweep_exits_1() {
     let finished = b.events.last().unwrap();
     assert_eq!((finished["ok"].clone(), finished["winner"].clone()), (Value::Bool(false), Value::Null));
     let csv = p.read("out/sweep.csv");
-    assert_eq!(csv.lines().filter(|l| l.ends_with(",failed")).count(), 2, "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",failed,")).count(), 2, "{csv}");
     // No winner to write: an error, qairt.toml untouched.
     let mut write = args.to_vec();
     write.extend(["--write-winner", "best"]);
@@ -270,4 +274,56 @@ fn configurations_that_fail_to_build_are_listed_last_and_the_sweep_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is no winner to write"));
     assert_eq!(p.read("qairt.toml"), toml);
+}
+
+/// An overrides file with an encoding for every tensor (AIMET's own export of the digits
+/// model) leaves nothing for the swept settings to change: every configuration builds the
+/// same model.bin, and the sweep says so instead of ranking equal results by name.
+#[test]
+fn configurations_pinned_by_overrides_share_a_rank_and_the_sweep_says_it_measured_nothing() {
+    let p = Project::digits();
+    std::fs::copy(
+        crate::util::repo_root().join("examples/digits/aimet/encodings_v0.6.1.json"),
+        p.path("aimet_all.json"),
+    )
+    .unwrap();
+    let toml = p.read("qairt.toml").replacen("overrides = \"overrides.json\"", "overrides = \"aimet_all.json\"", 1);
+    p.write("qairt.toml", &toml);
+    let args = [
+        "sweep",
+        "--target",
+        "htp-w8a8",
+        "--act-bitwidth",
+        "8,16",
+        "--act-calibration",
+        "min-max,mse",
+        "--act-schema",
+        "asymmetric",
+        "--per-channel",
+        "true",
+        "--cle",
+        "false",
+        "--message-format",
+        "json",
+    ];
+    let b = Build::from(p.run(&args));
+    b.assert_ok();
+    let pinned = configs(&b);
+    assert_eq!(pinned.len(), 4);
+    let first = pinned[0]["name"].as_str().unwrap();
+    assert_eq!(pinned[0]["same_model_as"], Value::Null);
+    for config in &pinned[1..] {
+        assert_eq!(config["same_model_as"], first, "{config}");
+        assert_eq!(config["rank"], 1, "a tie shares the rank: {config}");
+    }
+    assert!(b.stderr.contains("built the same model.bin"), "{}", b.stderr);
+    assert!(b.stderr.contains("--no-overrides"), "{}", b.stderr);
+
+    // Without the overrides the settings reach the model again: distinct models, no warning.
+    let mut free = args.to_vec();
+    free.insert(1, "--no-overrides");
+    let b = Build::from(p.run(&free));
+    b.assert_ok();
+    assert!(configs(&b).iter().filter(|c| !c["same_model_as"].is_null()).count() < 3, "{:?}", configs(&b));
+    assert!(!b.stderr.contains("built the same model.bin"), "{}", b.stderr);
 }

@@ -3,6 +3,11 @@
 //! Order: the chosen metric, higher first (a missing or NaN value last); ties broken by SQNR
 //! (when the metric is not SQNR itself: accuracy on a small test set ties often), then by
 //! name. Configurations that failed to build come after every ranked one, by name.
+//!
+//! Configurations whose settings change no tensor (an overrides file pins every tensor they
+//! differ in) build the very same `model.bin`: they are one result, not a ranking. They share
+//! a rank, and each names the first of its group (`same_model_as`), so a tie is never settled
+//! by a name without saying so.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -48,6 +53,9 @@ pub struct Row {
     pub metrics: Option<BTreeMap<String, f64>>,
     /// Whether the verify thresholds were met.
     pub passed: bool,
+    /// What identifies the `model.bin` it built (its compile stage's action key, which hashes
+    /// the quantized graph); `None` when it failed to build.
+    pub model: Option<String>,
 }
 
 impl Row {
@@ -95,22 +103,52 @@ pub fn settings_columns(s: &QuantSettings) -> [(&'static str, String); 9] {
 
 pub const METRIC_COLUMNS: [&str; 5] = ["sqnr_db", "cosine", "top1_agreement", "accuracy", "reference_accuracy"];
 
+/// For each ranked row, the index of the first row that built the same `model.bin`, when it
+/// is not that row itself.
+pub fn same_model_as(rows: &[Row]) -> Vec<Option<usize>> {
+    rows.iter()
+        .map(|row| {
+            let model = row.model.as_ref()?;
+            rows.iter().position(|r| r.model.as_ref() == Some(model)).filter(|&first| rows[first].name != row.name)
+        })
+        .collect()
+}
+
+/// The 1-based rank of each row (`None` for a failed build): configurations that built the
+/// same model share the rank of the first of them.
+pub fn ranks(rows: &[Row]) -> Vec<Option<usize>> {
+    let same = same_model_as(rows);
+    let mut ranks: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let rank = match same[i] {
+            _ if row.metrics.is_none() => None,
+            Some(first) => ranks[first],
+            None => Some(i + 1),
+        };
+        ranks.push(rank);
+    }
+    ranks
+}
+
 /// The ranked rows as CSV (header line first; numbers in their shortest exact form, empty
-/// where there is none). Rank is empty for a configuration that failed.
+/// where there is none). Rank is empty for a configuration that failed; `same_model_as`
+/// names the configuration whose model.bin it also built.
 pub fn csv(rows: &[Row]) -> String {
     let mut header = vec!["rank", "name"];
     header.extend(settings_columns(&QuantSettings::default()).iter().map(|(k, _)| *k));
     header.extend(METRIC_COLUMNS);
-    header.extend(["passed", "status"]);
+    header.extend(["passed", "status", "same_model_as"]);
     let mut text = header.join(",");
     text.push('\n');
+    let (ranks, same) = (ranks(rows), same_model_as(rows));
     for (i, row) in rows.iter().enumerate() {
-        let mut cells = vec![if row.metrics.is_some() { (i + 1).to_string() } else { String::new() }, row.name.clone()];
+        let mut cells = vec![ranks[i].map(|r| r.to_string()).unwrap_or_default(), row.name.clone()];
         cells.extend(settings_columns(&row.settings).into_iter().map(|(_, v)| v));
         cells.extend(METRIC_COLUMNS.iter().map(|k| row.metric(k).map(|v| v.to_string()).unwrap_or_default()));
         let ok = row.metrics.is_some();
         cells.push(if ok { row.passed.to_string() } else { String::new() });
         cells.push(if ok { "ok" } else { "failed" }.to_string());
+        cells.push(same[i].map(|first| rows[first].name.clone()).unwrap_or_default());
         text.push_str(&cells.join(","));
         text.push('\n');
     }
@@ -137,12 +175,17 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
         header.push("accuracy");
     }
     header.push("verify");
+    let (ranks, same) = (ranks(rows), same_model_as(rows));
+    let twins = same.iter().filter(|s| s.is_some()).count();
+    if twins > 0 {
+        header.push("same model as");
+    }
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for (i, row) in rows.iter().enumerate() {
         let s = &row.settings;
         let number = |key: &str, digits: usize| row.metric(key).map(|v| format!("{v:.digits$}")).unwrap_or("-".into());
         let mut line = vec![
-            if row.metrics.is_some() { (i + 1).to_string() } else { "-".into() },
+            ranks[i].map(|r| r.to_string()).unwrap_or("-".into()),
             row.name.clone(),
             format!("{}-bit", s.act_bitwidth),
             format!("{}-bit", s.weight_bitwidth),
@@ -163,6 +206,9 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
             (Some(_), true) => "passed".into(),
             (Some(_), false) => "FAILED".into(),
         });
+        if twins > 0 {
+            line.push(same[i].map(|first| rows[first].name.clone()).unwrap_or_default());
+        }
         lines.push(line);
     }
     let columns = lines[0].len();
@@ -177,6 +223,12 @@ pub fn table(rows: &[Row], metric: Metric, accuracy: bool) -> String {
     }
     let ties = if metric == Metric::Sqnr { "name" } else { "sqnr_db, then name" };
     text.push_str(&format!("ranked by {} (higher is better; ties by {ties})\n", metric.key()));
+    if twins > 0 {
+        text.push_str(&format!(
+            "{twins} configurations built the same model.bin as a better-ranked one: their settings change no \
+             tensor (an overrides file pins the tensors they differ in); they share its rank\n"
+        ));
+    }
     if accuracy && let Some(reference) = rows.iter().find_map(|r| r.metric("reference_accuracy")) {
         text.push_str(&format!("float reference accuracy {reference:.4}\n"));
     }
@@ -192,7 +244,13 @@ mod tests {
         if let Some(a) = accuracy {
             metrics.insert("accuracy".into(), a);
         }
-        Row { name: name.into(), settings: QuantSettings::default(), metrics: Some(metrics), passed: true }
+        Row {
+            name: name.into(),
+            settings: QuantSettings::default(),
+            metrics: Some(metrics),
+            passed: true,
+            model: Some(format!("model of {name}")),
+        }
     }
 
     fn names(rows: &[Row]) -> Vec<&str> {
@@ -220,7 +278,13 @@ mod tests {
 
     #[test]
     fn nan_and_failed_rows_come_last() {
-        let failed = Row { name: "a-failed".into(), settings: QuantSettings::default(), metrics: None, passed: false };
+        let failed = Row {
+            name: "a-failed".into(),
+            settings: QuantSettings::default(),
+            metrics: None,
+            passed: false,
+            model: None,
+        };
         let mut rows = vec![failed, row("nan", f64::NAN, None), row("ok", -3.0, None)];
         rank(&mut rows, Metric::Sqnr);
         assert_eq!(names(&rows), ["ok", "nan", "a-failed"]);
@@ -228,17 +292,38 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_and_one_line_per_row_with_exact_numbers() {
-        let failed = Row { name: "f".into(), settings: QuantSettings::default(), metrics: None, passed: false };
+        let failed =
+            Row { name: "f".into(), settings: QuantSettings::default(), metrics: None, passed: false, model: None };
         let text = csv(&[row("a", 31.25, Some(0.5)), failed]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
             "rank,name,act_bitwidth,weight_bitwidth,act_calibration,param_calibration,act_schema,param_schema,\
-             per_channel,per_row,cle,sqnr_db,cosine,top1_agreement,accuracy,reference_accuracy,passed,status"
+             per_channel,per_row,cle,sqnr_db,cosine,top1_agreement,accuracy,reference_accuracy,passed,status,\
+             same_model_as"
         );
-        assert_eq!(lines[1], "1,a,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,31.25,0.99,,0.5,,true,ok");
-        assert_eq!(lines[2], ",f,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,,,,,,,failed");
+        assert_eq!(lines[1], "1,a,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,31.25,0.99,,0.5,,true,ok,");
+        assert_eq!(lines[2], ",f,8,8,min-max,min-max,asymmetric,symmetric,true,false,false,,,,,,,failed,");
         assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn configurations_that_built_the_same_model_share_a_rank_and_say_so() {
+        let mut rows = vec![row("b-a16", 30.0, None), row("a-a8", 30.0, None), row("worse", 20.0, None)];
+        rows[1].model = rows[0].model.clone();
+        rank(&mut rows, Metric::Sqnr);
+        assert_eq!(names(&rows), ["a-a8", "b-a16", "worse"]);
+        assert_eq!(same_model_as(&rows), [None, Some(0), None]);
+        assert_eq!(ranks(&rows), [Some(1), Some(1), Some(3)]);
+        let text = table(&rows, Metric::Sqnr, false);
+        assert!(text.lines().next().unwrap().ends_with("same model as"), "{text}");
+        assert!(
+            text.lines().nth(2).unwrap().starts_with("1 ") && text.lines().nth(2).unwrap().ends_with("a-a8"),
+            "{text}"
+        );
+        assert!(text.contains("1 configurations built the same model.bin as a better-ranked one"), "{text}");
+        let csv = csv(&rows);
+        assert!(csv.lines().nth(2).unwrap().starts_with("1,b-a16,") && csv.lines().nth(2).unwrap().ends_with(",a-a8"));
     }
 
     #[test]
