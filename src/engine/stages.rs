@@ -479,6 +479,11 @@ pub(super) fn compute_quantize(
     let quantized =
         quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_ref(), &policy)
             .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))?;
+    if let Some(overrides) = &overrides {
+        for pinned in quant::pinned::pinned_settings(&quantized, overrides, target.settings(db)) {
+            super::memo::warn(db, pinned_setting_warning(db, target, &pinned));
+        }
+    }
     let unquantized = quant::quantize::other_float_tensors(&graph);
     if let Some(first) = unquantized.first() {
         super::memo::warn(
@@ -499,6 +504,31 @@ pub(super) fn compute_quantize(
         );
     }
     Ok(quantized)
+}
+
+/// "weight_bitwidth = 16 changes nothing": every tensor it would apply to has an override.
+fn pinned_setting_warning(db: &dyn Db, target: TargetInput, pinned: &quant::pinned::PinnedSetting) -> Diag {
+    let source = match target.overrides(db) {
+        Some(file) => format!("the overrides in {}", file.path(db).display()),
+        None => "the model's own QDQ encodings".to_string(),
+    };
+    let class = if pinned.key == "weight_bitwidth" { "weight" } else { "activation" };
+    let given: Vec<String> = pinned.given.iter().map(|b| format!("{b}")).collect();
+    Diag::warning(
+        "qairt::quantize::setting_without_effect",
+        format!(
+            "target {:?}: {} = {} changes nothing: {source} give all {} {class} tensors their encoding, at {} bits",
+            target.name(db),
+            pinned.key,
+            pinned.asked,
+            pinned.tensors,
+            given.join(" and ")
+        ),
+    )
+    .with_help(format!(
+        "for the setting to apply, leave those {class} tensors out of the overrides, or set ignore_encodings = true \
+         on the target (qairt sweep --no-overrides does so for a sweep)"
+    ))
 }
 
 #[salsa::tracked(returns(clone))]

@@ -14,6 +14,7 @@ pub mod calibration;
 pub mod encoding;
 pub mod math;
 pub mod model_encodings;
+pub mod pinned;
 pub mod policy;
 pub mod quantize;
 pub mod settings;

@@ -2,7 +2,7 @@
 //! own, float fallback without calibration data (AIMET's exported encodings), mixed precision
 //! with convert ops in `model.bin`, and calibration reuse across methods and legacy names.
 
-use crate::util::{Project, read_f32, repo_root};
+use crate::util::{Project, config, read_f32, repo_root};
 
 /// `out/<target>/model.bin`, decoded by qairt's own loader (it validates every invariant).
 fn program(p: &Project, target: &str) -> qairt::compile::Program {
@@ -168,4 +168,32 @@ fn switching_calibration_method_or_legacy_name_reuses_the_statistics() {
             assert!(["quantize", "compile", "simulate", "verify"].contains(&stage.as_str()), "after {to:?}: {built:?}");
         }
     }
+}
+
+/// A target asking for 16-bit weights while AIMET's encodings file pins every weight at 8
+/// bits gets 8-bit weights (the override wins, as in the SDK) and a warning that the setting
+/// changed nothing; without the file the same setting applies and nothing is said.
+#[test]
+fn a_bitwidth_the_overrides_leave_nothing_to_apply_to_is_a_warning() {
+    let p = Project::digits();
+    std::fs::copy(repo_root().join("examples/digits/aimet/encodings_v0.6.1.json"), p.path("aimet_all.json")).unwrap();
+    let pinned = config(5).replace(
+        "overrides = \"overrides.json\"",
+        "overrides = \"aimet_all.json\"\nweight_bitwidth = 16\nper_channel = false",
+    );
+    assert_ne!(pinned, config(5));
+    p.write("qairt.toml", &pinned);
+    let b = p.build();
+    b.assert_ok();
+    assert!(b.stderr.contains("weight_bitwidth = 16 changes nothing"), "{}", b.stderr);
+    assert!(b.stderr.contains("all 4 weight tensors"), "{}", b.stderr);
+    let encodings = p.read("out/htp-w8a8/encodings.json");
+    assert!(!encodings.contains("\"bitwidth\": 16"), "the overrides' 8-bit weights win: {encodings}");
+
+    let free = pinned.replace("overrides = \"aimet_all.json\"\n", "");
+    p.write("qairt.toml", &free);
+    let b = p.build();
+    b.assert_ok();
+    assert!(!b.stderr.contains("changes nothing"), "{}", b.stderr);
+    assert!(p.read("out/htp-w8a8/encodings.json").contains("\"bitwidth\": 16"), "16-bit weights without the file");
 }

@@ -635,3 +635,33 @@ fn a_masking_tensor_and_its_reader_stay_float() {
     let q = quantize(&g, &stats(&ids), &QuantSettings::default(), None).unwrap();
     assert!(matches!(q.encodings.get(&ids.y), Some(TensorEncoding::PerTensor(_))));
 }
+
+#[test]
+fn overrides_of_every_weight_make_weight_bitwidth_a_no_op_and_partial_ones_do_not() {
+    use crate::quant::pinned::{PinnedSetting, pinned_settings};
+    let (g, ids) = graph();
+    let weights = ["conv.weight", "fc.weight", "k"];
+    let entry = r#"[{"bitwidth": 8, "dtype": "int", "is_symmetric": "True", "min": -1.0, "max": 1.0}]"#;
+    let file = |names: &[&str]| {
+        let params: Vec<String> = names.iter().map(|n| format!("{n:?}: {entry}")).collect();
+        let text = format!(r#"{{"activation_encodings": {{}}, "param_encodings": {{{}}}}}"#, params.join(", "));
+        parse_overrides(&text).unwrap()
+    };
+    let asks_16 = QuantSettings { weight_bitwidth: 16, per_channel: false, ..QuantSettings::default() };
+
+    let all = file(&weights);
+    let q = quantize(&g, &stats(&ids), &asks_16, Some(&all)).unwrap();
+    assert_eq!(
+        pinned_settings(&q, &all, &asks_16),
+        [PinnedSetting { key: "weight_bitwidth", asked: 16, given: vec![8], tensors: 3 }],
+        "the biases (conv.bias, fc.bias) are not weights"
+    );
+
+    let some = file(&weights[..2]);
+    let q = quantize(&g, &stats(&ids), &asks_16, Some(&some)).unwrap();
+    assert_eq!(pinned_settings(&q, &some, &asks_16), [], "k still follows the setting");
+
+    let asks_8 = QuantSettings { weight_bitwidth: 8, ..asks_16 };
+    let q = quantize(&g, &stats(&ids), &asks_8, Some(&all)).unwrap();
+    assert_eq!(pinned_settings(&q, &all, &asks_8), [], "the setting agrees with the overrides");
+}
