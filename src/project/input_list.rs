@@ -87,7 +87,8 @@ pub fn parse_input_list(file: &Path, text: &str) -> Result<InputList, Vec<Diag>>
         diags.push(
             Diag::error("qairt::input_list::empty", "the input list names no inference")
                 .in_file(file)
-                .at(0, text.len().min(1), "empty list")
+                // The first character, whole: a list of only non-ASCII spaces (U+00A0) is empty too.
+                .at(0, text.chars().next().map_or(0, char::len_utf8), "empty list")
                 .with_help("add one raw-file path per line"),
         );
     }
@@ -97,6 +98,18 @@ pub fn parse_input_list(file: &Path, text: &str) -> Result<InputList, Vec<Diag>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/input_list.rs): a list holding only a no-break
+    /// space had its diagnostic span end inside that character, so no snippet was shown.
+    #[test]
+    fn an_empty_list_points_at_a_whole_first_character() {
+        for text in ["\u{a0}  ", "", "   ", "# only a comment\n"] {
+            let diags = parse_input_list(Path::new("/d/list.txt"), text).unwrap_err();
+            let (start, len) = diags[0].span.unwrap();
+            assert!(text.is_char_boundary(start) && text.is_char_boundary(start + len), "{text:?}: {diags:?}");
+            assert!(start + len <= text.len());
+        }
+    }
 
     #[test]
     fn bare_paths_and_named_pairs_resolve_against_the_list_directory() {
