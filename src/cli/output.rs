@@ -136,10 +136,14 @@ impl EventPrinter {
                 let worst: Vec<serde_json::Value> = outcome
                     .worst
                     .iter()
-                    .map(|(layer, op, sqnr)| json!({"layer": layer, "op": op, "sqnr_db": number(*sqnr)}))
+                    .map(|w| {
+                        json!({"layer": w.layer, "op": w.op, "sqnr_db": number(w.sqnr_db), "compared_with": w.compared_with})
+                    })
                     .collect();
-                let first_failing =
-                    outcome.first_failing.as_ref().map(|(layer, why)| json!({"layer": layer, "failed": why}));
+                let first_failing = outcome
+                    .first_failing
+                    .as_ref()
+                    .map(|f| json!({"layer": f.layer, "failed": f.failed, "compared_with": f.compared_with}));
                 let line = json!({
                     "event": "verify", "target": target, "passed": outcome.passed,
                     "metrics": numbers(&outcome.metrics), "failures": outcome.failures,
@@ -172,13 +176,26 @@ impl EventPrinter {
                     let _ = writeln!(out, "    {}: {failure}", paint(Role::Bad, "threshold not met"));
                 }
                 match &outcome.first_failing {
-                    Some((layer, why)) => {
+                    Some(failing) => {
+                        // A fused op's row is measured at the activation it is fused into: say
+                        // so here, where people read it, not only in the HTML report.
+                        let fused = failing
+                            .compared_with
+                            .as_ref()
+                            .map(|at| {
+                                format!(
+                                    ", measured at {at} (fused into that activation on the target, whose encoding \
+                                     decides it)"
+                                )
+                            })
+                            .unwrap_or_default();
                         let _ = writeln!(
                             out,
-                            "    {} ({}): {layer}: {}",
+                            "    {} ({}): {}{fused}: {}",
                             paint(Role::Notice, "first failing layer"),
                             outcome.mode.name(),
-                            why.join(", ")
+                            failing.layer,
+                            failing.failed.join(", ")
                         );
                     }
                     None => {
@@ -201,7 +218,10 @@ impl EventPrinter {
                     let worst: Vec<String> = outcome
                         .worst
                         .iter()
-                        .map(|(layer, op, sqnr)| format!("{layer} ({op}) {}", db_text(*sqnr)))
+                        .map(|w| match &w.compared_with {
+                            Some(at) => format!("{} ({}, measured at {at}) {}", w.layer, w.op, db_text(w.sqnr_db)),
+                            None => format!("{} ({}) {}", w.layer, w.op, db_text(w.sqnr_db)),
+                        })
                         .collect();
                     let _ = writeln!(out, "    largest error: {}", worst.join(", "));
                 }

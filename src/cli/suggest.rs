@@ -92,10 +92,20 @@ pub fn run(args: SuggestArgs) -> u8 {
             }
         }
         if human {
-            let _ = writeln!(
-                out,
-                "to adopt it: copy it beside the model and set overrides = \"<that path>\" in the [[target]] \"{target}\" of qairt.toml"
-            );
+            // Only a suggestion that meets the thresholds is one to adopt; the best set short of
+            // them is shown for what it is.
+            let adopt = "copy it beside the model and set overrides = \"<that path>\" in the [[target]]";
+            if result.meets {
+                let _ = writeln!(out, "to adopt it: {adopt} \"{target}\" of qairt.toml");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "it does not meet the thresholds, so it is not a fix: the best this search found at {}. \
+                     Try --precision float16, a calibration method or schema (qairt sweep), or relax the thresholds; \
+                     to use it anyway: {adopt} \"{target}\"",
+                    result.precision.name()
+                );
+            }
         }
     }
     if human {

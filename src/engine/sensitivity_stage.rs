@@ -141,9 +141,18 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
             accuracy_drop: first.accuracy.as_ref().map(|a| a.drop),
         })
     };
-    progress.start(&format!("sensitivity {}", target.name(db)), candidates.len() as u64 + 1);
+    // One bar per phase of the search, each with the most measurements it can take (the
+    // first also counts the baseline), so no bar runs past its total.
+    let label = format!("sensitivity {}", target.name(db));
+    progress.start(&format!("{label}: {}", sensitivity::Phase::Rank.name()), candidates.len() as u64 + 1);
     let baseline = measure(&[])?;
-    let result = sensitivity::search(precision, &candidates, baseline, &thresholds, &mut measure);
+    let mut phase = |phase: sensitivity::Phase, most: usize| {
+        if phase != sensitivity::Phase::Rank {
+            progress.finish();
+            progress.start(&format!("{label}: {}", phase.name()), most as u64);
+        }
+    };
+    let result = sensitivity::search(precision, &candidates, baseline, &thresholds, &mut measure, &mut phase);
     progress.finish();
     result
 }

@@ -29,14 +29,36 @@ pub struct VerifyOutcome {
     pub metrics: BTreeMap<String, f64>,
     pub failures: Vec<String>,
     pub mode: Mode,
-    /// The first layer (graph order) that fails a metric threshold, with the failing metrics.
-    pub first_failing: Option<(String, Vec<String>)>,
-    /// The five layers with the largest error (lowest SQNR), worst first: name, op, SQNR dB.
-    pub worst: Vec<(String, String, f64)>,
+    /// The first layer (graph order) that fails a metric threshold.
+    pub first_failing: Option<FailingLayer>,
+    /// The five layers with the largest error (lowest SQNR), worst first.
+    pub worst: Vec<WorstLayer>,
     /// The quantization checker: tensors failing, tensors analyzed.
     pub checker: Option<(usize, usize)>,
     /// `[verify] golden`: tensors matched, graph tensors with no file, files with no tensor.
     pub golden: Option<(usize, Vec<String>, Vec<String>)>,
+}
+
+/// A layer that fails a metric threshold, as the terminal and the JSON messages name it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailingLayer {
+    pub layer: String,
+    /// The failing metrics, `"sqnr = 12.3 (limit 20)"`.
+    pub failed: Vec<String>,
+    /// The tensor its row was compared at, when not its own: an op output fused into the
+    /// Relu/Clip after it exists on the target only as that activation's output, so a Conv
+    /// "fails" because of the Relu's encoding (see `LayerSummary::compared_with`).
+    pub compared_with: Option<String>,
+}
+
+/// One of the layers with the largest error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorstLayer {
+    pub layer: String,
+    pub op: String,
+    pub sqnr_db: f64,
+    /// As in [`FailingLayer::compared_with`].
+    pub compared_with: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -475,14 +497,15 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
         .filter(|c| !c.passed)
         .map(|c| format!("{} = {:.4} on `{}` (limit {})", c.threshold.name(), c.measured, c.output, c.limit))
         .collect();
-    let first_failing = summary.layers.iter().find(|l| l.failed).map(|l| {
-        let why = l
+    let first_failing = summary.layers.iter().find(|l| l.failed).map(|l| FailingLayer {
+        layer: l.name.clone(),
+        failed: l
             .verifiers
             .iter()
             .filter(|v| v.passed == Some(false))
             .map(|v| format!("{} = {} (limit {})", v.column, significant(v.metric), v.threshold.unwrap_or(f64::NAN)))
-            .collect();
-        (l.name.clone(), why)
+            .collect(),
+        compared_with: l.compared_with.clone(),
     });
     let golden =
         summary.golden.as_ref().map(|g| (g.matched.len(), g.unmatched_tensors.clone(), g.unmatched_files.clone()));
@@ -491,7 +514,12 @@ fn outcome(summary: &Summary) -> VerifyOutcome {
         .worst_layers(5)
         .into_iter()
         .filter(|l| l.metrics.sqnr_db != f64::INFINITY)
-        .map(|l| (l.name.clone(), l.layer_type.clone(), l.metrics.sqnr_db))
+        .map(|l| WorstLayer {
+            layer: l.name.clone(),
+            op: l.layer_type.clone(),
+            sqnr_db: l.metrics.sqnr_db,
+            compared_with: l.compared_with.clone(),
+        })
         .collect();
     VerifyOutcome {
         passed: summary.passed,

@@ -96,17 +96,43 @@ pub struct SensitivityResult {
     pub measured: usize,
 }
 
+/// The search's phases, each announced with the most measurements it can take, so that a
+/// progress bar has a true total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Each candidate raised alone: exactly one measurement per candidate.
+    Rank,
+    /// Layers added in rank order until the thresholds are met: at most one per layer with a
+    /// positive gain.
+    Add,
+    /// Layers the thresholds do not need dropped again: at most one per chosen layer.
+    Prune,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Rank => "ranking layers",
+            Phase::Add => "adding layers",
+            Phase::Prune => "pruning",
+        }
+    }
+}
+
 /// Runs the search (see the module docs). `candidates` are `(layer, op)` in graph order;
-/// `measure` gets the layers to raise.
+/// `measure` gets the layers to raise; `phase` hears of each phase before its measurements,
+/// with their most.
 pub fn search<E>(
     precision: Precision,
     candidates: &[(String, String)],
     baseline: Measurement,
     thresholds: &Thresholds,
     measure: &mut dyn FnMut(&[String]) -> Result<Measurement, E>,
+    phase: &mut dyn FnMut(Phase, usize),
 ) -> Result<SensitivityResult, E> {
     let mut measured = 0;
     let mut ranking = Vec::with_capacity(candidates.len());
+    phase(Phase::Rank, candidates.len());
     for (layer, op) in candidates {
         let m = measure(std::slice::from_ref(layer))?;
         measured += 1;
@@ -141,6 +167,7 @@ pub fn search<E>(
     // is not tried: raising it would cost precision for no measured benefit.
     let mut chosen: Vec<String> = Vec::new();
     let mut result = baseline;
+    phase(Phase::Add, ranking.iter().filter(|g| g.gain_db > 0.0).count());
     for gain in ranking.iter().filter(|g| g.gain_db > 0.0) {
         chosen.push(gain.layer.clone());
         result = measure(&chosen)?;
@@ -154,6 +181,7 @@ pub fn search<E>(
         return Ok(done(chosen, result, meets, measured));
     }
     // Prune: least useful first, drop every layer the thresholds do not need.
+    phase(Phase::Prune, if chosen.len() > 1 { chosen.len() } else { 0 });
     for index in (0..chosen.len()).rev() {
         if chosen.len() == 1 {
             break;
@@ -205,7 +233,8 @@ mod tests {
             calls.push(set.iter().cloned().collect::<BTreeSet<_>>());
             additive(set)
         };
-        let r = search(Precision::Int16, &candidates(&["a", "b", "c", "d"]), m(30.0), &t, &mut measure).unwrap();
+        let r = search(Precision::Int16, &candidates(&["a", "b", "c", "d"]), m(30.0), &t, &mut measure, &mut |_, _| {})
+            .unwrap();
         let order: Vec<&str> = r.ranking.iter().map(|g| g.layer.as_str()).collect();
         assert_eq!(order, ["b", "c", "a", "d"]);
         assert_eq!(r.ranking[0].gain_db, 4.0);
@@ -231,7 +260,8 @@ mod tests {
             db -= if a && b { 3.5 } else { 0.0 } + if a && c { 2.0 } else { 0.0 };
             Ok(m(db))
         };
-        let r = search(Precision::Float16, &candidates(&["c", "b", "a"]), m(30.0), &t, &mut measure).unwrap();
+        let r = search(Precision::Float16, &candidates(&["c", "b", "a"]), m(30.0), &t, &mut measure, &mut |_, _| {})
+            .unwrap();
         assert_eq!(r.chosen, ["a", "c"]);
         assert_eq!(r.result.sqnr_db, 36.0);
         assert!(r.meets);
@@ -241,7 +271,7 @@ mod tests {
     #[test]
     fn unreachable_thresholds_report_every_layer_and_not_met() {
         let t = Thresholds { min_sqnr_db: Some(60.0), ..Default::default() };
-        let r = search(Precision::Int16, &candidates(&["a", "b"]), m(30.0), &t, &mut additive).unwrap();
+        let r = search(Precision::Int16, &candidates(&["a", "b"]), m(30.0), &t, &mut additive, &mut |_, _| {}).unwrap();
         assert!(!r.meets);
         assert_eq!(r.chosen, ["b", "a"]);
         assert_eq!(r.result.sqnr_db, 35.0);
@@ -252,20 +282,30 @@ mod tests {
         // "p" gains nothing (a MaxPool on an already-quantized grid, say); the threshold is
         // out of reach: the suggestion is the useful layers only.
         let t = Thresholds { min_sqnr_db: Some(60.0), ..Default::default() };
-        let r = search(Precision::Int16, &candidates(&["p", "a", "b"]), m(30.0), &t, &mut additive).unwrap();
+        let r = search(Precision::Int16, &candidates(&["p", "a", "b"]), m(30.0), &t, &mut additive, &mut |_, _| {})
+            .unwrap();
         assert!(!r.meets);
         assert_eq!(r.chosen, ["b", "a"]);
-        let nothing = search(Precision::Int16, &candidates(&["p"]), m(30.0), &t, &mut additive).unwrap();
+        let nothing =
+            search(Precision::Int16, &candidates(&["p"]), m(30.0), &t, &mut additive, &mut |_, _| {}).unwrap();
         assert!(!nothing.meets && nothing.chosen.is_empty());
     }
 
     #[test]
     fn a_passing_baseline_or_no_threshold_suggests_nothing() {
         let t = Thresholds { min_sqnr_db: Some(25.0), ..Default::default() };
-        let r = search(Precision::Int16, &candidates(&["a"]), m(30.0), &t, &mut additive).unwrap();
+        let r = search(Precision::Int16, &candidates(&["a"]), m(30.0), &t, &mut additive, &mut |_, _| {}).unwrap();
         assert!(r.meets && r.chosen.is_empty());
         assert_eq!(r.ranking.len(), 1, "the ranking is still computed");
-        let r = search(Precision::Int16, &candidates(&["a"]), m(30.0), &Thresholds::default(), &mut additive).unwrap();
+        let r = search(
+            Precision::Int16,
+            &candidates(&["a"]),
+            m(30.0),
+            &Thresholds::default(),
+            &mut additive,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert!(r.chosen.is_empty());
     }
 
@@ -287,6 +327,29 @@ mod tests {
     fn measurement_errors_stop_the_search() {
         let t = Thresholds { min_sqnr_db: Some(50.0), ..Default::default() };
         let mut failing = |_: &[String]| -> Result<Measurement, &'static str> { Err("no") };
-        assert_eq!(search(Precision::Int16, &candidates(&["a"]), m(30.0), &t, &mut failing), Err("no"));
+        assert_eq!(search(Precision::Int16, &candidates(&["a"]), m(30.0), &t, &mut failing, &mut |_, _| {}), Err("no"));
+    }
+
+    /// Each phase announces the most measurements it takes: a progress bar built from the
+    /// announcements never runs past its total.
+    #[test]
+    fn no_phase_measures_more_than_it_announced() {
+        for (threshold, names) in [(36.5, vec!["a", "b", "c", "d"]), (99.0, vec!["a", "b"]), (30.5, vec!["d", "b"])] {
+            let t = Thresholds { min_sqnr_db: Some(threshold), ..Default::default() };
+            let counts = std::cell::RefCell::new(Vec::<(Phase, usize, usize)>::new());
+            let mut measure = |set: &[String]| {
+                if let Some(last) = counts.borrow_mut().last_mut() {
+                    last.2 += 1;
+                }
+                additive(set)
+            };
+            let mut phase = |p: Phase, most: usize| counts.borrow_mut().push((p, most, 0));
+            search(Precision::Int16, &candidates(&names), m(30.0), &t, &mut measure, &mut phase).unwrap();
+            let counts = counts.into_inner();
+            assert_eq!(counts[0].0, Phase::Rank);
+            for (p, most, took) in &counts {
+                assert!(took <= most, "{threshold}: {p:?} announced {most}, took {took}: {counts:?}");
+            }
+        }
     }
 }

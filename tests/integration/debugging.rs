@@ -473,6 +473,33 @@ fn layerwise_and_cumulative_rows_isolate_each_layers_error() {
 
 // ------------------------------------------------------------------------------ 5. first failing layer
 
+/// A user clips the Relu's encoding in the overrides; the first failing row is the Conv
+/// before it, because on the target that Conv exists only fused into the Relu (measured at
+/// its output, with its encoding). The terminal and the JSON say so, not only the HTML.
+#[test]
+fn a_conv_failing_because_of_its_fused_relus_encoding_is_named_with_that_relu() {
+    let p = digits(20, 0.0, "");
+    let clipped = p.read("overrides.json").replacen("\"max\": 3.7817842960357666", "\"max\": 0.5", 1).replacen(
+        "\"scale\": 5.770632938179242e-05",
+        "\"scale\": 7.629510948348211e-06",
+        1,
+    );
+    assert_eq!(clipped.matches("7.629510948348211e-06").count() + clipped.matches("\"max\": 0.5,").count(), 2);
+    p.write("overrides.json", &clipped);
+    let args = ["--target", "htp-w8a8", "--metric", "sqnr,threshold,30"];
+    let b = build_with(&p, &args);
+    let failing = &b.verify("htp-w8a8")["first_failing_layer"];
+    assert_eq!(failing["layer"], "/conv1/Conv_output_0", "{failing}");
+    assert_eq!(failing["compared_with"], "/relu1/Relu_output_0", "{failing}");
+    let mut human = vec!["build"];
+    human.extend(args);
+    let stdout = String::from_utf8(p.run(&human).stdout).unwrap();
+    assert!(
+        stdout.contains("first failing layer (oneshot): /conv1/Conv_output_0, measured at /relu1/Relu_output_0"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn the_first_failing_layer_is_the_first_row_below_the_layer_threshold() {
     let p = digits(60, 20.0, "");
@@ -668,6 +695,8 @@ fn suggest_with_an_unreachable_threshold_exits_2() {
     assert_eq!(human.status.code(), Some(2));
     let stdout = String::from_utf8(human.stdout).unwrap();
     assert!(stdout.contains("still short of the thresholds"), "{stdout}");
+    assert!(!stdout.contains("to adopt it"), "a suggestion short of the thresholds is no fix to adopt: {stdout}");
+    assert!(stdout.contains("it does not meet the thresholds, so it is not a fix"), "{stdout}");
 }
 
 #[test]
