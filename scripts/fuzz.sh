@@ -6,6 +6,8 @@
 #
 #   bash scripts/fuzz.sh [RUNS] [TARGET...]
 #
+# QAIRT=path/to/qairt uses that binary to build the model.bin seeds instead of `cargo run`.
+#
 # Corpora grow in target/fuzz-corpus/<target>/ (not committed); a crash leaves its input in
 # fuzz/artifacts/<target>/ and ends the script with libFuzzer's exit status. Needs the nightly
 # toolchain (`rustup toolchain install nightly`); installs cargo-fuzz if it is missing.
@@ -42,7 +44,7 @@ if [[ " ${targets[*]} " == *" model_bin "* ]]; then
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
     cp -r qairt.toml examples "$scratch/"
-    cargo run --quiet -- build "$scratch" > /dev/null
+    if [ -n "${QAIRT:-}" ]; then "$QAIRT" build "$scratch" > /dev/null; else cargo run --quiet -- build "$scratch" > /dev/null; fi
     mkdir -p "$corpus/model_bin"
     for bin in "$scratch"/out/*/model.bin; do
         size=$(stat -c %s "$bin")
