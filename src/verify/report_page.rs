@@ -72,6 +72,7 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
             target_min: finite(l.target_min),
             target_max: finite(l.target_max),
             failed: l.failed,
+            compared_with: l.compared_with.clone(),
         })
         .collect();
     let first_failing = s.layers.iter().position(|l| l.failed);
@@ -124,12 +125,12 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
          the sqnr column is the debugger's (signal = quantized tensor), the chart plots SQNR with the float tensor as signal.",
         s.mode.name()
     )];
-    let fused: Vec<String> =
-        s.layers.iter().filter_map(|l| l.compared_with.as_ref().map(|c| format!("{} (with {c})", l.name))).collect();
-    if !fused.is_empty() {
+    let fused = s.layers.iter().filter(|l| l.compared_with.is_some()).count();
+    if fused > 0 {
         notes.push(format!(
-            "Squashed into the activation that follows (the target computes the fused op), so compared with its output: {}.",
-            fused.join(", ")
+            "{fused} op outputs exist on the target only fused into the activation after them (a Conv into its Relu, \
+             say), so their rows are measured at that activation's output, with its encoding: the per-layer table \
+             names it under each of them."
         ));
     }
     if let Some((analysed, of)) = input.activation_samples {
@@ -194,7 +195,15 @@ fn encoding_span(encoding: &TensorEncoding) -> Option<(f64, f64)> {
 pub fn activation_histogram(q: &QuantizedGraph, id: Option<TensorId>, name: &str, values: &[f32]) -> html::Histogram {
     let encoding = id.and_then(|id| q.encodings.get(&id)).and_then(encoding_span);
     let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
-    html::Histogram { tensor: name.to_string(), kind: HistogramKind::Activation, edges, counts, encoding }
+    html::Histogram {
+        tensor: name.to_string(),
+        layer: None,
+        kind: HistogramKind::Activation,
+        edges,
+        counts,
+        encoding,
+        channel_ranges: Vec::new(),
+    }
 }
 
 /// Weight histograms for `report.html` (ops with a constant weight, graph order), each with its
@@ -204,18 +213,29 @@ pub fn weight_histograms(q: &QuantizedGraph) -> Vec<html::Histogram> {
     let weights = q.graph.nodes.iter().filter_map(|n| {
         let &w = n.inputs.get(1)?;
         let t = q.graph.constant(w)?;
-        matches!(n.op, Op::Conv { .. } | Op::Gemm(_) | Op::MatMul(crate::ops::MatMul)).then_some((w, t))
+        matches!(n.op, Op::Conv { .. } | Op::Gemm(_) | Op::MatMul(crate::ops::MatMul)).then_some((n, w, t))
     });
-    for (w, t) in weights.take(MAX_HISTOGRAMS) {
+    for (node, w, t) in weights.take(MAX_HISTOGRAMS) {
         let Some(values) = t.as_f32() else { continue };
         let encoding = q.encodings.get(&w).and_then(encoding_span);
+        let channel_ranges = match q.encodings.get(&w) {
+            Some(TensorEncoding::PerChannel { channels, .. }) => {
+                channels.iter().map(|e| (f64::from(e.min), f64::from(e.max))).collect()
+            }
+            _ => Vec::new(),
+        };
         let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+        // Exporters name weights after graph-internal ids (`onnx::Conv_538`): the title says
+        // which layer reads it (the node, and the output the per-layer table lists it by).
+        let output = node.outputs.first().map(|&o| q.graph.name(o)).unwrap_or_default();
         out.push(html::Histogram {
             tensor: q.graph.name(w).to_string(),
+            layer: Some(format!("{} ({}) → {output}", node.name, node.op.type_name())),
             kind: HistogramKind::Weight,
             edges,
             counts,
             encoding,
+            channel_ranges,
         });
     }
     out

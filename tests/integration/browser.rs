@@ -297,10 +297,12 @@ mod tests {
             sqnr_threshold: Some(25.0),
             histograms: vec![Histogram {
                 tensor: "w".into(),
+                layer: Some("conv (Conv) → y".into()),
                 kind: HistogramKind::Weight,
                 edges,
                 counts,
                 encoding: Some((-1.0, 1.0)),
+                channel_ranges: vec![(-1.0, 1.0), (-0.5, 0.5)],
             }],
             ..ReportData::default()
         };
@@ -310,5 +312,31 @@ mod tests {
         let found = inspect(&page, dir.path());
         assert_eq!(found.console_errors, Vec::<String>::new());
         assert!(!is_blank(&found.screenshot));
+
+        // The "failing rows only" box, ticked in Chromium, leaves the 14 failing rows of 30 (and
+        // unticked, all 30): a console error otherwise, which the inspection reports.
+        let probe = r##"<script>
+(function () {
+  var box = document.querySelector('input[data-failed-only="layers-table"]');
+  function shown() {
+    var n = 0;
+    document.querySelectorAll("#layers-table tbody tr").forEach(function (r) {
+      if (getComputedStyle(r).display !== "none") { n++; }
+    });
+    return n;
+  }
+  box.click();
+  if (shown() !== 14) { console.error("failed-only filter shows " + shown() + " rows, expected 14"); }
+  box.click();
+  if (shown() !== 30) { console.error("unfiltered table shows " + shown() + " rows, expected 30"); }
+})();
+</script>
+</body>"##;
+        let html = render_report(&data);
+        assert_eq!(html.matches("</body>").count(), 1);
+        let filtered = dir.path().join("filter.html");
+        std::fs::write(&filtered, html.replacen("</body>", probe, 1)).unwrap();
+        let found = inspect(&filtered, dir.path());
+        assert_eq!(found.console_errors, Vec::<String>::new());
     }
 }

@@ -10,6 +10,8 @@ use plotters::prelude::*;
 use super::model::{Histogram, HistogramKind, LayerRow};
 
 const SQNR_SIZE: (u32, u32) = (1100, 360);
+/// Beyond this many channels their ranges are not drawn one by one (the caption still says).
+const MAX_CHANNEL_LINES: usize = 2048;
 const HIST_SIZE: (u32, u32) = (520, 280);
 const FONT: &str = "sans-serif";
 
@@ -81,6 +83,8 @@ pub fn sqnr_chart(layers: &[LayerRow], threshold: Option<f64>, first_failing: Op
     }
 
     let mut svg = String::new();
+    // Pixel position of every plotted point, for the overlay of tooltips and links.
+    let mut points: Vec<(usize, (i32, i32))> = Vec::new();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, SQNR_SIZE).into_drawing_area();
         root.fill(&WHITE)?;
@@ -97,7 +101,7 @@ pub fn sqnr_chart(layers: &[LayerRow], threshold: Option<f64>, first_failing: Op
             .y_labels(8)
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
-            .x_desc("layer index (graph order)")
+            .x_desc("layer # in graph order, as in the per-layer table (hover a point for its name, click for its row)")
             .y_desc("SQNR (dB)")
             .label_style((FONT, 13).into_font().color(&AXIS_TEXT))
             .axis_desc_style((FONT, 14).into_font().color(&AXIS_TEXT))
@@ -165,10 +169,38 @@ pub fn sqnr_chart(layers: &[LayerRow], threshold: Option<f64>, first_failing: Op
             .background_style(WHITE.mix(0.9))
             .border_style(GRID)
             .draw()?;
+        points.extend(
+            values.iter().filter(|(_, v)| !v.is_nan()).map(|&(i, v)| (i, chart.backend_coord(&(i as f64, clip(v))))),
+        );
         root.present()?;
         Ok(())
     })();
-    Some(finish(svg, drawn.is_ok(), notes))
+    let mut chart = finish(svg, drawn.is_ok(), notes);
+    add_point_links(&mut chart.svg, layers, &points);
+    Some(chart)
+}
+
+/// Makes every point of the SQNR chart name its layer (an SVG `<title>`, shown on hover) and
+/// link to its row of the per-layer table: an index alone says nothing on a 100-layer model.
+fn add_point_links(svg: &mut String, layers: &[LayerRow], points: &[(usize, (i32, i32))]) {
+    let Some(end) = svg.rfind("</svg>") else { return };
+    let mut overlay = String::from("<g class=\"points\">\n");
+    for &(i, (x, y)) in points {
+        let Some(layer) = layers.get(i) else { continue };
+        let sqnr = layer.sqnr_db.map(|v| format!("{} dB", axis_number(v))).unwrap_or_default();
+        let sqnr = match layer.sqnr_db {
+            Some(v) if v == f64::INFINITY => "exact (+inf dB)".to_string(),
+            _ => sqnr,
+        };
+        overlay.push_str(&format!(
+            "<a href=\"#layer-{i}\"><circle cx=\"{x}\" cy=\"{y}\" r=\"7\" fill=\"transparent\"><title>#{i} {} ({}): SQNR {}</title></circle></a>\n",
+            super::format::escape(&layer.name),
+            super::format::escape(&layer.layer_type),
+            super::format::escape(&sqnr)
+        ));
+    }
+    overlay.push_str("</g>\n");
+    svg.insert_str(end, &overlay);
 }
 
 /// The histogram of one tensor with its encoding range marked by two vertical lines.
@@ -248,11 +280,21 @@ pub fn histogram_chart(h: &Histogram) -> Chart {
                 .filter(|&&(_, _, c)| c > 0)
                 .map(|&(a, b, c)| Rectangle::new([(a, 0.0), (b, c as f64)], fill.mix(0.85).filled())),
         )?;
+        // A per-channel encoding: each channel's range as a faint pair of lines (the bold ones
+        // below are the span of them all), so a merged range does not hide narrow channels.
+        if h.channel_ranges.len() <= MAX_CHANNEL_LINES {
+            for &(a, b) in h.channel_ranges.iter().filter(|(a, b)| a.is_finite() && b.is_finite()) {
+                for x in [a, b] {
+                    chart.draw_series(LineSeries::new([(x, 0.0), (x, top)], FAIL_RED.mix(0.12).stroke_width(1)))?;
+                }
+            }
+        }
         if let Some((a, b)) = encoding {
+            let what = if h.channel_ranges.is_empty() { "encoding" } else { "all channels'" };
             for (x, name) in [(a, "min"), (b, "max")] {
                 chart
                     .draw_series(LineSeries::new([(x, 0.0), (x, top)], FAIL_RED.stroke_width(2)))?
-                    .label(format!("encoding {name} {}", axis_number(x)))
+                    .label(format!("{what} {name} {}", axis_number(x)))
                     .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], FAIL_RED.stroke_width(2)));
             }
             chart

@@ -73,6 +73,9 @@ pub struct LayerRow {
     pub target_min: Option<f64>,
     pub target_max: Option<f64>,
     pub failed: bool,
+    /// The activation this op output is fused into on the target, and measured at (its row
+    /// compares that tensor), when not its own.
+    pub compared_with: Option<String>,
 }
 
 /// Which kind of tensor a histogram describes.
@@ -89,12 +92,19 @@ pub enum HistogramKind {
 #[serde(default)]
 pub struct Histogram {
     pub tensor: String,
+    /// What the tensor belongs to, for the title: a weight's layer (`conv1 (Conv)`); `None`
+    /// for an activation, whose tensor is the layer's output.
+    pub layer: Option<String>,
     pub kind: HistogramKind,
     /// Bin edges, `counts.len() + 1` of them, ascending.
     pub edges: Vec<f64>,
     pub counts: Vec<u64>,
-    /// The encoding's representable range `(min, max)`, marked with vertical lines.
+    /// The encoding's representable range `(min, max)`, marked with vertical lines (for a
+    /// per-channel encoding, the span of every channel's).
     pub encoding: Option<(f64, f64)>,
+    /// A per-channel encoding's range of each channel, output-channel order (empty for a
+    /// per-tensor one).
+    pub channel_ranges: Vec<(f64, f64)>,
 }
 
 /// The quantization checker's table.

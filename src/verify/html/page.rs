@@ -135,17 +135,26 @@ fn layer_table(page: &mut String, data: &ReportData) {
         data.layers.len(),
         failed
     ));
-    page.push_str("<div class=\"scroll\">\n<table class=\"sortable layers\">\n<thead><tr>");
+    failed_only_filter(page, "layers-table", failed);
+    page.push_str("<div class=\"scroll\">\n<table id=\"layers-table\" class=\"sortable layers\">\n");
+    // Fixed column widths (shares of the page): the table always fits its section, long names
+    // and numbers wrap inside their cells instead of pushing columns off the page.
+    let metric_share = 35.0 / data.verifier_columns.len().max(1) as f64;
+    page.push_str("<colgroup><col style=\"width:3.5%\"><col style=\"width:22%\"><col style=\"width:6.5%\"><col style=\"width:10%\">");
+    for _ in &data.verifier_columns {
+        page.push_str(&format!("<col style=\"width:{metric_share:.3}%\">"));
+    }
     page.push_str(
-        "<th class=\"num\">#</th><th>Name</th><th>LayerType</th><th class=\"num\">Size</th><th>Tensor_dims</th>",
+        "<col style=\"width:8.5%\"><col style=\"width:8.5%\"><col style=\"width:6%\"></colgroup>\n<thead><tr>",
     );
+    // Tensor_dims with Size under it, and each side's min and max in one cell, keep the table
+    // within the page on a 1280-pixel screen (summary.csv has them as separate columns).
+    page.push_str("<th class=\"num\">#</th><th>Name</th><th>LayerType</th><th>Tensor_dims (Size)</th>");
     for c in &data.verifier_columns {
         page.push_str(&format!("<th class=\"num\">{}</th>", escape(c)));
     }
-    page.push_str("<th class=\"num\">Golden min</th><th class=\"num\">Golden max</th>");
-    page.push_str(
-        "<th class=\"num\">Target min</th><th class=\"num\">Target max</th><th>Status</th></tr></thead>\n<tbody>\n",
-    );
+    page.push_str("<th class=\"num\">Golden min, max</th><th class=\"num\">Target min, max</th>");
+    page.push_str("<th>Status</th></tr></thead>\n<tbody>\n");
     for (i, l) in data.layers.iter().enumerate() {
         let first = data.first_failing == Some(i);
         let class = match (first, l.failed) {
@@ -154,19 +163,30 @@ fn layer_table(page: &mut String, data: &ReportData) {
             _ => "",
         };
         let dims = l.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+        // A fused op's row is measured at its activation: say so where the row is read.
+        let fused = l
+            .compared_with
+            .as_ref()
+            .map(|c| format!("<div class=\"fused\">fused into {}: measured there</div>", breakable(c)))
+            .unwrap_or_default();
         page.push_str(&format!(
-            "<tr id=\"layer-{i}\"{class}><td class=\"num\" data-v=\"{i}\">{i}</td><td class=\"name\">{}</td><td>{}</td><td class=\"num\" data-v=\"{}\">{}</td><td class=\"dims\">[{}]</td>",
-            escape(&l.name),
+            "<tr id=\"layer-{i}\"{class}><td class=\"num\" data-v=\"{i}\">{i}</td><td class=\"name\">{}{fused}</td><td>{}</td><td class=\"dims\" data-v=\"{}\">[{}]<div class=\"muted\">{}</div></td>",
+            breakable(&l.name),
             escape(&l.layer_type),
             l.size,
-            l.size,
-            dims
+            dims,
+            l.size
         ));
         for j in 0..data.verifier_columns.len() {
             page.push_str(&num_cell(l.values.get(j).copied().flatten()));
         }
-        for v in [l.golden_min, l.golden_max, l.target_min, l.target_max] {
-            page.push_str(&num_cell(v));
+        for (min, max) in [(l.golden_min, l.golden_max), (l.target_min, l.target_max)] {
+            page.push_str(&format!(
+                "<td class=\"num range\" data-v=\"{}\">{}, {}</td>",
+                sort_key(min),
+                escape(&opt_number(min)),
+                escape(&opt_number(max))
+            ));
         }
         let status = match (first, l.failed) {
             (true, _) => "<span class=\"badge fail\">FIRST FAIL</span>",
@@ -176,6 +196,21 @@ fn layer_table(page: &mut String, data: &ReportData) {
         page.push_str(&format!("<td data-v=\"{}\">{status}</td></tr>\n", u8::from(l.failed) + u8::from(first)));
     }
     page.push_str("</tbody>\n</table>\n</div>\n</section>\n");
+}
+
+/// A tensor name that may wrap after each `/` (ONNX names are paths: `/features.5/conv/...`)
+/// instead of in the middle of a word.
+fn breakable(name: &str) -> String {
+    escape(name).replace('/', "/<wbr>")
+}
+
+/// A checkbox that shows only the failing rows of the table `table_id` (sort.js wires it).
+fn failed_only_filter(page: &mut String, table_id: &str, failed: usize) {
+    let disabled = if failed == 0 { " disabled" } else { "" };
+    page.push_str(&format!(
+        "<label class=\"filter\"><input type=\"checkbox\" data-failed-only=\"{table_id}\"{disabled}> \
+         show failing rows only ({failed})</label>\n"
+    ));
 }
 
 fn chart_block(page: &mut String, chart: &Chart) {
@@ -213,13 +248,21 @@ fn histograms(page: &mut String, data: &ReportData) {
             of_kind.len()
         ));
         for h in of_kind {
-            let range = match h.encoding {
-                Some((a, b)) => format!("encoding [{}, {}]", escape(&number(a)), escape(&number(b))),
-                None => "no encoding".to_string(),
+            let range = match (h.encoding, h.channel_ranges.as_slice()) {
+                (Some(_), channels) if !channels.is_empty() => per_channel_caption(channels),
+                (Some((a, b)), _) => format!("encoding [{}, {}]", escape(&number(a)), escape(&number(b))),
+                (None, _) => "no encoding".to_string(),
+            };
+            let title = match &h.layer {
+                Some(layer) => format!(
+                    "<span class=\"name\">{}</span><br><span class=\"muted\">weight <span class=\"name\">{}</span></span>",
+                    escape(layer),
+                    escape(&h.tensor)
+                ),
+                None => format!("<span class=\"name\">{}</span>", escape(&h.tensor)),
             };
             page.push_str(&format!(
-                "<figure>\n<figcaption><span class=\"name\">{}</span> <span class=\"muted\">{range}</span></figcaption>\n",
-                escape(&h.tensor)
+                "<figure>\n<figcaption>{title}<br><span class=\"muted\">{range}</span></figcaption>\n"
             ));
             chart_block(page, &histogram_chart(h));
             page.push_str("</figure>\n");
@@ -227,6 +270,22 @@ fn histograms(page: &mut String, data: &ReportData) {
         page.push_str("</div>\n");
     }
     page.push_str("</section>\n");
+}
+
+/// "per-channel encoding, 32 channels: narrowest [-0.12, 0.12], widest [-1.9, 1.9]".
+fn per_channel_caption(channels: &[(f64, f64)]) -> String {
+    let width = |&(a, b): &(f64, f64)| b - a;
+    let narrowest = channels.iter().min_by(|x, y| width(x).total_cmp(&width(y)));
+    let widest = channels.iter().max_by(|x, y| width(x).total_cmp(&width(y)));
+    let range = |r: Option<&(f64, f64)>| {
+        r.map(|&(a, b)| format!("[{}, {}]", escape(&number(a)), escape(&number(b)))).unwrap_or_default()
+    };
+    format!(
+        "per-channel encoding, {} channels (a faint line each): narrowest {}, widest {}",
+        channels.len(),
+        range(narrowest),
+        range(widest)
+    )
 }
 
 fn verdict_cell(v: &str) -> String {
@@ -254,7 +313,8 @@ fn checker(page: &mut String, table: Option<&CheckerTable>) {
         page.push_str("<p class=\"muted\">No tensor rows.</p>\n</section>\n");
         return;
     }
-    page.push_str("<div class=\"scroll\">\n<table class=\"sortable checker\">\n<thead><tr><th>Op</th><th>Tensor</th><th>Class</th>");
+    failed_only_filter(page, "checker-table", t.rows.iter().filter(|r| r.failed).count());
+    page.push_str("<div class=\"scroll\">\n<table id=\"checker-table\" class=\"sortable checker\">\n<thead><tr><th>Op</th><th>Tensor</th><th>Class</th>");
     for c in &t.columns {
         page.push_str(&format!("<th>{}</th>", escape(c)));
     }
@@ -262,9 +322,9 @@ fn checker(page: &mut String, table: Option<&CheckerTable>) {
     for r in &t.rows {
         let class = if r.failed { " class=\"fail\"" } else { "" };
         page.push_str(&format!(
-            "<tr{class}><td>{}</td><td class=\"name\">{}</td><td>{}</td>",
-            escape(&r.op),
-            escape(&r.tensor),
+            "<tr{class}><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td>",
+            breakable(&r.op),
+            breakable(&r.tensor),
             escape(&r.class)
         ));
         for j in 0..t.columns.len() {

@@ -15,6 +15,14 @@
     var s = a.num ? String(a.x) : a.s, t = b.num ? String(b.x) : b.s;
     return s < t ? -1 : (s > t ? 1 : 0);
   }
+  // "Show failing rows only": a class on the table that CSS uses to hide the passing rows.
+  var filters = document.querySelectorAll("input[data-failed-only]");
+  Array.prototype.forEach.call(filters, function (box) {
+    box.addEventListener("change", function () {
+      var table = document.getElementById(box.getAttribute("data-failed-only"));
+      if (table) { table.classList.toggle("failed-only", box.checked); }
+    });
+  });
   var tables = document.querySelectorAll("table.sortable");
   Array.prototype.forEach.call(tables, function (table) {
     if (!table.tHead || !table.tBodies.length) { return; }

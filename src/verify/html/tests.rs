@@ -27,6 +27,8 @@ fn sample() -> ReportData {
                 target_min: Some(-3.4),
                 target_max: Some(6.2),
                 failed: (25..29).contains(&i),
+                // Every Conv before a Relu is fused into it, as on the target.
+                compared_with: (i % 2 == 0 && i > 0).then(|| format!("/backbone/block{}/relu_{}:0", i / 4, i + 1)),
             }
         })
         .collect();
@@ -62,17 +64,21 @@ fn sample() -> ReportData {
         histograms: vec![
             Histogram {
                 tensor: NASTY.into(),
+                layer: Some("/backbone/block0/conv_0 (Conv) → /backbone/block0/conv_0:0".into()),
                 kind: HistogramKind::Weight,
                 edges,
                 counts,
                 encoding: Some((-0.25, 0.25)),
+                channel_ranges: vec![(-0.25, 0.25), (-0.125, 0.125), (-0.0625, 0.0625)],
             },
             Histogram {
                 tensor: "act".into(),
+                layer: None,
                 kind: HistogramKind::Activation,
                 edges: vec![0.0, 1.0, 2.0],
                 counts: vec![5, 3],
                 encoding: None,
+                channel_ranges: Vec::new(),
             },
         ],
         checker: Some(CheckerTable {
@@ -111,7 +117,7 @@ fn sample() -> ReportData {
 /// Checks that every opened element is closed in order (void elements and `/>` excepted) and
 /// skips the raw text of `<style>` and `<script>`. Returns the first problem found.
 fn check_balanced(html: &str) -> Result<(), String> {
-    const VOID: [&str; 6] = ["meta", "br", "img", "input", "hr", "link"];
+    const VOID: [&str; 8] = ["meta", "br", "img", "input", "hr", "link", "col", "wbr"];
     let mut stack: Vec<String> = Vec::new();
     let mut rest = html;
     while let Some(start) = rest.find('<') {
@@ -196,7 +202,9 @@ fn one_svg_per_chart() {
     assert_eq!(html.matches("</svg>").count(), 1 + data.histograms.len());
     // Axis labels are drawn as text elements.
     assert!(html.contains("SQNR (dB)\n</text>"));
-    assert!(html.contains("layer index (graph order)\n</text>"));
+    assert!(html.contains(
+        "layer # in graph order, as in the per-layer table (hover a point for its name, click for its row)\n</text>"
+    ));
     // The +inf layer is reported as clipped; the NaN one as left out.
     assert!(html.contains("SQNR = +inf"));
     assert!(html.contains("undefined (NaN) SQNR"));
@@ -206,10 +214,12 @@ fn one_svg_per_chart() {
 fn encoding_range_is_marked_with_two_vertical_lines() {
     let h = Histogram {
         tensor: "w".into(),
+        layer: None,
         kind: HistogramKind::Weight,
         edges: vec![-1.0, 0.0, 1.0],
         counts: vec![3, 4],
         encoding: Some((-0.5, 0.75)),
+        channel_ranges: Vec::new(),
     };
     let chart = charts::histogram_chart(&h);
     assert!(chart.svg.contains("encoding min -0.5"));
@@ -300,4 +310,26 @@ fn degenerate_inputs_do_not_panic() {
     assert!(html.contains("undefined (NaN) for all 3 layers"));
     assert!(render_report(&cases[4]).contains("too large to plot"));
     assert!(render_report(&cases[5]).contains("too large to plot"));
+}
+
+/// What a 100-layer model made unreadable: no inner scroll box clips the tables, fused rows say
+/// where they are measured (no paragraph listing them all), the failing rows can be shown
+/// alone, weights are titled by their layer with per-channel ranges, and every SQNR point
+/// names its layer and links to its row.
+#[test]
+fn a_large_report_stays_readable() {
+    let html = render_report(&sample());
+    assert!(!html.contains("max-height: 640px"), "no inner scroll box");
+    assert!(!html.contains("Squashed into"), "no paragraph listing every fused op");
+    assert!(
+        html.contains("<div class=\"fused\">fused into /<wbr>backbone/<wbr>block0/<wbr>relu_3:0: measured there</div>")
+    );
+    assert!(html.contains("data-failed-only=\"layers-table\""), "a failed-only filter on the per-layer table");
+    assert!(html.contains("id=\"layers-table\""));
+    assert!(html.contains("show failing rows only (4)"), "4 failing layers in the sample");
+    assert!(html.contains("table.failed-only tbody tr:not(.fail):not(.first-fail) { display: none; }"));
+    assert!(html.contains("/backbone/block0/conv_0 (Conv) → /backbone/block0/conv_0:0"), "weights titled by layer");
+    assert!(html.contains("per-channel encoding, 3 channels"), "per-channel ranges are not merged away");
+    assert!(html.contains("<a href=\"#layer-25\"><circle"), "SQNR points link to their rows");
+    assert!(html.contains("<title>#25 /backbone/block6/conv_25:0 (Relu): SQNR"), "and name their layers");
 }
