@@ -1,7 +1,8 @@
 //! What the machine can give a run: the memory the kernel reports available, compared with a
-//! compiled program's activation arena before any sample runs, so a model too big at its input
-//! size (a huge `define_symbols` value) is a diagnostic saying how much it needs, not an abort
-//! in the allocator or the OOM killer.
+//! compiled program's activation arena (or, for a float run of the graph, the interpreter's
+//! peak of live tensors) before any sample runs, so a model too big at its input size (a huge
+//! `define_symbols` value) is a diagnostic saying how much it needs, not an abort in the
+//! allocator or the OOM killer.
 
 use crate::compile::program::Program;
 use crate::diag::Diag;
@@ -11,9 +12,25 @@ use super::db::Failed;
 /// Refuses `program` when its arena, once per sample run side by side, exceeds the memory
 /// available now (nothing is checked where that is unknown).
 pub fn check_arena(program: &Program) -> Result<(), Failed> {
+    check_per_sample(program.arena_bytes)
+}
+
+/// Refuses a float run of `graph` (calibration, the reference and golden runs) when the
+/// tensors it holds at once, per sample run side by side, exceed the memory available now.
+pub fn check_float_run(graph: &crate::ir::Graph) -> Result<(), Failed> {
+    check_per_sample(crate::runtime::interpret::peak_bytes(graph))
+}
+
+/// Refuses a run whose samples each go through `program` and a float run of `graph`.
+pub fn check_program_and_float_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
+    check_per_sample(program.arena_bytes.saturating_add(crate::runtime::interpret::peak_bytes(graph)))
+}
+
+fn check_per_sample(bytes: u64) -> Result<(), Failed> {
     match available_bytes() {
-        Some(available) => arena_problem(program.arena_bytes, rayon::current_num_threads(), available)
-            .map_or(Ok(()), |diag| Err(Failed(vec![diag]))),
+        Some(available) => {
+            arena_problem(bytes, rayon::current_num_threads(), available).map_or(Ok(()), |diag| Err(Failed(vec![diag])))
+        }
         None => Ok(()),
     }
 }

@@ -253,6 +253,7 @@ fn collect_stats(
     graph: &Graph,
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
+    super::memory_budget::check_float_run(graph)?;
     let source = sample_source(db, graph, list, project.calibration_max(db))?;
     let progress = &*db.services().progress;
     progress.start("calibrate", source.len() as u64);
@@ -613,6 +614,7 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
+    super::memory_budget::check_float_run(&graph)?;
     let source = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
     progress.start("reference", source.len() as u64);
@@ -699,9 +701,10 @@ pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
 fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<SimulateRun, Failed> {
     let bin = compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
-    super::memory_budget::check_arena(&program)?;
-    let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     let Comparison { graph, plan, dump, samples } = comparison(db, project, target)?;
+    // Each sample runs the program and, for the golden side, the float graph.
+    super::memory_budget::check_program_and_float_run(&program, &graph)?;
+    let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
     // Only the checker and the histograms of a quantized target read float values themselves.
