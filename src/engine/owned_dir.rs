@@ -5,6 +5,11 @@
 //!
 //! The cache's tag is a standard `CACHEDIR.TAG` (backup tools skip the directory); `out/`'s is
 //! qairt's own, since `out/` holds the deliverables and must be backed up like any build output.
+//!
+//! A repository that commits the directory (git keeps no empty one) holds a placeholder in it:
+//! a `README.md`, `.gitignore` or `.gitkeep`. Such a directory is adopted, the placeholders are
+//! listed in the tag, and `qairt clean` removes everything but them, so the checkout stays as it
+//! was committed.
 
 use std::fs;
 use std::io::{self, ErrorKind};
@@ -39,8 +44,9 @@ impl DirKind {
         }
     }
 
-    fn tag_text(self) -> String {
-        match self {
+    /// The tag, listing the placeholders (`kept`) that `qairt clean` leaves in the directory.
+    fn tag_text(self, kept: &[String]) -> String {
+        let mut text = match self {
             DirKind::Out => format!(
                 "{OUT_SIGNATURE}\n# Made by qairt: `qairt clean` removes this directory, and the next `qairt build` \
                  restores it from the cache.\n"
@@ -49,7 +55,11 @@ impl DirKind {
                 "{CACHEDIR_SIGNATURE}\n# This file is a cache directory tag created by qairt.\n# For information about \
                  cache directory tags, see https://bford.info/cachedir/\n"
             ),
+        };
+        for name in kept {
+            text.push_str(&format!("{KEPT_PREFIX}{name}\n"));
         }
+        text
     }
 
     /// Whether `text` is this kind's tag as qairt writes it (a `CACHEDIR.TAG` of another tool
@@ -61,10 +71,10 @@ impl DirKind {
         }
     }
 
-    /// What a directory of this kind written by a qairt from before the tags holds: such a
-    /// directory is adopted (tagged) rather than refused.
+    /// What a directory of this kind written by a qairt from before the tags holds, or a
+    /// checkout's placeholder: such a directory is adopted (tagged) rather than refused.
     fn is_untagged_layout(self, dir: &Path) -> io::Result<bool> {
-        let names = entry_names(dir)?;
+        let names: Vec<String> = entry_names(dir)?.into_iter().filter(|n| !is_placeholder(dir, n)).collect();
         Ok(match self {
             // Any part of the layout: a build makes the subdirectories one by one.
             DirKind::Cache => names.iter().all(|n| CACHE_ENTRIES.contains(&n.as_str())),
@@ -78,6 +88,26 @@ impl DirKind {
             }),
         })
     }
+}
+
+/// The files a repository commits to keep a directory in a checkout.
+const PLACEHOLDERS: &[&str] = &["README.md", ".gitignore", ".gitkeep"];
+
+/// How the tag lists a placeholder `qairt clean` keeps.
+const KEPT_PREFIX: &str = "# kept by qairt clean: ";
+
+fn is_placeholder(dir: &Path, name: &str) -> bool {
+    PLACEHOLDERS.contains(&name) && dir.join(name).is_file()
+}
+
+/// The placeholders the tag of `dir` lists.
+fn kept_names(dir: &Path, kind: DirKind) -> Vec<String> {
+    let text = fs::read_to_string(dir.join(kind.tag_file())).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix(KEPT_PREFIX))
+        .filter(|name| PLACEHOLDERS.contains(name))
+        .map(str::to_string)
+        .collect()
 }
 
 /// What the cache holds (every name qairt writes there).
@@ -133,7 +163,10 @@ pub fn claim(dir: &Path, kind: DirKind) -> Result<(), Diag> {
             }
         }
     }
-    super::store::write_atomically(dir, &dir.join(kind.tag_file()), kind.tag_text().as_bytes()).map_err(io_error)
+    let mut kept: Vec<String> =
+        entry_names(dir).map_err(io_error)?.into_iter().filter(|n| is_placeholder(dir, n)).collect();
+    kept.sort();
+    super::store::write_atomically(dir, &dir.join(kind.tag_file()), kind.tag_text(&kept).as_bytes()).map_err(io_error)
 }
 
 /// Creates `dir` with its tag already inside: the tagged directory is made beside it under a
@@ -146,7 +179,7 @@ fn create_tagged(dir: &Path, kind: DirKind) -> io::Result<()> {
     let spare = sibling(dir, &format!("qairt-new-{}", std::process::id()));
     let _ = fs::remove_dir_all(&spare);
     fs::create_dir(&spare)?;
-    let made = fs::write(spare.join(kind.tag_file()), kind.tag_text()).and_then(|()| fs::rename(&spare, dir));
+    let made = fs::write(spare.join(kind.tag_file()), kind.tag_text(&[])).and_then(|()| fs::rename(&spare, dir));
     if made.is_err() {
         let _ = fs::remove_dir_all(&spare);
         if dir.is_dir() {
@@ -197,12 +230,26 @@ pub fn remove(dir: &Path, kind: DirKind) -> Result<Removal, Diag> {
             )));
         }
     }
+    let failed = |e: io::Error| Diag::error("qairt::io::write", format!("cannot remove {}: {e}", dir.display()));
+    let doomed = sibling(dir, &format!("qairt-removing-{}", std::process::id()));
+    let kept = kept_names(dir, kind);
+    if !kept.is_empty() {
+        // A committed directory: everything but its placeholders goes (the tag last, so an
+        // interrupted clean leaves a directory the next build adopts again).
+        fs::create_dir_all(&doomed).map_err(failed)?;
+        let mut names = entry_names(dir).map_err(failed)?;
+        names.retain(|n| !kept.contains(n));
+        names.sort_by_key(|n| n == kind.tag_file());
+        for name in names {
+            fs::rename(dir.join(&name), doomed.join(&name)).map_err(failed)?;
+        }
+        fs::remove_dir_all(&doomed).map_err(failed)?;
+        return Ok(Removal::Removed);
+    }
     // Renamed away first, then deleted: a concurrent build sees the whole tagged directory or
     // none, never one half deleted (which it could not tell from a directory of someone else).
-    let doomed = sibling(dir, &format!("qairt-removing-{}", std::process::id()));
     let target = if fs::rename(dir, &doomed).is_ok() { doomed } else { dir.to_path_buf() };
-    fs::remove_dir_all(&target)
-        .map_err(|e| Diag::error("qairt::io::write", format!("cannot remove {}: {e}", dir.display())))?;
+    fs::remove_dir_all(&target).map_err(failed)?;
     Ok(Removal::Removed)
 }
 
@@ -304,6 +351,36 @@ mod tests {
         fs::write(other.join("cpu/build.json"), b"{}").unwrap();
         fs::write(other.join("cpu/notes.txt"), b"mine").unwrap();
         assert!(claim(&other, DirKind::Out).is_err());
+    }
+
+    /// A fresh clone of this repository has `cache/README.md` (git keeps no empty directory):
+    /// the cache there is adopted, and `qairt clean --cache` leaves the checkout as it was.
+    #[test]
+    fn a_committed_directory_with_a_placeholder_is_adopted_and_cleaned_back_to_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        for kind in [DirKind::Cache, DirKind::Out] {
+            let dir = tmp.path().join(kind.key());
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("README.md"), b"The build cache lives here.").unwrap();
+            fs::write(dir.join(".gitignore"), b"*\n").unwrap();
+            claim(&dir, kind).unwrap();
+            assert!(is_owned(&dir, kind));
+            fs::create_dir_all(dir.join("objects/ab")).unwrap();
+            fs::write(dir.join("objects/ab/cd"), b"x").unwrap();
+            assert_eq!(remove(&dir, kind).unwrap(), Removal::Removed);
+            let mut left = entry_names(&dir).unwrap();
+            left.sort();
+            assert_eq!(left, [".gitignore", "README.md"], "{kind:?}");
+            assert_eq!(fs::read(dir.join("README.md")).unwrap(), b"The build cache lives here.");
+            let beside = entry_names(tmp.path()).unwrap();
+            assert!(beside.iter().all(|n| !n.contains("qairt-removing")), "nothing left beside it: {beside:?}");
+            claim(&dir, kind).unwrap();
+            assert!(is_owned(&dir, kind), "and the next build adopts it again");
+        }
+        // A placeholder name that is a directory is not a placeholder.
+        let odd = tmp.path().join("odd");
+        fs::create_dir_all(odd.join("README.md")).unwrap();
+        assert!(claim(&odd, DirKind::Cache).is_err());
     }
 
     #[test]

@@ -218,3 +218,34 @@ fn a_reader_that_stops_early_ends_qairt_quietly() {
         }
     }
 }
+
+/// The repository as a fresh clone has it: `cache/` holds only the committed `cache/README.md`
+/// (git keeps no empty directory). The README's first command builds there, and
+/// `qairt clean --cache` brings the directory back to what was committed.
+#[test]
+fn the_repository_root_builds_as_checked_out_and_cleans_back_to_it() {
+    let p = Project::empty();
+    std::fs::copy(repo_root().join("qairt.toml"), p.path("qairt.toml")).unwrap();
+    copy_dir(&repo_root().join("examples/digits"), &p.path("examples/digits"));
+    let committed: Vec<String> = String::from_utf8(
+        std::process::Command::new("git").args(["ls-files", "cache"]).current_dir(repo_root()).output().unwrap().stdout,
+    )
+    .unwrap()
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert!(!committed.is_empty(), "the repository commits a placeholder in cache/");
+    for file in &committed {
+        std::fs::create_dir_all(p.path(file).parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(file), p.path(file)).unwrap();
+    }
+    let build = p.run(&["build"]);
+    assert_eq!(build.status.code(), Some(0), "{}", stderr_of(&build));
+    let clean = p.run(&["clean", "--cache"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr_of(&clean));
+    let left: Vec<String> = tree(&p.path("cache")).into_keys().map(|rel| format!("cache/{rel}")).collect();
+    assert_eq!(left, committed, "clean --cache leaves what the checkout had");
+    for file in &committed {
+        assert_eq!(std::fs::read(p.path(file)).unwrap(), std::fs::read(repo_root().join(file)).unwrap());
+    }
+}
