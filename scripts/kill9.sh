@@ -11,12 +11,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-make_project() {
-    mkdir -p "$1/examples"
-    cp "$repo/qairt.toml" "$1/"
-    cp -r "$repo/examples/digits" "$1/examples/"
-}
-tree_digest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 
 make_project "$work/reference"
 "$qairt" build "$work/reference" --message-format json > /dev/null

@@ -10,26 +10,25 @@ use std::path::Path;
 /// permissions of the file it replaces, or gets those of an ordinary new file (a temporary file
 /// is private, 0600).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".qairt-").suffix(".tmp");
-    if let Some(permissions) = std::fs::metadata(path).ok().map(|m| m.permissions()).or_else(new_file_permissions) {
-        builder.permissions(permissions);
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions()).or_else(new_file_permissions);
+    written_beside(path, bytes, permissions)?.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
 /// Writes a new file atomically; fails with `AlreadyExists` (leaving it untouched) when `path`
 /// exists, so qairt never replaces a file it did not make.
 pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    written_beside(path, bytes, new_file_permissions())?.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// `bytes` in a synced temporary file in `path`'s directory (made if missing), ready to be
+/// renamed onto `path`.
+fn written_beside(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -37,14 +36,13 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".qairt-").suffix(".tmp");
-    if let Some(permissions) = new_file_permissions() {
+    if let Some(permissions) = permissions {
         builder.permissions(permissions);
     }
     let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(tmp)
 }
 
 #[cfg(unix)]
