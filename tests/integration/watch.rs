@@ -115,7 +115,18 @@ impl Watch {
         loop {
             let event = match self.pending.pop_front() {
                 Some(event) => event,
-                None => self.events.recv_timeout(Duration::from_secs(300)).expect("watch produced no build"),
+                None => match self.events.recv_timeout(Duration::from_secs(300)) {
+                    Ok(event) => event,
+                    // Seen once, on a machine running three other jobs: say what the watch
+                    // printed, so the next failure says why it stopped building.
+                    Err(e) => {
+                        let stderr: Vec<String> = self.stderr.try_iter().collect();
+                        panic!(
+                            "watch produced no build ({e:?}); events of this build so far: {events:?}\nits stderr:\n{}",
+                            stderr.join("\n")
+                        )
+                    }
+                },
             };
             let done = event["event"] == "finished";
             events.push(event);
