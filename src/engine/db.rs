@@ -125,6 +125,31 @@ pub struct ProjectInput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failed(pub Vec<Diag>);
 
+/// The codes of failures that come from the machine rather than from what the inputs say: a
+/// file that changed or vanished while the build read it, a cache that could not be written.
+const ENVIRONMENTAL: [&str; 3] = ["qairt::io::read", "qairt::io::changed", "qairt::cache::io"];
+
+impl Failed {
+    /// Whether the same inputs may well succeed on another try.
+    pub fn is_environmental(&self) -> bool {
+        self.0.iter().any(|d| ENVIRONMENTAL.contains(&d.code))
+    }
+}
+
+/// Returns `failed`, first telling salsa not to reuse the running query's result if the
+/// failure is environmental. Salsa memoizes errors like any value, keyed on the inputs'
+/// digests; `qairt watch` keeps one database, so a read that failed because a file changed
+/// mid-build would otherwise be replayed when the file is back to the content the build was
+/// keyed on, and the watch would wait for an edit with a failed build on screen. The
+/// workspace starts a new revision before the build after such a failure, which re-runs
+/// exactly these queries.
+pub fn volatile(db: &dyn Db, failed: Failed) -> Failed {
+    if failed.is_environmental() {
+        db.report_untracked_read();
+    }
+    failed
+}
+
 impl From<Diag> for Failed {
     fn from(diag: Diag) -> Failed {
         Failed(vec![diag])

@@ -8,22 +8,28 @@ use std::path::{Path, PathBuf};
 
 use crate::ir::{BoundInput, Graph, Tensor, TensorData, TensorInfo};
 
-use super::db::{DataList, Db, Failed, SampleEntry, SampleFiles, SourceFile};
+use super::db::{DataList, Db, Failed, SampleEntry, SampleFiles, SourceFile, volatile};
 
 /// Reads a file's bytes and checks them against the digest the build was keyed on: a file
 /// edited mid-build is an error to retry, never a silently mixed result.
 pub fn read_file(db: &dyn Db, file: SourceFile) -> Result<Arc<[u8]>, Failed> {
     let path = file.path(db);
     let bytes = std::fs::read(path).map_err(|e| {
-        Failed(vec![Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display())).in_file(path)])
+        let diag = Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display())).in_file(path);
+        volatile(db, Failed(vec![diag]))
     })?;
     if blake3::hash(&bytes) != file.digest(db) {
-        return Err(Failed(vec![
-            Diag::error("qairt::io::changed", format!("{} changed while the build was running", path.display()))
-                .with_help("run the build again"),
-        ]));
+        return Err(volatile(db, changed_while_building(path)));
     }
     Ok(bytes.into())
+}
+
+fn changed_while_building(path: &Path) -> Failed {
+    Failed(vec![
+        Diag::error("qairt::io::changed", format!("{} changed while the build was running", path.display()))
+            .in_file(path)
+            .with_help("run the build again"),
+    ])
 }
 
 /// What an input-list entry feeds: a model input (by its index in `graph.inputs`) or a graph
@@ -116,13 +122,8 @@ impl PendingRaw {
             ])
         })?;
         if blake3::hash(&bytes) != self.digest {
-            return Err(Failed(vec![
-                Diag::error(
-                    "qairt::io::changed",
-                    format!("{} changed while the build was running", self.path.display()),
-                )
-                .with_help("run the build again"),
-            ]));
+            // No database on a pool thread: the memoizing caller marks it volatile.
+            return Err(changed_while_building(&self.path));
         }
         decode_raw(&self.path, &self.info, &bytes)
     }
@@ -230,10 +231,9 @@ pub fn sample_source(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usi
                     // Sized by a stat: every size mismatch of the list is reported now, before
                     // any run, and a file is read only when its sample runs.
                     let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
-                        Failed(vec![
-                            Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display()))
-                                .in_file(&path),
-                        ])
+                        let diag = Diag::error("qairt::io::read", format!("cannot read {}: {e}", path.display()))
+                            .in_file(&path);
+                        volatile(db, Failed(vec![diag]))
                     });
                     match size.and_then(|size| check_raw_size(db, &list_path, entry, info, size)) {
                         Ok(()) => {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::diag::Diag;
 
-use super::db::{BuiltEvent, Db, Failed, Stage, lock};
+use super::db::{BuiltEvent, Db, Failed, Stage, lock, volatile};
 use super::store::{ActionRecord, Digest};
 
 /// Bumped whenever any stage's output format or semantics change: old cache entries are
@@ -128,12 +128,12 @@ where
         return Err(stale);
     }
     let started = Instant::now();
-    let value = compute()?;
+    let value = compute().map_err(|failed| volatile(db, failed))?;
     let bytes = encode(&value);
-    let output = services.store.put(&bytes).map_err(|e| store_error("write to", e))?;
+    let output = services.store.put(&bytes).map_err(|e| volatile(db, store_error("write to", e)))?;
     let meta = meta(&value);
     let record = ActionRecord { output: *output.as_bytes(), size: bytes.len() as u64, meta: meta.clone() };
-    services.store.record(&key, &record).map_err(|e| store_error("write to", e))?;
+    services.store.record(&key, &record).map_err(|e| volatile(db, store_error("write to", e)))?;
     lock(&services.fresh).insert(output, Arc::new(value) as Arc<dyn Any + Send + Sync>);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     lock(&services.built).push(BuiltEvent { stage, target: target.map(str::to_string), key, ms });
@@ -171,11 +171,11 @@ where
         Diag::warning("qairt::cache::corrupt", format!("damaged cache entry: {problem}; rebuilding {}", stage.name())),
     );
     let started = Instant::now();
-    let value = compute()?;
+    let value = compute().map_err(|failed| volatile(db, failed))?;
     let bytes = encode(&value);
-    let output = services.store.put(&bytes).map_err(|e| store_error("write to", e))?;
+    let output = services.store.put(&bytes).map_err(|e| volatile(db, store_error("write to", e)))?;
     let rebuilt = ActionRecord { output: *output.as_bytes(), size: bytes.len() as u64, meta: record.meta.clone() };
-    services.store.record(&record.key, &rebuilt).map_err(|e| store_error("write to", e))?;
+    services.store.record(&record.key, &rebuilt).map_err(|e| volatile(db, store_error("write to", e)))?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     lock(&services.built).push(BuiltEvent { stage, target: target.map(str::to_string), key: record.key, ms });
     Ok(Arc::new(value))

@@ -113,7 +113,7 @@ pub fn recorded_needs(db: &dyn Db, parse_key: &Digest) -> Option<Vec<RunTimeInpu
 /// Records which inputs the model needs values of (the record's object is empty).
 pub fn record_needs(db: &dyn Db, parse_key: &Digest, needs: &[RunTimeInput]) -> Result<(), Failed> {
     let store = &db.services().store;
-    let fail = |e: std::io::Error| store_error("write to", e);
+    let fail = |e: std::io::Error| super::db::volatile(db, store_error("write to", e));
     let empty = store.put(&[]).map_err(fail)?;
     let record = ActionRecord { output: *empty.as_bytes(), size: 0, meta: encode(&needs) };
     store.record(&needs_key(parse_key), &record).map_err(fail)

@@ -93,6 +93,9 @@ pub struct Workspace {
     seen_config: Option<Digest>,
     /// Command-line replacements for `[verify] mode`, `metrics` and `suggest_precision`.
     debug_override: DebugOverride,
+    /// The last build failed on the machine (a file changed under it, a full disk): the next
+    /// starts a new salsa revision so the queries that failed run again (see `db::volatile`).
+    retry_environmental: bool,
 }
 
 /// What the command line replaces in `[verify]` (each `None` keeps qairt.toml's value).
@@ -160,6 +163,7 @@ impl Workspace {
             seen: BTreeMap::new(),
             seen_config: None,
             debug_override: DebugOverride::default(),
+            retry_environmental: false,
         })
     }
 
@@ -728,23 +732,15 @@ impl Workspace {
             }
         };
         self.remove_crash_leftovers();
+        if std::mem::take(&mut self.retry_environmental) {
+            salsa::Database::synthetic_write(&mut self.db, salsa::Durability::LOW);
+        }
         if let Err(diags) = self.load() {
             report.errors = diags;
             return report;
         }
         let names = if selected.is_empty() { self.target_names() } else { selected.to_vec() };
-        let mut shared_built: HashMap<Stage, BuiltEvent> = HashMap::new();
-        for name in &names {
-            let mut sink = Sink { report: &mut report, on_event: &mut *on_event };
-            if let Err(failed) = self.build_target(name, &mut shared_built, &mut sink) {
-                // A shared stage fails the same way for every target: say it once.
-                for diag in failed.0 {
-                    if !report.errors.contains(&diag) {
-                        report.errors.push(diag);
-                    }
-                }
-            }
-        }
+        self.build_targets(&names, &mut report, on_event);
         let (_, warnings) = self.db.drain_log();
         self.db.forget_fresh_values();
         let mut sink = Sink { report: &mut report, on_event };
@@ -759,6 +755,23 @@ impl Workspace {
         drop(lock);
         report.ms = started.elapsed().as_secs_f64() * 1000.0;
         report
+    }
+
+    /// Builds the loaded project's targets `names`, their errors into `report`.
+    fn build_targets(&mut self, names: &[String], report: &mut BuildReport, on_event: &mut dyn FnMut(&Event)) {
+        let mut shared_built: HashMap<Stage, BuiltEvent> = HashMap::new();
+        for name in names {
+            let mut sink = Sink { report: &mut *report, on_event: &mut *on_event };
+            if let Err(failed) = self.build_target(name, &mut shared_built, &mut sink) {
+                self.retry_environmental |= failed.is_environmental();
+                // A shared stage fails the same way for every target: say it once.
+                for diag in failed.0 {
+                    if !report.errors.contains(&diag) {
+                        report.errors.push(diag);
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `name`'s stages in pipeline order, reporting each as it finishes (salsa runs what
@@ -1218,5 +1231,37 @@ max_samples = 4
         assert!(
             resumed.keys().any(|k| k.ends_with("checker.json")) && resumed.keys().any(|k| k.ends_with("report.html"))
         );
+    }
+
+    /// Loads the project, then rewrites `rel` (keeping its size) before the targets run, as an
+    /// editor saving mid-build does: the build fails reading it. Returns that build's errors.
+    fn build_while_rewriting(ws: &mut Workspace, dir: &Path, rel: &str) -> Vec<Diag> {
+        ws.load().unwrap();
+        let path = dir.join(rel);
+        let bytes = std::fs::read(&path).unwrap();
+        let mut edited = bytes.clone();
+        edited[bytes.len() / 2] ^= 0x55;
+        std::fs::write(&path, &edited).unwrap();
+        let mut report = BuildReport::default();
+        let names = ws.target_names();
+        ws.build_targets(&names, &mut report, &mut |_| {});
+        std::fs::write(&path, &bytes).unwrap();
+        report.errors
+    }
+
+    #[test]
+    fn a_read_that_failed_mid_build_is_not_remembered_once_the_file_is_back() {
+        // `qairt watch` keeps one database: a stage that failed because its input changed
+        // under it must run again when the input is back to what the build was keyed on, with
+        // no edit in between (the watch sees inputs equal to what the build read and waits).
+        for rel in ["model.onnx", "calib/raw/calib_000.raw"] {
+            let dir = digits_project();
+            let mut ws = Workspace::open(&dir.path().join("qairt.toml"), None).unwrap();
+            let errors = build_while_rewriting(&mut ws, dir.path(), rel);
+            assert!(errors.iter().any(|d| d.code == "qairt::io::changed"), "{rel}: {errors:?}");
+            assert!(!ws.inputs_changed(), "{rel}: the file is back as the build read it");
+            let report = ws.build(&[]);
+            assert!(report.errors.is_empty(), "{rel}: {:?}", report.errors);
+        }
     }
 }
