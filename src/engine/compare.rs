@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{DType, Graph, Tensor};
 use crate::quant::QuantizedGraph;
+use crate::runtime::RuntimeError;
 use crate::verify::checker::FloatProfile;
 use crate::verify::html::Histogram;
 use crate::verify::report_page::activation_histogram;
@@ -116,6 +117,20 @@ impl SampleValues {
         if let Some(data) = tensor.as_f32() {
             self.0.insert(name.to_string(), data.to_vec());
         }
+    }
+
+    /// A float run of `graph` on one sample, with every float32 value it computes (and its
+    /// float32 inputs) held by name: the values are moved out of the run, not copied.
+    pub fn float_run(graph: &Graph, inputs: &[Tensor]) -> Result<(Vec<Tensor>, SampleValues), RuntimeError> {
+        let is_float = |id: crate::ir::TensorId| graph.info(id).dtype == DType::F32;
+        let (outputs, retained) = crate::runtime::interpret::interpret_retaining(graph, inputs, &is_float)?;
+        let mut values = SampleValues(HashMap::with_capacity(retained.len()));
+        for (id, tensor) in retained {
+            if let crate::ir::TensorData::F32(data) = tensor.data {
+                values.0.insert(graph.name(id).to_string(), data);
+            }
+        }
+        Ok((outputs, values))
     }
 
     /// Holds `values` under `name` (a value kept from an earlier run).

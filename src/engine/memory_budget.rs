@@ -1,6 +1,6 @@
 //! What the machine can give a run: the memory the kernel reports available, compared with a
-//! compiled program's activation arena (or, for a float run of the graph, the interpreter's
-//! peak of live tensors) before any sample runs, so a model too big at its input size (a huge
+//! compiled program's activation arena and the results its run holds (or, for a float run of
+//! the graph, the interpreter's peak of live tensors) before any sample runs, so a model too big at its input size (a huge
 //! `define_symbols` value) is a diagnostic saying how much it needs, not an abort in the
 //! allocator or the OOM killer.
 
@@ -9,10 +9,15 @@ use crate::diag::Diag;
 
 use super::db::Failed;
 
-/// Refuses `program` when its arena, once per sample run side by side, exceeds the memory
-/// available now (nothing is checked where that is unknown).
+/// Refuses `program` when what one run of it holds (its arena and the step results it keeps
+/// until their last reader), once per sample run side by side, exceeds the memory available
+/// now (nothing is checked where that is unknown).
 pub fn check_arena(program: &Program) -> Result<(), Failed> {
-    check_per_sample(program.arena_bytes)
+    check_per_sample(program_run_bytes(program))
+}
+
+fn program_run_bytes(program: &Program) -> u64 {
+    program.arena_bytes.saturating_add(crate::runtime::exec::peak_live_bytes(program))
 }
 
 /// Refuses a float run of `graph` (calibration, the reference and golden runs) when the
@@ -23,7 +28,7 @@ pub fn check_float_run(graph: &crate::ir::Graph) -> Result<(), Failed> {
 
 /// Refuses a run whose samples each go through `program` and a float run of `graph`.
 pub fn check_program_and_float_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(program.arena_bytes.saturating_add(crate::runtime::interpret::peak_bytes(graph)))
+    check_per_sample(program_run_bytes(program).saturating_add(crate::runtime::interpret::peak_bytes(graph)))
 }
 
 fn check_per_sample(bytes: u64) -> Result<(), Failed> {

@@ -84,9 +84,7 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let goldens = Goldens::new(&graph, dump.as_deref());
     let seeds = Seeds::new(&program, &graph);
     let float_run = |inputs: &[Tensor]| -> Result<SampleValues, Failed> {
-        let mut float = SampleValues::default();
-        crate::runtime::interpret(&graph, inputs, &mut |id, t| float.observe(graph.name(id), t))
-            .map_err(convert::internal)?;
+        let (_, float) = SampleValues::float_run(&graph, inputs).map_err(convert::internal)?;
         Ok(float)
     };
     let progress = &db.services().progress;

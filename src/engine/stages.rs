@@ -885,10 +885,7 @@ impl SimulateSetup<'_> {
                 }
                 // The golden side first (one sample of float activations), then the quantized
                 // run folds each layer into its row as it is produced.
-                let mut float = SampleValues::default();
-                let float_out =
-                    crate::runtime::interpret(graph, &inputs, &mut |id, t| float.observe(graph.name(id), t))
-                        .map_err(convert::internal)?;
+                let (float_out, float) = SampleValues::float_run(graph, &inputs).map_err(convert::internal)?;
                 let mut sample = plan.start();
                 let mut keep = Captured::default();
                 let out = crate::runtime::exec::execute(prepared, &inputs, &mut |id, t| {

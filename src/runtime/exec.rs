@@ -9,6 +9,12 @@
 //! is float32. Graph inputs are encoded on entry; outputs are decoded to float32.
 //!
 //! [`prepare`] dequantizes the weights once, so that many samples can run without redoing it.
+//!
+//! A step's float32 result is also kept as it is (for a float32 or native tensor, the value
+//! the arena would hold; for a quantized one, its codes decoded once) until the last step
+//! that reads it: consumers and `observe` read that value instead of decoding the arena
+//! again, and a float32 or native tensor is not copied into the arena at all. The arena
+//! keeps what only it holds: integer codes, graph inputs and seeds.
 
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
@@ -43,6 +49,11 @@ pub struct Prepared<'p> {
     program: &'p Program,
     /// Dequantized constants, indexed by tensor id (None for non-constants).
     constants: Vec<Option<Tensor>>,
+    /// For each tensor, the index of the last step reading it (None: no step does); program
+    /// outputs are kept to the end of a run instead.
+    last_use: Vec<Option<usize>>,
+    /// The program's outputs, by tensor id.
+    is_output: Vec<bool>,
 }
 
 /// Checks `program` and dequantizes its constants.
@@ -57,7 +68,64 @@ pub fn prepare(program: &Program) -> Result<Prepared<'_>, ExecError> {
             _ => None,
         })
         .collect();
-    Ok(Prepared { program, constants })
+    let (last_use, is_output) = lifetimes(program);
+    Ok(Prepared { program, constants, last_use, is_output })
+}
+
+/// The last step reading each tensor, and which tensors are program outputs.
+fn lifetimes(program: &Program) -> (Vec<Option<usize>>, Vec<bool>) {
+    let mut last_use = vec![None; program.tensors.len()];
+    for (index, step) in program.steps.iter().enumerate() {
+        for &id in &step.inputs {
+            if let Some(slot) = last_use.get_mut(id.index()) {
+                *slot = Some(index);
+            }
+        }
+    }
+    let mut is_output = vec![false; program.tensors.len()];
+    for &id in &program.outputs {
+        if let Some(slot) = is_output.get_mut(id.index()) {
+            *slot = true;
+        }
+    }
+    (last_use, is_output)
+}
+
+/// The most bytes of step results a run holds at once as float32 (native tensors in their
+/// own type) besides its arena: what one sample needs on top of `arena_bytes`.
+pub fn peak_live_bytes(program: &Program) -> u64 {
+    let (last_use, is_output) = lifetimes(program);
+    let size = |id: TensorId| -> u64 {
+        program.tensor(id).map_or(0, |t| {
+            let element = match t.repr {
+                Repr::Native(dtype) => dtype.size_bytes(),
+                _ => 4,
+            };
+            t.info.shape.iter().fold(element as u64, |n, &d| n.saturating_mul(d as u64))
+        })
+    };
+    let mut held = vec![false; program.tensors.len()];
+    let (mut live, mut peak) = (0u64, 0u64);
+    for (index, step) in program.steps.iter().enumerate() {
+        for &id in &step.outputs {
+            if let Some(slot) = held.get_mut(id.index())
+                && !*slot
+            {
+                *slot = true;
+                live = live.saturating_add(size(id));
+            }
+        }
+        peak = peak.max(live);
+        for &id in step.inputs.iter().chain(&step.outputs) {
+            let dead = last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= index);
+            let kept = is_output.get(id.index()).copied().unwrap_or(false);
+            if dead && !kept && held.get(id.index()).copied().unwrap_or(false) {
+                held[id.index()] = false;
+                live = live.saturating_sub(size(id));
+            }
+        }
+    }
+    peak
 }
 
 /// Something [`execute`] can run: a [`Program`] (prepared on the fly) or a [`Prepared`] one.
@@ -212,8 +280,9 @@ impl<'p> Prepared<'p> {
             self.write_seed(&mut arena, id, seed)?;
         }
 
-        for step in selected {
-            self.run_step(step, &mut arena, observe)?;
+        let mut live: Vec<Option<Tensor>> = (0..program.tensors.len()).map(|_| None).collect();
+        for (index, step) in program.steps.iter().enumerate().skip(steps.start).take(selected.len()) {
+            self.run_step(index, step, &mut arena, &mut live, observe)?;
         }
 
         // Program outputs the range did not produce are seeded last: their arena space may be
@@ -225,7 +294,10 @@ impl<'p> Prepared<'p> {
             if !produced.contains(&id) {
                 self.write_seed(&mut arena, id, seed)?;
             }
-            outputs.push(read(&arena, &self.region(id)?));
+            match live.get(id.index()).and_then(Option::as_ref) {
+                Some(value) => outputs.push(value.clone()),
+                None => outputs.push(read(&arena, &self.region(id)?)),
+            }
         }
         Ok(outputs)
     }
@@ -293,28 +365,34 @@ impl<'p> Prepared<'p> {
         seeded
     }
 
-    /// Runs one step: decodes its inputs from the arena, runs the kernel, encodes its outputs.
+    /// Runs step `index`: reads its inputs (kept results, constants, or decoded from the
+    /// arena: graph inputs and seeds), runs the kernel, stores its outputs, and drops the
+    /// kept results no later step reads.
     fn run_step(
         &self,
+        index: usize,
         step: &crate::compile::program::Step,
         arena: &mut [u8],
+        live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<(), ExecError> {
-        // Decoded activations are owned here; constants are borrowed from `self`.
+        // Only what is neither kept nor constant is decoded here, and owned until the step ends.
         let mut decoded: Vec<Option<Tensor>> = Vec::with_capacity(step.inputs.len());
         for &id in &step.inputs {
             let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
-            decoded.push(if is_constant { None } else { Some(read(arena, &self.region(id)?)) });
+            let is_live = live.get(id.index()).is_some_and(Option::is_some);
+            decoded.push(if is_constant || is_live { None } else { Some(read(arena, &self.region(id)?)) });
         }
         let mut args: Vec<&Tensor> = Vec::with_capacity(step.inputs.len());
         for (&id, own) in step.inputs.iter().zip(&decoded) {
-            let tensor =
-                match own {
-                    Some(t) => t,
-                    None => self.constants.get(id.index()).and_then(Option::as_ref).ok_or_else(|| {
-                        InvalidProgram(format!("step {:?} reads {id:?}, which has no data", step.node))
-                    })?,
-                };
+            let kept = || live.get(id.index()).and_then(Option::as_ref);
+            let constant = || self.constants.get(id.index()).and_then(Option::as_ref);
+            let tensor = match own {
+                Some(t) => t,
+                None => kept()
+                    .or_else(constant)
+                    .ok_or_else(|| InvalidProgram(format!("step {:?} reads {id:?}, which has no data", step.node)))?,
+            };
             args.push(tensor);
         }
         let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
@@ -332,7 +410,8 @@ impl<'p> Prepared<'p> {
                 message: format!("{} outputs, the program expects {}", results.len(), regions.len()),
             });
         }
-        for ((result, region), &id) in results.iter().zip(&regions).zip(&step.outputs) {
+        drop(args);
+        for ((result, region), &id) in results.into_iter().zip(&regions).zip(&step.outputs) {
             let fits = result.shape == region.info.shape
                 && result.dtype() == region.info.dtype
                 && result.len() == region.info.elements();
@@ -350,12 +429,25 @@ impl<'p> Prepared<'p> {
                     ),
                 });
             }
-            write(arena, region, result);
-            if matches!(region.repr, Repr::Native(_)) || *region.repr == Repr::F32 {
-                // Stored bit for bit: what the arena holds is the kernel's result.
-                observe(id, result);
+            let value = if matches!(region.repr, Repr::Native(_)) || *region.repr == Repr::F32 {
+                // Stored bit for bit: the kernel's result is what the arena would hold.
+                result
             } else {
-                observe(id, &read(arena, region));
+                write(arena, region, &result);
+                read(arena, region)
+            };
+            observe(id, &value);
+            if let Some(slot) = live.get_mut(id.index()) {
+                *slot = Some(value);
+            }
+        }
+        for &id in step.inputs.iter().chain(&step.outputs) {
+            let dead = self.last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= index);
+            if dead
+                && !self.is_output.get(id.index()).copied().unwrap_or(false)
+                && let Some(slot) = live.get_mut(id.index())
+            {
+                *slot = None;
             }
         }
         Ok(())
@@ -405,7 +497,7 @@ mod tests {
     use super::*;
     use crate::compile::test_graphs::{branchy, conv_relu, conv_relu_quantized, per_tensor};
     use crate::compile::{BackendRules, compile, standard_rules};
-    use crate::ir::Graph;
+    use crate::ir::{Graph, Op};
 
     fn backend(name: &str) -> BackendRules {
         standard_rules().get(name).cloned().unwrap()
@@ -435,6 +527,33 @@ mod tests {
         })
         .unwrap();
         (outputs, seen)
+    }
+
+    #[test]
+    fn a_run_holds_each_result_until_its_last_reader_as_float32() {
+        // conv -> y (8 values) -> relu -> z (8 values, the output): y and z are both held
+        // while relu runs, then y is dropped; as float32 whether the arena holds codes or not.
+        for (graph, backend_name) in [(conv_relu().0.finish(), "cpu"), (conv_relu_quantized().0, "htp")] {
+            let program = compile(&graph, &backend(backend_name)).unwrap();
+            assert_eq!(peak_live_bytes(&program), 2 * 8 * 4, "{backend_name}");
+        }
+        // Three Relus in a row: never more than a step's input and output (4 values each).
+        let mut b = crate::compile::test_graphs::Builder::default();
+        let mut previous = b.input("x", &[1, 1, 2, 2]);
+        for k in 0..3 {
+            previous = b.node(
+                &format!("relu{k}"),
+                Op::Unary(crate::ops::Unary::Relu),
+                &[previous],
+                &format!("t{k}"),
+                &[1, 1, 2, 2],
+            );
+        }
+        b.output(previous);
+        let program = compile(&b.finish(), &backend("cpu")).unwrap();
+        assert_eq!(peak_live_bytes(&program), 2 * 4 * 4);
+        let out = execute(&program, &[Tensor::from_f32(vec![1, 1, 2, 2], vec![-1.0, 2.0, -3.0, 4.0])], &mut |_, _| {});
+        assert_eq!(out.unwrap(), [Tensor::from_f32(vec![1, 1, 2, 2], vec![0.0, 2.0, 0.0, 4.0])]);
     }
 
     #[test]

@@ -57,17 +57,32 @@ pub fn interpret(
     inputs: &[Tensor],
     observe: &mut dyn FnMut(TensorId, &Tensor),
 ) -> Result<Vec<Tensor>, RuntimeError> {
-    execute(graph, inputs, observe, &mut 0)
+    execute(graph, inputs, &|_| false, observe, &mut 0).map(|(outputs, _)| outputs)
 }
 
-/// [`interpret`], also reporting in `peak_live` the most node outputs held at once (after a
-/// node's outputs are stored, before its dead inputs are dropped).
+/// Values a run hands back, by tensor id.
+pub type Retained = Vec<(TensorId, Tensor)>;
+
+/// [`interpret`], also handing back the graph inputs and node outputs `retain` selects, in
+/// id order: held to the end of the run instead of dropped after their last reader, and
+/// moved out rather than copied (a golden run keeps every activation of its sample).
+pub fn interpret_retaining(
+    graph: &Graph,
+    inputs: &[Tensor],
+    retain: &dyn Fn(TensorId) -> bool,
+) -> Result<(Vec<Tensor>, Retained), RuntimeError> {
+    execute(graph, inputs, retain, &mut |_, _| {}, &mut 0)
+}
+
+/// [`interpret_retaining`], also reporting in `peak_live` the most node outputs held at once
+/// (after a node's outputs are stored, before its dead inputs are dropped).
 fn execute(
     graph: &Graph,
     inputs: &[Tensor],
+    retain: &dyn Fn(TensorId) -> bool,
     observe: &mut dyn FnMut(TensorId, &Tensor),
     peak_live: &mut usize,
-) -> Result<Vec<Tensor>, RuntimeError> {
+) -> Result<(Vec<Tensor>, Retained), RuntimeError> {
     let tensor_count = graph.tensors.len();
     let info = |id: TensorId| -> Result<&TensorInfo, RuntimeError> {
         graph
@@ -103,7 +118,7 @@ fn execute(
             info(id)?;
         }
     }
-    let mut keep = vec![false; tensor_count];
+    let mut keep: Vec<bool> = (0..tensor_count).map(|index| retain(TensorId(index as u32))).collect();
     for &id in &graph.outputs {
         info(id)?;
         keep[id.index()] = true;
@@ -182,7 +197,24 @@ fn execute(
         taken.entry(id).or_insert(outputs.len());
         outputs.push(tensor);
     }
-    Ok(outputs)
+    let mut retained = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        let id = TensorId(index as u32);
+        if !retain(id) || graph.constants.contains_key(&id) {
+            continue;
+        }
+        let tensor = match value {
+            Value::Owned(t) => t,
+            Value::Borrowed(t) => t.clone(),
+            // A graph output, moved into `outputs` above.
+            Value::Absent => match taken.get(&id) {
+                Some(&k) => outputs[k].clone(),
+                None => continue,
+            },
+        };
+        retained.push((id, tensor));
+    }
+    Ok((outputs, retained))
 }
 
 /// The most bytes of node outputs [`interpret`] holds at once on `graph`, from the declared
@@ -381,12 +413,12 @@ mod tests {
         let input = [Tensor::from_f32(vec![1], vec![2.0])];
         // Ten relus in a row: at most the node's input and its output are alive at once.
         let mut peak = 0;
-        let out = execute(&chain(10, false), &input, &mut |_, _| {}, &mut peak).unwrap();
+        let out = execute(&chain(10, false), &input, &|_| false, &mut |_, _| {}, &mut peak).unwrap().0;
         assert_eq!(out[0].as_f32().unwrap(), &[2.0]);
         assert_eq!(peak, 2);
         // With t1 read again at the end, t1 stays alive too: at most 3 (t1, t_k, t_k+1).
         let mut peak = 0;
-        let out = execute(&chain(10, true), &input, &mut |_, _| {}, &mut peak).unwrap();
+        let out = execute(&chain(10, true), &input, &|_| false, &mut |_, _| {}, &mut peak).unwrap().0;
         // relu(2) = 2 through the chain; y = t10 + t1 = 4.
         assert_eq!(out[0].as_f32().unwrap(), &[4.0]);
         assert_eq!(peak, 3);
@@ -397,6 +429,24 @@ mod tests {
     fn peak_bytes_matches_the_interpreters_own_peak() {
         assert_eq!(peak_bytes(&chain(10, false)), 2 * 4);
         assert_eq!(peak_bytes(&chain(10, true)), 3 * 4);
+    }
+
+    #[test]
+    fn retained_values_are_the_observed_ones_and_outputs_are_unchanged() {
+        let g = chain(4, true);
+        let input = [Tensor::from_f32(vec![1], vec![-3.0])];
+        let mut observed = BTreeMap::new();
+        let plain = interpret(&g, &input, &mut |id, t| {
+            observed.insert(id, t.clone());
+        })
+        .unwrap();
+        let every = |_: TensorId| true;
+        let (outputs, retained) = interpret_retaining(&g, &input, &every).unwrap();
+        assert_eq!(outputs, plain);
+        // The input, every intermediate and the output (also moved into `outputs`), by id.
+        assert_eq!(retained.into_iter().collect::<BTreeMap<_, _>>(), observed);
+        let (_, none) = interpret_retaining(&g, &input, &|_| false).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]
