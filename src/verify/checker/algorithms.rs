@@ -138,6 +138,20 @@ pub fn data_range(values: &[f32]) -> (usize, f64) {
     data_range_of_sorted(&sorted(values))
 }
 
+/// `f64::from(x).trunc()`, up to the sign of a zero result, without a call into libm (the
+/// baseline x86-64 target has no rounding instruction; a profile truncates millions of values).
+/// An f32 of magnitude 2^23 or more (or not finite) is already an integer; below that the
+/// value fits an i32, and the conversion truncates toward zero.
+fn truncated(x: f32) -> f64 {
+    if x.abs() < 8_388_608.0 { f64::from(x as i32) } else { f64::from(x) }
+}
+
+/// `f64::from(x).fract() != 0.0`: a finite non-integer, or NaN or an infinity (whose `fract`
+/// is NaN), without a call into libm.
+fn has_fraction(x: f32) -> bool {
+    !x.is_finite() || (x.abs() < 8_388_608.0 && (x as i32) as f32 != x)
+}
+
 /// [`data_range`] of values given in [`sorted`] order (truncation keeps that order).
 pub fn data_range_of_sorted(sorted: &[f32]) -> (usize, f64) {
     // Distinct truncations come in runs; `==` (not `total_cmp`) so that -0.0 and 0.0 count
@@ -145,7 +159,7 @@ pub fn data_range_of_sorted(sorted: &[f32]) -> (usize, f64) {
     let mut distinct = 0usize;
     let mut previous: Option<f64> = None;
     for &x in sorted {
-        let truncated = f64::from(x).trunc();
+        let truncated = truncated(x);
         if previous.is_none_or(|p| p != truncated) {
             distinct += 1;
             previous = Some(truncated);
@@ -177,13 +191,18 @@ pub fn data_distribution(values: &[f32]) -> f64 {
 pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
     // Passes over the sorted values instead of copies of them (a profile holds a weight
     // tensor's worth of values).
-    let fractional = || sorted.iter().map(|&x| f64::from(x)).filter(|x| x.fract() != 0.0);
+    let fractional = || sorted.iter().filter(|&&x| has_fraction(x)).map(|&x| f64::from(x));
     let count = fractional().count();
     if count == 0 {
         return 0.0;
     }
-    let (mut first, mut last) =
-        fractional().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    // Sorted: the smallest and largest fractional values are the first and the last found.
+    // (A NaN counts as fractional, as its `fract` is NaN, and then is the extreme it would
+    // be in a fold of `min`/`max`, which skip it: keep the fold for that case.)
+    let (mut first, mut last) = match (fractional().next(), fractional().next_back()) {
+        (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => (lo, hi),
+        _ => fractional().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x))),
+    };
     let bins = ((last - first + 1.0).trunc() as u64).clamp(256, MAX_BINS);
     if first == last {
         // numpy widens an empty range by 0.5 on each side.
@@ -224,6 +243,43 @@ mod tests {
     /// The sorted-order analyses against their definitions written with copies (unique
     /// truncations by dedup, bins collected then grouped), on values with repeats, integers,
     /// signed zeros and fractions.
+    #[test]
+    fn truncation_and_fraction_tests_agree_with_libm_on_edge_values() {
+        let two_23 = 8_388_608.0f32;
+        let edges = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            1.5,
+            -2.5,
+            two_23 - 0.5,
+            -(two_23 - 0.5),
+            two_23,
+            -two_23,
+            two_23 + 1.0,
+            16_777_218.0,
+            2_147_483_648.0,
+            -2_147_483_904.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for x in edges {
+            let wide = f64::from(x);
+            assert_eq!(has_fraction(x), wide.fract() != 0.0, "{x}");
+            let (ours, libm) = (truncated(x), wide.trunc());
+            assert!(ours == libm || (ours.is_nan() && libm.is_nan()), "{x}: {ours} vs {libm}");
+        }
+    }
+
     #[test]
     fn sorted_analyses_match_their_definitions_with_copies() {
         let mut values: Vec<f32> = (0..3000).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.37).collect();

@@ -38,21 +38,33 @@ pub fn histogram(values: &[f32], bins: usize, include: Option<(f64, f64)>) -> (V
     let edges: Vec<f64> =
         (0..=bins).map(|i| if i == bins { hi } else { lo + width * (i as f64) / (bins as f64) }).collect();
     let mut counts = vec![0u64; bins];
+    // The bin a value settles in does not depend on the guess it starts from ([`settle`]): the
+    // guess only has to be close, so it takes a product rather than a division and truncates
+    // rather than calling `floor`.
+    let per_unit = bins as f64 / width;
     for v in finite() {
-        let guess = ((v - lo) / width * bins as f64).floor();
-        let mut idx = if guess.is_finite() && guess > 0.0 { (guess as usize).min(bins - 1) } else { 0 };
-        // The division can round across an edge; settle against the stored edges.
-        while idx + 1 < bins && edges.get(idx + 1).is_some_and(|&e| v >= e) {
-            idx += 1;
-        }
-        while idx > 0 && edges.get(idx).is_some_and(|&e| v < e) {
-            idx -= 1;
-        }
-        if let Some(c) = counts.get_mut(idx) {
+        let guess = (v - lo) * per_unit;
+        let guess = if guess.is_finite() && guess >= 1.0 { (guess as usize).min(bins - 1) } else { 0 };
+        if let Some(c) = counts.get_mut(settle(&edges, v, guess)) {
             *c += 1;
         }
     }
     (edges, counts)
+}
+
+/// The bin of `v` among `edges` (ascending, at least two), from bin `guess`: the one `idx`
+/// with `edges[idx] <= v < edges[idx + 1]`, the last bin closed, whatever the guess (a guess
+/// computed in floating point can round across an edge).
+fn settle(edges: &[f64], v: f64, guess: usize) -> usize {
+    let bins = edges.len().saturating_sub(1).max(1);
+    let mut idx = guess.min(bins - 1);
+    while idx + 1 < bins && edges.get(idx + 1).is_some_and(|&e| v >= e) {
+        idx += 1;
+    }
+    while idx > 0 && edges.get(idx).is_some_and(|&e| v < e) {
+        idx -= 1;
+    }
+    idx
 }
 
 #[cfg(test)]
@@ -66,6 +78,39 @@ mod tests {
         let (edges, counts) = histogram(&[0.0, 1.0, 2.0, 3.0, 4.0], 4, None);
         assert_eq!(edges, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(counts, vec![1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn every_value_lands_in_the_bin_its_edges_give() {
+        // Values on and next to the edges of awkward ranges: each counted in the one bin with
+        // edges[i] <= v < edges[i + 1] (the last bin closed), found here by a search.
+        for (lo, hi, bins) in [(-1.3f32, 2.9f32, 7usize), (0.1, 0.1000001, 3), (-1e30, 3e30, 255), (5.0, 1029.0, 1024)]
+        {
+            let mut values = Vec::new();
+            for i in 0..=bins * 8 {
+                let v = lo + (hi - lo) * i as f32 / (bins * 8) as f32;
+                values.extend([
+                    v,
+                    f32::from_bits(v.to_bits().wrapping_add(1)),
+                    f32::from_bits(v.to_bits().wrapping_sub(1)),
+                ]);
+            }
+            values.retain(|v| (lo..=hi).contains(v));
+            let (edges, counts) = histogram(&values, bins, None);
+            let mut expected = vec![0u64; bins];
+            for &v in &values {
+                let v = f64::from(v);
+                expected[edges.partition_point(|&e| e <= v).saturating_sub(1).min(bins - 1)] += 1;
+            }
+            assert_eq!(counts, expected, "[{lo}, {hi}] in {bins} bins");
+        }
+        // Whatever bin the guess names, a value settles in its own.
+        let edges = [0.0, 1.0, 2.0, 3.0, 4.0];
+        for (v, bin) in [(0.0, 0), (0.5, 0), (1.0, 1), (2.999, 2), (3.0, 3), (4.0, 3)] {
+            for guess in 0..6 {
+                assert_eq!(settle(&edges, v, guess), bin, "{v} from {guess}");
+            }
+        }
     }
 
     #[test]
