@@ -6,9 +6,13 @@
 //! an empty slice: [`super::check_param`] and friends turn empty tensors into N/A first.
 
 /// The SDK's `np.nan_to_num` on float32 data: NaN -> 0, +inf -> `f32::MAX`, -inf ->
-/// `f32::MIN` (the largest finite values of the array's dtype).
-pub fn nan_to_num(values: &[f32]) -> Vec<f32> {
-    values
+/// `f32::MIN` (the largest finite values of the array's dtype). Borrowed when every value is
+/// finite already (the usual case: no copy of a weight tensor or activation prefix).
+pub fn nan_to_num(values: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if values.iter().all(|x| x.is_finite()) {
+        return std::borrow::Cow::Borrowed(values);
+    }
+    let replaced: Vec<f32> = values
         .iter()
         .map(|&x| {
             if x.is_nan() {
@@ -21,7 +25,8 @@ pub fn nan_to_num(values: &[f32]) -> Vec<f32> {
                 x
             }
         })
-        .collect()
+        .collect();
+    std::borrow::Cow::Owned(replaced)
 }
 
 /// `(min, max)` of a non-empty slice, in f64.
@@ -309,7 +314,8 @@ mod tests {
 
     #[test]
     fn nan_to_num_follows_numpy_for_float32() {
-        assert_eq!(nan_to_num(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5]), vec![0.0, f32::MAX, f32::MIN, 1.5]);
+        assert_eq!(*nan_to_num(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5]), [0.0, f32::MAX, f32::MIN, 1.5]);
+        assert!(matches!(nan_to_num(&[1.0, -0.0]), std::borrow::Cow::Borrowed(_)));
     }
 
     /// u = [0, 1, 2, 3], d = [0, 1, 2, 2.5]: |0-0| = 0, |3-2.5| = 0.5, maxdiff 0.5,
