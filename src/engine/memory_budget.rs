@@ -1,8 +1,8 @@
 //! What the machine can give a run: the memory the kernel reports available, compared with a
 //! compiled program's activation arena and the results its run holds (or, for a float run of
-//! the graph, the interpreter's peak of live tensors) before any sample runs, so a model too big at its input size (a huge
-//! `define_symbols` value) is a diagnostic saying how much it needs, not an abort in the
-//! allocator or the OOM killer.
+//! the graph, the interpreter's peak of live tensors) before any sample runs, so a model too
+//! big at its input size (a huge `define_symbols` value) is a diagnostic saying how much it
+//! needs, not an abort in the allocator or the OOM killer.
 
 use crate::compile::program::Program;
 use crate::diag::Diag;
