@@ -94,7 +94,6 @@ fn lifetimes(program: &Program) -> (Vec<Option<usize>>, Vec<bool>) {
 /// The most bytes of step results a run holds at once as float32 (native tensors in their
 /// own type) besides its arena: what one sample needs on top of `arena_bytes`.
 pub fn peak_live_bytes(program: &Program) -> u64 {
-    let (last_use, is_output) = lifetimes(program);
     let size = |id: TensorId| -> u64 {
         program.tensor(id).map_or(0, |t| {
             let element = match t.repr {
@@ -104,28 +103,8 @@ pub fn peak_live_bytes(program: &Program) -> u64 {
             t.info.shape.iter().fold(element as u64, |n, &d| n.saturating_mul(d as u64))
         })
     };
-    let mut held = vec![false; program.tensors.len()];
-    let (mut live, mut peak) = (0u64, 0u64);
-    for (index, step) in program.steps.iter().enumerate() {
-        for &id in &step.outputs {
-            if let Some(slot) = held.get_mut(id.index())
-                && !*slot
-            {
-                *slot = true;
-                live = live.saturating_add(size(id));
-            }
-        }
-        peak = peak.max(live);
-        for &id in step.inputs.iter().chain(&step.outputs) {
-            let dead = last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= index);
-            let kept = is_output.get(id.index()).copied().unwrap_or(false);
-            if dead && !kept && held.get(id.index()).copied().unwrap_or(false) {
-                held[id.index()] = false;
-                live = live.saturating_sub(size(id));
-            }
-        }
-    }
-    peak
+    let steps = program.steps.iter().map(|step| (step.inputs.as_slice(), step.outputs.as_slice()));
+    super::liveness::peak_held_bytes(program.tensors.len(), steps, &program.outputs, size)
 }
 
 /// Something [`execute`] can run: a [`Program`] (prepared on the fly) or a [`Prepared`] one.

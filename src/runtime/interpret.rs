@@ -226,35 +226,8 @@ pub fn peak_bytes(graph: &Graph) -> u64 {
             info.shape.iter().fold(info.dtype.size_bytes() as u64, |n, &d| n.saturating_mul(d as u64))
         })
     };
-    let mut last_use: Vec<Option<usize>> = vec![None; graph.tensors.len()];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        for &id in &node.inputs {
-            if let Some(slot) = last_use.get_mut(id.index()) {
-                *slot = Some(i);
-            }
-        }
-    }
-    let kept: std::collections::HashSet<TensorId> = graph.outputs.iter().copied().collect();
-    let mut produced = vec![false; graph.tensors.len()];
-    let (mut live, mut peak) = (0u64, 0u64);
-    for (i, node) in graph.nodes.iter().enumerate() {
-        for &id in &node.outputs {
-            if let Some(done) = produced.get_mut(id.index()) {
-                *done = true;
-            }
-            live = live.saturating_add(size(id));
-        }
-        peak = peak.max(live);
-        for &id in node.inputs.iter().chain(&node.outputs) {
-            let owned = produced.get(id.index()).copied().unwrap_or(false);
-            let dead = last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= i);
-            if owned && dead && !kept.contains(&id) {
-                produced[id.index()] = false;
-                live = live.saturating_sub(size(id));
-            }
-        }
-    }
-    peak
+    let steps = graph.nodes.iter().map(|node| (node.inputs.as_slice(), node.outputs.as_slice()));
+    super::liveness::peak_held_bytes(graph.tensors.len(), steps, &graph.outputs, size)
 }
 
 fn name_of(graph: &Graph, id: TensorId) -> &str {

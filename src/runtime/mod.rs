@@ -4,5 +4,6 @@
 pub mod exec;
 pub mod interpret;
 pub mod kernels;
+mod liveness;
 
 pub use interpret::{RuntimeError, interpret};
