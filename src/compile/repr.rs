@@ -241,6 +241,28 @@ pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
     }
 }
 
+/// `values` as stored in `repr` and read back (`decode(encode(values))`), computed in place:
+/// what a step's result is to its readers, without the codes or a second buffer. Native
+/// representations hold values as they are and are left alone.
+pub fn round_trip_in_place(repr: &Repr, shape: &[usize], values: &mut [f32]) {
+    match repr {
+        Repr::Native(_) | Repr::Float { bitwidth: 32 } => {}
+        Repr::Float { bitwidth: 16 } => {
+            for v in values.iter_mut() {
+                *v = half::f16::from_f32(*v).to_f32();
+            }
+        }
+        // Any other float width is stored as float32 (see `encode`).
+        Repr::Float { .. } => {}
+        Repr::Quant(q) => {
+            let len = values.len();
+            for (range, scale, offset) in encoding_runs(q, shape, len) {
+                round_trip_run(&mut values[range], scale, offset, q.bitwidth);
+            }
+        }
+    }
+}
+
 /// The runs of elements that share one encoding, with its scale and offset: the whole tensor
 /// for a per-tensor encoding, else `inner` elements at a time cycling through the channels
 /// (so no element pays a division to find its channel).
@@ -266,6 +288,14 @@ fn encoding_runs<'q>(
 fn quantize_run(values: &[f32], scale: f32, offset: i32, bitwidth: u32, codes: &mut [u32]) {
     for (code, &x) in codes.iter_mut().zip(values) {
         *code = quantize_value(x, scale, offset, bitwidth);
+    }
+}
+
+/// [`dequantize_value`] of [`quantize_value`] of every value of one run, in place.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn round_trip_run(values: &mut [f32], scale: f32, offset: i32, bitwidth: u32) {
+    for v in values.iter_mut() {
+        *v = dequantize_value(quantize_value(*v, scale, offset, bitwidth), scale, offset, bitwidth);
     }
 }
 
@@ -398,6 +428,37 @@ mod tests {
                     "x {x:e}, scale {scale}, offset {offset}, {bw} bits"
                 );
             }
+        }
+    }
+
+    /// The in-place round trip is, bit for bit, encoding to the stored bytes and reading them
+    /// back: per tensor and per channel, every grid width, float16, and NaN and infinities.
+    #[test]
+    fn the_in_place_round_trip_is_encode_then_decode() {
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, 0.0, -0.0, 0.5, -2.5, 1e-30, 65504.5];
+        let sweep = (0..u32::MAX).step_by(1_000_003).map(f32::from_bits);
+        let values: Vec<f32> = specials.into_iter().chain(sweep).take(4 * 1070).collect();
+        let channels = Repr::Quant(QuantParams {
+            bitwidth: 8,
+            axis: Some(1),
+            scales: vec![0.02, 1.5, 3e-4, 7.0],
+            offsets: vec![-128, 0, -3, -255],
+        });
+        let reprs = [
+            (per_tensor(8, 0.031, -117), vec![values.len()]),
+            (per_tensor(4, 0.37, -8), vec![values.len()]),
+            (per_tensor(16, 3.1e-4, -32768), vec![values.len()]),
+            (per_tensor(32, 1.7e-7, i32::MIN), vec![values.len()]),
+            (channels, vec![1, 4, values.len() / 4]),
+            (Repr::Float { bitwidth: 16 }, vec![values.len()]),
+            (Repr::Float { bitwidth: 32 }, vec![values.len()]),
+        ];
+        for (repr, shape) in reprs {
+            let (_, want) = round_trip(&repr, &shape, &values);
+            let mut got = values.clone();
+            round_trip_in_place(&repr, &shape, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{repr:?}");
         }
     }
 

@@ -13,7 +13,7 @@ use super::db::Failed;
 /// until their last reader), once per sample run side by side, exceeds the memory available
 /// now (nothing is checked where that is unknown).
 pub fn check_arena(program: &Program) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program))
+    check_per_sample(program_run_bytes(program), 1)
 }
 
 fn program_run_bytes(program: &Program) -> u64 {
@@ -23,33 +23,41 @@ fn program_run_bytes(program: &Program) -> u64 {
 /// Refuses a float run of `graph` (calibration, the reference and golden runs) when the
 /// tensors it holds at once, per sample run side by side, exceed the memory available now.
 pub fn check_float_run(graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(crate::runtime::interpret::peak_bytes(graph))
+    check_per_sample(crate::runtime::interpret::peak_bytes(graph), 1)
+}
+
+/// Refuses runs of `program` on `group` samples at once per thread
+/// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group)).
+pub fn check_program_group(program: &Program, group: usize) -> Result<(), Failed> {
+    check_per_sample(program_run_bytes(program), group)
 }
 
 /// Refuses a run whose samples each go through `program` and a float run of `graph`.
 pub fn check_program_and_float_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program).saturating_add(crate::runtime::interpret::peak_bytes(graph)))
+    check_per_sample(program_run_bytes(program).saturating_add(crate::runtime::interpret::peak_bytes(graph)), 1)
 }
 
-fn check_per_sample(bytes: u64) -> Result<(), Failed> {
+/// `bytes` per sample, `per_thread` samples at once on each pool thread.
+fn check_per_sample(bytes: u64, per_thread: usize) -> Result<(), Failed> {
     match available_bytes() {
         Some(available) => {
-            arena_problem(bytes, rayon::current_num_threads(), available).map_or(Ok(()), |diag| Err(Failed(vec![diag])))
+            let side_by_side = rayon::current_num_threads().max(1).saturating_mul(per_thread);
+            arena_problem(bytes, side_by_side, available).map_or(Ok(()), |diag| Err(Failed(vec![diag])))
         }
         None => Ok(()),
     }
 }
 
-/// The diagnostic for an arena of `per_sample` bytes on `threads` pool threads (each runs a
-/// sample in an arena of its own) with `available` bytes free, if it does not fit.
-fn arena_problem(per_sample: u64, threads: usize, available: u64) -> Option<Diag> {
-    let needed = per_sample.saturating_mul(threads as u64);
+/// The diagnostic for runs of `per_sample` bytes each, `side_by_side` of them at once (each
+/// sample in an arena of its own), with `available` bytes free, if they do not fit.
+fn arena_problem(per_sample: u64, side_by_side: usize, available: u64) -> Option<Diag> {
+    let needed = per_sample.saturating_mul(side_by_side as u64);
     (needed > available).then(|| {
         Diag::error(
             "qairt::simulate::memory",
             format!(
-                "this model needs {} of activation memory at this input size ({} per sample, {threads} samples side \
-                 by side), more than the {} available",
+                "this model needs {} of activation memory at this input size ({} per sample, {side_by_side} samples \
+                 side by side), more than the {} available",
                 human(needed),
                 human(per_sample),
                 human(available)

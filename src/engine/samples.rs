@@ -41,6 +41,38 @@ pub(super) fn run_in_order<S: Sync, T: Send>(
     Ok(())
 }
 
+/// Samples a task runs together, step by step ([`crate::runtime::exec::Prepared::run_group`]),
+/// so that each layer's weights are read from memory once for all of them: enough to make the
+/// later reads cache hits, few enough that their activations stay small.
+pub(super) const GROUP: usize = SAMPLES_PER_THREAD;
+
+/// [`run_in_order`] for work that takes [`GROUP`] consecutive samples at a time (fewer at the
+/// end) and returns one result per sample, in order; groups run side by side on the pool.
+pub(super) fn run_in_groups<S: Sync, T: Send>(
+    samples: &[S],
+    progress: &dyn Progress,
+    work: impl Fn(&[S]) -> Vec<Result<T, Failed>> + Sync,
+    mut consume: impl FnMut(T) -> Result<(), Failed>,
+) -> Result<(), Failed> {
+    let round = GROUP * rayon::current_num_threads().max(1);
+    for samples in samples.chunks(round) {
+        let results: Vec<Vec<Result<T, Failed>>> = samples
+            .par_chunks(GROUP)
+            .map(|group| {
+                let results = work(group);
+                for _ in group {
+                    progress.advance();
+                }
+                results
+            })
+            .collect();
+        for result in results.into_iter().flatten() {
+            consume(result?)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +140,53 @@ mod tests {
         .unwrap_err();
         assert!(format!("{:?}", failed.0[0]).contains("sample 5"), "{failed:?}");
         assert_eq!(consumed, [0, 1, 2, 3, 4]);
+    }
+
+    /// Groups of consecutive samples (the last one short), results in sample order whatever
+    /// the thread count, every sample counted once, and the first failure in sample order.
+    #[test]
+    fn groups_are_consecutive_and_results_arrive_in_sample_order() {
+        let samples: Vec<u64> = (0..23).collect();
+        for threads in [1, 2, 3] {
+            let progress = Count(Default::default());
+            let mut seen = Vec::new();
+            in_pool(threads, || {
+                run_in_groups(
+                    &samples,
+                    &progress,
+                    |group| {
+                        assert!(group.len() == GROUP || group.last() == Some(&22), "{group:?}");
+                        assert!(group.windows(2).all(|w| w[1] == w[0] + 1), "{group:?}");
+                        group.iter().map(|&s| Ok(s * 3)).collect()
+                    },
+                    |r| {
+                        seen.push(r);
+                        Ok(())
+                    },
+                )
+            })
+            .unwrap();
+            assert_eq!(seen, samples.iter().map(|s| s * 3).collect::<Vec<_>>(), "{threads} threads");
+            assert_eq!(progress.0.into_inner(), 23);
+        }
+        let progress = Count(Default::default());
+        let mut consumed = Vec::new();
+        let failed = in_pool(2, || {
+            run_in_groups(
+                &samples,
+                &progress,
+                |group| {
+                    let fail = |s: u64| Err(Failed(vec![Diag::error("test", format!("sample {s}"))]));
+                    group.iter().map(|&s| if s == 9 || s == 13 { fail(s) } else { Ok(s) }).collect()
+                },
+                |r| {
+                    consumed.push(r);
+                    Ok(())
+                },
+            )
+        })
+        .unwrap_err();
+        assert!(format!("{:?}", failed.0[0]).contains("sample 9"), "{failed:?}");
+        assert_eq!(consumed, (0..9).collect::<Vec<_>>());
     }
 }

@@ -702,11 +702,18 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let bin = compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
     let Comparison { graph, plan, dump, samples } = comparison(db, project, target)?;
-    // Each sample runs the program and, for the golden side, the float graph.
-    super::memory_budget::check_program_and_float_run(&program, &graph)?;
     let prepared = crate::runtime::exec::prepare(&program).map_err(convert::internal)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
+    // A program that replays the float graph bit for bit (a float target's, usually) runs
+    // once per sample, its values the golden side too, and groups of samples run together;
+    // otherwise each sample runs the program and, for the golden side, the float graph.
+    let replays = quantized.is_none() && prepared.replays(&graph);
+    if replays {
+        super::memory_budget::check_program_group(&program, super::samples::GROUP)?;
+    } else {
+        super::memory_budget::check_program_and_float_run(&program, &graph)?;
+    }
     // Only the checker and the histograms of a quantized target read float values themselves.
     let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };
     // The golden run of a target whose float graph is the optimized one is the reference run:
@@ -740,6 +747,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
         goldens: &goldens,
         samples: &samples,
         kept,
+        replays,
     };
     if !records_reference {
         for cut in cuts.iter().rev() {
@@ -753,57 +761,70 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     run.full(&cuts, quantized.as_deref(), records_reference.then_some(reference))
 }
 
-/// One sample of a program that [replays](crate::runtime::exec::Prepared::replays) its float
-/// graph: a single run whose values are both sides of every row, folded as a run against the
-/// interpreter's values would fold them (the same values; each row's fold is its own). A row
-/// compared with itself is folded as its value appears, without a copy; only the values of
-/// rows compared with another tensor (squashed into it, or with a dumped golden) and of those
-/// goldens (`needed`, [`goldens_of_deferred_rows`]) are kept until the run ends.
-fn replay_sample(
+/// Samples of a program that [replays](crate::runtime::exec::Prepared::replays) its float
+/// graph, run together step by step ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group)):
+/// a single run per sample whose values are both sides of every row, folded as a run against
+/// the interpreter's values would fold them (the same values; each row's fold is its own). A
+/// row compared with itself is folded as its value appears, without a copy; only the values
+/// of rows compared with another tensor (squashed into it, or with a dumped golden) and of
+/// those goldens (`needed`, [`goldens_of_deferred_rows`]) are kept until the run ends.
+fn replay_group(
     prepared: &crate::runtime::exec::Prepared<'_>,
     graph: &Graph,
     plan: &Plan,
     goldens: &Goldens<'_>,
     needed: &BTreeSet<&str>,
-    n: usize,
-    inputs: &[Tensor],
-) -> Result<(Vec<Tensor>, SampleFolds), Failed> {
+    numbers: &[usize],
+    inputs: &[Vec<Tensor>],
+) -> Vec<Result<(Vec<Tensor>, SampleFolds), Failed>> {
     let compared_with_itself = |row: usize, name: &str| compared_with_itself(plan, goldens, row, name);
-    let mut kept = SampleValues::default();
-    for (&id, tensor) in graph.inputs.iter().zip(inputs) {
-        if needed.contains(graph.name(id)) {
-            kept.observe(graph.name(id), tensor);
-        }
-    }
-    let mut sample = plan.start();
-    let mut deferred = Vec::new();
-    let out = crate::runtime::exec::execute(prepared, inputs, &mut |id, t| {
+    let mut kept: Vec<SampleValues> = inputs
+        .iter()
+        .map(|inputs| {
+            let mut kept = SampleValues::default();
+            for (&id, tensor) in graph.inputs.iter().zip(inputs) {
+                if needed.contains(graph.name(id)) {
+                    kept.observe(graph.name(id), tensor);
+                }
+            }
+            kept
+        })
+        .collect();
+    let mut samples: Vec<SampleFolds> = inputs.iter().map(|_| plan.start()).collect();
+    let mut deferred: Vec<Vec<(usize, crate::ir::TensorId)>> = inputs.iter().map(|_| Vec::new()).collect();
+    let inputs: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+    let outputs = prepared.run_group(&inputs, &mut |k, id, t| {
         let name = graph.name(id);
         match plan.row(name) {
             Some(row) if compared_with_itself(row, name) => {
                 if let Some(values) = t.as_f32() {
-                    sample.add(row, values, values);
+                    samples[k].add(row, values, values);
                 }
             }
             Some(row) => {
-                deferred.push((row, id));
-                kept.observe(name, t);
+                deferred[k].push((row, id));
+                kept[k].observe(name, t);
                 return;
             }
             None => {}
         }
         if needed.contains(name) {
-            kept.observe(name, t);
+            kept[k].observe(name, t);
         }
-    })
-    .map_err(convert::internal)?;
-    for (row, id) in deferred {
-        let golden = plan.golden_of(row).and_then(|golden| goldens.value(&kept, n, golden));
-        if let (Some(golden), Some(actual)) = (golden, kept.get(graph.name(id))) {
-            sample.add(row, golden, actual);
-        }
-    }
-    Ok((out, sample))
+    });
+    let finished = outputs.into_iter().zip(samples).zip(deferred).zip(kept).zip(numbers);
+    finished
+        .map(|((((out, mut sample), deferred), kept), &n)| {
+            let out = out.map_err(convert::internal)?;
+            for (row, id) in deferred {
+                let golden = plan.golden_of(row).and_then(|golden| goldens.value(&kept, n, golden));
+                if let (Some(golden), Some(actual)) = (golden, kept.get(graph.name(id))) {
+                    sample.add(row, golden, actual);
+                }
+            }
+            Ok((out, sample))
+        })
+        .collect()
 }
 
 /// Whether row `row` (layer `name`) of a replaying run is compared with its own value.
@@ -833,7 +854,13 @@ struct SimulateSetup<'a> {
     samples: &'a SampleSource,
     /// Samples whose float values the checker and the histograms read (the first ones).
     kept: usize,
+    /// Whether the program replays the float graph (see `compute_simulate`).
+    replays: bool,
 }
+
+/// One sample of a full run: its outputs, its float outputs when they become the reference,
+/// its folds, what the checkpoints keep of it, and (for the first samples) its float values.
+type SampleResult = (Vec<Tensor>, Option<Vec<Tensor>>, SampleFolds, Captured, Option<(Vec<Tensor>, SampleValues)>);
 
 /// What a full run keeps of one sample for the checkpoints.
 #[derive(Default)]
@@ -869,57 +896,84 @@ impl SimulateSetup<'_> {
         let mut captured = Vec::new();
         let mut folds = plan.start();
         let mut float_prefix = FloatPrefix::default();
-        // A program that replays the float graph bit for bit (a float target's, usually) runs
-        // once: its values are the golden side too.
-        let replays = quantized.is_none() && prepared.replays(graph);
+        let replays = self.replays;
         let needed = if replays { goldens_of_deferred_rows(plan, goldens) } else { BTreeSet::new() };
-        super::samples::run_in_order(
-            &samples.numbers(),
-            progress,
-            |&n| {
-                let inputs = samples.read(n)?;
-                if replays {
-                    let (out, sample) = replay_sample(prepared, graph, plan, goldens, &needed, n, &inputs)?;
-                    let float_out = reference.is_some().then(|| out.clone());
-                    return Ok((out, float_out, sample, Captured::default(), None));
-                }
-                // The golden side first (one sample of float activations), then the quantized
-                // run folds each layer into its row as it is produced.
-                let (float_out, float) = SampleValues::float_run(graph, &inputs).map_err(convert::internal)?;
-                let mut sample = plan.start();
-                let mut keep = Captured::default();
-                let out = crate::runtime::exec::execute(prepared, &inputs, &mut |id, t| {
-                    if seed_union.contains(&id) {
-                        keep.seeds.insert(id, t.clone());
+        let mut consume = |(out, float_out, sample, keep, kept): SampleResult| {
+            outputs.push(out);
+            float_outputs.extend(float_out);
+            if !cuts.is_empty() {
+                captured.push(keep);
+            }
+            folds.merge(&sample);
+            if let Some((inputs, float)) = kept {
+                float_prefix.append(graph, &inputs, &float);
+            }
+            Ok(())
+        };
+        if replays {
+            super::samples::run_in_groups(
+                &samples.numbers(),
+                progress,
+                |numbers| {
+                    // The samples before one that cannot be read run; its failure comes next.
+                    let mut inputs = Vec::with_capacity(numbers.len());
+                    let mut unreadable = None;
+                    for &n in numbers {
+                        match samples.read(n) {
+                            Ok(values) => inputs.push(values),
+                            Err(failed) => {
+                                unreadable = Some(failed);
+                                break;
+                            }
+                        }
                     }
-                    let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
-                    let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
-                    if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
-                        sample.add(row, golden, actual);
+                    let run = replay_group(prepared, graph, plan, goldens, &needed, &numbers[..inputs.len()], &inputs);
+                    let mut results: Vec<Result<SampleResult, Failed>> = run
+                        .into_iter()
+                        .map(|result| {
+                            let (out, sample) = result?;
+                            let float_out = reference.is_some().then(|| out.clone());
+                            Ok((out, float_out, sample, Captured::default(), None))
+                        })
+                        .collect();
+                    results.extend(unreadable.map(Err));
+                    results
+                },
+                &mut consume,
+            )?;
+        } else {
+            super::samples::run_in_order(
+                &samples.numbers(),
+                progress,
+                |&n| {
+                    let inputs = samples.read(n)?;
+                    // The golden side first (one sample of float activations), then the quantized
+                    // run folds each layer into its row as it is produced.
+                    let (float_out, float) = SampleValues::float_run(graph, &inputs).map_err(convert::internal)?;
+                    let mut sample = plan.start();
+                    let mut keep = Captured::default();
+                    let out = crate::runtime::exec::execute(prepared, &inputs, &mut |id, t| {
+                        if seed_union.contains(&id) {
+                            keep.seeds.insert(id, t.clone());
+                        }
+                        let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+                        let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
+                        if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                            sample.add(row, golden, actual);
+                        }
+                    })
+                    .map_err(convert::internal)?;
+                    for &name in &float_union {
+                        if let Some(values) = float.get(name) {
+                            keep.float.insert(name.to_string(), values.to_vec());
+                        }
                     }
-                })
-                .map_err(convert::internal)?;
-                for &name in &float_union {
-                    if let Some(values) = float.get(name) {
-                        keep.float.insert(name.to_string(), values.to_vec());
-                    }
-                }
-                let float_out = reference.is_some().then_some(float_out);
-                Ok((out, float_out, sample, keep, (n < kept).then_some((inputs, float))))
-            },
-            |(out, float_out, sample, keep, kept)| {
-                outputs.push(out);
-                float_outputs.extend(float_out);
-                if !cuts.is_empty() {
-                    captured.push(keep);
-                }
-                folds.merge(&sample);
-                if let Some((inputs, float)) = kept {
-                    float_prefix.append(graph, &inputs, &float);
-                }
-                Ok(())
-            },
-        )?;
+                    let float_out = reference.is_some().then_some(float_out);
+                    Ok((out, float_out, sample, keep, (n < kept).then_some((inputs, float))))
+                },
+                &mut consume,
+            )?;
+        }
         let activations = quantized.map(|q| Activations::of(&float_prefix, q, &self.input_names()));
         progress.finish();
         if let Some(key) = reference {

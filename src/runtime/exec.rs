@@ -10,11 +10,12 @@
 //!
 //! [`prepare`] dequantizes the weights once, so that many samples can run without redoing it.
 //!
-//! A step's float32 result is also kept as it is (for a float32 or native tensor, the value
-//! the arena would hold; for a quantized one, its codes decoded once) until the last step
-//! that reads it: consumers and `observe` read that value instead of decoding the arena
-//! again, and a float32 or native tensor is not copied into the arena at all. The arena
-//! keeps what only it holds: integer codes, graph inputs and seeds.
+//! A step's result is kept as float32 (a native tensor in its own type) until the last step
+//! that reads it, as the value the arena would hold: the kernel's result itself for a float32
+//! or native tensor; for a quantized or float16 one, the result quantized and dequantized (or
+//! rounded) in its own buffer, bit for bit what encoding it into the arena and decoding it
+//! back gives. Consumers and `observe` read that value, so step results never go through the
+//! arena: it holds what only it holds, the graph inputs and seeds.
 
 use crate::compile::program::{InvalidProgram, Program, Storage};
 use crate::compile::repr::{self, Repr};
@@ -135,6 +136,12 @@ pub fn execute(
     program.run(inputs, observe)
 }
 
+/// One sample's state while a program runs: its arena and the results kept for later steps.
+struct SampleRun {
+    arena: Vec<u8>,
+    live: Vec<Option<Tensor>>,
+}
+
 /// The arena region of tensor `id` (validated: it exists and lies inside the arena).
 struct Region<'a> {
     info: &'a TensorInfo,
@@ -221,6 +228,51 @@ impl<'p> Prepared<'p> {
         let selected = program.steps.get(steps.clone()).ok_or_else(|| {
             InvalidProgram(format!("steps {steps:?} are outside the program's {} steps", program.steps.len()))
         })?;
+        let mut run = self.begin(selected, inputs, seed)?;
+        for (index, step) in program.steps.iter().enumerate().skip(steps.start).take(selected.len()) {
+            self.run_step(index, step, &mut run.arena, &mut run.live, observe)?;
+        }
+        self.finish(selected, run, seed)
+    }
+
+    /// Runs the whole program on several samples, step by step: each step runs on every
+    /// sample before the next step starts, so that a step's weights, read from memory for the
+    /// first sample, are still in the cache for the others (the late layers of a network hold
+    /// most of its weights and do little work per weight). Each sample's results, and what
+    /// `observe` sees of it (`observe(sample, id, value)`, in step order for each sample), are
+    /// exactly what [`Prepared::run`] gives it on its own; a sample that fails stops there
+    /// and the others go on.
+    pub fn run_group(
+        &self,
+        inputs: &[&[Tensor]],
+        observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+    ) -> Vec<Result<Vec<Tensor>, ExecError>> {
+        let steps = &self.program.steps;
+        let no_seed = |_| None;
+        let mut runs: Vec<Result<SampleRun, ExecError>> =
+            inputs.iter().map(|inputs| self.begin(steps, inputs, &no_seed)).collect();
+        for (index, step) in steps.iter().enumerate() {
+            for (sample, slot) in runs.iter_mut().enumerate() {
+                let Ok(run) = slot else { continue };
+                let result =
+                    self.run_step(index, step, &mut run.arena, &mut run.live, &mut |id, t| observe(sample, id, t));
+                if let Err(error) = result {
+                    *slot = Err(error);
+                }
+            }
+        }
+        runs.into_iter().map(|run| self.finish(steps, run?, &no_seed)).collect()
+    }
+
+    /// A sample's run before its first step: the arena with the graph inputs (checked against
+    /// the program's) and the seeds of `selected` written, nothing kept yet.
+    fn begin(
+        &self,
+        selected: &[crate::compile::program::Step],
+        inputs: &[Tensor],
+        seed: &dyn Fn(TensorId) -> Option<Tensor>,
+    ) -> Result<SampleRun, ExecError> {
+        let program = self.program;
         if inputs.len() != program.inputs.len() {
             return Err(ExecError::InputCount { expected: program.inputs.len(), got: inputs.len() });
         }
@@ -258,12 +310,18 @@ impl<'p> Prepared<'p> {
         for id in self.seeded_tensors(selected) {
             self.write_seed(&mut arena, id, seed)?;
         }
+        let live = (0..program.tensors.len()).map(|_| None).collect();
+        Ok(SampleRun { arena, live })
+    }
 
-        let mut live: Vec<Option<Tensor>> = (0..program.tensors.len()).map(|_| None).collect();
-        for (index, step) in program.steps.iter().enumerate().skip(steps.start).take(selected.len()) {
-            self.run_step(index, step, &mut arena, &mut live, observe)?;
-        }
-
+    /// A sample's program outputs once the steps of `selected` have run.
+    fn finish(
+        &self,
+        selected: &[crate::compile::program::Step],
+        mut run: SampleRun,
+        seed: &dyn Fn(TensorId) -> Option<Tensor>,
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let program = self.program;
         // Program outputs the range did not produce are seeded last: their arena space may be
         // shared with tensors the range used.
         let produced: std::collections::BTreeSet<TensorId> =
@@ -271,11 +329,11 @@ impl<'p> Prepared<'p> {
         let mut outputs = Vec::with_capacity(program.outputs.len());
         for &id in &program.outputs {
             if !produced.contains(&id) {
-                self.write_seed(&mut arena, id, seed)?;
+                self.write_seed(&mut run.arena, id, seed)?;
             }
-            match live.get(id.index()).and_then(Option::as_ref) {
+            match run.live.get(id.index()).and_then(Option::as_ref) {
                 Some(value) => outputs.push(value.clone()),
-                None => outputs.push(read(&arena, &self.region(id)?)),
+                None => outputs.push(read(&run.arena, &self.region(id)?)),
             }
         }
         Ok(outputs)
@@ -412,8 +470,15 @@ impl<'p> Prepared<'p> {
                 // Stored bit for bit: the kernel's result is what the arena would hold.
                 result
             } else {
-                write(arena, region, &result);
-                read(arena, region)
+                // What the arena would hold, read back, computed in the result's own buffer:
+                // every reader takes the value kept here, so the codes are never needed.
+                let Tensor { shape, data } = result;
+                let mut values = match data {
+                    TensorData::F32(values) => values,
+                    other => other.to_f64_vec().into_iter().map(|x| x as f32).collect(),
+                };
+                repr::round_trip_in_place(region.repr, &region.info.shape, &mut values);
+                Tensor::from_f32(shape, values)
             };
             observe(id, &value);
             if let Some(slot) = live.get_mut(id.index()) {
@@ -738,6 +803,33 @@ mod tests {
         let ints = Tensor::from_i64(vec![1, 1, 2, 2], vec![0; 4]);
         let err = execute(&program, &[ints], &mut |_, _| {}).unwrap_err();
         assert!(matches!(err, ExecError::InputDType { ref name, .. } if name == "x"), "{err}");
+    }
+
+    /// A group runs each sample as a run of its own would: the same outputs and the same
+    /// observations in the same order per sample (float and quantized programs); a sample
+    /// with a bad input fails alone.
+    #[test]
+    fn a_group_runs_each_sample_as_it_runs_alone() {
+        for (graph, backend_name) in [(conv_relu().0.finish(), "cpu"), (conv_relu_quantized().0, "htp")] {
+            let program = compile(&graph, &backend(backend_name)).unwrap();
+            let prepared = prepare(&program).unwrap();
+            let sample = |k: usize| {
+                vec![Tensor::from_f32(vec![1, 1, 2, 2], (0..4).map(|i| (k * 4 + i) as f32 * 0.37 - 2.0).collect())]
+            };
+            let mut inputs: Vec<Vec<Tensor>> = (0..3).map(sample).collect();
+            inputs.insert(1, vec![Tensor::from_f32(vec![1, 4], vec![0.0; 4])]);
+            let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+            let mut seen: Vec<Vec<(TensorId, Tensor)>> = vec![Vec::new(); inputs.len()];
+            let results = prepared.run_group(&views, &mut |k, id, t| seen[k].push((id, t.clone())));
+            assert_eq!(results.len(), 4);
+            for (k, (result, inputs)) in results.into_iter().zip(&inputs).enumerate() {
+                let mut alone = Vec::new();
+                let want = prepared.run(inputs, &mut |id, t| alone.push((id, t.clone())));
+                assert_eq!(result, want, "{backend_name} sample {k}");
+                assert_eq!(seen[k], alone, "{backend_name} sample {k}");
+                assert_eq!(result.is_err(), k == 1, "{backend_name} sample {k}");
+            }
+        }
     }
 
     #[test]
