@@ -1,10 +1,10 @@
 //! The executor of compiled programs (`model.bin`) on the host CPU.
 //!
-//! Activations live in one byte arena at the offsets the memory plan gave them, in their
-//! target representation: float32, float16, or the integer codes of their encoding. A step
-//! decodes its inputs to float32 (dequantizing codes), runs the float kernel with the
-//! dequantized weights, and encodes its outputs into the arena (quantizing with round half to
-//! even and clamping to the grid). For a quantized program this is the fake-quant semantics of
+//! The memory plan gives every activation a place in one byte arena, in its target
+//! representation: float32, float16, or the integer codes of its encoding. A step reads its
+//! inputs as float32 (dequantized), runs the float kernel with the dequantized weights, and
+//! its outputs take the values that representation holds (quantized with round half to even
+//! and clamped to the grid). For a quantized program this is the fake-quant semantics of
 //! AIMET's QuantSim: every op output and every weight is quantized, the arithmetic in between
 //! is float32. Graph inputs are encoded on entry; outputs are decoded to float32.
 //!
