@@ -32,9 +32,16 @@ pub fn check_program_group(program: &Program, group: usize) -> Result<(), Failed
     check_per_sample(program_run_bytes(program), group)
 }
 
-/// Refuses a run whose samples each go through `program` and a float run of `graph`.
-pub fn check_program_and_float_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program).saturating_add(crate::runtime::interpret::peak_bytes(graph)), 1)
+/// Refuses a run whose samples each go through `program` and a golden float run of `graph`
+/// that keeps every float32 value it computes (`SampleValues::float_run`): those values, and
+/// at most the interpreter's peak of the others, besides the program's run.
+pub fn check_program_and_golden_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
+    check_per_sample(program_run_bytes(program).saturating_add(golden_run_bytes(graph)), 1)
+}
+
+fn golden_run_bytes(graph: &crate::ir::Graph) -> u64 {
+    use crate::runtime::interpret::{float_values_bytes, peak_bytes};
+    float_values_bytes(graph).saturating_add(peak_bytes(graph))
 }
 
 /// `bytes` per sample, `per_thread` samples at once on each pool thread.

@@ -78,9 +78,10 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let mode = project.debug(db).mode;
     let bin = stages::compile_value(db, project, target)?;
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
-    super::memory_budget::check_arena(&program)?;
-    let prepared = prepare(&program).map_err(convert::internal)?;
     let stages::Comparison { graph, plan, dump, samples } = stages::comparison(db, project, target)?;
+    // Each sample runs (parts of) the program and a golden float run that keeps its values.
+    super::memory_budget::check_program_and_golden_run(&program, &graph)?;
+    let prepared = prepare(&program).map_err(convert::internal)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let seeds = Seeds::new(&program, &graph);
     let float_run = |inputs: &[Tensor]| -> Result<SampleValues, Failed> {

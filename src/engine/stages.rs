@@ -712,7 +712,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     if replays {
         super::memory_budget::check_program_group(&program, super::samples::GROUP)?;
     } else {
-        super::memory_budget::check_program_and_float_run(&program, &graph)?;
+        super::memory_budget::check_program_and_golden_run(&program, &graph)?;
     }
     // Only the checker and the histograms of a quantized target read float values themselves.
     let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };

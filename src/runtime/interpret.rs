@@ -230,6 +230,21 @@ pub fn peak_bytes(graph: &Graph) -> u64 {
     super::liveness::peak_held_bytes(graph.tensors.len(), steps, &graph.outputs, size)
 }
 
+/// The bytes of every float32 value a run of `graph` computes or takes as input: what
+/// [`interpret_retaining`] holds at its end when it keeps every float32 value.
+pub fn float_values_bytes(graph: &Graph) -> u64 {
+    let produced = graph.nodes.iter().flat_map(|node| node.outputs.iter().copied());
+    graph
+        .inputs
+        .iter()
+        .copied()
+        .chain(produced)
+        .filter_map(|id| graph.tensors.get(id.index()))
+        .filter(|info| info.dtype == crate::ir::DType::F32)
+        .map(|info| info.shape.iter().fold(4u64, |n, &d| n.saturating_mul(d as u64)))
+        .fold(0u64, u64::saturating_add)
+}
+
 fn name_of(graph: &Graph, id: TensorId) -> &str {
     graph.tensors.get(id.index()).map_or("<unknown>", |info| info.name.as_str())
 }
@@ -420,6 +435,17 @@ mod tests {
         assert_eq!(retained.into_iter().collect::<BTreeMap<_, _>>(), observed);
         let (_, none) = interpret_retaining(&g, &input, &|_| false).unwrap();
         assert!(none.is_empty());
+    }
+
+    /// The memory bound of a run that keeps every float32 value is what such a run keeps.
+    #[test]
+    fn float_values_bytes_counts_what_a_retaining_run_keeps() {
+        for g in [chain(4, true), chain(7, false)] {
+            let input = [Tensor::from_f32(vec![1], vec![2.0])];
+            let (_, retained) = interpret_retaining(&g, &input, &|_| true).unwrap();
+            let kept: u64 = retained.iter().map(|(_, t)| 4 * t.len() as u64).sum();
+            assert_eq!(float_values_bytes(&g), kept);
+        }
     }
 
     #[test]
