@@ -22,23 +22,9 @@ pub(super) fn run_in_order<S: Sync, T: Send>(
     samples: &[S],
     progress: &dyn Progress,
     work: impl Fn(&S) -> Result<T, Failed> + Sync,
-    mut consume: impl FnMut(T) -> Result<(), Failed>,
+    consume: impl FnMut(T) -> Result<(), Failed>,
 ) -> Result<(), Failed> {
-    let group = SAMPLES_PER_THREAD * rayon::current_num_threads().max(1);
-    for samples in samples.chunks(group) {
-        let results: Vec<Result<T, Failed>> = samples
-            .par_iter()
-            .map(|sample| {
-                let result = work(sample);
-                progress.advance();
-                result
-            })
-            .collect();
-        for result in results {
-            consume(result?)?;
-        }
-    }
-    Ok(())
+    run_chunks(samples, 1, progress, |one| one.iter().map(&work).collect(), consume)
 }
 
 /// Samples a task runs together, step by step ([`crate::runtime::exec::Prepared::run_group`]),
@@ -52,15 +38,27 @@ pub(super) fn run_in_groups<S: Sync, T: Send>(
     samples: &[S],
     progress: &dyn Progress,
     work: impl Fn(&[S]) -> Vec<Result<T, Failed>> + Sync,
+    consume: impl FnMut(T) -> Result<(), Failed>,
+) -> Result<(), Failed> {
+    run_chunks(samples, GROUP, progress, work, consume)
+}
+
+/// Both of the above: `work` on chunks of `size` consecutive samples side by side, a round of
+/// at least [`SAMPLES_PER_THREAD`] samples per thread at a time, results consumed in order.
+fn run_chunks<S: Sync, T: Send>(
+    samples: &[S],
+    size: usize,
+    progress: &dyn Progress,
+    work: impl Fn(&[S]) -> Vec<Result<T, Failed>> + Sync,
     mut consume: impl FnMut(T) -> Result<(), Failed>,
 ) -> Result<(), Failed> {
-    let round = GROUP * rayon::current_num_threads().max(1);
+    let round = size.max(SAMPLES_PER_THREAD) * rayon::current_num_threads().max(1);
     for samples in samples.chunks(round) {
         let results: Vec<Vec<Result<T, Failed>>> = samples
-            .par_chunks(GROUP)
-            .map(|group| {
-                let results = work(group);
-                for _ in group {
+            .par_chunks(size)
+            .map(|chunk| {
+                let results = work(chunk);
+                for _ in chunk {
                     progress.advance();
                 }
                 results
