@@ -156,6 +156,9 @@ pub fn claim(dir: &Path, kind: DirKind) -> Result<(), Diag> {
         }
         Err(e) => return Err(io_error(e)),
         Ok(meta) if !meta.is_dir() => return Err(not_ours(dir, kind, "it is not a directory qairt made")),
+        // Another qairt may have made it, tagged, since the first look (its cache appearing
+        // while this build starts): that directory is ours too.
+        Ok(_) if is_owned(dir, kind) => return Ok(()),
         Ok(_) => {
             let empty = entry_names(dir).map_err(io_error)?.is_empty();
             if !empty && !kind.is_untagged_layout(dir).map_err(io_error)? {
