@@ -71,10 +71,24 @@ impl DirKind {
         }
     }
 
+    /// Whether `name` is the temporary `store::write_atomically` writes this kind's tag
+    /// through (`<pid>-<counter>-<tag file>`) before renaming it into place.
+    fn is_tag_temporary(self, name: &str) -> bool {
+        let Some(prefix) = name.strip_suffix(self.tag_file()).and_then(|p| p.strip_suffix('-')) else {
+            return false;
+        };
+        let mut numbers = prefix.split('-');
+        let numeric = |part: Option<&str>| part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        numeric(numbers.next()) && numeric(numbers.next()) && numbers.next().is_none()
+    }
+
     /// What a directory of this kind written by a qairt from before the tags holds, or a
     /// checkout's placeholder: such a directory is adopted (tagged) rather than refused.
     fn is_untagged_layout(self, dir: &Path) -> io::Result<bool> {
-        let names: Vec<String> = entry_names(dir)?.into_iter().filter(|n| !is_placeholder(dir, n)).collect();
+        // Another qairt adopting the same directory right now writes its tag through a
+        // temporary in it: that file is qairt's too.
+        let names: Vec<String> =
+            entry_names(dir)?.into_iter().filter(|n| !is_placeholder(dir, n) && !self.is_tag_temporary(n)).collect();
         Ok(match self {
             // Any part of the layout: a build makes the subdirectories one by one.
             DirKind::Cache => names.iter().all(|n| CACHE_ENTRIES.contains(&n.as_str())),
@@ -348,6 +362,24 @@ mod tests {
         fs::create_dir_all(out.join("cpu/outputs")).unwrap();
         fs::write(out.join("cpu/build.json"), b"{}").unwrap();
         claim(&out, DirKind::Out).unwrap();
+        // Another qairt tagging the same directory at this moment: its tag's temporary is
+        // qairt's own (`.ci`'s concurrency script once refused a cache for it), a look-alike
+        // is not.
+        for kind in [DirKind::Cache, DirKind::Out] {
+            let racing = tmp.path().join(format!("racing-{}", kind.key()));
+            fs::create_dir_all(racing.join(if kind == DirKind::Cache { "objects/ab" } else { ".tmp" })).unwrap();
+            fs::write(racing.join(format!("4242-17-{}", kind.tag_file())), b"half a tag").unwrap();
+            claim(&racing, kind).unwrap();
+            assert!(is_owned(&racing, kind));
+            for foreign in
+                [format!("x-17-{}", kind.tag_file()), format!("4242-{}", kind.tag_file()), "4242-17-notes".into()]
+            {
+                let other = tmp.path().join(format!("other-{}-{foreign}", kind.key()));
+                fs::create_dir_all(&other).unwrap();
+                fs::write(other.join(&foreign), b"mine").unwrap();
+                assert!(claim(&other, kind).is_err(), "{foreign} is not a tag's temporary");
+            }
+        }
         // One file more than qairt writes, and it is not adopted.
         let other = tmp.path().join("other");
         fs::create_dir_all(other.join("cpu")).unwrap();
