@@ -7,8 +7,10 @@
 //! rows, as a plain loop does, spends its time on loop overhead and strided loads: across
 //! channels every step is full width whatever the plane's size or stride.
 //!
-//! A row's outputs whose taps all fall inside the input (most of them) run several at a time
-//! with no bounds test; only the border outputs test each tap. (A kernel along each channel's
+//! Moving planes in and out of the block layout is done in registers (`transpose.rs`); done
+//! element by element it cost more than the convolution. A row's outputs whose taps all fall
+//! inside the input (most of them) run several at a time with their sums in registers, on
+//! x86-64 in explicit AVX arithmetic; only the border outputs test each tap. (A kernel along each channel's
 //! own rows, with no transposes, was measured too: faster only on 48-wide rows at stride 1,
 //! by a tenth, and slower from 24 down, so it is not kept.)
 //!
@@ -18,6 +20,7 @@
 
 use multiversion::multiversion;
 
+use super::transpose::{from_channel_last, to_channel_last};
 use super::window::Geometry;
 
 /// Output channels computed side by side: one AVX-512 register of f32, two AVX ones.
@@ -45,8 +48,8 @@ pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geomet
             let x_planes: Vec<&[f32]> =
                 channels.clone().map(|oc| &x[(n * geo.channels + oc / multiplier) * in_plane..][..in_plane]).collect();
             let w_planes: Vec<&[f32]> = channels.clone().map(|oc| &w[oc * taps..(oc + 1) * taps]).collect();
-            to_channel_last(&x_planes, &mut x_block);
-            to_channel_last(&w_planes, &mut w_block);
+            to_channel_last(&x_planes, BLOCK, &mut x_block);
+            to_channel_last(&w_planes, BLOCK, &mut w_block);
             for (lane, oc) in channels.clone().enumerate() {
                 b_block[lane] = bias.map_or(0.0, |b| b[oc]);
             }
@@ -55,46 +58,7 @@ pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geomet
                 [(n * m + channels.start) * out_plane..(n * m + channels.end) * out_plane]
                 .chunks_exact_mut(out_plane)
                 .collect();
-            from_channel_last(&y_block, &mut y_planes);
-        }
-    }
-}
-
-/// `block[p * BLOCK + lane] = planes[lane][p]` (lanes past `planes.len()` keep stale values
-/// that are never read back). By tiles of `BLOCK` positions: each plane's run is one
-/// contiguous load, and the fixed-size tile transposes in registers.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn to_channel_last(planes: &[&[f32]], block: &mut [f32]) {
-    let len = planes.first().map_or(0, |p| p.len());
-    let mut tile = [[0.0f32; BLOCK]; BLOCK];
-    for p0 in (0..len).step_by(BLOCK) {
-        let run = BLOCK.min(len - p0);
-        for (row, plane) in tile.iter_mut().zip(planes) {
-            row[..run].copy_from_slice(&plane[p0..p0 + run]);
-        }
-        let out = &mut block[p0 * BLOCK..(p0 + run) * BLOCK];
-        for (p, chunk) in out.chunks_exact_mut(BLOCK).enumerate() {
-            for lane in 0..BLOCK {
-                chunk[lane] = tile[lane][p];
-            }
-        }
-    }
-}
-
-/// `planes[lane][p] = block[p * BLOCK + lane]`, by tiles as [`to_channel_last`].
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn from_channel_last(block: &[f32], planes: &mut [&mut [f32]]) {
-    let len = planes.first().map_or(0, |p| p.len());
-    let mut tile = [[0.0f32; BLOCK]; BLOCK];
-    for p0 in (0..len).step_by(BLOCK) {
-        let run = BLOCK.min(len - p0);
-        for (p, chunk) in block[p0 * BLOCK..(p0 + run) * BLOCK].chunks_exact(BLOCK).enumerate() {
-            for lane in 0..BLOCK {
-                tile[lane][p] = chunk[lane];
-            }
-        }
-        for (row, plane) in tile.iter().zip(planes.iter_mut()) {
-            plane[p0..p0 + run].copy_from_slice(&row[..run]);
+            from_channel_last(&y_block, BLOCK, &mut y_planes);
         }
     }
 }
@@ -131,9 +95,8 @@ fn interior(taps: &[Tap]) -> (usize, usize) {
 
 /// One block of channels: `y[p] = bias + Σ_taps w[t] * x[p's tap t]`, lane-wise, each
 /// output's taps added in kernel order, output row by output row. The outputs every tap
-/// reads inside the input (`interior`) go [`POSITIONS`] at a time with no bounds test, their
-/// sums held in registers side by side; the border outputs test each tap. Compiled for
-/// AVX-512 and AVX2 besides the baseline.
+/// reads inside the input (`interior`) go [`POSITIONS`] at a time ([`interior_row`]); the
+/// border outputs test each tap. Compiled for AVX-512 and AVX2 besides the baseline.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn block(
     x: &[f32],
@@ -147,7 +110,7 @@ fn block(
     let (d, h, wa) = (geo.d, geo.h, geo.w);
     let (inner_lo, inner_hi) = if interior.1 >= interior.0 + POSITIONS { interior } else { (wa.output, wa.output) };
     // The taps inside the input on the current row: index, where output 0 would read, range.
-    let mut active: Vec<(usize, isize, usize, usize)> = Vec::with_capacity(taps.len());
+    let mut active: Vec<ActiveTap> = Vec::with_capacity(taps.len());
     let mut outputs = y.chunks_exact_mut(wa.output * BLOCK);
     for od in 0..d.output {
         for oh in 0..h.output {
@@ -173,26 +136,106 @@ fn block(
                 }
                 out[ow * BLOCK..(ow + 1) * BLOCK].copy_from_slice(&acc);
             }
-            let mut next = inner_lo;
-            while next < inner_hi {
-                let first = next.min(inner_hi - POSITIONS);
-                let mut acc = [*bias; POSITIONS];
-                for &(t, start, _, _) in &active {
-                    let wv: &[f32; BLOCK] = w[t * BLOCK..(t + 1) * BLOCK].try_into().expect("BLOCK weights");
-                    for (k, sums) in acc.iter_mut().enumerate() {
-                        let at = (start + ((first + k) * wa.stride) as isize) as usize * BLOCK;
-                        let xv: &[f32; BLOCK] = x[at..at + BLOCK].try_into().expect("BLOCK inputs");
-                        for lane in 0..BLOCK {
-                            sums[lane] += wv[lane] * xv[lane];
-                        }
-                    }
-                }
-                for (k, sums) in acc.iter().enumerate() {
-                    out[(first + k) * BLOCK..(first + k + 1) * BLOCK].copy_from_slice(sums);
-                }
-                next = first + POSITIONS;
+            if inner_lo < inner_hi {
+                interior_row(x, w, bias, &active, wa.stride, (inner_lo, inner_hi), out);
             }
         }
+    }
+}
+
+/// The taps inside the input on one output row: tap index, where output 0 would read, and
+/// the outputs that read it inside the input.
+type ActiveTap = (usize, isize, usize, usize);
+
+/// The interior outputs `lo..hi` (at least [`POSITIONS`]) of one output row, [`POSITIONS`] at
+/// a time (the last group overlapping the one before). On x86-64 with AVX the arithmetic is
+/// written out on 8-lane registers (`avx.rs`): left to itself LLVM vectorized this loop
+/// across positions with gathers once the stride was a constant, and kept bounds tests and
+/// weight reloads between the multiply-adds otherwise. Same operations in the same order on
+/// every path: the same bits.
+fn interior_row(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32; BLOCK],
+    active: &[ActiveTap],
+    stride: usize,
+    range: (usize, usize),
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return simd.vectorize(|| interior_row_avx(simd, x, w, bias, active, stride, range, out));
+    }
+    interior_row_portable(x, w, bias, active, stride, range, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn interior_row_avx(
+    simd: pulp::x86::V3,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32; BLOCK],
+    active: &[ActiveTap],
+    stride: usize,
+    (lo, hi): (usize, usize),
+    out: &mut [f32],
+) {
+    use super::avx::{load, store};
+    let avx = simd.avx;
+    let (bias_lo, bias_hi) = (load(&bias[..8]), load(&bias[8..]));
+    let mut next = lo;
+    while next < hi {
+        let first = next.min(hi - POSITIONS);
+        let mut acc = [[bias_lo, bias_hi]; POSITIONS];
+        for &(t, start, _, _) in active {
+            let weights = &w[t * BLOCK..][..BLOCK];
+            let (w_lo, w_hi) = (load(&weights[..8]), load(&weights[8..]));
+            for (k, sums) in acc.iter_mut().enumerate() {
+                let at = (start + ((first + k) * stride) as isize) as usize * BLOCK;
+                let inputs = &x[at..][..BLOCK];
+                sums[0] = avx._mm256_add_ps(sums[0], avx._mm256_mul_ps(w_lo, load(&inputs[..8])));
+                sums[1] = avx._mm256_add_ps(sums[1], avx._mm256_mul_ps(w_hi, load(&inputs[8..])));
+            }
+        }
+        for (k, sums) in acc.iter().enumerate() {
+            let slot = &mut out[(first + k) * BLOCK..][..BLOCK];
+            store(&mut slot[..8], sums[0]);
+            store(&mut slot[8..], sums[1]);
+        }
+        next = first + POSITIONS;
+    }
+}
+
+/// [`interior_row`] in plain loops, for the CPUs without AVX.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn interior_row_portable(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32; BLOCK],
+    active: &[ActiveTap],
+    stride: usize,
+    (lo, hi): (usize, usize),
+    out: &mut [f32],
+) {
+    let mut next = lo;
+    while next < hi {
+        let first = next.min(hi - POSITIONS);
+        let mut acc = [*bias; POSITIONS];
+        for &(t, start, _, _) in active {
+            let wv: &[f32; BLOCK] = w[t * BLOCK..(t + 1) * BLOCK].try_into().expect("BLOCK weights");
+            for (k, sums) in acc.iter_mut().enumerate() {
+                let at = (start + ((first + k) * stride) as isize) as usize * BLOCK;
+                let xv: &[f32; BLOCK] = x[at..at + BLOCK].try_into().expect("BLOCK inputs");
+                for lane in 0..BLOCK {
+                    sums[lane] += wv[lane] * xv[lane];
+                }
+            }
+        }
+        for (k, sums) in acc.iter().enumerate() {
+            out[(first + k) * BLOCK..(first + k + 1) * BLOCK].copy_from_slice(sums);
+        }
+        next = first + POSITIONS;
     }
 }
 
@@ -281,6 +324,37 @@ mod tests {
             let want = direct(&x, &w, &bias, &geo, m);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&y), bits(&want), "case {case}");
+        }
+    }
+    /// The AVX path and the portable one (what CPUs without AVX run, otherwise untested on
+    /// this machine) give the bits of the definition on rows of every stride.
+    #[test]
+    fn interior_rows_give_the_definition_on_both_paths() {
+        let positions = 40;
+        let x = values(positions * BLOCK, 7);
+        let w = values(3 * BLOCK, 8);
+        let bias: [f32; BLOCK] = values(BLOCK, 9).try_into().unwrap();
+        for stride in [1, 2, 3] {
+            // Tap t of output ow reads position t + ow * stride.
+            let active: Vec<ActiveTap> = (0..3).map(|t| (t, t as isize, 0, 0)).collect();
+            let hi = (positions - 3) / stride + 1;
+            let mut want = vec![0.0f32; hi * BLOCK];
+            for ow in 1..hi {
+                for lane in 0..BLOCK {
+                    let mut acc = bias[lane];
+                    for t in 0..3 {
+                        acc += w[t * BLOCK + lane] * x[(t + ow * stride) * BLOCK + lane];
+                    }
+                    want[ow * BLOCK + lane] = acc;
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let mut dispatched = vec![0.0f32; hi * BLOCK];
+            interior_row(&x, &w, &bias, &active, stride, (1, hi), &mut dispatched);
+            assert_eq!(bits(&dispatched), bits(&want), "stride {stride}");
+            let mut portable = vec![0.0f32; hi * BLOCK];
+            interior_row_portable(&x, &w, &bias, &active, stride, (1, hi), &mut portable);
+            assert_eq!(bits(&portable), bits(&want), "stride {stride}, portable");
         }
     }
 }

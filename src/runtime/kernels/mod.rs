@@ -11,6 +11,8 @@
 //! Kernels live in one file per family: [`conv`], [`gemm`] (Gemm and MatMul), [`elementwise`],
 //! [`pool`], [`norm`] (BatchNormalization and Softmax) and [`shape_ops`].
 
+#[cfg(target_arch = "x86_64")]
+mod avx;
 pub mod conv;
 pub mod conv_transpose;
 mod depthwise;
@@ -25,6 +27,7 @@ pub mod quantize;
 pub mod reduce;
 pub mod resize;
 pub mod shape_ops;
+mod transpose;
 mod window;
 
 use crate::ir::{Tensor, TensorData};
