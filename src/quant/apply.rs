@@ -14,13 +14,15 @@ pub struct ChannelMismatch {
     pub shape: Vec<usize>,
 }
 
-/// For each element (row-major), the index of its encoding: 0 for per-tensor, the position
-/// along `axis` for per-channel.
-fn channel_indices(
+/// The runs of a row-major tensor of `shape` that share one channel of `axis`: `(channel,
+/// run)` for every run of `shape[axis + 1..]`'s size, in order. Whole runs, not an index per
+/// element: that took a division and a modulo per value, and the encodings of every weight
+/// are applied again after each encoding edit.
+fn channel_runs(
     shape: &[usize],
     axis: usize,
     channels: usize,
-) -> Result<impl Iterator<Item = usize>, ChannelMismatch> {
+) -> Result<impl Iterator<Item = (usize, std::ops::Range<usize>)>, ChannelMismatch> {
     let mismatch = || ChannelMismatch { axis, got: channels, shape: shape.to_vec() };
     let dim = *shape.get(axis).ok_or_else(mismatch)?;
     if dim != channels {
@@ -28,7 +30,8 @@ fn channel_indices(
     }
     let inner: usize = shape.get(axis + 1..).map_or(1, |s| s.iter().product());
     let total: usize = shape.iter().product();
-    Ok((0..total).map(move |i| (i / inner.max(1)) % dim.max(1)))
+    let runs = total.checked_div(inner).unwrap_or(0);
+    Ok((0..runs).map(move |run| (run % dim.max(1), run * inner..(run + 1) * inner)))
 }
 
 /// Every element of `t` through `e`: `dequantize(quantize(x))` for integer encodings, a round
@@ -41,8 +44,11 @@ pub fn fake_quant_tensor(t: &Tensor, e: &TensorEncoding) -> Result<Tensor, Chann
         TensorEncoding::Float { .. } => values.to_vec(),
         TensorEncoding::PerTensor(enc) => values.iter().map(|&x| enc.fake_quant(x)).collect(),
         TensorEncoding::PerChannel { axis, channels } => {
-            let idx = channel_indices(&t.shape, *axis, channels.len())?;
-            values.iter().zip(idx).map(|(&x, c)| channels[c].fake_quant(x)).collect()
+            let mut data = Vec::with_capacity(values.len());
+            for (c, run) in channel_runs(&t.shape, *axis, channels.len())? {
+                data.extend(values.get(run).unwrap_or_default().iter().map(|&x| channels[c].fake_quant(x)));
+            }
+            data
         }
     };
     Ok(Tensor { shape: t.shape.clone(), data: TensorData::F32(data) })
@@ -56,8 +62,11 @@ pub fn quantize_tensor(t: &Tensor, e: &TensorEncoding) -> Result<Option<Vec<u32>
         TensorEncoding::Float { .. } => None,
         TensorEncoding::PerTensor(enc) => Some(values.iter().map(|&x| enc.quantize(x)).collect()),
         TensorEncoding::PerChannel { axis, channels } => {
-            let idx = channel_indices(&t.shape, *axis, channels.len())?;
-            Some(values.iter().zip(idx).map(|(&x, c)| channels[c].quantize(x)).collect())
+            let mut grid = Vec::with_capacity(values.len());
+            for (c, run) in channel_runs(&t.shape, *axis, channels.len())? {
+                grid.extend(values.get(run).unwrap_or_default().iter().map(|&x| channels[c].quantize(x)));
+            }
+            Some(grid)
         }
     })
 }
@@ -92,6 +101,28 @@ mod tests {
         let e = TensorEncoding::PerChannel { axis: 1, channels: vec![enc(1.0, -128), enc(0.5, -128)] };
         let out = fake_quant_tensor(&t, &e).unwrap();
         assert_eq!(out.as_f32().unwrap(), &[1.0, 1.0, 3.0, 2.5]);
+    }
+
+    /// Every axis of a rank-3 tensor: each element through the encoding of its own index
+    /// along the axis (worked out per element here, by runs in the code).
+    #[test]
+    fn per_channel_encodings_reach_every_element_of_every_axis() {
+        let shape = vec![2, 3, 4];
+        let values: Vec<f32> = (0..24).map(|i| i as f32 * 0.37 - 3.0).collect();
+        let t = Tensor::from_f32(shape.clone(), values.clone());
+        for (axis, &dim) in shape.iter().enumerate() {
+            let channels: Vec<Encoding> = (0..dim).map(|c| enc(0.05 * (c + 1) as f32, -128)).collect();
+            let e = TensorEncoding::PerChannel { axis, channels: channels.clone() };
+            let index = |i: usize| match axis {
+                0 => i / 12,
+                1 => i / 4 % 3,
+                _ => i % 4,
+            };
+            let want: Vec<f32> = values.iter().enumerate().map(|(i, &x)| channels[index(i)].fake_quant(x)).collect();
+            assert_eq!(fake_quant_tensor(&t, &e).unwrap().as_f32().unwrap(), &want[..], "axis {axis}");
+            let grid: Vec<u32> = values.iter().enumerate().map(|(i, &x)| channels[index(i)].quantize(x)).collect();
+            assert_eq!(quantize_tensor(&t, &e).unwrap().unwrap(), grid, "axis {axis}");
+        }
     }
 
     #[test]
