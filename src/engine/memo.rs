@@ -19,7 +19,7 @@ use super::store::{ActionRecord, Digest};
 
 /// Bumped whenever any stage's output format or semantics change: old cache entries are
 /// then simply never looked up again.
-const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 18");
+const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 19");
 
 /// Builds an action key from labelled parts; labels keep `("a","bc")` and `("ab","c")` apart.
 pub struct KeyBuilder(blake3::Hasher);

@@ -465,7 +465,29 @@ pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
     }
     let key = key.finish();
     let name = target.name(db).clone();
-    memoize(db, Stage::Quantize, Some(&name), key, || compute_quantize(db, project, target), |_| Vec::new())
+    memoize(db, Stage::Quantize, Some(&name), key, || stored_quantize(db, project, target), |_| Vec::new())
+}
+
+/// What the quantize stage stores: its encodings, and its graph only where quantization
+/// changed the float graph (Converts between float and integer ops). Most targets' graph is
+/// the float graph itself, whose weights (14 MB for MobileNetV2) were otherwise serialized,
+/// hashed and written again for every encoding edit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredQuantize {
+    /// The output digest of the float graph quantized: part of the stored bytes, so the same
+    /// encodings on another float graph are another output (compile's key reads the digest).
+    float_graph: [u8; 32],
+    /// `None`: the quantized graph is the float graph.
+    graph: Option<Graph>,
+    encodings: BTreeMap<crate::ir::TensorId, quant::TensorEncoding>,
+}
+
+fn stored_quantize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<StoredQuantize, Failed> {
+    let float_graph = *target_optimize_record(db, project, target)?.output.as_bytes();
+    let float = target_optimize_value(db, project, target)?;
+    let quantized = compute_quantize(db, project, target)?;
+    let keeps = quant::quantize::keeps_float_graph(&quantized, &float);
+    Ok(StoredQuantize { float_graph, graph: (!keeps).then_some(quantized.graph), encodings: quantized.encodings })
 }
 
 pub(super) fn compute_quantize(
@@ -532,11 +554,24 @@ fn pinned_setting_warning(db: &dyn Db, target: TargetInput, pinned: &quant::pinn
     ))
 }
 
+/// The quantized graph: the stored encodings on the stored graph, or on the float graph the
+/// stage started from.
 #[salsa::tracked(returns(clone))]
 pub fn quantize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<QuantizedGraph>, Failed> {
     let record = quantize_record(db, project, target)?;
     let name = target.name(db).clone();
-    load(db, Stage::Quantize, Some(&name), &record, || compute_quantize(db, project, target))
+    let stored = load(db, Stage::Quantize, Some(&name), &record, || stored_quantize(db, project, target))?;
+    let graph = match &stored.graph {
+        Some(graph) => graph.clone(),
+        None => {
+            // The key holds the float graph's digest, so a record never points at another's.
+            if target_optimize_record(db, project, target)?.output.as_bytes() != &stored.float_graph {
+                return Err(convert::internal("the quantize record names another float graph than its key"));
+            }
+            (*target_optimize_value(db, project, target)?).clone()
+        }
+    };
+    Ok(Arc::new(QuantizedGraph { graph, encodings: stored.encodings.clone() }))
 }
 
 // ---------------------------------------------------------------- compile
@@ -577,10 +612,10 @@ pub fn compile_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -
 fn compute_compile(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<ModelBin, Failed> {
     let rules = backend(db, project, target)?;
     let quantized = if rules.quantized {
-        (*quantize_value(db, project, target)?).clone()
+        quantize_value(db, project, target)?
     } else {
         let graph = target_optimize_value(db, project, target)?;
-        QuantizedGraph { graph: (*graph).clone(), encodings: BTreeMap::new() }
+        Arc::new(QuantizedGraph { graph: (*graph).clone(), encodings: BTreeMap::new() })
     };
     let program = compile::compile(&quantized, &rules)
         .map_err(|e| convert::compile_error(target.name(db), target.backend(db), e))?;

@@ -144,6 +144,16 @@ pub fn quantize_with(
     if q.errors.is_empty() { Ok(QuantizedGraph { graph, encodings: q.encodings }) } else { Err(q.errors) }
 }
 
+/// Whether quantizing `float` left its graph as it was (no Convert inserted): then a store
+/// need not keep the quantized graph beside the float one. [`quantize_with`] changes a graph
+/// only by adding Convert nodes and their output tensors, so equal counts mean equal graphs
+/// (checked in full in debug builds, which the tests run).
+pub fn keeps_float_graph(q: &QuantizedGraph, float: &Graph) -> bool {
+    let same = q.graph.nodes.len() == float.nodes.len() && q.graph.tensors.len() == float.tensors.len();
+    debug_assert!(!same || q.graph == *float, "quantize changed the graph without adding a Convert");
+    same
+}
+
 fn check_settings(s: &QuantSettings) -> Vec<QuantError> {
     let mut errors = Vec::new();
     let mut check = |name: &str, value: u32, allowed: &[u32]| {
