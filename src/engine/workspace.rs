@@ -982,6 +982,36 @@ max_samples = 4
         dir
     }
 
+    /// The digits model quantizes with no Convert: its quantize entry holds the encodings and
+    /// the float graph's digest, not a second copy of the weights, and the graph read back
+    /// from a fresh process is the float graph with those encodings.
+    #[test]
+    fn a_quantize_entry_does_not_store_the_float_graph_again() {
+        let dir = digits_project();
+        let config = dir.path().join("qairt.toml");
+        let mut ws = Workspace::open(&config, None).unwrap();
+        let report = ws.build_with(&["htp-w8a8".to_string()], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let computed = {
+            let (project, target) = ws.inputs_of("htp-w8a8").unwrap();
+            (*stages::quantize_value(&ws.db, project, target).unwrap()).clone()
+        };
+        let mut ws = Workspace::open(&config, None).unwrap();
+        let report = ws.build_with(&["htp-w8a8".to_string()], &mut |_| {});
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let (project, target) = ws.inputs_of("htp-w8a8").unwrap();
+        let size = |record: crate::engine::memo::Record| ws.store().get(&record.output).unwrap().unwrap().len();
+        let graph_bytes = size(stages::target_optimize_record(&ws.db, project, target).unwrap());
+        let quantize_bytes = size(stages::quantize_record(&ws.db, project, target).unwrap());
+        assert!(
+            quantize_bytes * 4 < graph_bytes,
+            "quantize stored {quantize_bytes} bytes beside a float graph of {graph_bytes}"
+        );
+        let loaded = stages::quantize_value(&ws.db, project, target).unwrap();
+        assert_eq!(*loaded, computed, "read back from the store");
+        assert_eq!(loaded.graph, *stages::target_optimize_value(&ws.db, project, target).unwrap());
+    }
+
     #[test]
     fn events_reach_the_callback_as_stages_finish() {
         let dir = digits_project();
