@@ -14,7 +14,8 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Diag {
     pub severity: Severity,
-    /// Stable code, e.g. `qairt::config::unknown_key`; listed in docs/diagnostics.md.
+    /// Stable code, e.g. `qairt::config::unknown_key`: the `code` field of the JSON events
+    /// (docs/json.md), which scripts match on, so a code is renamed only with the schema.
     pub code: &'static str,
     pub message: String,
     /// The file the problem is in, when there is one.
