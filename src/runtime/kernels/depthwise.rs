@@ -10,9 +10,9 @@
 //! Moving planes in and out of the block layout is done in registers (`transpose.rs`); done
 //! element by element it cost more than the convolution. A row's outputs whose taps all fall
 //! inside the input (most of them) run several at a time with their sums in registers, on
-//! x86-64 in explicit AVX arithmetic; only the border outputs test each tap. (A kernel along each channel's
-//! own rows, with no transposes, was measured too: faster only on 48-wide rows at stride 1,
-//! by a tenth, and slower from 24 down, so it is not kept.)
+//! x86-64 in explicit AVX arithmetic; only the border outputs test each tap. (A kernel along
+//! each channel's own rows, with no transposes, was measured too: faster only on 48-wide rows
+//! at stride 1, by a tenth, and slower from 24 down, so it is not kept.)
 //!
 //! Each output adds its taps in kernel order to its bias, skipping the taps that fall in the
 //! padding, exactly as the direct definition does: results are the same bits as a scalar
