@@ -221,11 +221,7 @@ fn execute(
 /// shapes and the same last-reader rule it frees by: what one float run of a sample needs
 /// (besides its inputs, the constants and a kernel's own scratch), known before it runs.
 pub fn peak_bytes(graph: &Graph) -> u64 {
-    let size = |id: TensorId| -> u64 {
-        graph.tensors.get(id.index()).map_or(0, |info| {
-            info.shape.iter().fold(info.dtype.size_bytes() as u64, |n, &d| n.saturating_mul(d as u64))
-        })
-    };
+    let size = |id: TensorId| graph.tensors.get(id.index()).map_or(0, declared_bytes);
     let steps = graph.nodes.iter().map(|node| (node.inputs.as_slice(), node.outputs.as_slice()));
     super::liveness::peak_held_bytes(graph.tensors.len(), steps, &graph.outputs, size)
 }
@@ -241,8 +237,13 @@ pub fn float_values_bytes(graph: &Graph) -> u64 {
         .chain(produced)
         .filter_map(|id| graph.tensors.get(id.index()))
         .filter(|info| info.dtype == crate::ir::DType::F32)
-        .map(|info| info.shape.iter().fold(4u64, |n, &d| n.saturating_mul(d as u64)))
+        .map(declared_bytes)
         .fold(0u64, u64::saturating_add)
+}
+
+/// The bytes a tensor of `info`'s type and shape holds (saturating, for absurd shapes).
+fn declared_bytes(info: &crate::ir::TensorInfo) -> u64 {
+    info.shape.iter().fold(info.dtype.size_bytes() as u64, |n, &d| n.saturating_mul(d as u64))
 }
 
 fn name_of(graph: &Graph, id: TensorId) -> &str {

@@ -184,9 +184,7 @@ fn interior_row_avx(
     use super::avx::{load, store};
     let avx = simd.avx;
     let (bias_lo, bias_hi) = (load(&bias[..8]), load(&bias[8..]));
-    let mut next = lo;
-    while next < hi {
-        let first = next.min(hi - POSITIONS);
+    for first in group_starts(lo, hi) {
         let mut acc = [[bias_lo, bias_hi]; POSITIONS];
         for &(t, start, _, _) in active {
             let weights = &w[t * BLOCK..][..BLOCK];
@@ -203,7 +201,6 @@ fn interior_row_avx(
             store(&mut slot[..8], sums[0]);
             store(&mut slot[8..], sums[1]);
         }
-        next = first + POSITIONS;
     }
 }
 
@@ -219,9 +216,7 @@ fn interior_row_portable(
     (lo, hi): (usize, usize),
     out: &mut [f32],
 ) {
-    let mut next = lo;
-    while next < hi {
-        let first = next.min(hi - POSITIONS);
+    for first in group_starts(lo, hi) {
         let mut acc = [*bias; POSITIONS];
         for &(t, start, _, _) in active {
             let wv: &[f32; BLOCK] = w[t * BLOCK..(t + 1) * BLOCK].try_into().expect("BLOCK weights");
@@ -236,8 +231,14 @@ fn interior_row_portable(
         for (k, sums) in acc.iter().enumerate() {
             out[(first + k) * BLOCK..(first + k + 1) * BLOCK].copy_from_slice(sums);
         }
-        next = first + POSITIONS;
     }
+}
+
+/// The first output of each group of [`POSITIONS`] covering `lo..hi` (at least
+/// [`POSITIONS`] long): consecutive groups, the last moved back to end at `hi` (it overlaps
+/// the one before, whose outputs it computes again to the same bits).
+fn group_starts(lo: usize, hi: usize) -> impl Iterator<Item = usize> {
+    (lo..hi).step_by(POSITIONS).map(move |next| next.min(hi - POSITIONS))
 }
 
 #[cfg(test)]
