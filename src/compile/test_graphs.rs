@@ -108,6 +108,37 @@ pub(crate) fn conv_relu_quantized() -> (QuantizedGraph, ConvRelu) {
     (b.finish(), ids)
 }
 
+/// A pointwise convolution on a small plane and a classifier, the two shapes the executor
+/// runs a group's samples through together: `x [1,3,2,2] -> Conv 1x1 (W [4,3,1,1], B [4])
+/// -> Relu -> Flatten -> [1,16] -> Gemm (transB, W [5,16], C [5]) -> out [1,5]`; with
+/// `quantized`, every activation and weight is given an 8-bit encoding.
+pub(crate) fn pointwise_classifier(quantized: bool) -> QuantizedGraph {
+    let mut b = Builder::default();
+    let ramp = |n: usize, step: f32| (0..n).map(|i| (i as f32 * step).sin()).collect::<Vec<f32>>();
+    let x = b.input("x", &[1, 3, 2, 2]);
+    let w = b.constant("conv.weight", &[4, 3, 1, 1], ramp(12, 0.7));
+    let bias = b.constant("conv.bias", &[4], ramp(4, 1.3));
+    let y = b.node("conv", conv_1x1(1), &[x, w, bias], "y", &[1, 4, 2, 2]);
+    let r = b.node("relu", Op::Unary(crate::ops::Unary::Relu), &[y], "r", &[1, 4, 2, 2]);
+    let f = b.node("flatten", Op::Flatten(crate::ops::Flatten { axis: 1 }), &[r], "f", &[1, 16]);
+    let fc_w = b.constant("fc.weight", &[5, 16], ramp(80, 0.31));
+    let fc_b = b.constant("fc.bias", &[5], ramp(5, 0.9));
+    let gemm = crate::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true };
+    let out = b.node("fc", Op::Gemm(gemm), &[f, fc_w, fc_b], "out", &[1, 5]);
+    b.output(out);
+    if quantized {
+        for (id, scale, offset) in
+            [(x, 1.0 / 32.0, -128), (y, 1.0 / 16.0, -128), (r, 1.0 / 32.0, 0), (f, 1.0 / 32.0, 0)]
+        {
+            b.encode(id, per_tensor(8, scale, offset));
+        }
+        b.encode(out, per_tensor(8, 1.0 / 8.0, -128));
+        b.encode(w, per_tensor(8, 1.0 / 128.0, -128));
+        b.encode(fc_w, per_tensor(8, 1.0 / 128.0, -128));
+    }
+    b.finish()
+}
+
 /// A graph with branches and a skip connection, so that the memory plan has something to
 /// share: `x -> r1 = Relu(x); s = Sigmoid(r1); r2 = Relu(s); a = Add(r1, r2); m = Mul(a, k);
 /// t = Relu(m); out = Add(t, x)`; all [1, 4, 8, 8] float32, `k` a [1] constant.

@@ -172,6 +172,14 @@ impl OpDef for Conv {
         Ok(vec![conv::conv(self, inputs)?])
     }
 
+    fn has_group_kernel(&self) -> bool {
+        true
+    }
+
+    fn run_group(&self, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+        conv::conv_group(self, samples)
+    }
+
     fn input_role(&self, position: usize, _rank: usize) -> InputRole {
         match position {
             1 => InputRole::Weight { channel_axis: Some(0) },
@@ -233,6 +241,14 @@ impl OpDef for Gemm {
 
     fn run(&self, inputs: &[&Tensor], _outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
         Ok(vec![gemm::gemm(self.alpha, self.beta, self.trans_a, self.trans_b, inputs)?])
+    }
+
+    fn has_group_kernel(&self) -> bool {
+        true
+    }
+
+    fn run_group(&self, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+        gemm::gemm_group(self.alpha, self.beta, self.trans_a, self.trans_b, samples)
     }
 
     fn input_role(&self, position: usize, _rank: usize) -> InputRole {

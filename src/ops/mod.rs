@@ -204,6 +204,17 @@ pub trait OpDef {
     /// an op with optional outputs produces as many as are declared. Input data lengths have
     /// been checked against their shapes.
     fn run(&self, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError>;
+    /// Whether [`OpDef::run_group`] may do better than one [`OpDef::run`] per sample.
+    fn has_group_kernel(&self) -> bool {
+        false
+    }
+    /// Computes the outputs of several samples at once (`samples[s]` are sample `s`'s inputs),
+    /// where that gains something (a layer's weights read from memory once for all of them):
+    /// each sample's outputs must be the very bits [`OpDef::run`] gives it alone. `None` where
+    /// these inputs have no such path; the caller then runs each sample.
+    fn run_group(&self, _samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+        None
+    }
     /// What input `position` (of rank `rank`) is to quantization.
     fn input_role(&self, position: usize, rank: usize) -> InputRole;
     /// Whether the kernel computes in float32 only: [`Op::run`] then widens float16, bfloat16
@@ -344,6 +355,38 @@ impl Op {
         };
         check_outputs(name, &results, outputs)?;
         Ok(results)
+    }
+
+    /// Whether [`Op::run_group`] may run samples together; see [`OpDef::has_group_kernel`].
+    pub fn may_run_grouped(&self) -> bool {
+        self.def().has_group_kernel()
+    }
+
+    /// [`Op::run`] for several samples at once, through the op's grouped kernel
+    /// ([`OpDef::run_group`]), each sample's outputs checked as [`Op::run`] checks them. `None`
+    /// where the op has no grouped path for these inputs, inputs it would widen to float32 or
+    /// whose data disagree with their shapes included ([`Op::run`] reports those).
+    pub fn run_group(
+        &self,
+        samples: &[Vec<&Tensor>],
+        outputs: &[TensorInfo],
+    ) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+        let def = self.def();
+        let consistent = |t: &Tensor| crate::runtime::kernels::checked_product(&t.shape) == Some(t.len());
+        let plain = |t: &Tensor| !(def.float32_kernel() && widens(t));
+        if !samples.iter().flatten().all(|t| consistent(t) && plain(t)) {
+            return None;
+        }
+        let name = self.type_name();
+        let checked = def.run_group(samples)?.and_then(|results| {
+            if results.len() != samples.len() {
+                let message = format!("internal: {} results for {} samples", results.len(), samples.len());
+                return Err(KernelError::new(name, message));
+            }
+            results.iter().try_for_each(|sample| check_outputs(name, sample, outputs))?;
+            Ok(results)
+        });
+        Some(checked)
     }
 }
 

@@ -17,7 +17,7 @@
 //! back gives. Consumers and `observe` read that value, so step results never go through the
 //! arena: it holds what only it holds, the graph inputs and seeds.
 
-use crate::compile::program::{InvalidProgram, Program, Storage};
+use crate::compile::program::{InvalidProgram, Program, Step, Storage};
 use crate::compile::repr::{self, Repr};
 use crate::ir::{Graph, Tensor, TensorData, TensorId, TensorInfo};
 use crate::runtime::kernels::KernelError;
@@ -252,6 +252,9 @@ impl<'p> Prepared<'p> {
         let mut runs: Vec<Result<SampleRun, ExecError>> =
             inputs.iter().map(|inputs| self.begin(steps, inputs, &no_seed)).collect();
         for (index, step) in steps.iter().enumerate() {
+            if self.run_step_grouped(index, step, &mut runs, observe) {
+                continue;
+            }
             for (sample, slot) in runs.iter_mut().enumerate() {
                 let Ok(run) = slot else { continue };
                 let result =
@@ -268,7 +271,7 @@ impl<'p> Prepared<'p> {
     /// the program's) and the seeds of `selected` written, nothing kept yet.
     fn begin(
         &self,
-        selected: &[crate::compile::program::Step],
+        selected: &[Step],
         inputs: &[Tensor],
         seed: &dyn Fn(TensorId) -> Option<Tensor>,
     ) -> Result<SampleRun, ExecError> {
@@ -317,7 +320,7 @@ impl<'p> Prepared<'p> {
     /// A sample's program outputs once the steps of `selected` have run.
     fn finish(
         &self,
-        selected: &[crate::compile::program::Step],
+        selected: &[Step],
         mut run: SampleRun,
         seed: &dyn Fn(TensorId) -> Option<Tensor>,
     ) -> Result<Vec<Tensor>, ExecError> {
@@ -383,7 +386,7 @@ impl<'p> Prepared<'p> {
 
     /// The activations `steps` read that neither a graph input nor a step of `steps` produces,
     /// in first-use order, each once.
-    fn seeded_tensors(&self, steps: &[crate::compile::program::Step]) -> Vec<TensorId> {
+    fn seeded_tensors(&self, steps: &[Step]) -> Vec<TensorId> {
         let program = self.program;
         let mut available: std::collections::BTreeSet<TensorId> = program.inputs.iter().copied().collect();
         let mut seeded = Vec::new();
@@ -408,20 +411,92 @@ impl<'p> Prepared<'p> {
     fn run_step(
         &self,
         index: usize,
-        step: &crate::compile::program::Step,
+        step: &Step,
         arena: &mut [u8],
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<(), ExecError> {
-        // Only what is neither kept nor constant is decoded here, and owned until the step ends.
-        let mut decoded: Vec<Option<Tensor>> = Vec::with_capacity(step.inputs.len());
+        let decoded = self.decode_inputs(step, arena, live)?;
+        let args = self.step_args(step, &decoded, live)?;
+        let (regions, infos) = self.output_regions(step)?;
+        let results = step.op.run(&args, &infos).map_err(|source| kernel_error(step, source))?;
+        drop(args);
+        self.store_results(index, step, &regions, results, live, observe)
+    }
+
+    /// Runs step `index` on every sample of a group still running, in one call of the op's
+    /// grouped kernel ([`crate::ops::Op::run_group`]: the same bits as one sample at a time)
+    /// where the op has one for these inputs; returns false, having run nothing, where it has
+    /// not (or where fewer than two samples run, or the grouped kernel fails: the samples then
+    /// run one by one and each meets its own error).
+    fn run_step_grouped(
+        &self,
+        index: usize,
+        step: &Step,
+        runs: &mut [Result<SampleRun, ExecError>],
+        observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+    ) -> bool {
+        if runs.iter().filter(|run| run.is_ok()).count() < 2 || !step.op.may_run_grouped() {
+            return false;
+        }
+        let Ok((regions, infos)) = self.output_regions(step) else { return false };
+        let mut decoded = Vec::with_capacity(runs.len());
+        for run in runs.iter().flatten() {
+            match self.decode_inputs(step, &run.arena, &run.live) {
+                Ok(values) => decoded.push(values),
+                Err(_) => return false,
+            }
+        }
+        let mut args = Vec::with_capacity(decoded.len());
+        for (run, decoded) in runs.iter().flatten().zip(&decoded) {
+            match self.step_args(step, decoded, &run.live) {
+                Ok(a) => args.push(a),
+                Err(_) => return false,
+            }
+        }
+        let Some(Ok(results)) = step.op.run_group(&args, &infos) else { return false };
+        drop(args);
+        let running = runs.iter_mut().enumerate().filter_map(|(sample, run)| Some(sample).zip(run.as_mut().ok()));
+        let mut failed = Vec::new();
+        for ((sample, run), results) in running.zip(results) {
+            let stored =
+                self.store_results(index, step, &regions, results, &mut run.live, &mut |id, t| observe(sample, id, t));
+            if let Err(error) = stored {
+                failed.push((sample, error));
+            }
+        }
+        for (sample, error) in failed {
+            runs[sample] = Err(error);
+        }
+        true
+    }
+
+    /// The inputs of `step` that are neither kept nor constant (graph inputs and seeds),
+    /// decoded from the arena; `None` for the others.
+    fn decode_inputs(
+        &self,
+        step: &Step,
+        arena: &[u8],
+        live: &[Option<Tensor>],
+    ) -> Result<Vec<Option<Tensor>>, ExecError> {
+        let mut decoded = Vec::with_capacity(step.inputs.len());
         for &id in &step.inputs {
             let is_constant = self.constants.get(id.index()).is_some_and(Option::is_some);
             let is_live = live.get(id.index()).is_some_and(Option::is_some);
             decoded.push(if is_constant || is_live { None } else { Some(read(arena, &self.region(id)?)) });
         }
+        Ok(decoded)
+    }
+
+    /// The kernel's arguments: each input decoded, kept, or constant.
+    fn step_args<'a>(
+        &'a self,
+        step: &Step,
+        decoded: &'a [Option<Tensor>],
+        live: &'a [Option<Tensor>],
+    ) -> Result<Vec<&'a Tensor>, ExecError> {
         let mut args: Vec<&Tensor> = Vec::with_capacity(step.inputs.len());
-        for (&id, own) in step.inputs.iter().zip(&decoded) {
+        for (&id, own) in step.inputs.iter().zip(decoded) {
             let kept = || live.get(id.index()).and_then(Option::as_ref);
             let constant = || self.constants.get(id.index()).and_then(Option::as_ref);
             let tensor = match own {
@@ -432,14 +507,29 @@ impl<'p> Prepared<'p> {
             };
             args.push(tensor);
         }
+        Ok(args)
+    }
+
+    /// The arena regions of `step`'s outputs and their infos (what the kernel must produce).
+    fn output_regions(&self, step: &Step) -> Result<(Vec<Region<'p>>, Vec<TensorInfo>), ExecError> {
         let regions: Vec<Region<'p>> = step.outputs.iter().map(|&id| self.region(id)).collect::<Result<_, _>>()?;
-        let infos: Vec<TensorInfo> = regions.iter().map(|r| r.info.clone()).collect();
+        let infos = regions.iter().map(|r| r.info.clone()).collect();
+        Ok((regions, infos))
+    }
+
+    /// Checks a kernel's results against the program, keeps each as the value its
+    /// representation holds (see the module docs), shows it to `observe`, and drops the kept
+    /// results no step after `index` reads.
+    fn store_results(
+        &self,
+        index: usize,
+        step: &Step,
+        regions: &[Region<'p>],
+        results: Vec<Tensor>,
+        live: &mut [Option<Tensor>],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Result<(), ExecError> {
         let op = step.op.type_name();
-        let results = step.op.run(&args, &infos).map_err(|source| ExecError::Kernel {
-            node: step.node.clone(),
-            op: op.into(),
-            source,
-        })?;
         if results.len() != regions.len() {
             return Err(ExecError::KernelOutput {
                 node: step.node.clone(),
@@ -447,8 +537,7 @@ impl<'p> Prepared<'p> {
                 message: format!("{} outputs, the program expects {}", results.len(), regions.len()),
             });
         }
-        drop(args);
-        for ((result, region), &id) in results.into_iter().zip(&regions).zip(&step.outputs) {
+        for ((result, region), &id) in results.into_iter().zip(regions).zip(&step.outputs) {
             let fits = result.shape == region.info.shape
                 && result.dtype() == region.info.dtype
                 && result.len() == region.info.elements();
@@ -498,6 +587,11 @@ impl<'p> Prepared<'p> {
     }
 }
 
+/// A kernel's failure on `step`.
+fn kernel_error(step: &Step, source: KernelError) -> ExecError {
+    ExecError::Kernel { node: step.node.clone(), op: step.op.type_name().into(), source }
+}
+
 /// Stores `tensor` (of the region's dtype and shape) in its region, in the region's
 /// representation: raw elements for a native tensor, else encoded from float32.
 fn write(arena: &mut [u8], region: &Region<'_>, tensor: &Tensor) {
@@ -539,7 +633,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::compile::test_graphs::{branchy, conv_relu, conv_relu_quantized, per_tensor};
+    use crate::compile::test_graphs::{branchy, conv_relu, conv_relu_quantized, per_tensor, pointwise_classifier};
     use crate::compile::{BackendRules, compile, standard_rules};
     use crate::ir::{Graph, Op};
 
@@ -828,6 +922,37 @@ mod tests {
                 assert_eq!(result, want, "{backend_name} sample {k}");
                 assert_eq!(seen[k], alone, "{backend_name} sample {k}");
                 assert_eq!(result.is_err(), k == 1, "{backend_name} sample {k}");
+            }
+        }
+    }
+
+    /// The same through the grouped kernels (a pointwise convolution on a small plane, a
+    /// classifier's row times shared weights), float and quantized: each sample's values are
+    /// the bits it gets alone.
+    #[test]
+    fn a_group_through_the_grouped_kernels_gives_each_sample_its_own_bits() {
+        for (quantized, backend_name) in [(false, "cpu"), (true, "htp")] {
+            let graph = pointwise_classifier(quantized);
+            let program = compile(&graph, &backend(backend_name)).unwrap();
+            let prepared = prepare(&program).unwrap();
+            let steps: Vec<&str> = program.steps.iter().map(|s| s.op.type_name()).collect();
+            assert!(steps.contains(&"Conv") && steps.contains(&"Gemm"), "{steps:?}");
+            let inputs: Vec<Vec<Tensor>> = (0..5)
+                .map(|k| {
+                    vec![Tensor::from_f32(vec![1, 3, 2, 2], (0..12).map(|i| ((k * 12 + i) as f32).cos()).collect())]
+                })
+                .collect();
+            let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+            let mut seen: Vec<Vec<(TensorId, Tensor)>> = vec![Vec::new(); inputs.len()];
+            let results = prepared.run_group(&views, &mut |k, id, t| seen[k].push((id, t.clone())));
+            let bits = |values: &[(TensorId, Tensor)]| -> Vec<(TensorId, Vec<u32>)> {
+                values.iter().map(|(id, t)| (*id, t.to_f32_vec().iter().map(|v| v.to_bits()).collect())).collect()
+            };
+            for (k, (result, inputs)) in results.into_iter().zip(&inputs).enumerate() {
+                let mut alone = Vec::new();
+                let want = prepared.run(inputs, &mut |id, t| alone.push((id, t.clone())));
+                assert_eq!(result, want, "{backend_name} sample {k}");
+                assert_eq!(bits(&seen[k]), bits(&alone), "{backend_name} sample {k}");
             }
         }
     }

@@ -63,6 +63,77 @@ pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     tensor(OP, out_shape, TensorData::F32(y))
 }
 
+/// Output planes up to which [`conv_group`] multiplies a group's samples together. Measured on
+/// MobileNetV2's pointwise shapes (faer, 4 samples, weights in cache): one product over the
+/// samples' columns side by side took 10 % less time than one product per sample on 6×6
+/// planes and 25 % less on 3×3 ones, but 30 % more on 12×12 and larger planes, where each
+/// sample's product is already wide and the copies in and out cost more than they save.
+const GROUPED_PLANE_MAX: usize = 64;
+
+/// [`conv`] of several samples (`samples[s]` is sample `s`'s `[X, W]` or `[X, W, B]`) that
+/// share their weights and bias, where that gains: a pointwise convolution (1×1, stride 1,
+/// no pads, one group) of one image per sample on small planes ([`GROUPED_PLANE_MAX`]), run
+/// as one product of the weights by every sample's input planes side by side. faer sums each
+/// output over the inner dimension in an order that does not depend on the number of columns,
+/// so each sample gets the bits [`conv`] gives it alone (tested on MobileNetV2's and
+/// ResNet-50's shapes). `None` for any other convolution, where each sample runs on its own.
+pub fn conv_group(conv: &Conv, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+    let first = samples.first()?;
+    let (x_t, w_t, b_t) = (*first.first()?, *first.get(1)?, first.get(2).copied());
+    let same = |s: &Vec<&Tensor>, k: usize, t: Option<&Tensor>| match (s.get(k), t) {
+        (Some(mine), Some(shared)) => std::ptr::eq(*mine, shared),
+        (None, None) => true,
+        _ => false,
+    };
+    if conv.group != 1 || !samples.iter().all(|s| same(s, 1, Some(w_t)) && same(s, 2, b_t) && s[0].shape == x_t.shape) {
+        return None;
+    }
+    let [m, channels, ref kernel @ ..] = w_t.shape[..] else { return None };
+    let geo = Geometry::resolve(OP, &x_t.shape, &conv.window, kernel, false).ok()?;
+    let pointwise =
+        [geo.d, geo.h, geo.w].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0);
+    let plane = geo.out_plane();
+    // One input channel goes to the depthwise kernel alone; an empty product has nothing to share.
+    let fits = pointwise && geo.batch == 1 && geo.channels == channels && channels > 1 && m > 0;
+    if !fits || plane == 0 || plane > GROUPED_PLANE_MAX || geo.in_plane() != plane {
+        return None;
+    }
+    let w = w_t.as_f32().filter(|w| w.len() == m * channels)?;
+    let bias = match b_t {
+        Some(b) => Some(b.as_f32().filter(|b| b.len() == m)?),
+        None => None,
+    };
+    let xs: Vec<&[f32]> =
+        samples.iter().map(|s| s[0].as_f32().filter(|x| x.len() == channels * plane)).collect::<Option<_>>()?;
+    let width = xs.len() * plane;
+    // Row `c` holds channel `c` of every sample, one plane after another.
+    let mut columns = vec![0.0f32; channels * width];
+    for (c, row) in columns.chunks_exact_mut(width).enumerate() {
+        for (x, dst) in xs.iter().zip(row.chunks_exact_mut(plane)) {
+            dst.copy_from_slice(&x[c * plane..(c + 1) * plane]);
+        }
+    }
+    let mut y = vec![0.0f32; m * width];
+    if let Some(b) = bias {
+        for (row, &value) in y.chunks_exact_mut(width).zip(b) {
+            row.fill(value);
+        }
+    }
+    let beta = if bias.is_some() { 1.0 } else { 0.0 };
+    if let Err(error) = sgemm(OP, (m, channels, width), 1.0, w, (channels, 1), &columns, (width, 1), beta, &mut y) {
+        return Some(Err(error));
+    }
+    let out_shape = geo.output_shape(m);
+    let outputs = (0..xs.len()).map(|s| {
+        let mut own = Vec::with_capacity(m * plane);
+        for row in y.chunks_exact(width) {
+            own.extend_from_slice(&row[s * plane..(s + 1) * plane]);
+        }
+        tensor(OP, out_shape.clone(), TensorData::F32(own)).map(|t| vec![t])
+    });
+    Some(outputs.collect())
+}
+
 /// The general case: one sgemm per (image, group), on im2col columns.
 fn grouped_gemm(
     x: &[f32],
@@ -180,6 +251,59 @@ mod tests {
 
     fn iota(n: usize) -> Vec<f32> {
         (0..n).map(|i| i as f32).collect()
+    }
+
+    /// Values in [-1, 1) from a fixed seed.
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 20_000) as f32 / 10_000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_of_pointwise_samples_gets_the_bits_of_each_alone() {
+        // MobileNetV2's and ResNet-50's pointwise shapes on small planes (out, in, side),
+        // with a bias and without.
+        let shapes = [(160, 576, 3), (1280, 320, 3), (96, 384, 6), (576, 96, 6), (2048, 512, 7), (512, 2048, 7)];
+        for (k, &(m, c, side)) in shapes.iter().enumerate() {
+            let op = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1);
+            let w = t(&[m, c, 1, 1], noise(m * c, k as u32));
+            let b = t(&[m], noise(m, 100 + k as u32));
+            let xs: Vec<Tensor> = (0..3).map(|s| t(&[1, c, side, side], noise(c * side * side, 200 + s))).collect();
+            for with_bias in [true, false] {
+                let samples: Vec<Vec<&Tensor>> =
+                    xs.iter().map(|x| if with_bias { vec![x, &w, &b] } else { vec![x, &w] }).collect();
+                let together = conv_group(&op, &samples).expect("a grouped path").unwrap();
+                for (inputs, got) in samples.iter().zip(together) {
+                    let alone = conv(&op, inputs).unwrap();
+                    let bits = |t: &Tensor| t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(got[0].shape, alone.shape);
+                    assert!(bits(&got[0]) == bits(&alone), "{m}x{c} on {side}x{side}, bias {with_bias}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_small_pointwise_planes_with_shared_weights_run_grouped() {
+        let pointwise = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1);
+        let w = t(&[4, 2, 1, 1], noise(8, 1));
+        let other_w = t(&[4, 2, 1, 1], noise(8, 1));
+        let small = t(&[1, 2, 3, 3], noise(18, 2));
+        let large = t(&[1, 2, 9, 9], noise(162, 3));
+        assert!(conv_group(&pointwise, &[vec![&small, &w], vec![&small, &w]]).is_some());
+        // Planes above the limit, weights that are not the same tensor, a 3x3 kernel.
+        assert!(conv_group(&pointwise, &[vec![&large, &w], vec![&large, &w]]).is_none());
+        assert!(conv_group(&pointwise, &[vec![&small, &w], vec![&small, &other_w]]).is_none());
+        let w3 = t(&[4, 2, 3, 3], noise(72, 4));
+        let three = conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1);
+        assert!(conv_group(&three, &[vec![&small, &w3], vec![&small, &w3]]).is_none());
     }
 
     #[test]

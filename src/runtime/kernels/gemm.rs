@@ -152,6 +152,51 @@ pub fn gemm(alpha: f32, beta: f32, trans_a: bool, trans_b: bool, inputs: &[&Tens
     tensor(OP, vec![m, n], TensorData::F32(y))
 }
 
+/// [`gemm`] of several samples (`samples[s]` is sample `s`'s `[A, B]` or `[A, B, C]`) whose
+/// A is one row and whose B and C are the same tensors (a classifier's weights and bias),
+/// with B stored as rows (`trans_b`) and `alpha` 1: the shape for which one sample's product
+/// runs in `gemv.rs`. The weights are then read a block at a time for every sample
+/// ([`gemv::vectors_times_rows_transposed`]), each output the bits [`gemm`] gives it alone.
+/// `None` for any other shape, where each sample runs on its own.
+pub fn gemm_group(
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+    samples: &[Vec<&Tensor>],
+) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
+    const OP: &str = "Gemm";
+    let first = samples.first()?;
+    let (b_t, c_t) = (*first.get(1)?, first.get(2).copied());
+    let same = |s: &Vec<&Tensor>, k: usize, t: Option<&Tensor>| match (s.get(k), t) {
+        (Some(mine), Some(shared)) => std::ptr::eq(*mine, shared),
+        (None, None) => true,
+        _ => false,
+    };
+    if !trans_b || alpha != 1.0 || !samples.iter().all(|s| same(s, 1, Some(b_t)) && same(s, 2, c_t)) {
+        return None;
+    }
+    let [n, k] = b_t.shape[..] else { return None };
+    let rows = b_t.as_f32().filter(|rows| rows.len() == n * k)?;
+    let one_row: &[usize] = if trans_a { &[k, 1] } else { &[1, k] };
+    let xs: Vec<&[f32]> =
+        samples.iter().map(|s| s[0].as_f32().filter(|_| s[0].shape == one_row)).collect::<Option<_>>()?;
+    // Each output starts as it does alone: `beta * C`, or zeros.
+    let bias = match c_t.filter(|_| beta != 0.0) {
+        Some(c_t) => {
+            let mut y = vec![0.0f32; n];
+            if let Err(error) = fill_with_bias(&mut y, 1, n, c_t.as_f32()?, &c_t.shape, beta) {
+                return Some(Err(error));
+            }
+            Some(y)
+        }
+        None => None,
+    };
+    let mut ys: Vec<Vec<f32>> = xs.iter().map(|_| bias.clone().unwrap_or_else(|| vec![0.0; n])).collect();
+    gemv::vectors_times_rows_transposed(&xs, rows, &mut ys, bias.is_some());
+    Some(ys.into_iter().map(|y| tensor(OP, vec![1, n], TensorData::F32(y)).map(|t| vec![t])).collect())
+}
+
 /// `y = beta * C` broadcast to `m x n`; `C`'s shape must broadcast to it one way.
 fn fill_with_bias(
     y: &mut [f32],
