@@ -34,9 +34,22 @@ pub fn check_program_group(program: &Program, group: usize) -> Result<(), Failed
 
 /// Refuses a run whose samples each go through `program` and a golden float run of `graph`
 /// that keeps every float32 value it computes (`SampleValues::float_run`): those values, and
-/// at most the interpreter's peak of the others, besides the program's run.
-pub fn check_program_and_golden_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program).saturating_add(golden_run_bytes(graph)), 1)
+/// at most the interpreter's peak of the others, besides the program's run; `group` samples
+/// at once per thread.
+pub fn check_program_and_golden_run(program: &Program, graph: &crate::ir::Graph, group: usize) -> Result<(), Failed> {
+    check_per_sample(program_run_bytes(program).saturating_add(golden_run_bytes(graph)), group)
+}
+
+/// The golden float values a pool thread may hold at once for a group of samples, whose
+/// program runs go step by step together: enough for a few samples of MobileNetV2-size
+/// models, two of ResNet-50 at 224×224, one of anything larger.
+const GOLDEN_GROUP_BYTES: u64 = 256 << 20;
+
+/// How many samples (at most `most`, at least one) a pool thread runs together when each
+/// keeps the float values of its golden run of `graph` until its program run ends.
+pub fn golden_group(graph: &crate::ir::Graph, most: usize) -> usize {
+    let per_sample = crate::runtime::interpret::float_values_bytes(graph).max(1);
+    usize::try_from(GOLDEN_GROUP_BYTES / per_sample).unwrap_or(usize::MAX).clamp(1, most.max(1))
 }
 
 fn golden_run_bytes(graph: &crate::ir::Graph) -> u64 {
@@ -107,6 +120,25 @@ mod tests {
         assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
         assert_eq!(human(3_200_000_000), "3.2 GB");
         assert_eq!(human(512_000_000), "512 MB");
+    }
+
+    /// A graph whose input and Relu output are `[1, elements]` float32 each.
+    fn relu_of(elements: usize) -> crate::ir::Graph {
+        let mut b = crate::ir::test_graph::GraphBuilder::default();
+        let x = b.input("x", &[1, elements]);
+        let r = b.node("relu", crate::ir::Op::Unary(crate::ops::Unary::Relu), &[x], "r", &[1, elements]);
+        b.output(r);
+        b.graph
+    }
+
+    #[test]
+    fn golden_groups_shrink_with_the_float_values_a_sample_keeps() {
+        // 8 bytes per element per sample: 8 KB, 80 MB, 320 MB against a 256 MiB budget.
+        assert_eq!(golden_group(&relu_of(1000), 4), 4);
+        assert_eq!(golden_group(&relu_of(1000), 2), 2);
+        assert_eq!(golden_group(&relu_of(10_000_000), 4), 3);
+        assert_eq!(golden_group(&relu_of(40_000_000), 4), 1);
+        assert_eq!(golden_group(&relu_of(1000), 0), 1);
     }
 
     #[test]

@@ -32,15 +32,17 @@ pub(super) fn run_in_order<S: Sync, T: Send>(
 /// later reads cache hits, few enough that their activations stay small.
 pub(super) const GROUP: usize = SAMPLES_PER_THREAD;
 
-/// [`run_in_order`] for work that takes [`GROUP`] consecutive samples at a time (fewer at the
-/// end) and returns one result per sample, in order; groups run side by side on the pool.
+/// [`run_in_order`] for work that takes `size` consecutive samples at a time (at least one;
+/// fewer at the end) and returns one result per sample, in order; groups run side by side on
+/// the pool.
 pub(super) fn run_in_groups<S: Sync, T: Send>(
     samples: &[S],
+    size: usize,
     progress: &dyn Progress,
     work: impl Fn(&[S]) -> Vec<Result<T, Failed>> + Sync,
     consume: impl FnMut(T) -> Result<(), Failed>,
 ) -> Result<(), Failed> {
-    run_chunks(samples, GROUP, progress, work, consume)
+    run_chunks(samples, size.max(1), progress, work, consume)
 }
 
 /// Both of the above: `work` on chunks of `size` consecutive samples side by side, a round of
@@ -151,6 +153,7 @@ mod tests {
             in_pool(threads, || {
                 run_in_groups(
                     &samples,
+                    GROUP,
                     &progress,
                     |group| {
                         assert!(group.len() == GROUP || group.last() == Some(&22), "{group:?}");
@@ -172,6 +175,7 @@ mod tests {
         let failed = in_pool(2, || {
             run_in_groups(
                 &samples,
+                GROUP,
                 &progress,
                 |group| {
                     let fail = |s: u64| Err(Failed(vec![Diag::error("test", format!("sample {s}"))]));

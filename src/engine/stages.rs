@@ -741,14 +741,19 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let goldens = Goldens::new(&graph, dump.as_deref());
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
     // A program that replays the float graph bit for bit (a float target's, usually) runs
-    // once per sample, its values the golden side too, and groups of samples run together;
-    // otherwise each sample runs the program and, for the golden side, the float graph.
+    // once per sample, its values the golden side too; otherwise each sample runs the program
+    // and, for the golden side, the float graph, whose values it keeps until its program run
+    // ends. Either way groups of samples run the program together, step by step; with golden
+    // values kept, as many as their memory allows.
     let replays = quantized.is_none() && prepared.replays(&graph);
-    if replays {
+    let group = if replays {
         super::memory_budget::check_program_group(&program, super::samples::GROUP)?;
+        super::samples::GROUP
     } else {
-        super::memory_budget::check_program_and_golden_run(&program, &graph)?;
-    }
+        let group = super::memory_budget::golden_group(&graph, super::samples::GROUP);
+        super::memory_budget::check_program_and_golden_run(&program, &graph, group)?;
+        group
+    };
     // Only the checker and the histograms of a quantized target read float values themselves.
     let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };
     // The golden run of a target whose float graph is the optimized one is the reference run:
@@ -783,6 +788,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
         samples: &samples,
         kept,
         replays,
+        group,
     };
     if !records_reference {
         for cut in cuts.iter().rev() {
@@ -862,6 +868,87 @@ fn replay_group(
         .collect()
 }
 
+/// The inputs of the samples `numbers`, up to the first that cannot be read, and that one's
+/// failure: the samples before it run, and its failure comes after their results.
+fn read_group(samples: &SampleSource, numbers: &[usize]) -> (Vec<Vec<Tensor>>, Option<Failed>) {
+    let mut inputs = Vec::with_capacity(numbers.len());
+    for &n in numbers {
+        match samples.read(n) {
+            Ok(values) => inputs.push(values),
+            Err(failed) => return (inputs, Some(failed)),
+        }
+    }
+    (inputs, None)
+}
+
+/// A full run of a program that does not replay its float graph (a quantized target's): each
+/// sample's golden values come from a float run of the graph, and the program's layers are
+/// folded against them as they are produced.
+struct GoldenAndProgram<'a> {
+    prepared: &'a crate::runtime::exec::Prepared<'a>,
+    program: &'a Program,
+    graph: &'a Graph,
+    plan: &'a Plan,
+    goldens: &'a Goldens<'a>,
+    /// Program values the checkpoints keep (their seeds).
+    seed_union: &'a BTreeSet<crate::ir::TensorId>,
+    /// Float values the checkpoints keep.
+    float_union: &'a BTreeSet<&'a str>,
+    /// Whether each sample's float outputs are kept (they become the reference's record).
+    float_outputs: bool,
+    /// Samples whose float values the checker and the histograms read (the first ones).
+    kept: usize,
+}
+
+impl GoldenAndProgram<'_> {
+    /// Samples `numbers` (with their `inputs`): a golden float run per sample, each keeping
+    /// its float values, then the program on all of them together, step by step
+    /// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group): each sample's values
+    /// are those of its run alone), each layer folded into its sample's row as it is
+    /// produced. One result per sample, in order; a sample whose float run fails does not run
+    /// the program.
+    fn group(&self, numbers: &[usize], inputs: Vec<Vec<Tensor>>) -> Vec<Result<SampleResult, Failed>> {
+        let (graph, plan, goldens, program) = (self.graph, self.plan, self.goldens, self.program);
+        let floats: Vec<Result<(Vec<Tensor>, SampleValues), Failed>> =
+            inputs.iter().map(|inputs| SampleValues::float_run(graph, inputs).map_err(convert::internal)).collect();
+        let running: Vec<usize> = (0..inputs.len()).filter(|&k| floats[k].is_ok()).collect();
+        let views: Vec<&[Tensor]> = running.iter().map(|&k| inputs[k].as_slice()).collect();
+        let mut folds: Vec<SampleFolds> = running.iter().map(|_| plan.start()).collect();
+        let mut keeps: Vec<Captured> = running.iter().map(|_| Captured::default()).collect();
+        let outs = self.prepared.run_group(&views, &mut |j, id, t| {
+            if self.seed_union.contains(&id) {
+                keeps[j].seeds.insert(id, t.clone());
+            }
+            let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+            let k = running[j];
+            let Ok((_, float)) = &floats[k] else { return };
+            let golden = plan.golden_of(row).and_then(|name| goldens.value(float, numbers[k], name));
+            if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                folds[j].add(row, golden, actual);
+            }
+        });
+        let mut runs = outs.into_iter().zip(folds).zip(keeps);
+        floats
+            .into_iter()
+            .zip(inputs)
+            .zip(numbers)
+            .map(|((float, inputs), &n)| {
+                let (float_out, float) = float?;
+                let ((out, sample), mut keep) =
+                    runs.next().ok_or_else(|| convert::internal("a sample's program run is missing"))?;
+                let out = out.map_err(convert::internal)?;
+                for &name in self.float_union {
+                    if let Some(values) = float.get(name) {
+                        keep.float.insert(name.to_string(), values.to_vec());
+                    }
+                }
+                let float_out = self.float_outputs.then_some(float_out);
+                Ok((out, float_out, sample, keep, (n < self.kept).then_some((inputs, float))))
+            })
+            .collect()
+    }
+}
+
 /// Whether row `row` (layer `name`) of a replaying run is compared with its own value.
 fn compared_with_itself(plan: &Plan, goldens: &Goldens<'_>, row: usize, name: &str) -> bool {
     plan.golden_of(row) == Some(name) && !goldens.is_dumped(name)
@@ -891,6 +978,8 @@ struct SimulateSetup<'a> {
     kept: usize,
     /// Whether the program replays the float graph (see `compute_simulate`).
     replays: bool,
+    /// Samples a pool thread runs together (see `compute_simulate`).
+    group: usize,
 }
 
 /// One sample of a full run: its outputs, its float outputs when they become the reference,
@@ -945,23 +1034,14 @@ impl SimulateSetup<'_> {
             }
             Ok(())
         };
+        let group = self.group;
         if replays {
             super::samples::run_in_groups(
                 &samples.numbers(),
+                group,
                 progress,
                 |numbers| {
-                    // The samples before one that cannot be read run; its failure comes next.
-                    let mut inputs = Vec::with_capacity(numbers.len());
-                    let mut unreadable = None;
-                    for &n in numbers {
-                        match samples.read(n) {
-                            Ok(values) => inputs.push(values),
-                            Err(failed) => {
-                                unreadable = Some(failed);
-                                break;
-                            }
-                        }
-                    }
+                    let (inputs, unreadable) = read_group(samples, numbers);
                     let run = replay_group(prepared, graph, plan, goldens, &needed, &numbers[..inputs.len()], &inputs);
                     let mut results: Vec<Result<SampleResult, Failed>> = run
                         .into_iter()
@@ -977,34 +1057,26 @@ impl SimulateSetup<'_> {
                 &mut consume,
             )?;
         } else {
-            super::samples::run_in_order(
+            let run = GoldenAndProgram {
+                prepared,
+                program,
+                graph,
+                plan,
+                goldens,
+                seed_union: &seed_union,
+                float_union: &float_union,
+                float_outputs: reference.is_some(),
+                kept,
+            };
+            super::samples::run_in_groups(
                 &samples.numbers(),
+                group,
                 progress,
-                |&n| {
-                    let inputs = samples.read(n)?;
-                    // The golden side first (one sample of float activations), then the quantized
-                    // run folds each layer into its row as it is produced.
-                    let (float_out, float) = SampleValues::float_run(graph, &inputs).map_err(convert::internal)?;
-                    let mut sample = plan.start();
-                    let mut keep = Captured::default();
-                    let out = crate::runtime::exec::execute(prepared, &inputs, &mut |id, t| {
-                        if seed_union.contains(&id) {
-                            keep.seeds.insert(id, t.clone());
-                        }
-                        let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
-                        let golden = plan.golden_of(row).and_then(|name| goldens.value(&float, n, name));
-                        if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
-                            sample.add(row, golden, actual);
-                        }
-                    })
-                    .map_err(convert::internal)?;
-                    for &name in &float_union {
-                        if let Some(values) = float.get(name) {
-                            keep.float.insert(name.to_string(), values.to_vec());
-                        }
-                    }
-                    let float_out = reference.is_some().then_some(float_out);
-                    Ok((out, float_out, sample, keep, (n < kept).then_some((inputs, float))))
+                |numbers| {
+                    let (inputs, unreadable) = read_group(samples, numbers);
+                    let mut results = run.group(&numbers[..inputs.len()], inputs);
+                    results.extend(unreadable.map(Err));
+                    results
                 },
                 &mut consume,
             )?;
