@@ -901,16 +901,19 @@ struct GoldenAndProgram<'a> {
 }
 
 impl GoldenAndProgram<'_> {
-    /// Samples `numbers` (with their `inputs`): a golden float run per sample, each keeping
-    /// its float values, then the program on all of them together, step by step
+    /// Samples `numbers` (with their `inputs`): the golden float runs of all of them together,
+    /// each keeping its float values, then the program on all of them together, step by step
     /// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group): each sample's values
     /// are those of its run alone), each layer folded into its sample's row as it is
     /// produced. One result per sample, in order; a sample whose float run fails does not run
     /// the program.
     fn group(&self, numbers: &[usize], inputs: Vec<Vec<Tensor>>) -> Vec<Result<SampleResult, Failed>> {
         let (graph, plan, goldens, program) = (self.graph, self.plan, self.goldens, self.program);
-        let floats: Vec<Result<(Vec<Tensor>, SampleValues), Failed>> =
-            inputs.iter().map(|inputs| SampleValues::float_run(graph, inputs).map_err(convert::internal)).collect();
+        let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+        let floats: Vec<Result<(Vec<Tensor>, SampleValues), Failed>> = SampleValues::float_run_group(graph, &views)
+            .into_iter()
+            .map(|run| run.map_err(convert::internal))
+            .collect();
         let running: Vec<usize> = (0..inputs.len()).filter(|&k| floats[k].is_ok()).collect();
         let views: Vec<&[Tensor]> = running.iter().map(|&k| inputs[k].as_slice()).collect();
         let mut folds: Vec<SampleFolds> = running.iter().map(|_| plan.start()).collect();

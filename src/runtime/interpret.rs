@@ -10,7 +10,7 @@ use super::kernels::{self, KernelError};
 use crate::ir::{DType, Graph, Tensor, TensorId, TensorInfo};
 
 /// The interpreter could not run the graph on these inputs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("the graph takes {expected} inputs, got {got}")]
     InputCount { expected: usize, got: usize },
@@ -74,6 +74,20 @@ pub fn interpret_retaining(
     execute(graph, inputs, retain, &mut |_, _| {}, &mut 0)
 }
 
+/// [`interpret_retaining`] of several samples run together, node by node: each node runs on
+/// every sample before the next one starts, so that its weights, read from memory for the
+/// first sample, are still in the cache for the others, and through the op's grouped kernel
+/// where it has one ([`crate::ops::Op::run_group`]). Each sample's result is exactly what
+/// [`interpret_retaining`] gives it alone; a sample that fails stops there and the others go
+/// on.
+pub fn interpret_group_retaining(
+    graph: &Graph,
+    inputs: &[&[Tensor]],
+    retain: &dyn Fn(TensorId) -> bool,
+) -> Vec<Result<(Vec<Tensor>, Retained), RuntimeError>> {
+    execute_group(graph, inputs, retain, &mut |_, _, _| {}, &mut 0)
+}
+
 /// [`interpret_retaining`], also reporting in `peak_live` the most node outputs held at once
 /// (after a node's outputs are stored, before its dead inputs are dropped).
 fn execute(
@@ -83,70 +97,185 @@ fn execute(
     observe: &mut dyn FnMut(TensorId, &Tensor),
     peak_live: &mut usize,
 ) -> Result<(Vec<Tensor>, Retained), RuntimeError> {
-    let tensor_count = graph.tensors.len();
-    let info = |id: TensorId| -> Result<&TensorInfo, RuntimeError> {
-        graph
-            .tensors
-            .get(id.index())
-            .ok_or_else(|| RuntimeError::InvalidGraph(format!("tensor id {} is out of range", id.0)))
+    let mut results = execute_group(graph, &[inputs], retain, &mut |_, id, t| observe(id, t), peak_live);
+    results.pop().unwrap_or_else(|| Err(RuntimeError::InvalidGraph("no run of the sample".into())))
+}
+
+/// The samples' runs of [`interpret_group_retaining`]; `observe(sample, id, tensor)` sees each
+/// sample's values in the order its run alone shows them, and `peak_live` is the most node
+/// outputs one sample holds at once.
+fn execute_group(
+    graph: &Graph,
+    inputs: &[&[Tensor]],
+    retain: &dyn Fn(TensorId) -> bool,
+    observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+    peak_live: &mut usize,
+) -> Vec<Result<(Vec<Tensor>, Retained), RuntimeError>> {
+    let schedule = match Schedule::of(graph, retain) {
+        Ok(schedule) => schedule,
+        Err(error) => return inputs.iter().map(|_| Err(error.clone())).collect(),
     };
-    if inputs.len() != graph.inputs.len() {
-        return Err(RuntimeError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
-    }
-    for (&id, tensor) in graph.inputs.iter().zip(inputs) {
-        check_input(info(id)?, tensor)?;
-    }
-
-    let mut values: Vec<Value> = (0..tensor_count).map(|_| Value::Absent).collect();
-    for (&id, tensor) in &graph.constants {
-        info(id)?;
-        values[id.index()] = Value::Borrowed(tensor);
-    }
-    for (&id, tensor) in graph.inputs.iter().zip(inputs) {
-        values[id.index()] = Value::Borrowed(tensor);
-        observe(id, tensor);
-    }
-
-    // The index of the last node reading each tensor; graph outputs are kept to the end.
-    let mut last_use: Vec<Option<usize>> = vec![None; tensor_count];
+    let mut runs: Vec<Result<SampleRun<'_>, RuntimeError>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, inputs)| SampleRun::start(graph, inputs, &mut |id, t| observe(k, id, t)))
+        .collect();
     for (i, node) in graph.nodes.iter().enumerate() {
-        for &id in &node.inputs {
-            info(id)?;
-            last_use[id.index()] = Some(i);
+        // Every id was checked by `Schedule::of`.
+        let declared: Vec<TensorInfo> =
+            node.outputs.iter().filter_map(|&id| graph.tensors.get(id.index()).cloned()).collect();
+        if let Some(results) = run_grouped(node, &runs, &declared) {
+            let running = runs.iter_mut().enumerate().filter_map(|(k, run)| Some(k).zip(run.as_mut().ok()));
+            let mut failed = Vec::new();
+            for ((k, run), results) in running.zip(results) {
+                if let Err(error) = run.store(&schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live) {
+                    failed.push((k, error));
+                }
+            }
+            for (k, error) in failed {
+                runs[k] = Err(error);
+            }
+            continue;
         }
-        for &id in &node.outputs {
-            info(id)?;
+        for (k, slot) in runs.iter_mut().enumerate() {
+            let Ok(run) = slot else { continue };
+            let stepped = run
+                .compute(graph, node, &declared)
+                .and_then(|results| run.store(&schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live));
+            if let Err(error) = stepped {
+                *slot = Err(error);
+            }
         }
     }
-    let mut keep: Vec<bool> = (0..tensor_count).map(|index| retain(TensorId(index as u32))).collect();
-    for &id in &graph.outputs {
-        info(id)?;
-        keep[id.index()] = true;
+    runs.into_iter().map(|run| run?.finish(graph, retain)).collect()
+}
+
+/// `node` on every sample still running, in one call of its op's grouped kernel, where it has
+/// one for these inputs and at least two samples run; `None` (nothing run) otherwise.
+fn run_grouped(
+    node: &crate::ir::Node,
+    runs: &[Result<SampleRun<'_>, RuntimeError>],
+    declared: &[TensorInfo],
+) -> Option<Vec<Vec<Tensor>>> {
+    if runs.iter().filter(|run| run.is_ok()).count() < 2 || !node.op.may_run_grouped() {
+        return None;
+    }
+    let args: Vec<Vec<&Tensor>> = runs.iter().flatten().map(|run| run.args(node).ok()).collect::<Option<_>>()?;
+    node.op.run_group(&args, declared)?.ok()
+}
+
+/// What every sample's run of a graph shares: for each tensor, the last node reading it, and
+/// whether it is held to the end (retained, or a graph output).
+struct Schedule {
+    last_use: Vec<Option<usize>>,
+    keep: Vec<bool>,
+}
+
+impl Schedule {
+    /// Also checks every tensor id the nodes and outputs name.
+    fn of(graph: &Graph, retain: &dyn Fn(TensorId) -> bool) -> Result<Schedule, RuntimeError> {
+        let tensor_count = graph.tensors.len();
+        let mut last_use: Vec<Option<usize>> = vec![None; tensor_count];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for &id in &node.inputs {
+                info(graph, id)?;
+                last_use[id.index()] = Some(i);
+            }
+            for &id in &node.outputs {
+                info(graph, id)?;
+            }
+        }
+        let mut keep: Vec<bool> = (0..tensor_count).map(|index| retain(TensorId(index as u32))).collect();
+        for &id in &graph.outputs {
+            info(graph, id)?;
+            keep[id.index()] = true;
+        }
+        Ok(Schedule { last_use, keep })
+    }
+}
+
+/// The declared info of tensor `id`.
+fn info(graph: &Graph, id: TensorId) -> Result<&TensorInfo, RuntimeError> {
+    graph
+        .tensors
+        .get(id.index())
+        .ok_or_else(|| RuntimeError::InvalidGraph(format!("tensor id {} is out of range", id.0)))
+}
+
+/// One sample's run: its values by tensor id, and how many node outputs it holds.
+struct SampleRun<'a> {
+    values: Vec<Value<'a>>,
+    live: usize,
+}
+
+impl<'a> SampleRun<'a> {
+    /// The run before its first node: inputs checked and shown to `observe`, constants and
+    /// inputs borrowed.
+    fn start(
+        graph: &'a Graph,
+        inputs: &'a [Tensor],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Result<SampleRun<'a>, RuntimeError> {
+        if inputs.len() != graph.inputs.len() {
+            return Err(RuntimeError::InputCount { expected: graph.inputs.len(), got: inputs.len() });
+        }
+        for (&id, tensor) in graph.inputs.iter().zip(inputs) {
+            check_input(info(graph, id)?, tensor)?;
+        }
+        let mut values: Vec<Value> = (0..graph.tensors.len()).map(|_| Value::Absent).collect();
+        for (&id, tensor) in &graph.constants {
+            info(graph, id)?;
+            values[id.index()] = Value::Borrowed(tensor);
+        }
+        for (&id, tensor) in graph.inputs.iter().zip(inputs) {
+            values[id.index()] = Value::Borrowed(tensor);
+            observe(id, tensor);
+        }
+        Ok(SampleRun { values, live: 0 })
     }
 
-    // Node outputs currently held.
-    let mut live = 0usize;
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let args = node
-            .inputs
+    /// The values `node` reads.
+    fn args(&self, node: &crate::ir::Node) -> Result<Vec<&Tensor>, RuntimeError> {
+        node.inputs
             .iter()
             .map(|&id| {
-                values[id.index()].get().ok_or_else(|| {
-                    RuntimeError::InvalidGraph(format!(
-                        "node {:?} reads {:?} before it is computed",
-                        node.name,
-                        name_of(graph, id)
-                    ))
+                self.values.get(id.index()).and_then(Value::get).ok_or_else(|| {
+                    RuntimeError::InvalidGraph(format!("node {:?} reads {id:?} before it is computed", node.name))
                 })
             })
-            .collect::<Result<Vec<&Tensor>, _>>()?;
-        let declared = node.outputs.iter().map(|&id| info(id).cloned()).collect::<Result<Vec<_>, _>>()?;
-        let results = node.op.run(&args, &declared).map_err(|source| RuntimeError::Kernel {
+            .collect()
+    }
+
+    /// Runs `node`'s kernel on this sample's values.
+    fn compute(
+        &self,
+        graph: &Graph,
+        node: &crate::ir::Node,
+        declared: &[TensorInfo],
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        let args = self.args(node).map_err(|_| {
+            let missing = node.inputs.iter().find(|id| self.values.get(id.index()).and_then(Value::get).is_none());
+            let name = missing.map_or("?", |&id| name_of(graph, id));
+            RuntimeError::InvalidGraph(format!("node {:?} reads {name:?} before it is computed", node.name))
+        })?;
+        node.op.run(&args, declared).map_err(|source| RuntimeError::Kernel {
             node: node.name.clone(),
             op: node.op.type_name(),
             source,
-        })?;
-        drop(args);
+        })
+    }
+
+    /// Stores `node`'s results (node `i` of the schedule), shows them to `observe`, and drops
+    /// the values no later node reads.
+    fn store(
+        &mut self,
+        schedule: &Schedule,
+        i: usize,
+        node: &crate::ir::Node,
+        results: Vec<Tensor>,
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+        peak_live: &mut usize,
+    ) -> Result<(), RuntimeError> {
         if results.len() != node.outputs.len() {
             return Err(RuntimeError::InvalidGraph(format!(
                 "node {:?} declares {} outputs but {} produces {}",
@@ -158,63 +287,68 @@ fn execute(
         }
         for (&id, tensor) in node.outputs.iter().zip(results) {
             observe(id, &tensor);
-            if let Value::Owned(_) = std::mem::replace(&mut values[id.index()], Value::Owned(tensor)) {
-                live -= 1;
+            if let Value::Owned(_) = std::mem::replace(&mut self.values[id.index()], Value::Owned(tensor)) {
+                self.live -= 1;
             }
-            live += 1;
+            self.live += 1;
         }
-        *peak_live = (*peak_live).max(live);
+        *peak_live = (*peak_live).max(self.live);
         for &id in node.inputs.iter().chain(&node.outputs) {
-            let dead = match last_use[id.index()] {
+            let dead = match schedule.last_use[id.index()] {
                 Some(last) => last <= i,
                 None => true,
             };
             if dead
-                && !keep[id.index()]
-                && let Value::Owned(_) = std::mem::replace(&mut values[id.index()], Value::Absent)
+                && !schedule.keep[id.index()]
+                && let Value::Owned(_) = std::mem::replace(&mut self.values[id.index()], Value::Absent)
             {
-                live -= 1;
+                self.live -= 1;
             }
         }
+        Ok(())
     }
 
-    let mut outputs: Vec<Tensor> = Vec::with_capacity(graph.outputs.len());
-    let mut taken: BTreeMap<TensorId, usize> = BTreeMap::new();
-    for &id in &graph.outputs {
-        let tensor = match std::mem::replace(&mut values[id.index()], Value::Absent) {
-            Value::Owned(t) => t,
-            Value::Borrowed(t) => t.clone(),
-            Value::Absent => match taken.get(&id) {
-                Some(&earlier) => outputs[earlier].clone(),
-                None => {
-                    return Err(RuntimeError::InvalidGraph(format!(
-                        "graph output {:?} is never computed",
-                        name_of(graph, id)
-                    )));
-                }
-            },
-        };
-        taken.entry(id).or_insert(outputs.len());
-        outputs.push(tensor);
-    }
-    let mut retained = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        let id = TensorId(index as u32);
-        if !retain(id) || graph.constants.contains_key(&id) {
-            continue;
+    /// The graph outputs, and the values `retain` selects (moved, not copied).
+    fn finish(self, graph: &Graph, retain: &dyn Fn(TensorId) -> bool) -> Result<(Vec<Tensor>, Retained), RuntimeError> {
+        let mut values = self.values;
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(graph.outputs.len());
+        let mut taken: BTreeMap<TensorId, usize> = BTreeMap::new();
+        for &id in &graph.outputs {
+            let tensor = match std::mem::replace(&mut values[id.index()], Value::Absent) {
+                Value::Owned(t) => t,
+                Value::Borrowed(t) => t.clone(),
+                Value::Absent => match taken.get(&id) {
+                    Some(&earlier) => outputs[earlier].clone(),
+                    None => {
+                        return Err(RuntimeError::InvalidGraph(format!(
+                            "graph output {:?} is never computed",
+                            name_of(graph, id)
+                        )));
+                    }
+                },
+            };
+            taken.entry(id).or_insert(outputs.len());
+            outputs.push(tensor);
         }
-        let tensor = match value {
-            Value::Owned(t) => t,
-            Value::Borrowed(t) => t.clone(),
-            // A graph output, moved into `outputs` above.
-            Value::Absent => match taken.get(&id) {
-                Some(&k) => outputs[k].clone(),
-                None => continue,
-            },
-        };
-        retained.push((id, tensor));
+        let mut retained = Vec::new();
+        for (index, value) in values.into_iter().enumerate() {
+            let id = TensorId(index as u32);
+            if !retain(id) || graph.constants.contains_key(&id) {
+                continue;
+            }
+            let tensor = match value {
+                Value::Owned(t) => t,
+                Value::Borrowed(t) => t.clone(),
+                // A graph output, moved into `outputs` above.
+                Value::Absent => match taken.get(&id) {
+                    Some(&k) => outputs[k].clone(),
+                    None => continue,
+                },
+            };
+            retained.push((id, tensor));
+        }
+        Ok((outputs, retained))
     }
-    Ok((outputs, retained))
 }
 
 /// The most bytes of node outputs [`interpret`] holds at once on `graph`, from the declared
@@ -446,6 +580,41 @@ mod tests {
             let (_, retained) = interpret_retaining(&g, &input, &|_| true).unwrap();
             let kept: u64 = retained.iter().map(|(_, t)| 4 * t.len() as u64).sum();
             assert_eq!(float_values_bytes(&g), kept);
+        }
+    }
+
+    /// A group through the grouped kernels (a pointwise convolution on a small plane, a
+    /// classifier) gives each sample the bits it gets alone; a sample with a bad input fails
+    /// alone, with the error it gets alone.
+    #[test]
+    fn a_group_gives_each_sample_the_values_of_its_run_alone() {
+        let graph = crate::compile::test_graphs::pointwise_classifier(false).graph;
+        let mut inputs: Vec<Vec<Tensor>> = (0..4)
+            .map(|k| vec![Tensor::from_f32(vec![1, 3, 2, 2], (0..12).map(|i| ((k * 12 + i) as f32).cos()).collect())])
+            .collect();
+        inputs.insert(2, vec![Tensor::from_f32(vec![1, 12], vec![0.0; 12])]);
+        let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+        let every = |_| true;
+        let together = interpret_group_retaining(&graph, &views, &every);
+        assert_eq!(together.len(), 5);
+        let bits = |values: &[Tensor]| -> Vec<Vec<u32>> {
+            values.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect()).collect()
+        };
+        for (k, (got, inputs)) in together.into_iter().zip(&inputs).enumerate() {
+            match (got, interpret_retaining(&graph, inputs, &every)) {
+                (Ok((outputs, retained)), Ok((want_outputs, want_retained))) => {
+                    assert_eq!(bits(&outputs), bits(&want_outputs), "sample {k}");
+                    let (ids, values): (Vec<TensorId>, Vec<Tensor>) = retained.into_iter().unzip();
+                    let (want_ids, want_values): (Vec<TensorId>, Vec<Tensor>) = want_retained.into_iter().unzip();
+                    assert_eq!(ids, want_ids, "sample {k}");
+                    assert_eq!(bits(&values), bits(&want_values), "sample {k}");
+                }
+                (Err(got), Err(want)) => {
+                    assert_eq!(k, 2);
+                    assert_eq!(got.to_string(), want.to_string());
+                }
+                (got, want) => panic!("sample {k}: {:?} alone, {:?} in the group", want.is_ok(), got.is_ok()),
+            }
         }
     }
 
