@@ -20,10 +20,11 @@ fn program_run_bytes(program: &Program) -> u64 {
     program.arena_bytes.saturating_add(crate::runtime::exec::peak_live_bytes(program))
 }
 
-/// Refuses a float run of `graph` (calibration, the reference and golden runs) when the
-/// tensors it holds at once, per sample run side by side, exceed the memory available now.
-pub fn check_float_run(graph: &crate::ir::Graph) -> Result<(), Failed> {
-    check_per_sample(crate::runtime::interpret::peak_bytes(graph), 1)
+/// Refuses float runs of `graph` (calibration, the reference and golden runs), `group`
+/// samples at once per thread, when the tensors they hold at once exceed the memory available
+/// now.
+pub fn check_float_run(graph: &crate::ir::Graph, group: usize) -> Result<(), Failed> {
+    check_per_sample(crate::runtime::interpret::peak_bytes(graph), group)
 }
 
 /// Refuses runs of `program` on `group` samples at once per thread

@@ -253,21 +253,31 @@ fn collect_stats(
     graph: &Graph,
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
-    super::memory_budget::check_float_run(graph)?;
+    let group = super::samples::GROUP;
+    super::memory_budget::check_float_run(graph, group)?;
     let source = sample_source(db, graph, list, project.calibration_max(db))?;
     let progress = &*db.services().progress;
     progress.start("calibrate", source.len() as u64);
     // Each sample's statistics on its own, merged: exact and order-independent (quant::stats).
+    // A group's samples run node by node together (each node's weights read once for all).
     let mut stats = quant::CalibrationStats::default();
-    super::samples::run_in_order(
+    super::samples::run_in_groups(
         &source.numbers(),
+        group,
         progress,
-        |&n| {
-            let inputs = source.read(n)?;
-            let mut collector = quant::StatsCollector::new(graph);
-            crate::runtime::interpret(graph, &inputs, &mut |id, t| collector.observe(id, t))
-                .map_err(convert::internal)?;
-            Ok(collector.finish())
+        |numbers| {
+            let (inputs, unreadable) = read_group(&source, numbers);
+            let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+            let mut collectors: Vec<quant::StatsCollector> =
+                views.iter().map(|_| quant::StatsCollector::new(graph)).collect();
+            let runs = crate::runtime::interpret_group(graph, &views, &mut |k, id, t| collectors[k].observe(id, t));
+            let mut results: Vec<Result<_, Failed>> = runs
+                .into_iter()
+                .zip(collectors)
+                .map(|(run, collector)| run.map(|_| collector.finish()).map_err(convert::internal))
+                .collect();
+            results.extend(unreadable.map(Err));
+            results
         },
         |sample| {
             stats.merge(&sample);
@@ -649,15 +659,25 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
-    super::memory_budget::check_float_run(&graph)?;
+    let group = super::samples::GROUP;
+    super::memory_budget::check_float_run(&graph, group)?;
     let source = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
     progress.start("reference", source.len() as u64);
     let mut outputs = Vec::with_capacity(source.len());
-    super::samples::run_in_order(
+    super::samples::run_in_groups(
         &source.numbers(),
+        group,
         progress,
-        |&n| crate::runtime::interpret(&graph, &source.read(n)?, &mut |_, _| {}).map_err(convert::internal),
+        |numbers| {
+            let (inputs, unreadable) = read_group(&source, numbers);
+            let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+            let runs = crate::runtime::interpret_group(&graph, &views, &mut |_, _, _| {});
+            let mut results: Vec<Result<_, Failed>> =
+                runs.into_iter().map(|run| run.map_err(convert::internal)).collect();
+            results.extend(unreadable.map(Err));
+            results
+        },
         |out| {
             outputs.push(out);
             Ok(())

@@ -74,6 +74,18 @@ pub fn interpret_retaining(
     execute(graph, inputs, retain, &mut |_, _| {}, &mut 0)
 }
 
+/// [`interpret`] of several samples run together (see [`interpret_group_retaining`]);
+/// `observe(sample, id, tensor)` sees each sample's values in the order its run alone shows
+/// them.
+pub fn interpret_group(
+    graph: &Graph,
+    inputs: &[&[Tensor]],
+    observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
+    let runs = execute_group(graph, inputs, &|_| false, observe, &mut 0);
+    runs.into_iter().map(|run| run.map(|(outputs, _)| outputs)).collect()
+}
+
 /// [`interpret_retaining`] of several samples run together, node by node: each node runs on
 /// every sample before the next one starts, so that its weights, read from memory for the
 /// first sample, are still in the cache for the others, and through the op's grouped kernel

@@ -6,4 +6,4 @@ pub mod interpret;
 pub mod kernels;
 mod liveness;
 
-pub use interpret::{RuntimeError, interpret};
+pub use interpret::{RuntimeError, interpret, interpret_group};
