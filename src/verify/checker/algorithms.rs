@@ -197,14 +197,11 @@ pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
     // Passes over the sorted values instead of copies of them (a profile holds a weight
     // tensor's worth of values).
     let fractional = || sorted.iter().filter(|&&x| has_fraction(x)).map(|&x| f64::from(x));
-    let count = fractional().count();
-    if count == 0 {
-        return 0.0;
-    }
     // Sorted: the smallest and largest fractional values are the first and the last found.
     // (A NaN counts as fractional, as its `fract` is NaN, and then is the extreme it would
     // be in a fold of `min`/`max`, which skip it: keep the fold for that case.)
     let (mut first, mut last) = match (fractional().next(), fractional().next_back()) {
+        (None, _) | (_, None) => return 0.0,
         (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => (lo, hi),
         _ => fractional().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x))),
     };
@@ -216,6 +213,8 @@ pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
     }
     let step = (last - first) / bins as f64;
     let edge = |i: u64| if i >= bins { last } else { i as f64 * step + first };
+    // numpy's bin of `x`: a first guess (within one bin of the answer), settled against the
+    // edges: the bin whose edges hold `x`, the top edge closing the last bin.
     let bin_of = |x: f64| {
         let mut i = (((x - first) / (last - first)) * bins as f64) as u64;
         if i >= bins {
@@ -229,13 +228,23 @@ pub fn data_distribution_of_sorted(sorted: &[f32]) -> f64 {
         }
         i
     };
-    // Bin indices never decrease along sorted values: the fullest bin is the longest run.
-    let (mut fullest, mut run, mut previous) = (0usize, 0usize, None);
+    // Bin indices never decrease along sorted values, so the fullest bin is the longest run,
+    // and a value below the current bin's upper edge is in that bin: only a value that
+    // leaves it needs its bin worked out (a division). Thousands of values share a bin.
+    let (mut count, mut fullest, mut run) = (0usize, 0usize, 0usize);
+    let (mut bin, mut upper) = (None, f64::NEG_INFINITY);
     for x in fractional() {
-        let bin = bin_of(x);
-        debug_assert!(previous.is_none_or(|p| p <= bin));
-        run = if previous == Some(bin) { run + 1 } else { 1 };
-        previous = Some(bin);
+        count += 1;
+        // (A NaN, sorted last and binned by the guess alone, takes the long way.)
+        let stays = !x.is_nan() && bin.is_some_and(|b| x < upper || b == bins - 1);
+        if stays {
+            run += 1;
+        } else {
+            let b = bin_of(x);
+            run = if bin == Some(b) { run + 1 } else { 1 };
+            bin = Some(b);
+            upper = edge(b + 1);
+        }
         fullest = fullest.max(run);
     }
     (fullest.saturating_sub(1)) as f64 / count as f64
@@ -310,6 +319,79 @@ mod tests {
         assert_eq!(stats.median, (f64::from(sorted[mid - 1]) + f64::from(sorted[mid])) / 2.0);
         assert_eq!((stats.min, stats.max), (f64::from(sorted[0]), f64::from(sorted[sorted.len() - 1])));
         assert_eq!(stats.mode, f64::from(0.37f32), "0.37 appears more often than any other value");
+    }
+
+    /// The data distribution as it was computed before the bins were walked: every value's
+    /// bin guessed and settled on its own.
+    fn distribution_value_by_value(sorted: &[f32]) -> f64 {
+        let fractional: Vec<f64> = sorted.iter().filter(|&&x| has_fraction(x)).map(|&x| f64::from(x)).collect();
+        let Some((&lo, &hi)) = fractional.first().zip(fractional.last()) else { return 0.0 };
+        let (mut first, mut last) = if lo.is_finite() && hi.is_finite() {
+            (lo, hi)
+        } else {
+            fractional.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+        };
+        let bins = ((last - first + 1.0).trunc() as u64).clamp(256, MAX_BINS);
+        if first == last {
+            first -= 0.5;
+            last += 0.5;
+        }
+        let step = (last - first) / bins as f64;
+        let edge = |i: u64| if i >= bins { last } else { i as f64 * step + first };
+        let (mut fullest, mut run, mut previous) = (0usize, 0usize, None);
+        for &x in &fractional {
+            let mut i = ((((x - first) / (last - first)) * bins as f64) as u64).min(bins - 1);
+            if x < edge(i) {
+                i = i.saturating_sub(1);
+            }
+            if x >= edge(i + 1) && i != bins - 1 {
+                i += 1;
+            }
+            run = if previous == Some(i) { run + 1 } else { 1 };
+            previous = Some(i);
+            fullest = fullest.max(run);
+        }
+        (fullest.saturating_sub(1)) as f64 / fractional.len() as f64
+    }
+
+    #[test]
+    fn walking_the_bins_gives_the_distribution_of_binning_each_value() {
+        let mut state = 0x9e37_79b9u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![1.0, 2.0, 3.0],
+            vec![0.5],
+            vec![0.25, 0.25, 0.25],
+            vec![-0.5, 0.5, f32::INFINITY],
+            vec![f32::NEG_INFINITY, -1.5, 2.5, 2.5, f32::NAN, f32::NAN],
+        ];
+        for round in 0..40u32 {
+            let len = 1 + (next() % 20_000) as usize;
+            // Ranges from a fraction of one bin to far more than 256 bins; a third of the
+            // values integers (ReLU's zeros, a ReLU6's sixes), runs of equal values.
+            let range = [0.001f32, 1.0, 6.0, 300.0, 70_000.0][(round % 5) as usize];
+            let values: Vec<f32> = (0..len)
+                .map(|_| match next() % 6 {
+                    0 => 0.0,
+                    1 => 6.0,
+                    2 => (next() % 10) as f32 * range / 10.0,
+                    _ => (next() % 1_000_000) as f32 / 1_000_000.0 * range - range / 3.0,
+                })
+                .collect();
+            cases.push(values);
+        }
+        for (k, values) in cases.iter().enumerate() {
+            let mut sorted = values.clone();
+            sorted.sort_by(f32::total_cmp);
+            let (walked, each) = (data_distribution_of_sorted(&sorted), distribution_value_by_value(&sorted));
+            assert_eq!(walked.to_bits(), each.to_bits(), "case {k}: {walked} vs {each}");
+        }
     }
 
     #[test]
