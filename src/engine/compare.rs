@@ -84,8 +84,10 @@ impl Activations {
             .par_iter()
             .map(|(name, values)| {
                 let id = ids.get(name.as_str()).copied();
-                let histogram = (!inputs.contains(name)).then(|| activation_histogram(q, id, name, values));
-                (name.to_string(), FloatProfile::of(values), histogram)
+                let (profile, sorted) = FloatProfile::with_sorted(values);
+                let histogram =
+                    (!inputs.contains(name)).then(|| activation_histogram(q, id, name, values, sorted.as_deref()));
+                (name.to_string(), profile, histogram)
             })
             .collect();
         let mut activations =

@@ -515,15 +515,23 @@ pub struct FloatProfile {
 
 impl FloatProfile {
     pub fn of(values: &[f32]) -> FloatProfile {
+        FloatProfile::with_sorted(values).0
+    }
+
+    /// [`FloatProfile::of`], also handing back the values in ascending order when every one is
+    /// finite (the sort the profile makes; with a NaN or an infinity it sorts replacements).
+    pub fn with_sorted(values: &[f32]) -> (FloatProfile, Option<Vec<f32>>) {
         let values = algorithms::nan_to_num(values);
         let sorted = algorithms::sorted(&values);
-        FloatProfile {
+        let profile = FloatProfile {
             len: values.len(),
             stats: algorithms::stats_of_sorted(&values, &sorted),
             data_range: algorithms::data_range_of_sorted(&sorted),
             distribution: algorithms::data_distribution_of_sorted(&sorted),
             min_max: algorithms::min_max(&values),
-        }
+        };
+        let all_finite = matches!(values, std::borrow::Cow::Borrowed(_));
+        (profile, all_finite.then_some(sorted))
     }
 }
 

@@ -191,10 +191,20 @@ fn encoding_span(encoding: &TensorEncoding) -> Option<(f64, f64)> {
 
 /// The histogram of activation `name`'s float values (tensor `id` of `q`'s graph, when it is
 /// one), with its encoding's representable range: made where the values are (a run), kept for
-/// [`histograms`].
-pub fn activation_histogram(q: &QuantizedGraph, id: Option<TensorId>, name: &str, values: &[f32]) -> html::Histogram {
+/// [`histograms`]. `sorted`, when given, holds the same values in ascending order, all finite
+/// (binned by search instead of value by value: the same counts).
+pub fn activation_histogram(
+    q: &QuantizedGraph,
+    id: Option<TensorId>,
+    name: &str,
+    values: &[f32],
+    sorted: Option<&[f32]>,
+) -> html::Histogram {
     let encoding = id.and_then(|id| q.encodings.get(&id)).and_then(encoding_span);
-    let (edges, counts) = html::histogram(values, HISTOGRAM_BINS, encoding);
+    let (edges, counts) = match sorted {
+        Some(sorted) => html::histogram_of_sorted(sorted, HISTOGRAM_BINS, encoding),
+        None => html::histogram(values, HISTOGRAM_BINS, encoding),
+    };
     html::Histogram {
         tensor: name.to_string(),
         layer: None,

@@ -19,29 +19,13 @@ pub fn histogram(values: &[f32], bins: usize, include: Option<(f64, f64)>) -> (V
         lo = lo.min(v);
         hi = hi.max(v);
     }
-    if let Some((a, b)) = include
-        && a.is_finite()
-        && b.is_finite()
-    {
-        lo = lo.min(a.min(b));
-        hi = hi.max(a.max(b));
-    }
-    if !(lo.is_finite() && hi.is_finite()) {
-        return (Vec::new(), Vec::new());
-    }
-    if hi <= lo {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let width = hi - lo;
-    // Edges computed from the index (not by accumulation) so the last one is exactly `hi`.
-    let edges: Vec<f64> =
-        (0..=bins).map(|i| if i == bins { hi } else { lo + width * (i as f64) / (bins as f64) }).collect();
+    let Some(edges) = edges(lo, hi, bins, include) else { return (Vec::new(), Vec::new()) };
     let mut counts = vec![0u64; bins];
     // The bin a value settles in does not depend on the guess it starts from ([`settle`]): the
     // guess only has to be close, so it takes a product rather than a division and truncates
     // rather than calling `floor`.
-    let per_unit = bins as f64 / width;
+    let (lo, hi) = (edges[0], edges[bins]);
+    let per_unit = bins as f64 / (hi - lo);
     for v in finite() {
         let guess = (v - lo) * per_unit;
         let guess = if guess.is_finite() && guess >= 1.0 { (guess as usize).min(bins - 1) } else { 0 };
@@ -50,6 +34,46 @@ pub fn histogram(values: &[f32], bins: usize, include: Option<(f64, f64)>) -> (V
         }
     }
     (edges, counts)
+}
+
+/// [`histogram`] of finite values given in ascending order (as a profile sorts them): each
+/// bin's count is the distance between the first values at or above its two edges, found by
+/// binary search, so no value is visited.
+pub fn histogram_of_sorted(sorted: &[f32], bins: usize, include: Option<(f64, f64)>) -> (Vec<f64>, Vec<u64>) {
+    let bins = bins.max(1);
+    let (lo, hi) = match (sorted.first(), sorted.last()) {
+        (Some(&first), Some(&last)) => (f64::from(first), f64::from(last)),
+        _ => (f64::INFINITY, f64::NEG_INFINITY),
+    };
+    let Some(edges) = edges(lo, hi, bins, include) else { return (Vec::new(), Vec::new()) };
+    let first_at_or_above = |edge: f64| sorted.partition_point(|&v| f64::from(v) < edge);
+    let mut starts: Vec<usize> = edges[..bins].iter().map(|&e| first_at_or_above(e)).collect();
+    // The last bin is closed: it ends after the last value.
+    starts.push(sorted.len());
+    let counts = starts.windows(2).map(|w| (w[1] - w[0]) as u64).collect();
+    (edges, counts)
+}
+
+/// The `bins + 1` edges over `[lo, hi]` (the finite values' range) widened to `include`; `None`
+/// when neither gives a finite range.
+fn edges(mut lo: f64, mut hi: f64, bins: usize, include: Option<(f64, f64)>) -> Option<Vec<f64>> {
+    if let Some((a, b)) = include
+        && a.is_finite()
+        && b.is_finite()
+    {
+        lo = lo.min(a.min(b));
+        hi = hi.max(a.max(b));
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    if hi <= lo {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let width = hi - lo;
+    // Edges computed from the index (not by accumulation) so the last one is exactly `hi`.
+    Some((0..=bins).map(|i| if i == bins { hi } else { lo + width * (i as f64) / (bins as f64) }).collect())
 }
 
 /// The bin of `v` among `edges` (ascending, at least two), from bin `guess`: the one `idx`
@@ -111,6 +135,42 @@ mod tests {
                 assert_eq!(settle(&edges, v, guess), bin, "{v} from {guess}");
             }
         }
+    }
+
+    #[test]
+    fn sorted_values_give_the_histogram_of_the_values() {
+        let mut state = 0x2545_f491u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let awkward = [(-1.3f32, 2.9f32), (0.1, 0.1000001), (-1e30, 3e30), (0.0, 6.0), (3.0, 3.0)];
+        for (round, &(lo, hi)) in awkward.iter().cycle().take(25).enumerate() {
+            let len = (next() % 5000) as usize;
+            let mut values: Vec<f32> = (0..len)
+                .map(|_| match next() % 5 {
+                    // Runs of the ends (a ReLU6's zeros and sixes) and values on grid points.
+                    0 => lo,
+                    1 => hi,
+                    2 => lo + (hi - lo) * (next() % 64) as f32 / 64.0,
+                    _ => lo + (hi - lo) * (next() % 1_000_000) as f32 / 1_000_000.0,
+                })
+                .collect();
+            if round % 7 == 3 {
+                values.extend([-0.0, 0.0]);
+            }
+            values.sort_by(f32::total_cmp);
+            for (bins, include) in [(100, None), (7, Some((-4.0, 4.0))), (1, None), (255, Some((2.0, 2.0)))] {
+                assert_eq!(
+                    histogram_of_sorted(&values, bins, include),
+                    histogram(&values, bins, include),
+                    "round {round}, {bins} bins, {include:?}"
+                );
+            }
+        }
+        assert_eq!(histogram_of_sorted(&[], 4, None), (Vec::new(), Vec::new()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod format;
 mod model;
 mod page;
 
-pub use binning::histogram;
+pub use binning::{histogram, histogram_of_sorted};
 pub use model::{
     CheckerRow, CheckerTable, Headline, Histogram, HistogramKind, LayerRow, ReportData, SensitivityRow, Suggestion,
 };
