@@ -253,18 +253,7 @@ mod tests {
         (0..n).map(|i| i as f32).collect()
     }
 
-    /// Values in [-1, 1) from a fixed seed.
-    fn noise(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 20_000) as f32 / 10_000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::runtime::kernels::test_values::values as noise;
 
     #[test]
     fn a_group_of_pointwise_samples_gets_the_bits_of_each_alone() {

@@ -122,18 +122,7 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// A deterministic, irregular sequence of values in [-1, 1).
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::runtime::kernels::test_values::values;
 
     /// The definition: each element's products summed in f64, with the bound float32
     /// summation can be off by (`k` roundings of at most one epsilon of the absolute sum).

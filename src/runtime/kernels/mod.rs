@@ -30,6 +30,23 @@ pub mod shape_ops;
 mod transpose;
 mod window;
 
+/// Test data shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    /// A deterministic, irregular sequence of values in [-1, 1).
+    pub fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+}
+
 use crate::ir::{Tensor, TensorData};
 
 /// A kernel could not run: unsupported dtype or an input that disagrees with its shape.
