@@ -2,7 +2,8 @@
 //! compiled program's activation arena and the results its run holds (or, for a float run of
 //! the graph, the interpreter's peak of live tensors) before any sample runs, so a model too
 //! big at its input size (a huge `define_symbols` value) is a diagnostic saying how much it
-//! needs, not an abort in the allocator or the OOM killer.
+//! needs, not an abort in the allocator or the OOM killer. Runs that take a group of samples
+//! per thread take as many as fit (at least one).
 
 use crate::compile::program::Program;
 use crate::diag::Diag;
@@ -13,32 +14,40 @@ use super::db::Failed;
 /// until their last reader), once per sample run side by side, exceeds the memory available
 /// now (nothing is checked where that is unknown).
 pub fn check_arena(program: &Program) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program), 1)
+    group_that_fits(program_run_bytes(program), 1).map(|_| ())
 }
 
 fn program_run_bytes(program: &Program) -> u64 {
     program.arena_bytes.saturating_add(crate::runtime::exec::peak_live_bytes(program))
 }
 
-/// Refuses float runs of `graph` (calibration, the reference and golden runs), `group`
-/// samples at once per thread, when the tensors they hold at once exceed the memory available
-/// now.
-pub fn check_float_run(graph: &crate::ir::Graph, group: usize) -> Result<(), Failed> {
-    check_per_sample(crate::runtime::interpret::peak_bytes(graph), group)
+/// How many samples (at most `most`) a pool thread runs together in float runs of `graph`
+/// (calibration, the reference): as many as the memory available now holds side by side on
+/// every thread. Refuses the runs when one sample per thread does not fit.
+pub fn float_run_group(graph: &crate::ir::Graph, most: usize) -> Result<usize, Failed> {
+    group_that_fits(crate::runtime::interpret::peak_bytes(graph), most)
 }
 
-/// Refuses runs of `program` on `group` samples at once per thread
-/// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group)).
-pub fn check_program_group(program: &Program, group: usize) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program), group)
+/// How many samples (at most `most`) a pool thread runs together through `program`
+/// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group)); see
+/// [`float_run_group`].
+pub fn program_group(program: &Program, most: usize) -> Result<usize, Failed> {
+    group_that_fits(program_run_bytes(program), most)
 }
 
 /// Refuses a run whose samples each go through `program` and a golden float run of `graph`
 /// that keeps every float32 value it computes (`SampleValues::float_run`): those values, and
-/// at most the interpreter's peak of the others, besides the program's run; `group` samples
-/// at once per thread.
-pub fn check_program_and_golden_run(program: &Program, graph: &crate::ir::Graph, group: usize) -> Result<(), Failed> {
-    check_per_sample(program_run_bytes(program).saturating_add(golden_run_bytes(graph)), group)
+/// at most the interpreter's peak of the others, besides the program's run.
+pub fn check_program_and_golden_run(program: &Program, graph: &crate::ir::Graph) -> Result<(), Failed> {
+    program_and_golden_group(program, graph, 1).map(|_| ())
+}
+
+/// How many samples (at most `most`, and at most [`golden_group`]'s) a pool thread runs
+/// together when each goes through `program` and a golden float run of `graph` keeping its
+/// values; see [`check_program_and_golden_run`] and [`float_run_group`].
+pub fn program_and_golden_group(program: &Program, graph: &crate::ir::Graph, most: usize) -> Result<usize, Failed> {
+    let per_sample = program_run_bytes(program).saturating_add(golden_run_bytes(graph));
+    group_that_fits(per_sample, golden_group(graph, most))
 }
 
 /// The golden float values a pool thread may hold at once for a group of samples, whose
@@ -58,15 +67,25 @@ fn golden_run_bytes(graph: &crate::ir::Graph) -> u64 {
     float_values_bytes(graph).saturating_add(peak_bytes(graph))
 }
 
-/// `bytes` per sample, `per_thread` samples at once on each pool thread.
-fn check_per_sample(bytes: u64, per_thread: usize) -> Result<(), Failed> {
-    match available_bytes() {
-        Some(available) => {
-            let side_by_side = rayon::current_num_threads().max(1).saturating_mul(per_thread);
-            arena_problem(bytes, side_by_side, available).map_or(Ok(()), |diag| Err(Failed(vec![diag])))
-        }
-        None => Ok(()),
+/// The most samples (up to `most`, at least one) each pool thread can run at once with
+/// `per_sample` bytes each, in the memory available now; refuses when one per thread does not
+/// fit. A group's size never changes results (each sample gets the bits of its run alone), so
+/// a smaller group on a busier machine only costs time.
+fn group_that_fits(per_sample: u64, most: usize) -> Result<usize, Failed> {
+    let most = most.max(1);
+    let Some(available) = available_bytes() else { return Ok(most) };
+    let threads = rayon::current_num_threads().max(1);
+    match largest_group(per_sample, threads, most, available) {
+        Some(group) => Ok(group),
+        None => arena_problem(per_sample, threads, available).map_or(Ok(1), |diag| Err(Failed(vec![diag]))),
     }
+}
+
+/// The largest group in `1..=most` whose samples fit in `available` bytes, `per_sample` bytes
+/// each, on every one of `threads` threads at once.
+fn largest_group(per_sample: u64, threads: usize, most: usize, available: u64) -> Option<usize> {
+    let fits = |group: usize| per_sample.saturating_mul(threads as u64).saturating_mul(group as u64) <= available;
+    (1..=most.max(1)).rev().find(|&group| fits(group))
 }
 
 /// The diagnostic for runs of `per_sample` bytes each, `side_by_side` of them at once (each
@@ -140,6 +159,17 @@ mod tests {
         assert_eq!(golden_group(&relu_of(10_000_000), 4), 3);
         assert_eq!(golden_group(&relu_of(40_000_000), 4), 1);
         assert_eq!(golden_group(&relu_of(1000), 0), 1);
+    }
+
+    #[test]
+    fn a_group_shrinks_to_what_the_memory_holds() {
+        // 1 GB per sample on 2 threads: 4 per thread need 8 GB.
+        assert_eq!(largest_group(1 << 30, 2, 4, 9 << 30), Some(4));
+        assert_eq!(largest_group(1 << 30, 2, 4, 7 << 30), Some(3));
+        assert_eq!(largest_group(1 << 30, 2, 4, 2 << 30), Some(1));
+        assert_eq!(largest_group(1 << 30, 2, 4, (2 << 30) - 1), None);
+        assert_eq!(largest_group(u64::MAX, 8, 4, u64::MAX - 1), None, "no overflow");
+        assert_eq!(largest_group(10, 1, 0, 100), Some(1));
     }
 
     #[test]

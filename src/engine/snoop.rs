@@ -80,7 +80,7 @@ fn compute_snoop(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Res
     let program = Program::from_bytes(&bin.bytes).map_err(convert::internal)?;
     let stages::Comparison { graph, plan, dump, samples } = stages::comparison(db, project, target)?;
     // Each sample runs (parts of) the program and a golden float run that keeps its values.
-    super::memory_budget::check_program_and_golden_run(&program, &graph, 1)?;
+    super::memory_budget::check_program_and_golden_run(&program, &graph)?;
     let prepared = prepare(&program).map_err(convert::internal)?;
     let goldens = Goldens::new(&graph, dump.as_deref());
     let seeds = Seeds::new(&program, &graph);

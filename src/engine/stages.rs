@@ -253,8 +253,7 @@ fn collect_stats(
     graph: &Graph,
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
-    let group = super::samples::GROUP;
-    super::memory_budget::check_float_run(graph, group)?;
+    let group = super::memory_budget::float_run_group(graph, super::samples::GROUP)?;
     let source = sample_source(db, graph, list, project.calibration_max(db))?;
     let progress = &*db.services().progress;
     progress.start("calibrate", source.len() as u64);
@@ -659,8 +658,7 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
-    let group = super::samples::GROUP;
-    super::memory_budget::check_float_run(&graph, group)?;
+    let group = super::memory_budget::float_run_group(&graph, super::samples::GROUP)?;
     let source = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
     progress.start("reference", source.len() as u64);
@@ -763,16 +761,13 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     // A program that replays the float graph bit for bit (a float target's, usually) runs
     // once per sample, its values the golden side too; otherwise each sample runs the program
     // and, for the golden side, the float graph, whose values it keeps until its program run
-    // ends. Either way groups of samples run the program together, step by step; with golden
-    // values kept, as many as their memory allows.
+    // ends. Either way groups of samples run the program together, step by step, as many as
+    // the memory holds (with golden values kept, at most 256 MiB of them per thread).
     let replays = quantized.is_none() && prepared.replays(&graph);
     let group = if replays {
-        super::memory_budget::check_program_group(&program, super::samples::GROUP)?;
-        super::samples::GROUP
+        super::memory_budget::program_group(&program, super::samples::GROUP)?
     } else {
-        let group = super::memory_budget::golden_group(&graph, super::samples::GROUP);
-        super::memory_budget::check_program_and_golden_run(&program, &graph, group)?;
-        group
+        super::memory_budget::program_and_golden_group(&program, &graph, super::samples::GROUP)?
     };
     // Only the checker and the histograms of a quantized target read float values themselves.
     let kept = if quantized.is_some() { FloatPrefix::samples_for(&graph, samples.len()) } else { 0 };
