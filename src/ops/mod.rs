@@ -339,14 +339,7 @@ impl Op {
     /// disagreement between shape inference and a kernel is an error, never wrong data.
     pub fn run(&self, inputs: &[&Tensor], outputs: &[TensorInfo]) -> Result<Vec<Tensor>, KernelError> {
         let name = self.type_name();
-        for (i, input) in inputs.iter().enumerate() {
-            if crate::runtime::kernels::checked_product(&input.shape) != Some(input.len()) {
-                return Err(KernelError::new(
-                    name,
-                    format!("input {i} has shape {:?} but {} elements", input.shape, input.len()),
-                ));
-            }
-        }
+        check_inputs(name, inputs)?;
         let def = self.def();
         let results = if def.float32_kernel() && inputs.iter().any(|t| widens(t)) {
             run_in_f32(def, inputs, outputs)?
@@ -371,13 +364,12 @@ impl Op {
         samples: &[Vec<&Tensor>],
         outputs: &[TensorInfo],
     ) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
-        let def = self.def();
-        let consistent = |t: &Tensor| crate::runtime::kernels::checked_product(&t.shape) == Some(t.len());
+        let (def, name) = (self.def(), self.type_name());
         let plain = |t: &Tensor| !(def.float32_kernel() && widens(t));
-        if !samples.iter().flatten().all(|t| consistent(t) && plain(t)) {
+        let usable = |inputs: &Vec<&Tensor>| check_inputs(name, inputs).is_ok() && inputs.iter().all(|t| plain(t));
+        if !samples.iter().all(usable) {
             return None;
         }
-        let name = self.type_name();
         let checked = def.run_group(samples)?.and_then(|results| {
             if results.len() != samples.len() {
                 let message = format!("internal: {} results for {} samples", results.len(), samples.len());
@@ -388,6 +380,17 @@ impl Op {
         });
         Some(checked)
     }
+}
+
+/// Refuses an input whose data disagree with its shape.
+fn check_inputs(name: &'static str, inputs: &[&Tensor]) -> Result<(), KernelError> {
+    for (i, input) in inputs.iter().enumerate() {
+        if crate::runtime::kernels::checked_product(&input.shape) != Some(input.len()) {
+            let message = format!("input {i} has shape {:?} but {} elements", input.shape, input.len());
+            return Err(KernelError::new(name, message));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a float32 kernel reads `t` through float32 (a float tensor of another type).

@@ -90,8 +90,7 @@ pub fn conv_group(conv: &Conv, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Ve
     }
     let [m, channels, ref kernel @ ..] = w_t.shape[..] else { return None };
     let geo = Geometry::resolve(OP, &x_t.shape, &conv.window, kernel, false).ok()?;
-    let pointwise =
-        [geo.d, geo.h, geo.w].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0);
+    let pointwise = geo.pointwise();
     let plane = geo.out_plane();
     // One input channel goes to the depthwise kernel alone; an empty product has nothing to share.
     let fits = pointwise && geo.batch == 1 && geo.channels == channels && channels > 1 && m > 0;
@@ -148,8 +147,7 @@ fn grouped_gemm(
     let m_per_group = m / group;
     let depth = per_group * geo.taps();
     let (in_plane, out_plane) = (geo.in_plane(), geo.out_plane());
-    let pointwise =
-        [geo.d, geo.h, geo.w].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0);
+    let pointwise = geo.pointwise();
     let mut columns = if pointwise { Vec::new() } else { vec![0.0f32; depth * out_plane] };
     let x_group_len = per_group * in_plane;
     let y_group_len = m_per_group * out_plane;

@@ -125,6 +125,12 @@ impl Geometry {
         shape
     }
 
+    /// Whether every window is one position, unstrided and unpadded (a pointwise conv): the
+    /// input planes are then the im2col matrix themselves.
+    pub fn pointwise(&self) -> bool {
+        [self.d, self.h, self.w].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
+    }
+
     /// Elements of one input channel.
     pub fn in_plane(&self) -> usize {
         self.d.input * self.h.input * self.w.input
