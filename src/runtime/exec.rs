@@ -138,8 +138,43 @@ pub fn execute(
 
 /// One sample's state while a program runs: its arena and the results kept for later steps.
 struct SampleRun {
-    arena: Vec<u8>,
+    arena: Arena,
     live: Vec<Option<Tensor>>,
+}
+
+/// The part of the program's arena a run writes: from the first to the last byte of the
+/// regions of the graph inputs and of the tensors the run seeds, each at its planned offset
+/// less `base`. Step results never go through the arena, so the rest of it, most of it on a
+/// whole run, is never allocated (zeroing all of it took 4 % of MobileNetV2's `cpu`
+/// simulate).
+struct Arena {
+    base: usize,
+    bytes: Vec<u8>,
+}
+
+impl Arena {
+    /// Zeroed bytes covering `regions` (none: an empty arena).
+    fn covering<'r>(regions: impl IntoIterator<Item = &'r Region<'r>>) -> Arena {
+        let (mut start, mut end) = (usize::MAX, 0);
+        for region in regions {
+            start = start.min(region.start);
+            end = end.max(region.end);
+        }
+        let base = start.min(end);
+        Arena { base, bytes: vec![0; end - base] }
+    }
+
+    /// The bytes of `region` (empty if the arena does not cover it, which validation and
+    /// [`Arena::covering`] exclude).
+    fn get(&self, region: &Region<'_>) -> &[u8] {
+        let range = region.start.wrapping_sub(self.base)..region.end.wrapping_sub(self.base);
+        self.bytes.get(range).unwrap_or(&[])
+    }
+
+    fn get_mut(&mut self, region: &Region<'_>) -> Option<&mut [u8]> {
+        let range = region.start.wrapping_sub(self.base)..region.end.wrapping_sub(self.base);
+        self.bytes.get_mut(range)
+    }
 }
 
 /// The arena region of tensor `id` (validated: it exists and lies inside the arena).
@@ -279,12 +314,13 @@ impl<'p> Prepared<'p> {
         if inputs.len() != program.inputs.len() {
             return Err(ExecError::InputCount { expected: program.inputs.len(), got: inputs.len() });
         }
-        let arena_len = usize::try_from(program.arena_bytes)
-            .map_err(|_| ExecError::ArenaTooLarge { bytes: program.arena_bytes })?;
-        let mut arena = vec![0u8; arena_len];
+        let seeded = self.seeded_tensors(selected);
+        let unproduced = self.unproduced_outputs(selected);
+        let written = program.inputs.iter().chain(&seeded).chain(&unproduced);
+        let regions: Vec<Region<'p>> = written.map(|&id| self.region(id)).collect::<Result<_, _>>()?;
+        let mut arena = Arena::covering(&regions);
 
-        for (&id, tensor) in program.inputs.iter().zip(inputs) {
-            let region = self.region(id)?;
+        for (tensor, region) in inputs.iter().zip(&regions) {
             let name = &region.info.name;
             if tensor.shape != region.info.shape {
                 return Err(ExecError::InputShape {
@@ -307,10 +343,10 @@ impl<'p> Prepared<'p> {
                     got: vec![tensor.len()],
                 });
             }
-            write(&mut arena, &region, tensor);
+            write(&mut arena, region, tensor);
         }
 
-        for id in self.seeded_tensors(selected) {
+        for id in seeded {
             self.write_seed(&mut arena, id, seed)?;
         }
         let live = (0..program.tensors.len()).map(|_| None).collect();
@@ -327,11 +363,10 @@ impl<'p> Prepared<'p> {
         let program = self.program;
         // Program outputs the range did not produce are seeded last: their arena space may be
         // shared with tensors the range used.
-        let produced: std::collections::BTreeSet<TensorId> =
-            selected.iter().flat_map(|s| s.outputs.iter().copied()).chain(program.inputs.iter().copied()).collect();
+        let unproduced = self.unproduced_outputs(selected);
         let mut outputs = Vec::with_capacity(program.outputs.len());
         for &id in &program.outputs {
-            if !produced.contains(&id) {
+            if unproduced.contains(&id) {
                 self.write_seed(&mut run.arena, id, seed)?;
             }
             match run.live.get(id.index()).and_then(Option::as_ref) {
@@ -342,10 +377,19 @@ impl<'p> Prepared<'p> {
         Ok(outputs)
     }
 
+    /// The program outputs that neither a graph input nor a step of `selected` produces: a
+    /// run of `selected` seeds them once its steps have run.
+    fn unproduced_outputs(&self, selected: &[Step]) -> Vec<TensorId> {
+        let program = self.program;
+        let produced: std::collections::BTreeSet<TensorId> =
+            selected.iter().flat_map(|s| s.outputs.iter().copied()).chain(program.inputs.iter().copied()).collect();
+        program.outputs.iter().copied().filter(|id| !produced.contains(id)).collect()
+    }
+
     /// Encodes `seed(id)` into the arena region of `id`, as a step result would be.
     fn write_seed(
         &self,
-        arena: &mut [u8],
+        arena: &mut Arena,
         id: TensorId,
         seed: &dyn Fn(TensorId) -> Option<Tensor>,
     ) -> Result<(), ExecError> {
@@ -412,7 +456,7 @@ impl<'p> Prepared<'p> {
         &self,
         index: usize,
         step: &Step,
-        arena: &mut [u8],
+        arena: &mut Arena,
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<(), ExecError> {
@@ -476,7 +520,7 @@ impl<'p> Prepared<'p> {
     fn decode_inputs(
         &self,
         step: &Step,
-        arena: &[u8],
+        arena: &Arena,
         live: &[Option<Tensor>],
     ) -> Result<Vec<Option<Tensor>>, ExecError> {
         let mut decoded = Vec::with_capacity(step.inputs.len());
@@ -594,8 +638,8 @@ fn kernel_error(step: &Step, source: KernelError) -> ExecError {
 
 /// Stores `tensor` (of the region's dtype and shape) in its region, in the region's
 /// representation: raw elements for a native tensor, else encoded from float32.
-fn write(arena: &mut [u8], region: &Region<'_>, tensor: &Tensor) {
-    let Some(bytes) = arena.get_mut(region.start..region.end) else { return };
+fn write(arena: &mut Arena, region: &Region<'_>, tensor: &Tensor) {
+    let Some(bytes) = arena.get_mut(region) else { return };
     match (region.repr, tensor.as_f32()) {
         (Repr::Native(_), _) => {
             let raw = tensor.data.to_le_bytes();
@@ -608,8 +652,8 @@ fn write(arena: &mut [u8], region: &Region<'_>, tensor: &Tensor) {
 }
 
 /// The tensor a region holds: typed for a native tensor, else dequantized to float32.
-fn read(arena: &[u8], region: &Region<'_>) -> Tensor {
-    let bytes = arena.get(region.start..region.end).unwrap_or(&[]);
+fn read(arena: &Arena, region: &Region<'_>) -> Tensor {
+    let bytes = arena.get(region);
     decode_tensor(region.info, region.repr, bytes)
 }
 
@@ -774,6 +818,22 @@ mod tests {
         assert!(matches!(missing, Err(ExecError::MissingSeed { .. })), "{missing:?}");
         let outside = prepared.run_steps(0..99, std::slice::from_ref(&x), &|_| None, &mut |_, _| {});
         assert!(matches!(outside, Err(ExecError::InvalidProgram(_))), "{outside:?}");
+    }
+
+    #[test]
+    fn an_arena_holds_only_the_span_of_the_regions_a_run_writes() {
+        let info = TensorInfo { name: "t".into(), dtype: crate::ir::DType::F32, shape: vec![2] };
+        let at = |start: usize| Region { info: &info, repr: &Repr::F32, start, end: start + 8 };
+        let (first, last) = (at(100), at(300));
+        let mut arena = Arena::covering([&last, &first]);
+        assert_eq!((arena.base, arena.bytes.len()), (100, 208));
+        write(&mut arena, &last, &Tensor::from_f32(vec![2], vec![1.5, -2.0]));
+        write(&mut arena, &first, &Tensor::from_f32(vec![2], vec![3.0, 4.0]));
+        assert_eq!(read(&arena, &last).as_f32(), Some(&[1.5f32, -2.0][..]));
+        assert_eq!(read(&arena, &first).as_f32(), Some(&[3.0f32, 4.0][..]));
+        let empty = Arena::covering([]);
+        assert!(empty.bytes.is_empty());
+        assert!(empty.get(&first).is_empty(), "a region outside the arena reads as nothing");
     }
 
     #[test]
