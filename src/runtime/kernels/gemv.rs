@@ -57,16 +57,7 @@ pub(crate) fn vector_times_rows_transposed(x: &[f32], rows: &[f32], y: &mut [f32
         }
         return;
     }
-    let n = y.len().min(rows.len() / k);
-    let (y, rows) = (&mut y[..n], &rows[..n * k]);
-    let mut outs = y.chunks_exact_mut(ROWS);
-    let mut row_groups = rows.chunks_exact(ROWS * k);
-    for (outs, group) in (&mut outs).zip(&mut row_groups) {
-        for (out, sum) in outs.iter_mut().zip(dots(x, group)) {
-            *out = if accumulate { *out + sum } else { sum };
-        }
-    }
-    for (out, row) in outs.into_remainder().iter_mut().zip(row_groups.remainder().chunks_exact(k)) {
+    for (out, row) in y.iter_mut().zip(rows.chunks_exact(k)) {
         let sum = dot(x, row);
         *out = if accumulate { *out + sum } else { sum };
     }
@@ -102,39 +93,6 @@ pub(crate) fn vectors_times_rows_transposed(xs: &[&[f32]], rows: &[f32], ys: &mu
 /// Lanes of [`dot`]'s partial sums.
 const LANES: usize = 16;
 
-/// Rows [`dots`] takes at a time. One row's [`LANES`] sums are one AVX-512 register (two AVX
-/// ones), a chain of dependent multiply-adds that waits on each one's latency; four rows'
-/// chains side by side keep the FMA units busy, and each `x` chunk is loaded once for all
-/// four. This made MobileNetV2's classifier three times as fast.
-const ROWS: usize = 4;
-
-/// [`dot`] of `x` with each of the [`ROWS`] rows of `rows` (row-major, `x.len()` wide): each
-/// result the same operations in the same order as [`dot`], so the same bits.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn dots(x: &[f32], rows: &[f32]) -> [f32; ROWS] {
-    let k = x.len();
-    let mut lanes = [[0.0f32; LANES]; ROWS];
-    let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|r| &rows[r * k..(r + 1) * k]);
-    let body = k - k % LANES;
-    let chunks = |row| body_chunks(row, body);
-    let columns = chunks(x).zip(chunks(r0)).zip(chunks(r1)).zip(chunks(r2)).zip(chunks(r3));
-    for ((((xs, y0), y1), y2), y3) in columns {
-        for l in 0..LANES {
-            let a = xs[l];
-            lanes[0][l] = a.mul_add(y0[l], lanes[0][l]);
-            lanes[1][l] = a.mul_add(y1[l], lanes[1][l]);
-            lanes[2][l] = a.mul_add(y2[l], lanes[2][l]);
-            lanes[3][l] = a.mul_add(y3[l], lanes[3][l]);
-        }
-    }
-    for (row_lanes, row) in lanes.iter_mut().zip([r0, r1, r2, r3]) {
-        for ((lane, &a), &b) in row_lanes.iter_mut().zip(&x[body..]).zip(&row[body..]) {
-            *lane = a.mul_add(b, *lane);
-        }
-    }
-    lanes.map(add_lanes)
-}
-
 /// `Σ x[p] · y[p]`: [`LANES`] partial sums of fused multiply-adds (lane `l` takes the
 /// elements `p ≡ l` mod [`LANES`] in order), added pairwise at the end in a fixed tree.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -150,18 +108,6 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
     for ((lane, &a), &b) in lanes.iter_mut().zip(x_tail).zip(y_tail) {
         *lane = a.mul_add(b, *lane);
     }
-    add_lanes(lanes)
-}
-
-/// The first `body` values of `row`, [`LANES`] at a time.
-#[inline(always)]
-fn body_chunks(row: &[f32], body: usize) -> std::slice::ChunksExact<'_, f32> {
-    row[..body].chunks_exact(LANES)
-}
-
-/// [`dot`]'s lanes added pairwise in its fixed tree.
-#[inline(always)]
-fn add_lanes(mut lanes: [f32; LANES]) -> f32 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
