@@ -295,15 +295,15 @@ fn quantize_run(values: &[f32], scale: f32, offset: i32, bitwidth: u32, codes: &
 /// [`round_trip_value`] computes it: vector instructions throughout.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn round_trip_run(values: &mut [f32], scale: f32, offset: i32, bitwidth: u32) {
-    // One loop per kind of grid: inside each, the width test of `round_trip_value` is known
-    // and folds away.
+    // One loop per kind of grid, so that no element tests the width.
+    let max = f64::from(grid_max(bitwidth));
     if bitwidth <= 24 {
         for v in values.iter_mut() {
-            *v = round_trip_value(*v, scale, offset, bitwidth);
+            *v = round_trip_value::<true>(*v, scale, offset, max);
         }
     } else {
         for v in values.iter_mut() {
-            *v = round_trip_value(*v, scale, offset, bitwidth);
+            *v = round_trip_value::<false>(*v, scale, offset, max);
         }
     }
 }
@@ -313,19 +313,19 @@ fn round_trip_run(values: &mut [f32], scale: f32, offset: i32, bitwidth: u32) {
 /// float32 rounds the same integer `dequantize_value`'s `i64 as f32` rounds, so the bits are
 /// the same. (The code path converted each element from a 64-bit integer, one scalar
 /// instruction at a time on AVX2: a tenth of a quantized target's simulate.)
+/// `NARROW`: a grid of at most 24 bits (float32 arithmetic); `max`: the grid's largest code.
 #[inline(always)]
-fn round_trip_value(x: f32, scale: f32, offset: i32, bitwidth: u32) -> f32 {
-    let rounded = if bitwidth <= 24 {
+fn round_trip_value<const NARROW: bool>(x: f32, scale: f32, offset: i32, max: f64) -> f32 {
+    let rounded = if NARROW {
         f64::from(crate::quant::math::round_ties_even_f32(x / scale))
     } else {
         (f64::from(x) / f64::from(scale)).round_ties_even()
     };
     let q = rounded - f64::from(offset);
-    let max = f64::from(grid_max(bitwidth));
     let clamped = if q > 0.0 { q } else { 0.0 };
     let clamped = if clamped < max { clamped } else { max };
     let shifted = clamped + f64::from(offset);
-    if bitwidth <= 24 { shifted as f32 * scale } else { (shifted * f64::from(scale)) as f32 }
+    if NARROW { shifted as f32 * scale } else { (shifted * f64::from(scale)) as f32 }
 }
 
 /// [`dequantize_value`] of every code of one run.
