@@ -89,10 +89,12 @@ pub fn watch(path: Option<PathBuf>, targets: &[String], format: MessageFormat) -
 }
 
 /// The directory of every input the last build read (the nearest existing ancestor of one that
-/// is gone, so its return is an event), the project's `rules/` and the project directory.
+/// is gone, so its return is an event), every directory whose listing is an input (the golden
+/// files'), the project's `rules/` and the project directory.
 fn dirs_to_watch(ws: &crate::engine::Workspace) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> =
         ws.watched_paths().iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    candidates.extend(ws.watched_dirs());
     candidates.push(ws.config.root.join("rules"));
     candidates.push(ws.config.root.clone());
     let mut dirs: Vec<PathBuf> = candidates.iter().filter_map(|dir| nearest_existing_dir(dir)).collect();

@@ -91,6 +91,10 @@ pub struct Workspace {
     seen: BTreeMap<PathBuf, Option<Digest>>,
     /// The digest of `qairt.toml` as the last load read it (valid or not).
     seen_config: Option<Digest>,
+    /// Every directory the last load took a whole tree of files from (`[verify] golden`),
+    /// with what it listed: a file added or removed there is an edit, though no file the load
+    /// read has changed.
+    listed: BTreeMap<PathBuf, Tree>,
     /// Command-line replacements for `[verify] mode`, `metrics` and `suggest_precision`.
     debug_override: DebugOverride,
     /// The last build failed on the machine (a file changed under it, a full disk): the next
@@ -162,6 +166,7 @@ impl Workspace {
             generated: Vec::new(),
             seen: BTreeMap::new(),
             seen_config: None,
+            listed: BTreeMap::new(),
             debug_override: DebugOverride::default(),
             retry_environmental: false,
         })
@@ -263,6 +268,13 @@ impl Workspace {
         paths
     }
 
+    /// The directories whose listing is an input (the golden directory and every directory
+    /// under it): a watcher must watch each itself, since a file may arrive in one that holds
+    /// no file yet.
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        self.listed.values().flat_map(|tree| tree.dirs.iter().cloned()).collect()
+    }
+
     pub fn store(&self) -> &Store {
         &self.db.services().store
     }
@@ -286,6 +298,7 @@ impl Workspace {
     /// Re-reads `qairt.toml` and every input it names, updating salsa inputs that changed.
     pub fn load(&mut self) -> Result<(), Vec<Diag>> {
         self.seen.clear();
+        self.listed.clear();
         let config_path = self.config.file.clone();
         let bytes = std::fs::read(&config_path);
         self.seen_config = bytes.as_ref().ok().map(|b| blake3::hash(b));
@@ -590,26 +603,15 @@ impl Workspace {
             return None;
         }
         self.seen.insert(dir.to_path_buf(), None);
-        let mut paths = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(current) = pending.pop() {
-            let entries = match std::fs::read_dir(&current) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    diags.push(io_diag(&current, &e, "the golden directory"));
-                    return None;
-                }
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    pending.push(path);
-                } else {
-                    paths.push(path);
-                }
+        let tree = match Tree::list(dir) {
+            Ok(tree) => tree,
+            Err((current, e)) => {
+                diags.push(io_diag(&current, &e, "the golden directory"));
+                return None;
             }
-        }
-        paths.sort();
+        };
+        let paths = tree.files.clone();
+        self.listed.insert(dir.to_path_buf(), tree);
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let relative = path.strip_prefix(dir).unwrap_or(&path);
@@ -927,8 +929,42 @@ impl Workspace {
         if rules_now != rules_before {
             return true;
         }
+        if self.listed.iter().any(|(dir, before)| Tree::list(dir).ok().as_ref() != Some(before)) {
+            return true;
+        }
         let seen: Vec<(PathBuf, Option<Digest>)> = self.seen.iter().map(|(p, d)| (p.clone(), *d)).collect();
         seen.into_iter().any(|(path, before)| self.stamps.digest(&path).ok() != before)
+    }
+}
+
+/// The files and directories under a directory, itself included among the directories; both
+/// sorted.
+#[derive(Debug, PartialEq, Eq)]
+struct Tree {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Tree {
+    /// Walks `dir`; the error names the directory that could not be read.
+    fn list(dir: &Path) -> Result<Tree, (PathBuf, std::io::Error)> {
+        let (mut files, mut dirs) = (Vec::new(), vec![dir.to_path_buf()]);
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(current) = pending.pop() {
+            let entries = std::fs::read_dir(&current).map_err(|e| (current.clone(), e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path.clone());
+                    pending.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        dirs.sort();
+        Ok(Tree { files, dirs })
     }
 }
 
@@ -1277,6 +1313,34 @@ max_samples = 4
         ws.build_targets(&names, &mut report, &mut |_| {});
         std::fs::write(&path, &bytes).unwrap();
         report.errors
+    }
+
+    #[test]
+    fn a_golden_file_added_or_removed_is_an_edit() {
+        // `qairt watch` asks `inputs_changed` after every event: a new file in the golden
+        // directory (or in a new directory under it) changes what the load reads, though no
+        // file it read has changed; removing it again is back to what the build read.
+        let dir = digits_project();
+        let goldens = dir.path().join("goldens");
+        std::fs::create_dir_all(goldens.join("Result_0")).unwrap();
+        std::fs::write(goldens.join("Result_0/logits.raw"), [0u8; 40]).unwrap();
+        let config = dir.path().join("qairt.toml");
+        let toml = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, toml.replace("[verify]\n", "[verify]\ngolden = \"goldens\"\n")).unwrap();
+        let mut ws = Workspace::open(&config, None).unwrap();
+        ws.load().unwrap();
+        assert!(!ws.inputs_changed());
+        assert!(ws.watched_dirs().contains(&goldens.join("Result_0")), "{:?}", ws.watched_dirs());
+        let added = goldens.join("Result_1/logits.raw");
+        std::fs::create_dir_all(added.parent().unwrap()).unwrap();
+        assert!(ws.inputs_changed(), "an empty directory under the golden one is an edit");
+        std::fs::write(&added, [0u8; 40]).unwrap();
+        assert!(ws.inputs_changed());
+        ws.load().unwrap();
+        assert!(!ws.inputs_changed(), "loaded again: nothing new");
+        assert!(ws.watched_dirs().contains(&goldens.join("Result_1")));
+        std::fs::remove_file(&added).unwrap();
+        assert!(ws.inputs_changed(), "a removed golden file is an edit");
     }
 
     #[test]

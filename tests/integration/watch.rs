@@ -146,6 +146,45 @@ impl Drop for Watch {
 }
 
 #[test]
+fn a_golden_dump_completed_while_watching_rebuilds() {
+    // `[verify] golden` reads a whole directory: the last `Result_N/` of a dump arriving while
+    // watching is an edit, though no file the last build read has changed.
+    let toml = r#"[project]
+name = "golden-watch"
+
+[model]
+path = "digits/model.onnx"
+
+[[target]]
+name = "cpu"
+backend = "cpu"
+
+[verify]
+input_list = "digits/test/input_list.txt"
+max_samples = 3
+golden = "goldens"
+"#;
+    let p = Project::digits_with(toml);
+    let dump = crate::util::repo_root().join("tests/data/goldens/digits_ort");
+    for n in 0..2 {
+        crate::util::copy_dir(&dump.join(format!("Result_{n}")), &p.path(&format!("goldens/Result_{n}")));
+    }
+    let watch = Watch::start(&p);
+    let first = next_build(&watch.events);
+    assert_eq!(first.last().unwrap()["ok"], false, "{first:?}");
+    assert!(first.iter().any(|e| e["code"] == "qairt::golden::layout"), "two of three samples: {first:?}");
+
+    crate::util::copy_dir(&dump.join("Result_2"), &p.path("goldens/Result_2"));
+    let second = next_build(&watch.events);
+    assert_eq!(second.last().unwrap()["ok"], true, "{second:?}");
+    assert!(built(&second).contains(&("cpu".to_string(), "verify".to_string())), "{:?}", built(&second));
+    let verify = second.iter().find(|e| e["event"] == "verify" && e["target"] == "cpu").expect("a verify event");
+    let golden = &verify["golden"];
+    assert_eq!(golden["matched"], 9, "every tensor of the dump is compared: {golden}");
+    assert_eq!(golden["unmatched_files"], serde_json::json!([]), "{golden}");
+}
+
+#[test]
 fn a_broken_qairt_toml_is_reported_once_and_its_fix_rebuilds() {
     let p = Project::digits_with(&config(3));
     let watch = Watch::start(&p);
