@@ -35,15 +35,18 @@ mod window;
 pub(crate) mod test_values {
     /// A deterministic, irregular sequence of values in [-1, 1).
     pub fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
+        let mut next = xorshift(seed.wrapping_mul(2_654_435_761).wrapping_add(1));
+        (0..len).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    /// Marsaglia's xorshift32 from `state` (not 0): deterministic test inputs.
+    pub fn xorshift(mut state: u32) -> impl FnMut() -> u32 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        }
     }
 }
 

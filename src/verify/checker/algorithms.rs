@@ -342,13 +342,7 @@ mod tests {
 
     #[test]
     fn walking_the_bins_gives_the_distribution_by_its_definition() {
-        let mut state = 0x9e37_79b9u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::runtime::kernels::test_values::xorshift(0x9e37_79b9u32);
         let mut cases: Vec<Vec<f32>> = vec![
             vec![],
             vec![1.0, 2.0, 3.0],

@@ -139,13 +139,7 @@ mod tests {
 
     #[test]
     fn sorted_values_give_the_histogram_of_the_values() {
-        let mut state = 0x2545_f491u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = crate::runtime::kernels::test_values::xorshift(0x2545_f491u32);
         let awkward = [(-1.3f32, 2.9f32), (0.1, 0.1000001), (-1e30, 3e30), (0.0, 6.0), (3.0, 3.0)];
         for (round, &(lo, hi)) in awkward.iter().cycle().take(25).enumerate() {
             let len = (next() % 5000) as usize;
