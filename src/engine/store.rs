@@ -204,23 +204,37 @@ impl Store {
 }
 
 /// Takes the lock of the store at `root` if the store exists (blocking until its holder lets
-/// go), without creating anything: `qairt clean` locks a cache only to remove it. `Ok(None)`
-/// when there is no store, or it was removed while waiting.
+/// go), without creating a store: `qairt clean` locks a cache only to remove it. `Ok(None)`
+/// when there is no store. A store whose lock file is not there yet (a build has just made its
+/// directory) gets one, so that `clean` never removes a store a build is writing without
+/// holding its lock; a store removed and made again while this process waited is locked anew.
 pub fn lock_existing(root: &Path) -> io::Result<Option<File>> {
     let path = root.join("lock");
-    let file = match File::options().create(false).write(true).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if !root.join("objects").is_dir() {
-                return Ok(None);
+    loop {
+        let file = match File::options().create(false).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A store written before the lock file existed, or whose lock file was lost,
+                // has objects; one being made has its tag.
+                let is_store =
+                    root.join("objects").is_dir() || super::owned_dir::is_owned(root, super::owned_dir::DirKind::Cache);
+                if !is_store {
+                    return Ok(None);
+                }
+                match File::options().create(true).truncate(false).write(true).open(&path) {
+                    Ok(file) => file,
+                    // Removed since: no store.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                }
             }
-            // A store written before the lock file existed, or whose lock file was lost.
-            File::options().create(true).truncate(false).write(true).open(&path)?
+            Err(e) => return Err(e),
+        };
+        file.lock()?;
+        if is_same_file(&file, &path) {
+            return Ok(Some(file));
         }
-        Err(e) => return Err(e),
-    };
-    file.lock()?;
-    Ok(is_same_file(&file, &path).then_some(file))
+    }
 }
 
 /// Whether `path` still names `file` (it does not once the directory was removed and made
@@ -313,6 +327,26 @@ pub fn write_into_existing_dirs(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_just_made_is_locked_and_anything_else_is_not() {
+        use super::super::owned_dir::{DirKind, claim};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        assert!(lock_existing(&root).unwrap().is_none(), "no store");
+        // A build has claimed the directory and not yet made its lock file: `clean` must
+        // wait for that build, so the lock exists from here on.
+        claim(&root, DirKind::Cache).unwrap();
+        assert!(!root.join("lock").exists());
+        let lock = lock_existing(&root).unwrap();
+        assert!(lock.is_some() && root.join("lock").is_file());
+        drop(lock);
+        // A directory qairt did not make gets no lock file.
+        let foreign = dir.path().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        assert!(lock_existing(&foreign).unwrap().is_none());
+        assert!(!foreign.join("lock").exists());
+    }
 
     #[test]
     fn objects_round_trip_and_corruption_is_a_miss() {
