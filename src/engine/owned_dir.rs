@@ -197,9 +197,11 @@ fn create_tagged(dir: &Path, kind: DirKind) -> io::Result<()> {
     let _ = fs::remove_dir_all(&spare);
     fs::create_dir(&spare)?;
     let made = fs::write(spare.join(kind.tag_file()), kind.tag_text(&[])).and_then(|()| fs::rename(&spare, dir));
-    if made.is_err() {
+    if let Err(e) = &made {
         let _ = fs::remove_dir_all(&spare);
-        if dir.is_dir() {
+        // Someone else made it meanwhile, and a concurrent `clean` may already have removed
+        // it again: either way the caller looks again rather than failing.
+        if dir.is_dir() || matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty) {
             return Ok(());
         }
     }
