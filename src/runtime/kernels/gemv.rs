@@ -69,8 +69,9 @@ const ROW_BLOCK_BYTES: usize = 128 << 10;
 
 /// [`vector_times_rows_transposed`] of several vectors (`xs[s]` into `ys[s]`) against the same
 /// rows: a block of rows at a time for every vector, so that the rows (a classifier's
-/// megabytes of weights) come from memory once for all of them, not once per vector. Each
-/// output is the same [`dot`] as alone: the same bits.
+/// megabytes of weights) come from memory once for all of them, not once per vector, and
+/// [`VECTORS`] vectors at a time against each row ([`dots`]). Each output is the same [`dot`]
+/// as alone: the same bits.
 pub(crate) fn vectors_times_rows_transposed(xs: &[&[f32]], rows: &[f32], ys: &mut [Vec<f32>], accumulate: bool) {
     let k = xs.first().map_or(0, |x| x.len());
     if k == 0 {
@@ -84,10 +85,60 @@ pub(crate) fn vectors_times_rows_transposed(xs: &[&[f32]], rows: &[f32], ys: &mu
     for start in (0..n).step_by(block) {
         let end = (start + block).min(n);
         let rows = &rows[start * k..end * k];
-        for (x, y) in xs.iter().zip(ys.iter_mut()) {
-            vector_times_rows_transposed(x, rows, &mut y[start..end], accumulate);
+        let mut pairs: Vec<(&[f32], &mut [f32])> =
+            xs.iter().zip(ys.iter_mut()).map(|(x, y)| (*x, &mut y[start..end])).collect();
+        let mut groups = pairs.chunks_exact_mut(VECTORS);
+        for group in &mut groups {
+            let x: [&[f32]; VECTORS] = std::array::from_fn(|v| group[v].0);
+            for (j, row) in rows.chunks_exact(k).enumerate() {
+                for ((_, y), sum) in group.iter_mut().zip(dots(x, row)) {
+                    y[j] = if accumulate { y[j] + sum } else { sum };
+                }
+            }
+        }
+        for (x, y) in groups.into_remainder() {
+            vector_times_rows_transposed(x, rows, y, accumulate);
         }
     }
+}
+
+/// Vectors [`dots`] takes against one row at a time.
+const VECTORS: usize = 4;
+
+/// [`dot`] of each of [`VECTORS`] vectors with the same row: each its own lanes, chains and
+/// tree (the same bits as [`dot`] alone), the row loaded once for all of them and the
+/// vectors' chains independent of each other, so that one chain's latency hides behind the
+/// others'.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn dots(xs: [&[f32]; VECTORS], row: &[f32]) -> [f32; VECTORS] {
+    debug_assert!(xs.iter().all(|x| x.len() == row.len()));
+    let mut lanes = [[0.0f32; LANES]; VECTORS];
+    let body = row.len() - row.len() % LANES;
+    for (c, r) in row[..body].chunks_exact(LANES).enumerate() {
+        for (v, x) in xs.iter().enumerate() {
+            let x = &x[c * LANES..(c + 1) * LANES];
+            for l in 0..LANES {
+                lanes[v][l] = x[l].mul_add(r[l], lanes[v][l]);
+            }
+        }
+    }
+    for (v, x) in xs.iter().enumerate() {
+        for (l, (&a, &b)) in x[body..].iter().zip(&row[body..]).enumerate() {
+            lanes[v][l] = a.mul_add(b, lanes[v][l]);
+        }
+    }
+    let mut sums = [0.0f32; VECTORS];
+    for (sum, lanes) in sums.iter_mut().zip(lanes.iter_mut()) {
+        let mut width = LANES;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                lanes[i] += lanes[i + width];
+            }
+        }
+        *sum = lanes[0];
+    }
+    sums
 }
 
 /// Lanes of [`dot`]'s partial sums.
@@ -196,9 +247,10 @@ mod tests {
         // 3000 rows of 40: several row blocks and a partial last one.
         for &(k, n) in &[(40, 3000), (1280, 100), (7, 5)] {
             let rows = values(n * k, 9);
-            let xs: Vec<Vec<f32>> = (0..3).map(|s| values(k, 10 + s)).collect();
+            // Six vectors: four taken together against each row, two on their own.
+            let xs: Vec<Vec<f32>> = (0..6).map(|s| values(k, 10 + s)).collect();
             for accumulate in [false, true] {
-                let start: Vec<Vec<f32>> = (0..3).map(|s| values(n, 20 + s)).collect();
+                let start: Vec<Vec<f32>> = (0..6).map(|s| values(n, 20 + s)).collect();
                 let mut together = start.clone();
                 let refs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
                 vectors_times_rows_transposed(&refs, &rows, &mut together, accumulate);
