@@ -41,20 +41,15 @@ pub fn conv(conv: &Conv, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         None
     };
     let out_shape = geo.output_shape(m);
-    let mut y = vec![0.0f32; element_count(OP, &out_shape)?];
+    let elements = element_count(OP, &out_shape)?;
     let out_plane = geo.out_plane();
-    if y.is_empty() {
-        return tensor(OP, out_shape, TensorData::F32(y));
+    if elements == 0 {
+        return tensor(OP, out_shape, TensorData::F32(Vec::new()));
     }
     if per_group == 1 && geo.in_plane() > 0 {
-        depthwise(x, w, bias, &geo, m, &mut y);
-        return tensor(OP, out_shape, TensorData::F32(y));
+        return tensor(OP, out_shape, TensorData::F32(depthwise(x, w, bias, &geo, m)));
     }
-    if let Some(b) = bias {
-        for (plane, &value) in y.chunks_exact_mut(out_plane).zip(b.iter().cycle()) {
-            plane.fill(value);
-        }
-    }
+    let mut y = with_bias(bias, elements, out_plane);
     if geo.in_plane() == 0 || per_group == 0 {
         // No input values under any tap (empty spatial axes or channels): bias only.
         return tensor(OP, out_shape, TensorData::F32(y));
@@ -106,18 +101,13 @@ pub fn conv_group(conv: &Conv, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Ve
         samples.iter().map(|s| s[0].as_f32().filter(|x| x.len() == channels * plane)).collect::<Option<_>>()?;
     let width = xs.len() * plane;
     // Row `c` holds channel `c` of every sample, one plane after another.
-    let mut columns = vec![0.0f32; channels * width];
-    for (c, row) in columns.chunks_exact_mut(width).enumerate() {
-        for (x, dst) in xs.iter().zip(row.chunks_exact_mut(plane)) {
-            dst.copy_from_slice(&x[c * plane..(c + 1) * plane]);
+    let mut columns = Vec::with_capacity(channels * width);
+    for c in 0..channels {
+        for x in &xs {
+            columns.extend_from_slice(&x[c * plane..(c + 1) * plane]);
         }
     }
-    let mut y = vec![0.0f32; m * width];
-    if let Some(b) = bias {
-        for (row, &value) in y.chunks_exact_mut(width).zip(b) {
-            row.fill(value);
-        }
-    }
+    let mut y = with_bias(bias, m * width, width);
     let beta = if bias.is_some() { 1.0 } else { 0.0 };
     if let Err(error) = sgemm(OP, (m, channels, width), 1.0, w, (channels, 1), &columns, (width, 1), beta, &mut y) {
         return Some(Err(error));
@@ -131,6 +121,19 @@ pub fn conv_group(conv: &Conv, samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Ve
         tensor(OP, out_shape.clone(), TensorData::F32(own)).map(|t| vec![t])
     });
     Some(outputs.collect())
+}
+
+/// An output of `elements` values whose rows of `row` values hold the bias of their channel
+/// (cycling over the channels), or zeros without a bias: what the products then add to.
+/// Written once, not zeroed and then filled (each a pass over megabytes on early layers).
+fn with_bias(bias: Option<&[f32]>, elements: usize, row: usize) -> Vec<f32> {
+    let Some(bias) = bias else { return vec![0.0f32; elements] };
+    let mut y = Vec::with_capacity(elements);
+    for &value in bias.iter().cycle().take(elements / row.max(1)) {
+        y.extend(std::iter::repeat_n(value, row));
+    }
+    y.resize(elements, 0.0);
+    y
 }
 
 /// The general case: one sgemm per (image, group), on im2col columns.
