@@ -656,6 +656,15 @@ impl OpDef for Clip {
         Ok(vec![output("Clip", x.shape.clone(), TensorData::F32(map(v, |v| clip_value(v, min, max))))?])
     }
 
+    fn run_in_place(&self, x: &mut Tensor) -> Option<Result<(), KernelError>> {
+        let TensorData::F32(values) = &mut x.data else { return None };
+        let (min, max) = (self.min, self.max);
+        for v in values.iter_mut() {
+            *v = clip_value(*v, min, max);
+        }
+        Some(Ok(()))
+    }
+
     fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
         InputRole::Activation
     }
@@ -747,6 +756,32 @@ mod tests {
 
     fn f32s(t: &Tensor) -> &[f32] {
         t.as_f32().unwrap()
+    }
+
+    #[test]
+    fn clip_and_relu_over_their_inputs_own_values_give_the_bits_of_a_run() {
+        let special = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, 5.9, 6.0, 6.1, -1e-30, 1e-45];
+        let values: Vec<f32> = special.iter().copied().chain((0..50).map(|i| (i as f32 - 25.0) / 3.0)).collect();
+        let x = Tensor::from_f32(vec![values.len()], values);
+        let ops = [
+            Op::Clip(Clip { min: 0.0, max: 6.0 }),
+            Op::Clip(Clip { min: -0.0, max: f32::INFINITY }),
+            Op::Unary(crate::ops::Unary::Relu),
+        ];
+        let bits = |t: &Tensor| f32s(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for op in ops {
+            let run = op.run(&[&x], &[]).unwrap().remove(0);
+            let mut own = x.clone();
+            op.run_in_place(&mut own).expect("a path over the input's values").unwrap();
+            assert_eq!(bits(&own), bits(&run), "{op:?}");
+        }
+        // Other types and ops have none, and leave the input as it was.
+        let mut ints = Tensor::new(vec![2], TensorData::I32(vec![-1, 1])).unwrap();
+        assert!(Op::Unary(crate::ops::Unary::Relu).run_in_place(&mut ints).is_none());
+        assert_eq!(ints.data, TensorData::I32(vec![-1, 1]));
+        let mut floats = x.clone();
+        assert!(Op::Unary(crate::ops::Unary::Sigmoid).run_in_place(&mut floats).is_none());
+        assert_eq!(bits(&floats), bits(&x));
     }
 
     #[test]

@@ -215,6 +215,14 @@ pub trait OpDef {
     fn run_group(&self, _samples: &[Vec<&Tensor>]) -> Option<Result<Vec<Vec<Tensor>>, KernelError>> {
         None
     }
+    /// For an op of one input whose one output has that input's type and shape: the output
+    /// computed over the input's own values, bit for bit what [`OpDef::run`] gives. The
+    /// executor hands over a value no later step reads, which saves allocating the output and
+    /// a pass through fresh memory (a Clip after each of MobileNetV2's convolutions). `None`
+    /// where the op has no such path for this input, which is then left as it was.
+    fn run_in_place(&self, _x: &mut Tensor) -> Option<Result<(), KernelError>> {
+        None
+    }
     /// What input `position` (of rank `rank`) is to quantization.
     fn input_role(&self, position: usize, rank: usize) -> InputRole;
     /// Whether the kernel computes in float32 only: [`Op::run`] then widens float16, bfloat16
@@ -348,6 +356,17 @@ impl Op {
         };
         check_outputs(name, &results, outputs)?;
         Ok(results)
+    }
+
+    /// [`Op::run`] of a one-input op over its input's own values ([`OpDef::run_in_place`]),
+    /// with the same checks; `None` where the op has no such path for this input (it is then
+    /// unchanged), inputs it would widen to float32 included.
+    pub fn run_in_place(&self, x: &mut Tensor) -> Option<Result<(), KernelError>> {
+        let (def, name) = (self.def(), self.type_name());
+        if check_inputs(name, &[&*x]).is_err() || (def.float32_kernel() && widens(x)) {
+            return None;
+        }
+        def.run_in_place(x)
     }
 
     /// Whether [`Op::run_group`] may run samples together; see [`OpDef::has_group_kernel`].

@@ -460,12 +460,45 @@ impl<'p> Prepared<'p> {
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<(), ExecError> {
+        if let Some(done) = self.run_step_in_place(index, step, live, observe) {
+            return done;
+        }
         let decoded = self.decode_inputs(step, arena, live)?;
         let args = self.step_args(step, &decoded, live)?;
         let (regions, infos) = self.output_regions(step)?;
         let results = step.op.run(&args, &infos).map_err(|source| kernel_error(step, source))?;
         drop(args);
         self.store_results(index, step, &regions, results, live, observe)
+    }
+
+    /// Runs step `index` over its input's own values ([`crate::ops::Op::run_in_place`]) where
+    /// it has one input, kept, that no later step reads and that is no program output, and the
+    /// op has such a path; `None`, having changed nothing, otherwise.
+    fn run_step_in_place(
+        &self,
+        index: usize,
+        step: &Step,
+        live: &mut [Option<Tensor>],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Option<Result<(), ExecError>> {
+        let (&[input], [_]) = (step.inputs.as_slice(), step.outputs.as_slice()) else { return None };
+        let last_read_here = self.last_use.get(input.index()).copied().flatten() == Some(index);
+        if !last_read_here || self.is_output.get(input.index()).copied().unwrap_or(true) {
+            return None;
+        }
+        let slot = live.get_mut(input.index())?;
+        let mut value = slot.take()?;
+        match step.op.run_in_place(&mut value) {
+            None => {
+                *slot = Some(value);
+                None
+            }
+            Some(Err(source)) => Some(Err(kernel_error(step, source))),
+            Some(Ok(())) => Some(
+                self.output_regions(step)
+                    .and_then(|(regions, _)| self.store_results(index, step, &regions, vec![value], live, observe)),
+            ),
+        }
     }
 
     /// Runs step `index` on every sample of a group still running, in one call of the op's
@@ -889,6 +922,37 @@ mod tests {
         // Bit-identical: same kernels, float32 storage, and arena sharing must not corrupt.
         assert_eq!(outputs[0], reference[&q.graph.outputs[0]]);
         assert_eq!(seen.len(), q.graph.nodes.len());
+        for (id, tensor) in &seen {
+            assert_eq!(tensor, &reference[id], "tensor {}", q.graph.name(*id));
+        }
+    }
+
+    #[test]
+    fn an_activation_over_its_inputs_own_values_leaves_every_other_reader_its_value() {
+        // Clip and Relu run over their input's buffer only where no later step and no output
+        // reads it: `c` dies at the first Clip (computed in place), `s` is read again by the
+        // Add after its Relu, and `n` is a program output besides the Relu's input.
+        let mut b = crate::compile::test_graphs::Builder::default();
+        let shape = [1, 2, 3, 3];
+        let x = b.input("x", &shape);
+        let s = b.node("s", Op::Unary(crate::ops::Unary::Sigmoid), &[x], "s_out", &shape);
+        let c = b.node("neg", Op::Unary(crate::ops::Unary::Neg), &[s], "c_out", &shape);
+        let clip = crate::ops::Clip { min: -0.6, max: 0.0 };
+        let k = b.node("clip", Op::Clip(clip), &[c], "k_out", &shape);
+        let r = b.node("relu_s", Op::Unary(crate::ops::Unary::Relu), &[s], "r_out", &shape);
+        let a = b.node("add", Op::Binary(crate::ops::Binary::Add), &[r, s], "a_out", &shape);
+        let n = b.node("neg2", Op::Unary(crate::ops::Unary::Neg), &[a], "n_out", &shape);
+        let r2 = b.node("relu_n", Op::Unary(crate::ops::Unary::Relu), &[n], "r2_out", &shape);
+        let sum = b.node("sum", Op::Binary(crate::ops::Binary::Add), &[k, r2], "sum_out", &shape);
+        b.output(sum);
+        b.output(n);
+        let q = b.finish();
+        let program = compile(&q, &backend("cpu")).unwrap();
+        let values: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 2.5).collect();
+        let x = Tensor::from_f32(shape.to_vec(), values);
+        let reference = run_reference(&q.graph, std::slice::from_ref(&x));
+        let (outputs, seen) = observe_all(&program, &[x]);
+        assert_eq!(outputs, vec![reference[&sum].clone(), reference[&n].clone()]);
         for (id, tensor) in &seen {
             assert_eq!(tensor, &reference[id], "tensor {}", q.graph.name(*id));
         }
