@@ -291,42 +291,53 @@ fn quantize_run(values: &[f32], scale: f32, offset: i32, bitwidth: u32, codes: &
     }
 }
 
-/// [`dequantize_value`] of [`quantize_value`] of every value of one run, in place, as
-/// [`round_trip_value`] computes it: vector instructions throughout.
+/// [`dequantize_value`] of [`quantize_value`] of every value of one run, in place, without
+/// going through the codes: vector instructions throughout. (Through the codes, each element
+/// went through a call that converts a 64-bit integer, which AVX2 has no vector instruction
+/// for: 5 % of MobileNetV2's `htp` simulate in the profile.)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn round_trip_run(values: &mut [f32], scale: f32, offset: i32, bitwidth: u32) {
     // One loop per kind of grid, so that no element tests the width.
-    let max = f64::from(grid_max(bitwidth));
+    let max = grid_max(bitwidth);
     if bitwidth <= 24 {
+        // The shifted grid's ends, rounded to float32 as `dequantize_value` rounds a code plus
+        // the offset.
+        let (lo, hi) = (offset as f32, (i64::from(offset) + i64::from(max)) as f32);
         for v in values.iter_mut() {
-            *v = round_trip_value::<true>(*v, scale, offset, max);
+            *v = narrow_round_trip(*v, scale, lo, hi);
         }
     } else {
         for v in values.iter_mut() {
-            *v = round_trip_value::<false>(*v, scale, offset, max);
+            *v = wide_round_trip(*v, scale, offset, f64::from(max));
         }
     }
 }
 
-/// `dequantize_value(quantize_value(x))` without going through the code: the clamped grid
-/// value plus the offset is an integer below 2^53, exact in float64, and rounding it to
-/// float32 rounds the same integer `dequantize_value`'s `i64 as f32` rounds, so the bits are
-/// the same. (Through the code, each element went through a call that converts a 64-bit
-/// integer, which AVX2 has no vector instruction for: 5 % of MobileNetV2's `htp` simulate in
-/// the profile.)
-/// `NARROW`: a grid of at most 24 bits (float32 arithmetic); `max`: the grid's largest code.
+/// The round trip on a grid of at most 24 bits, all in float32, as QuantSim computes it: the
+/// division rounded to an integer, clamped to the shifted grid's ends `lo..=hi` (offset and
+/// offset plus the largest code, each rounded to float32), times the scale. That is
+/// `dequantize_value(quantize_value(x))` bit for bit: `dequantize_value` rounds the clamped
+/// code plus the offset to float32, and rounding is monotonic, so clamping the (integral,
+/// float32) rounded value to the rounded ends gives the same float32; NaN goes to `lo`, as a
+/// code of 0 does.
 #[inline(always)]
-fn round_trip_value<const NARROW: bool>(x: f32, scale: f32, offset: i32, max: f64) -> f32 {
-    let rounded = if NARROW {
-        f64::from(crate::quant::math::round_ties_even_f32(x / scale))
-    } else {
-        (f64::from(x) / f64::from(scale)).round_ties_even()
-    };
+fn narrow_round_trip(x: f32, scale: f32, lo: f32, hi: f32) -> f32 {
+    let rounded = crate::quant::math::round_ties_even_f32(x / scale);
+    let clamped = if rounded > lo { rounded } else { lo };
+    let clamped = if clamped < hi { clamped } else { hi };
+    clamped * scale
+}
+
+/// The round trip on a wider grid (32-bit biases), in float64: the clamped grid value plus
+/// the offset is an integer below 2^53, exact there, and rounding the product to float32 is
+/// what `dequantize_value` does.
+#[inline(always)]
+fn wide_round_trip(x: f32, scale: f32, offset: i32, max: f64) -> f32 {
+    let rounded = (f64::from(x) / f64::from(scale)).round_ties_even();
     let q = rounded - f64::from(offset);
     let clamped = if q > 0.0 { q } else { 0.0 };
     let clamped = if clamped < max { clamped } else { max };
-    let shifted = clamped + f64::from(offset);
-    if NARROW { shifted as f32 * scale } else { (shifted * f64::from(scale)) as f32 }
+    ((clamped + f64::from(offset)) * f64::from(scale)) as f32
 }
 
 /// [`dequantize_value`] of every code of one run.
@@ -425,7 +436,8 @@ mod tests {
             16_777_217.0,
         ]);
         let scales = [1.0f32, 0.0123, 3.7e-6, 250.0, 1e-30];
-        let offsets = [0, -128, 127, -32768, i32::MIN, i32::MAX, -(1 << 24) - 3];
+        // Offsets whose shifted grid's ends float32 holds exactly and others, that it rounds.
+        let offsets = [0, 1, 2, -128, 127, -32768, -(1 << 24), (1 << 24) - 255, i32::MIN, i32::MAX, -(1 << 24) - 3];
         for bitwidth in [1, 4, 8, 16, 24, 25, 31, 32] {
             for &scale in &scales {
                 for &offset in &offsets {
