@@ -129,22 +129,8 @@ impl SampleValues {
         Ok((outputs, SampleValues::by_name(graph, retained)))
     }
 
-    /// [`SampleValues::float_run`] of several samples run together, node by node
-    /// ([`interpret_group_retaining`](crate::runtime::interpret::interpret_group_retaining):
-    /// each sample's values are those of its run alone).
-    pub fn float_run_group(
-        graph: &Graph,
-        inputs: &[&[Tensor]],
-    ) -> Vec<Result<(Vec<Tensor>, SampleValues), RuntimeError>> {
-        let is_float = |id: crate::ir::TensorId| graph.info(id).dtype == DType::F32;
-        let runs = crate::runtime::interpret::interpret_group_retaining(graph, inputs, &is_float);
-        runs.into_iter()
-            .map(|run| run.map(|(outputs, retained)| (outputs, SampleValues::by_name(graph, retained))))
-            .collect()
-    }
-
     /// A run's retained float32 values, by tensor name.
-    fn by_name(graph: &Graph, retained: crate::runtime::interpret::Retained) -> SampleValues {
+    pub fn by_name(graph: &Graph, retained: crate::runtime::interpret::Retained) -> SampleValues {
         let mut values = SampleValues(HashMap::with_capacity(retained.len()));
         for (id, tensor) in retained {
             if let crate::ir::TensorData::F32(data) = tensor.data {

@@ -760,9 +760,10 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let quantized = if is_quantized(db, project, target)? { Some(quantize_value(db, project, target)?) } else { None };
     // A program that replays the float graph bit for bit (a float target's, usually) runs
     // once per sample, its values the golden side too; otherwise each sample runs the program
-    // and, for the golden side, the float graph, whose values it keeps until its program run
-    // ends. Either way groups of samples run the program together, step by step, as many as
-    // the memory holds (with golden values kept, at most 256 MiB of them per thread).
+    // and, for the golden side, the float graph, step by step beside it (`GoldenAndProgram`).
+    // Either way groups of samples run the program together, step by step, as many as the
+    // memory holds (counting, for a golden run, every float value kept to its end, as the
+    // first samples' are for the checker: at most 256 MiB of them per thread).
     let replays = quantized.is_none() && prepared.replays(&graph);
     let group = if replays {
         super::memory_budget::program_group(&program, super::samples::GROUP)?
@@ -916,44 +917,108 @@ struct GoldenAndProgram<'a> {
 }
 
 impl GoldenAndProgram<'_> {
-    /// Samples `numbers` (with their `inputs`): the golden float runs of all of them together,
-    /// each keeping its float values, then the program on all of them together, step by step
-    /// ([`Prepared::run_group`](crate::runtime::exec::Prepared::run_group): each sample's values
-    /// are those of its run alone), each layer folded into its sample's row as it is
-    /// produced. One result per sample, in order; a sample whose float run fails does not run
-    /// the program.
+    /// Samples `numbers` (with their `inputs`): the program on all of them together, step by
+    /// step ([`Prepared::run_group_with`](crate::runtime::exec::Prepared::run_group_with):
+    /// each sample's values are those of its run alone), and their golden float runs together
+    /// node by node ([`GroupRun`](crate::runtime::interpret::GroupRun)), advanced before each
+    /// step as far as the goldens of that step's rows, so that each layer is folded into its
+    /// sample's row as it is produced, against a golden value computed a moment before (still
+    /// in the cache: running all the float runs first, then the program, read each group's 38 MB
+    /// of MobileNetV2 goldens back from memory; this way `htp` simulate took a tenth less). A
+    /// golden value is dropped once its rows are folded, unless the checkpoints, the checker or
+    /// the histograms keep it. One result per sample, in order; a sample whose float run fails
+    /// gives that failure.
     fn group(&self, numbers: &[usize], inputs: Vec<Vec<Tensor>>) -> Vec<Result<SampleResult, Failed>> {
+        use crate::ir::{DType, TensorId};
         let (graph, plan, goldens, program) = (self.graph, self.plan, self.goldens, self.program);
         let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
-        let floats: Vec<Result<(Vec<Tensor>, SampleValues), Failed>> = SampleValues::float_run_group(graph, &views)
-            .into_iter()
-            .map(|run| run.map_err(convert::internal))
+        // The float values kept to the end: all of them for the samples the checker and the
+        // histograms read, else the checkpoints' and the graph outputs. The golden value of a
+        // row is kept only until the rows comparing with it are folded.
+        let keep_all = numbers.iter().any(|&n| n < self.kept);
+        let is_float = |id: TensorId| graph.info(id).dtype == DType::F32;
+        let kept_to_end = |id: TensorId| is_float(id) && (keep_all || self.float_union.contains(graph.name(id)));
+        let by_name: HashMap<&str, TensorId> =
+            (0..graph.tensors.len()).map(|i| TensorId(i as u32)).map(|id| (graph.name(id), id)).collect();
+        let producer: HashMap<TensorId, usize> =
+            graph.nodes.iter().enumerate().flat_map(|(i, node)| node.outputs.iter().map(move |&id| (id, i))).collect();
+        // Each program step's rows: the row, and its golden's float tensor unless the dump holds it.
+        let step_rows: Vec<Vec<(usize, Option<TensorId>)>> = program
+            .steps
+            .iter()
+            .map(|step| {
+                let rows =
+                    step.outputs.iter().filter_map(|&id| program.tensor_name(id).and_then(|name| plan.row(name)));
+                rows.map(|row| {
+                    let golden = plan.golden_of(row).filter(|name| !goldens.is_dumped(name));
+                    (row, golden.and_then(|name| by_name.get(name).copied()))
+                })
+                .collect()
+            })
             .collect();
-        let running: Vec<usize> = (0..inputs.len()).filter(|&k| floats[k].is_ok()).collect();
-        let views: Vec<&[Tensor]> = running.iter().map(|&k| inputs[k].as_slice()).collect();
-        let mut folds: Vec<SampleFolds> = running.iter().map(|_| plan.start()).collect();
-        let mut keeps: Vec<Captured> = running.iter().map(|_| Captured::default()).collect();
-        let outs = self.prepared.run_group(&views, &mut |j, id, t| {
-            if self.seed_union.contains(&id) {
-                keeps[j].seeds.insert(id, t.clone());
+        let mut uses: HashMap<TensorId, usize> = HashMap::new();
+        for &(_, golden) in step_rows.iter().flatten() {
+            if let Some(id) = golden {
+                *uses.entry(id).or_default() += 1;
             }
-            let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
-            let k = running[j];
-            let Ok((_, float)) = &floats[k] else { return };
-            let golden = plan.golden_of(row).and_then(|name| goldens.value(float, numbers[k], name));
-            if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
-                folds[j].add(row, golden, actual);
-            }
-        });
-        let mut runs = outs.into_iter().zip(folds).zip(keeps);
+        }
+        let retain = |id: TensorId| kept_to_end(id) || (is_float(id) && uses.contains_key(&id));
+        let float = std::cell::RefCell::new(crate::runtime::interpret::GroupRun::start(
+            graph,
+            &views,
+            &retain,
+            &mut |_, _, _| {},
+        ));
+        let mut left: Vec<HashMap<TensorId, usize>> = views.iter().map(|_| uses.clone()).collect();
+        let mut folds: Vec<SampleFolds> = views.iter().map(|_| plan.start()).collect();
+        let mut keeps: Vec<Captured> = views.iter().map(|_| Captured::default()).collect();
+        let empty = SampleValues::default();
+        let outs = self.prepared.run_group_with(
+            &views,
+            &mut |index| {
+                // The float run reaches the nodes producing this step's goldens, so that they are
+                // still in the cache when the step's results are compared with them.
+                let end = step_rows[index].iter().filter_map(|(_, golden)| golden.and_then(|id| producer.get(&id)));
+                if let Some(&last) = end.max() {
+                    float.borrow_mut().run_through(last + 1, &mut |_, _, _| {});
+                }
+            },
+            &mut |j, id, t| {
+                if self.seed_union.contains(&id) {
+                    keeps[j].seeds.insert(id, t.clone());
+                }
+                let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
+                let Some(golden_name) = plan.golden_of(row) else { return };
+                let golden_id = by_name.get(golden_name).copied();
+                {
+                    let run = float.borrow();
+                    let golden = match golden_id.filter(|_| !goldens.is_dumped(golden_name)) {
+                        Some(gid) => run.value(j, gid).and_then(Tensor::as_f32),
+                        None => goldens.value(&empty, numbers[j], golden_name),
+                    };
+                    if let (Some(golden), Some(actual)) = (golden, t.as_f32()) {
+                        folds[j].add(row, golden, actual);
+                    }
+                }
+                if let Some(gid) = golden_id
+                    && let Some(count) = left[j].get_mut(&gid)
+                {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 && !kept_to_end(gid) {
+                        float.borrow_mut().release(j, gid);
+                    }
+                }
+            },
+        );
+        let floats = float.into_inner().finish(&retain);
         floats
             .into_iter()
+            .zip(outs.into_iter().zip(folds).zip(keeps))
             .zip(inputs)
             .zip(numbers)
-            .map(|((float, inputs), &n)| {
-                let (float_out, float) = float?;
-                let ((out, sample), mut keep) =
-                    runs.next().ok_or_else(|| convert::internal("a sample's program run is missing"))?;
+            .map(|(((float, ((out, sample), mut keep)), inputs), &n)| {
+                let (float_out, retained) = float.map_err(convert::internal)?;
+                let float = SampleValues::by_name(graph, retained);
                 let out = out.map_err(convert::internal)?;
                 for &name in self.float_union {
                     if let Some(values) = float.get(name) {

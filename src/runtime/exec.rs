@@ -282,11 +282,23 @@ impl<'p> Prepared<'p> {
         inputs: &[&[Tensor]],
         observe: &mut dyn FnMut(usize, TensorId, &Tensor),
     ) -> Vec<Result<Vec<Tensor>, ExecError>> {
+        self.run_group_with(inputs, &mut |_| {}, observe)
+    }
+
+    /// [`Prepared::run_group`], calling `before_step(index)` before step `index` runs on any
+    /// sample: where a caller computes what that step's results are compared with.
+    pub fn run_group_with(
+        &self,
+        inputs: &[&[Tensor]],
+        before_step: &mut dyn FnMut(usize),
+        observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+    ) -> Vec<Result<Vec<Tensor>, ExecError>> {
         let steps = &self.program.steps;
         let no_seed = |_| None;
         let mut runs: Vec<Result<SampleRun, ExecError>> =
             inputs.iter().map(|inputs| self.begin(steps, inputs, &no_seed)).collect();
         for (index, step) in steps.iter().enumerate() {
+            before_step(index);
             if self.run_step_grouped(index, step, &mut runs, observe) {
                 continue;
             }

@@ -123,43 +123,110 @@ fn execute_group(
     observe: &mut dyn FnMut(usize, TensorId, &Tensor),
     peak_live: &mut usize,
 ) -> Vec<Result<(Vec<Tensor>, Retained), RuntimeError>> {
-    let schedule = match Schedule::of(graph, retain) {
-        Ok(schedule) => schedule,
-        Err(error) => return inputs.iter().map(|_| Err(error.clone())).collect(),
-    };
-    let mut runs: Vec<Result<SampleRun<'_>, RuntimeError>> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, inputs)| SampleRun::start(graph, inputs, &mut |id, t| observe(k, id, t)))
-        .collect();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        // Every id was checked by `Schedule::of`.
-        let declared: Vec<TensorInfo> =
-            node.outputs.iter().filter_map(|&id| graph.tensors.get(id.index()).cloned()).collect();
-        if let Some(results) = run_grouped(node, &runs, &declared) {
-            let running = runs.iter_mut().enumerate().filter_map(|(k, run)| Some(k).zip(run.as_mut().ok()));
-            let mut failed = Vec::new();
-            for ((k, run), results) in running.zip(results) {
-                if let Err(error) = run.store(&schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live) {
-                    failed.push((k, error));
+    let mut run = GroupRun::start(graph, inputs, retain, observe);
+    run.run_through(graph.nodes.len(), observe);
+    *peak_live = run.peak_live;
+    run.finish(retain)
+}
+
+/// Several samples' float runs of a graph advanced together node by node, as far as the caller
+/// asks ([`GroupRun::run_through`]), their values readable in between: what lets a program's
+/// run compare each layer with its golden value while that value is still in the cache.
+/// Values `retain` selects are held until [`GroupRun::release`] or the end.
+pub struct GroupRun<'a> {
+    graph: &'a Graph,
+    schedule: Schedule,
+    runs: Vec<Result<SampleRun<'a>, RuntimeError>>,
+    /// The next node to run.
+    next: usize,
+    peak_live: usize,
+}
+
+impl<'a> GroupRun<'a> {
+    /// The samples' runs before their first node (each sample's inputs checked and shown to
+    /// `observe`).
+    pub fn start(
+        graph: &'a Graph,
+        inputs: &[&'a [Tensor]],
+        retain: &dyn Fn(TensorId) -> bool,
+        observe: &mut dyn FnMut(usize, TensorId, &Tensor),
+    ) -> GroupRun<'a> {
+        let (schedule, runs) = match Schedule::of(graph, retain) {
+            Ok(schedule) => {
+                let runs = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, inputs)| SampleRun::start(graph, inputs, &mut |id, t| observe(k, id, t)))
+                    .collect();
+                (schedule, runs)
+            }
+            Err(error) => (Schedule::default(), inputs.iter().map(|_| Err(error.clone())).collect()),
+        };
+        GroupRun { graph, schedule, runs, next: 0, peak_live: 0 }
+    }
+
+    /// Runs the nodes before node `end` (in graph order) that have not run yet.
+    pub fn run_through(&mut self, end: usize, observe: &mut dyn FnMut(usize, TensorId, &Tensor)) {
+        let graph = self.graph;
+        while self.next < end.min(graph.nodes.len()) {
+            let i = self.next;
+            self.next += 1;
+            let node = &graph.nodes[i];
+            // Every id was checked by `Schedule::of`.
+            let declared: Vec<TensorInfo> =
+                node.outputs.iter().filter_map(|&id| graph.tensors.get(id.index()).cloned()).collect();
+            let (schedule, peak_live) = (&self.schedule, &mut self.peak_live);
+            if let Some(results) = run_grouped(node, &self.runs, &declared) {
+                let running = self.runs.iter_mut().enumerate().filter_map(|(k, run)| Some(k).zip(run.as_mut().ok()));
+                let mut failed = Vec::new();
+                for ((k, run), results) in running.zip(results) {
+                    if let Err(error) = run.store(schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live)
+                    {
+                        failed.push((k, error));
+                    }
                 }
+                for (k, error) in failed {
+                    self.runs[k] = Err(error);
+                }
+                continue;
             }
-            for (k, error) in failed {
-                runs[k] = Err(error);
-            }
-            continue;
-        }
-        for (k, slot) in runs.iter_mut().enumerate() {
-            let Ok(run) = slot else { continue };
-            let stepped = run
-                .compute(graph, node, &declared)
-                .and_then(|results| run.store(&schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live));
-            if let Err(error) = stepped {
-                *slot = Err(error);
+            for (k, slot) in self.runs.iter_mut().enumerate() {
+                let Ok(run) = slot else { continue };
+                let stepped = run.compute(graph, node, &declared).and_then(|results| {
+                    run.store(schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live)
+                });
+                if let Err(error) = stepped {
+                    *slot = Err(error);
+                }
             }
         }
     }
-    runs.into_iter().map(|run| run?.finish(graph, retain)).collect()
+
+    /// Sample `sample`'s value of `id`, if its run has computed it and still holds it.
+    pub fn value(&self, sample: usize, id: TensorId) -> Option<&Tensor> {
+        self.runs.get(sample)?.as_ref().ok()?.values.get(id.index()).and_then(Value::get)
+    }
+
+    /// Lets sample `sample`'s run drop its value of `id` once no node needs it any more, although
+    /// `retain` selected it: now if its last reader has run, else after it.
+    pub fn release(&mut self, sample: usize, id: TensorId) {
+        let Some(Ok(run)) = self.runs.get_mut(sample) else { return };
+        let Some(released) = run.released.get_mut(id.index()) else { return };
+        *released = true;
+        let read_later = self.schedule.last_use[id.index()].is_some_and(|last| last >= self.next);
+        if !read_later && !self.schedule.output[id.index()] && matches!(run.values[id.index()], Value::Owned(_)) {
+            run.values[id.index()] = Value::Absent;
+            run.live -= 1;
+        }
+    }
+
+    /// Runs the remaining nodes and hands back each sample's graph outputs and the values
+    /// `retain` selects that it still holds.
+    pub fn finish(mut self, retain: &dyn Fn(TensorId) -> bool) -> Vec<Result<(Vec<Tensor>, Retained), RuntimeError>> {
+        self.run_through(self.graph.nodes.len(), &mut |_, _, _| {});
+        let graph = self.graph;
+        self.runs.into_iter().map(|run| run?.finish(graph, retain)).collect()
+    }
 }
 
 /// `node` on every sample still running, in one call of its op's grouped kernel, where it has
@@ -176,11 +243,14 @@ fn run_grouped(
     node.op.run_group(&args, declared)?.ok()
 }
 
-/// What every sample's run of a graph shares: for each tensor, the last node reading it, and
-/// whether it is held to the end (retained, or a graph output).
+/// What every sample's run of a graph shares: for each tensor, the last node reading it,
+/// whether it is held to the end (retained, or a graph output), and whether it is a graph
+/// output.
+#[derive(Default)]
 struct Schedule {
     last_use: Vec<Option<usize>>,
     keep: Vec<bool>,
+    output: Vec<bool>,
 }
 
 impl Schedule {
@@ -198,11 +268,13 @@ impl Schedule {
             }
         }
         let mut keep: Vec<bool> = (0..tensor_count).map(|index| retain(TensorId(index as u32))).collect();
+        let mut output = vec![false; tensor_count];
         for &id in &graph.outputs {
             info(graph, id)?;
             keep[id.index()] = true;
+            output[id.index()] = true;
         }
-        Ok(Schedule { last_use, keep })
+        Ok(Schedule { last_use, keep, output })
     }
 }
 
@@ -214,10 +286,12 @@ fn info(graph: &Graph, id: TensorId) -> Result<&TensorInfo, RuntimeError> {
         .ok_or_else(|| RuntimeError::InvalidGraph(format!("tensor id {} is out of range", id.0)))
 }
 
-/// One sample's run: its values by tensor id, and how many node outputs it holds.
+/// One sample's run: its values by tensor id, how many node outputs it holds, and the
+/// retained values it may drop after all ([`GroupRun::release`]).
 struct SampleRun<'a> {
     values: Vec<Value<'a>>,
     live: usize,
+    released: Vec<bool>,
 }
 
 impl<'a> SampleRun<'a> {
@@ -243,7 +317,8 @@ impl<'a> SampleRun<'a> {
             values[id.index()] = Value::Borrowed(tensor);
             observe(id, tensor);
         }
-        Ok(SampleRun { values, live: 0 })
+        let released = vec![false; values.len()];
+        Ok(SampleRun { values, live: 0, released })
     }
 
     /// The values `node` reads.
@@ -310,8 +385,9 @@ impl<'a> SampleRun<'a> {
                 Some(last) => last <= i,
                 None => true,
             };
+            let kept = schedule.output[id.index()] || (schedule.keep[id.index()] && !self.released[id.index()]);
             if dead
-                && !schedule.keep[id.index()]
+                && !kept
                 && let Value::Owned(_) = std::mem::replace(&mut self.values[id.index()], Value::Absent)
             {
                 self.live -= 1;
@@ -582,6 +658,45 @@ mod tests {
         assert_eq!(retained.into_iter().collect::<BTreeMap<_, _>>(), observed);
         let (_, none) = interpret_retaining(&g, &input, &|_| false).unwrap();
         assert!(none.is_empty());
+    }
+
+    /// A group run advanced node by node shows each value once computed; a released value is
+    /// dropped once its last reader has run (not before), a graph output never; the results
+    /// are those of a run to the end.
+    #[test]
+    fn a_group_run_stepped_and_released_holds_each_value_as_long_as_it_is_needed() {
+        // x -> r1 -> t1 -> r2 -> t2 -> r3 -> t3 -> r4 -> t4, and t1 + t4 -> y (the output).
+        let g = chain(4, true);
+        let id = |name: &str| TensorId((0..g.tensors.len()).find(|&i| g.tensors[i].name == name).unwrap() as u32);
+        let inputs = [Tensor::from_f32(vec![1], vec![-3.0])];
+        let views: Vec<&[Tensor]> = vec![&inputs];
+        let every = |_| true;
+        let mut run = GroupRun::start(&g, &views, &every, &mut |_, _, _| {});
+        assert!(run.value(0, id("t1")).is_none(), "not computed yet");
+        run.run_through(2, &mut |_, _, _| {});
+        assert!(run.value(0, id("t2")).is_some() && run.value(0, id("t3")).is_none());
+        // t2 is read by r3, which has not run: released, it stays until then.
+        run.release(0, id("t2"));
+        assert!(run.value(0, id("t2")).is_some());
+        // t1 is read by the last node: released now, it stays; t3 once computed and read.
+        run.release(0, id("t1"));
+        run.run_through(3, &mut |_, _, _| {});
+        assert!(run.value(0, id("t2")).is_none(), "its last reader has run");
+        assert!(run.value(0, id("t1")).is_some());
+        run.release(0, id("t3"));
+        assert!(run.value(0, id("t3")).is_some(), "r4 still reads it");
+        run.run_through(4, &mut |_, _, _| {});
+        assert!(run.value(0, id("t3")).is_none());
+        // A released value whose readers have all run goes at once; an output is kept.
+        run.release(0, id("t4"));
+        assert!(run.value(0, id("t4")).is_some(), "the add reads it");
+        let mut results = run.finish(&every);
+        let (outputs, retained) = results.pop().unwrap().unwrap();
+        let (want_outputs, want_retained) = interpret_retaining(&g, &inputs, &every).unwrap();
+        assert_eq!(outputs, want_outputs);
+        let names = |r: &Retained| r.iter().map(|(id, _)| g.tensors[id.index()].name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&retained), ["x", "y"], "the released values are gone, the input and output kept");
+        assert_eq!(names(&want_retained), ["x", "t1", "t2", "t3", "t4", "y"]);
     }
 
     /// The memory bound of a run that keeps every float32 value is what such a run keeps.
