@@ -914,6 +914,43 @@ struct GoldenAndProgram<'a> {
     float_outputs: bool,
     /// Samples whose float values the checker and the histograms read (the first ones).
     kept: usize,
+    /// Where each step's goldens come from.
+    sources: GoldenSources<'a>,
+}
+
+/// Where the golden values of a program's rows come from in the float graph, worked out once
+/// per simulate: each tensor by name, the node producing each tensor, each program step's
+/// golden float tensors (none where the dump holds it), and how many rows compare with each.
+struct GoldenSources<'a> {
+    by_name: HashMap<&'a str, crate::ir::TensorId>,
+    producer: HashMap<crate::ir::TensorId, usize>,
+    step_goldens: Vec<Vec<crate::ir::TensorId>>,
+    uses: HashMap<crate::ir::TensorId, usize>,
+}
+
+impl<'a> GoldenSources<'a> {
+    fn new(graph: &'a Graph, program: &Program, plan: &Plan, goldens: &Goldens<'_>) -> GoldenSources<'a> {
+        use crate::ir::TensorId;
+        let by_name: HashMap<&str, TensorId> =
+            (0..graph.tensors.len()).map(|i| TensorId(i as u32)).map(|id| (graph.name(id), id)).collect();
+        let producer =
+            graph.nodes.iter().enumerate().flat_map(|(i, node)| node.outputs.iter().map(move |&id| (id, i))).collect();
+        let step_goldens: Vec<Vec<TensorId>> = program
+            .steps
+            .iter()
+            .map(|step| {
+                let rows =
+                    step.outputs.iter().filter_map(|&id| program.tensor_name(id).and_then(|name| plan.row(name)));
+                let golden_names = rows.filter_map(|row| plan.golden_of(row)).filter(|name| !goldens.is_dumped(name));
+                golden_names.filter_map(|name| by_name.get(name).copied()).collect()
+            })
+            .collect();
+        let mut uses: HashMap<TensorId, usize> = HashMap::new();
+        for &id in step_goldens.iter().flatten() {
+            *uses.entry(id).or_default() += 1;
+        }
+        GoldenSources { by_name, producer, step_goldens, uses }
+    }
 }
 
 impl GoldenAndProgram<'_> {
@@ -938,30 +975,7 @@ impl GoldenAndProgram<'_> {
         let keep_all = numbers.iter().any(|&n| n < self.kept);
         let is_float = |id: TensorId| graph.info(id).dtype == DType::F32;
         let kept_to_end = |id: TensorId| is_float(id) && (keep_all || self.float_union.contains(graph.name(id)));
-        let by_name: HashMap<&str, TensorId> =
-            (0..graph.tensors.len()).map(|i| TensorId(i as u32)).map(|id| (graph.name(id), id)).collect();
-        let producer: HashMap<TensorId, usize> =
-            graph.nodes.iter().enumerate().flat_map(|(i, node)| node.outputs.iter().map(move |&id| (id, i))).collect();
-        // Each program step's rows: the row, and its golden's float tensor unless the dump holds it.
-        let step_rows: Vec<Vec<(usize, Option<TensorId>)>> = program
-            .steps
-            .iter()
-            .map(|step| {
-                let rows =
-                    step.outputs.iter().filter_map(|&id| program.tensor_name(id).and_then(|name| plan.row(name)));
-                rows.map(|row| {
-                    let golden = plan.golden_of(row).filter(|name| !goldens.is_dumped(name));
-                    (row, golden.and_then(|name| by_name.get(name).copied()))
-                })
-                .collect()
-            })
-            .collect();
-        let mut uses: HashMap<TensorId, usize> = HashMap::new();
-        for &(_, golden) in step_rows.iter().flatten() {
-            if let Some(id) = golden {
-                *uses.entry(id).or_default() += 1;
-            }
-        }
+        let GoldenSources { by_name, producer, step_goldens, uses } = &self.sources;
         let retain = |id: TensorId| kept_to_end(id) || (is_float(id) && uses.contains_key(&id));
         let float = std::cell::RefCell::new(crate::runtime::interpret::GroupRun::start(
             graph,
@@ -978,8 +992,7 @@ impl GoldenAndProgram<'_> {
             &mut |index| {
                 // The float run reaches the nodes producing this step's goldens, so that they are
                 // still in the cache when the step's results are compared with them.
-                let end = step_rows[index].iter().filter_map(|(_, golden)| golden.and_then(|id| producer.get(&id)));
-                if let Some(&last) = end.max() {
+                if let Some(&last) = step_goldens[index].iter().filter_map(|id| producer.get(id)).max() {
                     float.borrow_mut().run_through(last + 1, &mut |_, _, _| {});
                 }
             },
@@ -1150,6 +1163,7 @@ impl SimulateSetup<'_> {
                 float_union: &float_union,
                 float_outputs: reference.is_some(),
                 kept,
+                sources: GoldenSources::new(graph, program, plan, goldens),
             };
             super::samples::run_in_groups(
                 &samples.numbers(),

@@ -74,7 +74,7 @@ pub fn interpret_retaining(
     execute(graph, inputs, retain, &mut |_, _| {}, &mut 0)
 }
 
-/// [`interpret`] of several samples run together (see [`interpret_group_retaining`]);
+/// [`interpret`] of several samples run together (see [`GroupRun`]);
 /// `observe(sample, id, tensor)` sees each sample's values in the order its run alone shows
 /// them.
 pub fn interpret_group(
@@ -84,20 +84,6 @@ pub fn interpret_group(
 ) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
     let runs = execute_group(graph, inputs, &|_| false, observe, &mut 0);
     runs.into_iter().map(|run| run.map(|(outputs, _)| outputs)).collect()
-}
-
-/// [`interpret_retaining`] of several samples run together, node by node: each node runs on
-/// every sample before the next one starts, so that its weights, read from memory for the
-/// first sample, are still in the cache for the others, and through the op's grouped kernel
-/// where it has one ([`crate::ops::Op::run_group`]). Each sample's result is exactly what
-/// [`interpret_retaining`] gives it alone; a sample that fails stops there and the others go
-/// on.
-pub fn interpret_group_retaining(
-    graph: &Graph,
-    inputs: &[&[Tensor]],
-    retain: &dyn Fn(TensorId) -> bool,
-) -> Vec<Result<(Vec<Tensor>, Retained), RuntimeError>> {
-    execute_group(graph, inputs, retain, &mut |_, _, _| {}, &mut 0)
 }
 
 /// [`interpret_retaining`], also reporting in `peak_live` the most node outputs held at once
@@ -113,7 +99,7 @@ fn execute(
     results.pop().unwrap_or_else(|| Err(RuntimeError::InvalidGraph("no run of the sample".into())))
 }
 
-/// The samples' runs of [`interpret_group_retaining`]; `observe(sample, id, tensor)` sees each
+/// The samples' runs of a [`GroupRun`] to the end; `observe(sample, id, tensor)` sees each
 /// sample's values in the order its run alone shows them, and `peak_live` is the most node
 /// outputs one sample holds at once.
 fn execute_group(
@@ -133,6 +119,12 @@ fn execute_group(
 /// asks ([`GroupRun::run_through`]), their values readable in between: what lets a program's
 /// run compare each layer with its golden value while that value is still in the cache.
 /// Values `retain` selects are held until [`GroupRun::release`] or the end.
+///
+/// Each node runs on every sample before the next one starts, so that its weights, read from
+/// memory for the first sample, are still in the cache for the others, and through the op's
+/// grouped kernel where it has one ([`crate::ops::Op::run_group`]). Each sample's result is
+/// exactly what [`interpret_retaining`] gives it alone; a sample that fails stops there and
+/// the others go on.
 pub struct GroupRun<'a> {
     graph: &'a Graph,
     schedule: Schedule,
@@ -722,7 +714,7 @@ mod tests {
         inputs.insert(2, vec![Tensor::from_f32(vec![1, 12], vec![0.0; 12])]);
         let views: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
         let every = |_| true;
-        let together = interpret_group_retaining(&graph, &views, &every);
+        let together = GroupRun::start(&graph, &views, &every, &mut |_, _, _| {}).finish(&every);
         assert_eq!(together.len(), 5);
         let bits = |values: &[Tensor]| -> Vec<Vec<u32>> {
             values.iter().map(|t| t.to_f32_vec().iter().map(|v| v.to_bits()).collect()).collect()
