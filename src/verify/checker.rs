@@ -528,7 +528,7 @@ impl FloatProfile {
             stats: algorithms::stats_of_sorted(&values, &sorted),
             data_range: algorithms::data_range_of_sorted(&sorted),
             distribution: algorithms::data_distribution_of_sorted(&sorted),
-            min_max: algorithms::min_max(&values),
+            min_max: algorithms::min_max_of_sorted(&sorted),
         };
         let all_finite = matches!(values, std::borrow::Cow::Borrowed(_));
         (profile, all_finite.then_some(sorted))
