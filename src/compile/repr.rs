@@ -257,7 +257,7 @@ pub fn round_trip_in_place(repr: &Repr, shape: &[usize], values: &mut [f32]) {
         Repr::Quant(q) => {
             let len = values.len();
             for (range, scale, offset) in encoding_runs(q, shape, len) {
-                round_trip_run(&mut values[range], scale, offset, q.bitwidth);
+                crate::quant::math::fake_quant_run(&mut values[range], scale, offset, q.bitwidth);
             }
         }
     }
@@ -289,55 +289,6 @@ fn quantize_run(values: &[f32], scale: f32, offset: i32, bitwidth: u32, codes: &
     for (code, &x) in codes.iter_mut().zip(values) {
         *code = quantize_value(x, scale, offset, bitwidth);
     }
-}
-
-/// [`dequantize_value`] of [`quantize_value`] of every value of one run, in place, without
-/// going through the codes: vector instructions throughout. (Through the codes, each element
-/// went through a call that converts a 64-bit integer, which AVX2 has no vector instruction
-/// for: 5 % of MobileNetV2's `htp` simulate in the profile.)
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn round_trip_run(values: &mut [f32], scale: f32, offset: i32, bitwidth: u32) {
-    // One loop per kind of grid, so that no element tests the width.
-    let max = grid_max(bitwidth);
-    if bitwidth <= 24 {
-        // The shifted grid's ends, rounded to float32 as `dequantize_value` rounds a code plus
-        // the offset.
-        let (lo, hi) = (offset as f32, (i64::from(offset) + i64::from(max)) as f32);
-        for v in values.iter_mut() {
-            *v = narrow_round_trip(*v, scale, lo, hi);
-        }
-    } else {
-        for v in values.iter_mut() {
-            *v = wide_round_trip(*v, scale, offset, f64::from(max));
-        }
-    }
-}
-
-/// The round trip on a grid of at most 24 bits, all in float32, as QuantSim computes it: the
-/// division rounded to an integer, clamped to the shifted grid's ends `lo..=hi` (offset and
-/// offset plus the largest code, each rounded to float32), times the scale. That is
-/// `dequantize_value(quantize_value(x))` bit for bit: `dequantize_value` rounds the clamped
-/// code plus the offset to float32, and rounding is monotonic, so clamping the (integral,
-/// float32) rounded value to the rounded ends gives the same float32; NaN goes to `lo`, as a
-/// code of 0 does.
-#[inline(always)]
-fn narrow_round_trip(x: f32, scale: f32, lo: f32, hi: f32) -> f32 {
-    let rounded = crate::quant::math::round_ties_even_f32(x / scale);
-    let clamped = if rounded > lo { rounded } else { lo };
-    let clamped = if clamped < hi { clamped } else { hi };
-    clamped * scale
-}
-
-/// The round trip on a wider grid (32-bit biases), in float64: the clamped grid value plus
-/// the offset is an integer below 2^53, exact there, and rounding the product to float32 is
-/// what `dequantize_value` does.
-#[inline(always)]
-fn wide_round_trip(x: f32, scale: f32, offset: i32, max: f64) -> f32 {
-    let rounded = (f64::from(x) / f64::from(scale)).round_ties_even();
-    let q = rounded - f64::from(offset);
-    let clamped = if q > 0.0 { q } else { 0.0 };
-    let clamped = if clamped < max { clamped } else { max };
-    ((clamped + f64::from(offset)) * f64::from(scale)) as f32
 }
 
 /// [`dequantize_value`] of every code of one run.
@@ -442,7 +393,7 @@ mod tests {
             for &scale in &scales {
                 for &offset in &offsets {
                     let mut run = values.clone();
-                    round_trip_run(&mut run, scale, offset, bitwidth);
+                    crate::quant::math::fake_quant_run(&mut run, scale, offset, bitwidth);
                     for (&x, got) in values.iter().zip(&run) {
                         let want =
                             dequantize_value(quantize_value(x, scale, offset, bitwidth), scale, offset, bitwidth);
