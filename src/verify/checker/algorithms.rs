@@ -97,7 +97,7 @@ pub fn sqnr(unquantized: &[f32], dequantized: &[f32]) -> f64 {
 /// makes every mean and variance here equal numpy's bit for bit, and its eight independent
 /// accumulators vectorize, where a sequential sum waits for each addition to finish (the
 /// moments of MobileNetV2's weights: 80 profile samples before, 32 with the mode's pass).
-pub fn numpy_sum(n: usize, fill: impl Fn(usize, &mut [f64]) + Copy) -> f64 {
+fn numpy_sum(n: usize, fill: impl Fn(usize, &mut [f64]) + Copy) -> f64 {
     fn pairwise(start: usize, n: usize, fill: impl Fn(usize, &mut [f64]) + Copy) -> f64 {
         if n <= BLOCK {
             let mut terms = [0.0; BLOCK];
