@@ -571,7 +571,15 @@ fn fold<T: Num>(op: Variadic, g: &Geometry, x: &[T], other: &TensorData) -> Tens
 }
 
 /// Where over one element type: the condition and X are paired first, then Y is chosen.
-fn select<T: Copy>(c: &[u8], cs: &[usize], x: &[T], xs: &[usize], y: &[T], ys: &[usize], out: &[usize]) -> Vec<T> {
+fn select<T: Copy + 'static>(
+    c: &[u8],
+    cs: &[usize],
+    x: &[T],
+    xs: &[usize],
+    y: &[T],
+    ys: &[usize],
+    out: &[usize],
+) -> Vec<T> {
     let Some(cx_shape) = broadcast_shapes(cs, xs) else { return vec![] };
     let pairs = broadcast(c, cs, x, xs, &cx_shape, |c, x| (c, x));
     broadcast(&pairs, &cx_shape, y, ys, out, |(c, x), y| if c != 0 { x } else { y })

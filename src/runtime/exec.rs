@@ -667,9 +667,9 @@ impl<'p> Prepared<'p> {
             let dead = self.last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= index);
             if dead
                 && !self.is_output.get(id.index()).copied().unwrap_or(false)
-                && let Some(slot) = live.get_mut(id.index())
+                && let Some(value) = live.get_mut(id.index()).and_then(Option::take)
             {
-                *slot = None;
+                crate::runtime::buffers::recycle(value);
             }
         }
         Ok(())

@@ -380,8 +380,9 @@ impl<'a> SampleRun<'a> {
             let kept = schedule.output[id.index()] || (schedule.keep[id.index()] && !self.released[id.index()]);
             if dead
                 && !kept
-                && let Value::Owned(_) = std::mem::replace(&mut self.values[id.index()], Value::Absent)
+                && let Value::Owned(value) = std::mem::replace(&mut self.values[id.index()], Value::Absent)
             {
+                crate::runtime::buffers::recycle(value);
                 self.live -= 1;
             }
         }

@@ -1,6 +1,7 @@
 //! Kernels and executors: the float reference interpreter over the IR and the executor of a
 //! compiled `model.bin` (float or quantized emulation).
 
+pub mod buffers;
 pub mod exec;
 pub mod interpret;
 pub mod kernels;

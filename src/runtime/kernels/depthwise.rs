@@ -46,7 +46,7 @@ pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geomet
     let mut y_block = vec![0.0f32; out_plane * BLOCK];
     let mut w_block = vec![0.0f32; taps * BLOCK];
     let mut b_block = [0.0f32; BLOCK];
-    let mut y = Vec::with_capacity(geo.batch * m * out_plane);
+    let mut y = crate::runtime::buffers::take(geo.batch * m * out_plane);
     for n in 0..geo.batch {
         for first in (0..m).step_by(BLOCK) {
             let channels = first..m.min(first + BLOCK);

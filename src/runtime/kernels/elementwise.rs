@@ -556,7 +556,7 @@ fn broadcast_axes(a_shape: &[usize], b_shape: &[usize], out_shape: &[usize]) -> 
 
 /// Applies `f` over the numpy broadcast of `a` and `b` (operands and result may differ in type). The caller guarantees that the data
 /// lengths match the shapes and that `out_shape` is their broadcast.
-pub(crate) fn broadcast<A: Copy, B: Copy, U>(
+pub(crate) fn broadcast<A: Copy, B: Copy, U: Copy + 'static>(
     a: &[A],
     a_shape: &[usize],
     b: &[B],
@@ -565,7 +565,7 @@ pub(crate) fn broadcast<A: Copy, B: Copy, U>(
     f: impl Fn(A, B) -> U,
 ) -> Vec<U> {
     let total: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(total);
+    let mut out = crate::runtime::buffers::take(total);
     if total == 0 {
         return out;
     }

@@ -31,11 +31,37 @@ pub(crate) fn sgemm(
     if c.len() != m * n {
         return Err(KernelError::new(op, format!("internal: {} output values for a {m}x{n} product", c.len())));
     }
+    sgemm_strided(op, (m, k, n), alpha, a, a_strides, b, b_strides, beta, c, n)
+}
+
+/// [`sgemm`] into an `m x n` block of a wider row-major matrix: row `r` of `c` starts at
+/// `c[r * c_row_stride]` (the columns of a convolution's output that one strip of its im2col
+/// matrix produces). Values of `c` outside the block are neither read nor written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_strided(
+    op: &'static str,
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    c_row_stride: usize,
+) -> Result<(), KernelError> {
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let span = (m - 1).checked_mul(c_row_stride).and_then(|rows| rows.checked_add(n));
+    let Some(c) = span.filter(|_| c_row_stride >= n).and_then(|span| c.get_mut(..span)) else {
+        return Err(KernelError::new(
+            op,
+            format!("internal: {} output values for a {m}x{n} product with row stride {c_row_stride}", c.len()),
+        ));
+    };
     if k == 0 {
-        scale(c, beta);
+        c.chunks_mut(c_row_stride).for_each(|row| scale(&mut row[..n], beta));
         return Ok(());
     }
     let mut a_copy = Vec::new();
@@ -57,11 +83,13 @@ pub(crate) fn sgemm(
     let accumulate = if beta == 0.0 {
         faer::Accum::Replace
     } else {
-        scale(c, beta);
+        c.chunks_mut(c_row_stride).for_each(|row| scale(&mut row[..n], beta));
         faer::Accum::Add
     };
     faer::linalg::matmul::matmul(
-        faer::MatMut::from_row_major_slice_mut(c, m, n),
+        // The transpose of a column-major view: faer 0.22's `from_row_major_slice_with_stride_mut`
+        // builds a column-major view with those strides (and so writes out of bounds).
+        faer::MatMut::from_column_major_slice_with_stride_mut(c, n, m, c_row_stride).transpose_mut(),
         accumulate,
         a_view,
         b_view,
@@ -286,6 +314,29 @@ pub fn matmul(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strided_product_writes_its_block_only_with_the_bits_of_a_contiguous_one() {
+        // A 5x37 block at column 3 of a 5x64 row-major matrix, accumulated and replaced: the
+        // same bits as the product into a contiguous 5x37 matrix, and nothing else touched.
+        let (m, k, n, stride, at) = (5usize, 300usize, 37usize, 64usize, 3usize);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 211) as f32 / 97.0 - 1.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 199) as f32 / 89.0 - 1.0).collect();
+        for beta in [0.0f32, 1.0] {
+            let mut wide: Vec<f32> = (0..m * stride).map(|i| i as f32).collect();
+            let mut narrow: Vec<f32> = (0..m).flat_map(|r| (0..n).map(move |c| (r * stride + at + c) as f32)).collect();
+            sgemm("test", (m, k, n), 1.0, &a, (k, 1), &b, (n, 1), beta, &mut narrow).unwrap();
+            sgemm_strided("test", (m, k, n), 1.0, &a, (k, 1), &b, (n, 1), beta, &mut wide[at..], stride).unwrap();
+            for (i, &v) in wide.iter().enumerate() {
+                let (r, c) = (i / stride, i % stride);
+                let want = if (at..at + n).contains(&c) { narrow[r * n + c - at] } else { i as f32 };
+                assert_eq!(v.to_bits(), want.to_bits(), "beta {beta}, row {r}, column {c}");
+            }
+        }
+        let mut short = vec![0.0f32; 4 * stride];
+        assert!(sgemm_strided("test", (m, k, n), 1.0, &a, (k, 1), &b, (n, 1), 0.0, &mut short, stride).is_err());
+        assert!(sgemm_strided("test", (m, k, n), 1.0, &a, (k, 1), &b, (n, 1), 0.0, &mut vec![0.0; 999], 30).is_err());
+    }
 
     fn t(shape: &[usize], data: &[f32]) -> Tensor {
         Tensor::from_f32(shape.to_vec(), data.to_vec())
