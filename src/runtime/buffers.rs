@@ -10,10 +10,12 @@
 //! after step and sample after sample.
 //!
 //! Only buffers of [`MIN_BYTES`] or more are kept (smaller ones are cheap for the allocator),
-//! at most [`MAX_BUFFERS`] and [`MAX_BYTES`] per thread, and a request takes the smallest that fits and is at
-//! most twice its size, so a small tensor never pins a large buffer. Reusing memory never
-//! changes a value: [`take`] returns an empty vector, and [`take_overwritten`] is only for
-//! callers that write every element before they read it.
+//! at most [`MAX_BUFFERS`] and [`MAX_BYTES`] per thread, and a request takes the smallest that
+//! fits and is at most twice its size, so a small tensor never pins a large buffer. Reusing
+//! memory never changes a value: [`take`] returns an empty vector, and [`take_overwritten`] is
+//! only for callers that write every element before they read it. The pools live as long as
+//! their threads (the build's worker pool): at most [`MAX_BYTES`] each stays allocated between
+//! builds of `qairt watch`.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -56,11 +58,8 @@ pub fn take_overwritten<T: Copy + 'static>(len: usize, fill: T) -> Vec<T> {
 
 /// Keeps `buffer` for a later [`take`] on this thread, if it is large enough to be worth it.
 pub fn give<T: Copy + 'static>(buffer: Vec<T>) {
-    if buffer.capacity() * std::mem::size_of::<T>() < MIN_BYTES {
-        return;
-    }
     let bytes = buffer.capacity() * std::mem::size_of::<T>();
-    if bytes > MAX_BYTES {
+    if !(MIN_BYTES..=MAX_BYTES).contains(&bytes) {
         return;
     }
     POOL.with_borrow_mut(|pool| {
@@ -108,7 +107,7 @@ fn reuse<T: Copy + 'static>(len: usize) -> Option<Vec<T>> {
 mod tests {
     use super::*;
 
-    const BIG: usize = MIN_BYTES; // elements: four times MIN_BYTES for f32
+    const BIG: usize = MIN_BYTES; // elements: as f32, four times MIN_BYTES bytes
 
     #[test]
     fn a_given_buffer_comes_back_empty_with_its_capacity() {
