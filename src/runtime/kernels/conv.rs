@@ -202,9 +202,9 @@ const WHOLE_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// A larger one is made and multiplied one strip of output rows at a time, each strip about
 /// this size but at least [`MIN_STRIP_COLUMNS`] wide (narrower products ran slower). Measured
-/// on ResNet-50's convolutions (1 thread, best of 15): the 7×7 stem took 3.1 ms instead of
-/// 3.8, the 3×3 convolutions on 56×56 planes 1.9-2.1 ms instead of 2.5; strips of 256 KiB
-/// made the 3×3 ones on 7×7 and 14×14 planes up to twice as slow, hence whole matrices there.
+/// with `cargo bench --bench conv_layers` (1 thread): the 7×7 stem took 3.2 ms instead of 4.2,
+/// the 3×3 convolutions on 56×56 planes 2.1 ms instead of 2.9; strips of 256 KiB made the 3×3
+/// ones on 7×7 and 14×14 planes up to twice as slow, hence whole matrices there.
 const STRIP_BYTES: usize = 512 * 1024;
 const MIN_STRIP_COLUMNS: usize = 256;
 
