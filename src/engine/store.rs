@@ -62,8 +62,27 @@ impl Store {
     }
 
     /// The tagged root and its subdirectories, made again if `qairt clean --cache` removed
-    /// them since the store was opened.
+    /// them since the store was opened. A `clean` running meanwhile can remove the cache
+    /// between `create_dir_all` finding a subdirectory another process made (EEXIST) and
+    /// checking that it is a directory, which then fails with "File exists" (or a parent is
+    /// gone, "not found"): the layout is made again from the root, a bounded number of times.
     fn ensure_layout(&self) -> io::Result<()> {
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 1;
+        loop {
+            match self.try_layout() {
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && matches!(e.kind(), io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound) =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn try_layout(&self) -> io::Result<()> {
         super::owned_dir::claim(&self.root, super::owned_dir::DirKind::Cache)
             .map_err(|diag| io::Error::other(diag.message))?;
         for sub in ["objects", "actions", "tmp"] {
