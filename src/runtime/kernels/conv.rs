@@ -585,8 +585,9 @@ mod tests {
     #[test]
     fn a_convolution_in_strips_gets_the_bits_of_one_whole_product() {
         // ResNet-50's 3x3 convolution on 56x56 planes, a narrower cousin and its 7x7 stem
-        // have im2col matrices beyond WHOLE_MAX_BYTES, so they run in strips; each output must be the bits of the single product over the whole
-        // im2col matrix, bias first, as before strips existed.
+        // have im2col matrices beyond WHOLE_MAX_BYTES, so they run in strips; each output must
+        // be the bits of the single product over the whole im2col matrix, bias first, as before
+        // strips existed (the definition tests above check that product's values).
         for (k, &(c, side, m, kernel, stride, pad)) in
             [(64, 56, 64, 3, 1, 1), (32, 56, 8, 3, 1, 1), (3, 224, 64, 7, 2, 3)].iter().enumerate()
         {
