@@ -22,6 +22,7 @@ use multiversion::multiversion;
 
 use super::transpose::{from_channel_last, to_channel_last};
 use super::window::Geometry;
+use crate::runtime::buffers;
 
 /// Output channels computed side by side: one AVX-512 register of f32, two AVX ones.
 const BLOCK: usize = 16;
@@ -34,37 +35,52 @@ const POSITIONS: usize = 4;
 /// `M` a multiple of `C` (output channel `oc` reads input channel `oc / (M / C)`), `y` is
 /// `[N, M, out spatial...]`.
 ///
-/// `y` grows a block of planes at a time, each zeroed just before its values are written
-/// over it: zeroing the whole output up front went through memory a second time (an early
-/// MobileNetV2 layer's output is larger than a core's L2 cache).
+/// The channel-last blocks and the output come from the thread's buffer pool and are written
+/// over, never zeroed first: fresh blocks of an early MobileNetV2 layer (147 KiB each) cost a
+/// page fault per page on every call, and zeroing the output went through memory once more.
 pub(super) fn depthwise(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry, m: usize) -> Vec<f32> {
     let multiplier = m / geo.channels;
     let (in_plane, out_plane, taps) = (geo.in_plane(), geo.out_plane(), geo.taps());
     let window_taps = Tap::all(geo);
     let inner = interior(&window_taps);
-    let mut x_block = vec![0.0f32; in_plane * BLOCK];
-    let mut y_block = vec![0.0f32; out_plane * BLOCK];
+    let mut x_block = buffers::take_overwritten(in_plane * BLOCK, 0.0f32);
+    let mut y_block = buffers::take_overwritten(out_plane * BLOCK, 0.0f32);
     let mut w_block = vec![0.0f32; taps * BLOCK];
     let mut b_block = [0.0f32; BLOCK];
-    let mut y = crate::runtime::buffers::take(geo.batch * m * out_plane);
-    for n in 0..geo.batch {
+    let mut active = Vec::with_capacity(taps);
+    let mut y = buffers::take_overwritten(geo.batch * m * out_plane, 0.0f32);
+    let empty: &[f32] = &[];
+    for (n, y_image) in y.chunks_exact_mut(m * out_plane).enumerate() {
+        let mut y_blocks = y_image.chunks_mut(BLOCK * out_plane);
         for first in (0..m).step_by(BLOCK) {
             let channels = first..m.min(first + BLOCK);
-            let x_planes: Vec<&[f32]> =
-                channels.clone().map(|oc| &x[(n * geo.channels + oc / multiplier) * in_plane..][..in_plane]).collect();
-            let w_planes: Vec<&[f32]> = channels.clone().map(|oc| &w[oc * taps..(oc + 1) * taps]).collect();
-            to_channel_last(&x_planes, BLOCK, &mut x_block);
-            to_channel_last(&w_planes, BLOCK, &mut w_block);
+            let lanes = channels.len();
+            let x_planes: [&[f32]; BLOCK] = std::array::from_fn(|lane| match first + lane {
+                oc if oc < channels.end => &x[(n * geo.channels + oc / multiplier) * in_plane..][..in_plane],
+                _ => empty,
+            });
+            let w_planes: [&[f32]; BLOCK] = std::array::from_fn(|lane| {
+                if first + lane < channels.end { &w[(first + lane) * taps..][..taps] } else { empty }
+            });
+            to_channel_last(&x_planes[..lanes], BLOCK, &mut x_block);
+            if lanes < BLOCK {
+                // The lanes of missing channels compute values no one reads; zeros keep them
+                // off the slow path of whatever a recycled buffer held (denormals).
+                x_block.chunks_exact_mut(BLOCK).for_each(|position| position[lanes..].fill(0.0));
+                w_block.fill(0.0);
+            }
+            to_channel_last(&w_planes[..lanes], BLOCK, &mut w_block);
             for (lane, oc) in channels.clone().enumerate() {
                 b_block[lane] = bias.map_or(0.0, |b| b[oc]);
             }
-            block(&x_block, &w_block, &b_block, geo, &window_taps, inner, &mut y_block);
-            let start = y.len();
-            y.resize(start + channels.len() * out_plane, 0.0);
-            let mut y_planes: Vec<&mut [f32]> = y[start..].chunks_exact_mut(out_plane).collect();
+            block(&x_block, &w_block, &b_block, geo, &window_taps, inner, &mut active, &mut y_block);
+            let Some(y_planes) = y_blocks.next() else { break };
+            let mut y_planes: Vec<&mut [f32]> = y_planes.chunks_exact_mut(out_plane).collect();
             from_channel_last(&y_block, BLOCK, &mut y_planes);
         }
     }
+    buffers::give(x_block);
+    buffers::give(y_block);
     y
 }
 
@@ -103,6 +119,7 @@ fn interior(taps: &[Tap]) -> (usize, usize) {
 /// reads inside the input (`interior`) go [`POSITIONS`] at a time ([`interior_row`]); the
 /// border outputs test each tap. Compiled for AVX-512 and AVX2 besides the baseline.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[allow(clippy::too_many_arguments)]
 fn block(
     x: &[f32],
     w: &[f32],
@@ -110,12 +127,13 @@ fn block(
     geo: &Geometry,
     taps: &[Tap],
     interior: (usize, usize),
+    active: &mut Vec<ActiveTap>,
     y: &mut [f32],
 ) {
     let (d, h, wa) = (geo.d, geo.h, geo.w);
     let (inner_lo, inner_hi) = if interior.1 >= interior.0 + POSITIONS { interior } else { (wa.output, wa.output) };
-    // The taps inside the input on the current row: index, where output 0 would read, range.
-    let mut active: Vec<ActiveTap> = Vec::with_capacity(taps.len());
+    // `active`: the taps inside the input on the current row (index, where output 0 would
+    // read, range); the caller's vector, reused from block to block.
     let mut outputs = y.chunks_exact_mut(wa.output * BLOCK);
     for od in 0..d.output {
         for oh in 0..h.output {
@@ -130,7 +148,7 @@ fn block(
             }
             for ow in (0..inner_lo.min(wa.output)).chain(inner_hi..wa.output) {
                 let mut acc = *bias;
-                for &(t, start, lo, hi) in &active {
+                for &(t, start, lo, hi) in active.iter() {
                     if (lo..hi).contains(&ow) {
                         let at = (start + (ow * wa.stride) as isize) as usize * BLOCK;
                         let (xv, wv) = (&x[at..at + BLOCK], &w[t * BLOCK..(t + 1) * BLOCK]);
@@ -142,7 +160,7 @@ fn block(
                 out[ow * BLOCK..(ow + 1) * BLOCK].copy_from_slice(&acc);
             }
             if inner_lo < inner_hi {
-                interior_row(x, w, bias, &active, wa.stride, (inner_lo, inner_hi), out);
+                interior_row(x, w, bias, active, wa.stride, (inner_lo, inner_hi), out);
             }
         }
     }
@@ -362,6 +380,29 @@ mod tests {
             let mut portable = vec![0.0f32; hi * BLOCK];
             interior_row_portable(&x, &w, &bias, &active, stride, (1, hi), &mut portable);
             assert_eq!(bits(&portable), bits(&want), "stride {stride}, portable");
+        }
+    }
+
+    /// Blocks and outputs come from recycled buffers: whatever they held (NaN here) never
+    /// reaches a result, in a partial block of 5 channels or a full one, and for every image
+    /// of a batch.
+    #[test]
+    fn recycled_buffers_leave_no_trace() {
+        let window = Window { kernel: vec![3, 3], strides: vec![1, 1], pads: vec![1; 4], dilations: vec![1, 1] };
+        for shape in [[2, 5, 48, 50], [1, 21, 40, 40]] {
+            let geo = Geometry::resolve("Conv", &shape, &window, &[3, 3], false).unwrap();
+            let (x, w, bias) = (values(shape.iter().product(), 3), values(shape[1] * 9, 4), values(shape[1], 5));
+            let want = direct(&x, &w, &bias, &geo, shape[1]);
+            for _ in 0..2 {
+                // The pool keeps buffers of 64 KiB and more: these fit the channel-last blocks
+                // (48 × 50 positions × 16 lanes) and the outputs.
+                for len in [48 * 50 * BLOCK, 48 * 50 * BLOCK, want.len()] {
+                    crate::runtime::buffers::give(vec![f32::NAN; len]);
+                }
+                let y = depthwise(&x, &w, Some(&bias), &geo, shape[1]);
+                assert_eq!(y, want, "{shape:?}");
+                crate::runtime::buffers::give(y);
+            }
         }
     }
 }
