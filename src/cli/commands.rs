@@ -135,19 +135,16 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
         Ok(c) => c,
         Err(d) => return fail(&d),
     };
-    // The cache's lock first: a build writing out/ or the cache finishes before anything is
-    // removed, and a build that starts meanwhile waits (then makes what it needs again).
-    let _lock = match crate::engine::lock_existing_cache(&config.cache_dir) {
+    // The cache's lock first (made when there is no cache): a build writing out/ or the cache
+    // finishes before anything is removed, and a build that starts meanwhile waits (then makes
+    // what it needs again).
+    let lock = match crate::engine::CleanLock::take(&config.cache_dir) {
         Ok(lock) => lock,
-        Err(e) => {
-            return fail(&[Diag::error(
-                "qairt::cache::lock",
-                format!("cannot lock the cache {}: {e}", config.cache_dir.display()),
-            )]);
-        }
+        Err(diag) => return fail(&[diag]),
     };
+    let made_the_cache = lock.made_the_cache();
     let mut dirs = vec![(config.out_dir.clone(), DirKind::Out)];
-    if cache {
+    if cache && !made_the_cache {
         dirs.push((config.cache_dir.clone(), DirKind::Cache));
     }
     for (dir, kind) in dirs {
@@ -156,6 +153,10 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
             Ok(Removal::Absent) => {}
             Err(diag) => return fail(&[diag]),
         }
+    }
+    // A cache made only to be locked goes again (with or without --cache: there was none).
+    if made_the_cache && let Err(diag) = lock.remove_if_made_and_empty() {
+        return fail(&[diag]);
     }
     0
 }

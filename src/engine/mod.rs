@@ -41,10 +41,57 @@ pub struct CacheStats {
     pub action_bytes: u64,
 }
 
-/// Takes the lock of the cache at `root` without creating a cache (see
-/// [`store::lock_existing`]); `None` when there is no cache.
-pub fn lock_existing_cache(root: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
-    store::lock_existing(root)
+/// The cache lock `qairt clean` holds while it removes `out/` (and with `--cache` the cache).
+pub struct CleanLock {
+    /// The locked file; `None` when `root` is a directory that is not a cache, or there is
+    /// none and none can be made (no build can use it then, so none can race the clean).
+    _file: Option<std::fs::File>,
+    /// The cache was made by this lock: there was none, so a build could have started between
+    /// the clean looking and removing `out/`.
+    made: bool,
+    root: std::path::PathBuf,
+}
+
+impl CleanLock {
+    /// Takes the lock of the cache at `root`, making the cache first when there is none.
+    /// Without a cache there would be nothing to lock, and a build starting meanwhile (which
+    /// makes and locks the cache before it writes anything) would write `out/` while the
+    /// clean removes it; with one, that build waits for the clean.
+    pub fn take(root: &std::path::Path) -> Result<CleanLock, crate::diag::Diag> {
+        let lock_failed = |e: std::io::Error| {
+            crate::diag::Diag::error("qairt::cache::lock", format!("cannot lock the cache {}: {e}", root.display()))
+        };
+        if std::fs::symlink_metadata(root).is_ok() {
+            let file = store::lock_existing(root).map_err(lock_failed)?;
+            return Ok(CleanLock { _file: file, made: false, root: root.to_path_buf() });
+        }
+        // A cache that cannot be made (a read-only parent, say) cannot be made by a build
+        // either: no build can race the clean then, which goes on without a lock.
+        let Ok(store) = Store::open(root) else {
+            return Ok(CleanLock { _file: None, made: false, root: root.to_path_buf() });
+        };
+        let file = store.lock().map_err(lock_failed)?;
+        Ok(CleanLock { _file: Some(file), made: true, root: root.to_path_buf() })
+    }
+
+    /// Whether there was no cache, and this lock made it.
+    pub fn made_the_cache(&self) -> bool {
+        self.made
+    }
+
+    /// Removes the cache this lock made, when it still holds nothing (no object, no action
+    /// record): a `qairt clean` of a project without a cache leaves none behind. A build that
+    /// made the cache too and waits for the lock makes it again (see [`Store::lock`]); one
+    /// that stored results in it meanwhile keeps them.
+    pub fn remove_if_made_and_empty(self) -> Result<(), crate::diag::Diag> {
+        let holds_nothing = ["objects", "actions"].iter().all(|sub| {
+            std::fs::read_dir(self.root.join(sub)).map(|mut entries| entries.next().is_none()).unwrap_or(true)
+        });
+        if self.made && holds_nothing {
+            owned_dir::remove(&self.root, owned_dir::DirKind::Cache)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn cache_stats(store: &Store) -> std::io::Result<CacheStats> {

@@ -119,6 +119,51 @@ fn clean_and_build_side_by_side_both_succeed() {
 }
 
 #[test]
+fn clean_without_a_cache_leaves_none_behind() {
+    // Clean takes the cache's lock even when there is no cache (making one to lock, so that a
+    // build starting meanwhile waits); the cache made for that goes again.
+    let p = Project::digits_with(&config(3));
+    for args in [&["clean"][..], &["clean", "--cache"]] {
+        let clean = p.run(args);
+        assert_eq!(clean.status.code(), Some(0), "{args:?}: {}", stderr_of(&clean));
+        assert!(!p.path("cache").exists() && !p.path("out").exists(), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&clean.stdout), "", "{args:?}: nothing was there to remove");
+    }
+    // out/ of a build whose cache was deleted by hand: removed, and no cache is left.
+    p.build().assert_ok();
+    std::fs::remove_dir_all(p.path("cache")).unwrap();
+    let clean = p.run(&["clean"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr_of(&clean));
+    assert!(!p.path("out").exists() && !p.path("cache").exists());
+}
+
+#[test]
+fn a_build_starting_with_no_cache_beside_a_clean_both_succeed() {
+    // Each round starts without a cache, the case where a clean once found nothing to lock
+    // and removed out/ while the build that had just made the cache was writing it.
+    let p = Project::digits_with(&config(3));
+    for round in 0..6 {
+        let reset = p.run(&["clean", "--cache"]);
+        assert_eq!(reset.status.code(), Some(0), "round {round}: {}", stderr_of(&reset));
+        let build = p
+            .command()
+            .args(["build", "--message-format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let clean = p.command().args(["clean"]).output().unwrap();
+        let build = build.wait_with_output().unwrap();
+        assert_eq!(clean.status.code(), Some(0), "round {round}: {}", stderr_of(&clean));
+        assert_eq!(build.status.code(), Some(0), "round {round}: {}", stderr_of(&build));
+        // Whichever ran first, what is left is whole: out/ as the build wrote it, or none.
+        if p.path("out").exists() {
+            assert!(p.path("out/cpu/model.bin").is_file(), "round {round}");
+        }
+    }
+}
+
+#[test]
 fn colliding_output_names_get_distinct_files_and_a_name_map() {
     let p = Project::empty();
     let model = "colliding_outputs";
