@@ -1,17 +1,19 @@
 //! Where a compiled program's time goes: runs `model.bin` (from `qairt build`'s
-//! `out/<target>/`) on one input sample repeated into a group (4 samples, as the simulate
-//! stage runs them on each thread; `--group N` for another count), one thread, and prints the
-//! time per inference (best and median of `ROUNDS`) and per kind of step (op type;
-//! convolutions split into depthwise and by kernel), summed over the program; `--steps` lists
-//! every step too. The kernel-level view behind `simulate` per inference in benches/scale.py
-//! (benches/README.md). A step's time includes storing its results in their representation
-//! (quantize-dequantize for a quantized program).
+//! `out/<target>/`) on the input samples given, in groups of 4 as the simulate stage runs
+//! them on each thread (cycling through the samples given; `--group N` for another count),
+//! one thread, and prints the time per inference (best and median of `ROUNDS`) and per kind
+//! of step (op type; convolutions split into depthwise and by kernel), summed over the
+//! program; `--steps` lists every step too. A step's time includes storing its results in
+//! their representation (quantize-dequantize for a quantized program). The program alone:
+//! the simulate stage also runs the float reference, the per-layer comparison and the
+//! checker's profiles (benches/README.md, "Where MobileNetV2's time goes, layer by layer").
 //!
 //! ```sh
 //! cargo bench --bench simulate -- out/htp-w8a8/model.bin verify/000/image.raw [ROUNDS]
 //! cargo bench --bench simulate -- --steps --group 1 out/cpu/model.bin verify/000/image.raw
 //! ```
-//! Input files are raw little-endian float32 in the model's input shape, one per model input.
+//! Input files are raw little-endian float32 in the model's input shape, one per model input
+//! for each sample (`verify/00{0,1,2,3}/image.raw`: four samples of a one-input model).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,7 +39,7 @@ fn main() {
         .map(|(_, a)| a.clone())
         .collect();
     let Some((model_path, rest)) = args.split_first() else {
-        eprintln!("usage: cargo bench --bench simulate -- MODEL.BIN INPUT.raw... [ROUNDS]");
+        eprintln!("usage: cargo bench --bench simulate -- [--steps] [--group N] MODEL.BIN INPUT.raw... [ROUNDS]");
         std::process::exit(2);
     };
     let (rounds, input_paths) = match rest.last().and_then(|r| r.parse::<usize>().ok()) {
@@ -46,11 +48,16 @@ fn main() {
     };
     let bytes = std::fs::read(model_path).unwrap_or_else(|e| fail(&format!("{model_path}: {e}")));
     let program = Program::from_bytes(&bytes).unwrap_or_else(|e| fail(&format!("{model_path}: {e}")));
-    let inputs = read_inputs(&program, input_paths);
+    // One sample per `program.inputs.len()` files; a group cycles through them.
+    let per_sample = program.inputs.len().max(1);
+    if input_paths.is_empty() || input_paths.len() % per_sample != 0 {
+        fail(&format!("the model takes {per_sample} input(s) per sample, {} file(s) given", input_paths.len()));
+    }
+    let samples: Vec<Vec<Tensor>> = input_paths.chunks(per_sample).map(|paths| read_inputs(&program, paths)).collect();
     let prepared = exec::prepare(&program).unwrap_or_else(|e| fail(&e.to_string()));
     let labels: Vec<String> = program.steps.iter().map(|step| step_kind(&program, step)).collect();
 
-    let group: Vec<&[Tensor]> = vec![inputs.as_slice(); group_size];
+    let group: Vec<&[Tensor]> = (0..group_size).map(|k| samples[k % samples.len()].as_slice()).collect();
     let mut per_inference = Vec::with_capacity(rounds);
     let mut per_kind: BTreeMap<&str, (Duration, usize)> = BTreeMap::new();
     let mut per_step = vec![Duration::ZERO; program.steps.len()];
