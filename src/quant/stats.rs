@@ -75,12 +75,21 @@ fn bin_of(x: f32, e: i32) -> Option<i64> {
 fn count_bins(values: &[f32], scale: f64, first_bin: i64, counts: &mut [u64]) {
     // Bin indices a block at a time (a loop the compiler vectorizes: no stores that depend
     // on the data), then the increments; out-of-range values get an index past every bin.
+    //
+    // The index is worked out in float64 and converted by the magic-number trick: a
+    // saturating `as i64` compiled to a scalar conversion, with a NaN test, per value (most
+    // of calibration's time). `bin - first` is exact wherever it is a stored bin's index
+    // (both are integers within 2^53, and the exact difference is small), and rounding
+    // keeps any other difference outside `0..bins`; NaN and infinities fail the range test.
     let mut indices = [0usize; INDEX_BLOCK];
+    let (first, bins) = (first_bin as f64, counts.len() as f64);
     let index_block = |block: &[f32], indices: &mut [usize; INDEX_BLOCK]| {
         for (index, &x) in indices.iter_mut().zip(block) {
-            let scaled = (f64::from(x) * scale).floor();
-            *index = if scaled.abs() <= MAX_BIN_INDEX {
-                (scaled as i64).wrapping_sub(first_bin) as usize
+            let relative = (f64::from(x) * scale).floor() - first;
+            *index = if relative >= 0.0 && relative < bins {
+                // `relative` is an integer below 2^51: added to 1.5 · 2^52 it is the low bits
+                // of the sum's mantissa, exactly.
+                ((relative + MAGIC).to_bits() - MAGIC.to_bits()) as usize
             } else {
                 usize::MAX
             };
@@ -111,6 +120,10 @@ fn count_bins(values: &[f32], scale: f64, first_bin: i64, counts: &mut [u64]) {
         *count += bin.iter().sum::<u64>();
     }
 }
+
+/// 1.5 · 2^52: an integer `n` with `|n| < 2^51` added to it sits, exactly, in the low bits of
+/// the sum's mantissa (`(n + MAGIC).to_bits() - MAGIC.to_bits() == n`).
+const MAGIC: f64 = 6_755_399_441_055_744.0;
 
 /// Values whose bin indices [`count_bins`] computes before counting them.
 const INDEX_BLOCK: usize = 256;
@@ -535,6 +548,37 @@ mod tests {
             }
             assert_eq!(counts, want, "{} values", values.len());
             assert_eq!(counts.iter().sum::<u64>(), values.len() as u64, "every value lands in a stored bin");
+        }
+    }
+
+    /// A value is counted exactly when its global bin is a stored one, however far the
+    /// stored bins and the values are from zero and from each other (differences up to 2^53
+    /// bins); NaN and infinities never are. Checked against the definition in 128-bit
+    /// integers, with few values (counted directly) and many (partial counters).
+    #[test]
+    fn only_values_in_stored_bins_are_counted_however_far_apart() {
+        let p52 = 4_503_599_627_370_496.0f32; // 2^52, exact in f32
+        let special = [0.0, -0.0, 1.5, -1.5, p52, -p52, p52 * 2.0, -p52 * 2.0, 1e30, -1e30, f32::NAN];
+        let special = special.into_iter().chain([f32::INFINITY, f32::NEG_INFINITY, f32::MIN, f32::MAX]);
+        let special: Vec<f32> = special.collect();
+        for (scale, first_bin) in [(1.0, -(1i64 << 52)), (1.0, 1i64 << 52), (1.0, -2), (0.5, -(1i64 << 51)), (4.0, 3)] {
+            for copies in [1, 2000] {
+                let values: Vec<f32> = special.iter().copied().cycle().take(special.len() * copies).collect();
+                let mut counts = vec![0u64; 8];
+                count_bins(&values, scale, first_bin, &mut counts);
+                let mut want = vec![0u64; 8];
+                for &x in &values {
+                    let scaled = (f64::from(x) * scale).floor();
+                    if !scaled.is_finite() {
+                        continue;
+                    }
+                    let relative = (scaled as i128).saturating_sub(i128::from(first_bin));
+                    if (0..8).contains(&relative) {
+                        want[relative as usize] += 1;
+                    }
+                }
+                assert_eq!(counts, want, "scale {scale}, first bin {first_bin}, {} values", values.len());
+            }
         }
     }
 
