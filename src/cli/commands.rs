@@ -155,7 +155,7 @@ pub fn clean(path: Option<PathBuf>, cache: bool) -> u8 {
         }
     }
     // A cache made only to be locked goes again (with or without --cache: there was none).
-    if made_the_cache && let Err(diag) = lock.remove_if_made_and_empty() {
+    if let Err(diag) = lock.remove_if_made_and_empty() {
         return fail(&[diag]);
     }
     0

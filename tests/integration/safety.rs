@@ -97,20 +97,26 @@ fn leftovers_of_a_killed_build_are_removed_by_the_next() {
     assert_eq!(std::fs::read_dir(p.path("cache/tmp")).unwrap().count(), 0);
 }
 
+/// Starts a build of `p`, runs `clean` (with `clean_args`) while it runs, and returns both
+/// processes' outputs (the clean's first).
+fn clean_beside_a_build(p: &Project, clean_args: &[&str]) -> (std::process::Output, std::process::Output) {
+    let build = p
+        .command()
+        .args(["build", "--message-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let clean = p.command().args(clean_args).output().unwrap();
+    (clean, build.wait_with_output().unwrap())
+}
+
 #[test]
 fn clean_and_build_side_by_side_both_succeed() {
     let p = Project::digits_with(&config(3));
     p.build().assert_ok();
     for round in 0..8 {
-        let build = p
-            .command()
-            .args(["build", "--message-format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let clean = p.command().args(["clean", "--cache"]).output().unwrap();
-        let build = build.wait_with_output().unwrap();
+        let (clean, build) = clean_beside_a_build(&p, &["clean", "--cache"]);
         assert_eq!(clean.status.code(), Some(0), "round {round}: {}", stderr_of(&clean));
         assert_eq!(build.status.code(), Some(0), "round {round}: {}", stderr_of(&build));
     }
@@ -145,15 +151,7 @@ fn a_build_starting_with_no_cache_beside_a_clean_both_succeed() {
     for round in 0..6 {
         let reset = p.run(&["clean", "--cache"]);
         assert_eq!(reset.status.code(), Some(0), "round {round}: {}", stderr_of(&reset));
-        let build = p
-            .command()
-            .args(["build", "--message-format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let clean = p.command().args(["clean"]).output().unwrap();
-        let build = build.wait_with_output().unwrap();
+        let (clean, build) = clean_beside_a_build(&p, &["clean"]);
         assert_eq!(clean.status.code(), Some(0), "round {round}: {}", stderr_of(&clean));
         assert_eq!(build.status.code(), Some(0), "round {round}: {}", stderr_of(&build));
         // Whichever ran first, what is left is whole: out/ as the build wrote it, or none.
