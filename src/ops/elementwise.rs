@@ -18,7 +18,8 @@ use crate::ir::{DType, Tensor, TensorData, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::bad_attribute;
 use crate::runtime::kernels::elementwise::{
-    Int, Num, broadcast, broadcast_pair, integer, map, mismatch, numeric, output, real_map, unsupported,
+    Int, Num, broadcast, broadcast_pair, clip_f32, clip_f32_in_place, integer, map, mismatch, numeric, output,
+    real_map, unsupported,
 };
 use crate::runtime::kernels::{KernelError, expect_inputs};
 
@@ -661,15 +662,12 @@ impl OpDef for Clip {
         let x = inputs[0];
         let TensorData::F32(v) = &x.data else { return Err(unsupported("Clip", &x.data)) };
         let (min, max) = (self.min, self.max);
-        Ok(vec![output("Clip", x.shape.clone(), TensorData::F32(map(v, |v| clip_value(v, min, max))))?])
+        Ok(vec![output("Clip", x.shape.clone(), TensorData::F32(clip_f32(v, min, max)))?])
     }
 
     fn run_in_place(&self, x: &mut Tensor) -> Option<Result<(), KernelError>> {
         let TensorData::F32(values) = &mut x.data else { return None };
-        let (min, max) = (self.min, self.max);
-        for v in values.iter_mut() {
-            *v = clip_value(*v, min, max);
-        }
+        clip_f32_in_place(values, self.min, self.max);
         Some(Ok(()))
     }
 

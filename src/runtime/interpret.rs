@@ -184,7 +184,11 @@ impl<'a> GroupRun<'a> {
             }
             for (k, slot) in self.runs.iter_mut().enumerate() {
                 let Ok(run) = slot else { continue };
-                let stepped = run.compute(graph, node, &declared).and_then(|results| {
+                let results = match run.compute_in_place(schedule, i, node, &declared) {
+                    Some(result) => result,
+                    None => run.compute(graph, node, &declared),
+                };
+                let stepped = results.and_then(|results| {
                     run.store(schedule, i, node, results, &mut |id, t| observe(k, id, t), peak_live)
                 });
                 if let Err(error) = stepped {
@@ -344,6 +348,50 @@ impl<'a> SampleRun<'a> {
         })
     }
 
+    /// `node` (node `i` of the schedule) over its input's own values
+    /// ([`crate::ops::Op::run_in_place`]) where it has one input and one output, the input is
+    /// a value this run owns that no later node reads and nothing keeps, and the op has such a
+    /// path: no fresh output and no pass through new memory (a Clip after each of a
+    /// MobileNet's convolutions). `None`, having changed nothing, otherwise (also where the
+    /// output is declared another shape or type, which [`Self::compute`] then reports).
+    fn compute_in_place(
+        &mut self,
+        schedule: &Schedule,
+        i: usize,
+        node: &crate::ir::Node,
+        declared: &[TensorInfo],
+    ) -> Option<Result<Vec<Tensor>, RuntimeError>> {
+        let (&[input], [_], [info]) = (node.inputs.as_slice(), node.outputs.as_slice(), declared) else { return None };
+        let index = input.index();
+        let last_read_here = schedule.last_use.get(index).copied().flatten() == Some(i);
+        let kept = schedule.output.get(index).copied().unwrap_or(true)
+            || (schedule.keep.get(index).copied().unwrap_or(true)
+                && !self.released.get(index).copied().unwrap_or(false));
+        let owned = match self.values.get(index) {
+            Some(Value::Owned(value)) => value.shape == info.shape && value.dtype() == info.dtype,
+            _ => false,
+        };
+        if !last_read_here || kept || !owned {
+            return None;
+        }
+        let Value::Owned(mut value) = std::mem::replace(&mut self.values[index], Value::Absent) else { return None };
+        match node.op.run_in_place(&mut value) {
+            None => {
+                self.values[index] = Value::Owned(value);
+                None
+            }
+            Some(result) => {
+                // The input's value is now the output's: it no longer counts as live.
+                self.live -= 1;
+                Some(result.map(|()| vec![value]).map_err(|source| RuntimeError::Kernel {
+                    node: node.name.clone(),
+                    op: node.op.type_name(),
+                    source,
+                }))
+            }
+        }
+    }
+
     /// Stores `node`'s results (node `i` of the schedule), shows them to `observe`, and drops
     /// the values no later node reads.
     fn store(
@@ -434,7 +482,8 @@ impl<'a> SampleRun<'a> {
 
 /// The most bytes of node outputs [`interpret`] holds at once on `graph`, from the declared
 /// shapes and the same last-reader rule it frees by: what one float run of a sample needs
-/// (besides its inputs, the constants and a kernel's own scratch), known before it runs.
+/// (besides its inputs, the constants and a kernel's own scratch), known before it runs. A
+/// bound: a node that runs over its dead input's values holds one value where this counts two.
 pub fn peak_bytes(graph: &Graph) -> u64 {
     let size = |id: TensorId| graph.tensors.get(id.index()).map_or(0, declared_bytes);
     let steps = graph.nodes.iter().map(|node| (node.inputs.as_slice(), node.outputs.as_slice()));
@@ -615,12 +664,13 @@ mod tests {
     #[test]
     fn intermediates_are_freed_after_their_last_reader() {
         let input = [Tensor::from_f32(vec![1], vec![2.0])];
-        // Ten relus in a row: at most the node's input and its output are alive at once.
+        // Ten relus in a row: each after the first runs over its input's own values (the
+        // first reads the borrowed graph input), so one value is alive at a time.
         let mut peak = 0;
         let out = execute(&chain(10, false), &input, &|_| false, &mut |_, _| {}, &mut peak).unwrap().0;
         assert_eq!(out[0].as_f32().unwrap(), &[2.0]);
-        assert_eq!(peak, 2);
-        // With t1 read again at the end, t1 stays alive too: at most 3 (t1, t_k, t_k+1).
+        assert_eq!(peak, 1);
+        // With t1 read again at the end, t1 stays alive too: at most 3 (t1, t10 and y).
         let mut peak = 0;
         let out = execute(&chain(10, true), &input, &|_| false, &mut |_, _| {}, &mut peak).unwrap().0;
         // relu(2) = 2 through the chain; y = t10 + t1 = 4.
@@ -628,7 +678,67 @@ mod tests {
         assert_eq!(peak, 3);
     }
 
-    /// The estimate made before a run agrees with what the run held (4-byte tensors here).
+    /// x -> Clip(max 8) -> t1 -> Clip(max 4) -> t2 -> Clip(max 2) -> t3, so that each value
+    /// differs from the one it is computed from.
+    fn clip_chain() -> (Graph, [TensorId; 3]) {
+        let mut g = Graph::default();
+        let x = g.add_tensor(f32_info("x", &[2]));
+        g.inputs = vec![x];
+        let mut ids = Vec::new();
+        let mut prev = x;
+        for (k, max) in [8.0, 4.0, 2.0].into_iter().enumerate() {
+            let t = g.add_tensor(f32_info(&format!("t{}", k + 1), &[2]));
+            let op = Op::Clip(crate::ops::Clip { min: f32::NEG_INFINITY, max });
+            g.nodes.push(Node { name: format!("c{}", k + 1), op, inputs: vec![prev], outputs: vec![t] });
+            ids.push(t);
+            prev = t;
+        }
+        g.outputs = vec![prev];
+        g.validate().unwrap();
+        (g, [ids[0], ids[1], ids[2]])
+    }
+
+    /// A node runs over its input's values only where nothing else will read them: a value
+    /// retained (or read again) keeps its own values, and every run gives the same results.
+    #[test]
+    fn a_one_input_node_reuses_its_dead_input_but_never_a_kept_one() {
+        let (g, [t1, t2, t3]) = clip_chain();
+        let input = [Tensor::from_f32(vec![2], vec![10.0, -1.0])];
+        let mut observed = BTreeMap::new();
+        let mut peak = 0;
+        let (outputs, _) = execute(
+            &g,
+            &input,
+            &|_| false,
+            &mut |id, t| {
+                observed.insert(id, t.as_f32().unwrap().to_vec());
+            },
+            &mut peak,
+        )
+        .unwrap();
+        assert_eq!(outputs[0].as_f32().unwrap(), &[2.0, -1.0]);
+        assert_eq!(observed[&t1], [8.0, -1.0]);
+        assert_eq!(observed[&t2], [4.0, -1.0]);
+        assert_eq!(peak, 1, "c2 and c3 run over t1's buffer");
+        assert_eq!(input[0].as_f32().unwrap(), &[10.0, -1.0], "a borrowed input is never written");
+
+        let (outputs, retained) = interpret_retaining(&g, &input, &|id| id == t1).unwrap();
+        assert_eq!(outputs[0].as_f32().unwrap(), &[2.0, -1.0]);
+        let retained: BTreeMap<_, _> = retained.into_iter().collect();
+        assert_eq!(retained[&t1].as_f32().unwrap(), &[8.0, -1.0], "a retained value is not overwritten");
+
+        // Released after its reader ran: t2's node had to leave it alone all the same.
+        let samples = [&input[..]];
+        let mut run = GroupRun::start(&g, &samples, &|id| id == t2, &mut |_, _, _| {});
+        run.run_through(3, &mut |_, _, _| {});
+        assert_eq!(run.value(0, t2).unwrap().as_f32().unwrap(), &[4.0, -1.0]);
+        assert_eq!(run.value(0, t3).unwrap().as_f32().unwrap(), &[2.0, -1.0]);
+        run.release(0, t2);
+        assert!(run.value(0, t2).is_none());
+    }
+
+    /// The estimate made before a run: what a run holds when no node runs over its input's
+    /// values (4-byte tensors here; `chain` is all Relus, so the run itself holds less).
     #[test]
     fn peak_bytes_matches_the_interpreters_own_peak() {
         assert_eq!(peak_bytes(&chain(10, false)), 2 * 4);
