@@ -241,6 +241,23 @@ pub fn encode(repr: &Repr, shape: &[usize], values: &[f32], out: &mut [u8]) {
     }
 }
 
+/// Every value a tensor of a per-tensor encoding of up to 16 bits can hold once stored and
+/// read back ([`round_trip_in_place`], or decoded from its codes): each code's value, and
+/// `-0.0` where zero lies strictly inside the grid (a small negative value rounds to `-0.0`,
+/// which the clamp to the grid's ends then keeps). `None` for other representations
+/// (per-channel, wider, float), whose values are not enumerated.
+pub fn held_values(repr: &Repr) -> Option<Vec<f32>> {
+    let Repr::Quant(q) = repr else { return None };
+    let ([scale], &[offset], None) = (q.scales.as_slice(), q.offsets.as_slice(), q.axis) else { return None };
+    if q.bitwidth > 16 {
+        return None;
+    }
+    let max = grid_max(q.bitwidth);
+    let zero_inside = offset < 0 && i64::from(offset) + i64::from(max) > 0;
+    let codes = (0..=max).map(|c| dequantize_value(c, *scale, offset, q.bitwidth));
+    Some(codes.chain(zero_inside.then_some(-0.0)).collect())
+}
+
 /// `values` as stored in `repr` and read back (`decode(encode(values))`), computed in place:
 /// what a step's result is to its readers, without the codes or a second buffer. Native
 /// representations hold values as they are and are left alone.
@@ -352,6 +369,34 @@ mod tests {
 
     fn per_tensor(bitwidth: u32, scale: f32, offset: i32) -> Repr {
         Repr::Quant(QuantParams { bitwidth, axis: None, scales: vec![scale], offsets: vec![offset] })
+    }
+
+    /// Whatever goes in, a round trip gives one of the held values: the list is complete
+    /// (NaN, infinities, signed zeros and values that round to zero from below included).
+    #[test]
+    fn every_round_trip_gives_a_held_value() {
+        let mut inputs: Vec<f32> = (-3000..3000).map(|i| i as f32 / 97.0).collect();
+        inputs.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, -1e-9, 1e-9, f32::MAX, f32::MIN]);
+        for (repr, negative_zero) in [
+            (per_tensor(8, 6.0 / 255.0, 0), false),
+            (per_tensor(8, 0.05, -128), true),
+            (per_tensor(8, 0.05, -255), false),
+            (per_tensor(4, 0.5, -3), true),
+            (per_tensor(16, 0.001, -30_000), true),
+        ] {
+            let held = held_values(&repr).unwrap();
+            let held_bits: std::collections::HashSet<u32> = held.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(held_bits.contains(&(-0.0f32).to_bits()), negative_zero, "{repr:?}");
+            let mut values = inputs.clone();
+            round_trip_in_place(&repr, &[values.len()], &mut values);
+            for (x, v) in inputs.iter().zip(&values) {
+                assert!(held_bits.contains(&v.to_bits()), "{repr:?}: {x} gave {v}, not a held value");
+            }
+        }
+        let per_channel = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0] });
+        assert_eq!(held_values(&per_channel), None);
+        assert_eq!(held_values(&per_tensor(32, 1.0, 0)), None);
+        assert_eq!(held_values(&Repr::F32), None);
     }
 
     fn round_trip(repr: &Repr, shape: &[usize], values: &[f32]) -> (Vec<u8>, Vec<f32>) {

@@ -242,6 +242,19 @@ impl SampleFolds {
         }
     }
 
+    /// Row `row`'s fold made the one of row `from` (already folded): for a sample's own
+    /// folds, where the two rows compare the same golden with bit-identical values, the fold
+    /// that adding them would give, without a pass over either. False, having changed
+    /// nothing, when `from` has not been folded.
+    pub fn repeat(&mut self, row: usize, from: usize) -> bool {
+        if !self.seen.get(from).copied().unwrap_or(false) || row >= self.folds.len() {
+            return false;
+        }
+        self.folds[row] = self.folds[from].clone();
+        self.seen[row] = true;
+        true
+    }
+
     /// Folds `later` (the following samples) into these.
     pub fn merge(&mut self, later: &SampleFolds) {
         for ((mine, theirs), (seen, saw)) in
@@ -329,6 +342,31 @@ mod tests {
         assert_eq!(FloatPrefix::samples_for(&relu(1 << 20), 5), 5);
         assert_eq!(FloatPrefix::samples_for(&relu(16 << 20), 100), 1);
         assert_eq!(FloatPrefix::samples_for(&relu(16), 0), 0);
+    }
+
+    #[test]
+    fn a_repeated_row_takes_the_fold_of_its_source_once_that_is_folded() {
+        let mut g = GraphBuilder::new();
+        let x = g.input("x", &[1, 3]);
+        let y = g.node("relu", crate::ir::Op::Unary(Unary::Relu), &[x], "y", &[1, 3]);
+        let z = g.node("relu2", crate::ir::Op::Unary(Unary::Relu), &[y], "z", &[1, 3]);
+        g.output(z);
+        let graph = g.finish();
+        let plan = Plan::new(&graph, &BTreeMap::new(), None, Vec::new());
+        let (x, y) = (plan.row("y").unwrap(), plan.row("z").unwrap());
+        let mut folds = plan.start();
+        assert!(!folds.repeat(y, x), "x has not been folded");
+        let golden = [1.0, -2.0, 0.5];
+        let actual = [1.0, -1.5, 0.5];
+        folds.add(x, &golden, &actual);
+        assert!(folds.repeat(y, x));
+        let mut added = plan.start();
+        added.add(x, &golden, &actual);
+        added.add(y, &golden, &actual);
+        let rows = |f: SampleFolds| {
+            plan.finish(f).unwrap().into_iter().map(|(_, fold)| format!("{fold:?}")).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(folds), rows(added));
     }
 
     #[test]

@@ -926,10 +926,20 @@ struct GoldenSources<'a> {
     producer: HashMap<crate::ir::TensorId, usize>,
     step_goldens: Vec<Vec<crate::ir::TensorId>>,
     uses: HashMap<crate::ir::TensorId, usize>,
+    /// Rows whose values are those of an earlier row compared with the same golden: the
+    /// output of a step that passes its input through (a ReLU6 squashed into its
+    /// convolution's grid), by row, with its input's row. Their sums are that row's.
+    repeats: HashMap<usize, usize>,
 }
 
 impl<'a> GoldenSources<'a> {
-    fn new(graph: &'a Graph, program: &Program, plan: &Plan, goldens: &Goldens<'_>) -> GoldenSources<'a> {
+    fn new(
+        graph: &'a Graph,
+        prepared: &crate::runtime::exec::Prepared<'_>,
+        plan: &Plan,
+        goldens: &Goldens<'_>,
+    ) -> GoldenSources<'a> {
+        let program = prepared.program();
         use crate::ir::TensorId;
         let by_name: HashMap<&str, TensorId> =
             (0..graph.tensors.len()).map(|i| TensorId(i as u32)).map(|id| (graph.name(id), id)).collect();
@@ -949,7 +959,13 @@ impl<'a> GoldenSources<'a> {
         for &id in step_goldens.iter().flatten() {
             *uses.entry(id).or_default() += 1;
         }
-        GoldenSources { by_name, producer, step_goldens, uses }
+        let row_of = |id: TensorId| program.tensor_name(id).and_then(|name| plan.row(name));
+        let repeats = (program.steps.iter().enumerate())
+            .filter(|&(index, _)| prepared.passes_through(index))
+            .filter_map(|(_, step)| Some((row_of(*step.outputs.first()?)?, row_of(*step.inputs.first()?)?)))
+            .filter(|&(row, from)| plan.golden_of(row).is_some() && plan.golden_of(row) == plan.golden_of(from))
+            .collect();
+        GoldenSources { by_name, producer, step_goldens, uses, repeats }
     }
 }
 
@@ -975,7 +991,7 @@ impl GoldenAndProgram<'_> {
         let keep_all = numbers.iter().any(|&n| n < self.kept);
         let is_float = |id: TensorId| graph.info(id).dtype == DType::F32;
         let kept_to_end = |id: TensorId| is_float(id) && (keep_all || self.float_union.contains(graph.name(id)));
-        let GoldenSources { by_name, producer, step_goldens, uses } = &self.sources;
+        let GoldenSources { by_name, producer, step_goldens, uses, repeats } = &self.sources;
         let retain = |id: TensorId| kept_to_end(id) || (is_float(id) && uses.contains_key(&id));
         let float = std::cell::RefCell::new(crate::runtime::interpret::GroupRun::start(
             graph,
@@ -1003,7 +1019,8 @@ impl GoldenAndProgram<'_> {
                 let Some(row) = program.tensor_name(id).and_then(|name| plan.row(name)) else { return };
                 let Some(golden_name) = plan.golden_of(row) else { return };
                 let golden_id = by_name.get(golden_name).copied();
-                {
+                let repeated = repeats.get(&row).is_some_and(|&from| folds[j].repeat(row, from));
+                if !repeated {
                     let run = float.borrow();
                     let golden = match golden_id.filter(|_| !goldens.is_dumped(golden_name)) {
                         Some(gid) => run.value(j, gid).and_then(Tensor::as_f32),
@@ -1163,7 +1180,7 @@ impl SimulateSetup<'_> {
                 float_union: &float_union,
                 float_outputs: reference.is_some(),
                 kept,
-                sources: GoldenSources::new(graph, program, plan, goldens),
+                sources: GoldenSources::new(graph, prepared, plan, goldens),
             };
             super::samples::run_in_groups(
                 &samples.numbers(),

@@ -55,6 +55,8 @@ pub struct Prepared<'p> {
     last_use: Vec<Option<usize>>,
     /// The program's outputs, by tensor id.
     is_output: Vec<bool>,
+    /// For each step, whether it hands its input on unchanged ([`passes_through`]).
+    passes_through: Vec<bool>,
 }
 
 /// Checks `program` and dequantizes its constants.
@@ -70,7 +72,30 @@ pub fn prepare(program: &Program) -> Result<Prepared<'_>, ExecError> {
         })
         .collect();
     let (last_use, is_output) = lifetimes(program);
-    Ok(Prepared { program, constants, last_use, is_output })
+    let passes_through = program.steps.iter().map(|step| passes_through(program, step)).collect();
+    Ok(Prepared { program, constants, last_use, is_output, passes_through })
+}
+
+/// Whether `step` gives back every value its input can hold, bit for bit: a one-input op with
+/// a path over its input's own values (Relu, Clip), whose input and output share one
+/// encoding, run with its output's round trip on every value that encoding can hold
+/// ([`repr::held_values`]). A ReLU6 whose input is squashed into its output's grid (the
+/// SDK's fused activations) is one: its pass and its round trip would only copy.
+fn passes_through(program: &Program, step: &Step) -> bool {
+    let (&[input], &[output]) = (step.inputs.as_slice(), step.outputs.as_slice()) else { return false };
+    let (Some(from), Some(to)) = (program.tensor(input), program.tensor(output)) else { return false };
+    let is_activation = matches!(from.storage, Storage::Arena { .. });
+    if !is_activation || from.repr != to.repr || from.info.shape != to.info.shape || from.info.dtype != to.info.dtype {
+        return false;
+    }
+    let Some(held) = repr::held_values(&from.repr) else { return false };
+    let mut values = Tensor::from_f32(vec![held.len()], held.clone());
+    if !matches!(step.op.run_in_place(&mut values), Some(Ok(()))) {
+        return false;
+    }
+    let TensorData::F32(mut values) = values.data else { return false };
+    repr::round_trip_in_place(&to.repr, &[values.len()], &mut values);
+    values.iter().zip(&held).all(|(after, before)| after.to_bits() == before.to_bits())
 }
 
 /// The last step reading each tensor, and which tensors are program outputs.
@@ -186,6 +211,12 @@ struct Region<'a> {
 }
 
 impl<'p> Prepared<'p> {
+    /// Whether step `index` gives every value its output holds the bits of its input's
+    /// ([`passes_through`]), whichever path runs it.
+    pub fn passes_through(&self, index: usize) -> bool {
+        self.passes_through.get(index).copied().unwrap_or(false)
+    }
+
     pub fn program(&self) -> &'p Program {
         self.program
     }
@@ -472,6 +503,9 @@ impl<'p> Prepared<'p> {
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Result<(), ExecError> {
+        if let Some(done) = self.pass_through(index, step, live, observe) {
+            return done;
+        }
         if let Some(done) = self.run_step_in_place(index, step, live, observe) {
             return done;
         }
@@ -481,6 +515,38 @@ impl<'p> Prepared<'p> {
         let results = step.op.run(&args, &infos).map_err(|source| kernel_error(step, source))?;
         drop(args);
         self.store_results(index, step, &regions, results, live, observe)
+    }
+
+    /// Step `index` where it [`passes_through`] and its input is a kept result that no later
+    /// step reads and that is no program output: the input's value becomes the output's,
+    /// neither computed nor round-tripped (the bits they would give). `None`, having changed
+    /// nothing, otherwise.
+    fn pass_through(
+        &self,
+        index: usize,
+        step: &Step,
+        live: &mut [Option<Tensor>],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) -> Option<Result<(), ExecError>> {
+        if !self.passes_through.get(index).copied().unwrap_or(false) {
+            return None;
+        }
+        let (&[input], &[output]) = (step.inputs.as_slice(), step.outputs.as_slice()) else { return None };
+        let last_read_here = self.last_use.get(input.index()).copied().flatten() == Some(index);
+        if !last_read_here || self.is_output.get(input.index()).copied().unwrap_or(true) {
+            return None;
+        }
+        let value = live.get_mut(input.index())?.take()?;
+        observe(output, &value);
+        let read_later = self.last_use.get(output.index()).copied().flatten().is_some_and(|last| last > index);
+        if read_later || self.is_output.get(output.index()).copied().unwrap_or(false) {
+            if let Some(slot) = live.get_mut(output.index()) {
+                *slot = Some(value);
+            }
+        } else {
+            crate::runtime::buffers::recycle(value);
+        }
+        Some(Ok(()))
     }
 
     /// Runs step `index` over its input's own values ([`crate::ops::Op::run_in_place`]) where
@@ -816,6 +882,50 @@ mod tests {
         for _ in 0..2 {
             let again = execute(&prepared, std::slice::from_ref(&x), &mut |_, _| {}).unwrap();
             assert_eq!(again, outputs);
+        }
+    }
+
+    /// A Relu whose input shares its output's grid from 0 (the SDK's squashed activation)
+    /// changes no value: the executor hands the input on, with the bits computing it gives.
+    /// With the input on a grid reaching below 0 (`conv_relu_quantized`'s), it computes.
+    #[test]
+    fn an_activation_on_its_inputs_grid_passes_the_input_through() {
+        let (mut q, ids) = conv_relu_quantized();
+        let computing = compile(&q, &backend("htp")).unwrap();
+        assert!(!prepare(&computing).unwrap().passes_through(1), "y reaches below 0: the Relu computes");
+        let z = q.encodings[&ids.z].clone();
+        q.encodings.insert(ids.y, z);
+        let program = compile(&q, &backend("htp")).unwrap();
+        let prepared = prepare(&program).unwrap();
+        assert_eq!(program.steps[1].op.type_name(), "Relu");
+        assert!(prepared.passes_through(1) && !prepared.passes_through(0));
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let (outputs, seen) = observe_all(&program, std::slice::from_ref(&x));
+        // y on z's grid (scale 1/4 from 0): y*4 = [3.40, -5.60, 12.40, 2.27 | -1.82, 1.23, -4.86,
+        // -1.44] -> [3, 0, 12, 2 | 0, 1, 0, 0] -> [0.75, 0, 3, 0.5 | 0, 0.25, 0, 0], which the
+        // Relu and z's round trip leave alone.
+        let y = [0.75, 0.0, 3.0, 0.5, 0.0, 0.25, 0.0, 0.0];
+        assert_eq!(seen[&ids.y].as_f32().unwrap(), y);
+        assert_eq!(seen[&ids.z], seen[&ids.y]);
+        assert_eq!(outputs, [seen[&ids.z].clone()]);
+    }
+
+    /// Clip passes through only when no value of its input's grid falls outside its bounds by
+    /// more than the round trip brings back.
+    #[test]
+    fn a_clip_passes_through_only_on_a_grid_inside_its_bounds() {
+        let relu6 = crate::ops::Clip { min: 0.0, max: 6.0 };
+        // 6/255: the grid's top is 6 within rounding. 6/127 and 0.25 reach 12 and 63.75; 6.5/255
+        // ends half a step above 6, which the Clip lowers to a code below the top.
+        for (scale, passes) in [(6.0 / 255.0, true), (6.0 / 127.0, false), (0.25, false), (6.5 / 255.0, false)] {
+            let mut b = crate::compile::test_graphs::Builder::default();
+            let x = b.input("x", &[1, 4]);
+            let y = b.node("clip", Op::Clip(relu6.clone()), &[x], "y", &[1, 4]);
+            b.output(y);
+            b.encode(x, per_tensor(8, scale, 0));
+            b.encode(y, per_tensor(8, scale, 0));
+            let program = compile(&b.finish(), &backend("htp")).unwrap();
+            assert_eq!(prepare(&program).unwrap().passes_through(0), passes, "scale {scale}");
         }
     }
 
