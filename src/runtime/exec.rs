@@ -517,6 +517,14 @@ impl<'p> Prepared<'p> {
         self.store_results(index, step, &regions, results, live, observe)
     }
 
+    /// The one input of step `index` when no later step reads it and it is no program output:
+    /// a value the step may take over.
+    fn sole_input_dying_at(&self, index: usize, step: &Step) -> Option<TensorId> {
+        let &[input] = step.inputs.as_slice() else { return None };
+        let last_read_here = self.last_use.get(input.index()).copied().flatten() == Some(index);
+        (last_read_here && !self.is_output.get(input.index()).copied().unwrap_or(true)).then_some(input)
+    }
+
     /// Step `index` where it [`passes_through`] and its input is a kept result that no later
     /// step reads and that is no program output: the input's value becomes the output's,
     /// neither computed nor round-tripped (the bits they would give). `None`, having changed
@@ -531,11 +539,7 @@ impl<'p> Prepared<'p> {
         if !self.passes_through.get(index).copied().unwrap_or(false) {
             return None;
         }
-        let (&[input], &[output]) = (step.inputs.as_slice(), step.outputs.as_slice()) else { return None };
-        let last_read_here = self.last_use.get(input.index()).copied().flatten() == Some(index);
-        if !last_read_here || self.is_output.get(input.index()).copied().unwrap_or(true) {
-            return None;
-        }
+        let (input, &[output]) = (self.sole_input_dying_at(index, step)?, step.outputs.as_slice()) else { return None };
         let value = live.get_mut(input.index())?.take()?;
         observe(output, &value);
         let read_later = self.last_use.get(output.index()).copied().flatten().is_some_and(|last| last > index);
@@ -559,11 +563,7 @@ impl<'p> Prepared<'p> {
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Option<Result<(), ExecError>> {
-        let (&[input], [_]) = (step.inputs.as_slice(), step.outputs.as_slice()) else { return None };
-        let last_read_here = self.last_use.get(input.index()).copied().flatten() == Some(index);
-        if !last_read_here || self.is_output.get(input.index()).copied().unwrap_or(true) {
-            return None;
-        }
+        let (input, [_]) = (self.sole_input_dying_at(index, step)?, step.outputs.as_slice()) else { return None };
         let slot = live.get_mut(input.index())?;
         let mut value = slot.take()?;
         match step.op.run_in_place(&mut value) {
