@@ -541,15 +541,8 @@ impl<'p> Prepared<'p> {
         }
         let (input, &[output]) = (self.sole_input_dying_at(index, step)?, step.outputs.as_slice()) else { return None };
         let value = live.get_mut(input.index())?.take()?;
-        observe(output, &value);
-        let read_later = self.last_use.get(output.index()).copied().flatten().is_some_and(|last| last > index);
-        if read_later || self.is_output.get(output.index()).copied().unwrap_or(false) {
-            if let Some(slot) = live.get_mut(output.index()) {
-                *slot = Some(value);
-            }
-        } else {
-            crate::runtime::buffers::recycle(value);
-        }
+        self.keep(output, value, live, observe);
+        self.release_dead(index, step, live);
         Some(Ok(()))
     }
 
@@ -724,11 +717,29 @@ impl<'p> Prepared<'p> {
                 repr::round_trip_in_place(region.repr, &region.info.shape, &mut values);
                 Tensor::from_f32(shape, values)
             };
-            observe(id, &value);
-            if let Some(slot) = live.get_mut(id.index()) {
-                *slot = Some(value);
-            }
+            self.keep(id, value, live, observe);
         }
+        self.release_dead(index, step, live);
+        Ok(())
+    }
+
+    /// Shows the value of `id` to `observe` and keeps it for the steps that read it.
+    fn keep(
+        &self,
+        id: TensorId,
+        value: Tensor,
+        live: &mut [Option<Tensor>],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+    ) {
+        observe(id, &value);
+        if let Some(slot) = live.get_mut(id.index()) {
+            *slot = Some(value);
+        }
+    }
+
+    /// Drops the kept values of `step`'s inputs and outputs that no step after `index` reads
+    /// and that are no program outputs, their buffers going back to the pool.
+    fn release_dead(&self, index: usize, step: &Step, live: &mut [Option<Tensor>]) {
         for &id in step.inputs.iter().chain(&step.outputs) {
             let dead = self.last_use.get(id.index()).copied().flatten().is_none_or(|last| last <= index);
             if dead
@@ -738,7 +749,6 @@ impl<'p> Prepared<'p> {
                 crate::runtime::buffers::recycle(value);
             }
         }
-        Ok(())
     }
 }
 
