@@ -1132,7 +1132,7 @@ impl SimulateSetup<'_> {
         let mut float_outputs = Vec::new();
         let mut captured = Vec::new();
         let mut folds = plan.start();
-        let mut float_prefix = FloatPrefix::default();
+        let mut float_prefix = FloatPrefix::with_room(graph, kept);
         let replays = self.replays;
         let needed = if replays { goldens_of_deferred_rows(plan, goldens) } else { BTreeSet::new() };
         let mut consume = |(out, float_out, sample, keep, kept): SampleResult| {
@@ -1253,7 +1253,7 @@ impl SimulateSetup<'_> {
             cut.seeds.iter().enumerate().map(|(k, &id)| (id, k)).collect();
         let mut outputs = Vec::with_capacity(samples.len());
         let mut folds = plan.start();
-        let mut float_prefix = FloatPrefix::default();
+        let mut float_prefix = FloatPrefix::with_room(graph, kept);
         super::samples::run_in_order(
             &samples.numbers(),
             progress,

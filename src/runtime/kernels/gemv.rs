@@ -112,16 +112,21 @@ const VECTORS: usize = 4;
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn dots(xs: [&[f32]; VECTORS], row: &[f32]) -> [f32; VECTORS] {
     debug_assert!(xs.iter().all(|x| x.len() == row.len()));
-    let mut lanes = [[0.0f32; LANES]; VECTORS];
     let body = row.len() - row.len() % LANES;
-    for (c, r) in row[..body].chunks_exact(LANES).enumerate() {
-        for (v, x) in xs.iter().enumerate() {
-            let x = &x[c * LANES..(c + 1) * LANES];
-            for l in 0..LANES {
-                lanes[v][l] = x[l].mul_add(r[l], lanes[v][l]);
-            }
+    // Whole chunks of every slice, zipped, and one named array of lanes per vector: indexed
+    // per vector, the chunks' bounds tests kept the sums on the stack between multiply-adds
+    // (MobileNetV2's classifier took 0.18-0.19 ms per inference in groups of 4; 0.11-0.13 now).
+    let [c0, c1, c2, c3] = xs.map(|x| x[..body].chunks_exact(LANES));
+    let [mut l0, mut l1, mut l2, mut l3] = [[0.0f32; LANES]; VECTORS];
+    for ((((r, x0), x1), x2), x3) in row[..body].chunks_exact(LANES).zip(c0).zip(c1).zip(c2).zip(c3) {
+        for l in 0..LANES {
+            l0[l] = x0[l].mul_add(r[l], l0[l]);
+            l1[l] = x1[l].mul_add(r[l], l1[l]);
+            l2[l] = x2[l].mul_add(r[l], l2[l]);
+            l3[l] = x3[l].mul_add(r[l], l3[l]);
         }
     }
+    let mut lanes = [l0, l1, l2, l3];
     for (v, x) in xs.iter().enumerate() {
         for (l, (&a, &b)) in x[body..].iter().zip(&row[body..]).enumerate() {
             lanes[v][l] = a.mul_add(b, lanes[v][l]);
