@@ -94,19 +94,53 @@ pub struct Activations {
 impl Activations {
     /// Profiles and histograms of every tensor of `prefix` (side by side on the pool; each
     /// tensor's result is its own, so the order of work does not matter).
+    ///
+    /// Each profile needs its tensor's values sorted, the largest part of this work. The
+    /// output of an op that keeps order ([`crate::ir::Op::keeps_order`]: a ReLU or a Clip after
+    /// most convolutions) over a tensor of the prefix is not sorted again: its values in order
+    /// are the op applied to its input's in order (zeros' signs put back in order). So each
+    /// task takes a tensor that is sorted and, from it, the chain of such outputs it feeds.
     pub fn of(prefix: &FloatPrefix, q: &QuantizedGraph, inputs: &[String]) -> Activations {
         use rayon::prelude::*;
-        let tensors: Vec<(&String, &Vec<f32>)> = prefix.values.iter().collect();
         // Once, not per tensor: a name index per tensor made 20,000-layer graphs quadratic.
         let ids = q.graph.names();
-        let done: Vec<(String, FloatProfile, Option<Histogram>)> = tensors
+        let order_kept = order_keeping_outputs(prefix, &q.graph);
+        let roots: Vec<&String> = prefix.values.keys().filter(|name| !order_kept.contains_key(name.as_str())).collect();
+        let mut fed: HashMap<&str, Vec<(&str, &crate::ir::Op)>> = HashMap::new();
+        for (&output, &(input, op)) in &order_kept {
+            fed.entry(input).or_default().push((output, op));
+        }
+        let profile = |name: &str, values: &[f32], sorted: Option<&[f32]>| {
+            let id = ids.get(name).copied();
+            let histogram =
+                (!inputs.iter().any(|i| i == name)).then(|| activation_histogram(q, id, name, values, sorted));
+            (name.to_string(), histogram)
+        };
+        let done: Vec<(String, FloatProfile, Option<Histogram>)> = roots
             .par_iter()
-            .map(|(name, values)| {
-                let id = ids.get(name.as_str()).copied();
-                let (profile, sorted) = FloatProfile::with_sorted(values);
-                let histogram =
-                    (!inputs.contains(name)).then(|| activation_histogram(q, id, name, values, sorted.as_deref()));
-                (name.to_string(), profile, histogram)
+            .flat_map_iter(|name| {
+                let mut done = Vec::new();
+                let values = &prefix.values[name.as_str()];
+                let (root_profile, sorted) = FloatProfile::with_sorted(values);
+                let (name, histogram) = profile(name, values, sorted.as_deref());
+                let mut pending: Vec<(&str, Option<Vec<f32>>)> = vec![(prefix_key(prefix, &name), sorted)];
+                done.push((name, root_profile, histogram));
+                // Depth first through the outputs each sorted tensor feeds, dropping each
+                // sorted copy once its outputs are done.
+                while let Some((input, sorted)) = pending.pop() {
+                    for &(output, op) in fed.get(input).map(Vec::as_slice).unwrap_or(&[]) {
+                        let values = &prefix.values[output];
+                        let derived = sorted.as_deref().and_then(|s| sorted_through(op, s, values.len()));
+                        let (output_profile, output_sorted) = match derived {
+                            Some(sorted) => (FloatProfile::of_sorted(values, &sorted), Some(sorted)),
+                            None => FloatProfile::with_sorted(values),
+                        };
+                        let (name, histogram) = profile(output, values, output_sorted.as_deref());
+                        done.push((name, output_profile, histogram));
+                        pending.push((output, output_sorted));
+                    }
+                }
+                done
             })
             .collect();
         let mut activations =
@@ -119,6 +153,51 @@ impl Activations {
         }
         activations
     }
+}
+
+/// The key of `name` in the prefix (borrowed from it, to outlive the task).
+fn prefix_key<'p>(prefix: &'p FloatPrefix, name: &str) -> &'p str {
+    prefix.values.get_key_value(name).map_or("", |(key, _)| key.as_str())
+}
+
+/// The tensors of the prefix written by a one-input op that keeps order over another tensor
+/// of the prefix (of the same length): output name -> (input name, op).
+fn order_keeping_outputs<'g>(prefix: &FloatPrefix, graph: &'g Graph) -> HashMap<&'g str, (&'g str, &'g crate::ir::Op)> {
+    graph
+        .nodes
+        .iter()
+        .filter(|node| node.op.keeps_order())
+        .filter_map(|node| {
+            let (&[input], &[output]) = (node.inputs.as_slice(), node.outputs.as_slice()) else { return None };
+            let (input_name, output_name) = (graph.name(input), graph.name(output));
+            let same_length = prefix.values.get(input_name)?.len() == prefix.values.get(output_name)?.len();
+            same_length.then_some((output_name, (input_name, &node.op)))
+        })
+        .collect()
+}
+
+/// The values of `op`'s output in `algorithms::sorted`'s order, from its input's in that
+/// order: the kernel applied to each (it keeps order, so the results come out ascending), then
+/// the run of zeros rewritten as its -0.0s before its +0.0s, as the total order puts them
+/// (a clamp at 0 sends negatives to +0.0 and keeps -0.0). `None` where the kernel fails or
+/// gives other than `len` finite values (then the output is sorted on its own).
+fn sorted_through(op: &crate::ir::Op, input_sorted: &[f32], len: usize) -> Option<Vec<f32>> {
+    let input = Tensor::from_f32(vec![input_sorted.len()], input_sorted.to_vec());
+    let mut output = op.run(&[&input], &[]).ok()?.into_iter().next()?;
+    let values = match &mut output.data {
+        crate::ir::TensorData::F32(values) if values.len() == len => values,
+        _ => return None,
+    };
+    if !values.iter().all(|v| v.is_finite()) || !values.is_sorted_by(|a, b| a <= b) {
+        return None;
+    }
+    let start = values.partition_point(|&v| v < 0.0);
+    let end = values.partition_point(|&v| v <= 0.0);
+    let zeros = &mut values[start..end];
+    let negative = zeros.iter().filter(|v| v.is_sign_negative()).count();
+    zeros[..negative].fill(-0.0);
+    zeros[negative..].fill(0.0);
+    Some(std::mem::take(values))
 }
 
 /// The graph inputs and every float tensor a node writes.
@@ -407,6 +486,77 @@ mod tests {
                 assert_eq!(places[0], places[1], "with room for both samples, nothing moves");
             }
         }
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|i| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                match i % 11 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => 6.0,
+                    _ => ((state >> 8) as f32 / (1u32 << 24) as f32 - 0.4) * 10.0,
+                }
+            })
+            .collect()
+    }
+
+    /// The values of an order-keeping op's output, in order, from its input's in order: the
+    /// very sequence sorting them gives (-0.0 before +0.0 included), for ReLU and for Clips
+    /// at, across and away from zero; refused for an op that does not keep order.
+    #[test]
+    fn an_order_keeping_output_is_sorted_from_its_input() {
+        use crate::ops::Clip;
+        use crate::verify::checker::algorithms::sorted;
+        let x = pseudo_random(5000, 3);
+        let input = Tensor::from_f32(vec![x.len()], x.clone());
+        let ops = [
+            crate::ir::Op::Unary(Unary::Relu),
+            crate::ir::Op::Clip(Clip { min: 0.0, max: 6.0 }),
+            crate::ir::Op::Clip(Clip { min: -1.0, max: 1.0 }),
+            crate::ir::Op::Clip(Clip { min: 2.0, max: 3.0 }),
+        ];
+        for op in &ops {
+            assert!(op.keeps_order(), "{op:?}");
+            let output = op.run(&[&input], &[]).unwrap().remove(0);
+            let want = sorted(output.as_f32().unwrap());
+            let got = sorted_through(op, &sorted(&x), x.len()).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{op:?}");
+        }
+        assert!(!crate::ir::Op::Unary(Unary::Sigmoid).keeps_order());
+        assert_eq!(sorted_through(&crate::ir::Op::Unary(Unary::Neg), &sorted(&x), x.len()), None);
+    }
+
+    /// `Activations::of` gives every tensor the profile and histogram of sorting its own values,
+    /// whether it sorts them (x, the input) or takes them from its input's (y, the ReLU's).
+    #[test]
+    fn profiles_through_an_order_keeping_op_are_those_of_sorting() {
+        let graph = relu(500);
+        let mut prefix = FloatPrefix::default();
+        for n in 0..3 {
+            let x = pseudo_random(500, 10 + n);
+            let y: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+            let mut values = SampleValues::default();
+            values.observe("y", &Tensor::from_f32(vec![1, 500], y));
+            prefix.append(&graph, &[Tensor::from_f32(vec![1, 500], x)], &values);
+        }
+        let q = QuantizedGraph { graph: graph.clone(), encodings: BTreeMap::new() };
+        assert_eq!(order_keeping_outputs(&prefix, &graph).keys().collect::<Vec<_>>(), [&"y"]);
+        let activations = Activations::of(&prefix, &q, &["x".to_string()]);
+        for name in ["x", "y"] {
+            let values = &prefix.values[name];
+            let (profile, sorted) = FloatProfile::with_sorted(values);
+            assert_eq!(activations.profiles[name], profile, "{name}");
+            if name == "y" {
+                let id = graph.names().get("y").copied();
+                let want = activation_histogram(&q, id, name, values, sorted.as_deref());
+                assert_eq!(format!("{:?}", activations.histograms[name]), format!("{want:?}"));
+            }
+        }
+        assert!(!activations.histograms.contains_key("x"), "graph inputs have no histogram");
     }
 
     /// Room is made for tensors when they append, so a tensor no sample gave stays absent (as

@@ -671,6 +671,11 @@ impl OpDef for Clip {
         Some(Ok(()))
     }
 
+    fn keeps_order(&self) -> bool {
+        // max, then min: each keeps order (with NaN bounds, a NaN never passes through one).
+        true
+    }
+
     fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
         InputRole::Activation
     }

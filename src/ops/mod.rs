@@ -223,6 +223,15 @@ pub trait OpDef {
     fn run_in_place(&self, _x: &mut Tensor) -> Option<Result<(), KernelError>> {
         None
     }
+    /// For an op of one float input and one output of its shape: whether it keeps the order
+    /// of values, `f(x) <= f(y)` whenever `x <= y` (neither NaN), exactly as its kernel
+    /// computes them (Relu's and Clip's max and min, not an approximation that may wobble by
+    /// an ulp). Its output's values in ascending order are then its kernel applied to its
+    /// input's in ascending order, but for the signs of zeros: what the checker's profiles
+    /// take instead of sorting an activation's values again.
+    fn keeps_order(&self) -> bool {
+        false
+    }
     /// What input `position` (of rank `rank`) is to quantization.
     fn input_role(&self, position: usize, rank: usize) -> InputRole;
     /// Whether the kernel computes in float32 only: [`Op::run`] then widens float16, bfloat16
@@ -367,6 +376,11 @@ impl Op {
             return None;
         }
         def.run_in_place(x)
+    }
+
+    /// See [`OpDef::keeps_order`].
+    pub fn keeps_order(&self) -> bool {
+        self.def().keeps_order()
     }
 
     /// Whether [`Op::run_group`] may run samples together; see [`OpDef::has_group_kernel`].

@@ -372,6 +372,11 @@ impl OpDef for Unary {
         Some(Ok(()))
     }
 
+    fn keeps_order(&self) -> bool {
+        // Relu is a max with 0; the others compute approximations (or are not monotone).
+        matches!(self, Unary::Relu)
+    }
+
     fn input_role(&self, _position: usize, _rank: usize) -> InputRole {
         InputRole::Activation
     }

@@ -523,15 +523,21 @@ impl FloatProfile {
     pub fn with_sorted(values: &[f32]) -> (FloatProfile, Option<Vec<f32>>) {
         let values = algorithms::nan_to_num(values);
         let sorted = algorithms::sorted(&values);
-        let profile = FloatProfile {
-            len: values.len(),
-            stats: algorithms::stats_of_sorted(&values, &sorted),
-            data_range: algorithms::data_range_of_sorted(&sorted),
-            distribution: algorithms::data_distribution_of_sorted(&sorted),
-            min_max: algorithms::min_max_of_sorted(&sorted),
-        };
+        let profile = FloatProfile::of_sorted(&values, &sorted);
         let all_finite = matches!(values, std::borrow::Cow::Borrowed(_));
         (profile, all_finite.then_some(sorted))
+    }
+
+    /// [`FloatProfile::of`] finite `values` whose ascending order (`algorithms::sorted`'s) is
+    /// already known: `sorted`.
+    pub fn of_sorted(values: &[f32], sorted: &[f32]) -> FloatProfile {
+        FloatProfile {
+            len: values.len(),
+            stats: algorithms::stats_of_sorted(values, sorted),
+            data_range: algorithms::data_range_of_sorted(sorted),
+            distribution: algorithms::data_distribution_of_sorted(sorted),
+            min_max: algorithms::min_max_of_sorted(sorted),
+        }
     }
 }
 
