@@ -275,6 +275,7 @@ fn collect_stats(
                 .zip(collectors)
                 .map(|(run, collector)| run.map(|_| collector.finish()).map_err(convert::internal))
                 .collect();
+            merge_into_first(&mut results);
             results.extend(unreadable.map(Err));
             results
         },
@@ -285,6 +286,23 @@ fn collect_stats(
     )?;
     progress.finish();
     Ok(stats)
+}
+
+/// Merges a group's statistics into its first sample's on the pool thread that ran them,
+/// leaving the others empty, so that the thread taking the results in order merges one
+/// sample's worth per group instead of every sample's: that merge was 26 ms of MobileNetV2's
+/// 410 ms calibrate with 2 threads, on a third thread competing for the two cores. Exact: the
+/// statistics merge in any order to the same bits (`quant::stats`). A group with a failed
+/// sample is left as it is, each sample with its own result.
+fn merge_into_first(results: &mut [Result<CalibrationStats, Failed>]) {
+    if !results.iter().all(Result::is_ok) {
+        return;
+    }
+    if let [Ok(first), rest @ ..] = results {
+        for other in rest.iter_mut().flatten() {
+            first.merge(&std::mem::take(other));
+        }
+    }
 }
 
 #[salsa::tracked(returns(clone))]
@@ -1322,4 +1340,46 @@ pub fn simulate_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -
     let record = simulate_record(db, project, target)?;
     let name = target.name(db).clone();
     load(db, Stage::Simulate, Some(&name), &record, || compute_simulate(db, project, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::TensorId;
+    use crate::quant::stats::TensorStats;
+
+    fn stats(values: &[&[f32]]) -> CalibrationStats {
+        let tensors = values.iter().enumerate().map(|(i, v)| (TensorId(i as u32), TensorStats::of_values(v))).collect();
+        CalibrationStats { tensors }
+    }
+
+    /// A group merged on its pool thread gives what merging each sample in order gives (the
+    /// others left empty, so that merging them too changes nothing); a group with a failure
+    /// keeps each sample's own result.
+    #[test]
+    fn a_group_merged_where_it_ran_gives_the_sample_by_sample_merge() {
+        let samples = [
+            stats(&[&[1.0, -2.0, 0.5], &[100.0]]),
+            stats(&[&[-7.5, 3.0], &[1e-6, 2e6]]),
+            stats(&[&[0.0, -0.0, 9.0], &[-3.0]]),
+        ];
+        let mut in_order = CalibrationStats::default();
+        for sample in &samples {
+            in_order.merge(sample);
+        }
+        let mut results: Vec<Result<CalibrationStats, Failed>> = samples.iter().cloned().map(Ok).collect();
+        merge_into_first(&mut results);
+        let mut taken = CalibrationStats::default();
+        for result in &results {
+            taken.merge(result.as_ref().unwrap());
+        }
+        assert_eq!(taken, in_order);
+        assert!(results[1..].iter().all(|r| r.as_ref().unwrap().tensors.is_empty()));
+
+        let mut failed: Vec<Result<CalibrationStats, Failed>> =
+            vec![Ok(samples[0].clone()), Err(convert::internal("unreadable")), Ok(samples[2].clone())];
+        merge_into_first(&mut failed);
+        assert_eq!(failed[0].as_ref().unwrap(), &samples[0]);
+        assert_eq!(failed[2].as_ref().unwrap(), &samples[2]);
+    }
 }
