@@ -25,14 +25,17 @@ use super::golden_stage::ExternalGolden;
 /// value at once: the quantization checker's activation analyses (median, mode, distinct
 /// values) and the report's activation histograms. Held while a run goes, then reduced to
 /// [`Activations`].
+///
+/// Each sample's values are moved in as the run made them, and put back to back only when a
+/// tensor is profiled, on the pool: copied into one 64 MiB prefix as samples came in, on the
+/// thread that takes results in order, they were 4 % of MobileNetV2's `htp` simulate (copies
+/// and first touches of fresh pages) and held up the other threads at the end of the run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FloatPrefix {
-    /// How many verify samples `values` holds (the first ones).
+    /// How many verify samples the prefix holds (the first ones).
     pub samples: usize,
-    /// Tensor name -> the values of those samples, back to back.
-    pub values: BTreeMap<String, Vec<f32>>,
-    /// Tensor name -> the values to make room for when it first appends.
-    room: HashMap<String, usize>,
+    /// Tensor name -> each sample's values, in sample order.
+    chunks: BTreeMap<String, Vec<Vec<f32>>>,
 }
 
 /// At most this many float values are held in a [`FloatPrefix`] (64 MiB): a bounded cost per
@@ -46,36 +49,37 @@ impl FloatPrefix {
         (PREFIX_BUDGET_VALUES / per_sample.max(1)).clamp(1, samples.max(1)).min(samples)
     }
 
-    /// An empty prefix that makes room for `samples` samples of a tensor when it first
-    /// appends one, so that appending never moves what it holds: grown by doubling,
-    /// MobileNetV2's 64 MiB prefix was copied and page-faulted again at every growth (7 % of
-    /// its `htp` simulate in perf).
-    pub fn with_room(graph: &Graph, samples: usize) -> FloatPrefix {
-        let room = kept_tensors(graph)
-            .map(|id| (graph.name(id).to_string(), graph.info(id).shape.iter().product::<usize>() * samples))
-            .collect();
-        FloatPrefix { room, ..FloatPrefix::default() }
-    }
-
-    /// Appends one sample: its float values by name, and its graph inputs.
-    pub fn append(&mut self, graph: &Graph, inputs: &[Tensor], values: &SampleValues) {
+    /// Appends one sample: its float values by name (moved, not copied), and its graph inputs.
+    pub fn append(&mut self, graph: &Graph, inputs: &[Tensor], mut values: SampleValues) {
         self.samples += 1;
         for (k, &id) in graph.inputs.iter().enumerate() {
             if let Some(t) = inputs.get(k) {
-                self.entry(graph.name(id)).extend(t.to_f32_vec());
+                self.chunks.entry(graph.name(id).to_string()).or_default().push(t.to_f32_vec());
             }
         }
         for id in kept_tensors(graph).filter(|id| !graph.inputs.contains(id)) {
-            if let Some(v) = values.get(graph.name(id)) {
-                self.entry(graph.name(id)).extend_from_slice(v);
+            if let Some(v) = values.take(graph.name(id)) {
+                self.chunks.entry(graph.name(id).to_string()).or_default().push(v);
             }
         }
     }
 
-    /// The values of `name`, made with the room [`FloatPrefix::with_room`] gave it when new.
-    fn entry(&mut self, name: &str) -> &mut Vec<f32> {
-        let room = self.room.get(name).copied().unwrap_or(0);
-        self.values.entry(name.to_string()).or_insert_with(|| Vec::with_capacity(room))
+    /// The tensors held, in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.chunks.keys().map(String::as_str)
+    }
+
+    /// How many values of `name` the prefix holds, every sample's together.
+    pub fn len(&self, name: &str) -> Option<usize> {
+        self.chunks.get(name).map(|chunks| chunks.iter().map(Vec::len).sum())
+    }
+
+    /// The values of `name`, every sample's back to back (borrowed when there is one sample).
+    pub fn values(&self, name: &str) -> Option<std::borrow::Cow<'_, [f32]>> {
+        match self.chunks.get(name)?.as_slice() {
+            [one] => Some(std::borrow::Cow::Borrowed(one.as_slice())),
+            chunks => Some(std::borrow::Cow::Owned(chunks.concat())),
+        }
     }
 }
 
@@ -105,7 +109,7 @@ impl Activations {
         // Once, not per tensor: a name index per tensor made 20,000-layer graphs quadratic.
         let ids = q.graph.names();
         let order_kept = order_keeping_outputs(prefix, &q.graph);
-        let roots: Vec<&String> = prefix.values.keys().filter(|name| !order_kept.contains_key(name.as_str())).collect();
+        let roots: Vec<&str> = prefix.names().filter(|name| !order_kept.contains_key(name)).collect();
         let mut fed: HashMap<&str, Vec<(&str, &crate::ir::Op)>> = HashMap::new();
         for (&output, &(input, op)) in &order_kept {
             fed.entry(input).or_default().push((output, op));
@@ -120,22 +124,23 @@ impl Activations {
             .par_iter()
             .flat_map_iter(|name| {
                 let mut done = Vec::new();
-                let values = &prefix.values[name.as_str()];
-                let (root_profile, sorted) = FloatProfile::with_sorted(values);
-                let (name, histogram) = profile(name, values, sorted.as_deref());
-                let mut pending: Vec<(&str, Option<Vec<f32>>)> = vec![(prefix_key(prefix, &name), sorted)];
-                done.push((name, root_profile, histogram));
+                let values = prefix.values(name).unwrap_or_default();
+                let (root_profile, sorted) = FloatProfile::with_sorted(&values);
+                let (key, histogram) = profile(name, &values, sorted.as_deref());
+                done.push((key, root_profile, histogram));
+                drop(values);
+                let mut pending: Vec<(&str, Option<Vec<f32>>)> = vec![(*name, sorted)];
                 // Depth first through the outputs each sorted tensor feeds, dropping each
                 // sorted copy once its outputs are done.
                 while let Some((input, sorted)) = pending.pop() {
                     for &(output, op) in fed.get(input).map(Vec::as_slice).unwrap_or(&[]) {
-                        let values = &prefix.values[output];
+                        let values = prefix.values(output).unwrap_or_default();
                         let derived = sorted.as_deref().and_then(|s| sorted_through(op, s, values.len()));
                         let (output_profile, output_sorted) = match derived {
-                            Some(sorted) => (FloatProfile::of_sorted(values, &sorted), Some(sorted)),
-                            None => FloatProfile::with_sorted(values),
+                            Some(sorted) => (FloatProfile::of_sorted(&values, &sorted), Some(sorted)),
+                            None => FloatProfile::with_sorted(&values),
                         };
-                        let (name, histogram) = profile(output, values, output_sorted.as_deref());
+                        let (name, histogram) = profile(output, &values, output_sorted.as_deref());
                         done.push((name, output_profile, histogram));
                         pending.push((output, output_sorted));
                     }
@@ -155,11 +160,6 @@ impl Activations {
     }
 }
 
-/// The key of `name` in the prefix (borrowed from it, to outlive the task).
-fn prefix_key<'p>(prefix: &'p FloatPrefix, name: &str) -> &'p str {
-    prefix.values.get_key_value(name).map_or("", |(key, _)| key.as_str())
-}
-
 /// The tensors of the prefix written by a one-input op that keeps order over another tensor
 /// of the prefix (of the same length): output name -> (input name, op).
 fn order_keeping_outputs<'g>(prefix: &FloatPrefix, graph: &'g Graph) -> HashMap<&'g str, (&'g str, &'g crate::ir::Op)> {
@@ -170,7 +170,7 @@ fn order_keeping_outputs<'g>(prefix: &FloatPrefix, graph: &'g Graph) -> HashMap<
         .filter_map(|node| {
             let (&[input], &[output]) = (node.inputs.as_slice(), node.outputs.as_slice()) else { return None };
             let (input_name, output_name) = (graph.name(input), graph.name(output));
-            let same_length = prefix.values.get(input_name)?.len() == prefix.values.get(output_name)?.len();
+            let same_length = prefix.len(input_name)? == prefix.len(output_name)?;
             same_length.then_some((output_name, (input_name, &node.op)))
         })
         .collect()
@@ -245,6 +245,11 @@ impl SampleValues {
 
     pub fn get(&self, name: &str) -> Option<&[f32]> {
         self.0.get(name).map(Vec::as_slice)
+    }
+
+    /// Takes the values of `name` out.
+    pub fn take(&mut self, name: &str) -> Option<Vec<f32>> {
+        self.0.remove(name)
     }
 }
 
@@ -470,22 +475,22 @@ mod tests {
     #[test]
     fn the_prefix_appends_inputs_and_layers_sample_after_sample() {
         let graph = relu(2);
-        for mut prefix in [FloatPrefix::default(), FloatPrefix::with_room(&graph, 2)] {
-            let mut places = Vec::new();
-            for n in 0..2 {
-                let x = Tensor::from_f32(vec![1, 2], vec![n as f32, -1.0]);
-                let mut values = SampleValues::default();
-                values.observe("y", &Tensor::from_f32(vec![1, 2], vec![n as f32, 0.0]));
-                prefix.append(&graph, &[x], &values);
-                places.push((prefix.values["x"].as_ptr(), prefix.values["y"].as_ptr()));
-            }
-            assert_eq!(prefix.samples, 2);
-            assert_eq!(prefix.values["x"], [0.0, -1.0, 1.0, -1.0]);
-            assert_eq!(prefix.values["y"], [0.0, 0.0, 1.0, 0.0]);
-            if !prefix.room.is_empty() {
-                assert_eq!(places[0], places[1], "with room for both samples, nothing moves");
-            }
+        let mut prefix = FloatPrefix::default();
+        let mut places = Vec::new();
+        for n in 0..2 {
+            let x = Tensor::from_f32(vec![1, 2], vec![n as f32, -1.0]);
+            let mut values = SampleValues::default();
+            values.observe("y", &Tensor::from_f32(vec![1, 2], vec![n as f32, 0.0]));
+            places.push(values.get("y").unwrap().as_ptr());
+            prefix.append(&graph, &[x], values);
         }
+        assert_eq!(prefix.samples, 2);
+        assert_eq!(prefix.names().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(*prefix.values("x").unwrap(), [0.0, -1.0, 1.0, -1.0]);
+        assert_eq!(*prefix.values("y").unwrap(), [0.0, 0.0, 1.0, 0.0]);
+        assert_eq!((prefix.len("y"), prefix.len("z")), (Some(4), None));
+        let chunks: Vec<*const f32> = prefix.chunks["y"].iter().map(|c| c.as_ptr()).collect();
+        assert_eq!(chunks, places, "each sample's values are moved in, not copied");
     }
 
     fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
@@ -541,35 +546,21 @@ mod tests {
             let y: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
             let mut values = SampleValues::default();
             values.observe("y", &Tensor::from_f32(vec![1, 500], y));
-            prefix.append(&graph, &[Tensor::from_f32(vec![1, 500], x)], &values);
+            prefix.append(&graph, &[Tensor::from_f32(vec![1, 500], x)], values);
         }
         let q = QuantizedGraph { graph: graph.clone(), encodings: BTreeMap::new() };
         assert_eq!(order_keeping_outputs(&prefix, &graph).keys().collect::<Vec<_>>(), [&"y"]);
         let activations = Activations::of(&prefix, &q, &["x".to_string()]);
         for name in ["x", "y"] {
-            let values = &prefix.values[name];
-            let (profile, sorted) = FloatProfile::with_sorted(values);
+            let values = prefix.values(name).unwrap();
+            let (profile, sorted) = FloatProfile::with_sorted(&values);
             assert_eq!(activations.profiles[name], profile, "{name}");
             if name == "y" {
                 let id = graph.names().get("y").copied();
-                let want = activation_histogram(&q, id, name, values, sorted.as_deref());
+                let want = activation_histogram(&q, id, name, &values, sorted.as_deref());
                 assert_eq!(format!("{:?}", activations.histograms[name]), format!("{want:?}"));
             }
         }
         assert!(!activations.histograms.contains_key("x"), "graph inputs have no histogram");
-    }
-
-    /// Room is made for tensors when they append, so a tensor no sample gave stays absent (as
-    /// without room), and the profiles and histograms made from the prefix are the same.
-    #[test]
-    fn room_for_samples_adds_no_tensor() {
-        let graph = relu(3);
-        let mut prefix = FloatPrefix::with_room(&graph, 4);
-        assert!(prefix.values.is_empty());
-        let mut values = SampleValues::default();
-        values.observe("y", &Tensor::from_f32(vec![1, 3], vec![1.0, 0.0, 2.0]));
-        prefix.append(&graph, &[], &values);
-        assert_eq!(prefix.values.keys().collect::<Vec<_>>(), ["y"]);
-        assert!(prefix.values["y"].capacity() >= 12);
     }
 }

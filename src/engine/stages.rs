@@ -1150,7 +1150,7 @@ impl SimulateSetup<'_> {
         let mut float_outputs = Vec::new();
         let mut captured = Vec::new();
         let mut folds = plan.start();
-        let mut float_prefix = FloatPrefix::with_room(graph, kept);
+        let mut float_prefix = FloatPrefix::default();
         let replays = self.replays;
         let needed = if replays { goldens_of_deferred_rows(plan, goldens) } else { BTreeSet::new() };
         let mut consume = |(out, float_out, sample, keep, kept): SampleResult| {
@@ -1161,7 +1161,7 @@ impl SimulateSetup<'_> {
             }
             folds.merge(&sample);
             if let Some((inputs, float)) = kept {
-                float_prefix.append(graph, &inputs, &float);
+                float_prefix.append(graph, &inputs, float);
             }
             Ok(())
         };
@@ -1271,7 +1271,7 @@ impl SimulateSetup<'_> {
             cut.seeds.iter().enumerate().map(|(k, &id)| (id, k)).collect();
         let mut outputs = Vec::with_capacity(samples.len());
         let mut folds = plan.start();
-        let mut float_prefix = FloatPrefix::with_room(graph, kept);
+        let mut float_prefix = FloatPrefix::default();
         super::samples::run_in_order(
             &samples.numbers(),
             progress,
@@ -1304,7 +1304,7 @@ impl SimulateSetup<'_> {
                 outputs.push(out);
                 folds.merge(&sample);
                 if let Some(float) = kept {
-                    float_prefix.append(graph, &[], &float);
+                    float_prefix.append(graph, &[], float);
                 }
                 Ok(())
             },
