@@ -179,8 +179,9 @@ fn order_keeping_outputs<'g>(prefix: &FloatPrefix, graph: &'g Graph) -> HashMap<
 /// The values of `op`'s output in `algorithms::sorted`'s order, from its input's in that
 /// order: the kernel applied to each (it keeps order, so the results come out ascending), then
 /// the run of zeros rewritten as its -0.0s before its +0.0s, as the total order puts them
-/// (a clamp at 0 sends negatives to +0.0 and keeps -0.0). `None` where the kernel fails or
-/// gives other than `len` finite values (then the output is sorted on its own).
+/// (a clamp at 0 sends negatives to +0.0 and keeps -0.0). `None` where the kernel fails, or
+/// gives other than `len` finite values in ascending order (then the output is sorted on its
+/// own).
 fn sorted_through(op: &crate::ir::Op, input_sorted: &[f32], len: usize) -> Option<Vec<f32>> {
     let input = Tensor::from_f32(vec![input_sorted.len()], input_sorted.to_vec());
     let mut output = op.run(&[&input], &[]).ok()?.into_iter().next()?;
