@@ -18,8 +18,8 @@ use crate::ir::{DType, Tensor, TensorData, TensorInfo};
 use crate::onnx::ImportError;
 use crate::onnx::error::bad_attribute;
 use crate::runtime::kernels::elementwise::{
-    Int, Num, broadcast, broadcast_pair, clip_f32, clip_f32_in_place, integer, map, mismatch, numeric, output,
-    real_map, unsupported,
+    Int, Num, broadcast, broadcast_pair, clamp_keeping_nan, clip_f32, clip_f32_in_place, integer, map, mismatch,
+    numeric, output, real_map, unsupported,
 };
 use crate::runtime::kernels::{KernelError, expect_inputs};
 
@@ -640,12 +640,6 @@ fn broadcast_shape_or(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<
     broadcast_shapes(a, b).ok_or_else(|| KernelError::new(op, format!("shapes {a:?} and {b:?} do not broadcast")))
 }
 
-/// `min(max(x, lo), hi)`, in that order (onnxruntime's order when `lo > hi`); NaN stays NaN.
-fn clip_value<T: Num>(x: T, lo: T, hi: T) -> T {
-    let low = if x < lo { lo } else { x };
-    if low > hi { hi } else { low }
-}
-
 impl OpDef for Clip {
     fn type_name(&self) -> &'static str {
         "Clip"
@@ -704,7 +698,7 @@ fn clip_typed<T: Num>(x: &[T], lo: Option<&TensorData>, hi: Option<&TensorData>)
     };
     let (lo, hi) = (bound(lo)?, bound(hi)?);
     Some(T::wrap(match (lo, hi) {
-        (Some(lo), Some(hi)) => map(x, |v| clip_value(v, lo, hi)),
+        (Some(lo), Some(hi)) => map(x, |v| clamp_keeping_nan(v, lo, hi)),
         (Some(lo), None) => map(x, |v| if v < lo { lo } else { v }),
         (None, Some(hi)) => map(x, |v| if v > hi { hi } else { v }),
         (None, None) => x.to_vec(),

@@ -536,7 +536,7 @@ impl<'p> Prepared<'p> {
         live: &mut [Option<Tensor>],
         observe: &mut dyn FnMut(TensorId, &Tensor),
     ) -> Option<Result<(), ExecError>> {
-        if !self.passes_through.get(index).copied().unwrap_or(false) {
+        if !self.passes_through(index) {
             return None;
         }
         let (input, &[output]) = (self.sole_input_dying_at(index, step)?, step.outputs.as_slice()) else { return None };

@@ -512,15 +512,12 @@ pub(crate) fn clip_f32(x: &[f32], lo: f32, hi: f32) -> Vec<f32> {
     out
 }
 
-/// [`clip_f32`] over `x` itself.
-pub(crate) fn clip_f32_in_place(x: &mut [f32], lo: f32, hi: f32) {
-    clip_each(x, lo, hi);
-}
-
-/// One clamp: selects on plain comparisons, which compile to vector compare-and-blend and keep
-/// a NaN input (every comparison with it is false), as `f32::clamp` would not.
+/// Clip's clamp of one value, for every numeric type: `min(max(x, lo), hi)`, in that order
+/// (onnxruntime's order when `lo > hi`), with selects on plain comparisons, which
+/// compile to vector compare-and-blend and keep a NaN input (every comparison with it is
+/// false), as `f32::clamp` would not.
 #[inline(always)]
-fn clamp_keeping_nan(x: f32, lo: f32, hi: f32) -> f32 {
+pub(crate) fn clamp_keeping_nan<T: Num>(x: T, lo: T, hi: T) -> T {
     let low = if x < lo { lo } else { x };
     if low > hi { hi } else { low }
 }
@@ -532,8 +529,9 @@ fn clip_into(x: &[f32], out: &mut [f32], lo: f32, hi: f32) {
     }
 }
 
+/// [`clip_f32`] over `x` itself.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn clip_each(x: &mut [f32], lo: f32, hi: f32) {
+pub(crate) fn clip_f32_in_place(x: &mut [f32], lo: f32, hi: f32) {
     for v in x.iter_mut() {
         *v = clamp_keeping_nan(*v, lo, hi);
     }
