@@ -14,13 +14,15 @@ Flow (AIMET's recommended post-training flow, with AIMET defaults otherwise):
    asymmetric per-tensor activations, biases not quantized, Conv+Relu / Gemm+Relu supergroups
    so only the Relu output is quantized, graph input quantized).
 3. ``compute_encodings`` over the 100 calibration samples (``calib/input_list.txt``).
-4. Export: encodings in the 1.0.0 list form and in the legacy 0.6.1 dict form, plus the
-   BN-folded float model AIMET exports (ONNX with external data).
+4. Export: encodings in the 2.0.0 form (aligned with ONNX QuantizeLinear; AIMET's defaults for
+   it, so int32 bias encodings and unsigned activations), the 1.0.0 list form and the legacy
+   0.6.1 dict form, plus the BN-folded float model AIMET exports (ONNX with external data).
 5. QuantSim's outputs (onnxruntime with AIMET's quantize-dequantize custom op, CPU) for every
    line of ``test/input_list.txt``.
 
 Writes, under ``aimet/``:
 
+* ``encodings_v2.0.0.json``  -- ``sim.export(..., encoding_version="2.0.0")``
 * ``encodings_v1.0.0.json``  -- ``sim.export(..., encoding_version="1.0.0")``
 * ``encodings_v0.6.1.json``  -- ``sim.export(..., encoding_version="0.6.1")``
 * ``digits_bnfolded.onnx`` + ``digits_bnfolded.data`` -- the model AIMET exports (float,
@@ -100,11 +102,13 @@ def main() -> None:
         shutil.rmtree(OUT)
     OUT.mkdir()
     with tempfile.TemporaryDirectory() as tmp:
-        v1, v061 = Path(tmp) / "v1", Path(tmp) / "v061"
-        v1.mkdir()
-        v061.mkdir()
+        v2, v1, v061 = Path(tmp) / "v2", Path(tmp) / "v1", Path(tmp) / "v061"
+        for d in (v2, v1, v061):
+            d.mkdir()
         sim.export(str(v1), PREFIX, export_model=True, encoding_version="1.0.0")
         sim.export(str(v061), PREFIX, export_model=False, encoding_version="0.6.1")
+        sim.export(str(v2), PREFIX, export_model=False, encoding_version="2.0.0")
+        shutil.copy(v2 / f"{PREFIX}.encodings", OUT / "encodings_v2.0.0.json")
         shutil.copy(v1 / f"{PREFIX}.encodings", OUT / "encodings_v1.0.0.json")
         shutil.copy(v061 / f"{PREFIX}.encodings", OUT / "encodings_v0.6.1.json")
         shutil.copy(v1 / f"{PREFIX}.onnx", OUT / f"{PREFIX}.onnx")

@@ -21,19 +21,25 @@ use super::render;
 
 #[derive(Subcommand, Debug)]
 pub enum EncodingsAction {
-    /// Rewrite an encodings file (either form) in the 0.6.1 dict form or the 1.0.0 list form
+    /// Rewrite an encodings file (any form) in the 0.6.1 dict form, the 1.0.0 list form or the
+    /// 2.0.0 QuantizeLinear form
     Convert {
-        /// The file to read (0.4-0.6.x dict form or 1.0.0 list form)
+        /// The file to read (0.4-0.6.x dict form, 1.0.0 list form or 2.0.0 form)
         input: PathBuf,
         /// The file to write (replaced atomically)
         output: PathBuf,
         /// The form to write
         #[arg(long, value_enum, value_name = "VERSION")]
         to: Version,
+        /// A project directory or its qairt.toml, whose optimized model says what a file
+        /// cannot: a 2.0.0 entry's section (for 0.6.1 and 1.0.0) and a per-channel entry's
+        /// axis (for 2.0.0); every name is checked against it too
+        #[arg(long, value_name = "PATH")]
+        project: Option<PathBuf>,
     },
     /// Check an encodings file; with --project, also its names against the project's model
     Validate {
-        /// The encodings file to check (0.4-0.6.x dict form or 1.0.0 list form)
+        /// The encodings file to check (0.4-0.6.x dict form, 1.0.0 list form or 2.0.0 form)
         file: PathBuf,
         /// A project directory or its qairt.toml: check that every name is a tensor of the
         /// optimized model, in the right section, with the right channel count
@@ -72,11 +78,13 @@ pub enum Version {
     V0_6_1,
     #[value(name = "1.0.0")]
     V1_0_0,
+    #[value(name = "2.0.0")]
+    V2_0_0,
 }
 
 pub fn run(action: EncodingsAction) -> u8 {
     match action {
-        EncodingsAction::Convert { input, output, to } => convert(&input, &output, to),
+        EncodingsAction::Convert { input, output, to, project } => convert(&input, &output, to, project),
         EncodingsAction::Validate { file, project } => validate(&file, project),
         EncodingsAction::Compare { a, b, precision, message_format } => compare(&a, &b, precision, message_format),
     }
@@ -107,14 +115,22 @@ fn read(path: &Path) -> Result<(String, Overrides), u8> {
     }
 }
 
-fn convert(input: &Path, output: &Path, to: Version) -> u8 {
+fn convert(input: &Path, output: &Path, to: Version, project: Option<PathBuf>) -> u8 {
     let (text, overrides) = match read(input) {
         Ok(read) => read,
         Err(code) => return code,
     };
+    let overrides = match project {
+        Some(project) => match checked_against(input, &overrides, project) {
+            Ok((graph, _)) => aimet::place_sections(&overrides, &graph),
+            Err(code) => return code,
+        },
+        None => overrides,
+    };
     let version = match to {
         Version::V0_6_1 => AimetVersion::V0_6_1,
         Version::V1_0_0 => AimetVersion::V1_0_0,
+        Version::V2_0_0 => AimetVersion::V2_0_0,
     };
     // AIMET's record of the QuantSim settings is not part of the encodings; carry it over.
     let quantizer_args =
@@ -122,73 +138,99 @@ fn convert(input: &Path, output: &Path, to: Version) -> u8 {
     let written = match aimet::write_overrides_json(&overrides, version, quantizer_args.as_ref()) {
         Ok(t) => t,
         Err(e) => {
-            let help = "convert to 1.0.0, the form that holds per-block encodings";
+            let help = match e {
+                aimet::FormatError::NeedsModel { .. } => {
+                    "give --project <dir> so that the project's model says it".to_string()
+                }
+                aimet::FormatError::NotExpressible { .. } if version == AimetVersion::V2_0_0 => {
+                    "convert to 1.0.0, which holds float, bitwidth-only and per-block entries".to_string()
+                }
+                _ => "convert to 1.0.0, the form that holds per-block encodings".to_string(),
+            };
             print_all(&[Diag::error("qairt::encodings::convert", e.to_string()).in_file(input).with_help(help)]);
             return 1;
         }
     };
-    // The written text must mean what the input meant; a mismatch is a bug, never a file.
+    // The written text must mean what the input meant; a mismatch is a bug, never a file. The
+    // 2.0.0 form has no sections, so entries are compared by name.
     let same = aimet::parse_overrides(&written).is_ok_and(|back| {
-        back.activations == overrides.activations
-            && back.params == overrides.params
-            && back.excluded_layers == overrides.excluded_layers
+        let excluded = version == AimetVersion::V2_0_0 || back.excluded_layers == overrides.excluded_layers;
+        back.by_name() == overrides.by_name() && excluded
     });
     if !same {
         print_all(&[Diag::error("qairt::internal", "internal error: the converted file does not read back the same")
             .with_help("this is a bug in qairt; please report it with the input file")]);
         return 1;
     }
+    if version == AimetVersion::V2_0_0 && !overrides.excluded_layers.is_empty() {
+        print_all(&[Diag::warning(
+            "qairt::encodings::excluded_layers_dropped",
+            format!(
+                "the 2.0.0 form has no excluded_layers: {} layer name(s) not written",
+                overrides.excluded_layers.len()
+            ),
+        )
+        .in_file(input)
+        .with_help("AIMET keeps them for provenance only; nothing in a build reads them")]);
+    }
     if let Err(e) = write_atomically(output, written.as_bytes()) {
         print_all(&[Diag::error("qairt::io::write", format!("cannot write {}: {e}", output.display()))]);
         return 1;
     }
-    println!(
-        "wrote {} (version {}: {} activation, {} param encodings)",
-        output.display(),
-        version.as_str(),
-        overrides.activations.len(),
-        overrides.params.len()
-    );
+    println!("wrote {} (version {}: {})", output.display(), version.as_str(), counts(&overrides));
     0
 }
 
+/// `12 activation, 10 param encodings`, with a 2.0.0 file's unplaced entries as such.
+fn counts(o: &Overrides) -> String {
+    let placed = format!("{} activation, {} param encodings", o.activations.len(), o.params.len());
+    if o.encodings.is_empty() { placed } else { format!("{placed}, {} encodings in either section", o.encodings.len()) }
+}
+
+/// The optimized model of `project`, with every problem of `overrides` against it printed
+/// (`Err(1)` then), and the project's qairt.toml.
+fn checked_against(
+    file: &Path,
+    overrides: &Overrides,
+    project: PathBuf,
+) -> Result<(std::sync::Arc<crate::ir::Graph>, PathBuf), u8> {
+    let config = find_project(Some(project)).map_err(|d| {
+        print_all(&[d]);
+        1u8
+    })?;
+    let graph = Workspace::open(&config, None).and_then(|mut ws| ws.optimized_graph()).map_err(|diags| {
+        print_all(&diags);
+        1u8
+    })?;
+    let errors = aimet::check_overrides(overrides, &graph);
+    if !errors.is_empty() {
+        let count = errors.len();
+        print_all(&errors.into_iter().map(|e| override_error(file, e)).collect::<Vec<_>>());
+        eprintln!("{}: {count} error(s) against the model of {}", file.display(), config.display());
+        return Err(1);
+    }
+    Ok((graph, config))
+}
+
 fn validate(file: &Path, project: Option<PathBuf>) -> u8 {
-    let (_, overrides) = match read(file) {
+    let (_, mut overrides) = match read(file) {
         Ok(read) => read,
         Err(code) => return code,
     };
-    let mut checked_against = String::new();
+    let mut found_in = String::new();
     if let Some(project) = project {
-        let config = match find_project(Some(project)) {
-            Ok(c) => c,
-            Err(d) => {
-                print_all(&[d]);
-                return 1;
-            }
+        let (graph, config) = match checked_against(file, &overrides, project) {
+            Ok(checked) => checked,
+            Err(code) => return code,
         };
-        let graph = Workspace::open(&config, None).and_then(|mut ws| ws.optimized_graph());
-        let graph = match graph {
-            Ok(g) => g,
-            Err(diags) => {
-                print_all(&diags);
-                return 1;
-            }
-        };
-        let errors = aimet::check_overrides(&overrides, &graph);
-        if !errors.is_empty() {
-            let count = errors.len();
-            print_all(&errors.into_iter().map(|e| override_error(file, e)).collect::<Vec<_>>());
-            eprintln!("{}: {count} error(s) against the model of {}", file.display(), config.display());
-            return 1;
-        }
-        checked_against = format!(", every name found in the model of {}", config.display());
+        overrides = aimet::place_sections(&overrides, &graph);
+        found_in = format!(", every name found in the model of {}", config.display());
     }
     println!(
-        "{}: valid (version {}: {} activation, {} param encodings, {} warning(s){checked_against})",
+        "{}: valid (version {}: {}, {} warning(s){found_in})",
         file.display(),
         overrides.version.as_deref().unwrap_or("none"),
-        overrides.activations.len(),
-        overrides.params.len(),
+        counts(&overrides),
         overrides.source.warnings.len()
     );
     0

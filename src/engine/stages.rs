@@ -431,7 +431,8 @@ pub fn overrides(db: &dyn Db, file: SourceFile) -> Result<Arc<Overrides>, Failed
     Ok(Arc::new(parsed))
 }
 
-/// Overrides checked against the graph (unknown names, wrong section, channel counts).
+/// Overrides checked against the graph (unknown names, wrong section, channel counts, axes),
+/// a 2.0.0 file's entries placed in the sections the graph gives them.
 fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Arc<Overrides>>, Failed> {
     let Some(file) = target.overrides(db) else { return Ok(None) };
     let parsed = overrides(db, file)?;
@@ -440,7 +441,10 @@ fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<
         let path = file.path(db).clone();
         return Err(Failed(problems.into_iter().map(|e| convert::override_error(&path, e)).collect()));
     }
-    Ok(Some(parsed))
+    if parsed.encodings.is_empty() {
+        return Ok(Some(parsed));
+    }
+    Ok(Some(Arc::new(quant::aimet::place_sections(&parsed, graph))))
 }
 
 /// The encodings a target's quantization starts from, by precedence: the overrides file, then

@@ -57,18 +57,12 @@ pub fn skipped_model_encodings(graph: &Graph) -> Vec<SkippedEncoding> {
 /// one points at the whole file).
 pub fn layer_overrides(file: Option<&Overrides>, model: Overrides) -> Overrides {
     let Some(file) = file else { return model };
-    let listed: BTreeSet<String> =
-        file.activations.keys().chain(file.params.keys()).map(|name| sanitize_name(name)).collect();
+    let listed: BTreeSet<String> = file.by_name().into_keys().map(sanitize_name).collect();
     let mut merged = file.clone();
     for (section, name, encoding) in model.entries() {
-        if listed.contains(&sanitize_name(name)) {
-            continue;
+        if !listed.contains(&sanitize_name(name)) {
+            merged.section_mut(section).insert(name.to_string(), encoding.clone());
         }
-        let target = match section {
-            Section::Activation => &mut merged.activations,
-            Section::Param => &mut merged.params,
-        };
-        target.insert(name.to_string(), encoding.clone());
     }
     merged
 }
@@ -84,11 +78,8 @@ fn convert(graph: &Graph) -> (Overrides, Vec<SkippedEncoding>) {
             continue;
         };
         match entry(graph, id, enc) {
-            Ok((Section::Param, e)) => {
-                overrides.params.insert(name.clone(), e);
-            }
-            Ok((Section::Activation, e)) => {
-                overrides.activations.insert(name.clone(), e);
+            Ok((section, e)) => {
+                overrides.section_mut(section).insert(name.clone(), e);
             }
             Err(reason) => skipped.push(skip(reason)),
         }

@@ -1,13 +1,13 @@
 //! `qairt encodings convert|validate|compare` on AIMET's own exports of the digits model
-//! (examples/digits/aimet/: the same QuantSim written by AIMET in the 0.6.1 dict form and the
-//! 1.0.0 list form, an independent reference for each other).
+//! (examples/digits/aimet/: the same QuantSim written by AIMET in the 0.6.1 dict form, the
+//! 1.0.0 list form and the 2.0.0 QuantizeLinear form, an independent reference for each other).
 
 use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
 
-use crate::util::{Project, repo_root};
+use crate::util::{Project, copy_dir, repo_root};
 
 fn aimet(file: &str) -> PathBuf {
     repo_root().join("examples/digits/aimet").join(file)
@@ -203,4 +203,110 @@ fn unreadable_inputs_are_errors() {
     let r = run(&p, &["encodings", "convert", "missing.json", "out.json", "--to", "1.0.0"]);
     assert_eq!(r.status, 1);
     assert!(!p.path("out.json").exists());
+}
+
+/// A project on the model AIMET exported (BatchNorms folded), with one target per encodings
+/// file given.
+fn aimet_project(targets: &[(&str, &str)]) -> Project {
+    let p = Project::empty();
+    copy_dir(&repo_root().join("examples/digits"), &p.path("digits"));
+    let mut toml = String::from(
+        "[project]\nname = \"aimet\"\n[model]\npath = \"digits/aimet/digits_bnfolded.onnx\"\n\
+         [calibration]\ninput_list = \"digits/calib/input_list.txt\"\n\
+         [verify]\ninput_list = \"digits/test/input_list.txt\"\nmax_samples = 40\n",
+    );
+    for (name, file) in targets {
+        toml.push_str(&format!("[[target]]\nname = \"{name}\"\nbackend = \"htp\"\noverrides = \"{file}\"\n"));
+    }
+    p.write("qairt.toml", &toml);
+    p
+}
+
+/// AIMET's 2.0.0 export (one `encodings` list, `output_dtype`/`y_scale`/`y_zero_point`, int32
+/// bias encodings, data-movement outputs) quantizes the model exactly as its 1.0.0 export of
+/// the same QuantSim: the same quantized graph, so the second target's compile and simulate are
+/// the first's, and the same output bytes.
+#[test]
+fn aimets_2_0_0_export_builds_what_its_1_0_0_export_builds() {
+    let p =
+        aimet_project(&[("v1", "digits/aimet/encodings_v1.0.0.json"), ("v2", "digits/aimet/encodings_v2.0.0.json")]);
+    let build = p.build();
+    build.assert_ok();
+    let cached = build.cached();
+    for stage in ["compile", "simulate"] {
+        assert!(cached.contains(&("v2".to_string(), stage.to_string())), "v2 {stage} reused v1's: {cached:?}");
+    }
+    let v1 = crate::util::tree(&p.path("out/v1/outputs"));
+    assert_eq!(v1.len(), 40);
+    assert_eq!(v1, crate::util::tree(&p.path("out/v2/outputs")));
+    assert!(!build.stderr.contains("warning"), "{}", build.stderr);
+}
+
+/// The 2.0.0 form has no sections and per-channel entries say their axis: converting to and
+/// from it takes the model (`--project`) for what the file does not say, and is refused with a
+/// diagnostic without it. Converted, AIMET's files agree with AIMET's other files on every
+/// tensor both hold; only 2.0.0 holds the int32 biases and the max-pool and flatten outputs.
+#[test]
+fn converting_to_and_from_2_0_0_takes_the_model_for_sections_and_axes() {
+    let p = aimet_project(&[("v2", "digits/aimet/encodings_v2.0.0.json")]);
+    let (v1, v2) = (aimet("encodings_v1.0.0.json"), aimet("encodings_v2.0.0.json"));
+
+    let r = run(&p, &["encodings", "convert", path_str(&v2), "v1.json", "--to", "1.0.0"]);
+    assert_eq!(r.status, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("needs the model") && r.stderr.contains("--project"), "{}", r.stderr);
+    assert!(!p.path("v1.json").exists(), "nothing is written on failure");
+    let r = run(&p, &["encodings", "convert", path_str(&v1), "v2.json", "--to", "2.0.0"]);
+    assert_eq!(r.status, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("axis") && r.stderr.contains("--project"), "{}", r.stderr);
+
+    let r = run(&p, &["encodings", "convert", path_str(&v2), "v1.json", "--to", "1.0.0", "--project", "."]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("7 activation, 8 param encodings"), "{}", r.stdout);
+    let r = run(&p, &["encodings", "convert", path_str(&v1), "v2.json", "--to", "2.0.0", "--project", "."]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let ours: Value = serde_json::from_str(&p.read("v2.json")).unwrap();
+    assert_eq!(ours["version"], "2.0.0");
+    let conv1 = ours["encodings"].as_array().unwrap().iter().find(|e| e["name"] == "conv1.weight").unwrap();
+    assert_eq!((&conv1["axis"], &conv1["output_dtype"]), (&Value::from(0), &Value::from("int8")));
+    assert!(conv1.get("y_zero_point").is_none(), "a zero point of 0 is left out, as AIMET does: {conv1}");
+
+    let extra =
+        ["/flatten/Flatten_output_0", "/pool/MaxPool_output_0", "conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"];
+    for (a, b) in [("v1.json", path_str(&v1)), ("v2.json", path_str(&v2))] {
+        let r = run(&p, &["encodings", "compare", a, b, "--message-format", "json", "--precision", "6"]);
+        let differences: Vec<Value> = r
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["event"] == "difference")
+            .collect();
+        let tensors: Vec<&str> = differences.iter().map(|d| d["tensor"].as_str().unwrap()).collect();
+        assert_eq!(tensors, extra, "{a} vs {b}: {}", r.stdout);
+        assert!(differences.iter().all(|d| d["field"] == "entry"), "only one-sided entries: {}", r.stdout);
+    }
+}
+
+/// A 2.0.0 entry whose axis is not the tensor's output channels fails the build with a
+/// diagnostic at the axis; a float8 type is refused where it is written.
+#[test]
+fn a_wrong_axis_or_an_unsupported_type_in_a_2_0_0_file_is_a_diagnostic() {
+    let p = aimet_project(&[("v2", "edited.json")]);
+    let text = aimet_text("encodings_v2.0.0.json");
+    let edited = text.replacen(
+        "\"axis\": 0,\n            \"name\": \"fc1.weight\"",
+        "\"axis\": 1,\n            \"name\": \"fc1.weight\"",
+        1,
+    );
+    assert_ne!(edited, text, "fixture changed");
+    p.write("edited.json", &edited);
+    let build = p.build();
+    assert_eq!(build.status, 1, "{:?}", build.events);
+    let line = edited.lines().position(|l| l.contains("\"axis\": 1")).unwrap() + 1;
+    assert!(build.stderr.contains(&format!("edited.json:{line}:")), "{}", build.stderr);
+    assert!(build.stderr.contains("gives axis 1, but its output channels are axis 0"), "{}", build.stderr);
+
+    p.write("edited.json", &text.replacen("\"output_dtype\": \"uint8\"", "\"output_dtype\": \"float8e4m3fn\"", 1));
+    let r = run(&p, &["encodings", "validate", "edited.json"]);
+    assert_eq!(r.status, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("\"float8e4m3fn\" encodings are not supported"), "{}", r.stderr);
 }

@@ -1,6 +1,7 @@
 //! Matching an overrides file against a graph: every name must be a tensor of the graph (its
-//! ONNX name, or the SDK-sanitized form of it), listed in the right section, float, and with
-//! one per-channel encoding per output channel.
+//! ONNX name, or the SDK-sanitized form of it), listed in the right section (a 2.0.0 file has
+//! none: the graph places its entries), float, and with one per-channel encoding per output
+//! channel, along the axis the file gives if it gives one.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -70,7 +71,7 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
         };
         let is_param = graph.is_constant(id);
         let belongs = if is_param { Section::Param } else { Section::Activation };
-        if belongs != section {
+        if section != Section::Encodings && belongs != section {
             let what = if is_param {
                 "a parameter (a constant of the model)"
             } else {
@@ -97,7 +98,7 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
         }
         match encoding {
             OverrideEncoding::Int(channels) if channels.len() > 1 => {
-                if section == Section::Activation {
+                if belongs == Section::Activation {
                     errors.push(OverrideError::error(
                         Kind::Unsupported,
                         at,
@@ -106,6 +107,21 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
                     continue;
                 }
                 let axis = channel_axis(graph, id);
+                if let Some(&given) = o.axes.get(name).filter(|&&given| given != axis) {
+                    let at = o.spans_of(section, name).field(0, "axis").unwrap_or(at);
+                    errors.push(
+                        OverrideError::error(
+                            Kind::Axis,
+                            at,
+                            format!(
+                                "\"{name}\" gives axis {given}, but its output channels are axis {axis} of shape {:?}",
+                                info.shape
+                            ),
+                        )
+                        .with_help(format!("per-channel encodings run along the output channels: \"axis\": {axis}")),
+                    );
+                    continue;
+                }
                 let expected = info.shape.get(axis).copied();
                 if expected != Some(channels.len()) {
                     let has = match expected {
@@ -141,9 +157,41 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
             ));
             continue;
         }
-        resolved.tensors.insert(id, ResolvedOverride { name: name.to_string(), section, encoding: encoding.clone() });
+        resolved
+            .tensors
+            .insert(id, ResolvedOverride { name: name.to_string(), section: belongs, encoding: encoding.clone() });
     }
     (resolved, errors)
+}
+
+/// `o` placed in `graph`: the entries of a 2.0.0 file's `encodings` moved to the section the
+/// graph gives them (parameters are its constants, as the older forms list them), and every
+/// per-channel entry's axis, where the file gave none, the graph's output-channel axis (what
+/// the 2.0.0 form writes). Names the graph does not have stay as they are
+/// ([`check_overrides`] reports them).
+pub fn place_sections(o: &Overrides, graph: &Graph) -> Overrides {
+    let index = NameIndex::new(graph);
+    let mut placed = o.clone();
+    for (_, name, encoding) in o.entries() {
+        if let (OverrideEncoding::Int(channels), Lookup::Found(id)) = (encoding, index.lookup(name))
+            && channels.len() > 1
+            && !placed.axes.contains_key(name)
+        {
+            placed.axes.insert(name.to_string(), channel_axis(graph, id));
+        }
+    }
+    for (name, encoding) in std::mem::take(&mut placed.encodings) {
+        let section = match index.lookup(&name) {
+            Lookup::Found(id) if graph.is_constant(id) => Section::Param,
+            Lookup::Found(_) => Section::Activation,
+            _ => Section::Encodings,
+        };
+        if let Some(spans) = placed.source.entries.remove(&(Section::Encodings, name.clone())) {
+            placed.source.entries.insert((section, name.clone()), spans);
+        }
+        placed.section_mut(section).insert(name, encoding);
+    }
+    placed
 }
 
 /// The output-channel axis of a parameter, from the first op that reads it: Conv weight `[M,
@@ -317,6 +365,42 @@ mod tests {
             ]
         );
         assert!(e[0].message.contains("is a parameter"));
+    }
+
+    /// A 2.0.0 file's entries belong to no section: the graph places them (a constant is a
+    /// parameter), and the axis of a per-channel entry must be the graph's (Gemm B with
+    /// trans_b: axis 0); a per-channel entry without an axis in the file gets the graph's.
+    #[test]
+    fn a_2_0_0_files_entries_are_placed_by_the_graph_and_their_axes_checked() {
+        let text = |fc_axis: usize| {
+            format!(
+                r#"{{"version": "2.0.0", "encodings": [
+                  {{"name": "input.1", "output_dtype": "uint8", "y_scale": 0.1}},
+                  {{"name": "conv1.bias", "output_dtype": "int32", "y_scale": 0.001}},
+                  {{"name": "fc.weight", "output_dtype": "int8", "y_scale": [0.1, 0.2, 0.3], "axis": {fc_axis}}}]}}"#
+            )
+        };
+        let g = graph();
+        let o = parse_overrides(&text(0)).unwrap();
+        assert!(check_overrides(&o, &g).is_empty());
+        let placed = place_sections(&o, &g);
+        assert!(placed.encodings.is_empty());
+        assert_eq!(placed.activations.keys().collect::<Vec<_>>(), ["input.1"]);
+        assert_eq!(placed.params.keys().collect::<Vec<_>>(), ["conv1.bias", "fc.weight"]);
+        assert_eq!(placed.spans_of(Section::Param, "fc.weight"), o.spans_of(Section::Encodings, "fc.weight"));
+
+        let src = text(1);
+        let e = check_overrides(&parse_overrides(&src).unwrap(), &g);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].kind, Kind::Axis);
+        assert_eq!(&src[e[0].span.offset..][..e[0].span.len], "1");
+
+        let v1 = parse_overrides(
+            r#"{"version": "1.0.0", "activation_encodings": [], "param_encodings": [{"name": "fc.weight", "dtype": "INT",
+                "enc_type": "PER_CHANNEL", "bw": 8, "is_sym": true, "scale": [0.1, 0.2, 0.3], "offset": [-128, -128, -128]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(place_sections(&v1, &g).axes.get("fc.weight"), Some(&0));
     }
 
     /// conv1.weight has 4 output channels (axis 0); 3 encodings is an error; 4 is fine.

@@ -1,5 +1,5 @@
-//! Writing an [`Overrides`] value back out as an AIMET encodings file, in the 0.6.1 dict form
-//! or the 1.0.0 list form (`qairt encodings convert`).
+//! Writing an [`Overrides`] value back out as an AIMET encodings file, in the 0.6.1 dict form,
+//! the 1.0.0 list form or the 2.0.0 QuantizeLinear form (`qairt encodings convert`).
 //!
 //! Output is deterministic and shaped like AIMET's own exports (`json.dump(indent=4,
 //! sort_keys=True)`): keys sorted at every level, four-space indentation, `\n` line ends and a
@@ -15,8 +15,17 @@
 //!   [..]}` (plus `block_size` for per-block). Like AIMET's 1.0.0 export it carries no
 //!   `min`/`max`: they follow from scale and offset.
 //!
-//! Per-block (`PER_BLOCK`, `LPBQ`) encodings exist only in the list form; writing them in the
-//! dict form is an error rather than a silent loss.
+//! - 2.0.0: `{"encodings": [{axis, name, output_dtype, y_scale, y_zero_point}], "version"}`,
+//!   entries in name order. A symmetric encoding is written signed (`int8`, zero point 0), an
+//!   asymmetric one unsigned (`uint8`, zero point `-offset`), and a zero point of 0 is left
+//!   out, as AIMET does; per-channel entries need their channel axis ([`Overrides::axes`], which
+//!   a 2.0.0 file gives and [`place_sections`](super::place_sections) takes from the model).
+//!   The form has no sections and no `excluded_layers`.
+//!
+//! What a form cannot hold is an error rather than a silent loss: per-block (`PER_BLOCK`,
+//! `LPBQ`) encodings in the dict form; float, bitwidth-only and per-block entries in the 2.0.0
+//! form (qairt keeps a per-block entry's scales but not its channel rows); a 2.0.0 file's
+//! entries, whose sections only the model knows, in the older forms.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -31,6 +40,8 @@ pub enum AimetVersion {
     V0_6_1,
     /// The list form (AIMET 2, schema "1.0.0").
     V1_0_0,
+    /// The QuantizeLinear form (aimet-onnx 2.x's default export, schema "2.0.0").
+    V2_0_0,
 }
 
 impl AimetVersion {
@@ -38,6 +49,7 @@ impl AimetVersion {
         match self {
             AimetVersion::V0_6_1 => "0.6.1",
             AimetVersion::V1_0_0 => "1.0.0",
+            AimetVersion::V2_0_0 => "2.0.0",
         }
     }
 }
@@ -49,6 +61,9 @@ pub enum FormatError {
     NotExpressible { name: String, enc_type: String, version: &'static str },
     #[error("the {field} of \"{name}\" is not a finite number")]
     NonFinite { name: String, field: &'static str },
+    /// Something only the model knows: a 2.0.0 entry's section, a per-channel entry's axis.
+    #[error("\"{name}\" needs the model to be written in the {version} form: {what}")]
+    NeedsModel { name: String, what: &'static str, version: &'static str },
 }
 
 /// `o` as the text of an AIMET encodings file of `version`. `quantizer_args`, when given, is
@@ -59,9 +74,16 @@ pub fn write_overrides_json(
     version: AimetVersion,
     quantizer_args: Option<&Value>,
 ) -> Result<String, FormatError> {
+    if version == AimetVersion::V2_0_0 {
+        return v2_document(o);
+    }
+    if let Some(name) = o.encodings.keys().next() {
+        let what = "its section (activation or parameter) comes from the model";
+        return Err(FormatError::NeedsModel { name: name.clone(), what, version: version.as_str() });
+    }
     let (activations, params) = match version {
         AimetVersion::V0_6_1 => (dict_section(&o.activations)?, dict_section(&o.params)?),
-        AimetVersion::V1_0_0 => (list_section(&o.activations)?, list_section(&o.params)?),
+        _ => (list_section(&o.activations)?, list_section(&o.params)?),
     };
     let mut root = Map::new();
     root.insert("activation_encodings".into(), activations);
@@ -198,6 +220,54 @@ fn list_int(name: &str, enc_type: &str, channels: &[Encoding]) -> Result<Value, 
     }))
 }
 
+// ----- 2.0.0 form -----
+
+fn v2_document(o: &Overrides) -> Result<String, FormatError> {
+    let entries = o.by_name().into_iter().map(|(name, enc)| v2_entry(o, name, enc)).collect::<Result<Vec<_>, _>>()?;
+    let root = json!({"encodings": entries, "version": AimetVersion::V2_0_0.as_str()});
+    Ok(pretty(&sorted(root)))
+}
+
+fn v2_entry(o: &Overrides, name: &str, enc: &OverrideEncoding) -> Result<Value, FormatError> {
+    let not_expressible = |enc_type: &str| FormatError::NotExpressible {
+        name: name.to_string(),
+        enc_type: enc_type.to_string(),
+        version: AimetVersion::V2_0_0.as_str(),
+    };
+    let channels = match enc {
+        OverrideEncoding::Int(channels) if !channels.is_empty() => channels,
+        OverrideEncoding::Float { .. } => return Err(not_expressible("float")),
+        OverrideEncoding::Calibrated { .. } => return Err(not_expressible("bitwidth-only (calibrated)")),
+        OverrideEncoding::PerBlock { enc_type, .. } => return Err(not_expressible(enc_type)),
+        OverrideEncoding::Int(_) => return Err(not_expressible("empty")),
+    };
+    let first = &channels[0];
+    let half = crate::quant::math::symmetric_offset_magnitude(first.bitwidth);
+    // Signed for a symmetric grid (zero point 0), unsigned otherwise: each reads back as it was.
+    let (output_dtype, shift) =
+        if first.symmetric { (format!("int{}", first.bitwidth), half) } else { (format!("uint{}", first.bitwidth), 0) };
+    let zero_points: Vec<i64> = channels.iter().map(|c| -i64::from(c.offset) - shift).collect();
+    let scales = channels.iter().map(|c| number(c.scale, name, "scale")).collect::<Result<Vec<_>, _>>()?;
+    let mut e = json!({"name": name, "output_dtype": output_dtype});
+    if channels.len() == 1 {
+        e["y_scale"] = scales[0].clone();
+        if zero_points[0] != 0 {
+            e["y_zero_point"] = json!(zero_points[0]);
+        }
+    } else {
+        let Some(axis) = o.axes.get(name) else {
+            let what = "the axis of its per-channel encodings comes from the model";
+            return Err(FormatError::NeedsModel { name: name.to_string(), what, version: "2.0.0" });
+        };
+        e["axis"] = json!(axis);
+        e["y_scale"] = Value::Array(scales);
+        if zero_points.iter().any(|&z| z != 0) {
+            e["y_zero_point"] = json!(zero_points);
+        }
+    }
+    Ok(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +338,58 @@ mod tests {
                 .map(|k| a.find(k).unwrap())
                 .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    const V2: &str = include_str!("../../../examples/digits/aimet/encodings_v2.0.0.json");
+
+    /// AIMET's own 2.0.0 file written again in 2.0.0 reads back to the same encodings, axes
+    /// included, and its entries have AIMET's shape: `fc2.bias` is `{"axis": 0, "name":
+    /// "fc2.bias", "output_dtype": "int32", "y_scale": [...]}` (zero points of 0 left out),
+    /// `logits` is `{"name", "output_dtype": "uint8", "y_scale": 0.189..., "y_zero_point": 159}`.
+    #[test]
+    fn aimets_2_0_0_file_round_trips_in_aimets_shape() {
+        let v2 = parse_overrides(V2).unwrap();
+        assert!(v2.source.warnings.is_empty(), "{:?}", v2.source.warnings);
+        let text = write_overrides_json(&v2, AimetVersion::V2_0_0, None).unwrap();
+        let back = parse_overrides(&text).unwrap();
+        assert_eq!(back, v2);
+        let ours: Value = serde_json::from_str(&text).unwrap();
+        let theirs: Value = serde_json::from_str(V2).unwrap();
+        let find =
+            |v: &Value, name: &str| v["encodings"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
+        for name in ["fc2.bias", "conv1.weight", "logits", "input"] {
+            let (a, b) = (find(&ours, name).unwrap(), find(&theirs, name).unwrap());
+            let keys = |e: &Value| e.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(&a), keys(&b), "{name}: {a} vs {b}");
+            assert_eq!((&a["output_dtype"], &a["axis"]), (&b["output_dtype"], &b["axis"]), "{name}");
+        }
+        assert_eq!(find(&ours, "logits").unwrap()["y_zero_point"], 159);
+        assert_eq!(ours["encodings"].as_array().unwrap().len(), theirs["encodings"].as_array().unwrap().len());
+    }
+
+    /// The 2.0.0 form cannot say what an older file's float and bitwidth-only entries mean, nor
+    /// a per-channel entry's axis without the model; the older forms cannot place a 2.0.0 entry.
+    #[test]
+    fn what_a_form_cannot_hold_is_an_error() {
+        let o = parse_overrides(
+            r#"{"version": "1.0.0", "activation_encodings": [{"name": "a", "dtype": "FLOAT", "bw": 16}],
+                "param_encodings": []}"#,
+        )
+        .unwrap();
+        let err = write_overrides_json(&o, AimetVersion::V2_0_0, None).unwrap_err();
+        assert!(matches!(err, FormatError::NotExpressible { ref enc_type, .. } if enc_type == "float"), "{err:?}");
+        let mut v1 = parse_overrides(V1).unwrap();
+        let err = write_overrides_json(&v1, AimetVersion::V2_0_0, None).unwrap_err();
+        assert!(matches!(err, FormatError::NeedsModel { ref name, .. } if name == "conv1.weight"), "{err:?}");
+        for name in ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"] {
+            v1.axes.insert(name.to_string(), 0);
+        }
+        assert!(write_overrides_json(&v1, AimetVersion::V2_0_0, None).is_ok());
+        let v2 = parse_overrides(V2).unwrap();
+        for version in [AimetVersion::V0_6_1, AimetVersion::V1_0_0] {
+            let err = write_overrides_json(&v2, version, None).unwrap_err();
+            assert!(matches!(err, FormatError::NeedsModel { .. }), "{err:?}");
+        }
     }
 
     /// Float, bitwidth-only and per-block entries, in both forms.

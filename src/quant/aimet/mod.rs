@@ -7,9 +7,17 @@
 //!   output channel), each `{bitwidth, min, max, scale, offset, is_symmetric: "True"|"False",
 //!   dtype: "int"|"float"}`;
 //! - the list form of AIMET 2 (`"version": "1.0.0"`): lists of `{name, dtype: "INT"|"FLOAT",
-//!   enc_type, bw, is_sym, scale: [..], offset: [..]}`.
+//!   enc_type, bw, is_sym, scale: [..], offset: [..]}`;
+//! - the QuantizeLinear form (`"version": "2.0.0"`, what aimet-onnx 2.x exports by default):
+//!   one list `encodings` of `{name, output_dtype, y_scale, y_zero_point, axis, block_size}`,
+//!   each field an input or attribute of ONNX `QuantizeLinear` (`y = saturate(round(x /
+//!   y_scale) + y_zero_point)`). It has no activation/parameter sections: those entries are
+//!   kept in [`Overrides::encodings`] until the model places them ([`place_sections`]). The
+//!   grid is QNN's: an unsigned `output_dtype` has `offset = -y_zero_point`; a signed one
+//!   counts from `-2^(bw-1)`, so `offset = -y_zero_point - 2^(bw-1)` (`int8` with zero point 0
+//!   is the symmetric `offset = -128`).
 //!
-//! Both become one canonical [`Overrides`] value. Where every entry and every field came from
+//! Every form becomes one canonical [`Overrides`] value. Where every entry and every field came from
 //! in the text is kept apart (in [`OverrideSource`]) and does not take part in equality, so a
 //! re-indented file compares equal and nothing downstream re-runs.
 //!
@@ -41,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::quant::encoding::Encoding;
 
-pub use check::{ResolvedOverrides, channel_axis, check_overrides, resolve_overrides};
+pub use check::{ResolvedOverrides, channel_axis, check_overrides, place_sections, resolve_overrides};
 pub use compare::{Difference, FieldValue, compare_overrides};
 pub use format::{AimetVersion, FormatError, write_overrides_json};
 pub use parse::parse_overrides;
@@ -77,6 +85,9 @@ pub enum Section {
     Activation,
     /// `param_encodings`: weights, biases and other constants.
     Param,
+    /// `encodings` (version 2.0.0): either kind; the model says which
+    /// ([`place_sections`]).
+    Encodings,
 }
 
 impl Section {
@@ -84,6 +95,7 @@ impl Section {
         match self {
             Section::Activation => "activation_encodings",
             Section::Param => "param_encodings",
+            Section::Encodings => "encodings",
         }
     }
 }
@@ -115,6 +127,12 @@ pub struct Overrides {
     pub activations: BTreeMap<String, OverrideEncoding>,
     /// `param_encodings`, by tensor name as written in the file.
     pub params: BTreeMap<String, OverrideEncoding>,
+    /// A 2.0.0 file's `encodings`, by tensor name, before the model sorts them into
+    /// activations and parameters ([`place_sections`]).
+    pub encodings: BTreeMap<String, OverrideEncoding>,
+    /// The `axis` a 2.0.0 entry gives (per-channel: its channel axis; per-block: its block
+    /// axis), by tensor name: checked against the model's own axis for that tensor.
+    pub axes: BTreeMap<String, usize>,
     /// AIMET's `excluded_layers` (module names); kept for provenance, not used.
     pub excluded_layers: Vec<String>,
     #[serde(skip)]
@@ -126,6 +144,8 @@ impl PartialEq for Overrides {
         self.version == other.version
             && self.activations == other.activations
             && self.params == other.params
+            && self.encodings == other.encodings
+            && self.axes == other.axes
             && self.excluded_layers == other.excluded_layers
     }
 }
@@ -135,14 +155,29 @@ impl Overrides {
         match section {
             Section::Activation => &self.activations,
             Section::Param => &self.params,
+            Section::Encodings => &self.encodings,
         }
     }
 
-    /// Every entry, activations first, each section in name order.
+    pub fn section_mut(&mut self, section: Section) -> &mut BTreeMap<String, OverrideEncoding> {
+        match section {
+            Section::Activation => &mut self.activations,
+            Section::Param => &mut self.params,
+            Section::Encodings => &mut self.encodings,
+        }
+    }
+
+    /// Every entry, activations first, then parameters, then a 2.0.0 file's unsorted
+    /// `encodings`, each section in name order.
     pub fn entries(&self) -> impl Iterator<Item = (Section, &str, &OverrideEncoding)> {
-        let acts = self.activations.iter().map(|(n, e)| (Section::Activation, n.as_str(), e));
-        let params = self.params.iter().map(|(n, e)| (Section::Param, n.as_str(), e));
-        acts.chain(params)
+        [Section::Activation, Section::Param, Section::Encodings]
+            .into_iter()
+            .flat_map(move |section| self.section(section).iter().map(move |(n, e)| (section, n.as_str(), e)))
+    }
+
+    /// Every entry by tensor name, whatever its section: what two forms of one export agree on.
+    pub fn by_name(&self) -> BTreeMap<&str, &OverrideEncoding> {
+        self.entries().map(|(_, name, encoding)| (name, encoding)).collect()
     }
 
     /// Where entry `name` of `section` is in the text (the whole file when unknown, e.g. for
@@ -222,6 +257,8 @@ pub enum OverrideErrorKind {
     NotFloat,
     /// Per-channel entry count differs from the tensor's output channels.
     ChannelCount,
+    /// A 2.0.0 entry's `axis` is not the tensor's output-channel axis in the model.
+    Axis,
     /// Per-channel encodings that are not symmetric with `offset = -2^(bw-1)`.
     PerChannelNotSymmetric,
     /// Per-channel encodings on an activation, or per-block encodings.
@@ -250,6 +287,7 @@ impl OverrideErrorKind {
             OverrideErrorKind::ChannelCount => "qairt::overrides::channel_count",
             OverrideErrorKind::PerChannelNotSymmetric => "qairt::overrides::per_channel_not_symmetric",
             OverrideErrorKind::Unsupported => "qairt::overrides::unsupported",
+            OverrideErrorKind::Axis => "qairt::overrides::axis",
         }
     }
 }
@@ -308,6 +346,7 @@ impl OverrideError {
             OverrideErrorKind::ChannelCount => "wrong number of channels",
             OverrideErrorKind::PerChannelNotSymmetric => "not symmetric",
             OverrideErrorKind::Unsupported => "not supported",
+            OverrideErrorKind::Axis => "wrong axis",
         }
     }
 }
@@ -348,6 +387,33 @@ mod tests {
         let OverrideEncoding::Int(conv1) = &v1.params["conv1.weight"] else { panic!("conv1.weight is int") };
         assert_eq!(conv1.len(), 8);
         assert!(conv1.iter().all(|e| e.offset == -128 && e.symmetric && e.bitwidth == 8));
+    }
+
+    /// AIMET's 2.0.0 export of the same QuantSim holds the same encodings as its 1.0.0 export
+    /// for every tensor both list, and besides them the int32 biases (`scale = input scale ×
+    /// weight scale`, symmetric) and the max-pool and flatten outputs, on relu2's grid (data
+    /// movement keeps the grid). It has no sections until the model places it.
+    #[test]
+    fn aimets_2_0_0_export_agrees_with_its_1_0_0_export() {
+        let v1 = parse_overrides(include_str!("../../../examples/digits/aimet/encodings_v1.0.0.json")).unwrap();
+        let v2 = parse_overrides(include_str!("../../../examples/digits/aimet/encodings_v2.0.0.json")).unwrap();
+        assert!(v2.activations.is_empty() && v2.params.is_empty() && v2.encodings.len() == 15);
+        let (old, new) = (v1.by_name(), v2.by_name());
+        for (name, encoding) in &old {
+            assert_eq!(new.get(name), Some(encoding), "{name}");
+        }
+        let extra: Vec<&str> = new.keys().filter(|n| !old.contains_key(*n)).copied().collect();
+        assert_eq!(
+            extra,
+            ["/flatten/Flatten_output_0", "/pool/MaxPool_output_0", "conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"]
+        );
+        for bias in ["conv1.bias", "conv2.bias", "fc1.bias", "fc2.bias"] {
+            let OverrideEncoding::Int(channels) = new[bias] else { panic!("{bias} is int") };
+            assert!(channels.iter().all(|e| e.bitwidth == 32 && e.symmetric && e.offset == i32::MIN), "{bias}");
+        }
+        let relu2 = new["/relu2/Relu_output_0"];
+        assert_eq!((new["/pool/MaxPool_output_0"], new["/flatten/Flatten_output_0"]), (relu2, relu2));
+        assert_eq!(v2.axes.get("fc1.weight"), Some(&0));
     }
 
     /// The example README's observation of AIMET's min-max rule: logits data [-30.0394,

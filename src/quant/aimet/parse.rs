@@ -1,6 +1,8 @@
-//! Reading an AIMET encodings file (dict form 0.4–0.6.x, list form 1.0.0) into [`Overrides`],
-//! keeping the source span of every entry and field. The rules for turning an entry's fields
+//! Reading an AIMET encodings file (dict form 0.4–0.6.x, list form 1.0.0, QuantizeLinear form
+//! 2.0.0 in `v2`) into [`Overrides`], keeping the source span of every entry and field. The rules for turning an entry's fields
 //! into an encoding are listed in the parent module's docs.
+
+mod v2;
 
 use std::collections::BTreeMap;
 
@@ -14,8 +16,15 @@ use crate::quant::encoding::Encoding;
 use crate::quant::math::{grid_steps, symmetric_offset_magnitude};
 use crate::quant::settings::Schema;
 
-const TOP_LEVEL_KEYS: &[&str] =
-    &["version", "activation_encodings", "param_encodings", "excluded_layers", "quantizer_args", "producer"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "activation_encodings",
+    "param_encodings",
+    "encodings",
+    "excluded_layers",
+    "quantizer_args",
+    "producer",
+];
 const DICT_FIELDS: &[&str] = &["bitwidth", "dtype", "is_symmetric", "min", "max", "scale", "offset"];
 const LIST_FIELDS: &[&str] =
     &["name", "dtype", "enc_type", "bw", "is_sym", "scale", "offset", "min", "max", "block_size"];
@@ -221,6 +230,7 @@ impl Reader {
     fn read_root(&mut self, root: &Object) {
         let mut seen: BTreeMap<String, Span> = BTreeMap::new();
         let mut sections: [Option<&Value>; 2] = [None, None];
+        let mut encodings: Option<(&Value, Span)> = None;
         let mut version_span = None;
         for prop in &root.properties {
             let name = prop.name.as_str();
@@ -243,13 +253,20 @@ impl Reader {
                 },
                 "activation_encodings" => sections[0] = Some(&prop.value),
                 "param_encodings" => sections[1] = Some(&prop.value),
+                "encodings" => encodings = Some((&prop.value, name_span)),
                 "excluded_layers" => self.read_excluded(&prop.value),
                 // Metadata AIMET writes (`producer`: the exporting package and its version).
                 "quantizer_args" | "producer" => {}
                 other => self.unknown_field(other, name_span, TOP_LEVEL_KEYS, "the top level"),
             }
         }
-        let list_form = match self.out.version.as_deref() {
+        let version = self.out.version.as_deref();
+        // AIMET reads a file without a version but with `encodings` as 2.0.0, and so does qairt.
+        if version == Some("2.0.0") || (version.is_none() && encodings.is_some() && sections == [None, None]) {
+            self.read_v2_root(root, encodings.map(|(value, _)| value), sections);
+            return;
+        }
+        let list_form = match version {
             None => None,
             Some(v) if v.starts_with("0.") => Some(false),
             Some("1.0.0") => Some(true),
@@ -261,11 +278,25 @@ impl Reader {
                         at,
                         format!("unsupported encodings version \"{v}\""),
                     )
-                    .with_help("qairt reads versions 0.4-0.6.x (dict form) and 1.0.0 (list form)"),
+                    .with_help("qairt reads versions 0.4-0.6.x (dict form), 1.0.0 (list form) and 2.0.0"),
                 );
                 return;
             }
         };
+        if let Some((_, at)) = encodings {
+            self.push(
+                OverrideError::error(
+                    Kind::InvalidValue,
+                    at,
+                    format!(
+                        "\"encodings\" is the list of a version 2.0.0 file; this file is version {}",
+                        version.unwrap_or("0.x (no \"version\")")
+                    ),
+                )
+                .with_help("declare \"version\": \"2.0.0\", or list the entries under activation_encodings and param_encodings"),
+            );
+            return;
+        }
         let root_span = Span::new(root.range.start, 1);
         for (section, value) in [Section::Activation, Section::Param].into_iter().zip(sections) {
             let Some(value) = value else {
@@ -315,6 +346,42 @@ impl Reader {
         }
     }
 
+    /// The top level of a 2.0.0 file: one `encodings` list, no sections.
+    fn read_v2_root(&mut self, root: &Object, encodings: Option<&Value>, sections: [Option<&Value>; 2]) {
+        for (section, value) in [Section::Activation, Section::Param].into_iter().zip(sections) {
+            if let Some(value) = value {
+                self.push(
+                    OverrideError::error(
+                        Kind::WrongType,
+                        span(value.range()),
+                        format!(
+                            "\"{}\" is a section of the 1.0.0 and 0.6.1 forms, in a version 2.0.0 file",
+                            section.key()
+                        ),
+                    )
+                    .with_help("a 2.0.0 file lists activations and parameters together: \"encodings\": [...]"),
+                );
+            }
+        }
+        match encodings {
+            Some(Value::Array(arr)) => self.read_v2_section(arr),
+            Some(other) => self.push(
+                OverrideError::error(
+                    Kind::WrongType,
+                    span(other.range()),
+                    "\"encodings\" must be a list in a version 2.0.0 file",
+                )
+                .with_help("[{\"name\": ..., \"output_dtype\": \"uint8\", \"y_scale\": ...}, ...]"),
+            ),
+            None => self.push(
+                OverrideError::error(Kind::MissingField, Span::new(root.range.start, 1), "missing \"encodings\"")
+                    .with_help(
+                        "a 2.0.0 file lists its entries under \"encodings\", even when empty: \"encodings\": []",
+                    ),
+            ),
+        }
+    }
+
     fn read_excluded(&mut self, value: &Value) {
         let Value::Array(arr) = value else {
             self.error(Kind::WrongType, span(value.range()), "\"excluded_layers\" must be a list");
@@ -359,10 +426,7 @@ impl Reader {
 
     /// Registers a resolved entry (its name was claimed already).
     fn add_entry(&mut self, section: Section, name: &str, enc: OverrideEncoding, spans: EntrySpans) {
-        match section {
-            Section::Activation => self.out.activations.insert(name.to_string(), enc),
-            Section::Param => self.out.params.insert(name.to_string(), enc),
-        };
+        self.out.section_mut(section).insert(name.to_string(), enc);
         self.out.source.entries.insert((section, name.to_string()), spans);
     }
 
@@ -464,21 +528,9 @@ impl Reader {
         let before = self.errors.len();
         for prop in &obj.properties {
             let field = prop.name.as_str();
-            let at = span(prop.value.range());
-            let array_key = (0, format!("{field}[]"));
-            if spans.fields.contains_key(&(0, field.to_string())) || spans.fields.contains_key(&array_key) {
-                self.error(Kind::DuplicateEntry, span(prop.name.range()), format!("field \"{field}\" appears twice"));
-                continue;
-            }
-            spans.fields.insert((0, field.to_string()), at);
+            let Some(at) = self.claim_field(prop, &mut spans) else { continue };
             match field {
-                "name" => match &prop.value {
-                    Value::StringLit(s) => {
-                        name = Some(s.value.to_string());
-                        spans.name = at;
-                    }
-                    other => self.error(Kind::WrongType, span(other.range()), "\"name\" must be a string"),
-                },
+                "name" => name = self.entry_name(&prop.value, &mut spans).or(name),
                 "dtype" => shared.dtype = self.dtype(&prop.value),
                 "bw" => shared.bitwidth = self.number(&prop.value, field),
                 "is_sym" => shared.symmetric = self.boolean(&prop.value, field),
@@ -556,6 +608,33 @@ impl Reader {
     }
 
     // ----- field readers -----
+
+    /// Records where a field of a list-form entry is (element 0); `None`, with an error, when
+    /// the entry gave it already (as a scalar or, `field[]`, as an array).
+    fn claim_field(&mut self, prop: &jsonc_parser::ast::ObjectProp, spans: &mut EntrySpans) -> Option<Span> {
+        let field = prop.name.as_str();
+        let at = span(prop.value.range());
+        if spans.fields.contains_key(&(0, field.to_string())) || spans.fields.contains_key(&(0, format!("{field}[]"))) {
+            self.error(Kind::DuplicateEntry, span(prop.name.range()), format!("field \"{field}\" appears twice"));
+            return None;
+        }
+        spans.fields.insert((0, field.to_string()), at);
+        Some(at)
+    }
+
+    /// The `name` of a list-form entry, its span the entry's name span.
+    fn entry_name(&mut self, value: &Value, spans: &mut EntrySpans) -> Option<String> {
+        match value {
+            Value::StringLit(s) => {
+                spans.name = span(s.range);
+                Some(s.value.to_string())
+            }
+            other => {
+                self.error(Kind::WrongType, span(other.range()), "\"name\" must be a string");
+                None
+            }
+        }
+    }
 
     fn number(&mut self, value: &Value, field: &str) -> Option<Num> {
         let at = span(value.range());
