@@ -29,6 +29,11 @@ Writes, under ``aimet/``:
   BN folded, weights in one external data file)
 * ``quantsim/Result_<N>/logits.raw`` -- float32 LE QuantSim outputs for test line N
 * ``summary.json`` -- versions, QuantSim top-1 accuracy, agreement with the float model
+* ``unfolded/`` -- the same flow on ``model.onnx`` with its BatchNorms left in (what a user gets
+  who skips step 1; AIMET warns that this does not simulate the target accurately):
+  ``encodings_v1.0.0.json``, ``encodings_v2.0.0.json`` (encodings on the Conv outputs, the
+  BatchNormalization outputs and their ``gamma``, besides the tensors above) and
+  ``quantsim/Result_<N>/logits.raw``; the model is ``model.onnx`` itself
 
 Needs the separate AIMET venv (aimet-onnx pins its own onnx/torch); create it with
 ``scripts/setup-python.sh --aimet``. Re-run from the repository root (after make_digits.py):
@@ -76,6 +81,37 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     return float(10.0 * np.log10(np.sum(ref.astype(np.float64) ** 2) / noise))
 
 
+def quantsim(model: onnx.ModelProto, calib: list[np.ndarray]) -> QuantizationSimModel:
+    sim = QuantizationSimModel(
+        model,
+        param_type="int8",
+        activation_type="int8",
+        quant_scheme=QuantScheme.min_max,
+        config_file="default",
+        providers=["CPUExecutionProvider"],
+        session_options_kwargs={"intra_op_num_threads": 1, "inter_op_num_threads": 1},
+    )
+    sim.compute_encodings([{"input": x} for x in calib])
+    return sim
+
+
+def export_unfolded(calib: list[np.ndarray], test: list[np.ndarray]) -> np.ndarray:
+    """QuantSim on model.onnx as it is (BatchNorms not folded): its encodings and outputs."""
+    sim = quantsim(onnx.load(str(HERE / "model.onnx")), calib)
+    out = OUT / "unfolded"
+    out.mkdir()
+    with tempfile.TemporaryDirectory() as tmp:
+        for version in ("1.0.0", "2.0.0"):
+            sim.export(tmp, version, export_model=False, encoding_version=version)
+            shutil.copy(Path(tmp) / f"{version}.encodings", out / f"encodings_v{version}.json")
+    logits = np.concatenate([sim.session.run(None, {"input": x})[0] for x in test])
+    for i, row in enumerate(logits):
+        d = out / "quantsim" / f"Result_{i}"
+        d.mkdir(parents=True)
+        row.astype("<f4").tofile(d / "logits.raw")
+    return logits
+
+
 def main() -> None:
     calib = read_list(HERE / "calib" / "input_list.txt")
     test = read_list(HERE / "test" / "input_list.txt")
@@ -87,16 +123,7 @@ def main() -> None:
     folded = [(conv.name, bn_after.get(conv.output[0], "?")) for conv, _ in conv_bn]
     print(f"folded {len(folded)} BatchNorms: {folded}; BN-before-conv folds: {len(bn_conv)}")
 
-    sim = QuantizationSimModel(
-        model,
-        param_type="int8",
-        activation_type="int8",
-        quant_scheme=QuantScheme.min_max,
-        config_file="default",
-        providers=["CPUExecutionProvider"],
-        session_options_kwargs={"intra_op_num_threads": 1, "inter_op_num_threads": 1},
-    )
-    sim.compute_encodings([{"input": x} for x in calib])
+    sim = quantsim(model, calib)
 
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -124,6 +151,8 @@ def main() -> None:
         d.mkdir(parents=True)
         logits.astype("<f4").tofile(d / "logits.raw")
 
+    unfolded_logits = export_unfolded(calib, test)
+
     f_logits = float_logits(HERE / "model.onnx", test)
     folded_logits = float_logits(OUT / f"{PREFIX}.onnx", test)
     summary = {
@@ -142,6 +171,9 @@ def main() -> None:
         "quantsim_vs_float_top1_agreement": float((q_logits.argmax(1) == f_logits.argmax(1)).mean()),
         "quantsim_vs_float_sqnr_db": round(sqnr_db(f_logits, q_logits), 3),
         "bnfolded_vs_float_max_abs_diff": float(np.abs(folded_logits - f_logits).max()),
+        "unfolded_quantsim_top1_accuracy": float((unfolded_logits.argmax(1) == labels).mean()),
+        "unfolded_quantsim_vs_float_sqnr_db": round(sqnr_db(f_logits, unfolded_logits), 3),
+        "unfolded_vs_folded_quantsim_sqnr_db": round(sqnr_db(q_logits, unfolded_logits), 3),
     }
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

@@ -13,7 +13,7 @@ and no parameter encodings (``param_encodings`` is present and empty, which the 
 
 Each encoding is computed with numpy from the 100 calibration samples (``calib/``), with the
 float model run by onnxruntime (graph optimizations off), using the SDK's TF-style min-max rule
-(shared/reference/converters-and-quantization.md section 5.2):
+(the SDK's Converters documentation, quantization section):
 
 1. ``mn, mx`` = data min and max (float64).
 2. Minimum range: ``mx = max(mx, mn + 0.0001)``.

@@ -122,7 +122,7 @@ fn convert(input: &Path, output: &Path, to: Version, project: Option<PathBuf>) -
     };
     let overrides = match project {
         Some(project) => match checked_against(input, &overrides, project) {
-            Ok((graph, _)) => aimet::place_sections(&overrides, &graph),
+            Ok((placed, _)) => placed,
             Err(code) => return code,
         },
         None => overrides,
@@ -187,13 +187,10 @@ fn counts(o: &Overrides) -> String {
     if o.encodings.is_empty() { placed } else { format!("{placed}, {} encodings in either section", o.encodings.len()) }
 }
 
-/// The optimized model of `project`, with every problem of `overrides` against it printed
-/// (`Err(1)` then), and the project's qairt.toml.
-fn checked_against(
-    file: &Path,
-    overrides: &Overrides,
-    project: PathBuf,
-) -> Result<(std::sync::Arc<crate::ir::Graph>, PathBuf), u8> {
+/// `overrides` as they apply to the optimized model of `project` (carried through its
+/// BatchNorm folds, each change printed as a warning, and placed in sections), and the
+/// project's qairt.toml; every problem against the model printed (`Err(1)` then).
+fn checked_against(file: &Path, overrides: &Overrides, project: PathBuf) -> Result<(Overrides, PathBuf), u8> {
     let config = find_project(Some(project)).map_err(|d| {
         print_all(&[d]);
         1u8
@@ -202,14 +199,16 @@ fn checked_against(
         print_all(&diags);
         1u8
     })?;
-    let errors = aimet::check_overrides(overrides, &graph);
+    let (carried, notes) = aimet::carry_through_folds(overrides, &graph);
+    print_all(&notes.into_iter().map(|e| override_error(file, e)).collect::<Vec<_>>());
+    let errors = aimet::check_overrides(&carried, &graph);
     if !errors.is_empty() {
         let count = errors.len();
         print_all(&errors.into_iter().map(|e| override_error(file, e)).collect::<Vec<_>>());
         eprintln!("{}: {count} error(s) against the model of {}", file.display(), config.display());
         return Err(1);
     }
-    Ok((graph, config))
+    Ok((aimet::place_sections(&carried, &graph), config))
 }
 
 fn validate(file: &Path, project: Option<PathBuf>) -> u8 {
@@ -219,11 +218,11 @@ fn validate(file: &Path, project: Option<PathBuf>) -> u8 {
     };
     let mut found_in = String::new();
     if let Some(project) = project {
-        let (graph, config) = match checked_against(file, &overrides, project) {
+        let (placed, config) = match checked_against(file, &overrides, project) {
             Ok(checked) => checked,
             Err(code) => return code,
         };
-        overrides = aimet::place_sections(&overrides, &graph);
+        overrides = placed;
         found_in = format!(", every name found in the model of {}", config.display());
     }
     println!(

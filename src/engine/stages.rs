@@ -431,14 +431,24 @@ pub fn overrides(db: &dyn Db, file: SourceFile) -> Result<Arc<Overrides>, Failed
     Ok(Arc::new(parsed))
 }
 
-/// Overrides checked against the graph (unknown names, wrong section, channel counts, axes),
-/// a 2.0.0 file's entries placed in the sections the graph gives them.
+/// Overrides as they apply to the graph: carried through its BatchNorm folds (each change
+/// warned about), checked (unknown names, wrong section, channel counts, axes), and a 2.0.0
+/// file's entries placed in the sections the graph gives them.
 fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Arc<Overrides>>, Failed> {
     let Some(file) = target.overrides(db) else { return Ok(None) };
     let parsed = overrides(db, file)?;
+    let path = file.path(db).clone();
+    let parsed = if graph.batchnorm_folds.is_empty() {
+        parsed
+    } else {
+        let (carried, notes) = quant::aimet::carry_through_folds(&parsed, graph);
+        for note in notes {
+            super::memo::warn(db, convert::override_error(&path, note));
+        }
+        Arc::new(carried)
+    };
     let problems = quant::check_overrides(&parsed, graph);
     if !problems.is_empty() {
-        let path = file.path(db).clone();
         return Err(Failed(problems.into_iter().map(|e| convert::override_error(&path, e)).collect()));
     }
     if parsed.encodings.is_empty() {

@@ -66,6 +66,33 @@ pub struct Graph {
     /// so they are constants here, not entries of `inputs`.
     #[serde(default)]
     pub bound_inputs: Vec<BoundInput>,
+    /// The BatchNormalizations the optimizer folded, in the order it folded them: what an
+    /// encodings file made for the unfolded model needs to apply to this one.
+    #[serde(default)]
+    pub batchnorm_folds: Vec<BatchNormFold>,
+}
+
+/// A BatchNormalization folded into the Conv or Gemm that feeds it (`passes::bn_fold`), by
+/// tensor name (names stay valid when passes renumber tensors).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormFold {
+    /// The BatchNormalization node.
+    pub node: String,
+    /// Its output: gone from the graph, unless it was a graph output (then it is `holds`).
+    pub bn_output: String,
+    /// The layer's output before the fold, whose pre-BatchNorm values no tensor holds now.
+    pub layer_output: String,
+    /// The tensor that holds the BatchNorm's output values now (the layer's output).
+    pub holds: String,
+    /// The layer's weight before the fold and after it (another name only when the weight was
+    /// shared with another layer and could not be updated in place).
+    pub weight: (String, String),
+    /// The layer's bias before the fold (none when it had none) and after it.
+    pub bias: (Option<String>, String),
+    /// Per output channel, what the weights were multiplied by: `gamma / sqrt(var + epsilon)`.
+    pub scales: Vec<f32>,
+    /// `gamma`, `beta`, `mean` and `var`: gone with the node.
+    pub parameters: Vec<String>,
 }
 
 /// A graph input the graph was specialized on (see [`Graph::bound_inputs`]).

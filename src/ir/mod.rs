@@ -12,6 +12,6 @@ mod tensor;
 pub mod test_graph;
 
 pub use crate::ops::{Conv, Op, PadMode, Pool, Window};
-pub use graph::{BoundInput, Graph, InvalidGraph, Node, TensorId, TensorInfo};
+pub use graph::{BatchNormFold, BoundInput, Graph, InvalidGraph, Node, TensorId, TensorInfo};
 pub use model_encoding::ModelEncoding;
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData, strides_of};

@@ -19,8 +19,10 @@
 //! node reads a new constant named `<bn node name>.folded_weight` / `.folded_bias` (suffixed
 //! `_1`, `_2`, ... if taken). A BN that does not qualify stays as it is.
 //!
-//! Each fold is recorded ([`FoldedBatchNorm`]): cross-layer equalization's high-bias
-//! absorption needs the BN's `gamma` and `beta` after they are gone from the graph.
+//! Each fold is recorded twice: for cross-layer equalization's high-bias absorption, which
+//! needs the BN's `gamma` and `beta` after they are gone from the graph ([`FoldedBatchNorm`]),
+//! and in the graph itself ([`crate::ir::BatchNormFold`]: which names went where, and the
+//! per-channel weight factors), for encodings made for the unfolded model.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -264,6 +266,12 @@ fn fold_gemm(
 
 fn apply(graph: &mut Graph, fold: Fold, record: &mut FoldedBatchNorms) {
     let Fold { bn, producer, bn_name, bn_output, weight, bias, op, stats } = fold;
+    let name_at = |graph: &Graph, position: usize| {
+        graph.nodes[producer].inputs.get(position).map(|&id| graph.name(id).to_string())
+    };
+    let (weight_before, bias_before) = (name_at(graph, 1).unwrap_or_default(), name_at(graph, 2));
+    let layer_output = graph.name(graph.nodes[producer].outputs[0]).to_string();
+    let parameters = graph.nodes[bn].inputs[1..].iter().map(|&id| graph.name(id).to_string()).collect();
     place_constant(graph, producer, 1, weight, &format!("{bn_name}.folded_weight"));
     place_constant(graph, producer, 2, bias, &format!("{bn_name}.folded_bias"));
     if let Some(&w) = graph.nodes[producer].inputs.get(1) {
@@ -281,6 +289,17 @@ fn apply(graph: &mut Graph, fold: Fold, record: &mut FoldedBatchNorms) {
             }
         }
     }
+    let holds = graph.name(graph.nodes[producer].outputs[0]).to_string();
+    graph.batchnorm_folds.push(crate::ir::BatchNormFold {
+        node: bn_name,
+        bn_output: graph.name(bn_output).to_string(),
+        layer_output,
+        holds,
+        weight: (weight_before, name_at(graph, 1).unwrap_or_default()),
+        bias: (bias_before, name_at(graph, 2).unwrap_or_default()),
+        scales: stats.iter().map(|&[_, _, _, s]| s as f32).collect(),
+        parameters,
+    });
     graph.nodes.remove(bn);
 }
 

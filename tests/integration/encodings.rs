@@ -310,3 +310,63 @@ fn a_wrong_axis_or_an_unsupported_type_in_a_2_0_0_file_is_a_diagnostic() {
     assert_eq!(r.status, 1, "{}", r.stdout);
     assert!(r.stderr.contains("\"float8e4m3fn\" encodings are not supported"), "{}", r.stderr);
 }
+
+/// SQNR in dB of `ours` against `reference`, over every value.
+fn sqnr_db(reference: &[f32], ours: &[f32]) -> f64 {
+    let signal: f64 = reference.iter().map(|&r| f64::from(r).powi(2)).sum();
+    let noise: f64 = reference.iter().zip(ours).map(|(&r, &o)| (f64::from(r) - f64::from(o)).powi(2)).sum();
+    10.0 * (signal / noise).log10()
+}
+
+/// Every logit of `dir/Result_N/logits.raw` for the 400 test samples, back to back.
+fn logits(dir: &std::path::Path) -> Vec<f32> {
+    (0..400).flat_map(|n| crate::util::read_f32(&dir.join(format!("Result_{n}/logits.raw")))).collect()
+}
+
+/// AIMET's export of the model with its BatchNorms left unfolded (encodings on the Conv
+/// outputs before the BatchNorm, on the BatchNorm outputs and on gamma) builds on the original
+/// model, which qairt folds as the SDK's converter does: each BatchNorm output's encoding is
+/// carried to the Conv output that holds its values, with one warning per fold, and the 1.0.0
+/// and 2.0.0 files build the same bytes. The result agrees with AIMET's QuantSim of the folded
+/// model and of the unfolded one about as closely as AIMET's two QuantSims agree with each other
+/// (37.1 dB, examples/digits/aimet/summary.json): the unfolded QuantSim also rounds the
+/// pre-BatchNorm Conv outputs and gamma, which no folded, deployed model does.
+#[test]
+fn an_unfolded_batchnorm_export_follows_the_fold_as_the_sdks_converter_does() {
+    let p = Project::empty();
+    copy_dir(&repo_root().join("examples/digits"), &p.path("digits"));
+    let mut toml = String::from(
+        "[project]\nname = \"unfolded\"\n[model]\npath = \"digits/model.onnx\"\n\
+         [calibration]\ninput_list = \"digits/calib/input_list.txt\"\n\
+         [verify]\ninput_list = \"digits/test/input_list.txt\"\n",
+    );
+    for version in ["1.0.0", "2.0.0"] {
+        toml.push_str(&format!(
+            "[[target]]\nname = \"v{version}\"\nbackend = \"htp\"\n\
+             overrides = \"digits/aimet/unfolded/encodings_v{version}.json\"\n"
+        ));
+    }
+    p.write("qairt.toml", &toml);
+    let build = p.build();
+    build.assert_ok();
+    let warnings: Vec<&Value> = build
+        .events
+        .iter()
+        .filter(|e| e["severity"] == "warning" && e["message"].as_str().is_some_and(|m| m.contains("is folded into")))
+        .collect();
+    assert_eq!(warnings.len(), 4, "one warning per fold and file: {}", build.stderr);
+    let bn1 =
+        warnings.iter().find(|w| w["file"].as_str().is_some_and(|f| f.ends_with("encodings_v1.0.0.json"))).unwrap();
+    let message = bn1["message"].as_str().unwrap();
+    assert!(message.contains("\"/bn1/BatchNormalization_output_0\" carried to \"/conv1/Conv_output_0\""), "{message}");
+    assert!(message.contains("\"conv1.weight\" rescaled per channel"), "{message}");
+    assert_eq!(bn1["line"], 34, "at the BatchNorm output's entry: {bn1}");
+
+    let ours = logits(&p.path("out/v1.0.0/outputs"));
+    assert_eq!(ours, logits(&p.path("out/v2.0.0/outputs")), "the 2.0.0 file builds what the 1.0.0 file builds");
+    let folded_quantsim = sqnr_db(&logits(&p.path("digits/aimet/quantsim")), &ours);
+    let unfolded_quantsim = sqnr_db(&logits(&p.path("digits/aimet/unfolded/quantsim")), &ours);
+    // Measured: 39.46 dB against the folded QuantSim, 36.67 dB against the unfolded one.
+    assert!(folded_quantsim >= 39.0, "{folded_quantsim:.2} dB against AIMET's folded QuantSim");
+    assert!(unfolded_quantsim >= 36.0, "{unfolded_quantsim:.2} dB against AIMET's unfolded QuantSim");
+}

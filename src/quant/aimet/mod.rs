@@ -39,6 +39,7 @@
 
 mod check;
 mod compare;
+mod folds;
 mod format;
 mod parse;
 mod write;
@@ -51,6 +52,7 @@ use crate::quant::encoding::Encoding;
 
 pub use check::{ResolvedOverrides, channel_axis, check_overrides, place_sections, resolve_overrides};
 pub use compare::{Difference, FieldValue, compare_overrides};
+pub use folds::carry_through_folds;
 pub use format::{AimetVersion, FormatError, write_overrides_json};
 pub use parse::parse_overrides;
 pub use write::write_encodings_json;
@@ -259,6 +261,8 @@ pub enum OverrideErrorKind {
     ChannelCount,
     /// A 2.0.0 entry's `axis` is not the tensor's output-channel axis in the model.
     Axis,
+    /// An entry moved, rescaled or dropped because its BatchNorm was folded (a warning).
+    Folded,
     /// Per-channel encodings that are not symmetric with `offset = -2^(bw-1)`.
     PerChannelNotSymmetric,
     /// Per-channel encodings on an activation, or per-block encodings.
@@ -288,6 +292,7 @@ impl OverrideErrorKind {
             OverrideErrorKind::PerChannelNotSymmetric => "qairt::overrides::per_channel_not_symmetric",
             OverrideErrorKind::Unsupported => "qairt::overrides::unsupported",
             OverrideErrorKind::Axis => "qairt::overrides::axis",
+            OverrideErrorKind::Folded => "qairt::overrides::batchnorm_folded",
         }
     }
 }
@@ -347,6 +352,7 @@ impl OverrideError {
             OverrideErrorKind::PerChannelNotSymmetric => "not symmetric",
             OverrideErrorKind::Unsupported => "not supported",
             OverrideErrorKind::Axis => "wrong axis",
+            OverrideErrorKind::Folded => "batchnorm folded",
         }
     }
 }
