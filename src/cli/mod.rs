@@ -12,6 +12,8 @@ mod manual;
 mod output;
 mod progress;
 pub mod render;
+pub use commands::find_project;
+pub use output::{stage_json, verify_json};
 mod style;
 mod suggest;
 mod sweep;

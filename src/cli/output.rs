@@ -59,7 +59,7 @@ pub(super) fn numbers(metrics: &BTreeMap<String, f64>) -> Value {
 
 /// The JSON line of a stage event (docs/json.md), shared by `build`, `watch` and
 /// `sweep`; `None` for other events.
-pub(super) fn stage_json(event: &Event) -> Option<serde_json::Value> {
+pub fn stage_json(event: &Event) -> Option<serde_json::Value> {
     let Event::Stage { target, stage, built, key, ms, peak_activation_bytes } = event else { return None };
     let mut line = json!({
         "event": "stage", "target": target, "stage": stage.name(),
@@ -68,6 +68,34 @@ pub(super) fn stage_json(event: &Event) -> Option<serde_json::Value> {
     });
     if let Some(bytes) = peak_activation_bytes {
         line["peak_activation_bytes"] = json!(bytes);
+    }
+    Some(line)
+}
+
+/// The JSON line of a verify event (docs/json.md), for `build`, `watch` and the Python
+/// package's `qairt.build`; `None` for other events.
+pub fn verify_json(event: &Event) -> Option<serde_json::Value> {
+    let Event::Verify { target, outcome } = event else { return None };
+    let worst: Vec<serde_json::Value> = outcome
+        .worst
+        .iter()
+        .map(|w| json!({"layer": w.layer, "op": w.op, "sqnr_db": number(w.sqnr_db), "compared_with": w.compared_with}))
+        .collect();
+    let first_failing = outcome
+        .first_failing
+        .as_ref()
+        .map(|f| json!({"layer": f.layer, "failed": f.failed, "compared_with": f.compared_with}));
+    let line = json!({
+        "event": "verify", "target": target, "passed": outcome.passed,
+        "metrics": numbers(&outcome.metrics), "failures": outcome.failures,
+        "mode": outcome.mode.name(), "first_failing_layer": first_failing, "worst_layers": worst,
+    });
+    let mut line = line;
+    if let Some((failed, analyzed)) = outcome.checker {
+        line["checker"] = json!({"failed": failed, "analyzed": analyzed});
+    }
+    if let Some((matched, tensors, files)) = &outcome.golden {
+        line["golden"] = json!({"matched": matched, "unmatched_tensors": tensors, "unmatched_files": files});
     }
     Some(line)
 }
@@ -132,32 +160,10 @@ impl EventPrinter {
                 };
                 let _ = writeln!(out, "  {:<10} {status}{time}{peak}{key}", stage.name());
             }
-            (Event::Verify { target, outcome }, MessageFormat::Json) => {
-                let worst: Vec<serde_json::Value> = outcome
-                    .worst
-                    .iter()
-                    .map(|w| {
-                        json!({"layer": w.layer, "op": w.op, "sqnr_db": number(w.sqnr_db), "compared_with": w.compared_with})
-                    })
-                    .collect();
-                let first_failing = outcome
-                    .first_failing
-                    .as_ref()
-                    .map(|f| json!({"layer": f.layer, "failed": f.failed, "compared_with": f.compared_with}));
-                let line = json!({
-                    "event": "verify", "target": target, "passed": outcome.passed,
-                    "metrics": numbers(&outcome.metrics), "failures": outcome.failures,
-                    "mode": outcome.mode.name(), "first_failing_layer": first_failing, "worst_layers": worst,
-                });
-                let mut line = line;
-                if let Some((failed, analyzed)) = outcome.checker {
-                    line["checker"] = json!({"failed": failed, "analyzed": analyzed});
+            (event @ Event::Verify { .. }, MessageFormat::Json) => {
+                if let Some(line) = verify_json(event) {
+                    write_json(&mut out, line);
                 }
-                if let Some((matched, tensors, files)) = &outcome.golden {
-                    line["golden"] =
-                        json!({"matched": matched, "unmatched_tensors": tensors, "unmatched_files": files});
-                }
-                write_json(&mut out, line);
             }
             // -q: a passing target says nothing; a failing one says which and why.
             (Event::Verify { outcome, .. }, MessageFormat::Human) if style::quiet() && outcome.passed => {}
