@@ -58,55 +58,83 @@ const MODEL_KEYS: &[&str] = &["define_symbols", "onnx_define_symbol", "input_dim
 /// Keys of the session itself.
 const SESSION_KEYS: &[&str] = &["calibration", "calibration_max_samples", "verify", "verify_max_samples", "output_dir"];
 
+/// A session's options sorted into what goes where.
+struct SessionOptions<'py> {
+    /// The `[[target]]` table.
+    target: Table,
+    /// The `[model]` table.
+    model: Table,
+    output_dir: Option<PathBuf>,
+    calibration: Option<Bound<'py, PyAny>>,
+    calibration_max: Option<i64>,
+    verify: Option<Bound<'py, PyAny>>,
+    verify_max: Option<i64>,
+}
+
+impl<'py> SessionOptions<'py> {
+    /// Sorts `options` (keys in order; `None` values left out); an unknown key is an error with
+    /// a did-you-mean.
+    fn parse(model: &Path, options: &BTreeMap<String, Bound<'py, PyAny>>) -> PyResult<SessionOptions<'py>> {
+        let mut parsed = SessionOptions {
+            target: Table::new(),
+            model: Table::new(),
+            output_dir: None,
+            calibration: None,
+            calibration_max: None,
+            verify: None,
+            verify_max: None,
+        };
+        parsed.target.insert("name", Item::Value(TARGET.into()));
+        parsed.model.insert("path", Item::Value(path_value(model)));
+        for (key, value) in options.iter().filter(|(_, value)| !value.is_none()) {
+            match key.as_str() {
+                "output_dir" => parsed.output_dir = Some(std::path::absolute(value.extract::<PathBuf>()?)?),
+                "calibration" => parsed.calibration = Some(value.clone()),
+                "calibration_max_samples" => parsed.calibration_max = Some(value.extract::<i64>()?),
+                "verify" => parsed.verify = Some(value.clone()),
+                "verify_max_samples" => parsed.verify_max = Some(value.extract::<i64>()?),
+                "onnx_define_symbol" | "define_symbols" => {
+                    parsed.model.insert("define_symbols", Item::Value(define_symbols(value)?));
+                }
+                "input_dims" => {
+                    parsed.model.insert("input_dims", Item::Value(toml_value(key, value)?));
+                }
+                key if PATH_KEYS.contains(&key) => {
+                    let path = std::path::absolute(value.extract::<PathBuf>()?)?;
+                    parsed.target.insert(key, Item::Value(path_value(&path)));
+                }
+                key if TARGET_KEYS.contains(&key) => {
+                    parsed.target.insert(key, Item::Value(toml_value(key, value)?));
+                }
+                key => return Err(unknown_option(key)),
+            }
+        }
+        if !parsed.target.contains_key("backend") {
+            // The float target: a Session on an .onnx runs the model as it is unless told otherwise.
+            parsed.target.insert("backend", Item::Value("cpu".into()));
+        }
+        if parsed.verify.is_none() && parsed.calibration.is_none() {
+            return Err(errors::error(
+                "qairt::python::no_verify_data",
+                "a Session on an .onnx model builds and verifies it, and has no data to verify it on",
+                "pass verify= (or calibration=): an input-list path, or a list of dicts of numpy arrays by input name",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
 /// Writes the session's project for `model` and `options`; returns its `qairt.toml`.
 pub fn write(model: &Path, options: &Bound<'_, PyDict>) -> PyResult<PathBuf> {
     let model = std::path::absolute(model)?;
-    let mut target = Table::new();
-    target.insert("name", Item::Value(TARGET.into()));
-    let mut model_table = Table::new();
-    model_table.insert("path", Item::Value(path_value(&model)));
-    let mut output_dir = None;
-    let mut calibration = None;
-    let mut calibration_max = None;
-    let mut verify = None;
-    let mut verify_max = None;
     let mut sorted: BTreeMap<String, Bound<'_, PyAny>> = BTreeMap::new();
     for (key, value) in options.iter() {
         sorted.insert(key.extract()?, value);
     }
-    for (key, value) in &sorted {
-        if value.is_none() {
-            continue;
-        }
-        match key.as_str() {
-            "output_dir" => output_dir = Some(std::path::absolute(value.extract::<PathBuf>()?)?),
-            "calibration" => calibration = Some(value.clone()),
-            "calibration_max_samples" => calibration_max = Some(value.extract::<i64>()?),
-            "verify" => verify = Some(value.clone()),
-            "verify_max_samples" => verify_max = Some(value.extract::<i64>()?),
-            "onnx_define_symbol" | "define_symbols" => {
-                model_table.insert("define_symbols", Item::Value(define_symbols(value)?));
-            }
-            "input_dims" => {
-                model_table.insert("input_dims", Item::Value(toml_value(key, value)?));
-            }
-            key if PATH_KEYS.contains(&key) => {
-                target.insert(key, Item::Value(path_value(&std::path::absolute(value.extract::<PathBuf>()?)?)));
-            }
-            key if TARGET_KEYS.contains(&key) => {
-                target.insert(key, Item::Value(toml_value(key, value)?));
-            }
-            key => return Err(unknown_option(key)),
-        }
-    }
-    if !target.contains_key("backend") {
-        // The float target: a Session on an .onnx runs the model as it is unless told otherwise.
-        target.insert("backend", Item::Value("cpu".into()));
-    }
-
-    let shared_cache = output_dir.is_none();
-    let dir = match output_dir {
-        Some(dir) => dir,
+    let parsed = SessionOptions::parse(&model, &sorted)?;
+    let shared_cache = parsed.output_dir.is_none();
+    let dir = match &parsed.output_dir {
+        Some(dir) => dir.clone(),
         None => sessions_root()?.join(short_hash(model.to_string_lossy().as_bytes())).join(options_hash(&sorted)?),
     };
     std::fs::create_dir_all(&dir)?;
@@ -130,18 +158,12 @@ pub fn write(model: &Path, options: &Bound<'_, PyDict>) -> PyResult<PathBuf> {
         project.insert("dirs_outside_project", Item::Value(true.into()));
     }
     doc.insert("project", Item::Table(project));
-    doc.insert("model", Item::Table(model_table));
-    // The build verifies what it compiles, on the verify data, else on the calibration data.
-    let Some(verify_data) = verify.as_ref().or(calibration.as_ref()) else {
-        return Err(errors::error(
-            "qairt::python::no_verify_data",
-            "a Session on an .onnx model builds and verifies it, and has no data to verify it on",
-            "pass verify= (or calibration=): an input-list path, or a list of dicts of numpy arrays by input name",
-        ));
-    };
+    doc.insert("model", Item::Table(parsed.model));
+    // The build verifies what it compiles: on the verify data, else on the calibration data.
     let declared = declared_inputs(&model)?;
+    let verify = parsed.verify.as_ref().or(parsed.calibration.as_ref());
     for (table_name, data, max) in
-        [("calibration", calibration.as_ref(), calibration_max), ("verify", Some(verify_data), verify_max)]
+        [("calibration", parsed.calibration.as_ref(), parsed.calibration_max), ("verify", verify, parsed.verify_max)]
     {
         let Some(data) = data else { continue };
         let list = input_list(&dir.join(table_name), &declared, table_name, data)?;
@@ -153,7 +175,7 @@ pub fn write(model: &Path, options: &Bound<'_, PyDict>) -> PyResult<PathBuf> {
         doc.insert(table_name, Item::Table(table));
     }
     let mut targets = toml_edit::ArrayOfTables::new();
-    targets.push(target);
+    targets.push(parsed.target);
     doc.insert("target", Item::ArrayOfTables(targets));
     write_atomically(&config, format!("{MARKER}\n{doc}").as_bytes())?;
     Ok(config)
