@@ -119,6 +119,9 @@ pub struct ProjectInput {
     /// `[project] checkpoint_budget_mb`, in bytes.
     #[returns(copy)]
     pub checkpoint_budget: u64,
+    /// `[io]`: the form of the input files every run reads and of the output files written.
+    #[returns(ref)]
+    pub io: crate::project::io::IoConfig,
 }
 
 /// A stage could not produce its value; the diagnostics say why. Never cached on disk.

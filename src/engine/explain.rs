@@ -35,6 +35,14 @@ pub fn stage_inputs(
         let files = list.samples(db).iter().flat_map(|s| s.entries.iter().map(|e| e.file));
         std::iter::once((format!("{what} list"), list.list(db))).chain(files.map(move |f| (format!("{what} file"), f)))
     };
+    // The form of the input files, a part of the key of every run that reads them
+    // (`stages::list_key`), listed only when set, as the key has it.
+    let input_files = |inputs: &mut BTreeMap<String, String>| {
+        let io = &project.io(db).inputs;
+        if !io.is_empty() {
+            inputs.insert("[io.inputs]".into(), hash(io));
+        }
+    };
     match stage {
         Stage::Parse => {
             let model = project.model(db);
@@ -52,6 +60,7 @@ pub fn stage_inputs(
                 inputs.extend(list_files(list, "calibration").map(|(label, f)| entry(&label, f)));
             }
             inputs.insert("[calibration] max_samples".into(), hash(&project.calibration_max(db)));
+            input_files(&mut inputs);
         }
         Stage::Quantize => {
             inputs.insert(format!("quantization settings of target {}", target.name(db)), hash(target.settings(db)));
@@ -67,6 +76,7 @@ pub fn stage_inputs(
         Stage::Simulate | Stage::Reference => {
             inputs.extend(list_files(project.verify(db), "verify").map(|(label, f)| entry(&label, f)));
             inputs.insert("[verify] max_samples".into(), hash(&project.verify_max(db)));
+            input_files(&mut inputs);
             // The runs fold each layer against the golden values, with the verifiers that need
             // the values themselves (stages::comparison_key).
             inputs.insert("[verify] metrics that need values".into(), hash(&project.debug(db).folded_metrics()));

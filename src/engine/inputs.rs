@@ -6,9 +6,10 @@ use std::sync::Arc;
 use crate::diag::{Diag, closest};
 use std::path::{Path, PathBuf};
 
-use crate::ir::{BoundInput, Graph, Tensor, TensorData, TensorInfo};
+use crate::ir::{BoundInput, Graph, Tensor, TensorInfo};
 
-use super::db::{DataList, Db, Failed, SampleEntry, SampleFiles, SourceFile, volatile};
+use super::db::{DataList, Db, Failed, ProjectInput, SampleEntry, SampleFiles, SourceFile, volatile};
+use super::io_files::{InputForm, input_forms};
 
 /// Reads a file's bytes and checks them against the digest the build was keyed on: a file
 /// edited mid-build is an error to retry, never a silently mixed result.
@@ -53,64 +54,75 @@ fn model_inputs(graph: &Graph) -> Vec<(&str, Feeds<'_>)> {
         .collect()
 }
 
-/// The bytes of a raw file of `info`'s type and shape: raw files hold the input's own element
-/// type (the SDK's native input files).
-fn raw_bytes(info: &TensorInfo) -> usize {
-    let per_byte = TensorData::per_byte(info.dtype);
-    if per_byte == 1 { info.elements() * info.dtype.size_bytes() } else { info.elements().div_ceil(per_byte) }
-}
-
-/// Reads one raw file as a tensor of `info`'s type and shape; a size mismatch is a
-/// diagnostic pointing at the entry in its list.
+/// Reads one raw file as a tensor of `info`'s type and shape (the model's own form); a size
+/// mismatch is a diagnostic pointing at the entry in its list.
 pub fn read_raw(db: &dyn Db, list_path: &Path, entry: &SampleEntry, info: &TensorInfo) -> Result<Tensor, Failed> {
+    let form = InputForm::model_form(info.clone());
     let bytes = read_file(db, entry.file)?;
-    check_raw_size(db, list_path, entry, info, bytes.len() as u64)?;
-    decode_raw(entry.file.path(db), info, &bytes)
+    check_raw_size(db, list_path, entry, &form, bytes.len() as u64)?;
+    decode_raw(entry.file.path(db), &form, &bytes)
 }
 
-/// A size other than `info`'s is a diagnostic pointing at the entry in its list.
+/// A size other than `form`'s is a diagnostic pointing at the entry in its list.
 fn check_raw_size(
     db: &dyn Db,
     list_path: &Path,
     entry: &SampleEntry,
-    info: &TensorInfo,
+    form: &InputForm,
     size: u64,
 ) -> Result<(), Failed> {
-    let expected = raw_bytes(info);
+    let expected = form.file_bytes();
     if size == expected as u64 {
         return Ok(());
     }
+    let info = &form.model;
+    let (what, help) = if form.is_model_form() {
+        (
+            format!("input \"{}\" of shape {:?} {} needs {expected}", info.name, info.shape, info.dtype.name()),
+            format!(
+                "raw files are headerless little-endian {} (the input's own element type) in the model's input \
+                 layout, unless [io.inputs.\"{}\"] in qairt.toml says otherwise",
+                info.dtype.name(),
+                info.name
+            ),
+        )
+    } else {
+        (
+            format!(
+                "input \"{}\" is read from {} files ([io] in qairt.toml), which need {expected}",
+                info.name,
+                form.describe()
+            ),
+            format!(
+                "the files are headerless little-endian {}; check [io.inputs.\"{}\"] in qairt.toml",
+                form.describe(),
+                info.name
+            ),
+        )
+    };
     Err(Failed(vec![
         Diag::error(
             "qairt::input_list::raw_size",
-            format!(
-                "{} has {size} bytes, but input \"{}\" of shape {:?} {} needs {expected}",
-                entry.file.path(db).display(),
-                info.name,
-                info.shape,
-                info.dtype.name()
-            ),
+            format!("{} has {size} bytes, but {what}", entry.file.path(db).display()),
         )
         .in_file(list_path)
         .at(entry.span.0, entry.span.1, format!("{size} bytes, expected {expected}"))
-        .with_help(format!(
-            "raw files are headerless little-endian {} (the input's own element type) in the model's input layout",
-            info.dtype.name()
-        )),
+        .with_help(help),
     ]))
 }
 
-fn decode_raw(path: &Path, info: &TensorInfo, bytes: &[u8]) -> Result<Tensor, Failed> {
-    let data = TensorData::from_packed_bytes(info.dtype, bytes, info.elements())
-        .map_err(|e| Failed(vec![Diag::error("qairt::input_list::raw_size", format!("{}: {e}", path.display()))]))?;
-    Ok(Tensor { shape: info.shape.clone(), data })
+/// The model's tensor from a raw file's bytes: the one conversion every run reads its inputs
+/// through (`io_files`).
+fn decode_raw(path: &Path, form: &InputForm, bytes: &[u8]) -> Result<Tensor, Failed> {
+    form.decode(bytes)
+        .map_err(|e| Failed(vec![Diag::error("qairt::input_list::raw_size", format!("{}: {e}", path.display()))]))
 }
 
 /// One raw file of a sample, checked (its size) but not read yet.
 struct PendingRaw {
     path: PathBuf,
     digest: blake3::Hash,
-    info: TensorInfo,
+    form: Arc<InputForm>,
 }
 
 impl PendingRaw {
@@ -125,7 +137,7 @@ impl PendingRaw {
             // No database on a pool thread: the memoizing caller marks it volatile.
             return Err(changed_while_building(&self.path));
         }
-        decode_raw(&self.path, &self.info, &bytes)
+        decode_raw(&self.path, &self.form, &bytes)
     }
 }
 
@@ -167,10 +179,19 @@ pub fn entry_for<'s>(sample: &'s SampleFiles, name: &str, position: usize) -> Op
     }
 }
 
-/// Checks up to `max` samples of `list` against `graph` (see [`SampleSource`]). A file given
-/// for a bound input (one the graph is specialized on) must hold the value the graph was
-/// specialized on (those small files are read here).
-pub fn sample_source(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usize>) -> Result<SampleSource, Failed> {
+/// Checks up to `max` samples of `list` against `graph` (see [`SampleSource`]), each input's
+/// files in the form the project's `[io.inputs]` gives. A file given for a bound input (one
+/// the graph is specialized on) must hold the value the graph was specialized on (those small
+/// files are read here).
+pub fn sample_source(
+    db: &dyn Db,
+    project: ProjectInput,
+    graph: &Graph,
+    list: DataList,
+    max: Option<usize>,
+) -> Result<SampleSource, Failed> {
+    let forms: Vec<Arc<InputForm>> =
+        input_forms(graph, project.io(db)).map_err(Failed)?.into_iter().map(Arc::new).collect();
     let list_path = list.list(db).path(db).clone();
     let feeds = model_inputs(graph);
     let input_names: Vec<&str> = feeds.iter().map(|(name, _)| *name).collect();
@@ -226,7 +247,7 @@ pub fn sample_source(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usi
             given[index] = true;
             match feeds[index].1 {
                 Feeds::Input(slot) => {
-                    let info = graph.info(graph.inputs[slot]);
+                    let form = &forms[slot];
                     let path = entry.file.path(db).clone();
                     // Sized by a stat: every size mismatch of the list is reported now, before
                     // any run, and a file is read only when its sample runs.
@@ -235,9 +256,10 @@ pub fn sample_source(db: &dyn Db, graph: &Graph, list: DataList, max: Option<usi
                             .in_file(&path);
                         volatile(db, Failed(vec![diag]))
                     });
-                    match size.and_then(|size| check_raw_size(db, &list_path, entry, info, size)) {
+                    match size.and_then(|size| check_raw_size(db, &list_path, entry, form, size)) {
                         Ok(()) => {
-                            tensors[slot] = Some(PendingRaw { path, digest: entry.file.digest(db), info: info.clone() })
+                            let digest = entry.file.digest(db);
+                            tensors[slot] = Some(PendingRaw { path, digest, form: form.clone() })
                         }
                         Err(failed) => diags.extend(failed.0),
                     }

@@ -11,13 +11,16 @@ use serde::Serialize;
 use crate::diag::Diag;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::io_files::{self, OutputForm};
 use super::memo::KeyBuilder;
 use super::output_names::{name_map_json, output_file_stems};
 use super::sensitivity_stage;
 use super::stages;
 use super::store::{ActionRecord, Digest, write_atomically, write_into_existing_dirs};
 use super::verify_stage;
+use crate::ir::Tensor;
 use crate::project::OutputFiles;
+use crate::project::io::OutputDtype;
 
 /// The file `qairt suggest` writes (and every later build keeps) under `out/<target>/verify/`.
 pub const SUGGESTED_OVERRIDES: &str = "suggested_overrides.json";
@@ -63,12 +66,18 @@ fn part_key(ws: &Workspace, project: ProjectInput, target: TargetInput, part: Pa
     let key = match part {
         Part::Encodings => key.digest("quantize", &ws.stage_key(project, target, Stage::Quantize)?),
         Part::Model => key.digest("compile", &ws.stage_key(project, target, Stage::Compile)?),
-        Part::Runs => key
-            .digest("simulate", &ws.stage_key(project, target, Stage::Simulate)?)
-            .digest("reference", &stages::reference_record(&ws.db, project)?.key)
-            .bytes("output files", ws.config.verify.output_files.name().as_bytes())
-            // Since distinct file names and output_names.json (older manifests lack the map).
-            .bytes("layout", b"2"),
+        Part::Runs => {
+            let key = key
+                .digest("simulate", &ws.stage_key(project, target, Stage::Simulate)?)
+                .digest("reference", &stages::reference_record(&ws.db, project)?.key)
+                .bytes("output files", ws.config.verify.output_files.name().as_bytes())
+                // Since distinct file names and output_names.json (older manifests lack the map).
+                .bytes("layout", b"2");
+            // The form `[io]` gives the output files (a native file's codes come from the
+            // target's encodings, which the simulate key holds); none: the key as before.
+            let io = &ws.config.io;
+            if io.outputs_are_default() { key } else { key.value("io outputs", &(&io.outputs, io.native_outputs)) }
+        }
         Part::Verify => {
             let mut key = key
                 .digest("verify", &ws.stage_key(project, target, Stage::Verify)?)
@@ -110,21 +119,26 @@ fn render(
         Part::Runs => {
             let simulated = stages::simulate_value(db, project, target)?;
             let reference = stages::reference_value(db, project)?;
-            let stems = output_file_stems(&simulated.outputs.output_names);
-            files.push((
-                "output_names.json".to_string(),
-                name_map_json(&simulated.outputs.output_names, &stems).into_bytes(),
-            ));
+            let names = &simulated.outputs.output_names;
+            let stems = output_file_stems(names);
+            files.push(("output_names.json".to_string(), name_map_json(names, &stems).into_bytes()));
+            let forms = output_forms(db, project, target, &simulated.outputs)?;
+            // Each output in its own element type (the SDK's native output files), or float32
+            // for every output (the SDK's default form), unless `[io]` says otherwise.
+            let own = |tensor: &Tensor| match output_files {
+                OutputFiles::Native => tensor.data.to_packed_bytes(),
+                OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
             for (dir, run) in [("outputs", &simulated.outputs), ("reference", &*reference)] {
                 debug_assert_eq!(run.output_names, simulated.outputs.output_names);
                 for (n, sample) in run.samples.iter().enumerate() {
-                    for (stem, tensor) in stems.iter().zip(sample) {
-                        // Each output in its own element type (the SDK's native output files),
-                        // or float32 for every output (the SDK's default form).
-                        let bytes = match output_files {
-                            OutputFiles::Native => tensor.data.to_packed_bytes(),
-                            OutputFiles::Float32 => tensor.to_f32_vec().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    for ((stem, tensor), form) in stems.iter().zip(sample).zip(&forms) {
+                        let bytes = if dir == "outputs" {
+                            form.output_bytes(tensor, own)
+                        } else {
+                            form.reference_bytes(tensor, own)
                         };
+                        let bytes = bytes.map_err(super::convert::internal)?;
                         files.push((format!("{dir}/Result_{n}/{stem}.raw"), bytes));
                     }
                 }
@@ -133,6 +147,34 @@ fn render(
         Part::Verify => render_verify(db, project, target, project_name, &mut files)?,
     }
     Ok(files)
+}
+
+/// The form `[io]` gives each output's files; the target's encodings are read only when an
+/// output is written native.
+fn output_forms(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    run: &stages::RunOutputs,
+) -> Result<Vec<OutputForm>, Failed> {
+    let io = project.io(db);
+    let names = &run.output_names;
+    let Some(first) = run.samples.first().filter(|_| !io.outputs_are_default()) else {
+        return Ok(vec![OutputForm::default(); names.len()]);
+    };
+    let shapes: Vec<Vec<usize>> = first.iter().map(|t| t.shape.clone()).collect();
+    let native = names.iter().any(|name| io.output_dtype(name) == Some(OutputDtype::Native));
+    let quantized = if native && stages::is_quantized(db, project, target)? {
+        Some(stages::quantize_value(db, project, target)?)
+    } else {
+        None
+    };
+    let encoding = |name: &str| {
+        let q = quantized.as_ref()?;
+        let id = q.graph.outputs.iter().copied().find(|&id| q.graph.name(id) == name)?;
+        q.encodings.get(&id).cloned()
+    };
+    io_files::output_forms(io, names, &shapes, encoding).map_err(Failed)
 }
 
 /// `verify/`: the summaries, the checker's report, the suggested overrides and `report.html`.

@@ -11,6 +11,7 @@ mod db;
 mod explain;
 mod golden_stage;
 mod inputs;
+mod io_files;
 mod materialize;
 mod memo;
 mod memory_budget;

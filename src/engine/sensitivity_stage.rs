@@ -92,7 +92,7 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
     let policy = rules.quant_policy();
     let base_overrides = stages::encodings_for(db, target, &graph)?;
     let reference = stages::reference_value(db, project)?;
-    let samples = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
+    let samples = sample_source(db, project, &graph, project.verify(db), project.verify_max(db))?;
     let labels = read_labels(db, project, samples.len())?;
     let candidates = candidates(&baseline_q, precision);
     let settings = target.settings(db).clone();

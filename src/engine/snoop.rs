@@ -62,7 +62,7 @@ pub fn snoop_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
     let compiled = stages::compile_record(db, project, target)?;
     let key = KeyBuilder::new(Stage::Simulate).value("mode", &mode).digest("model.bin", &compiled.output);
     let key = stages::comparison_key(db, project, target, key)?;
-    let key = stages::list_key(key, db, project.verify(db), project.verify_max(db)).finish();
+    let key = stages::list_key(key, db, project, project.verify(db), project.verify_max(db)).finish();
     let name = target.name(db).clone();
     memoize(db, Stage::Simulate, Some(&name), key, || compute_snoop(db, project, target), |_| Vec::new())
 }

@@ -209,8 +209,19 @@ pub fn target_optimize_value(db: &dyn Db, project: ProjectInput, target: TargetI
 
 // ---------------------------------------------------------------- calibrate
 
-pub(super) fn list_key(key: KeyBuilder, db: &dyn Db, list: DataList, max: Option<usize>) -> KeyBuilder {
-    let mut key = key.value("max", &max);
+/// The key part of the samples a run reads: every raw file of `list` (up to `max` samples)
+/// and the form `[io.inputs]` gives them, which decides the tensors they become. Without
+/// `[io.inputs]` the key is what it was before the table existed.
+pub(super) fn list_key(
+    key: KeyBuilder,
+    db: &dyn Db,
+    project: ProjectInput,
+    list: DataList,
+    max: Option<usize>,
+) -> KeyBuilder {
+    let io = &project.io(db).inputs;
+    let mut key = if io.is_empty() { key } else { key.value("input files", io) };
+    key = key.value("max", &max);
     for sample in list.samples(db).iter().take(max.unwrap_or(usize::MAX)) {
         key = key.value("entries", &sample.entries.len());
         for entry in &sample.entries {
@@ -237,7 +248,7 @@ pub fn calibrate_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
     let optimized = optimize_record(db, project)?;
     let list = calibration_list(db, project)?;
     let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &optimized.output);
-    let key = list_key(key, db, list, project.calibration_max(db)).finish();
+    let key = list_key(key, db, project, list, project.calibration_max(db)).finish();
     memoize(db, Stage::Calibrate, None, key, || compute_calibrate(db, project, list), |_| Vec::new())
 }
 
@@ -254,7 +265,7 @@ fn collect_stats(
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
     let group = super::memory_budget::float_run_group(graph, super::samples::GROUP)?;
-    let source = sample_source(db, graph, list, project.calibration_max(db))?;
+    let source = sample_source(db, project, graph, list, project.calibration_max(db))?;
     let progress = &*db.services().progress;
     progress.start("calibrate", source.len() as u64);
     // Each sample's statistics on its own, merged: exact and order-independent (quant::stats).
@@ -319,7 +330,7 @@ pub fn equalized_calibrate_record(db: &dyn Db, project: ProjectInput, target: Ta
     let graph = equalize_record(db, project, target)?;
     let list = calibration_list(db, project)?;
     let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &graph.output);
-    let key = list_key(key, db, list, project.calibration_max(db)).finish();
+    let key = list_key(key, db, project, list, project.calibration_max(db)).finish();
     let name = target.name(db).clone();
     let compute = || compute_equalized_calibrate(db, project, target, list);
     memoize(db, Stage::Calibrate, Some(&name), key, compute, |_| Vec::new())
@@ -676,7 +687,7 @@ pub fn compile_value(db: &dyn Db, project: ProjectInput, target: TargetInput) ->
 fn reference_key(db: &dyn Db, project: ProjectInput) -> Result<super::store::Digest, Failed> {
     let optimized = optimize_record(db, project)?;
     let key = KeyBuilder::new(Stage::Reference).digest("graph", &optimized.output);
-    Ok(list_key(key, db, project.verify(db), project.verify_max(db)).finish())
+    Ok(list_key(key, db, project, project.verify(db), project.verify_max(db)).finish())
 }
 
 /// The float model's outputs on every verify sample. A target whose float graph is this
@@ -691,7 +702,7 @@ pub fn reference_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Fa
 fn compute_reference(db: &dyn Db, project: ProjectInput) -> Result<RunOutputs, Failed> {
     let graph = optimize_value(db, project)?;
     let group = super::memory_budget::float_run_group(&graph, super::samples::GROUP)?;
-    let source = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
+    let source = sample_source(db, project, &graph, project.verify(db), project.verify_max(db))?;
     let progress = &*db.services().progress;
     progress.start("reference", source.len() as u64);
     let mut outputs = Vec::with_capacity(source.len());
@@ -762,7 +773,7 @@ pub(super) fn comparison(db: &dyn Db, project: ProjectInput, target: TargetInput
     } else {
         BTreeMap::new()
     };
-    let samples = sample_source(db, &graph, project.verify(db), project.verify_max(db))?;
+    let samples = sample_source(db, project, &graph, project.verify(db), project.verify_max(db))?;
     let dump = match project.golden(db) {
         Some(input) => {
             Some(super::golden_stage::read_golden(db, input, &super::golden_stage::wanted(&graph), samples.len())?)
@@ -778,7 +789,7 @@ pub fn simulate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
     let compiled = compile_record(db, project, target)?;
     let key = KeyBuilder::new(Stage::Simulate).digest("model.bin", &compiled.output);
     let key = comparison_key(db, project, target, key)?;
-    let key = list_key(key, db, project.verify(db), project.verify_max(db)).finish();
+    let key = list_key(key, db, project, project.verify(db), project.verify_max(db)).finish();
     let name = target.name(db).clone();
     memoize(db, Stage::Simulate, Some(&name), key, || compute_simulate(db, project, target), |_| Vec::new())
 }
@@ -817,7 +828,7 @@ fn compute_simulate(db: &dyn Db, project: ProjectInput, target: TargetInput) -> 
             .bytes("checkpoint", b"")
             .digest("float graph", &float_graph)
             .value("kept samples", &kept);
-        list_key(key, db, project.verify(db), project.verify_max(db))
+        list_key(key, db, project, project.verify(db), project.verify_max(db))
     };
     let cuts = match (&quantized, &dump) {
         (Some(q), None) => {

@@ -411,6 +411,9 @@ impl Workspace {
                 if p.verify(db) != verify {
                     p.set_verify(db).to(verify);
                 }
+                if *p.io(db) != config.io {
+                    p.set_io(db).to(config.io.clone());
+                }
                 if p.checkpoint_budget(db) != config.checkpoint_budget {
                     p.set_checkpoint_budget(db).to(config.checkpoint_budget);
                 }
@@ -450,6 +453,7 @@ impl Workspace {
                     golden,
                     rules,
                     config.checkpoint_budget,
+                    config.io.clone(),
                 )
             }
         };

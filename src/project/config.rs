@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::io::{IoConfig, RawIo, read_io};
 use crate::diag::{Diag, closest};
 use crate::quant::settings::{CalibrationMethod, QuantSettings, Schema};
 
@@ -31,6 +32,8 @@ pub struct ProjectConfig {
     pub calibration: Option<CalibrationConfig>,
     pub targets: Vec<TargetConfig>,
     pub verify: VerifyConfig,
+    /// `[io]`: the form of the input files read and the output files written.
+    pub io: IoConfig,
     /// Where in `qairt.toml` each path was written, so a missing file points at its line.
     pub path_spans: BTreeMap<PathBuf, (usize, usize)>,
 }
@@ -110,6 +113,7 @@ struct RawConfig {
     quantization: Option<RawQuant>,
     target: Option<Vec<Spanned<RawQuant>>>,
     verify: Option<Spanned<RawVerify>>,
+    io: Option<RawIo>,
 }
 
 #[derive(Deserialize)]
@@ -603,6 +607,17 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         output_files,
     };
 
+    let mut io_problems = Vec::new();
+    let io = read_io(raw.io.as_ref(), file.to_path_buf(), &mut io_problems);
+    for problem in io_problems {
+        check.diags.push(
+            Diag::error("qairt::config::invalid_value", problem.message.clone())
+                .in_file(file)
+                .at(problem.span.0, problem.span.1, problem.message)
+                .with_help(problem.help),
+        );
+    }
+
     if !check.diags.is_empty() {
         return Err(check.diags);
     }
@@ -618,6 +633,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         calibration,
         targets,
         verify,
+        io,
     })
 }
 

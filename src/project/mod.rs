@@ -5,6 +5,7 @@
 
 mod config;
 mod input_list;
+pub mod io;
 pub mod paths;
 
 pub use config::{

@@ -8,6 +8,7 @@ mod debugging;
 mod encodings;
 mod golden;
 mod incremental;
+mod io_files;
 mod json_messages;
 mod models;
 mod pipeline;
