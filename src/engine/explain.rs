@@ -68,6 +68,13 @@ pub fn stage_inputs(
                 let (k, v) = entry("overrides", f);
                 inputs.insert(k, v);
             }
+            // A quantized target's I/O on the files' uint8/int8 grids, as the key has it.
+            if stages::is_quantized(db, project, target).unwrap_or(false) {
+                let grids = super::io_files::quantized_io_encodings(project.io(db));
+                if !grids.is_empty() {
+                    inputs.insert("[io] uint8/int8 grids".into(), hash(&grids));
+                }
+            }
         }
         Stage::Compile => {
             let rules = stages::backend(db, project, target).map(|b| hash(&*b)).unwrap_or_default();

@@ -129,7 +129,25 @@ fn uint8_encoding(grid: FileGrid) -> Encoding {
 /// int8 codes `s` on the unsigned grid as `s + 128`, whose offset is then `offset - 128`:
 /// `(s + offset) * scale = ((s + 128) + (offset - 128)) * scale`, the same arithmetic.
 fn int8_encoding(grid: FileGrid) -> Encoding {
-    Encoding::from_scale_offset(8, grid.scale, grid.offset as i64 - 128, true)
+    Encoding::from_scale_offset(8, grid.scale, grid.offset as i64 - 128, grid.offset == 0)
+}
+
+/// The encodings `[io]` gives a quantized model's inputs and outputs: the grid of each one
+/// whose files are uint8 or int8 codes. The SDK's custom I/O gives "custom scale and offset on
+/// the I/O of a quantized model", which "override the quantizer's values": the tensor is then
+/// quantized on the files' own grid, and its codes go in and out unchanged.
+pub fn quantized_io_encodings(io: &IoConfig) -> std::collections::BTreeMap<String, Encoding> {
+    let inputs = io.inputs.iter().filter_map(|(name, format)| match (format.dtype, format.grid) {
+        (Some(InputDtype::Uint8), Some(grid)) => Some((name.clone(), uint8_encoding(grid))),
+        (Some(InputDtype::Int8), Some(grid)) => Some((name.clone(), int8_encoding(grid))),
+        _ => None,
+    });
+    let outputs = io.outputs.iter().filter_map(|(name, format)| match (format.dtype, format.grid) {
+        (Some(OutputDtype::Uint8), Some(grid)) => Some((name.clone(), uint8_encoding(grid))),
+        (Some(OutputDtype::Int8), Some(grid)) => Some((name.clone(), int8_encoding(grid))),
+        _ => None,
+    });
+    inputs.chain(outputs).collect()
 }
 
 fn int8_to_grid(code: i8) -> u32 {

@@ -90,7 +90,7 @@ fn compute(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Se
     let stats = stages::target_calibrate_value(db, project, target)?;
     let rules = stages::backend(db, project, target)?;
     let policy = rules.quant_policy();
-    let base_overrides = stages::encodings_for(db, target, &graph)?;
+    let base_overrides = stages::encodings_for(db, project, target, &graph)?;
     let reference = stages::reference_value(db, project)?;
     let samples = sample_source(db, project, &graph, project.verify(db), project.verify_max(db))?;
     let labels = read_labels(db, project, samples.len())?;
@@ -217,6 +217,6 @@ pub fn suggest_inputs(
     target: TargetInput,
 ) -> Result<(Option<Overrides>, Arc<Graph>), Failed> {
     let graph = stages::target_optimize_value(db, project, target)?;
-    let overrides = stages::encodings_for(db, target, &graph)?;
+    let overrides = stages::encodings_for(db, project, target, &graph)?;
     Ok((overrides, graph))
 }

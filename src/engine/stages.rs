@@ -471,9 +471,15 @@ fn checked_overrides(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<
 /// The encodings a target's quantization starts from, by precedence: the overrides file, then
 /// the model's own (from stripped QDQ pairs), then (absent here) calibration;
 /// `ignore_encodings = true` drops both.
-pub(super) fn encodings_for(db: &dyn Db, target: TargetInput, graph: &Graph) -> Result<Option<Overrides>, Failed> {
+pub(super) fn encodings_for(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+    graph: &Graph,
+) -> Result<Option<Overrides>, Failed> {
+    let io = io_encodings(db, project, target)?;
     if target.settings(db).ignore_encodings {
-        return Ok(None);
+        return Ok((!io.is_empty()).then(|| with_io_grids(Overrides::default(), io)));
     }
     let file = checked_overrides(db, target, graph)?;
     let skipped = quant::model_encodings::skipped_model_encodings(graph);
@@ -489,10 +495,36 @@ pub(super) fn encodings_for(db: &dyn Db, target: TargetInput, graph: &Graph) -> 
         );
     }
     let model = quant::model_encodings::model_overrides(graph);
-    if file.is_none() && model.activations.is_empty() && model.params.is_empty() {
+    if file.is_none() && model.activations.is_empty() && model.params.is_empty() && io.is_empty() {
         return Ok(None);
     }
-    Ok(Some(quant::model_encodings::layer_overrides(file.as_deref(), model)))
+    Ok(Some(with_io_grids(quant::model_encodings::layer_overrides(file.as_deref(), model), io)))
+}
+
+/// `overrides` with `[io]`'s grids on their tensors: the files' grid wins over the overrides
+/// file and the model's own encodings, as the SDK's custom I/O overrides the quantizer's values
+/// (and `ignore_encodings` does not drop it: it describes the files, not the model).
+fn with_io_grids(mut overrides: Overrides, io: BTreeMap<String, quant::Encoding>) -> Overrides {
+    for (name, encoding) in io {
+        for section in [quant::aimet::Section::Param, quant::aimet::Section::Encodings] {
+            overrides.section_mut(section).remove(&name);
+        }
+        overrides.activations.insert(name, quant::aimet::OverrideEncoding::Int(vec![encoding]));
+    }
+    overrides
+}
+
+/// `[io]`'s uint8/int8 grids, for a quantized target (a float target reads and writes codes
+/// on them, but its tensors stay float).
+fn io_encodings(
+    db: &dyn Db,
+    project: ProjectInput,
+    target: TargetInput,
+) -> Result<BTreeMap<String, quant::Encoding>, Failed> {
+    if !is_quantized(db, project, target)? {
+        return Ok(BTreeMap::new());
+    }
+    Ok(super::io_files::quantized_io_encodings(project.io(db)))
 }
 
 // ---------------------------------------------------------------- quantize
@@ -514,6 +546,10 @@ pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
     let mut key = key.value("settings", target.settings(db)).value("policy", &policy);
     if let Some(file) = target.overrides(db) {
         key = key.value("overrides", &*overrides(db, file)?);
+    }
+    let io = io_encodings(db, project, target)?;
+    if !io.is_empty() {
+        key = key.value("[io] grids", &io);
     }
     let key = key.finish();
     let name = target.name(db).clone();
@@ -550,7 +586,7 @@ pub(super) fn compute_quantize(
     let graph = target_optimize_value(db, project, target)?;
     let stats = target_calibrate_value(db, project, target)?;
     let policy = backend(db, project, target)?.quant_policy();
-    let overrides = encodings_for(db, target, &graph)?;
+    let overrides = encodings_for(db, project, target, &graph)?;
     let quantized =
         quant::quantize::quantize_with(&graph, stats.as_deref(), target.settings(db), overrides.as_ref(), &policy)
             .map_err(|errors| Failed(errors.into_iter().map(convert::quant_error).collect()))?;

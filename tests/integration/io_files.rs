@@ -40,9 +40,26 @@ fn outputs(p: &Project, target: &str, dir: &str) -> std::collections::BTreeMap<S
     tree(&p.path(&format!("out/{target}/{dir}")))
 }
 
+/// The input's encoding on the uint8 files' grid (scale 1/16, offset 0), in the AIMET 0.6.1
+/// form, as an overrides file states it for a float build.
+const INPUT_ON_THE_FILES_GRID: &str = r#"[{"bitwidth": 8, "dtype": "int", "is_symmetric": "False",
+    "max": 15.9375, "min": 0.0, "offset": 0, "scale": 0.0625}]"#;
+
+/// The float NCHW files give the uint8 NHWC files' outputs on every target. A quantized target
+/// takes the files' grid as its input's encoding (the SDK's custom I/O: "custom scale and
+/// offset on the I/O of a quantized model ... override the quantizer's values"), so the float
+/// build pins its input to that grid with its overrides files: the same quantized model.
 #[test]
 fn nhwc_uint8_inputs_build_the_outputs_of_the_float_nchw_inputs() {
-    let float = Project::digits_with(&config(20));
+    let float = Project::digits_with(
+        &config(20).replace("act_bitwidth = 16\n", "act_bitwidth = 16\noverrides = \"input_only.json\"\n"),
+    );
+    let mut w8a8: Value = serde_json::from_str(&float.read("overrides.json")).unwrap();
+    w8a8["activation_encodings"]["input"] = serde_json::from_str(INPUT_ON_THE_FILES_GRID).unwrap();
+    float.write("overrides.json", &w8a8.to_string());
+    let input_only =
+        format!(r#"{{"activation_encodings": {{"input": {INPUT_ON_THE_FILES_GRID}}}, "param_encodings": {{}}}}"#);
+    float.write("input_only.json", &input_only);
     float.build().assert_ok();
 
     let codes = Project::digits_with(&config(20));
@@ -61,6 +78,17 @@ fn nhwc_uint8_inputs_build_the_outputs_of_the_float_nchw_inputs() {
             assert!(a == b, "{target}/{dir}: the uint8 NHWC build wrote other outputs than the float NCHW one");
         }
     }
+    // The files' grid won over the w8a8 overrides file's input encoding (1/255) and over
+    // w8a16's calibrated 16-bit one.
+    for target in ["htp-w8a8", "htp-w8a16"] {
+        let encodings: Value = serde_json::from_str(&codes.read(&format!("out/{target}/encodings.json"))).unwrap();
+        let input = &encodings["activation_encodings"]["input"][0];
+        assert_eq!(
+            (&input["scale"], &input["offset"], &input["bitwidth"]),
+            (&Value::from(0.0625), &Value::from(0), &Value::from(8)),
+            "{target}: {input}"
+        );
+    }
 
     // Another grid is another tensor: the conversion is a key of everything that reads inputs,
     // and of nothing else.
@@ -73,6 +101,7 @@ fn nhwc_uint8_inputs_build_the_outputs_of_the_float_nchw_inputs() {
     assert!(stages.contains("calibrate") && stages.contains("simulate"), "{built:?}");
     assert!(!stages.contains("parse") && !stages.contains("optimize"), "{built:?}");
     assert!(!built.contains(&("cpu".into(), "compile".into())), "a float target's program reads no input: {built:?}");
+    assert!(built.contains(&("htp-w8a8".into(), "quantize".into())), "the grid is the input's encoding: {built:?}");
     assert_ne!(outputs(&float, "cpu", "outputs"), outputs(&codes, "cpu", "outputs"), "offset -1 shifts every pixel");
     let text = codes.read("qairt.toml");
     codes.write("qairt.toml", &format!("# a comment\n{text}"));
