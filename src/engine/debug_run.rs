@@ -131,16 +131,19 @@ pub fn materialize(
         run.execute(ws, &dir, &tmp)?;
     }
     if let Some(key) = dumps_key {
-        let manifest = run.dumps_manifest(dumps_manifest.unwrap_or_default());
-        record(ws, &key, postcard::to_stdvec(&manifest).map_err(super::convert::internal)?)?;
+        let manifest = run.dumps_manifest(dumps_manifest.clone().unwrap_or_default());
+        // A no-op build writes nothing to the store.
+        if dumps_manifest.as_ref() != Some(&manifest) {
+            record(ws, &key, postcard::to_stdvec(&manifest).map_err(super::convert::internal)?)?;
+        }
         files.extend(manifest);
     }
     let mut profile = None;
     if let Some(key) = profile_key {
-        let measured = match (run.times.take(), stored_profile) {
-            (Some(times), _) => Profile::new(&run.program()?, &times),
-            (None, Some(stored)) => stored.profile,
-            (None, None) => return Err(super::convert::internal("the profile was neither stored nor measured")),
+        let (measured, previous_files) = match (run.times.take(), run.program.as_ref(), stored_profile) {
+            (Some(times), Some(program), _) => (Profile::new(program, &times), None),
+            (None, _, Some(stored)) => (stored.profile, Some(stored.files)),
+            _ => return Err(super::convert::internal("the profile was neither stored nor measured")),
         };
         let rendered = [(PROFILE_CSV, measured.csv()), (PROFILE_JSON, measured.json(&name))];
         let mut manifest = Vec::new();
@@ -148,8 +151,10 @@ pub fn materialize(
             let digest = write_if_changed(ws.stamps_mut(), &tmp, &dir.join(rel), text.as_bytes())?;
             manifest.push((rel.to_string(), *digest.as_bytes()));
         }
-        let stored = StoredProfile { files: manifest.clone(), profile: measured.clone() };
-        record(ws, &key, postcard::to_stdvec(&stored).map_err(super::convert::internal)?)?;
+        if previous_files.as_ref() != Some(&manifest) {
+            let stored = StoredProfile { files: manifest.clone(), profile: measured.clone() };
+            record(ws, &key, postcard::to_stdvec(&stored).map_err(super::convert::internal)?)?;
+        }
         files.extend(manifest);
         profile = Some(measured);
     }
@@ -209,7 +214,7 @@ fn remove_unkept<'a>(dir: &Path, rels: impl Iterator<Item = &'a str>) {
 struct Run {
     /// Some sample's dump files are missing or stale.
     dumps: bool,
-    bin: Option<std::sync::Arc<stages::ModelBin>>,
+    program: Option<Program>,
     samples: Option<super::inputs::SampleSource>,
     /// The tensors a dump writes, in program order, with their file stems.
     dumped: Vec<(TensorId, String)>,
@@ -276,7 +281,7 @@ impl Run {
         }
         let mut run = Run {
             dumps,
-            bin: Some(bin),
+            program: Some(program),
             samples: Some(samples),
             dumped,
             names,
@@ -302,15 +307,10 @@ impl Run {
         self.dump_samples.is_empty() && !self.timed
     }
 
-    fn program(&self) -> Result<Program, Failed> {
-        let bin = self.bin.as_ref().ok_or_else(|| super::convert::internal("no model.bin was loaded"))?;
-        Program::from_bytes(&bin.bytes).map_err(super::convert::internal)
-    }
-
     /// Runs the samples that dump or are timed, in order, on this thread.
     fn execute(&mut self, ws: &mut Workspace, dir: &Path, tmp: &Path) -> Result<(), Failed> {
-        let program = self.program()?;
-        let prepared = crate::runtime::exec::prepare(&program).map_err(super::convert::internal)?;
+        let program = self.program.as_ref().ok_or_else(|| super::convert::internal("no model.bin was loaded"))?;
+        let prepared = crate::runtime::exec::prepare(program).map_err(super::convert::internal)?;
         let samples = self.samples.take().ok_or_else(|| super::convert::internal("no verify samples were read"))?;
         let mut stem_of: Vec<Option<&str>> = vec![None; program.tensors.len()];
         for (id, stem) in &self.dumped {

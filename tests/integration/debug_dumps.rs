@@ -145,6 +145,17 @@ fn every_step_output_is_dumped_per_sample_as_the_values_verify_compares() {
     assert_ne!(w8a8["/conv2/Conv_output_0"], cpu["/conv2/Conv_output_0"]);
 }
 
+/// The modification time of every file under `dir`.
+fn modified(dir: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    tree(dir)
+        .into_keys()
+        .map(|rel| {
+            let time = std::fs::metadata(dir.join(&rel)).unwrap().modified().unwrap();
+            (rel, time)
+        })
+        .collect()
+}
+
 /// Every file under `out/`, without the parts a build with dumps or a profile adds.
 fn out_without_views(p: &Project) -> BTreeMap<String, Vec<u8>> {
     tree(&p.path("out"))
@@ -166,6 +177,12 @@ fn dumps_come_back_after_a_delete_and_go_once_debug_is_off() {
     assert_eq!(out_without_views(&p), plain);
     let dumped = tree(&p.path("out/cpu/debug"));
     assert_eq!(dumped.len(), 1 + SAMPLES * 9, "tensor_names.json and 9 tensors per sample");
+    // A no-op build with dumps and a profile writes nothing to the store (a rewrite of the
+    // same bytes would show in the modification times).
+    build(&p, &["--debug", "--profile"]);
+    let actions = modified(&p.path("cache/actions"));
+    build(&p, &["--debug", "--profile"]);
+    assert_eq!(modified(&p.path("cache/actions")), actions);
 
     // Deleting out/ restores the dumps (the program runs again; no stage does); so does
     // deleting or editing one file.
