@@ -126,6 +126,15 @@ pub fn materialize(
     if needs_dumps || needs_timing {
         run = Run::prepare(ws, project, target, needs_dumps, dumps_manifest.as_ref(), needs_timing)?;
     }
+    // The ledger lists every file before it is written: a build killed while it writes
+    // leaves no file the next build would not know to remove.
+    let mut ledger = ledger;
+    let planned: Vec<String> =
+        run.planned_files().chain(wanted.profile.then(profile_files).into_iter().flatten()).collect();
+    if planned.iter().any(|rel| !ledger.contains(rel)) {
+        ledger = ledger.into_iter().chain(planned).collect::<BTreeSet<String>>().into_iter().collect();
+        record(ws, &ledger_key, postcard::to_stdvec(&ledger).map_err(super::convert::internal)?)?;
+    }
     let mut files: Vec<(String, [u8; 32])> = Vec::new();
     if !run.is_idle() {
         run.execute(ws, &dir, &tmp)?;
@@ -166,6 +175,11 @@ pub fn materialize(
         record(ws, &ledger_key, postcard::to_stdvec(&new_ledger).map_err(super::convert::internal)?)?;
     }
     Ok(profile)
+}
+
+/// The profile's files.
+fn profile_files() -> impl Iterator<Item = String> {
+    [PROFILE_CSV, PROFILE_JSON].into_iter().map(str::to_string)
 }
 
 /// Whether every file of `files` under `dir` holds its digest.
@@ -300,6 +314,16 @@ impl Run {
             run.map_file = Some((format!("{DEBUG_DIR}/tensor_names.json"), *digest.as_bytes()));
         }
         Ok(run)
+    }
+
+    /// The dump files this run writes (besides those of intact samples).
+    fn planned_files(&self) -> impl Iterator<Item = String> + '_ {
+        let map = self.map_file.iter().map(|(rel, _)| rel.clone());
+        let dumps = self
+            .dump_samples
+            .iter()
+            .flat_map(move |n| self.dumped.iter().map(move |(_, stem)| format!("{DEBUG_DIR}/Result_{n}/{stem}.raw")));
+        map.chain(dumps)
     }
 
     /// Nothing to run: no sample to dump, nothing to time.
