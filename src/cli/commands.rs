@@ -54,12 +54,19 @@ pub fn open(path: Option<PathBuf>, progress: bool) -> Result<Workspace, u8> {
     Workspace::open(&config, bars).map_err(|d| fail(&d))
 }
 
-pub fn build(path: Option<PathBuf>, targets: &[String], format: MessageFormat, debug: engine::DebugOverride) -> u8 {
+pub fn build(
+    path: Option<PathBuf>,
+    targets: &[String],
+    format: MessageFormat,
+    debug: engine::DebugOverride,
+    simulate: engine::SimulateOverride,
+) -> u8 {
     let mut ws = match open(path, format == MessageFormat::Human) {
         Ok(ws) => ws,
         Err(code) => return code,
     };
     ws.set_debug_override(debug);
+    ws.set_simulate_override(simulate);
     let mut printer = EventPrinter::new(format);
     let report = ws.build_with(targets, &mut |event| printer.print(event));
     printer.finish(&report)

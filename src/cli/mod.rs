@@ -76,6 +76,14 @@ enum Command {
         /// threshold,<value> (repeatable; replaces [verify] metrics)
         #[arg(long = "metric", value_name = "SPEC", value_parser = parse_metric)]
         metrics: Vec<crate::verify::MetricSpec>,
+        /// Dump every intermediate tensor of the simulated run, per verify sample, to
+        /// out/<target>/debug/Result_<N>/ as float32, like qnn-net-run --debug (as [simulate] debug = true)
+        #[arg(long)]
+        debug: bool,
+        /// Profile each step of the simulated run (median time, bytes moved) into
+        /// out/<target>/profile.csv, profile.json and the report (as [simulate] profile = true)
+        #[arg(long)]
+        profile: bool,
     },
     /// Build, then rebuild on every change to any input until interrupted
     Watch {
@@ -210,7 +218,7 @@ pub fn main() -> ExitCode {
     render::also_as_json(json);
     let started = std::time::Instant::now();
     let code = match cli.command {
-        Command::Build { path, targets, message_format, mode, metrics } => {
+        Command::Build { path, targets, message_format, mode, metrics, debug: dumps, profile } => {
             let mut columns: Vec<&str> = metrics.iter().map(|m| m.column()).collect();
             columns.sort_unstable();
             if let Some(twice) = columns.windows(2).find(|w| w[0] == w[1]) {
@@ -225,7 +233,8 @@ pub fn main() -> ExitCode {
                 metrics: (!metrics.is_empty()).then_some(metrics),
                 precision: None,
             };
-            commands::build(path, &targets, message_format, debug)
+            let simulate = crate::engine::SimulateOverride { debug: dumps, profile };
+            commands::build(path, &targets, message_format, debug, simulate)
         }
         Command::Watch { path, targets, message_format } => watch::watch(path, &targets, message_format),
         Command::Explain { path, target, stage, message_format } => {

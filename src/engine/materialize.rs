@@ -1,5 +1,5 @@
 //! Writes `out/<target>/` from the stage values, part by part (the exports, `model.bin`, the
-//! runs' outputs, `verify/`). A manifest of `(path, digest)` is kept in the store per part and
+//! runs' outputs, `verify/`; the opt-in dumps and profile come from `debug_run.rs`). A manifest of `(path, digest)` is kept in the store per part and
 //! combination of the stage outputs it shows, so a no-op build only stats the files, an edit
 //! re-renders only the parts it changed, and deleting `out/` restores it from the store
 //! without running any stage.
@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::diag::Diag;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
+use super::debug_run;
 use super::io_files::{self, OutputForm};
 use super::memo::KeyBuilder;
 use super::output_names::{name_map_json, output_file_stems};
@@ -21,6 +22,7 @@ use super::verify_stage;
 use crate::ir::Tensor;
 use crate::project::OutputFiles;
 use crate::project::io::OutputDtype;
+use crate::runtime::profile::Profile;
 
 /// The file `qairt suggest` writes (and every later build keeps) under `out/<target>/verify/`.
 pub const SUGGESTED_OVERRIDES: &str = "suggested_overrides.json";
@@ -59,7 +61,13 @@ impl Part {
 }
 
 /// The key of a part's manifest: the stages it renders, and how.
-fn part_key(ws: &Workspace, project: ProjectInput, target: TargetInput, part: Part) -> Result<Digest, Failed> {
+fn part_key(
+    ws: &Workspace,
+    project: ProjectInput,
+    target: TargetInput,
+    part: Part,
+    profile: Option<&Profile>,
+) -> Result<Digest, Failed> {
     let name = target.name(&ws.db);
     let key =
         KeyBuilder::new(Stage::Verify).bytes("materialize", name.as_bytes()).bytes("part", part.name().as_bytes());
@@ -85,6 +93,11 @@ fn part_key(ws: &Workspace, project: ProjectInput, target: TargetInput, part: Pa
             if let Some((digest, _)) = sensitivity_stage::cached_sensitivity(&ws.db, project, target) {
                 key = key.digest("sensitivity", &digest);
             }
+            // The report shows the profile when there is one (and only then: a build without
+            // it renders the page it always did).
+            if let Some(profile) = profile {
+                key = key.value("profile", profile);
+            }
             key
         }
     };
@@ -99,6 +112,7 @@ fn render(
     part: Part,
     project_name: &str,
     output_files: OutputFiles,
+    profile: Option<&Profile>,
 ) -> Result<Vec<(String, Vec<u8>)>, Failed> {
     let mut files = Vec::new();
     match part {
@@ -144,7 +158,7 @@ fn render(
                 }
             }
         }
-        Part::Verify => render_verify(db, project, target, project_name, &mut files)?,
+        Part::Verify => render_verify(db, project, target, project_name, profile, &mut files)?,
     }
     Ok(files)
 }
@@ -183,6 +197,7 @@ fn render_verify(
     project: ProjectInput,
     target: TargetInput,
     project_name: &str,
+    profile: Option<&Profile>,
     files: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<(), Failed> {
     let summary = verify_stage::verify_value(db, project, target)?;
@@ -218,6 +233,7 @@ fn render_verify(
         histograms: summary.histograms.clone(),
         sensitivity: sensitivity.as_deref(),
         overrides_path,
+        profile,
     });
     files.push(("verify/report.html".to_string(), crate::verify::html::render_report(&page).into_bytes()));
     Ok(())
@@ -272,11 +288,14 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
     let quantized = stages::is_quantized(&ws.db, project, target)?;
 
     let output_files = ws.config.verify.output_files;
+    // The dumps and the profile first: the report shows the profile.
+    let wanted = ws.simulate_wanted();
+    let profile = debug_run::materialize(ws, project, target, wanted)?;
     for part in Part::ALL {
         if part == Part::Encodings && !quantized {
             continue;
         }
-        let key = part_key(ws, project, target, part)?;
+        let key = part_key(ws, project, target, part, profile.as_ref())?;
         let manifest: Option<Vec<(String, [u8; 32])>> =
             super::memo::lookup_record(&ws.db, &key).and_then(|r| postcard::from_bytes(&r.meta).ok());
         let complete = manifest.as_ref().is_some_and(|files| {
@@ -285,7 +304,7 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
         if complete {
             continue;
         }
-        let files = render(&ws.db, project, target, part, &ws.config.name, output_files)?;
+        let files = render(&ws.db, project, target, part, &ws.config.name, output_files, profile.as_ref())?;
         let mut manifest = Vec::with_capacity(files.len());
         std::fs::create_dir_all(&tmp).map_err(|e| write_error(&tmp, e))?;
         let mut made_dirs = std::collections::HashSet::new();

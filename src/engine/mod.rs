@@ -8,6 +8,7 @@ mod checkpoint;
 mod compare;
 mod convert;
 mod db;
+mod debug_run;
 mod explain;
 mod golden_stage;
 mod inputs;
@@ -32,7 +33,7 @@ pub use db::{Progress, Stage};
 pub use explain::{StageVerdict, Verdict, explain};
 pub use store::{Digest, Store};
 pub use verify_stage::VerifyOutcome;
-pub use workspace::{BuildReport, DebugOverride, Event, SuggestReport, Workspace};
+pub use workspace::{BuildReport, DebugOverride, Event, SimulateOverride, SuggestReport, Workspace};
 
 /// Sizes and counts of the store, for `qairt cache stats`.
 pub struct CacheStats {

@@ -1,5 +1,5 @@
 //! The file names of a model's outputs in `out/<target>/outputs/Result_<N>/` and
-//! `reference/Result_<N>/`: the SDK's sanitized names (`x.1` -> `x_1.raw`), made distinct when
+//! `reference/Result_<N>/` (and of every tensor in `debug/Result_<N>/`): the SDK's sanitized names (`x.1` -> `x_1.raw`), made distinct when
 //! sanitizing maps several outputs to one name (`a/b`, `a.b`, `a_b`, `a-b`) or to names that
 //! differ only in case (one file on macOS and Windows). `output_names.json` lists the mapping.
 //!
@@ -74,10 +74,29 @@ struct Entry<'a> {
 
 /// The text of `output_names.json` for `names` and their `stems`.
 pub fn name_map_json(names: &[String], stems: &[String]) -> String {
-    let outputs = names.iter().zip(stems).map(|(name, stem)| Entry { name, file: format!("{stem}.raw") }).collect();
+    let outputs = entries(names, stems);
     let mut json = serde_json::to_string_pretty(&NameMap { outputs }).expect("names always serialize");
     json.push('\n');
     json
+}
+
+/// `out/<target>/debug/tensor_names.json`: every dumped tensor's name and file name, in
+/// program order.
+#[derive(Serialize)]
+struct TensorMap<'a> {
+    tensors: Vec<Entry<'a>>,
+}
+
+/// The text of `debug/tensor_names.json` for `names` and their `stems`.
+pub fn tensor_map_json(names: &[String], stems: &[String]) -> String {
+    let tensors = entries(names, stems);
+    let mut json = serde_json::to_string_pretty(&TensorMap { tensors }).expect("names always serialize");
+    json.push('\n');
+    json
+}
+
+fn entries<'a>(names: &'a [String], stems: &[String]) -> Vec<Entry<'a>> {
+    names.iter().zip(stems).map(|(name, stem)| Entry { name, file: format!("{stem}.raw") }).collect()
 }
 
 #[cfg(test)]

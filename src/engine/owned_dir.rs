@@ -137,6 +137,9 @@ const TARGET_DIR_ENTRIES: &[&str] = &[
     "outputs",
     "reference",
     "verify",
+    "debug",
+    "profile.csv",
+    "profile.json",
 ];
 
 fn entry_names(dir: &Path) -> io::Result<Vec<String>> {

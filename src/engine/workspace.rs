@@ -97,6 +97,8 @@ pub struct Workspace {
     listed: BTreeMap<PathBuf, Tree>,
     /// Command-line replacements for `[verify] mode`, `metrics` and `suggest_precision`.
     debug_override: DebugOverride,
+    /// What the command line turns on in `[simulate]`.
+    simulate_override: SimulateOverride,
     /// The last build failed on the machine (a file changed under it, a full disk): the next
     /// starts a new salsa revision so the queries that failed run again (see `db::volatile`).
     retry_environmental: bool,
@@ -108,6 +110,14 @@ pub struct DebugOverride {
     pub mode: Option<crate::verify::Mode>,
     pub metrics: Option<Vec<crate::verify::MetricSpec>>,
     pub precision: Option<crate::verify::sensitivity::Precision>,
+}
+
+/// What the command line turns on in `[simulate]` (`qairt build --debug --profile`): a flag
+/// adds to qairt.toml's key, it never turns one off.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimulateOverride {
+    pub debug: bool,
+    pub profile: bool,
 }
 
 /// What `qairt suggest` found for one target.
@@ -168,6 +178,7 @@ impl Workspace {
             seen_config: None,
             listed: BTreeMap::new(),
             debug_override: DebugOverride::default(),
+            simulate_override: SimulateOverride::default(),
             retry_environmental: false,
         })
     }
@@ -176,6 +187,20 @@ impl Workspace {
     /// `--metric` and `--precision`).
     pub fn set_debug_override(&mut self, debug: DebugOverride) {
         self.debug_override = debug;
+    }
+
+    /// Turns on `[simulate]` views for every later build (`--debug`, `--profile`).
+    pub fn set_simulate_override(&mut self, simulate: SimulateOverride) {
+        self.simulate_override = simulate;
+    }
+
+    /// The dumps and profile a build writes: `[simulate]` with the command line's flags.
+    pub(super) fn simulate_wanted(&self) -> super::debug_run::Wanted {
+        let config = self.config.simulate;
+        super::debug_run::Wanted {
+            dumps: config.debug || self.simulate_override.debug,
+            profile: config.profile || self.simulate_override.profile,
+        }
     }
 
     /// `[verify]`'s debug settings with the command-line replacements applied.
@@ -890,6 +915,12 @@ impl Workspace {
 
     pub(super) fn stamps_mut(&mut self) -> &mut Stamps {
         &mut self.stamps
+    }
+
+    /// The database and the stamps at once: a writer that reads stage values (or reports
+    /// progress) while it records what it wrote.
+    pub(super) fn db_and_stamps(&mut self) -> (&Database, &mut Stamps) {
+        (&self.db, &mut self.stamps)
     }
 
     pub(super) fn project_input(&self) -> Option<ProjectInput> {

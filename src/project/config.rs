@@ -34,6 +34,8 @@ pub struct ProjectConfig {
     pub verify: VerifyConfig,
     /// `[io]`: the form of the input files read and the output files written.
     pub io: IoConfig,
+    /// `[simulate]`: what a build writes besides the stages' outputs.
+    pub simulate: SimulateConfig,
     /// Where in `qairt.toml` each path was written, so a missing file points at its line.
     pub path_spans: BTreeMap<PathBuf, (usize, usize)>,
 }
@@ -75,6 +77,19 @@ pub struct VerifyConfig {
     pub output_files: OutputFiles,
 }
 
+/// `[simulate]`: opt-in views of the compiled program's run on the verify inputs. Neither
+/// enters a stage key: turning one on or off runs no stage again, it adds or removes files
+/// under `out/<target>/`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimulateConfig {
+    /// `debug`: every tensor a step produces, per verify sample, as float32, in
+    /// `out/<target>/debug/Result_<N>/` (the SDK's `qnn-net-run --debug`).
+    pub debug: bool,
+    /// `profile`: each step's time and bytes moved, in `out/<target>/profile.csv`,
+    /// `profile.json` and the report (the SDK's `--profiling_level detailed`).
+    pub profile: bool,
+}
+
 /// The element type of the raw output files: each output's own (the default, the SDK's
 /// `--use_native_output_files`), or float32 for every output (the SDK's default form).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -114,6 +129,14 @@ struct RawConfig {
     target: Option<Vec<Spanned<RawQuant>>>,
     verify: Option<Spanned<RawVerify>>,
     io: Option<RawIo>,
+    simulate: Option<RawSimulate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSimulate {
+    debug: Option<bool>,
+    profile: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -596,6 +619,10 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
     if let Some(golden) = &v.golden {
         check_golden_dir(&mut check, &root, golden);
     }
+    let simulate = raw.simulate.as_ref().map_or_else(SimulateConfig::default, |s| SimulateConfig {
+        debug: s.debug.unwrap_or(false),
+        profile: s.profile.unwrap_or(false),
+    });
     let verify = VerifyConfig {
         input_list: resolve(&v.input_list),
         labels: v.labels.as_ref().map(resolve),
@@ -634,6 +661,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         targets,
         verify,
         io,
+        simulate,
     })
 }
 
@@ -808,6 +836,8 @@ fn toml_error(file: &Path, e: &toml::de::Error) -> Diag {
         "remove or correct the key; the allowed keys are listed above (see README, `qairt.toml` reference)".into()
     } else if message.contains("missing field") {
         "add the missing key; see the `qairt.toml` reference in the README".into()
+    } else if message.contains("expected a boolean") {
+        "write true or false, without quotes".into()
     } else {
         "see the `qairt.toml` reference in the README".into()
     };
@@ -1046,6 +1076,29 @@ min_sqnr_db = 25.0
         let text = MINIMAL.replace("act_bitwidth = 16", "act_bitwidth = \"sixteen\"");
         let diags = parse(&text).unwrap_err();
         assert_eq!(line_of(&text, &diags[0]), 17);
+    }
+
+    #[test]
+    fn simulate_debug_and_profile_are_off_unless_set() {
+        assert_eq!(parse(MINIMAL).unwrap().simulate, SimulateConfig { debug: false, profile: false });
+        let both = format!("{MINIMAL}\n[simulate]\ndebug = true\nprofile = true\n");
+        assert_eq!(parse(&both).unwrap().simulate, SimulateConfig { debug: true, profile: true });
+        let one = format!("{MINIMAL}\n[simulate]\nprofile = true\n");
+        assert_eq!(parse(&one).unwrap().simulate, SimulateConfig { debug: false, profile: true });
+    }
+
+    #[test]
+    fn bad_simulate_keys_point_at_their_line_with_a_hint() {
+        // MINIMAL ends with a newline: [simulate] is on the line after it, the key below.
+        let key_line = MINIMAL.lines().count() + 3;
+        let quoted = format!("{MINIMAL}\n[simulate]\ndebug = \"yes\"\n");
+        let diags = parse(&quoted).unwrap_err();
+        assert_eq!(line_of(&quoted, &diags[0]), key_line);
+        assert!(diags[0].help.as_deref().unwrap().contains("true or false"), "{:?}", diags[0].help);
+        let typo = format!("{MINIMAL}\n[simulate]\nprofiling = true\n");
+        let diags = parse(&typo).unwrap_err();
+        assert_eq!(line_of(&typo, &diags[0]), key_line);
+        assert!(diags[0].help.as_deref().unwrap().contains("`profile`"), "{:?}", diags[0].help);
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub mod io;
 pub mod paths;
 
 pub use config::{
-    CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, TargetConfig, Thresholds, VerifyConfig, parse_config,
+    CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, SimulateConfig, TargetConfig, Thresholds, VerifyConfig,
+    parse_config,
 };
 pub use input_list::{Entry, InputList, Sample, parse_input_list};
 

@@ -17,6 +17,8 @@
 //! back gives. Consumers and `observe` read that value, so step results never go through the
 //! arena: it holds what only it holds, the graph inputs and seeds.
 
+use std::time::{Duration, Instant};
+
 use crate::compile::program::{InvalidProgram, Program, Step, Storage};
 use crate::compile::repr::{self, Repr};
 use crate::ir::{Graph, Tensor, TensorData, TensorId, TensorInfo};
@@ -272,6 +274,45 @@ impl<'p> Prepared<'p> {
     /// Runs the program on one sample; see [`execute`].
     pub fn run(&self, inputs: &[Tensor], observe: &mut dyn FnMut(TensorId, &Tensor)) -> Result<Vec<Tensor>, ExecError> {
         self.run_steps(0..self.program.steps.len(), inputs, &|_| None, observe)
+    }
+
+    /// [`Prepared::run`], timing every step: `step_time(index, elapsed)` once step `index` has
+    /// run, with the time `observe` spent inside it left out (a debug dump writes its files
+    /// there, which is no work of the program). Timing has an entry point of its own so that
+    /// every other run reads no clock.
+    pub fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+        step_time: &mut dyn FnMut(usize, Duration),
+    ) -> Result<Vec<Tensor>, ExecError> {
+        self.run_timed_by(&mut Instant::now, inputs, observe, step_time)
+    }
+
+    /// [`Prepared::run_timed`] reading the time from `now` (a test's clock).
+    fn run_timed_by(
+        &self,
+        now: &mut dyn FnMut() -> Instant,
+        inputs: &[Tensor],
+        observe: &mut dyn FnMut(TensorId, &Tensor),
+        step_time: &mut dyn FnMut(usize, Duration),
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let steps = &self.program.steps;
+        let no_seed = |_| None;
+        let mut run = self.begin(steps, inputs, &no_seed)?;
+        for (index, step) in steps.iter().enumerate() {
+            let mut observing = Duration::ZERO;
+            let started = now();
+            let mut timed_observe = |id: TensorId, t: &Tensor| {
+                let entered = now();
+                observe(id, t);
+                observing += now().saturating_duration_since(entered);
+            };
+            self.run_step(index, step, &mut run.arena, &mut run.live, &mut timed_observe)?;
+            let elapsed = now().saturating_duration_since(started);
+            step_time(index, elapsed.saturating_sub(observing));
+        }
+        self.finish(steps, run, &no_seed)
     }
 
     /// Runs only the steps in `steps` (program order) on one sample, for the accuracy
@@ -830,6 +871,44 @@ mod tests {
         })
         .unwrap();
         (outputs, seen)
+    }
+
+    #[test]
+    fn a_timed_run_gives_the_run_and_each_step_its_time_without_the_observer() {
+        let (q, _) = conv_relu_quantized();
+        let program = compile(&q, &backend("htp")).unwrap();
+        let prepared = prepare(&program).unwrap();
+        let x = Tensor::from_f32(vec![1, 1, 2, 2], vec![0.53, -1.0, 2.0, 0.3]);
+        let (plain, seen) = observe_all(&program, std::slice::from_ref(&x));
+        // A clock that advances 1 ms a reading: a step reads it at its start, on entering and
+        // leaving the observer (its one output), and at its end: 3 ms, 1 ms of it observing.
+        let start = Instant::now();
+        let mut readings = 0u32;
+        let mut clock = || {
+            readings += 1;
+            start + Duration::from_millis(u64::from(readings))
+        };
+        let mut timed_seen = BTreeMap::new();
+        let mut times = Vec::new();
+        let outputs = prepared
+            .run_timed_by(
+                &mut clock,
+                std::slice::from_ref(&x),
+                &mut |id, t| {
+                    timed_seen.insert(id, t.clone());
+                },
+                &mut |index, elapsed| times.push((index, elapsed)),
+            )
+            .unwrap();
+        assert_eq!(outputs, plain);
+        assert_eq!(timed_seen, seen);
+        let steps = program.steps.len();
+        assert_eq!(steps, 2);
+        assert_eq!(times, (0..steps).map(|index| (index, Duration::from_millis(2))).collect::<Vec<_>>());
+        // The real clock: one time per step, in order.
+        let mut indices = Vec::new();
+        prepared.run_timed(std::slice::from_ref(&x), &mut |_, _| {}, &mut |index, _| indices.push(index)).unwrap();
+        assert_eq!(indices, [0, 1]);
     }
 
     #[test]

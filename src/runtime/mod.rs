@@ -6,5 +6,6 @@ pub mod exec;
 pub mod interpret;
 pub mod kernels;
 mod liveness;
+pub mod profile;
 
 pub use interpret::{RuntimeError, interpret, interpret_group};

@@ -25,6 +25,34 @@ pub struct ReportInput<'a> {
     pub sensitivity: Option<&'a SensitivityResult>,
     /// Where `qairt suggest` wrote the suggested overrides (relative to the project).
     pub overrides_path: Option<String>,
+    /// The profile of the simulated run, when `[simulate] profile` asks for one.
+    pub profile: Option<&'a crate::runtime::profile::Profile>,
+}
+
+/// The profile's table in the report: its slowest steps.
+const PROFILE_ROWS: usize = 15;
+
+fn profile_table(profile: &crate::runtime::profile::Profile, target: &str) -> html::ProfileTable {
+    html::ProfileTable {
+        samples: profile.samples,
+        steps: profile.steps.len(),
+        total_us: profile.total_median_us(),
+        csv_path: format!("out/{target}/profile.csv"),
+        rows: profile
+            .slowest()
+            .into_iter()
+            .take(PROFILE_ROWS)
+            .map(|s| html::ProfileRow {
+                step: s.step,
+                node: s.node.clone(),
+                op_type: s.op_type.clone(),
+                median_us: s.median_us,
+                bytes_read: s.bytes_read,
+                bytes_written: s.bytes_written,
+                time_share: s.time_share,
+            })
+            .collect(),
+    }
 }
 
 pub fn report_data(input: ReportInput<'_>) -> ReportData {
@@ -168,6 +196,7 @@ pub fn report_data(input: ReportInput<'_>) -> ReportData {
         sensitivity_metric: input.sensitivity.map(|_| "output SQNR (dB)".to_string()),
         suggestion,
         notes,
+        profile: input.profile.map(|p| profile_table(p, input.target)),
     }
 }
 

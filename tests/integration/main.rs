@@ -4,6 +4,7 @@
 mod bad_input;
 mod browser;
 mod cli;
+mod debug_dumps;
 mod debugging;
 mod encodings;
 mod golden;

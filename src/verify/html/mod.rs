@@ -13,7 +13,8 @@ mod page;
 
 pub use binning::{histogram, histogram_of_sorted};
 pub use model::{
-    CheckerRow, CheckerTable, Headline, Histogram, HistogramKind, LayerRow, ReportData, SensitivityRow, Suggestion,
+    CheckerRow, CheckerTable, Headline, Histogram, HistogramKind, LayerRow, ProfileRow, ProfileTable, ReportData,
+    SensitivityRow, Suggestion,
 };
 
 /// Renders the report page for `data`.

@@ -40,6 +40,38 @@ pub struct ReportData {
     pub suggestion: Option<Suggestion>,
     /// Free-form notes shown at the end of the summary.
     pub notes: Vec<String>,
+    /// The slowest steps of the simulated run (`[simulate] profile`); `None` leaves the
+    /// section out, so a report without a profile is the page it was before profiles.
+    pub profile: Option<ProfileTable>,
+}
+
+/// The profile's table: its slowest steps, slowest first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProfileTable {
+    /// Verify samples each step was timed on.
+    pub samples: usize,
+    /// Program steps in all (the table may show fewer).
+    pub steps: usize,
+    /// Sum of every step's median time, in microseconds.
+    pub total_us: f64,
+    /// Where the whole table is (`out/<target>/profile.csv`).
+    pub csv_path: String,
+    pub rows: Vec<ProfileRow>,
+}
+
+/// One step of the profile table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProfileRow {
+    pub step: usize,
+    pub node: String,
+    pub op_type: String,
+    pub median_us: f64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Fraction of the total.
+    pub time_share: f64,
 }
 
 /// One headline metric of the summary.

@@ -111,6 +111,32 @@ fn sample() -> ReportData {
             meets_thresholds: true,
         }),
         notes: vec![format!("note with {NASTY}")],
+        profile: Some(ProfileTable {
+            samples: 16,
+            steps: 40,
+            total_us: 1234.5,
+            csv_path: "out/htp-int8/profile.csv".into(),
+            rows: vec![
+                ProfileRow {
+                    step: 7,
+                    node: NASTY.into(),
+                    op_type: "Conv".into(),
+                    median_us: 400.25,
+                    bytes_read: 9216,
+                    bytes_written: 4096,
+                    time_share: 0.324,
+                },
+                ProfileRow {
+                    step: 2,
+                    node: "/relu".into(),
+                    op_type: "Relu".into(),
+                    median_us: 12.0,
+                    bytes_read: 4096,
+                    bytes_written: 4096,
+                    time_share: 0.0097,
+                },
+            ],
+        }),
     }
 }
 
@@ -167,9 +193,15 @@ fn sample_page_is_well_formed_and_has_every_section() {
     let html = render_report(&sample());
     check_balanced(&html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    for id in ["summary", "layers", "sqnr", "histograms", "checker", "sensitivity"] {
+    for id in ["summary", "layers", "sqnr", "histograms", "checker", "sensitivity", "profile"] {
         assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id}");
     }
+    // The profile's rows in the order given (slowest first), with their share in percent.
+    let profile = &html[html.find("<section id=\"profile\">").unwrap()..];
+    let (slow, fast) = (profile.find("data-v=\"7\">7</td>"), profile.find("data-v=\"2\">2</td>"));
+    assert!(slow.is_some() && slow < fast, "{slow:?} {fast:?}");
+    assert!(html.contains(">32.4%</td>") && html.contains(">1.0%</td>"));
+    assert!(html.contains("out/htp-int8/profile.csv") && html.contains("href=\"#profile\""));
     assert!(!html.contains("not computed"));
     // Rows in graph order: layer 10 comes before layer 11.
     let (r10, r11) = (html.find("id=\"layer-10\""), html.find("id=\"layer-11\""));
@@ -256,6 +288,8 @@ fn empty_data_renders_not_computed_lines() {
     // Headline, per-layer table, SQNR chart, histograms, checker, suggestion, sensitivity ranking.
     assert_eq!(html.matches("not computed").count(), 7);
     assert!(!html.contains("<svg"));
+    // No profile, no section and no link to one: the page a build without profiling made.
+    assert!(!html.contains("profile"), "a page without a profile mentions one");
 }
 
 #[test]
