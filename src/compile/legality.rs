@@ -103,7 +103,11 @@ fn uses(graph: &Graph) -> Vec<Use> {
 
 /// The role of a constant read at input `position` of `op`.
 fn constant_role(op: &Op, position: usize) -> TensorRole {
-    let is_bias = op.input_role(position, 0) == crate::ops::InputRole::Bias;
+    // A BatchNorm's beta is the bias of the SDK's BatchNorm op: when a target keeps its
+    // BatchNorms and an encodings file quantizes beta (AIMET's 2.0.0 export writes it int32),
+    // it takes the backend's bias bitwidths. Unencoded, it stays float as a statistic.
+    let bn_beta = matches!(op, Op::BatchNormalization(_)) && position == 2;
+    let is_bias = bn_beta || op.input_role(position, 0) == crate::ops::InputRole::Bias;
     if is_bias {
         TensorRole::Bias
     } else if op.is_param_input(position) {

@@ -168,43 +168,69 @@ pub fn optimize_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Graph>, 
     load(db, Stage::Optimize, None, &record, || compute_optimize(db, project))
 }
 
-/// Whether the target asks for cross-layer equalization, which gives it a graph of its own.
-fn uses_cle(db: &dyn Db, target: TargetInput) -> bool {
-    target.settings(db).algorithms.iter().any(|a| a == "cle")
+/// The optional passes a target asks for; any of them gives it an optimized graph of its own.
+fn optimize_options(db: &dyn Db, target: TargetInput) -> crate::passes::OptimizeOptions {
+    let settings = target.settings(db);
+    crate::passes::OptimizeOptions {
+        cle: settings.algorithms.iter().any(|a| a == "cle"),
+        keep_batchnorms: !settings.batchnorm_folding,
+    }
 }
 
-/// The optimized graph with cross-layer equalization (`algorithms = ["cle"]`): equalization
-/// needs the BatchNorms the plain optimize folds away, so it starts from the parsed model.
-/// Keyed by content, so every CLE target of a project shares one store entry.
+/// Whether the target optimizes the parsed model its own way rather than sharing the
+/// project's optimized graph.
+fn has_own_graph(db: &dyn Db, target: TargetInput) -> bool {
+    optimize_options(db, target) != crate::passes::OptimizeOptions::default()
+}
+
+/// The optimized graph of a target with options of its own: cross-layer equalization
+/// (`algorithms = ["cle"]`, which needs the BatchNorms the plain optimize folds away, so it
+/// starts from the parsed model) or BatchNorms kept (`batchnorm_folding = false`). Keyed by
+/// content and by the options that differ from the default (a CLE target's key is what it was
+/// before BatchNorms could be kept), so every target with the same options shares one entry.
 #[salsa::tracked(returns(clone))]
-pub fn equalize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+pub fn own_optimize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
     let parsed = parse_record(db, project)?;
-    let key = KeyBuilder::new(Stage::Optimize).digest("graph", &parsed.output).value("cle", &true).finish();
+    let options = optimize_options(db, target);
+    let mut key = KeyBuilder::new(Stage::Optimize).digest("graph", &parsed.output);
+    if options.cle {
+        key = key.value("cle", &true);
+    }
+    if options.keep_batchnorms {
+        key = key.value("batchnorm_folding", &false);
+    }
     let name = target.name(db).clone();
-    memoize(db, Stage::Optimize, Some(&name), key, || compute_equalize(db, project), |_| Vec::new())
+    memoize(
+        db,
+        Stage::Optimize,
+        Some(&name),
+        key.finish(),
+        || compute_own_optimize(db, project, target),
+        |_| Vec::new(),
+    )
 }
 
-fn compute_equalize(db: &dyn Db, project: ProjectInput) -> Result<Graph, Failed> {
+fn compute_own_optimize(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Graph, Failed> {
     let graph = parse_value(db, project)?;
-    let options = crate::passes::OptimizeOptions { cle: true };
+    let options = optimize_options(db, target);
     let (optimized, _report) = crate::passes::optimize_with((*graph).clone(), &options).map_err(convert::internal)?;
     Ok(optimized)
 }
 
 #[salsa::tracked(returns(clone))]
-pub fn equalize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<Graph>, Failed> {
-    let record = equalize_record(db, project, target)?;
+pub fn own_optimize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<Graph>, Failed> {
+    let record = own_optimize_record(db, project, target)?;
     let name = target.name(db).clone();
-    load(db, Stage::Optimize, Some(&name), &record, || compute_equalize(db, project))
+    load(db, Stage::Optimize, Some(&name), &record, || compute_own_optimize(db, project, target))
 }
 
-/// The optimize record a target's quantization starts from: the shared one, or its CLE graph.
+/// The optimize record a target's quantization starts from: the shared one, or its own.
 pub fn target_optimize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
-    if uses_cle(db, target) { equalize_record(db, project, target) } else { optimize_record(db, project) }
+    if has_own_graph(db, target) { own_optimize_record(db, project, target) } else { optimize_record(db, project) }
 }
 
 pub fn target_optimize_value(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Arc<Graph>, Failed> {
-    if uses_cle(db, target) { equalize_value(db, project, target) } else { optimize_value(db, project) }
+    if has_own_graph(db, target) { own_optimize_value(db, project, target) } else { optimize_value(db, project) }
 }
 
 // ---------------------------------------------------------------- calibrate
@@ -323,39 +349,39 @@ pub fn calibrate_value(db: &dyn Db, project: ProjectInput) -> Result<Arc<Calibra
     load(db, Stage::Calibrate, None, &record, || compute_calibrate(db, project, list))
 }
 
-/// Statistics of a CLE target's own graph (equalization rescales activations per channel, so
-/// the shared histograms do not apply). Keyed by content like [`calibrate_record`].
+/// Statistics of a target's own graph (equalization rescales activations per channel; a kept
+/// BatchNorm has tensors the shared graph has not). Keyed by content like [`calibrate_record`].
 #[salsa::tracked(returns(clone))]
-pub fn equalized_calibrate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
-    let graph = equalize_record(db, project, target)?;
+pub fn own_calibrate_record(db: &dyn Db, project: ProjectInput, target: TargetInput) -> Result<Record, Failed> {
+    let graph = own_optimize_record(db, project, target)?;
     let list = calibration_list(db, project)?;
     let key = KeyBuilder::new(Stage::Calibrate).digest("graph", &graph.output);
     let key = list_key(key, db, project, list, project.calibration_max(db)).finish();
     let name = target.name(db).clone();
-    let compute = || compute_equalized_calibrate(db, project, target, list);
+    let compute = || compute_own_calibrate(db, project, target, list);
     memoize(db, Stage::Calibrate, Some(&name), key, compute, |_| Vec::new())
 }
 
-fn compute_equalized_calibrate(
+fn compute_own_calibrate(
     db: &dyn Db,
     project: ProjectInput,
     target: TargetInput,
     list: DataList,
 ) -> Result<CalibrationStats, Failed> {
-    let graph = equalize_value(db, project, target)?;
+    let graph = own_optimize_value(db, project, target)?;
     collect_stats(db, project, &graph, list)
 }
 
 #[salsa::tracked(returns(clone))]
-pub fn equalized_calibrate_value(
+pub fn own_calibrate_value(
     db: &dyn Db,
     project: ProjectInput,
     target: TargetInput,
 ) -> Result<Arc<CalibrationStats>, Failed> {
-    let record = equalized_calibrate_record(db, project, target)?;
+    let record = own_calibrate_record(db, project, target)?;
     let list = calibration_list(db, project)?;
     let name = target.name(db).clone();
-    load(db, Stage::Calibrate, Some(&name), &record, || compute_equalized_calibrate(db, project, target, list))
+    load(db, Stage::Calibrate, Some(&name), &record, || compute_own_calibrate(db, project, target, list))
 }
 
 /// The calibrate record a target's quantization reads; `None` under `float_fallback`, which
@@ -367,8 +393,8 @@ pub fn target_calibrate_record(
 ) -> Result<Option<Record>, Failed> {
     if target.settings(db).float_fallback {
         Ok(None)
-    } else if uses_cle(db, target) {
-        equalized_calibrate_record(db, project, target).map(Some)
+    } else if has_own_graph(db, target) {
+        own_calibrate_record(db, project, target).map(Some)
     } else {
         calibrate_record(db, project).map(Some)
     }
@@ -381,8 +407,8 @@ pub(super) fn target_calibrate_value(
 ) -> Result<Option<Arc<CalibrationStats>>, Failed> {
     if target.settings(db).float_fallback {
         Ok(None)
-    } else if uses_cle(db, target) {
-        equalized_calibrate_value(db, project, target).map(Some)
+    } else if has_own_graph(db, target) {
+        own_calibrate_value(db, project, target).map(Some)
     } else {
         calibrate_value(db, project).map(Some)
     }
@@ -544,6 +570,11 @@ pub fn quantize_record(db: &dyn Db, project: ProjectInput, target: TargetInput) 
         key = key.digest("stats", &stats.output);
     }
     let mut key = key.value("settings", target.settings(db)).value("policy", &policy);
+    // Not in the serialized settings (which keeps the other targets' keys): a BatchNorm the
+    // fold could not take is in either graph, but only a target keeping them quantizes gamma.
+    if !target.settings(db).batchnorm_folding {
+        key = key.value("batchnorm_folding", &false);
+    }
     if let Some(file) = target.overrides(db) {
         key = key.value("overrides", &*overrides(db, file)?);
     }

@@ -12,7 +12,7 @@ use crate::ir::{Conv, Tensor, Window};
 use crate::passes::{OptimizeOptions, OptimizeReport, optimize, optimize_with};
 use crate::runtime::interpret;
 
-const CLE: OptimizeOptions = OptimizeOptions { cle: true };
+const CLE: OptimizeOptions = OptimizeOptions { cle: true, keep_batchnorms: false };
 
 fn conv_op(kernel: usize, pad: usize, group: usize) -> Op {
     Op::Conv(Conv {

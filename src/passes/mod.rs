@@ -57,6 +57,11 @@ pub struct OptimizeReport {
 pub struct OptimizeOptions {
     /// Cross-layer equalization with high-bias absorption (`algorithms = ["cle"]`).
     pub cle: bool,
+    /// Leave every BatchNormalization in the graph (`batchnorm_folding = false`, the SDK
+    /// converter's `--disable_batchnorm_folding`): no fold is made or recorded, so encodings
+    /// made for the unfolded model apply as they are.
+    #[serde(default)]
+    pub keep_batchnorms: bool,
 }
 
 /// Why [`optimize`] could not produce a graph.
@@ -105,7 +110,9 @@ pub fn optimize_with(mut graph: Graph, options: &OptimizeOptions) -> Result<(Gra
         let before = report.clone();
         report.removed_identities += identity::remove_identities(&mut graph);
         report.folded_constants += const_fold::fold_constants(&mut graph)?;
-        report.folded_batchnorms += bn_fold::fold_batchnorms(&mut graph, &mut folded_bns);
+        if !options.keep_batchnorms {
+            report.folded_batchnorms += bn_fold::fold_batchnorms(&mut graph, &mut folded_bns);
+        }
         report.pruned_nodes += prune::prune(&mut graph);
         if report == before {
             break;

@@ -233,3 +233,24 @@ fn digits_folded_parameters_match_aimet() {
     println!("digits: folded parameters vs AIMET, max relative difference {worst:e}");
     assert!(worst < 1e-5, "max relative difference {worst}");
 }
+
+/// `keep_batchnorms` (`batchnorm_folding = false`): every other pass still runs, the
+/// BatchNormalizations and their parameters stay under their names, and no fold is recorded,
+/// so an encodings file made for the unfolded model has nothing to carry.
+#[test]
+fn keeping_batchnorms_runs_every_other_pass() {
+    let graph = every_pass_graph();
+    let options = super::OptimizeOptions { keep_batchnorms: true, ..Default::default() };
+    let (optimized, report) = super::optimize_with(graph.clone(), &options).expect("optimize succeeds");
+    assert_eq!(report.folded_batchnorms, 0);
+    assert_eq!((report.removed_identities, report.folded_constants, report.pruned_nodes), (2, 1, 1));
+    assert_eq!(node_names(&optimized), ["conv", "bn1", "relu", "pool", "flatten", "fc", "bn2", "add", "id2"]);
+    assert!(optimized.batchnorm_folds.is_empty());
+    let names = optimized.names();
+    for kept in ["conv_out", "bn1_out", "bn1.g", "bn2.v", "fc_out", "bn2_out"] {
+        assert!(names.contains_key(kept), "{kept} should stay");
+    }
+    let x = Tensor::from_f32(vec![1, 2, 4, 4], Lcg(3).values(32, -2.0, 2.0));
+    let error = relative_error(&run(&optimized, std::slice::from_ref(&x)), &run(&graph, std::slice::from_ref(&x)));
+    assert!(error < 1e-6, "relative error {error}");
+}

@@ -190,6 +190,7 @@ struct RawQuant {
     per_row: Option<bool>,
     restrict_quantization_steps: Option<Spanned<String>>,
     ignore_encodings: Option<Spanned<bool>>,
+    batchnorm_folding: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +388,21 @@ fn apply_quant(base: &QuantSettings, raw: &RawQuant, check: &mut Checker) -> Qua
             }
         }
         q.algorithms = v.get_ref().clone();
+    }
+    if let Some(v) = &raw.batchnorm_folding {
+        q.batchnorm_folding = *v.get_ref();
+    }
+    // Equalization folds the BatchNorms first (their statistics drive high-bias absorption),
+    // as AIMET's equalize_model does: it cannot run on a graph that keeps them.
+    if !q.batchnorm_folding
+        && q.algorithms.iter().any(|a| a == "cle")
+        && let Some(v) = raw.batchnorm_folding.as_ref().map(|v| v.span()).or(raw.algorithms.as_ref().map(|v| v.span()))
+    {
+        check.error(
+            &Spanned::new(v, ()),
+            "batchnorm_folding = false and algorithms = [\"cle\"] cannot be combined",
+            "cross-layer equalization folds the BatchNorms before equalizing; drop one of the two keys",
+        );
     }
     q
 }
@@ -1069,6 +1085,23 @@ min_sqnr_db = 25.0
         assert!(diags[0].message.contains("cannot be combined"), "{}", diags[0].message);
         let cfg = parse(&MINIMAL.replace("act_bitwidth = 16", "ignore_encodings = true\nper_row = true")).unwrap();
         assert!(cfg.targets[0].quant.ignore_encodings && cfg.targets[0].quant.per_row);
+    }
+
+    /// `batchnorm_folding`: on unless a target (or `[quantization]`) turns it off; a value
+    /// that is no boolean, or off together with CLE (which folds first), is a diagnostic at it.
+    #[test]
+    fn batchnorm_folding_is_a_per_target_boolean() {
+        let cfg = parse(&MINIMAL.replace("act_bitwidth = 16", "batchnorm_folding = false")).unwrap();
+        assert!(!cfg.targets[0].quant.batchnorm_folding && cfg.targets[1].quant.batchnorm_folding);
+        assert!(parse(MINIMAL).unwrap().targets.iter().all(|t| t.quant.batchnorm_folding));
+        let text = MINIMAL.replace("act_bitwidth = 16", "batchnorm_folding = \"no\"");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(line_of(&text, &diags[0]), 17);
+        assert!(diags[0].message.contains("boolean"), "{}", diags[0].message);
+        let text = MINIMAL.replace("act_bitwidth = 16", "algorithms = [\"cle\"]\nbatchnorm_folding = false");
+        let diags = parse(&text).unwrap_err();
+        assert_eq!(line_of(&text, &diags[0]), 18, "at batchnorm_folding");
+        assert!(diags[0].message.contains("cannot be combined"), "{}", diags[0].message);
     }
 
     #[test]

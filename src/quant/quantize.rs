@@ -24,7 +24,8 @@
 //! - **Other constants** read by ops (a Mul by a constant, a Concat with a constant, ...):
 //!   per tensor at `weight_bitwidth` with `param_schema`. BatchNormalization statistics (inputs
 //!   1-4) get none and stay float: BatchNorm is expected to be folded before quantization, and
-//!   an 8-bit variance would be wrong anyway.
+//!   an 8-bit variance would be wrong anyway; a target keeping its BatchNorms
+//!   (`batchnorm_folding = false`) quantizes gamma per tensor, as AIMET's QuantSim does.
 //! - **Relu squashing** (the SDK's default; `--disable_relu_squashing` turns it off there): a
 //!   Relu, or a Clip with a non-negative lower bound, whose input is an op output read by
 //!   nothing else lends its output encoding to that input, so the producer and the activation
@@ -234,6 +235,11 @@ enum ParamRole {
     Bias,
     /// Left in float (BatchNorm statistics and other `FloatParam` inputs).
     Float,
+    /// A kept BatchNorm's `gamma` (`batchnorm_folding = false`): per tensor at the weight
+    /// bitwidth, asymmetric below 16 bits, as AIMET's QuantSim quantizes normalization weights
+    /// (its exception rules for BatchNormalization and LayerNormalization; mean and var stay
+    /// float per its default config, and beta float as every bias there).
+    NormScale,
     /// Another op's bias (LayerNorm's beta, ...): on a grid of its own at the weight bitwidth
     /// (the backends' bias bitwidths).
     OwnBias,
@@ -272,6 +278,9 @@ fn param_role(
         _ => settings.per_channel,
     };
     let per_axis = wanted && policy.allows_per_channel(&node.op);
+    if matches!(node.op, Op::BatchNormalization(_)) && position == 1 && !settings.batchnorm_folding {
+        return ParamRole::NormScale;
+    }
     match node.op.input_role(position, rank) {
         InputRole::Weight { channel_axis } => ParamRole::Weight(channel_axis.filter(|_| per_axis)),
         // The int32 `input scale × weight scale` grid fits a bias added to the accumulator of
@@ -681,6 +690,10 @@ impl Quantizer<'_> {
                     ParamRole::Bias if self.settings.bias_bitwidth == 32 => self.int32_bias(node, t),
                     ParamRole::Bias => self.weight(node, t, None, self.settings.bias_bitwidth, schema),
                     ParamRole::OwnBias => self.weight(node, t, None, weight_bw, schema),
+                    ParamRole::NormScale => {
+                        let schema = if weight_bw >= 16 { Schema::Symmetric } else { Schema::Asymmetric };
+                        self.weight(node, t, None, weight_bw, schema)
+                    }
                     ParamRole::StaticActivation => {
                         self.weight(node, t, None, self.settings.act_bitwidth, self.settings.act_schema)
                     }
@@ -925,7 +938,10 @@ fn channel_slices(values: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>>
 /// is quantized on the activation's grid, i.e. the target computes the fused op, so its golden
 /// value is the activation's output (the vendor tools show no row for the pre-activation
 /// tensor at all). Recognized by the encoding: the only reader is a Relu or Clip whose output
-/// has the very same per-tensor encoding. Maps the tensor to the activation output's name.
+/// has the very same per-tensor encoding, for a Relu one from 0 (a grid reaching below 0
+/// keeps the producer's negative values, which the Relu then clears, as the executor runs it:
+/// AIMET's QuantSim on a model with its BatchNorms kept gives a BatchNorm output and the Relu
+/// after it one such grid). Maps the tensor to the activation output's name.
 pub fn squashed_producers(q: &QuantizedGraph) -> std::collections::BTreeMap<String, String> {
     let consumers = q.graph.consumers();
     let mut squashed = std::collections::BTreeMap::new();
@@ -935,8 +951,9 @@ pub fn squashed_producers(q: &QuantizedGraph) -> std::collections::BTreeMap<Stri
         }
         let (Some(&input), Some(&output)) = (node.inputs.first(), node.outputs.first()) else { continue };
         let sole_reader = consumers.get(&input).is_some_and(|readers| readers.len() == 1);
+        let is_relu = matches!(node.op, Op::Unary(crate::ops::Unary::Relu));
         let same = match (q.encodings.get(&input), q.encodings.get(&output)) {
-            (Some(a @ TensorEncoding::PerTensor(_)), Some(b)) => a == b,
+            (Some(a @ TensorEncoding::PerTensor(e)), Some(b)) => a == b && !(is_relu && e.min < 0.0),
             _ => false,
         };
         if sole_reader && same {

@@ -104,6 +104,17 @@ pub struct QuantSettings {
     /// pairs) are ignored; every tensor is calibrated.
     #[serde(default)]
     pub ignore_encodings: bool,
+    /// `batchnorm_folding = false`, the SDK converter's `--disable_batchnorm_folding`: the
+    /// target's graph keeps its BatchNormalizations, which run quantized as AIMET's QuantSim
+    /// runs an unfolded model (their input, gamma and output on grids of their own).
+    /// Left out of the serialized settings so that targets without the key keep their cache
+    /// keys: the stages it changes add it to their keys themselves, when it is off.
+    #[serde(skip, default = "folds_batchnorms")]
+    pub batchnorm_folding: bool,
+}
+
+fn folds_batchnorms() -> bool {
+    true
 }
 
 impl Default for QuantSettings {
@@ -123,6 +134,7 @@ impl Default for QuantSettings {
             per_row: false,
             restrict_steps: None,
             ignore_encodings: false,
+            batchnorm_folding: true,
         }
     }
 }

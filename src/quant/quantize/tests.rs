@@ -567,6 +567,13 @@ fn relu_squashing_follows_the_rules() {
     // ... and verify finds that pair from the encodings alone.
     let pairs: Vec<(String, String)> = super::squashed_producers(&q).into_iter().collect();
     assert_eq!(pairs, [(g.name(ids.y).to_string(), g.name(ids.r).to_string())]);
+    // One grid reaching below 0 on both (AIMET's encodings for a kept BatchNorm and its Relu):
+    // y keeps its negative values, so it is no squashed producer.
+    let mut below = q.clone();
+    let grid = TensorEncoding::PerTensor(Encoding::from_range(-5.0, 10.0, 8, Schema::Asymmetric));
+    below.encodings.insert(ids.y, grid.clone());
+    below.encodings.insert(ids.r, grid);
+    assert!(super::squashed_producers(&below).is_empty());
     // A backend whose rules do not squash keeps y's own range [-5.1, 5.1].
     let mut policy = htp_policy();
     policy.squashing_ops.clear();
@@ -664,4 +671,41 @@ fn overrides_of_every_weight_make_weight_bitwidth_a_no_op_and_partial_ones_do_no
     let asks_8 = QuantSettings { weight_bitwidth: 8, ..asks_16 };
     let q = quantize(&g, &stats(&ids), &asks_8, Some(&all)).unwrap();
     assert_eq!(pinned_settings(&q, &all, &asks_8), [], "the setting agrees with the overrides");
+}
+
+/// The digits model optimized with its BatchNorms kept (`batchnorm_folding = false`), and its
+/// statistics over one calibration sample.
+fn digits_with_batchnorms() -> (Graph, CalibrationStats) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits");
+    let model = crate::onnx::decode_model(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
+    let graph = crate::onnx::import(&model, &Default::default(), &Default::default()).unwrap();
+    let options = crate::passes::OptimizeOptions { keep_batchnorms: true, ..Default::default() };
+    let (graph, _) = crate::passes::optimize_with(graph, &options).unwrap();
+    let bytes = std::fs::read(dir.join("calib/raw/calib_000.raw")).unwrap();
+    let x: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let mut collector = crate::quant::StatsCollector::new(&graph);
+    crate::runtime::interpret(&graph, &[Tensor::from_f32(vec![1, 1, 8, 8], x)], &mut |id, t| collector.observe(id, t))
+        .unwrap();
+    (graph, collector.finish())
+}
+
+/// A kept BatchNorm's gamma is quantized per tensor, asymmetric at 8 bits, as AIMET's QuantSim
+/// quantizes it on the unfolded model: the digits model's `bn1.weight` gets the encoding AIMET
+/// exported (examples/digits/aimet/unfolded/encodings_v1.0.0.json: scale 0.004352470005259794,
+/// offset 0, `is_sym` false); beta, mean and var stay float. A target folding its BatchNorms
+/// leaves a BatchNorm the fold could not take all float, as before.
+#[test]
+fn a_kept_batchnorms_gamma_is_quantized_as_aimet_does() {
+    let (g, stats) = digits_with_batchnorms();
+    let name = |n: &str| g.names()[n];
+    let settings = QuantSettings { batchnorm_folding: false, ..QuantSettings::default() };
+    let q = quantize_with(&g, Some(&stats), &settings, None, &htp_policy()).unwrap();
+    let gamma = per_tensor(&q, name("bn1.weight"));
+    assert_eq!((gamma.bitwidth, gamma.offset, gamma.symmetric), (8, 0, false));
+    assert!((f64::from(gamma.scale) / 0.004352470005259794 - 1.0).abs() < 1e-6, "{gamma:?}");
+    for statistic in ["bn1.bias", "bn1.running_mean", "bn1.running_var"] {
+        assert!(!q.encodings.contains_key(&name(statistic)), "{statistic} stays float");
+    }
+    let folding = quantize_with(&g, Some(&stats), &QuantSettings::default(), None, &htp_policy()).unwrap();
+    assert!(!folding.encodings.contains_key(&name("bn1.weight")));
 }
