@@ -35,7 +35,8 @@ fn htp_stores_weights_as_codes_and_biases_as_32_bit() {
             bitwidth: 8,
             axis: Some(0),
             scales: vec![1.0 / 64.0, 1.0 / 128.0],
-            offsets: vec![-128, -128]
+            offsets: vec![-128, -128],
+            block: None,
         })
     );
     // Activations: x, y, z are 4, 8, 8 bytes (u8 codes).
