@@ -442,7 +442,13 @@ mod tests {
     fn per_block_codes_use_each_blocks_scale() {
         let blocked = |scales: Vec<f32>, size| {
             let offsets = vec![-8; scales.len()];
-            Repr::Quant(QuantParams { bitwidth: 4, axis: Some(0), scales, offsets, block: Some(Blocks { axis: 1, size }) })
+            Repr::Quant(QuantParams {
+                bitwidth: 4,
+                axis: Some(0),
+                scales,
+                offsets,
+                block: Some(Blocks { axis: 1, size }),
+            })
         };
         let repr = blocked(vec![1.0, 0.5, 0.25, 2.0], 2);
         assert_eq!(repr.check(&[2, 4]), Ok(()));
