@@ -19,7 +19,10 @@ use super::program::{InvalidProgram, Program};
 
 pub const MAGIC: [u8; 8] = *b"QAIRTBIN";
 /// Bumped whenever the serialized shape of [`Program`] (or of the IR types it embeds) changes.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: quantized tensors may carry per-block encodings (`QuantParams::block`). Older files are
+/// refused (their bytes would decode wrongly, not fail): rebuilding from the project makes a
+/// current one.
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
 
@@ -30,7 +33,9 @@ pub enum ModelBinError {
     TooShort { got: usize },
     #[error("not a qairt model.bin (the file starts with {found:02x?}, expected \"QAIRTBIN\")")]
     BadMagic { found: Vec<u8> },
-    #[error("model.bin format version {found} is not supported (this qairt reads version {supported})")]
+    #[error(
+        "model.bin format version {found} is not supported (this qairt reads version {supported}); rebuild it with this qairt"
+    )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("model.bin header is {found} bytes long, expected {expected} for version {FORMAT_VERSION}")]
     BadHeaderLength { found: u32, expected: u32 },

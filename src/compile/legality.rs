@@ -8,7 +8,7 @@ use crate::ops::InputRole;
 use crate::quant::encoding::{QuantizedGraph, TensorEncoding};
 
 use super::CompileError;
-use super::repr::{QuantParams, Repr};
+use super::repr::{Blocks, QuantParams, Repr};
 use super::rules::{BackendRules, TensorRole};
 
 /// How the program uses a tensor.
@@ -149,9 +149,13 @@ fn representation(
         }
         None => return float(32),
         Some(TensorEncoding::Float { bitwidth }) => return float(*bitwidth),
-        Some(TensorEncoding::PerTensor(e)) => {
-            QuantParams { bitwidth: e.bitwidth, axis: None, scales: vec![e.scale], offsets: vec![e.offset] }
-        }
+        Some(TensorEncoding::PerTensor(e)) => QuantParams {
+            bitwidth: e.bitwidth,
+            axis: None,
+            scales: vec![e.scale],
+            offsets: vec![e.offset],
+            block: None,
+        },
         Some(TensorEncoding::PerChannel { axis, channels }) => {
             let bitwidth = channels.first().map_or(0, |c| c.bitwidth);
             if let Some(odd) = channels.iter().find(|c| c.bitwidth != bitwidth) {
@@ -175,6 +179,39 @@ fn representation(
                 axis: Some(axis),
                 scales: channels.iter().map(|c| c.scale).collect(),
                 offsets: channels.iter().map(|c| c.offset).collect(),
+                block: None,
+            }
+        }
+        Some(TensorEncoding::PerBlock { axis, block_axis, block_size, blocks }) => {
+            let bitwidth = blocks.first().map_or(0, |c| c.bitwidth);
+            if let Some(odd) = blocks.iter().find(|c| c.bitwidth != bitwidth) {
+                return Err(CompileError::InvalidEncoding {
+                    tensor: tensor(),
+                    reason: format!("per-block encodings mix {bitwidth}-bit and {}-bit blocks", odd.bitwidth),
+                });
+            }
+            let (Ok(axis), Ok(block_axis), Ok(size)) =
+                (u32::try_from(*axis), u32::try_from(*block_axis), u32::try_from(*block_size))
+            else {
+                return Err(CompileError::InvalidEncoding {
+                    tensor: tensor(),
+                    reason: format!("axes {axis}, {block_axis} or block size {block_size}"),
+                });
+            };
+            // Blocks refine channels: where a backend refuses per-channel weights, it refuses these.
+            if let Some(reason) = per_channel_refusal(graph, id, role, backend) {
+                return Err(CompileError::PerChannelNotAllowed {
+                    tensor: tensor(),
+                    reason,
+                    backend: backend.name.clone(),
+                });
+            }
+            QuantParams {
+                bitwidth,
+                axis: Some(axis),
+                scales: blocks.iter().map(|c| c.scale).collect(),
+                offsets: blocks.iter().map(|c| c.offset).collect(),
+                block: Some(Blocks { axis: block_axis, size }),
             }
         }
     };

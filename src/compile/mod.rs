@@ -20,7 +20,7 @@ mod tests;
 
 pub use format::{FORMAT_VERSION, MAGIC, ModelBinError};
 pub use program::{InvalidProgram, Program, ProgramTensor, Step, Storage};
-pub use repr::{QuantParams, Repr};
+pub use repr::{Blocks, QuantParams, Repr};
 pub use rules::{
     BackendRules, OpQuantization, OpRules, RuleSet, RulesError, TensorRole, UnknownBackend, parse_rules, standard_rules,
 };

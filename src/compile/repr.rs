@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{DType, TensorData};
 
-/// Affine integer encoding of a tensor: one `(scale, offset)` pair per tensor, or one per
-/// slice along `axis` (per-channel weights).
+/// Affine integer encoding of a tensor: one `(scale, offset)` pair per tensor, one per slice
+/// along `axis` (per-channel weights), or one per block of each such slice (per-block
+/// weights, [`Blocks`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuantParams {
     pub bitwidth: u32,
@@ -31,6 +32,17 @@ pub struct QuantParams {
     pub axis: Option<u32>,
     pub scales: Vec<f32>,
     pub offsets: Vec<i32>,
+    /// Per-block: each slice along `axis` split into blocks along another axis. `scales` and
+    /// `offsets` then hold one entry per block, in the order of
+    /// [`crate::quant::blocks::block_runs`].
+    pub block: Option<Blocks>,
+}
+
+/// Blocks of `size` elements along `axis` (a weight's input channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocks {
+    pub axis: u32,
+    pub size: u32,
 }
 
 /// The representation of one tensor on the target.
@@ -89,6 +101,22 @@ impl Repr {
                     Some(axis) => *shape
                         .get(axis as usize)
                         .ok_or_else(|| format!("per-channel axis {axis} of a rank-{} tensor", shape.len()))?,
+                };
+                let channels = match (q.block, q.axis) {
+                    (None, _) => channels,
+                    (Some(b), Some(axis)) => {
+                        let inputs = shape.get(b.axis as usize).copied().filter(|_| b.axis != axis);
+                        match inputs.filter(|&n| b.size > 0 && n.is_multiple_of(b.size as usize)) {
+                            Some(n) => channels * (n / b.size as usize),
+                            None => {
+                                return Err(format!(
+                                    "blocks of {} along axis {} do not tile shape {shape:?} (channel axis {axis})",
+                                    b.size, b.axis
+                                ));
+                            }
+                        }
+                    }
+                    (Some(_), None) => return Err("blocks without a channel axis".to_string()),
                 };
                 if q.scales.len() != channels || q.offsets.len() != channels {
                     return Err(format!(
@@ -287,16 +315,24 @@ fn encoding_runs<'q>(
     q: &'q QuantParams,
     shape: &[usize],
     len: usize,
-) -> impl Iterator<Item = (Range<usize>, f32, i32)> + 'q {
+) -> Box<dyn Iterator<Item = (Range<usize>, f32, i32)> + 'q> {
     let params = |c: usize| (q.scales.get(c).copied().unwrap_or(1.0), q.offsets.get(c).copied().unwrap_or(0));
+    if let (Some(b), Some(axis)) = (q.block, q.axis) {
+        // A checked program's blocks tile the shape; anything else encodes nothing.
+        let runs = crate::quant::blocks::block_runs(shape, axis as usize, b.axis as usize, b.size as usize);
+        return Box::new(runs.into_iter().flatten().map(move |(index, run)| {
+            let (scale, offset) = params(index);
+            (run.start.min(len)..run.end.min(len), scale, offset)
+        }));
+    }
     let (run, count) = match Channels::of(q, shape) {
         Some(ch) => (ch.inner, ch.count),
         None => (len.max(1), 1),
     };
-    (0..len).step_by(run).enumerate().map(move |(k, start)| {
+    Box::new((0..len).step_by(run).enumerate().map(move |(k, start)| {
         let (scale, offset) = params(k % count);
         (start..(start + run).min(len), scale, offset)
-    })
+    }))
 }
 
 /// [`quantize_value`] of every value of one run, vectorized (AVX-512/AVX2 picked at run time;
@@ -368,7 +404,7 @@ mod tests {
     use super::*;
 
     fn per_tensor(bitwidth: u32, scale: f32, offset: i32) -> Repr {
-        Repr::Quant(QuantParams { bitwidth, axis: None, scales: vec![scale], offsets: vec![offset] })
+        Repr::Quant(QuantParams { bitwidth, axis: None, scales: vec![scale], offsets: vec![offset], block: None })
     }
 
     /// Whatever goes in, a round trip gives one of the held values: the list is complete
@@ -393,10 +429,35 @@ mod tests {
                 assert!(held_bits.contains(&v.to_bits()), "{repr:?}: {x} gave {v}, not a held value");
             }
         }
-        let per_channel = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0] });
+        let per_channel =
+            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0], block: None });
         assert_eq!(held_values(&per_channel), None);
         assert_eq!(held_values(&per_tensor(32, 1.0, 0)), None);
         assert_eq!(held_values(&Repr::F32), None);
+    }
+
+    /// Each block of each channel takes its own scale, in `block_runs`' order; `check` refuses
+    /// blocks that do not tile the shape.
+    #[test]
+    fn per_block_codes_use_each_blocks_scale() {
+        let blocked = |scales: Vec<f32>, size| {
+            let offsets = vec![-8; scales.len()];
+            Repr::Quant(QuantParams {
+                bitwidth: 4,
+                axis: Some(0),
+                scales,
+                offsets,
+                block: Some(Blocks { axis: 1, size }),
+            })
+        };
+        let repr = blocked(vec![1.0, 0.5, 0.25, 2.0], 2);
+        assert_eq!(repr.check(&[2, 4]), Ok(()));
+        let (bytes, back) = round_trip(&repr, &[2, 4], &[1.0; 8]);
+        // Codes round(1 / scale) + 8: 9, 9 | 10, 10 | 12, 12 | 8, 8 (0.5 rounds to even 0).
+        assert_eq!(bytes, [0x99, 0xAA, 0xCC, 0x88]);
+        assert_eq!(back, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        assert!(blocked(vec![1.0; 4], 3).check(&[2, 4]).is_err());
+        assert!(blocked(vec![1.0; 3], 2).check(&[2, 4]).is_err());
     }
 
     fn round_trip(repr: &Repr, shape: &[usize], values: &[f32]) -> (Vec<u8>, Vec<f32>) {
@@ -527,6 +588,7 @@ mod tests {
             axis: Some(1),
             scales: vec![0.02, 1.5, 3e-4, 7.0],
             offsets: vec![-128, 0, -3, -255],
+            block: None,
         });
         let reprs = [
             (per_tensor(8, 0.031, -117), vec![values.len()]),
@@ -597,14 +659,24 @@ mod tests {
     fn per_channel_codes_use_their_channel_encoding() {
         // Shape [2, 2], axis 0: row 0 scale 1, row 1 scale 0.5 (both offset -128).
         // [1, -1 | 1, -1] -> [129, 127 | 130, 126].
-        let repr =
-            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0, 0.5], offsets: vec![-128, -128] });
+        let repr = Repr::Quant(QuantParams {
+            bitwidth: 8,
+            axis: Some(0),
+            scales: vec![1.0, 0.5],
+            offsets: vec![-128, -128],
+            block: None,
+        });
         let (bytes, back) = round_trip(&repr, &[2, 2], &[1.0, -1.0, 1.0, -1.0]);
         assert_eq!(bytes, [129, 127, 130, 126]);
         assert_eq!(back, [1.0, -1.0, 1.0, -1.0]);
         // Axis 1 of shape [2, 2]: the channel is the column.
-        let repr =
-            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(1), scales: vec![1.0, 0.5], offsets: vec![-128, -128] });
+        let repr = Repr::Quant(QuantParams {
+            bitwidth: 8,
+            axis: Some(1),
+            scales: vec![1.0, 0.5],
+            offsets: vec![-128, -128],
+            block: None,
+        });
         let (bytes, _) = round_trip(&repr, &[2, 2], &[1.0, 1.0, -1.0, -1.0]);
         assert_eq!(bytes, [129, 130, 127, 126]);
     }
@@ -619,9 +691,11 @@ mod tests {
 
     #[test]
     fn check_rejects_inconsistent_encodings() {
-        let bad_axis = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(2), scales: vec![1.0], offsets: vec![0] });
+        let bad_axis =
+            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(2), scales: vec![1.0], offsets: vec![0], block: None });
         assert!(bad_axis.check(&[3, 1]).unwrap_err().contains("axis 2"));
-        let too_few = Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0] });
+        let too_few =
+            Repr::Quant(QuantParams { bitwidth: 8, axis: Some(0), scales: vec![1.0], offsets: vec![0], block: None });
         assert!(too_few.check(&[3, 1]).unwrap_err().contains("3 channel"));
         assert!(per_tensor(8, 0.0, 0).check(&[1]).unwrap_err().contains("scale 0"));
         assert!(per_tensor(33, 1.0, 0).check(&[1]).is_err());

@@ -35,7 +35,8 @@ fn htp_stores_weights_as_codes_and_biases_as_32_bit() {
             bitwidth: 8,
             axis: Some(0),
             scales: vec![1.0 / 64.0, 1.0 / 128.0],
-            offsets: vec![-128, -128]
+            offsets: vec![-128, -128],
+            block: None,
         })
     );
     // Activations: x, y, z are 4, 8, 8 bytes (u8 codes).
@@ -433,10 +434,16 @@ fn foreign_files_and_future_versions_are_refused() {
     assert!(matches!(Program::from_bytes(b"QAIRT"), Err(ModelBinError::TooShort { got: 5 })));
 
     let mut future = bytes.clone();
-    future[8..12].copy_from_slice(&3u32.to_le_bytes());
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let err = Program::from_bytes(&future).unwrap_err();
-    assert_eq!(err, ModelBinError::UnsupportedVersion { found: 3, supported: 2 });
-    assert!(err.to_string().contains("version 3"));
+    assert_eq!(err, ModelBinError::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION });
+    assert!(err.to_string().contains(&format!("version {}", FORMAT_VERSION + 1)));
+    // A file from before per-block encodings (version 2) is refused, not misread.
+    let mut older = bytes.clone();
+    older[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let err = Program::from_bytes(&older).unwrap_err();
+    assert_eq!(err, ModelBinError::UnsupportedVersion { found: 2, supported: 3 });
+    assert!(err.to_string().contains("rebuild it"), "{err}");
 
     let mut longer = bytes.clone();
     longer.push(0);

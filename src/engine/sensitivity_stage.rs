@@ -168,8 +168,9 @@ fn candidates(q: &QuantizedGraph, precision: Precision) -> Vec<(String, String)>
             let &output = node.outputs.first()?;
             let raisable = match q.encodings.get(&output)? {
                 TensorEncoding::PerTensor(e) => precision == Precision::Float16 || e.bitwidth < 16,
-                TensorEncoding::PerChannel { channels, .. } => {
-                    precision == Precision::Float16 || channels.iter().any(|e| e.bitwidth < 16)
+                TensorEncoding::PerChannel { channels: encodings, .. }
+                | TensorEncoding::PerBlock { blocks: encodings, .. } => {
+                    precision == Precision::Float16 || encodings.iter().any(|e| e.bitwidth < 16)
                 }
                 TensorEncoding::Float { .. } => false,
             };

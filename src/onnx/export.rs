@@ -205,6 +205,9 @@ struct OnnxQuant {
     /// For activations whose grid is narrower than `qtype`: the float values of grid points
     /// `0` and `2^bw - 1`, to clip to after dequantization.
     clip: Option<(f32, f32)>,
+    /// Blocked (per-block weights): the block size and the scale tensor's shape; `axis` is
+    /// then the block axis.
+    block: Option<(usize, Vec<usize>)>,
 }
 
 /// The ONNX form of the integer encoding `e` of tensor `name` (shape `shape`); see the module
@@ -224,6 +227,22 @@ fn onnx_quant(name: &str, e: &TensorEncoding, shape: &[usize], activation: bool)
             (Some(*axis), channels)
         }
         TensorEncoding::Float { .. } => return Err(fail("a float encoding has no integer form".to_string())),
+        TensorEncoding::PerBlock { axis, block_axis, block_size, blocks } => {
+            if activation {
+                return Err(fail("a per-block activation encoding: only weights are blocked".to_string()));
+            }
+            let (dims, expanded) = blocked_scales(shape, *axis, *block_axis, *block_size, blocks)
+                .ok_or_else(|| fail(format!("per-block encodings do not tile shape {shape:?}")))?;
+            let mut q = onnx_quant(
+                name,
+                &TensorEncoding::PerChannel { axis: 0, channels: expanded.clone() },
+                &[expanded.len()],
+                false,
+            )?;
+            q.axis = Some(*block_axis);
+            q.block = Some((*block_size, dims));
+            return Ok(q);
+        }
     };
     let Some(first) = channels.first() else {
         return Err(fail("a per-channel encoding with no channels".to_string()));
@@ -267,7 +286,46 @@ fn onnx_quant(name: &str, e: &TensorEncoding, shape: &[usize], activation: bool)
     } else {
         None
     };
-    Ok(OnnxQuant { qtype, axis, scales: channels.iter().map(|c| c.scale).collect(), zero_points, shift, clip })
+    Ok(OnnxQuant {
+        qtype,
+        axis,
+        scales: channels.iter().map(|c| c.scale).collect(),
+        zero_points,
+        shift,
+        clip,
+        block: None,
+    })
+}
+
+/// A per-block encoding as ONNX's blocked `DequantizeLinear` (opset 21) takes it: the scale
+/// tensor has the weight's shape with the block axis divided by the block size, every other
+/// axis whole, so a block's encoding repeats along the axes it spans (a Conv's kernel
+/// positions). Returns that shape and its encodings, row-major.
+fn blocked_scales(
+    shape: &[usize],
+    axis: usize,
+    block_axis: usize,
+    block_size: usize,
+    blocks: &[Encoding],
+) -> Option<(Vec<usize>, Vec<Encoding>)> {
+    let inputs = *shape.get(block_axis)?;
+    let channels = *shape.get(axis)?;
+    if axis == block_axis || block_size == 0 || !inputs.is_multiple_of(block_size) {
+        return None;
+    }
+    let per_channel = inputs / block_size;
+    let mut dims = shape.to_vec();
+    dims[block_axis] = per_channel;
+    let total: usize = dims.iter().product();
+    let stride = |a: usize| dims[a + 1..].iter().product::<usize>();
+    let (channel_stride, block_stride) = (stride(axis), stride(block_axis));
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total {
+        let (c, b) = ((i / channel_stride) % channels, (i / block_stride) % per_channel);
+        let index = if axis < block_axis { c * per_channel + b } else { b * channels + c };
+        out.push(blocks.get(index)?.clone());
+    }
+    Some((dims, out))
 }
 
 /// How a float32 tensor is represented in the exported model.
@@ -405,7 +463,11 @@ impl<'g> Builder<'g> {
 
     /// The scale and zero-point initializers of an encoding of tensor `name`.
     fn quant_params(&mut self, name: &str, q: &OnnxQuant) -> (String, String) {
-        let dims: Vec<usize> = if q.axis.is_some() { vec![q.scales.len()] } else { vec![] };
+        let dims: Vec<usize> = match (&q.block, q.axis) {
+            (Some((_, dims)), _) => dims.clone(),
+            (None, Some(_)) => vec![q.scales.len()],
+            (None, None) => vec![],
+        };
         let scale = self.fresh(format!("{name}_scale"));
         let raw = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
         let scale = self.initializer(scale, DataType::Float, &dims, raw);
@@ -415,7 +477,11 @@ impl<'g> Builder<'g> {
     }
 
     fn axis_attr(q: &OnnxQuant) -> Vec<AttributeProto> {
-        q.axis.map(|a| vec![attr_int("axis", a as i64)]).unwrap_or_default()
+        let mut attrs: Vec<AttributeProto> = q.axis.map(|a| vec![attr_int("axis", a as i64)]).unwrap_or_default();
+        if let Some((size, _)) = &q.block {
+            attrs.push(attr_int("block_size", *size as i64));
+        }
+        attrs
     }
 
     /// Emits the representation change of activation `id`: float value `source` in, the

@@ -2,7 +2,7 @@
 //! with, in float) and quantization to grid values (what a compiled model stores).
 
 use crate::ir::{Tensor, TensorData};
-use crate::quant::encoding::TensorEncoding;
+use crate::quant::encoding::{Encoding, TensorEncoding};
 use crate::quant::math::{fake_quant_run, round_to_f16};
 
 /// A per-channel encoding that does not fit the tensor it is applied to.
@@ -34,6 +34,20 @@ fn channel_runs(
     Ok((0..runs).map(move |run| (run % dim.max(1), run * inner..(run + 1) * inner)))
 }
 
+/// The runs of a tensor of `shape` under a per-block encoding, each with its block's encoding;
+/// a mismatch when the blocks do not tile the tensor.
+fn block_encoding_runs<'e>(
+    shape: &[usize],
+    axis: usize,
+    block_axis: usize,
+    block_size: usize,
+    blocks: &'e [Encoding],
+) -> Result<Vec<(&'e Encoding, std::ops::Range<usize>)>, ChannelMismatch> {
+    let mismatch = || ChannelMismatch { axis: block_axis, got: blocks.len(), shape: shape.to_vec() };
+    let runs = crate::quant::blocks::block_runs(shape, axis, block_axis, block_size).ok_or_else(mismatch)?;
+    runs.map(|(b, run)| blocks.get(b).map(|e| (e, run)).ok_or_else(mismatch)).collect()
+}
+
 /// Every element of `t` through `e`: `dequantize(quantize(x))` for integer encodings, a round
 /// trip through float16 for `Float { bitwidth: 16 }`, unchanged for float32 and for non-f32
 /// tensors.
@@ -58,6 +72,15 @@ pub fn fake_quant_tensor(t: &Tensor, e: &TensorEncoding) -> Result<Tensor, Chann
             }
             data
         }
+        TensorEncoding::PerBlock { axis, block_axis, block_size, blocks } => {
+            let mut data = values.to_vec();
+            for (enc, run) in block_encoding_runs(&t.shape, *axis, *block_axis, *block_size, blocks)? {
+                if let Some(slice) = data.get_mut(run) {
+                    fake_quant_run(slice, enc.scale, enc.offset, enc.bitwidth);
+                }
+            }
+            data
+        }
     };
     Ok(Tensor { shape: t.shape.clone(), data: TensorData::F32(data) })
 }
@@ -73,6 +96,13 @@ pub fn quantize_tensor(t: &Tensor, e: &TensorEncoding) -> Result<Option<Vec<u32>
             let mut grid = Vec::with_capacity(values.len());
             for (c, run) in channel_runs(&t.shape, *axis, channels.len())? {
                 grid.extend(values.get(run).unwrap_or_default().iter().map(|&x| channels[c].quantize(x)));
+            }
+            Some(grid)
+        }
+        TensorEncoding::PerBlock { axis, block_axis, block_size, blocks } => {
+            let mut grid = Vec::with_capacity(values.len());
+            for (enc, run) in block_encoding_runs(&t.shape, *axis, *block_axis, *block_size, blocks)? {
+                grid.extend(values.get(run).unwrap_or_default().iter().map(|&x| enc.quantize(x)));
             }
             Some(grid)
         }

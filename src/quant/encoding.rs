@@ -26,6 +26,28 @@ pub enum TensorEncoding {
         axis: usize,
         channels: Vec<Encoding>,
     },
+    /// One encoding per block of `block_size` elements along `block_axis` (the input
+    /// channels) of each slice along `axis` (the output channels): a weight's AIMET
+    /// `PER_BLOCK`/`LPBQ` encodings. `blocks` is row-major over the weight's shape with
+    /// `block_axis` divided by `block_size` and every other axis but `axis` of size 1.
+    PerBlock {
+        axis: usize,
+        block_axis: usize,
+        block_size: usize,
+        blocks: Vec<Encoding>,
+    },
+}
+
+impl TensorEncoding {
+    /// The integer encodings it holds (one, one per channel, one per block); none for float.
+    pub fn integer_encodings(&self) -> &[Encoding] {
+        match self {
+            TensorEncoding::Float { .. } => &[],
+            TensorEncoding::PerTensor(e) => std::slice::from_ref(e),
+            TensorEncoding::PerChannel { channels, .. } => channels,
+            TensorEncoding::PerBlock { blocks, .. } => blocks,
+        }
+    }
 }
 
 /// The output of `quantize`: the optimized graph plus the representation of every tensor

@@ -10,6 +10,7 @@
 
 pub mod aimet;
 pub mod apply;
+pub mod blocks;
 pub mod calibration;
 pub mod encoding;
 pub mod math;

@@ -59,6 +59,8 @@ fn integer_bitwidth(encoding: &TensorEncoding) -> Option<u32> {
     match encoding {
         TensorEncoding::Float { .. } => None,
         TensorEncoding::PerTensor(e) => Some(e.bitwidth),
-        TensorEncoding::PerChannel { channels, .. } => channels.first().map(|e| e.bitwidth),
+        TensorEncoding::PerChannel { channels: encodings, .. } | TensorEncoding::PerBlock { blocks: encodings, .. } => {
+            encodings.first().map(|e| e.bitwidth)
+        }
     }
 }

@@ -55,7 +55,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ir::{DType, Graph, Node, Op, Tensor, TensorId, TensorInfo};
 use crate::ops::InputRole;
 use crate::quant::aimet::{
-    OverrideEncoding, OverrideError, Overrides, ResolvedOverrides, channel_axis, resolve_overrides,
+    OverrideEncoding, OverrideError, Overrides, ResolvedOverrides, block_axis, channel_axis, resolve_overrides,
 };
 use crate::quant::apply::ChannelMismatch;
 use crate::quant::calibration::{Search, search_range};
@@ -679,7 +679,13 @@ impl Quantizer<'_> {
                     _ => self.weight(node, t, None, bitwidth, schema),
                 }
             }
-            Some(OverrideEncoding::PerBlock { .. }) => None,
+            Some(OverrideEncoding::PerBlock(b)) => Some(TensorEncoding::PerBlock {
+                axis: channel_axis(self.graph, id),
+                // The override check accepted the entry only where the weight has this axis.
+                block_axis: block_axis(self.graph, id)?,
+                block_size: b.block_size as usize,
+                blocks: b.blocks,
+            }),
             None => {
                 if let Some(&bitwidth) = self.forced_float.get(&id) {
                     return Some(TensorEncoding::Float { bitwidth });
@@ -765,6 +771,14 @@ impl Quantizer<'_> {
         let w_scales: Option<Vec<f32>> = match node.inputs.get(1).and_then(|i| self.encodings.get(i)) {
             Some(TensorEncoding::PerTensor(e)) => Some(vec![e.scale]),
             Some(TensorEncoding::PerChannel { channels, .. }) => Some(channels.iter().map(|e| e.scale).collect()),
+            // AIMET's bias scale for a per-block weight: the input scale times the channel's
+            // largest block scale (blocks channel-major: output channels on axis 0).
+            Some(TensorEncoding::PerBlock { axis: 0, blocks, .. }) => {
+                let rows = t.shape.first().copied().filter(|&n| n > 0 && blocks.len().is_multiple_of(n));
+                rows.map(|n| {
+                    blocks.chunks(blocks.len() / n).map(|c| c.iter().map(|e| e.scale).fold(0.0, f32::max)).collect()
+                })
+            }
             _ => None,
         };
         let values = t.as_f32()?;
@@ -874,7 +888,9 @@ fn repr_suffix(enc: &TensorEncoding) -> String {
     match enc {
         TensorEncoding::Float { bitwidth } => format!("fp{bitwidth}"),
         TensorEncoding::PerTensor(e) => format!("q{}", e.bitwidth),
-        TensorEncoding::PerChannel { channels, .. } => format!("q{}", channels.first().map_or(0, |e| e.bitwidth)),
+        TensorEncoding::PerChannel { channels: encodings, .. } | TensorEncoding::PerBlock { blocks: encodings, .. } => {
+            format!("q{}", encodings.first().map_or(0, |e| e.bitwidth))
+        }
     }
 }
 

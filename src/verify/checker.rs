@@ -734,7 +734,9 @@ fn integer_bitwidth(encoding: Option<&TensorEncoding>) -> Option<u32> {
     match encoding? {
         TensorEncoding::Float { .. } => None,
         TensorEncoding::PerTensor(e) => Some(e.bitwidth),
-        TensorEncoding::PerChannel { channels, .. } => channels.first().map(|e| e.bitwidth),
+        TensorEncoding::PerChannel { channels: encodings, .. } | TensorEncoding::PerBlock { blocks: encodings, .. } => {
+            encodings.first().map(|e| e.bitwidth)
+        }
     }
 }
 
@@ -760,15 +762,15 @@ fn check_graph_param(
     let encoding = q.encodings.get(&id);
     let bitwidth = integer_bitwidth(encoding);
     let results = match encoding {
-        Some(e @ (TensorEncoding::PerTensor(_) | TensorEncoding::PerChannel { .. })) => {
-            match fake_quant_tensor(tensor, e) {
-                Ok(deq) => check_param_profiled(class, profile, float, deq.as_f32(), bitwidth, config),
-                Err(mismatch) => {
-                    let why = mismatch.to_string();
-                    check_tensor(class, &profile, Counterpart::None(&why), bitwidth, config)
-                }
+        Some(
+            e @ (TensorEncoding::PerTensor(_) | TensorEncoding::PerChannel { .. } | TensorEncoding::PerBlock { .. }),
+        ) => match fake_quant_tensor(tensor, e) {
+            Ok(deq) => check_param_profiled(class, profile, float, deq.as_f32(), bitwidth, config),
+            Err(mismatch) => {
+                let why = mismatch.to_string();
+                check_tensor(class, &profile, Counterpart::None(&why), bitwidth, config)
             }
-        }
+        },
         _ => check_param_profiled(class, profile, float, None, bitwidth, config),
     };
     Some(TensorCheck {

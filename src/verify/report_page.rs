@@ -209,7 +209,7 @@ const HISTOGRAM_BINS: usize = 48;
 fn encoding_span(encoding: &TensorEncoding) -> Option<(f64, f64)> {
     match encoding {
         TensorEncoding::PerTensor(e) => Some((f64::from(e.min), f64::from(e.max))),
-        TensorEncoding::PerChannel { channels, .. } => {
+        TensorEncoding::PerChannel { channels, .. } | TensorEncoding::PerBlock { blocks: channels, .. } => {
             let lo = channels.iter().map(|e| f64::from(e.min)).fold(f64::INFINITY, f64::min);
             let hi = channels.iter().map(|e| f64::from(e.max)).fold(f64::NEG_INFINITY, f64::max);
             (lo <= hi).then_some((lo, hi))

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name};
+use super::{
+    BlockEncoding, OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, sanitize_name,
+};
 use crate::ir::{DType, Graph, TensorId};
 
 /// The longest name a did-you-mean is looked for (see `closest`).
@@ -139,13 +141,11 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
                     continue;
                 }
             }
-            OverrideEncoding::PerBlock { enc_type, .. } => {
-                errors.push(OverrideError::error(
-                    Kind::Unsupported,
-                    at,
-                    format!("\"{name}\": {enc_type} encodings are not supported yet"),
-                ));
-                continue;
+            OverrideEncoding::PerBlock(blocks) => {
+                if let Some(e) = check_blocks(o, section, name, blocks, graph, id, belongs) {
+                    errors.push(e);
+                    continue;
+                }
             }
             _ => {}
         }
@@ -164,6 +164,128 @@ pub fn resolve_overrides(o: &Overrides, graph: &Graph) -> (ResolvedOverrides, Ve
     (resolved, errors)
 }
 
+/// Why a per-block entry does not fit its tensor: an activation, a weight without an input
+/// axis, an axis other than the input-channel one, a block size that does not divide the input
+/// channels, or a block count or scale shape other than the weight's.
+fn check_blocks(
+    o: &Overrides,
+    section: Section,
+    name: &str,
+    blocks: &BlockEncoding,
+    graph: &Graph,
+    id: TensorId,
+    belongs: Section,
+) -> Option<OverrideError> {
+    let spans = o.spans_of(section, name);
+    let at = spans.name;
+    let enc_type = blocks.enc_type();
+    if belongs == Section::Activation {
+        return Some(
+            OverrideError::error(
+                Kind::Unsupported,
+                at,
+                format!("\"{name}\" is an activation; {enc_type} encodings are for weights"),
+            )
+            .with_help("give an activation one per-tensor encoding"),
+        );
+    }
+    let shape = &graph.info(id).shape;
+    let (channel, Some(axis)) = (channel_axis(graph, id), block_axis(graph, id)) else {
+        return Some(
+            OverrideError::error(
+                Kind::Unsupported,
+                at,
+                format!("\"{name}\" (shape {shape:?}) has no input-channel axis to split into blocks"),
+            )
+            .with_help("per-block encodings are for Conv, Gemm and MatMul weights; give this tensor per-tensor or per-channel encodings"),
+        );
+    };
+    if let Some(&given) = o.axes.get(name).filter(|&&given| given != axis) {
+        let at = spans.field(0, "axis").unwrap_or(at);
+        return Some(
+            OverrideError::error(
+                Kind::Axis,
+                at,
+                format!(
+                    "\"{name}\" gives block axis {given}, but its input channels are axis {axis} of shape {shape:?}"
+                ),
+            )
+            .with_help(format!("blocks run along the input channels: \"axis\": {axis}")),
+        );
+    }
+    let inputs = shape[axis];
+    let size = blocks.block_size as usize;
+    if size == 0 || !inputs.is_multiple_of(size) {
+        let at = spans.field(0, "block_size").unwrap_or(at);
+        let fits: Vec<String> = (1..=inputs).filter(|d| inputs.is_multiple_of(*d)).map(|d| d.to_string()).collect();
+        return Some(
+            OverrideError::error(
+                Kind::BlockSize,
+                at,
+                format!(
+                    "block size {size} does not divide the {inputs} input channels of \"{name}\" (shape {shape:?})"
+                ),
+            )
+            .with_help(format!("a block size that divides {inputs}: {}", fits.join(", "))),
+        );
+    }
+    let expected = scale_shape(shape, channel, axis, blocks.block_size);
+    let count: usize = expected.iter().product();
+    if blocks.blocks.len() != count {
+        return Some(
+            OverrideError::error(
+                Kind::BlockSize,
+                spans.entry,
+                format!(
+                    "\"{name}\" (shape {shape:?}) has {} output channels of {} blocks of {size}, but the file gives {} block scales",
+                    shape[channel],
+                    inputs / size,
+                    blocks.blocks.len()
+                ),
+            )
+            .with_help(format!("give {count} scales, one per block of each output channel")),
+        );
+    }
+    if let Some(given) = o.scale_shapes.get(name).filter(|given| **given != expected) {
+        return Some(
+            OverrideError::error(
+                Kind::BlockSize,
+                spans.entry,
+                format!("the block scales of \"{name}\" are nested as {given:?}, its blocks as {expected:?}"),
+            )
+            .with_help("nest the scales like the weight: its shape with the input axis divided by the block size and the kernel axes 1"),
+        );
+    }
+    None
+}
+
+/// The axis a weight's blocks run along: its input channels, the axis next to its output
+/// channels (Conv `[M, C, k...]` -> 1; Gemm `B` with `trans_b` `[N, K]` -> 1, without `[K, N]`
+/// -> 0; MatMul `[.., K, N]` -> the one before last; ConvTranspose `[C, M, k...]` -> 0).
+/// `None` for a tensor of rank below 2.
+pub fn block_axis(graph: &Graph, id: TensorId) -> Option<usize> {
+    if graph.info(id).shape.len() < 2 {
+        return None;
+    }
+    Some(match channel_axis(graph, id) {
+        0 => 1,
+        c => c - 1,
+    })
+}
+
+/// The shape of a per-block weight's scale tensor, as AIMET nests it: the weight's shape with
+/// the block axis divided by `block_size` and every axis but that and the output-channel axis 1.
+pub fn scale_shape(shape: &[usize], channel: usize, block: usize, block_size: u32) -> Vec<usize> {
+    let size = (block_size as usize).max(1);
+    (0..shape.len())
+        .map(|a| match a {
+            a if a == block => shape[a] / size,
+            a if a == channel => shape[a],
+            _ => 1,
+        })
+        .collect()
+}
+
 /// `o` placed in `graph`: the entries of a 2.0.0 file's `encodings` moved to the section the
 /// graph gives them (parameters are its constants, as the older forms list them), and every
 /// per-channel entry's axis, where the file gave none, the graph's output-channel axis (what
@@ -173,11 +295,21 @@ pub fn place_sections(o: &Overrides, graph: &Graph) -> Overrides {
     let index = NameIndex::new(graph);
     let mut placed = o.clone();
     for (_, name, encoding) in o.entries() {
-        if let (OverrideEncoding::Int(channels), Lookup::Found(id)) = (encoding, index.lookup(name))
-            && channels.len() > 1
-            && !placed.axes.contains_key(name)
-        {
-            placed.axes.insert(name.to_string(), channel_axis(graph, id));
+        let Lookup::Found(id) = index.lookup(name) else { continue };
+        match encoding {
+            OverrideEncoding::Int(channels) if channels.len() > 1 && !placed.axes.contains_key(name) => {
+                placed.axes.insert(name.to_string(), channel_axis(graph, id));
+            }
+            // A per-block entry's 2.0.0 axis is its block axis, and its scales nest like the
+            // weight (what a 1.0.0 file does not say).
+            OverrideEncoding::PerBlock(blocks) => {
+                if let Some(axis) = block_axis(graph, id) {
+                    placed.axes.entry(name.to_string()).or_insert(axis);
+                    let shape = scale_shape(&graph.info(id).shape, channel_axis(graph, id), axis, blocks.block_size);
+                    placed.scale_shapes.entry(name.to_string()).or_insert(shape);
+                }
+            }
+            _ => {}
         }
     }
     for (name, encoding) in std::mem::take(&mut placed.encodings) {
@@ -285,7 +417,7 @@ mod tests {
     use crate::quant::aimet::parse_overrides;
 
     /// x -> Conv(w [4,1,1,1], b [4]) -> y -> Gemm(B [3,4], trans_b) -> z.
-    fn graph() -> Graph {
+    pub(super) fn graph() -> Graph {
         let mut g = Graph::default();
         let mut add =
             |name: &str, shape: Vec<usize>| g.add_tensor(TensorInfo { name: name.into(), dtype: DType::F32, shape });
@@ -427,5 +559,61 @@ mod tests {
         );
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].kind, Kind::DuplicateEntry);
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::tests::graph;
+    use super::*;
+    use crate::quant::aimet::parse_overrides;
+
+    fn v1_block(name: &str, block_size: u32, blocks: usize) -> String {
+        let scales = vec!["0.1"; blocks].join(", ");
+        let offsets = vec!["-8"; blocks].join(", ");
+        format!(
+            r#"{{"version": "1.0.0", "activation_encodings": [], "param_encodings": [
+              {{"name": "{name}", "dtype": "INT", "enc_type": "PER_BLOCK", "bw": 4, "is_sym": true,
+                "block_size": {block_size}, "scale": [{scales}], "offset": [{offsets}]}}]}}"#
+        )
+    }
+
+    fn errors(text: &str) -> Vec<OverrideError> {
+        check_overrides(&place_sections(&parse_overrides(text).unwrap(), &graph()), &graph())
+    }
+
+    /// `fc.weight` is `[3, 16]` (Gemm with `trans_b`): blocks run along axis 1.
+    #[test]
+    fn per_block_weights_are_accepted_where_the_blocks_tile_the_input_channels() {
+        assert_eq!(errors(&v1_block("fc.weight", 4, 12)), []);
+        let placed = place_sections(&parse_overrides(&v1_block("fc.weight", 8, 6)).unwrap(), &graph());
+        assert_eq!((placed.axes["fc.weight"], placed.scale_shapes["fc.weight"].as_slice()), (1, &[3, 2][..]));
+    }
+
+    #[test]
+    fn a_block_size_that_does_not_divide_or_a_wrong_count_is_a_diagnostic_with_a_hint() {
+        let e = errors(&v1_block("fc.weight", 5, 9)).remove(0);
+        assert_eq!(e.kind, Kind::BlockSize);
+        assert!(e.help.as_deref().unwrap().contains("1, 2, 4, 8, 16"), "{e:?}");
+        assert_eq!(errors(&v1_block("fc.weight", 4, 11))[0].kind, Kind::BlockSize);
+        // An activation takes no blocks; a bias has no input axis.
+        assert_eq!(errors(&v1_block("130", 1, 3))[0].kind, Kind::WrongSection);
+        let text = v1_block("130", 1, 3)
+            .replace("\"param_encodings\": [", "\"x\": [")
+            .replace("\"activation_encodings\": [], \"x\"", "\"param_encodings\": [], \"activation_encodings\"");
+        assert_eq!(errors(&text)[0].kind, Kind::Unsupported);
+        assert_eq!(errors(&v1_block("conv1.bias", 1, 4))[0].kind, Kind::Unsupported);
+    }
+
+    #[test]
+    fn a_2_0_0_entry_must_give_the_input_channel_axis() {
+        let text = r#"{"version": "2.0.0", "encodings": [{"name": "fc.weight", "output_dtype": "int4", "axis": 0,
+            "block_size": 8, "y_scale": [[0.1, 0.1], [0.1, 0.1], [0.1, 0.1]]}]}"#;
+        assert_eq!(errors(text)[0].kind, Kind::Axis);
+        assert_eq!(errors(&text.replace("\"axis\": 0", "\"axis\": 1")), []);
+        let nested_wrong = text
+            .replace("\"axis\": 0", "\"axis\": 1")
+            .replace("[[0.1, 0.1], [0.1, 0.1], [0.1, 0.1]]", "[[0.1, 0.1, 0.1], [0.1, 0.1, 0.1]]");
+        assert_eq!(errors(&nested_wrong)[0].kind, Kind::BlockSize);
     }
 }

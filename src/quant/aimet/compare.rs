@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{OverrideEncoding, Overrides, Section};
+use super::{BlockEncoding, OverrideEncoding, Overrides, Section};
 use crate::quant::encoding::Encoding;
 
 /// One field's value on one side; `Absent` when that side has no such field or entry.
@@ -117,7 +117,7 @@ fn bitwidth(e: &OverrideEncoding) -> u32 {
     match e {
         OverrideEncoding::Float { bitwidth }
         | OverrideEncoding::Calibrated { bitwidth, .. }
-        | OverrideEncoding::PerBlock { bitwidth, .. } => *bitwidth,
+        | OverrideEncoding::PerBlock(BlockEncoding { bitwidth, .. }) => *bitwidth,
         OverrideEncoding::Int(ch) => ch.first().map_or(0, |c| c.bitwidth),
     }
 }
@@ -129,7 +129,7 @@ fn enc_type(e: &OverrideEncoding) -> &str {
         OverrideEncoding::Calibrated { .. } => "CALIBRATED",
         OverrideEncoding::Int(ch) if ch.len() > 1 => "PER_CHANNEL",
         OverrideEncoding::Int(_) => "PER_TENSOR",
-        OverrideEncoding::PerBlock { enc_type, .. } => enc_type,
+        OverrideEncoding::PerBlock(b) => b.enc_type(),
     }
 }
 
@@ -137,13 +137,16 @@ fn symmetric(e: &OverrideEncoding) -> Option<bool> {
     match e {
         OverrideEncoding::Float { .. } => None,
         OverrideEncoding::Calibrated { symmetric, .. } => *symmetric,
-        OverrideEncoding::Int(ch) | OverrideEncoding::PerBlock { channels: ch, .. } => ch.first().map(|c| c.symmetric),
+        OverrideEncoding::Int(ch) | OverrideEncoding::PerBlock(BlockEncoding { blocks: ch, .. }) => {
+            ch.first().map(|c| c.symmetric)
+        }
     }
 }
 
 fn channels(e: &OverrideEncoding) -> Option<&[Encoding]> {
     match e {
-        OverrideEncoding::Int(ch) | OverrideEncoding::PerBlock { channels: ch, .. } => Some(ch),
+        // A per-block entry's blocks compare as its "channels" (LPBQ's effective scales).
+        OverrideEncoding::Int(ch) | OverrideEncoding::PerBlock(BlockEncoding { blocks: ch, .. }) => Some(ch),
         _ => None,
     }
 }
@@ -205,12 +208,10 @@ impl Comparer<'_> {
             self.text(None, "enc_type", enc_type(a), enc_type(b));
             return;
         }
-        if let (OverrideEncoding::PerBlock { block_size: ba, .. }, OverrideEncoding::PerBlock { block_size: bb, .. }) =
-            (a, b)
-            && ba != bb
+        if let (OverrideEncoding::PerBlock(ba), OverrideEncoding::PerBlock(bb)) = (a, b)
+            && ba.block_size != bb.block_size
         {
-            let value = |s: &Option<u32>| s.map_or(FieldValue::Absent, |s| FieldValue::Int(i64::from(s)));
-            self.push(None, "block_size", value(ba), value(bb), None);
+            self.int(None, "block_size", i64::from(ba.block_size), i64::from(bb.block_size));
         }
         let (Some(ca), Some(cb)) = (channels(a), channels(b)) else { return };
         if ca.len() != cb.len() {

@@ -12,7 +12,7 @@
 //!   scale}`, one object per channel; `{bitwidth, dtype: "float"}`; a bitwidth-only entry
 //!   (range from calibration) keeps only `bitwidth`, `dtype` and, when known, `is_symmetric`.
 //! - list (1.0.0): `{bw, dtype: "INT"|"FLOAT", enc_type, is_sym, name, offset: [..], scale:
-//!   [..]}` (plus `block_size` for per-block). Like AIMET's 1.0.0 export it carries no
+//!   [..]}`. Like AIMET's 1.0.0 export it carries no
 //!   `min`/`max`: they follow from scale and offset.
 //!
 //! - 2.0.0: `{"encodings": [{axis, name, output_dtype, y_scale, y_zero_point}], "version"}`,
@@ -22,10 +22,13 @@
 //!   a 2.0.0 file gives and [`place_sections`](super::place_sections) takes from the model).
 //!   The form has no sections and no `excluded_layers`.
 //!
-//! What a form cannot hold is an error rather than a silent loss: per-block (`PER_BLOCK`,
-//! `LPBQ`) encodings in the dict form; float, bitwidth-only and per-block entries in the 2.0.0
-//! form (qairt keeps a per-block entry's scales but not its channel rows); a 2.0.0 file's
-//! entries, whose sections only the model knows, in the older forms.
+//! Per-block entries (`PER_BLOCK`, `LPBQ`) are written as AIMET writes them ([`blocks`]).
+//!
+//! What a form cannot hold is an error rather than a silent loss: per-block encodings in the
+//! dict form; float and bitwidth-only entries in the 2.0.0 form; a 2.0.0 file's entries, whose
+//! sections only the model knows, in the older forms.
+
+mod blocks;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -151,10 +154,10 @@ fn dict_entry(name: &str, enc: &OverrideEncoding) -> Result<Vec<Value>, FormatEr
             vec![e]
         }
         OverrideEncoding::Int(channels) => channels.iter().map(|c| dict_int(name, c)).collect::<Result<_, _>>()?,
-        OverrideEncoding::PerBlock { enc_type, .. } => {
+        OverrideEncoding::PerBlock(b) => {
             return Err(FormatError::NotExpressible {
                 name: name.to_string(),
-                enc_type: enc_type.clone(),
+                enc_type: b.enc_type().to_string(),
                 version: AimetVersion::V0_6_1.as_str(),
             });
         }
@@ -195,13 +198,7 @@ fn list_entry(name: &str, enc: &OverrideEncoding) -> Result<Value, FormatError> 
             let enc_type = if channels.len() > 1 { "PER_CHANNEL" } else { "PER_TENSOR" };
             list_int(name, enc_type, channels)?
         }
-        OverrideEncoding::PerBlock { enc_type, block_size, channels, .. } => {
-            let mut e = list_int(name, enc_type, channels)?;
-            if let Some(size) = block_size {
-                e["block_size"] = json!(size);
-            }
-            e
-        }
+        OverrideEncoding::PerBlock(b) => blocks::list_entry(name, b)?,
     })
 }
 
@@ -238,7 +235,7 @@ fn v2_entry(o: &Overrides, name: &str, enc: &OverrideEncoding) -> Result<Value, 
         OverrideEncoding::Int(channels) if !channels.is_empty() => channels,
         OverrideEncoding::Float { .. } => return Err(not_expressible("float")),
         OverrideEncoding::Calibrated { .. } => return Err(not_expressible("bitwidth-only (calibrated)")),
-        OverrideEncoding::PerBlock { enc_type, .. } => return Err(not_expressible(enc_type)),
+        OverrideEncoding::PerBlock(b) => return blocks::v2_entry(o, name, b),
         OverrideEncoding::Int(_) => return Err(not_expressible("empty")),
     };
     let first = &channels[0];

@@ -37,6 +37,7 @@
 //! - JSON is strict (no comments, no trailing commas), as `qairt-converter` (Python `json`)
 //!   reads it: a file qairt accepts is a file the SDK accepts.
 
+mod blocks;
 mod check;
 mod compare;
 mod folds;
@@ -50,7 +51,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::quant::encoding::Encoding;
 
-pub use check::{ResolvedOverrides, channel_axis, check_overrides, place_sections, resolve_overrides};
+pub use blocks::{BlockEncoding, Lpbq};
+pub use check::{
+    ResolvedOverrides, block_axis, channel_axis, check_overrides, place_sections, resolve_overrides, scale_shape,
+};
 pub use compare::{Difference, FieldValue, compare_overrides};
 pub use folds::carry_through_folds;
 pub use format::{AimetVersion, FormatError, write_overrides_json};
@@ -112,8 +116,9 @@ pub enum OverrideEncoding {
     Calibrated { bitwidth: u32, symmetric: Option<bool> },
     /// Complete integer encodings: one = per tensor, several = one per output channel.
     Int(Vec<Encoding>),
-    /// `PER_BLOCK`/`LPBQ` (1.0.0 form): read, but not supported by `quantize`.
-    PerBlock { enc_type: String, bitwidth: u32, block_size: Option<u32>, channels: Vec<Encoding> },
+    /// `PER_BLOCK`/`LPBQ`: a weight's encodings per block of input channels, per output
+    /// channel ([`BlockEncoding`]).
+    PerBlock(BlockEncoding),
 }
 
 /// The canonical content of an overrides file, plus (outside equality) where it came from.
@@ -135,6 +140,10 @@ pub struct Overrides {
     /// The `axis` a 2.0.0 entry gives (per-channel: its channel axis; per-block: its block
     /// axis), by tensor name: checked against the model's own axis for that tensor.
     pub axes: BTreeMap<String, usize>,
+    /// The shape of a per-block entry's scale tensor, by tensor name, as the 2.0.0 form nests
+    /// `y_scale` (`[out, in / block_size, 1, 1]` for a Conv weight): what a 2.0.0 file gives
+    /// and [`place_sections`] takes from the model otherwise, to write the entry back.
+    pub scale_shapes: BTreeMap<String, Vec<usize>>,
     /// AIMET's `excluded_layers` (module names); kept for provenance, not used.
     pub excluded_layers: Vec<String>,
     #[serde(skip)]
@@ -148,6 +157,7 @@ impl PartialEq for Overrides {
             && self.params == other.params
             && self.encodings == other.encodings
             && self.axes == other.axes
+            && self.scale_shapes == other.scale_shapes
             && self.excluded_layers == other.excluded_layers
     }
 }
@@ -265,8 +275,10 @@ pub enum OverrideErrorKind {
     Folded,
     /// Per-channel encodings that are not symmetric with `offset = -2^(bw-1)`.
     PerChannelNotSymmetric,
-    /// Per-channel encodings on an activation, or per-block encodings.
+    /// Per-channel or per-block encodings on an activation, and other forms qairt does not take.
     Unsupported,
+    /// A per-block entry whose block size or block count the weight's shape does not allow.
+    BlockSize,
 }
 
 impl OverrideErrorKind {
@@ -293,6 +305,7 @@ impl OverrideErrorKind {
             OverrideErrorKind::Unsupported => "qairt::overrides::unsupported",
             OverrideErrorKind::Axis => "qairt::overrides::axis",
             OverrideErrorKind::Folded => "qairt::overrides::batchnorm_folded",
+            OverrideErrorKind::BlockSize => "qairt::overrides::block_size",
         }
     }
 }
@@ -353,6 +366,7 @@ impl OverrideError {
             OverrideErrorKind::Unsupported => "not supported",
             OverrideErrorKind::Axis => "wrong axis",
             OverrideErrorKind::Folded => "batchnorm folded",
+            OverrideErrorKind::BlockSize => "blocks do not fit the weight",
         }
     }
 }

@@ -11,7 +11,10 @@ use jsonc_parser::common::{Range, Ranged};
 use jsonc_parser::errors::{ParseError, ParseErrorKind};
 use jsonc_parser::{CollectOptions, ParseOptions, parse_to_ast};
 
-use super::{EntrySpans, OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section, Span};
+use super::{
+    BlockEncoding, EntrySpans, Lpbq, OverrideEncoding, OverrideError, OverrideErrorKind as Kind, Overrides, Section,
+    Span,
+};
 use crate::quant::encoding::Encoding;
 use crate::quant::math::{grid_steps, symmetric_offset_magnitude};
 use crate::quant::settings::Schema;
@@ -26,8 +29,20 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "producer",
 ];
 const DICT_FIELDS: &[&str] = &["bitwidth", "dtype", "is_symmetric", "min", "max", "scale", "offset"];
-const LIST_FIELDS: &[&str] =
-    &["name", "dtype", "enc_type", "bw", "is_sym", "scale", "offset", "min", "max", "block_size"];
+const LIST_FIELDS: &[&str] = &[
+    "name",
+    "dtype",
+    "enc_type",
+    "bw",
+    "is_sym",
+    "scale",
+    "offset",
+    "min",
+    "max",
+    "block_size",
+    "compressed_bw",
+    "per_block_int_scale",
+];
 const INT_BITWIDTHS: &[u32] = &[4, 8, 16, 32];
 const FLOAT_BITWIDTHS: &[u32] = &[16, 32];
 
@@ -467,7 +482,7 @@ impl Reader {
                 continue;
             }
             let enc_type = if elements.len() > 1 { EncType::PerChannel } else { EncType::PerTensor };
-            let enc = self.resolve_entry(name, &elements, spans.entry, enc_type, None, &DICT_NAMES);
+            let enc = self.resolve_entry(name, &elements, spans.entry, enc_type, None, None, &DICT_NAMES);
             if let Some(enc) = enc.filter(|_| self.errors.len() == before) {
                 self.add_entry(section, name, enc, spans);
             }
@@ -524,6 +539,8 @@ impl Reader {
         let mut shared = RawElement { span: entry_span, ..Default::default() };
         let mut enc_type = None;
         let mut block_size = None;
+        let mut compressed_bw = None;
+        let mut int_scales = None;
         let mut arrays: BTreeMap<&'static str, Vec<Num>> = BTreeMap::new();
         let before = self.errors.len();
         for prop in &obj.properties {
@@ -536,6 +553,8 @@ impl Reader {
                 "is_sym" => shared.symmetric = self.boolean(&prop.value, field),
                 "enc_type" => enc_type = self.enc_type(&prop.value),
                 "block_size" => block_size = self.number(&prop.value, field),
+                "compressed_bw" => compressed_bw = self.number(&prop.value, field),
+                "per_block_int_scale" => int_scales = Some(self.number_array(&prop.value, field)),
                 "scale" | "offset" | "min" | "max" => {
                     let key = match field {
                         "scale" => "scale",
@@ -600,11 +619,91 @@ impl Reader {
             return;
         }
         let block = block_size.map(|n| n.value.max(0.0) as u32);
-        if let Some(enc) = self.resolve_entry(&name, &elements, entry_span, enc_type, block, &LIST_NAMES)
+        let (elements, lpbq) = if enc_type == EncType::Lpbq {
+            let Some(lpbq) = self.lpbq_v1(&name, &elements, int_scales.as_deref(), compressed_bw, entry_span) else {
+                return;
+            };
+            lpbq
+        } else {
+            (elements, None)
+        };
+        if let Some(enc) = self.resolve_entry(&name, &elements, entry_span, enc_type, block, lpbq, &LIST_NAMES)
             && self.errors.len() == before
         {
             self.add_entry(section, &name, enc, spans);
         }
+    }
+
+    /// A 1.0.0 LPBQ entry: `scale`/`offset` are the per-channel float scales on the
+    /// decompressed grid (`bw`, offset `-2^(bw-1)`), `per_block_int_scale` the blocks' integer
+    /// scales, channel-major (AIMET's order for Conv and Gemm weights), and `compressed_bw` the
+    /// codes' bitwidth. Returns one element per block, with its effective scale on the
+    /// compressed grid, and the decomposition.
+    #[allow(clippy::type_complexity)]
+    fn lpbq_v1(
+        &mut self,
+        name: &str,
+        channels: &[RawElement],
+        int_scales: Option<&[Num]>,
+        compressed_bw: Option<Num>,
+        entry_span: Span,
+    ) -> Option<(Vec<RawElement>, Option<Lpbq>)> {
+        let help = "AIMET's 1.0.0 LPBQ entries give per_block_int_scale, compressed_bw, and the per-channel \
+                    float scales as scale";
+        let (Some(ints), Some(bits)) = (int_scales, compressed_bw) else {
+            let missing = if int_scales.is_none() { "per_block_int_scale" } else { "compressed_bw" };
+            self.push(
+                OverrideError::error(
+                    Kind::MissingField,
+                    entry_span,
+                    format!("the LPBQ entry \"{name}\" has no \"{missing}\""),
+                )
+                .with_help(help),
+            );
+            return None;
+        };
+        let floats: Vec<Num> = channels.iter().filter_map(|c| c.scale).collect();
+        if floats.is_empty() || floats.len() != channels.len() || !ints.len().is_multiple_of(floats.len()) {
+            self.push(
+                OverrideError::error(
+                    Kind::InvalidValue,
+                    entry_span,
+                    format!(
+                        "\"{name}\" has {} per-block integer scales, not a multiple of its {} per-channel scales",
+                        ints.len(),
+                        floats.len()
+                    ),
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        let half = symmetric_offset_magnitude(bits.value.clamp(1.0, 32.0) as u32) as f64;
+        let per_channel = ints.len() / floats.len();
+        let mut int_values = Vec::with_capacity(ints.len());
+        let mut elements = Vec::with_capacity(ints.len());
+        for (i, n) in ints.iter().enumerate() {
+            if n.value.fract() != 0.0 || n.value < 1.0 || n.value > f64::from(u32::MAX) {
+                self.error(
+                    Kind::InvalidValue,
+                    n.span,
+                    format!("a per-block integer scale must be a positive integer, got {}", n.value),
+                );
+                return None;
+            }
+            let int = n.value as u32;
+            int_values.push(int);
+            let scale = Lpbq::block_scale(int, floats[i / per_channel].value);
+            elements.push(RawElement {
+                span: n.span,
+                bitwidth: Some(bits),
+                scale: Some(Num { value: f64::from(scale), span: n.span }),
+                offset: Some(Num { value: -half, span: n.span }),
+                ..channels[i / per_channel].clone()
+            });
+        }
+        let lpbq = Lpbq { int_scales: int_values, channel_scales: floats.iter().map(|n| n.value).collect() };
+        Some((elements, Some(lpbq)))
     }
 
     // ----- field readers -----
@@ -721,6 +820,7 @@ impl Reader {
         entry_span: Span,
         enc_type: EncType,
         block_size: Option<u32>,
+        lpbq: Option<Lpbq>,
         names: &Names,
     ) -> Option<OverrideEncoding> {
         let Some(first) = elements.first() else {
@@ -807,12 +907,18 @@ impl Reader {
             return None;
         };
         if matches!(enc_type, EncType::PerBlock | EncType::Lpbq) {
-            return Some(OverrideEncoding::PerBlock {
-                enc_type: enc_type.name().to_string(),
-                bitwidth,
-                block_size,
-                channels,
-            });
+            let Some(block_size) = block_size.filter(|&b| b > 0) else {
+                self.push(
+                    OverrideError::error(
+                        Kind::MissingField,
+                        entry_span,
+                        format!("the {} encodings of \"{name}\" have no \"block_size\"", enc_type.name()),
+                    )
+                    .with_help("give the input channels per block: \"block_size\": 32"),
+                );
+                return None;
+            };
+            return Some(OverrideEncoding::PerBlock(BlockEncoding { bitwidth, block_size, blocks: channels, lpbq }));
         }
         let want = -symmetric_offset_magnitude(bitwidth);
         let bad = channels.iter().zip(elements).find(|(e, _)| e.offset as i64 != want);
@@ -1169,8 +1275,33 @@ mod tests {
         let o = parse_overrides(text).unwrap();
         assert!(matches!(
             &o.params["w"],
-            OverrideEncoding::PerBlock { block_size: Some(64), bitwidth: 4, channels, .. } if channels.len() == 2
+            OverrideEncoding::PerBlock(b) if b.block_size == 64 && b.bitwidth == 4 && b.blocks.len() == 2 && b.lpbq.is_none()
         ));
+        let no_size = text.replace(r#""block_size": 64,"#, "");
+        assert_eq!(errors_of(&no_size)[0].kind, Kind::MissingField);
+    }
+
+    /// AIMET's 1.0.0 LPBQ entry: per-channel float scales on the decompressed 8-bit grid,
+    /// integer block scales, 4-bit codes; blocks get `int * float` on the 4-bit grid.
+    #[test]
+    fn lpbq_1_0_0_reads_effective_block_scales() {
+        let text = r#"{"version": "1.0.0", "activation_encodings": [], "param_encodings": [
+          {"name": "w", "dtype": "INT", "enc_type": "LPBQ", "bw": 8, "compressed_bw": 4, "is_sym": true, "block_size": 4,
+           "scale": [0.5, 0.25], "offset": [-128, -128], "per_block_int_scale": [16, 3, 5, 16]}]}"#;
+        let o = parse_overrides(text).unwrap();
+        assert!(o.source.warnings.is_empty(), "{:?}", o.source.warnings);
+        let OverrideEncoding::PerBlock(b) = &o.params["w"] else { panic!() };
+        assert_eq!(
+            b.blocks.iter().map(|e| (e.scale, e.offset, e.bitwidth)).collect::<Vec<_>>(),
+            [(8.0, -8, 4), (1.5, -8, 4), (1.25, -8, 4), (4.0, -8, 4)]
+        );
+        assert_eq!(b.lpbq.as_ref().unwrap().channel_scales, [0.5, 0.25]);
+        assert_eq!(
+            errors_of(&text.replace(r#", "per_block_int_scale": [16, 3, 5, 16]"#, ""))[0].kind,
+            Kind::MissingField
+        );
+        assert_eq!(errors_of(&text.replace("[16, 3, 5, 16]", "[16, 3, 5]"))[0].kind, Kind::InvalidValue);
+        assert_eq!(errors_of(&text.replace("[16, 3, 5, 16]", "[16, 0, 5, 16]"))[0].kind, Kind::InvalidValue);
     }
 
     #[test]

@@ -8,13 +8,22 @@
 //! integers, `is_symmetric` is the string `"True"`/`"False"` and `dtype` is `"int"`/`"float"`
 //! as in AIMET's exports. A per-channel encoding is a list with one entry per channel. Graph
 //! constants go to `param_encodings`, everything else to `activation_encodings`.
+//!
+//! The dict form has no per-block encodings: a model with per-block weights gets the 1.0.0
+//! list form instead (AIMET's `PER_BLOCK` entries, with the effective block scales; an LPBQ
+//! input's integer/float split is the overrides file's, not the quantized model's), which the
+//! SDK reads as well.
 
 use std::fmt::Write as _;
 
+use super::{AimetVersion, BlockEncoding, OverrideEncoding, Overrides, write_overrides_json};
 use crate::quant::encoding::{Encoding, QuantizedGraph, TensorEncoding};
 
 /// The AIMET dict-form encodings of every tensor of `q` that has an encoding.
 pub fn write_encodings_json(q: &QuantizedGraph) -> String {
+    if q.encodings.values().any(|e| matches!(e, TensorEncoding::PerBlock { .. })) {
+        return list_form(q);
+    }
     let mut activations = Vec::new();
     let mut params = Vec::new();
     for (&id, enc) in &q.encodings {
@@ -32,6 +41,29 @@ pub fn write_encodings_json(q: &QuantizedGraph) -> String {
     out
 }
 
+/// The 1.0.0 list form of `q`'s encodings (through the overrides writer).
+fn list_form(q: &QuantizedGraph) -> String {
+    let mut o = Overrides { version: Some("1.0.0".into()), ..Default::default() };
+    for (&id, enc) in &q.encodings {
+        let Some(info) = q.graph.tensors.get(id.index()) else { continue };
+        let entry = match enc {
+            TensorEncoding::Float { bitwidth } => OverrideEncoding::Float { bitwidth: *bitwidth },
+            TensorEncoding::PerTensor(e) => OverrideEncoding::Int(vec![e.clone()]),
+            TensorEncoding::PerChannel { channels, .. } => OverrideEncoding::Int(channels.clone()),
+            TensorEncoding::PerBlock { block_size, blocks, .. } => OverrideEncoding::PerBlock(BlockEncoding {
+                bitwidth: blocks.first().map_or(0, |b| b.bitwidth),
+                block_size: *block_size as u32,
+                blocks: blocks.clone(),
+                lpbq: None,
+            }),
+        };
+        let section = if q.graph.is_constant(id) { &mut o.params } else { &mut o.activations };
+        section.insert(info.name.clone(), entry);
+    }
+    // Every value is finite (encodings are checked when made), so the writer cannot refuse.
+    write_overrides_json(&o, AimetVersion::V1_0_0, None).unwrap_or_default()
+}
+
 fn write_section(out: &mut String, key: &str, entries: &[(&str, &TensorEncoding)]) {
     let _ = write!(out, "  \"{key}\": {{");
     for (i, (name, enc)) in entries.iter().enumerate() {
@@ -43,6 +75,8 @@ fn write_section(out: &mut String, key: &str, entries: &[(&str, &TensorEncoding)
             }
             TensorEncoding::PerTensor(e) => vec![int_entry(e)],
             TensorEncoding::PerChannel { channels, .. } => channels.iter().map(int_entry).collect(),
+            // `write_encodings_json` writes these in the list form.
+            TensorEncoding::PerBlock { blocks, .. } => blocks.iter().map(int_entry).collect(),
         };
         for (j, item) in items.iter().enumerate() {
             out.push_str(if j == 0 { "\n      " } else { ",\n      " });
@@ -133,6 +167,7 @@ mod tests {
                 TensorEncoding::Float { bitwidth } => OverrideEncoding::Float { bitwidth: *bitwidth },
                 TensorEncoding::PerTensor(e) => OverrideEncoding::Int(vec![e.clone()]),
                 TensorEncoding::PerChannel { channels, .. } => OverrideEncoding::Int(channels.clone()),
+                TensorEncoding::PerBlock { .. } => unreachable!("no per-block encodings here"),
             };
             assert_eq!(got, &want, "{name}");
         }

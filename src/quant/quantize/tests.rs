@@ -278,10 +278,8 @@ fn mse_calibration_clips_the_outlier_and_keeps_small_weights() {
     assert!(close(x.scale, 33.0 / 255.0), "{}", x.scale);
     let minmax = quantize(&g, &s, &QuantSettings::default(), None).unwrap();
     assert!(close(per_tensor(&minmax, ids.x).scale, 100.0 / 255.0));
-    let scales = |q: &QuantizedGraph, id: TensorId| match &q.encodings[&id] {
-        TensorEncoding::PerTensor(e) => vec![e.scale],
-        TensorEncoding::PerChannel { channels, .. } => channels.iter().map(|e| e.scale).collect(),
-        TensorEncoding::Float { .. } => vec![],
+    let scales = |q: &QuantizedGraph, id: TensorId| -> Vec<f32> {
+        q.encodings[&id].integer_encodings().iter().map(|e| e.scale).collect()
     };
     for id in [ids.w, ids.gb, ids.k] {
         let (ours, reference) = (scales(&q, id), scales(&minmax, id));

@@ -9,9 +9,11 @@
 //! zero point in the middle of the grid (0 for a signed type, `2^(bw-1)` for an unsigned one)
 //! is read as symmetric, which is what AIMET writes for its symmetric encodings.
 //!
-//! Per-block entries (`y_scale` nested per output channel, or LPBQ's `per_block_int_scale` ×
-//! `per_channel_float_scale`) are read and checked like the 1.0.0 form's, and refused by
-//! quantize in the same way.
+//! Per-block entries give `y_scale` nested to the weight's rank (`[out, in / block_size, 1,
+//! 1]` for a Conv weight), `axis` the block axis and `block_size`; LPBQ entries give
+//! `per_block_int_scale` nested the same way and `per_channel_float_scale` (`[out, 1, ...]`),
+//! whose product, broadcast, is each block's scale. The nesting's shape is kept
+//! ([`Overrides::scale_shapes`](crate::quant::aimet::Overrides)) to write the entry back.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,7 @@ use jsonc_parser::ast::{Array, Object, Value};
 use jsonc_parser::common::Ranged;
 
 use super::{DtypeKind, EncType, Names, Num, RawElement, Reader, span};
+use crate::quant::aimet::Lpbq;
 use crate::quant::aimet::{EntrySpans, OverrideError, OverrideErrorKind as Kind, Section, Span};
 use crate::quant::math::symmetric_offset_magnitude;
 
@@ -74,30 +77,51 @@ impl IntType {
     }
 }
 
-/// `y_scale` (or `y_zero_point`, or LPBQ's scales) as written: a number, a list, or a list of
-/// lists (one per output channel, one value per block).
+/// `y_scale` (or `y_zero_point`, or LPBQ's scales) as written: a number, a list, or lists of
+/// lists to any depth (a per-block scale tensor), kept row-major with its shape.
 enum Values {
     One(Num),
     List(Vec<Num>),
-    Nested(Vec<Vec<Num>>),
+    Tensor { shape: Vec<usize>, items: Vec<Num> },
 }
 
 impl Values {
     fn flat(&self) -> Vec<&Num> {
         match self {
             Values::One(n) => vec![n],
-            Values::List(items) => items.iter().collect(),
-            Values::Nested(rows) => rows.iter().flatten().collect(),
+            Values::List(items) | Values::Tensor { items, .. } => items.iter().collect(),
         }
     }
 
-    /// Rows × columns: (1, 1) for a number, (n, 1) for a list.
-    fn shape(&self) -> (usize, usize) {
+    /// The nesting's shape: `[]` for a number, `[n]` for a list.
+    fn dims(&self) -> Vec<usize> {
         match self {
-            Values::One(_) => (1, 1),
-            Values::List(items) => (items.len(), 1),
-            Values::Nested(rows) => (rows.len(), rows.first().map_or(0, Vec::len)),
+            Values::One(_) => Vec::new(),
+            Values::List(items) => vec![items.len()],
+            Values::Tensor { shape, .. } => shape.clone(),
         }
+    }
+
+    /// The outermost length: output channels for a per-block tensor.
+    fn rows(&self) -> usize {
+        self.dims().first().copied().unwrap_or(1)
+    }
+}
+
+/// An entry's scales, read: the effective scale of every encoding, how many output channels
+/// they cover, the kind of encoding, and for per-block entries the scale tensor's shape and
+/// LPBQ's decomposition.
+struct Scales {
+    values: Vec<Num>,
+    rows: usize,
+    enc_type: EncType,
+    shape: Option<Vec<usize>>,
+    lpbq: Option<Lpbq>,
+}
+
+impl Scales {
+    fn plain(values: Vec<Num>, rows: usize, enc_type: EncType) -> Option<Scales> {
+        Some(Scales { values, rows, enc_type, shape: None, lpbq: None })
     }
 }
 
@@ -186,7 +210,10 @@ impl Reader {
             );
             return;
         };
-        let Some((scales, rows, enc_type)) = self.scales(&name, &raw, entry_span, &spans) else { return };
+        let Some(Scales { values: scales, rows, enc_type, shape, lpbq }) = self.scales(&name, &raw, entry_span, &spans)
+        else {
+            return;
+        };
         let zero_points = self.zero_points(&name, &raw, dtype, &scales, rows, entry_span);
         if self.errors.len() != before {
             return;
@@ -228,11 +255,14 @@ impl Reader {
             return;
         }
         let block = raw.block_size.map(|n| n.value as u32);
-        if let Some(enc) = self.resolve_entry(&name, &elements, entry_span, enc_type, block, &NAMES)
+        if let Some(enc) = self.resolve_entry(&name, &elements, entry_span, enc_type, block, lpbq, &NAMES)
             && self.errors.len() == before
         {
             if let Some(axis) = raw.axis.filter(|_| enc_type != EncType::PerTensor) {
                 self.out.axes.insert(name.clone(), axis.value as usize);
+            }
+            if let Some(shape) = shape {
+                self.out.scale_shapes.insert(name.clone(), shape);
             }
             self.add_entry(Section::Encodings, &name, enc, spans);
         }
@@ -289,12 +319,8 @@ impl Reader {
             Value::Array(arr)
                 if arr.elements.iter().all(|v| matches!(v, Value::Array(_))) && !arr.elements.is_empty() =>
             {
-                let rows: Vec<Vec<Num>> = arr.elements.iter().map(|row| self.number_array(row, field)).collect();
-                if rows.iter().any(|r| r.len() != rows[0].len()) {
-                    self.error(Kind::InvalidValue, whole, format!("the rows of \"{field}\" differ in length"));
-                    return None;
-                }
-                Values::Nested(rows)
+                let (shape, items) = self.tensor(value, field)?;
+                Values::Tensor { shape, items }
             }
             Value::Array(_) => Values::List(self.number_array(value, field)),
             Value::Object(_) => {
@@ -323,6 +349,40 @@ impl Reader {
         Some(read)
     }
 
+    /// Nested lists of numbers: their shape and items row-major; `None`, with an error at the
+    /// list, when the lists at one depth differ in length (the nesting is not a tensor).
+    fn tensor(&mut self, value: &Value, field: &str) -> Option<(Vec<usize>, Vec<Num>)> {
+        let Value::Array(arr) = value else {
+            let n = self.number(value, field)?;
+            return Some((Vec::new(), vec![n]));
+        };
+        if !arr.elements.iter().any(|v| matches!(v, Value::Array(_))) {
+            let items = self.number_array(value, field);
+            return Some((vec![items.len()], items));
+        }
+        let mut inner: Option<Vec<usize>> = None;
+        let mut items = Vec::new();
+        for element in &arr.elements {
+            let (shape, values) = self.tensor(element, field)?;
+            if inner.as_ref().is_some_and(|s| *s != shape) {
+                self.push(
+                    OverrideError::error(
+                        Kind::InvalidValue,
+                        span(element.range()),
+                        format!("the lists of \"{field}\" differ in shape"),
+                    )
+                    .with_help("a per-block scale tensor has one list per output channel, all of one shape"),
+                );
+                return None;
+            }
+            inner = Some(shape);
+            items.extend(values);
+        }
+        let mut shape = vec![arr.elements.len()];
+        shape.extend(inner.unwrap_or_default());
+        Some((shape, items))
+    }
+
     /// A non-negative integer of at least `least` (`axis`, `block_size`).
     fn count(&mut self, value: &Value, field: &str, least: f64) -> Option<Num> {
         let n = self.number(value, field)?;
@@ -337,13 +397,7 @@ impl Reader {
 
     /// The scales of an entry in channel-major order, how many output channels they cover, and
     /// the kind of encoding their shape (and the axis and block size) says it is.
-    fn scales(
-        &mut self,
-        name: &str,
-        raw: &RawEntry,
-        entry_span: Span,
-        spans: &EntrySpans,
-    ) -> Option<(Vec<Num>, usize, EncType)> {
+    fn scales(&mut self, name: &str, raw: &RawEntry, entry_span: Span, spans: &EntrySpans) -> Option<Scales> {
         let missing = |reader: &mut Reader, field: &str, help: &str| {
             reader.push(
                 OverrideError::error(
@@ -355,7 +409,7 @@ impl Reader {
             );
         };
         let lpbq = (&raw.block_int_scale, &raw.channel_float_scale);
-        let (values, enc_type) = match (&raw.scale, lpbq) {
+        let values = match (&raw.scale, lpbq) {
             (Some(_), (Some(_), _) | (_, Some(_))) => {
                 let at = spans.field(0, "y_scale[]").unwrap_or(entry_span);
                 self.error(
@@ -365,21 +419,34 @@ impl Reader {
                 );
                 return None;
             }
-            (Some(Values::One(s)), _) => return Some((vec![*s], 1, EncType::PerTensor)),
+            (Some(Values::One(s)), _) => return Scales::plain(vec![*s], 1, EncType::PerTensor),
             (Some(Values::List(items)), _) if items.len() == 1 && raw.axis.is_none() => {
-                return Some((vec![items[0]], 1, EncType::PerTensor));
+                return Scales::plain(vec![items[0]], 1, EncType::PerTensor);
             }
             (Some(Values::List(items)), _) => {
                 if raw.axis.is_none() {
                     missing(self, "axis", "per-channel encodings give their channel axis: \"axis\": 0");
                     return None;
                 }
-                return Some((items.clone(), items.len(), EncType::PerChannel));
+                return Scales::plain(items.clone(), items.len(), EncType::PerChannel);
             }
-            (Some(nested @ Values::Nested(_)), _) => {
-                (nested.flat().into_iter().copied().collect::<Vec<_>>(), EncType::PerBlock)
+            (Some(tensor @ Values::Tensor { .. }), _) => Scales {
+                values: tensor.flat().into_iter().copied().collect(),
+                rows: tensor.rows(),
+                enc_type: EncType::PerBlock,
+                shape: Some(tensor.dims()),
+                lpbq: None,
+            },
+            (None, (Some(ints), Some(floats))) => {
+                let (values, lpbq) = self.lpbq_scales(name, ints, floats, entry_span)?;
+                Scales {
+                    values,
+                    rows: ints.rows(),
+                    enc_type: EncType::Lpbq,
+                    shape: Some(ints.dims()),
+                    lpbq: Some(lpbq),
+                }
             }
-            (None, (Some(ints), Some(floats))) => (self.lpbq_scales(name, ints, floats, entry_span)?, EncType::Lpbq),
             (None, (Some(_), None)) => {
                 missing(self, "per_channel_float_scale", "LPBQ gives per_block_int_scale and per_channel_float_scale");
                 return None;
@@ -401,48 +468,72 @@ impl Reader {
             missing(self, "block_size", "per-block encodings give their block size: \"block_size\": 32");
             return None;
         }
-        let rows = match enc_type {
-            EncType::Lpbq => raw.block_int_scale.as_ref().map_or(0, |v| v.shape().0),
-            _ => raw.scale.as_ref().map_or(0, |v| v.shape().0),
-        };
-        Some((values, rows, enc_type))
+        Some(values)
     }
 
-    /// LPBQ's effective scales: `per_block_int_scale[c][b] * per_channel_float_scale[c]`.
-    fn lpbq_scales(&mut self, name: &str, ints: &Values, floats: &Values, entry_span: Span) -> Option<Vec<Num>> {
-        let (rows, _) = ints.shape();
-        let per_channel = floats.flat();
-        if per_channel.len() != rows {
-            self.error(
-                Kind::InvalidValue,
-                entry_span,
-                format!("\"{name}\" has {rows} rows of per-block scales but {} per-channel scales", per_channel.len()),
-            );
-            return None;
-        }
-        let Values::Nested(int_rows) = ints else {
-            self.error(
-                Kind::WrongType,
-                entry_span,
-                format!("\"per_block_int_scale\" of \"{name}\" must be a list of lists"),
+    /// LPBQ's effective scales, `per_block_int_scale * per_channel_float_scale` with the float
+    /// scales broadcast over the blocks (both nested to one rank, each float axis either 1 or
+    /// the integer tensor's), and the decomposition itself.
+    fn lpbq_scales(
+        &mut self,
+        name: &str,
+        ints: &Values,
+        floats: &Values,
+        entry_span: Span,
+    ) -> Option<(Vec<Num>, Lpbq)> {
+        let Values::Tensor { shape, items } = ints else {
+            self.push(
+                OverrideError::error(
+                    Kind::WrongType,
+                    entry_span,
+                    format!("\"per_block_int_scale\" of \"{name}\" must be a list of lists"),
+                )
+                .with_help("one list of block scales per output channel, nested like y_scale"),
             );
             return None;
         };
-        let mut scales = Vec::new();
-        for (row, channel) in int_rows.iter().zip(per_channel) {
-            for n in row {
-                if n.value.fract() != 0.0 || n.value <= 0.0 {
-                    self.error(
-                        Kind::InvalidValue,
-                        n.span,
-                        format!("a per-block integer scale must be a positive integer, got {}", n.value),
-                    );
-                    return None;
-                }
-                scales.push(Num { value: n.value * channel.value, span: n.span });
-            }
+        let mut float_dims = floats.dims();
+        // A flat list of one scale per channel stands for `[out, 1, ...]`.
+        if float_dims.len() == 1 && shape.len() > 1 {
+            float_dims.resize(shape.len(), 1);
         }
-        Some(scales)
+        let broadcasts = float_dims.len() == shape.len()
+            && float_dims.iter().zip(shape).all(|(&f, &i)| f == 1 || f == i)
+            && float_dims.first() == shape.first()
+            // One float scale per channel, so fewer than blocks unless a channel has one block.
+            && (floats.flat().len() < items.len() || float_dims == *shape && float_dims.iter().skip(1).all(|&d| d == 1));
+        if !broadcasts {
+            self.push(
+                OverrideError::error(
+                    Kind::InvalidValue,
+                    entry_span,
+                    format!(
+                        "\"{name}\" has per-block integer scales of shape {shape:?} but per-channel float scales of \
+                         shape {float_dims:?}"
+                    ),
+                )
+                .with_help("per_channel_float_scale has one value per output channel, nested to the same rank"),
+            );
+            return None;
+        }
+        let per_channel = floats.flat();
+        let mut values = Vec::with_capacity(items.len());
+        let mut int_scales = Vec::with_capacity(items.len());
+        for (i, n) in items.iter().enumerate() {
+            if n.value.fract() != 0.0 || n.value < 1.0 || n.value > f64::from(u32::MAX) {
+                self.error(
+                    Kind::InvalidValue,
+                    n.span,
+                    format!("a per-block integer scale must be a positive integer, got {}", n.value),
+                );
+                return None;
+            }
+            let channel = per_channel[broadcast_index(i, shape, &float_dims)];
+            let int = n.value as u32;
+            int_scales.push(int);
+            values.push(Num { value: f64::from(Lpbq::block_scale(int, channel.value)), span: n.span });
+        }
+        Some((values, Lpbq { int_scales, channel_scales: per_channel.iter().map(|n| n.value).collect() }))
     }
 
     /// One zero point per scale (0 where `y_zero_point` is left out), each an integer the
@@ -495,6 +586,21 @@ impl Reader {
     }
 }
 
+/// The row-major index, in a tensor of shape `to` (each axis 1 or `shape`'s), of the element
+/// that item `index` of a tensor of `shape` reads when `to` is broadcast over it.
+fn broadcast_index(index: usize, shape: &[usize], to: &[usize]) -> usize {
+    let (mut rest, mut out, mut stride) = (index, 0, 1);
+    for (&dim, &target) in shape.iter().zip(to).rev() {
+        let coordinate = rest % dim.max(1);
+        rest /= dim.max(1);
+        if target != 1 {
+            out += coordinate * stride;
+        }
+        stride *= target;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,11 +644,37 @@ mod tests {
         let o = parse_overrides(&v2(r#"{"name": "b", "output_dtype": "int4", "y_scale": [[0.1, 0.2], [0.3, 0.4]], "axis": 1, "block_size": 32},
                {"name": "l", "output_dtype": "int4", "per_block_int_scale": [[2, 4]], "per_channel_float_scale": [0.5], "axis": 1, "block_size": 16}"#))
         .unwrap();
-        let OverrideEncoding::PerBlock { enc_type, block_size, channels, .. } = &o.encodings["b"] else { panic!() };
-        assert_eq!((enc_type.as_str(), *block_size, channels.len()), ("PER_BLOCK", Some(32), 4));
-        let OverrideEncoding::PerBlock { enc_type, channels, .. } = &o.encodings["l"] else { panic!() };
-        assert_eq!(enc_type, "LPBQ");
-        assert_eq!(channels.iter().map(|e| e.scale).collect::<Vec<_>>(), [1.0, 2.0]);
+        let OverrideEncoding::PerBlock(b) = &o.encodings["b"] else { panic!() };
+        assert_eq!((b.enc_type(), b.block_size, b.blocks.len(), b.bitwidth), ("PER_BLOCK", 32, 4, 4));
+        assert!(b.blocks.iter().all(|e| e.offset == -8 && e.symmetric));
+        let OverrideEncoding::PerBlock(l) = &o.encodings["l"] else { panic!() };
+        assert_eq!(l.enc_type(), "LPBQ");
+        assert_eq!(l.blocks.iter().map(|e| e.scale).collect::<Vec<_>>(), [1.0, 2.0]);
+        assert_eq!(l.lpbq.as_ref().unwrap().int_scales, [2, 4]);
+        assert_eq!((o.scale_shapes["b"].as_slice(), o.scale_shapes["l"].as_slice()), (&[2, 2][..], &[1, 2][..]));
+    }
+
+    /// AIMET nests a Conv weight's scales to its rank (`[out, blocks, 1, 1]`) and broadcasts
+    /// the per-channel float scales of LPBQ (`[out, 1, 1, 1]`) over the blocks.
+    #[test]
+    fn reads_rank_4_block_scales_and_broadcasts_lpbq_channel_scales() {
+        let o = parse_overrides(&v2(r#"{"name": "c", "output_dtype": "int4", "y_scale": [[[[0.1]], [[0.2]]], [[[0.3]], [[0.4]]]], "axis": 1, "block_size": 4},
+               {"name": "l", "output_dtype": "int4", "per_block_int_scale": [[[[16]], [[3]]], [[[5]], [[16]]]], "per_channel_float_scale": [[[[0.5]]], [[[0.25]]]], "axis": 1, "block_size": 4}"#))
+        .unwrap();
+        let OverrideEncoding::PerBlock(c) = &o.encodings["c"] else { panic!() };
+        assert_eq!(c.blocks.iter().map(|e| e.scale).collect::<Vec<_>>(), [0.1, 0.2, 0.3, 0.4]);
+        let OverrideEncoding::PerBlock(l) = &o.encodings["l"] else { panic!() };
+        assert_eq!(l.blocks.iter().map(|e| e.scale).collect::<Vec<_>>(), [8.0, 1.5, 1.25, 4.0]);
+        assert_eq!(l.lpbq.as_ref().unwrap().channel_scales, [0.5, 0.25]);
+        assert_eq!(o.scale_shapes["c"], [2, 2, 1, 1]);
+        let e = error_of(
+            r#"{"name": "c", "output_dtype": "int4", "y_scale": [[[0.1], [0.2]], [[0.3]]], "axis": 1, "block_size": 4}"#,
+        );
+        assert_eq!(e.kind, Kind::InvalidValue);
+        let e = error_of(
+            r#"{"name": "l", "output_dtype": "int4", "per_block_int_scale": [[2, 4]], "per_channel_float_scale": [[0.5, 1]], "axis": 1, "block_size": 4}"#,
+        );
+        assert_eq!(e.kind, Kind::InvalidValue);
     }
 
     fn error_of(entries: &str) -> OverrideError {
