@@ -265,14 +265,34 @@ pub fn remove(dir: &Path, kind: DirKind) -> Result<Removal, Diag> {
         for name in names {
             fs::rename(dir.join(&name), doomed.join(&name)).map_err(failed)?;
         }
-        fs::remove_dir_all(&doomed).map_err(failed)?;
+        remove_settling(&doomed, |d| fs::remove_dir_all(d)).map_err(failed)?;
         return Ok(Removal::Removed);
     }
     // Renamed away first, then deleted: a concurrent build sees the whole tagged directory or
     // none, never one half deleted (which it could not tell from a directory of someone else).
     let target = if fs::rename(dir, &doomed).is_ok() { doomed } else { dir.to_path_buf() };
-    fs::remove_dir_all(&target).map_err(failed)?;
+    remove_settling(&target, |d| fs::remove_dir_all(d)).map_err(failed)?;
     Ok(Removal::Removed)
+}
+
+/// Runs `remove_all` on `dir` again while it fails with "directory not empty", a bounded
+/// number of times. A directory renamed out of sight can still gain an entry: a process whose
+/// path lookup passed through the old name just before the rename (a build starting beside
+/// `qairt clean --cache` making `cache/tmp`) creates it inside the renamed directory after
+/// `remove_dir_all` listed it, and the final `rmdir` then fails. Such lookups are in flight,
+/// not new, so the directory settles after a few short waits.
+fn remove_settling(dir: &Path, mut remove_all: impl FnMut(&Path) -> io::Result<()>) -> io::Result<()> {
+    const ATTEMPTS: u32 = 20;
+    let mut attempt = 1;
+    loop {
+        match remove_all(dir) {
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty && attempt < ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// `.<name>.<suffix>` beside `dir`: where a directory is made or removed out of sight.
@@ -321,6 +341,42 @@ mod tests {
             assert!(!dir.exists());
             assert_eq!(remove(&dir, kind).unwrap(), Removal::Absent);
         }
+    }
+
+    #[test]
+    fn a_directory_that_gains_an_entry_while_removed_is_removed_on_a_later_attempt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("doomed");
+        fs::create_dir_all(dir.join("objects")).unwrap();
+        // The first two attempts see a late entry appear (as an in-flight lookup would make
+        // it) and fail as `rmdir` does; the third removes everything.
+        let mut attempts = 0;
+        remove_settling(&dir, |d| {
+            attempts += 1;
+            if attempts < 3 {
+                fs::create_dir_all(d.join("tmp")).unwrap();
+                return Err(io::Error::from(ErrorKind::DirectoryNotEmpty));
+            }
+            fs::remove_dir_all(d)
+        })
+        .unwrap();
+        assert_eq!(attempts, 3);
+        assert!(!dir.exists());
+        // Another error, or one that never settles, is returned rather than retried for ever.
+        let mut calls = 0;
+        let err = remove_settling(&tmp.path().join("absent"), |d| {
+            calls += 1;
+            fs::remove_dir_all(d)
+        })
+        .unwrap_err();
+        assert_eq!((err.kind(), calls), (ErrorKind::NotFound, 1));
+        let mut calls = 0;
+        let err = remove_settling(tmp.path(), |_| {
+            calls += 1;
+            Err(io::Error::from(ErrorKind::DirectoryNotEmpty))
+        })
+        .unwrap_err();
+        assert_eq!((err.kind(), calls), (ErrorKind::DirectoryNotEmpty, 20));
     }
 
     #[test]
