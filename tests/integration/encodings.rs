@@ -361,6 +361,8 @@ fn an_unfolded_batchnorm_export_follows_the_fold_as_the_sdks_converter_does() {
     assert!(message.contains("\"/bn1/BatchNormalization_output_0\" carried to \"/conv1/Conv_output_0\""), "{message}");
     assert!(message.contains("\"conv1.weight\" rescaled per channel"), "{message}");
     assert_eq!(bn1["line"], 34, "at the BatchNorm output's entry: {bn1}");
+    let help = bn1["help"].as_str().unwrap_or_default();
+    assert!(help.contains("batchnorm_folding = false"), "the way to keep the BatchNorms is named: {bn1}");
 
     let ours = logits(&p.path("out/v1.0.0/outputs"));
     assert_eq!(ours, logits(&p.path("out/v2.0.0/outputs")), "the 2.0.0 file builds what the 1.0.0 file builds");

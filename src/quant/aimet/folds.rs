@@ -48,8 +48,9 @@ pub fn carry_through_folds(o: &Overrides, graph: &Graph) -> (Overrides, Vec<Over
                     ),
                 )
                 .with_help(
-                    "AIMET's batch_norm_fold before QuantizationSimModel exports encodings for the folded model \
-                     itself (AIMET warns that QuantSim on unfolded BatchNorms does not simulate the target)",
+                    "to run the BatchNorms as AIMET's QuantSim of the unfolded model did, with these encodings as \
+                     they are, set `batchnorm_folding = false` on this target; or export from AIMET after \
+                     batch_norm_fold, which writes encodings for the folded model itself",
                 ),
             );
         }
