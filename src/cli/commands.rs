@@ -175,21 +175,96 @@ pub fn cache_stats(path: Option<PathBuf>, format: MessageFormat) -> u8 {
     };
     match engine::cache_stats(ws.store()) {
         Ok(stats) if format == MessageFormat::Json => {
-            super::output::print_json(serde_json::json!({
+            let mut line = serde_json::json!({
                 "event": "cache_stats", "cache": ws.store().root().display().to_string(),
                 "objects": stats.objects, "object_bytes": stats.object_bytes,
                 "actions": stats.actions, "action_bytes": stats.action_bytes,
-            }));
+            });
+            let totals = engine::remote::load_totals(ws.store().root());
+            line["remote"] = serde_json::to_value(&totals.stats).unwrap_or_default();
+            // The remote this project uses now (the totals may include earlier ones).
+            let remote = ws.store().remote();
+            line["remote"]["url"] = serde_json::json!(remote.map(|r| r.shown().to_string()));
+            line["remote"]["mode"] = serde_json::json!(remote.map(|r| r.mode().name()));
+            line["remote"]["last_url"] = serde_json::json!(totals.remote);
+            super::output::print_json(line);
             0
         }
         Ok(stats) => {
             println!("cache: {}", ws.store().root().display());
             println!("objects: {} ({} bytes)", stats.objects, stats.object_bytes);
             println!("actions: {} ({} bytes)", stats.actions, stats.action_bytes);
+            let totals = engine::remote::load_totals(ws.store().root());
+            match configured_remote(&ws) {
+                Some(url) => println!("remote: {url}"),
+                None => println!("remote: none (set QAIRT_REMOTE_CACHE or [cache] remote)"),
+            }
+            let t = &totals.stats;
+            if *t != engine::remote::RemoteStats::default() {
+                println!(
+                    "remote, over every build: {} hits, {} misses; {} objects ({}) down, {} objects and {} records ({}) up; {} damaged entries, {} failed requests",
+                    t.hits,
+                    t.misses,
+                    t.objects_down,
+                    super::output::bytes_text(t.bytes_down),
+                    t.objects_up,
+                    t.records_up,
+                    super::output::bytes_text(t.bytes_up),
+                    t.damaged,
+                    t.errors
+                );
+            }
             0
         }
         Err(e) => fail(&[Diag::error("qairt::cache::io", format!("cannot read the cache: {e}"))]),
     }
+}
+
+/// The remote cache this project would use now (URL without credentials, and its mode).
+fn configured_remote(ws: &Workspace) -> Option<String> {
+    ws.store().remote().map(|r| format!("{} ({})", r.shown(), r.mode().name()))
+}
+
+pub fn cache_push(path: Option<PathBuf>) -> u8 {
+    let mut ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    transfer_done(engine::cache_push(&mut ws), "pushed")
+}
+
+pub fn cache_pull(path: Option<PathBuf>, targets: &[String]) -> u8 {
+    let mut ws = match open(path, false) {
+        Ok(ws) => ws,
+        Err(code) => return code,
+    };
+    transfer_done(engine::cache_pull(&mut ws, targets), "pulled")
+}
+
+/// Prints what a push or pull moved; exit 1 when the remote failed.
+fn transfer_done(result: Result<engine::TransferReport, Vec<Diag>>, verb: &str) -> u8 {
+    let report = match result {
+        Ok(report) => report,
+        Err(diags) => return fail(&diags),
+    };
+    for warning in &report.warnings {
+        render::print(warning);
+    }
+    let s = &report.stats;
+    println!(
+        "{verb} {}: {} objects and {} records up ({}), {} objects down ({}), {} records found",
+        report.url,
+        s.objects_up,
+        s.records_up,
+        super::output::bytes_text(s.bytes_up),
+        s.objects_down,
+        super::output::bytes_text(s.bytes_down),
+        s.hits
+    );
+    for (target, stage) in &report.missing {
+        println!("  {target}: the remote has no result for `{}` and what follows; a build runs them", stage.name());
+    }
+    if s.errors > 0 { 1 } else { 0 }
 }
 
 pub fn cache_gc(path: Option<PathBuf>, max_size: u64) -> u8 {

@@ -173,6 +173,21 @@ enum CacheAction {
         #[arg(help = PROJECT_PATH)]
         path: Option<PathBuf>,
     },
+    /// Upload every entry of the local cache to the remote cache (QAIRT_REMOTE_CACHE or
+    /// [cache] remote)
+    Push {
+        #[arg(help = PROJECT_PATH)]
+        path: Option<PathBuf>,
+    },
+    /// Download from the remote cache everything a build of the project would reuse, without
+    /// running a stage (a later build then needs no network)
+    Pull {
+        #[arg(help = PROJECT_PATH)]
+        path: Option<PathBuf>,
+        /// Only this target (repeatable); default: every target of qairt.toml
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 /// A size as people write it: `1G`, `500 MiB`, `1.5gb`, `1073741824`. Units are binary
@@ -245,6 +260,8 @@ pub fn main() -> ExitCode {
             CacheAction::Stats { path, message_format } => commands::cache_stats(path, message_format),
             CacheAction::Gc { path, max_size } => commands::cache_gc(path, max_size),
             CacheAction::Verify { path } => commands::cache_verify(path),
+            CacheAction::Push { path } => commands::cache_push(path),
+            CacheAction::Pull { path, targets } => commands::cache_pull(path, &targets),
         },
         Command::Sweep(args) => sweep::run(*args),
         Command::Suggest(args) => suggest::run(*args),

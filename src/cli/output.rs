@@ -60,12 +60,16 @@ pub(super) fn numbers(metrics: &BTreeMap<String, f64>) -> Value {
 /// The JSON line of a stage event (docs/json.md), shared by `build`, `watch` and
 /// `sweep`; `None` for other events.
 pub fn stage_json(event: &Event) -> Option<serde_json::Value> {
-    let Event::Stage { target, stage, built, key, ms, peak_activation_bytes } = event else { return None };
+    let Event::Stage { target, stage, built, remote, key, ms, peak_activation_bytes } = event else { return None };
     let mut line = json!({
         "event": "stage", "target": target, "stage": stage.name(),
         "status": if *built { "built" } else { "cached" },
         "key": key.to_hex().to_string(), "ms": round(*ms, 3),
     });
+    // Where a cached result came from: this machine's cache or the shared remote one.
+    if !*built {
+        line["from"] = json!(if *remote { "remote" } else { "local" });
+    }
     if let Some(bytes) = peak_activation_bytes {
         line["peak_activation_bytes"] = json!(bytes);
     }
@@ -98,6 +102,24 @@ pub fn verify_json(event: &Event) -> Option<serde_json::Value> {
         line["golden"] = json!({"matched": matched, "unmatched_tensors": tensors, "unmatched_files": files});
     }
     Some(line)
+}
+
+/// A remote cache's figures as JSON (the `finished` event's and `cache stats`'s `remote`).
+pub(super) fn remote_json(remote: &crate::engine::RemoteReport) -> Value {
+    let mut value = serde_json::to_value(&remote.stats).unwrap_or_default();
+    value["url"] = json!(remote.url);
+    value["mode"] = json!(remote.mode.name());
+    value
+}
+
+/// A byte count for people: `812 B`, `3.4 MB`.
+pub(super) fn bytes_text(bytes: u64) -> String {
+    match bytes {
+        b if b < 1_000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b if b < 1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.2} GB", b as f64 / 1e9),
+    }
 }
 
 /// An SQNR for people: `38.2 dB`, or `exact` for identical tensors.
@@ -143,12 +165,16 @@ impl EventPrinter {
                 }
             }
             (Event::Stage { .. }, MessageFormat::Human) if style::quiet() => {}
-            (Event::Stage { target, stage, built, key, ms, peak_activation_bytes }, MessageFormat::Human) => {
+            (Event::Stage { target, stage, built, remote, key, ms, peak_activation_bytes }, MessageFormat::Human) => {
                 if self.last_target.as_ref() != Some(target) {
                     let _ = writeln!(out, "{}", paint(Role::Heading, target));
                     self.last_target = Some(target.clone());
                 }
-                let status = if *built { paint(Role::Built, "built ") } else { paint(Role::Dim, "cached") };
+                let status = match (built, remote) {
+                    (true, _) => paint(Role::Built, "built "),
+                    (false, true) => paint(Role::Dim, "cached (remote)"),
+                    (false, false) => paint(Role::Dim, "cached"),
+                };
                 let time = format!("{ms:>9.1} ms");
                 let peak =
                     peak_activation_bytes.map(|b| format!("  (peak activation memory {b} B)")).unwrap_or_default();
@@ -253,10 +279,13 @@ impl EventPrinter {
         };
         match self.format {
             MessageFormat::Json => {
-                let line = json!({
+                let mut line = json!({
                     "event": "finished", "ok": code == 0, "exit_code": code, "built": report.built,
                     "cached": report.cached, "ms": round(report.ms, 3),
                 });
+                if let Some(remote) = &report.remote {
+                    line["remote"] = remote_json(remote);
+                }
                 write_json(&mut out, line);
             }
             // -q: a build that did what was asked prints nothing at all, as cargo's does.
@@ -271,6 +300,19 @@ impl EventPrinter {
                 };
                 let _ =
                     writeln!(out, "{verdict}: {} built, {} cached in {:.0} ms", report.built, report.cached, report.ms);
+                if let Some(remote) = &report.remote {
+                    let s = &remote.stats;
+                    let _ = writeln!(
+                        out,
+                        "remote cache {}: {} hits, {} misses, {} down, {} up{}",
+                        remote.url,
+                        s.hits,
+                        s.misses,
+                        bytes_text(s.bytes_down),
+                        bytes_text(s.bytes_up),
+                        if s.errors > 0 { " (unavailable: built locally)" } else { "" }
+                    );
+                }
             }
         }
         let _ = out.flush();

@@ -282,7 +282,10 @@ impl Database {
     /// Takes the events and warnings recorded since the last call.
     pub fn drain_log(&self) -> (Vec<BuiltEvent>, Vec<Diag>) {
         let built = std::mem::take(&mut *lock(&self.services.built));
-        let warnings = std::mem::take(&mut *lock(&self.services.warnings));
+        let mut warnings = std::mem::take(&mut *lock(&self.services.warnings));
+        if let Some(remote) = self.services.store.remote() {
+            warnings.extend(remote.take_warnings());
+        }
         (built, warnings)
     }
 

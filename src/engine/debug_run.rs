@@ -37,7 +37,7 @@ use crate::ir::{Tensor, TensorId};
 use crate::runtime::profile::Profile;
 
 use super::db::{Db, Failed, ProjectInput, Stage, TargetInput};
-use super::memo::{KeyBuilder, lookup_record};
+use super::memo::{KeyBuilder, lookup_local_record};
 use super::output_names::{output_file_stems, tensor_map_json};
 use super::stages;
 use super::stamps::Stamps;
@@ -85,9 +85,11 @@ fn ledger_key(target_name: &str) -> Digest {
     KeyBuilder::new(Stage::Simulate).bytes("debug ledger", target_name.as_bytes()).finish()
 }
 
+/// The dumps' ledger and manifest and the profile's timings are facts of this checkout and
+/// machine: kept in the local cache only.
 fn record(ws: &Workspace, key: &Digest, meta: Vec<u8>) -> Result<(), Failed> {
     ws.store()
-        .record(key, &ActionRecord { output: [0; 32], size: 0, meta })
+        .record_local(key, &ActionRecord { output: [0; 32], size: 0, meta })
         .map_err(|e| write_error(ws.store().root(), e))
 }
 
@@ -103,7 +105,7 @@ pub fn materialize(
     let name = target.name(&ws.db).clone();
     let ledger_key = ledger_key(&name);
     let ledger: Vec<String> =
-        lookup_record(&ws.db, &ledger_key).and_then(|r| postcard::from_bytes(&r.meta).ok()).unwrap_or_default();
+        lookup_local_record(&ws.db, &ledger_key).and_then(|r| postcard::from_bytes(&r.meta).ok()).unwrap_or_default();
     if wanted == Wanted::default() && ledger.is_empty() {
         return Ok(None);
     }
@@ -113,10 +115,10 @@ pub fn materialize(
     // What is there already: the dumps' manifest, the stored profile.
     let dumps_key = if wanted.dumps { Some(run_key(&ws.db, project, target, "dumps")?) } else { None };
     let dumps_manifest: Option<Manifest> =
-        dumps_key.and_then(|key| lookup_record(&ws.db, &key)).and_then(|r| postcard::from_bytes(&r.meta).ok());
+        dumps_key.and_then(|key| lookup_local_record(&ws.db, &key)).and_then(|r| postcard::from_bytes(&r.meta).ok());
     let profile_key = if wanted.profile { Some(run_key(&ws.db, project, target, "profile")?) } else { None };
     let stored_profile: Option<StoredProfile> =
-        profile_key.and_then(|key| lookup_record(&ws.db, &key)).and_then(|r| postcard::from_bytes(&r.meta).ok());
+        profile_key.and_then(|key| lookup_local_record(&ws.db, &key)).and_then(|r| postcard::from_bytes(&r.meta).ok());
 
     // A no-op build stats the listed files and loads no stage value.
     let dumps_intact = dumps_manifest.as_ref().is_some_and(|files| holds_all(ws.stamps_mut(), &dir, files));

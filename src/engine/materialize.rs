@@ -297,7 +297,7 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
         }
         let key = part_key(ws, project, target, part, profile.as_ref())?;
         let manifest: Option<Vec<(String, [u8; 32])>> =
-            super::memo::lookup_record(&ws.db, &key).and_then(|r| postcard::from_bytes(&r.meta).ok());
+            super::memo::lookup_local_record(&ws.db, &key).and_then(|r| postcard::from_bytes(&r.meta).ok());
         let complete = manifest.as_ref().is_some_and(|files| {
             files.iter().all(|(rel, digest)| ws.stamps_mut().holds(&dir.join(rel), &Digest::from_bytes(*digest)))
         });
@@ -323,8 +323,9 @@ pub fn materialize(ws: &mut Workspace, project: ProjectInput, target: TargetInpu
             manifest.push((rel, *digest.as_bytes()));
         }
         let meta = postcard::to_stdvec(&manifest).map_err(super::convert::internal)?;
+        // What this checkout's out/ holds: a local fact.
         ws.store()
-            .record(&key, &ActionRecord { output: [0; 32], size: 0, meta })
+            .record_local(&key, &ActionRecord { output: [0; 32], size: 0, meta })
             .map_err(|e| write_error(ws.store().root(), e))?;
     }
     let build_json = provenance(ws, project, target, &name)?;

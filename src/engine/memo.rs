@@ -210,7 +210,16 @@ where
 /// The action record under `key`, if there is one; a damaged record is reported (and removed
 /// by the store, so the caller's rebuild replaces it) instead of passing silently as a miss.
 pub fn lookup_record(db: &dyn Db, key: &Digest) -> Option<ActionRecord> {
-    match db.services().store.lookup(key) {
+    reported(db, db.services().store.lookup(key))
+}
+
+/// [`lookup_record`] in this machine's cache only (`Store::lookup_local`).
+pub fn lookup_local_record(db: &dyn Db, key: &Digest) -> Option<ActionRecord> {
+    reported(db, db.services().store.lookup_local(key))
+}
+
+fn reported(db: &dyn Db, found: Result<Option<ActionRecord>, super::store::Corruption>) -> Option<ActionRecord> {
+    match found {
         Ok(record) => record,
         Err(corrupt) => {
             let message = format!("damaged cache entry {} ({}); rebuilding it", corrupt.path.display(), corrupt.what);

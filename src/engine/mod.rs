@@ -4,6 +4,7 @@
 //! **Invariants:** the only module that names `salsa::` or touches the file system on behalf
 //! of stages; stages below it (onnx, passes, quant, compile, runtime, verify) are pure.
 
+mod cache_transfer;
 mod checkpoint;
 mod compare;
 mod convert;
@@ -18,6 +19,7 @@ mod memo;
 mod memory_budget;
 mod output_names;
 pub mod owned_dir;
+pub mod remote;
 mod samples;
 mod sensitivity_stage;
 mod snoop;
@@ -28,12 +30,13 @@ mod store;
 mod verify_stage;
 mod workspace;
 
+pub use cache_transfer::{TransferReport, pull as cache_pull, push as cache_push};
 pub(crate) use convert::override_error;
 pub use db::{Progress, Stage};
 pub use explain::{StageVerdict, Verdict, explain};
 pub use store::{Digest, Store};
 pub use verify_stage::VerifyOutcome;
-pub use workspace::{BuildReport, DebugOverride, Event, SimulateOverride, SuggestReport, Workspace};
+pub use workspace::{BuildReport, DebugOverride, Event, RemoteReport, SimulateOverride, SuggestReport, Workspace};
 
 /// Sizes and counts of the store, for `qairt cache stats`.
 pub struct CacheStats {

@@ -125,7 +125,7 @@ fn kept_names(dir: &Path, kind: DirKind) -> Vec<String> {
 }
 
 /// What the cache holds (every name qairt writes there).
-const CACHE_ENTRIES: &[&str] = &["objects", "actions", "tmp", "lock", "stamps", "last"];
+const CACHE_ENTRIES: &[&str] = &["objects", "actions", "tmp", "lock", "stamps", "last", "remote.json"];
 
 /// What `out/<target>/` holds (every name qairt writes there).
 const TARGET_DIR_ENTRIES: &[&str] = &[

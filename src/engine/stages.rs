@@ -62,8 +62,11 @@ fn parse_key(db: &dyn Db, project: ProjectInput) -> super::store::Digest {
 #[salsa::tracked(returns(clone))]
 pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed> {
     let key = parse_key(db, project);
-    if let Some(needs) = specialize::recorded_needs(db, &key) {
-        return specialized_parse(db, project, key, needs);
+    let recorded = specialize::recorded_needs(db, &key);
+    if let Some(needs) = &recorded
+        && !needs.is_empty()
+    {
+        return specialized_parse(db, project, key, needs.clone());
     }
     let mut needs = None;
     let result = memoize(
@@ -78,6 +81,13 @@ pub fn parse_record(db: &dyn Db, project: ProjectInput) -> Result<Record, Failed
         (Err(_), Some(needs)) => {
             specialize::record_needs(db, &key, &needs)?;
             specialized_parse(db, project, key, needs)
+        }
+        // "Needs nothing" recorded too, so that the next build finds the answer in the local
+        // cache instead of asking the remote one every time. Only an optimization: a failure
+        // to record it is no failure of the build.
+        (Ok(record), None) if recorded.is_none() => {
+            let _ = specialize::record_needs(db, &key, &[]);
+            Ok(record)
         }
         (result, _) => result,
     }

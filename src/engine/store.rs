@@ -9,6 +9,10 @@
 //! - an action record carries its own checksum, so a torn or edited record is a miss too;
 //! - two processes may share a store: identical content gives identical names, and a build
 //!   holds the store's lock file for its duration.
+//!
+//! With a remote cache ([`super::remote`]) the store reads through it (a local miss asks the
+//! remote; what comes back is checked, then kept locally) and writes through it (every object
+//! and record stored is uploaded in the background).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -46,6 +50,9 @@ pub struct Corruption {
 
 pub struct Store {
     root: PathBuf,
+    remote: Option<super::remote::RemoteCache>,
+    /// `qairt cache pull`: a remote hit downloads its object at once rather than when read.
+    eager: std::sync::atomic::AtomicBool,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +61,7 @@ impl Store {
     /// Opens the store rooted at `root`, creating (and tagging) it if needed. A directory
     /// qairt did not make is refused (see `owned_dir`).
     pub fn open(root: &Path) -> Result<Store, crate::diag::Diag> {
-        let store = Store { root: root.to_path_buf() };
+        let store = Store { root: root.to_path_buf(), remote: None, eager: Default::default() };
         store.ensure_layout().map_err(|e| {
             crate::diag::Diag::error("qairt::cache::io", format!("cannot open the cache at {}: {e}", root.display()))
         })?;
@@ -91,6 +98,38 @@ impl Store {
         Ok(())
     }
 
+    /// The store, reading and writing through `remote` as well.
+    pub fn with_remote(mut self, remote: super::remote::RemoteCache) -> Store {
+        self.remote = Some(remote);
+        self
+    }
+
+    pub fn remote(&self) -> Option<&super::remote::RemoteCache> {
+        self.remote.as_ref()
+    }
+
+    /// Whether a remote hit downloads its object at once (`qairt cache pull`).
+    pub fn set_eager(&self, eager: bool) {
+        self.eager.store(eager, Ordering::SeqCst);
+    }
+
+    /// Uploads the local record under `key`, and its object first (`qairt cache push`). A
+    /// damaged record, or one whose object is gone, is not shared.
+    pub fn push(&self, key: &Digest) {
+        let Some(remote) = &self.remote else { return };
+        let Some(bytes) = fs::read(self.action_path(key)).ok() else { return };
+        let Some(record) = decode_record(&bytes) else { return };
+        let output = (record.output != [0; 32]).then(|| record.output_digest());
+        if let Some(digest) = output {
+            let path = self.object_path(&digest);
+            if !path.is_file() {
+                return;
+            }
+            remote.upload_object(digest, path);
+        }
+        remote.upload_record(*key, bytes, output);
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -124,6 +163,9 @@ impl Store {
         if !path.exists() {
             write_atomically(&self.root.join("tmp"), &path, bytes)?;
         }
+        if let Some(remote) = &self.remote {
+            remote.upload_object(digest, path);
+        }
         Ok(digest)
     }
 
@@ -133,7 +175,7 @@ impl Store {
         let path = self.object_path(digest);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(self.fetch_object(digest, &path)),
             Err(e) => return Err(Corruption { path, what: format!("unreadable: {e}") }),
         };
         if blake3::hash(&bytes) != *digest {
@@ -141,6 +183,14 @@ impl Store {
             return Err(Corruption { path, what: "content does not match its hash".into() });
         }
         Ok(Some(bytes))
+    }
+
+    /// The object from the remote cache (re-hashed there), kept locally too; `None` without a
+    /// remote or when it does not have it. Failing to keep it locally costs only a refetch.
+    fn fetch_object(&self, digest: &Digest, path: &Path) -> Option<Vec<u8>> {
+        let bytes = self.remote.as_ref()?.object(digest)?;
+        let _ = write_atomically(&self.root.join("tmp"), path, &bytes);
+        Some(bytes)
     }
 
     /// Checks, without reading it, that the object a record points at is there with the size
@@ -155,7 +205,17 @@ impl Store {
                 let _ = fs::remove_file(&path);
                 Err(Corruption { path, what: format!("{} bytes where {} were stored", meta.len(), record.size) })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Corruption { path, what: "missing".into() }),
+            // On the remote with the recorded size: fetched (and re-hashed) when it is read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match &self.remote {
+                Some(_) if self.eager.load(Ordering::SeqCst) => {
+                    match self.fetch_object(&record.output_digest(), &path) {
+                        Some(bytes) if bytes.len() as u64 == record.size => Ok(()),
+                        _ => Err(Corruption { path, what: "missing".into() }),
+                    }
+                }
+                Some(remote) if remote.object_size(&record.output_digest()) == Some(record.size) => Ok(()),
+                _ => Err(Corruption { path, what: "missing".into() }),
+            },
             Err(e) => Err(Corruption { path, what: format!("unreadable: {e}") }),
         }
     }
@@ -164,12 +224,26 @@ impl Store {
         self.object_path(digest).exists()
     }
 
-    /// Looks up an action key; a torn or altered record is reported as corruption.
+    /// Looks up an action key (locally, then on the remote cache); a torn or altered record
+    /// is reported as corruption.
     pub fn lookup(&self, key: &Digest) -> Result<Option<ActionRecord>, Corruption> {
+        self.lookup_in(key, true)
+    }
+
+    /// [`Store::lookup`] in this machine's cache only: for records of what this checkout's
+    /// `out/` holds and of timings measured here, which mean nothing elsewhere (and whose
+    /// absence, the usual case, would cost a remote round trip in every no-op build).
+    pub fn lookup_local(&self, key: &Digest) -> Result<Option<ActionRecord>, Corruption> {
+        self.lookup_in(key, false)
+    }
+
+    fn lookup_in(&self, key: &Digest, remote: bool) -> Result<Option<ActionRecord>, Corruption> {
         let path = self.action_path(key);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(if remote { self.fetch_record(key, &path) } else { None });
+            }
             Err(e) => return Err(Corruption { path, what: format!("unreadable: {e}") }),
         };
         match decode_record(&bytes) {
@@ -181,8 +255,35 @@ impl Store {
         }
     }
 
-    pub fn record(&self, key: &Digest, record: &ActionRecord) -> io::Result<()> {
+    /// The record from the remote cache, checked and kept locally; a damaged one is a miss.
+    fn fetch_record(&self, key: &Digest, path: &Path) -> Option<ActionRecord> {
+        let remote = self.remote.as_ref()?;
+        let bytes = remote.record(key)?;
+        match decode_record(&bytes) {
+            Some(record) => {
+                let _ = write_atomically(&self.root.join("tmp"), path, &bytes);
+                Some(record)
+            }
+            None => {
+                remote.record_damaged(key);
+                None
+            }
+        }
+    }
+
+    /// Records `record` under `key` in this machine's cache only (see [`Store::lookup_local`]).
+    pub fn record_local(&self, key: &Digest, record: &ActionRecord) -> io::Result<()> {
         write_atomically(&self.root.join("tmp"), &self.action_path(key), &encode_record(record))
+    }
+
+    pub fn record(&self, key: &Digest, record: &ActionRecord) -> io::Result<()> {
+        let bytes = encode_record(record);
+        write_atomically(&self.root.join("tmp"), &self.action_path(key), &bytes)?;
+        if let Some(remote) = &self.remote {
+            let output = (record.output != [0; 32]).then(|| record.output_digest());
+            remote.upload_record(*key, bytes, output);
+        }
+        Ok(())
     }
 
     /// Every object file, for `cache stats|gc|verify`.

@@ -38,6 +38,8 @@ pub enum Event {
         target: String,
         stage: Stage,
         built: bool,
+        /// Reused from the remote cache (a local miss the remote answered).
+        remote: bool,
         key: Digest,
         ms: f64,
         /// `compile` only: the planned peak activation memory of `model.bin`.
@@ -59,6 +61,17 @@ pub struct BuildReport {
     pub cached: usize,
     pub thresholds_met: bool,
     pub ms: f64,
+    /// What the remote cache did in this build, when there is one.
+    pub remote: Option<RemoteReport>,
+}
+
+/// One build's use of the remote cache.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteReport {
+    /// The remote's URL, without credentials.
+    pub url: String,
+    pub mode: crate::project::remote::RemoteMode,
+    pub stats: super::remote::RemoteStats,
 }
 
 /// Where a build's events go: the caller's callback first, then the report.
@@ -163,7 +176,10 @@ impl Workspace {
         let text =
             std::fs::read_to_string(config_path).map_err(|e| vec![io_diag(config_path, &e, "the project file")])?;
         let config = parse_config(config_path, &text)?;
-        let store = Store::open(&config.cache_dir).map_err(|diag| vec![diag])?;
+        let mut store = Store::open(&config.cache_dir).map_err(|diag| vec![diag])?;
+        if let Some(settings) = super::remote::connect::settings(&config).map_err(|diag| vec![diag])? {
+            store = store.with_remote(super::remote::RemoteCache::open(&settings).map_err(|diag| vec![diag])?);
+        }
         let stamps = Stamps::load(&config.cache_dir.join("stamps"));
         Ok(Workspace {
             db: database(store),
@@ -783,6 +799,18 @@ impl Workspace {
         if let Err(e) = self.stamps.save(&stamps_path, &tmp) {
             sink.emit(Event::Warning(Diag::warning("qairt::cache::io", format!("cannot save file stamps: {e}"))));
         }
+        if let Some(remote) = self.db.services().store.remote() {
+            // The uploads this build started end before it does (each bounded by the timeout).
+            let (stats, warnings) = remote.finish();
+            for warning in warnings {
+                sink.emit(Event::Warning(warning));
+            }
+            if let Err(e) = super::remote::add_to_totals(&self.config.cache_dir, remote.shown(), &stats) {
+                let message = format!("cannot save the remote cache's figures: {e}");
+                sink.emit(Event::Warning(Diag::warning("qairt::cache::io", message)));
+            }
+            sink.report.remote = Some(RemoteReport { url: remote.shown().to_string(), mode: remote.mode(), stats });
+        }
         drop(lock);
         report.ms = started.elapsed().as_secs_f64() * 1000.0;
         report
@@ -851,7 +879,8 @@ impl Workspace {
                 Stage::Compile => postcard::from_bytes(&stages::compile_record(&self.db, project, target)?.meta).ok(),
                 _ => None,
             };
-            sink.emit(Event::Stage { target: name.to_string(), stage, built, key, ms, peak_activation_bytes });
+            let remote = !built && self.store().remote().is_some_and(|r| r.served(&key));
+            sink.emit(Event::Stage { target: name.to_string(), stage, built, remote, key, ms, peak_activation_bytes });
         }
         let record = verify_stage::verify_record(&self.db, project, target)?;
         let outcome: VerifyOutcome = postcard::from_bytes(&record.meta).map_err(super::convert::internal)?;

@@ -36,6 +36,9 @@ pub struct ProjectConfig {
     pub io: IoConfig,
     /// `[simulate]`: what a build writes besides the stages' outputs.
     pub simulate: SimulateConfig,
+    /// `[cache]`: the shared remote cache, when the file names one (the environment's
+    /// `QAIRT_REMOTE_CACHE` and `QAIRT_REMOTE_CACHE_MODE` win over it).
+    pub cache: CacheConfig,
     /// Where in `qairt.toml` each path was written, so a missing file points at its line.
     pub path_spans: BTreeMap<PathBuf, (usize, usize)>,
 }
@@ -75,6 +78,13 @@ pub struct VerifyConfig {
     pub debug: DebugSettings,
     /// `[verify] output_files`: how `out/<target>/outputs/` and `reference/` are written.
     pub output_files: OutputFiles,
+}
+
+/// `[cache]`: the remote cache of the project.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CacheConfig {
+    pub remote: Option<super::remote::RemoteSpec>,
+    pub mode: Option<super::remote::RemoteMode>,
 }
 
 /// `[simulate]`: opt-in views of the compiled program's run on the verify inputs. Neither
@@ -130,6 +140,14 @@ struct RawConfig {
     verify: Option<Spanned<RawVerify>>,
     io: Option<RawIo>,
     simulate: Option<RawSimulate>,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    remote: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -639,6 +657,7 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         debug: s.debug.unwrap_or(false),
         profile: s.profile.unwrap_or(false),
     });
+    let cache = cache_config(raw.cache.as_ref(), &mut check);
     let verify = VerifyConfig {
         input_list: resolve(&v.input_list),
         labels: v.labels.as_ref().map(resolve),
@@ -678,7 +697,29 @@ pub fn parse_config(file: &Path, text: &str) -> Result<ProjectConfig, Vec<Diag>>
         verify,
         io,
         simulate,
+        cache,
     })
+}
+
+/// `[cache] remote` and `mode`, each mistake at its line.
+fn cache_config(raw: Option<&RawCache>, check: &mut Checker) -> CacheConfig {
+    use super::remote::{RemoteMode, parse_remote_url};
+    let Some(raw) = raw else { return CacheConfig::default() };
+    let remote = raw.remote.as_ref().and_then(|url| match parse_remote_url(url.get_ref(), true) {
+        Ok(spec) => Some(spec),
+        Err(problem) => {
+            check.error(url, problem.message, problem.help);
+            None
+        }
+    });
+    let mode = raw.mode.as_ref().and_then(|mode| match RemoteMode::parse(mode.get_ref()) {
+        Ok(mode) => Some(mode),
+        Err(message) => {
+            check.error(mode, message, "mode = \"read\" lets this project only read the remote cache");
+            None
+        }
+    });
+    CacheConfig { remote, mode }
 }
 
 /// `out_dir` and `cache_dir` are removed whole by `qairt clean`: neither may be the project
@@ -1132,6 +1173,27 @@ min_sqnr_db = 25.0
         let diags = parse(&typo).unwrap_err();
         assert_eq!(line_of(&typo, &diags[0]), key_line);
         assert!(diags[0].help.as_deref().unwrap().contains("`profile`"), "{:?}", diags[0].help);
+    }
+
+    #[test]
+    fn the_cache_table_names_a_remote_without_credentials() {
+        use crate::project::remote::{RemoteBackend, RemoteMode};
+        let text = format!("{MINIMAL}\n[cache]\nremote = \"redis://127.0.0.1:6379\"\nmode = \"read\"\n");
+        let cache = parse(&text).unwrap().cache;
+        assert_eq!(
+            cache.remote.unwrap().backend,
+            RemoteBackend::Redis { endpoint: "tcp://127.0.0.1:6379".into(), db: 0 }
+        );
+        assert_eq!(cache.mode, Some(RemoteMode::Read));
+        assert_eq!(parse(MINIMAL).unwrap().cache, crate::project::CacheConfig::default());
+        let key_line = MINIMAL.lines().count() + 3;
+        let secret = format!("{MINIMAL}\n[cache]\nremote = \"redis://ci:hunter2@127.0.0.1:6379\"\n");
+        let diags = parse(&secret).unwrap_err();
+        assert_eq!(line_of(&secret, &diags[0]), key_line);
+        assert!(diags[0].help.as_deref().unwrap().contains("environment"), "{:?}", diags[0].help);
+        let mode = format!("{MINIMAL}\n[cache]\nmode = \"write-only\"\n");
+        let diags = parse(&mode).unwrap_err();
+        assert_eq!(line_of(&mode, &diags[0]), key_line);
     }
 
     #[test]

@@ -7,10 +7,11 @@ mod config;
 mod input_list;
 pub mod io;
 pub mod paths;
+pub mod remote;
 
 pub use config::{
-    CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, SimulateConfig, TargetConfig, Thresholds, VerifyConfig,
-    parse_config,
+    CacheConfig, CalibrationConfig, ModelConfig, OutputFiles, ProjectConfig, SimulateConfig, TargetConfig, Thresholds,
+    VerifyConfig, parse_config,
 };
 pub use input_list::{Entry, InputList, Sample, parse_input_list};
 

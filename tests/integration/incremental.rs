@@ -146,12 +146,14 @@ fn a_corrupt_cache_object_is_a_warning_and_a_rebuild_with_the_right_result() {
     let p = Project::digits();
     p.build().assert_ok();
     let model_bin = std::fs::read(p.path("out/htp-w8a8/model.bin")).unwrap();
-    // Damage every object in the store; keep the action records.
+    // Damage every object in the store (the empty one, of records that carry only facts,
+    // cannot be); keep the action records.
     for object in walk(&p.path("cache/objects")) {
         let mut bytes = std::fs::read(&object).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x55;
-        std::fs::write(&object, bytes).unwrap();
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0x55;
+            std::fs::write(&object, bytes).unwrap();
+        }
     }
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let b = p.build();

@@ -17,6 +17,7 @@ mod qdq_export;
 mod qdq_input;
 mod quant_features;
 mod real_inputs;
+mod remote_cache;
 mod safety;
 mod specialize;
 mod sweep;
