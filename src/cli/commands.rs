@@ -102,7 +102,9 @@ fn print_verdicts(verdicts: &[engine::StageVerdict], format: MessageFormat) {
     for v in verdicts {
         if format == MessageFormat::Json {
             let (status, detail) = match &v.verdict {
-                Verdict::Fresh { key } => ("fresh", serde_json::json!({"key": key})),
+                Verdict::Fresh { key, remote } => {
+                    ("fresh", serde_json::json!({"key": key, "from": if *remote { "remote" } else { "local" }}))
+                }
                 Verdict::Rebuilds { reason } => ("rebuilds", serde_json::json!({"reason": reason})),
                 Verdict::Fails { reason } => ("fails", serde_json::json!({"reason": reason})),
             };
@@ -120,7 +122,12 @@ fn print_verdicts(verdicts: &[engine::StageVerdict], format: MessageFormat) {
         }
         let name = v.stage.name();
         match &v.verdict {
-            Verdict::Fresh { key } => println!("  {name:<10} fresh: the next build reuses it (key {})", &key[..16]),
+            Verdict::Fresh { key, remote: false } => {
+                println!("  {name:<10} fresh: the next build reuses it (key {})", &key[..16])
+            }
+            Verdict::Fresh { key, remote: true } => {
+                println!("  {name:<10} fresh: the next build reuses it from the remote cache (key {})", &key[..16])
+            }
             Verdict::Rebuilds { reason } => println!("  {name:<10} rebuilds: {reason}"),
             Verdict::Fails { reason } => println!("  {name:<10} fails: {reason}"),
         }

@@ -161,8 +161,9 @@ pub struct StageVerdict {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Reused from the cache (the action key).
-    Fresh { key: String },
+    /// Reused from the cache (the action key; `remote`: found in the remote cache, not yet in
+    /// this machine's).
+    Fresh { key: String, remote: bool },
     /// Run again, and why (the inputs that changed, or the upstream stage that is stale).
     Rebuilds { reason: String },
     /// Fails (the first diagnostic's message).
@@ -195,7 +196,10 @@ pub fn explain(ws: &mut Workspace, target: Option<&str>, only: Option<Stage>) ->
                 continue;
             }
             let verdict = match status {
-                Ok(key) => Verdict::Fresh { key: key.to_hex().to_string() },
+                Ok(key) => Verdict::Fresh {
+                    key: key.to_hex().to_string(),
+                    remote: ws.store().remote().is_some_and(|r| r.served(&key)),
+                },
                 Err(failed) if !is_stale(&failed) => {
                     Verdict::Fails { reason: failed.0.first().map(|d| d.message.clone()).unwrap_or_default() }
                 }

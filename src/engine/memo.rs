@@ -115,7 +115,7 @@ where
         )
     };
     match services.store.lookup(&key) {
-        Ok(Some(record)) => match services.store.check_object(&record) {
+        Ok(Some(record)) => match services.store.check_object(&key, &record) {
             Ok(()) => return Ok(Record { key, output: record.output_digest(), meta: record.meta }),
             // Rebuilt now, so the damage is repaired in the build that found it rather than
             // surfacing (or not) whenever a later build happens to read the object.

@@ -197,7 +197,11 @@ impl Store {
     /// the record says: a cache hit costs one `stat`, yet an object truncated by a crash or a
     /// full disk is found (and removed, so the rebuild can store it again) in the build that
     /// would have used it. A same-size alteration is found when the object is read (hashed).
-    pub fn check_object(&self, record: &ActionRecord) -> Result<(), Corruption> {
+    ///
+    /// With a remote cache, an object only the remote has counts (and the action `key` is
+    /// then reported as reused from the remote, though its record may be local: `explain`
+    /// keeps the records it fetched).
+    pub fn check_object(&self, key: &Digest, record: &ActionRecord) -> Result<(), Corruption> {
         let path = self.object_path(&record.output_digest());
         match fs::metadata(&path) {
             Ok(meta) if meta.len() == record.size => Ok(()),
@@ -206,16 +210,19 @@ impl Store {
                 Err(Corruption { path, what: format!("{} bytes where {} were stored", meta.len(), record.size) })
             }
             // On the remote with the recorded size: fetched (and re-hashed) when it is read.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match &self.remote {
-                Some(_) if self.eager.load(Ordering::SeqCst) => {
-                    match self.fetch_object(&record.output_digest(), &path) {
-                        Some(bytes) if bytes.len() as u64 == record.size => Ok(()),
-                        _ => Err(Corruption { path, what: "missing".into() }),
-                    }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(remote) = &self.remote else { return Err(Corruption { path, what: "missing".into() }) };
+                let there = if self.eager.load(Ordering::SeqCst) {
+                    self.fetch_object(&record.output_digest(), &path).is_some_and(|b| b.len() as u64 == record.size)
+                } else {
+                    remote.object_size(&record.output_digest()) == Some(record.size)
+                };
+                if !there {
+                    return Err(Corruption { path, what: "missing".into() });
                 }
-                Some(remote) if remote.object_size(&record.output_digest()) == Some(record.size) => Ok(()),
-                _ => Err(Corruption { path, what: "missing".into() }),
-            },
+                remote.mark_served(key);
+                Ok(())
+            }
             Err(e) => Err(Corruption { path, what: format!("unreadable: {e}") }),
         }
     }

@@ -351,6 +351,11 @@ impl RemoteCache {
         Some(bytes)
     }
 
+    /// Notes that the action `key` was answered by the remote (its object is there).
+    pub fn mark_served(&self, key: &Digest) {
+        lock(&self.served).insert(*key);
+    }
+
     /// Whether the action `key` was answered by the remote in this process.
     pub fn served(&self, key: &Digest) -> bool {
         lock(&self.served).contains(key)
