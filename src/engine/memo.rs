@@ -17,9 +17,10 @@ use crate::diag::Diag;
 use super::db::{BuiltEvent, Db, Failed, Stage, lock, volatile};
 use super::store::{ActionRecord, Digest};
 
-/// Bumped whenever any stage's output format or semantics change: old cache entries are
-/// then simply never looked up again.
-const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 19");
+/// In every key: qairt's version and a hash of its source (`build.rs`), so that a change of
+/// qairt, released or not, never reuses results an older qairt stored (in the local cache or
+/// in a remote one shared with runners on other commits).
+const ENGINE_SALT: &str = concat!("qairt ", env!("CARGO_PKG_VERSION"), " engine 19 source ", env!("QAIRT_SOURCE_HASH"));
 
 /// Builds an action key from labelled parts; labels keep `("a","bc")` and `("ab","c")` apart.
 pub struct KeyBuilder(blake3::Hasher);
